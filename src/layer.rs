@@ -1,0 +1,356 @@
+//! A perforated convolution layer as pure data, and the schedule of kernel launches
+//! that both executors (CPU and GPU) follow.
+
+use crate::error::{to_u32, Error, Result};
+use crate::geometry::ConvGeometry;
+use crate::mask::{InterpMap, Mask};
+use crate::params::{GatherInterpParams, Im2colMaskedParams, MatmulTiledParams};
+
+/// A convolution with its weights, its mask and interpolation map, and (when its input
+/// is the compact output of a previous perforated layer) the map to read that input
+/// through.
+///
+/// This is a description only; [`crate::cpu::CpuConv`] and [`crate::gpu::GpuConv`]
+/// compile it for execution.
+#[derive(Clone, Debug)]
+pub struct ConvLayer {
+    geometry: ConvGeometry,
+    weights: Vec<f32>,
+    bias: Vec<f32>,
+    mask: Mask,
+    map: InterpMap,
+    input_map: Option<InterpMap>,
+    relu: bool,
+}
+
+impl ConvLayer {
+    /// A dense (unperforated) layer. `weights` are OIHW,
+    /// `[out_channels, in_channels / groups, kernel_h, kernel_w]`; `bias` has one entry
+    /// per output channel (zeros when `None`).
+    pub fn new(geometry: ConvGeometry, weights: Vec<f32>, bias: Option<Vec<f32>>) -> Result<Self> {
+        geometry.validate()?;
+        if weights.len() != geometry.weight_len() {
+            return Err(Error::shape(
+                format!(
+                    "conv weights [{}, {}, {}, {}]",
+                    geometry.out_channels,
+                    geometry.in_channels_per_group(),
+                    geometry.kernel_h,
+                    geometry.kernel_w
+                ),
+                geometry.weight_len(),
+                weights.len(),
+            ));
+        }
+        let bias = bias.unwrap_or_else(|| vec![0.0; geometry.out_channels]);
+        if bias.len() != geometry.out_channels {
+            return Err(Error::shape("conv bias", geometry.out_channels, bias.len()));
+        }
+        let mask = Mask::dense(geometry.out_h(), geometry.out_w())?;
+        let map = mask.interpolation_map(0);
+        Ok(ConvLayer {
+            geometry,
+            weights,
+            bias,
+            mask,
+            map,
+            input_map: None,
+            relu: false,
+        })
+    }
+
+    /// Perforates the layer with `mask`; equidistant positions of the interpolation map
+    /// are resolved with `tie_seed`.
+    pub fn with_mask(mut self, mask: Mask, tie_seed: u64) -> Result<Self> {
+        let (h, w) = (self.geometry.out_h(), self.geometry.out_w());
+        if (mask.height(), mask.width()) != (h, w) {
+            return Err(Error::Mask(format!(
+                "mask is {}x{} but the layer's output map is {h}x{w}",
+                mask.height(),
+                mask.width()
+            )));
+        }
+        self.map = mask.interpolation_map(tie_seed);
+        self.mask = mask;
+        Ok(self)
+    }
+
+    /// Perforates the layer with a seeded uniform-random mask of kept fraction `q`.
+    pub fn with_uniform_perforation(self, kept_fraction: f64, seed: u64) -> Result<Self> {
+        let mask = Mask::uniform(
+            self.geometry.out_h(),
+            self.geometry.out_w(),
+            kept_fraction,
+            seed,
+        )?;
+        self.with_mask(mask, seed)
+    }
+
+    /// Declares the input compact: the `[batch, in_channels, N_prev]` output of a previous
+    /// perforated layer whose interpolation map (covering this layer's H×W input) is
+    /// `map`. Reads then go through the map (implicit interpolation).
+    pub fn with_input_map(mut self, map: InterpMap) -> Result<Self> {
+        let (h, w) = (self.geometry.in_h, self.geometry.in_w);
+        if (map.height(), map.width()) != (h, w) {
+            return Err(Error::Mask(format!(
+                "input interpolation map is {}x{} but the layer's input is {h}x{w}",
+                map.height(),
+                map.width()
+            )));
+        }
+        self.input_map = Some(map);
+        Ok(self)
+    }
+
+    /// Fuses a ReLU after the bias.
+    pub fn with_relu(mut self, relu: bool) -> Self {
+        self.relu = relu;
+        self
+    }
+
+    /// The convolution's shape.
+    pub fn geometry(&self) -> &ConvGeometry {
+        &self.geometry
+    }
+
+    /// OIHW weights.
+    pub fn weights(&self) -> &[f32] {
+        &self.weights
+    }
+
+    /// Bias, one per output channel.
+    pub fn bias(&self) -> &[f32] {
+        &self.bias
+    }
+
+    /// The mask of computed output positions.
+    pub fn mask(&self) -> &Mask {
+        &self.mask
+    }
+
+    /// The output interpolation map (compact → dense).
+    pub fn interpolation_map(&self) -> &InterpMap {
+        &self.map
+    }
+
+    /// The map a compact input is read through, if the input is compact.
+    pub fn input_map(&self) -> Option<&InterpMap> {
+        self.input_map.as_ref()
+    }
+
+    /// Whether a ReLU follows the bias.
+    pub fn relu(&self) -> bool {
+        self.relu
+    }
+
+    /// Elements per input channel plane: H·W, or N_prev for a compact input.
+    pub fn input_plane(&self) -> usize {
+        match &self.input_map {
+            Some(m) => m.compact_len(),
+            None => self.geometry.in_h * self.geometry.in_w,
+        }
+    }
+
+    /// Expected input shape: `[B, C, H, W]`, or `[B, C, N_prev]` for a compact input.
+    pub fn input_shape(&self) -> Vec<usize> {
+        let g = &self.geometry;
+        match &self.input_map {
+            Some(m) => vec![g.batch, g.in_channels, m.compact_len()],
+            None => vec![g.batch, g.in_channels, g.in_h, g.in_w],
+        }
+    }
+
+    /// Shape of the compact output, `[B, T, N]`.
+    pub fn compact_output_shape(&self) -> [usize; 3] {
+        [
+            self.geometry.batch,
+            self.geometry.out_channels,
+            self.mask.len(),
+        ]
+    }
+
+    /// Shape of the dense output, `[B, T, H', W']`.
+    pub fn dense_output_shape(&self) -> [usize; 4] {
+        let g = &self.geometry;
+        [g.batch, g.out_channels, g.out_h(), g.out_w()]
+    }
+
+    /// FLOPs of one run over the whole batch with this mask.
+    pub fn flops(&self) -> u64 {
+        self.geometry.batch as u64 * self.geometry.flops(self.mask.len())
+    }
+
+    /// FLOPs of one run of the unperforated layer.
+    pub fn dense_flops(&self) -> u64 {
+        self.geometry.batch as u64 * self.geometry.dense_flops()
+    }
+
+    /// Theoretical speedup over the dense layer, H'W'/N = 1/q.
+    pub fn theoretical_speedup(&self) -> f64 {
+        self.dense_flops() as f64 / self.flops() as f64
+    }
+
+    /// Weights as the GEMM's A matrix: `[T, lda]` row-major, rows of k = kh·kw·C/groups
+    /// values (channel, ky, kx) zero-padded to `lda`, a multiple of 4 (vec4 loads).
+    pub(crate) fn packed_weights(&self) -> (Vec<f32>, usize) {
+        let k = self.geometry.k_per_group();
+        let lda = k.next_multiple_of(4);
+        let mut a = vec![0.0f32; self.geometry.out_channels * lda];
+        for (dst, src) in a.chunks_exact_mut(lda).zip(self.weights.chunks_exact(k)) {
+            dst[..k].copy_from_slice(src);
+        }
+        (a, lda)
+    }
+}
+
+/// In what form a layer hands its output back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OutputForm {
+    /// `[B, T, H', W']`, skipped positions filled through the interpolation map.
+    #[default]
+    Dense,
+    /// `[B, T, N]`, the computed positions only (feed it to a layer built
+    /// [`ConvLayer::with_input_map`] with this layer's map).
+    Compact,
+}
+
+/// Execution settings shared by both executors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConvSettings {
+    /// Output form.
+    pub output: OutputForm,
+    /// Images stacked into one GEMM (microbatching); `None` means ⌊1/q⌋ as in the
+    /// reference code, so a perforated GEMM keeps roughly its dense width.
+    pub images_per_gemm: Option<usize>,
+    /// Upper bound on the bytes of one im2col chunk. `None` uses the executor's default
+    /// (the device's storage-binding limit on the GPU). Tests set it small to force
+    /// chunking.
+    pub max_chunk_bytes: Option<u64>,
+}
+
+/// One launch pair of the schedule: build the columns of one group and one chunk, then
+/// multiply them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvStep {
+    /// Parameters of `im2col_masked`.
+    pub im2col: Im2colMaskedParams,
+    /// Parameters of `matmul_tiled`.
+    pub matmul: MatmulTiledParams,
+}
+
+/// The kernel launches of one layer run, resolved once: both executors walk the same
+/// steps, so CPU and GPU results differ only by floating-point summation order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConvSchedule {
+    /// Launch pairs in order (chunks outer, groups inner).
+    pub steps: Vec<ConvStep>,
+    /// Floats of the column buffer: k · (chunk columns rounded up to 4).
+    pub col_len: usize,
+    /// The final gather, when a dense output is asked for and the mask is not dense.
+    pub gather: Option<GatherInterpParams>,
+    /// Images per GEMM actually used.
+    pub images_per_gemm: usize,
+    /// Columns per GEMM chunk.
+    pub chunk_cols: usize,
+}
+
+impl ConvSchedule {
+    /// Resolves the launches of `layer` under `settings`, with column chunks no larger than
+    /// `limit_bytes` (the executor's own bound; `settings.max_chunk_bytes` can only lower it).
+    pub fn new(layer: &ConvLayer, settings: &ConvSettings, limit_bytes: u64) -> Result<Self> {
+        let g = layer.geometry();
+        let n = layer.mask().len();
+        let k = g.k_per_group();
+        let batch_cols = g.batch * n;
+        let images_per_gemm = match settings.images_per_gemm {
+            Some(0) => {
+                return Err(Error::InvalidArgument(
+                    "images_per_gemm must be at least 1".into(),
+                ))
+            }
+            Some(i) => i.min(g.batch),
+            None => (g.out_positions() / n).clamp(1, g.batch),
+        };
+        let limit = settings
+            .max_chunk_bytes
+            .map_or(limit_bytes, |s| s.min(limit_bytes));
+        let cap_cols = usize::try_from(limit / (4 * k as u64)).unwrap_or(usize::MAX) / 4 * 4;
+        if cap_cols == 0 {
+            return Err(Error::TooLarge(format!(
+                "chunk limit of {limit} bytes cannot hold 4 im2col columns of {k} values"
+            )));
+        }
+        let chunk_cols = (images_per_gemm * n).min(cap_cols);
+        let col_len = k * chunk_cols.next_multiple_of(4);
+
+        let (cg, tg) = (g.in_channels_per_group(), g.out_channels_per_group());
+        let mut steps = Vec::new();
+        for col_start in (0..batch_cols).step_by(chunk_cols) {
+            let cols = chunk_cols.min(batch_cols - col_start);
+            let ldb = to_u32(cols.next_multiple_of(4), "im2col row stride")?;
+            for group in 0..g.groups {
+                let im2col = Im2colMaskedParams {
+                    in_h: to_u32(g.in_h, "input height")?,
+                    in_w: to_u32(g.in_w, "input width")?,
+                    in_plane: to_u32(layer.input_plane(), "input plane")?,
+                    channels: to_u32(g.in_channels, "input channels")?,
+                    channel_offset: to_u32(group * cg, "channel offset")?,
+                    group_channels: to_u32(cg, "channels per group")?,
+                    kernel_h: to_u32(g.kernel_h, "kernel height")?,
+                    kernel_w: to_u32(g.kernel_w, "kernel width")?,
+                    stride_h: to_u32(g.stride_h, "stride")?,
+                    stride_w: to_u32(g.stride_w, "stride")?,
+                    pad_top: to_u32(g.pad_top, "padding")?,
+                    pad_left: to_u32(g.pad_left, "padding")?,
+                    dilation_h: to_u32(g.dilation_h, "dilation")?,
+                    dilation_w: to_u32(g.dilation_w, "dilation")?,
+                    out_w: to_u32(g.out_w(), "output width")?,
+                    n_pos: to_u32(n, "mask length")?,
+                    col_start: to_u32(col_start, "column")?,
+                    cols: to_u32(cols, "columns")?,
+                    ldb,
+                    use_in_map: u32::from(layer.input_map().is_some()),
+                };
+                let matmul = MatmulTiledParams {
+                    m: to_u32(tg, "output channels per group")?,
+                    n: to_u32(cols, "columns")?,
+                    k: to_u32(k, "GEMM depth")?,
+                    lda: to_u32(k.next_multiple_of(4), "weight row stride")?,
+                    ldb,
+                    a_row_offset: to_u32(group * tg, "weight row")?,
+                    relu: u32::from(layer.relu()),
+                    col_start: to_u32(col_start, "column")?,
+                    n_pos: to_u32(n, "mask length")?,
+                    out_channels: to_u32(g.out_channels, "output channels")?,
+                    out_channel_offset: to_u32(group * tg, "output channel offset")?,
+                    _pad: 0,
+                };
+                steps.push(ConvStep { im2col, matmul });
+            }
+        }
+        let gather = match settings.output {
+            OutputForm::Dense if !layer.mask().is_dense() => Some(GatherInterpParams {
+                n_pos: to_u32(n, "mask length")?,
+                plane: to_u32(g.out_positions(), "output plane")?,
+                planes: to_u32(g.batch * g.out_channels, "output planes")?,
+                _pad: 0,
+            }),
+            _ => None,
+        };
+        Ok(ConvSchedule {
+            steps,
+            col_len,
+            gather,
+            images_per_gemm,
+            chunk_cols,
+        })
+    }
+
+    /// The shape the run returns.
+    pub fn output_shape(layer: &ConvLayer, settings: &ConvSettings) -> Vec<usize> {
+        match settings.output {
+            OutputForm::Dense => layer.dense_output_shape().to_vec(),
+            OutputForm::Compact => layer.compact_output_shape().to_vec(),
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Parameter blocks of the kernels, shared by the CPU twins and the WGSL shaders.
+//!
+//! Each struct is `#[repr(C)]`, made of `u32` fields only, a multiple of 16 bytes, and
+//! mirrored field by field by a `struct Params` at the top of the shader of the same
+//! name (`tests/shaders.rs` checks the sizes and field names with naga).
+
+use bytemuck::{Pod, Zeroable};
+
+/// `im2col_masked`: builds the `rows × ldb` column matrix of one group for the output
+/// columns `col_start .. col_start + cols` (column = image · n_pos + mask entry), with
+/// `rows = group_channels · kernel_h · kernel_w` ordered (channel, ky, kx).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Im2colMaskedParams {
+    /// Dense input height H (bounds for padding).
+    pub in_h: u32,
+    /// Dense input width W.
+    pub in_w: u32,
+    /// Elements per input channel plane: H·W for a dense input, N_prev for a compact one.
+    pub in_plane: u32,
+    /// Input channels C of the whole tensor (batch stride is C·in_plane).
+    pub channels: u32,
+    /// First input channel of this group.
+    pub channel_offset: u32,
+    /// Input channels per group C/groups.
+    pub group_channels: u32,
+    /// Kernel height.
+    pub kernel_h: u32,
+    /// Kernel width.
+    pub kernel_w: u32,
+    /// Vertical stride.
+    pub stride_h: u32,
+    /// Horizontal stride.
+    pub stride_w: u32,
+    /// Padding above.
+    pub pad_top: u32,
+    /// Padding left.
+    pub pad_left: u32,
+    /// Vertical dilation.
+    pub dilation_h: u32,
+    /// Horizontal dilation.
+    pub dilation_w: u32,
+    /// Output width W' (to split a mask position into y, x).
+    pub out_w: u32,
+    /// Mask entries per image N.
+    pub n_pos: u32,
+    /// First global column (image·N + entry) of this chunk.
+    pub col_start: u32,
+    /// Columns in this chunk.
+    pub cols: u32,
+    /// Row stride of the column matrix (cols rounded up to a multiple of 4; the padding
+    /// columns are written as 0).
+    pub ldb: u32,
+    /// 1 when the input is compact and read through the input interpolation map.
+    pub use_in_map: u32,
+}
+
+/// `matmul_tiled`: `out = act(A · B + bias)` for one group and one chunk of columns,
+/// where A is `m × k` (row stride `lda`, starting at row `a_row_offset`) and B is the
+/// `k × cols` column matrix (row stride `ldb`). Column j of the product lands at
+/// `out[(img · out_channels + out_channel_offset + row) · n_pos + pos]` with
+/// `img, pos = divmod(col_start + j, n_pos)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct MatmulTiledParams {
+    /// Rows of A and of the product (output channels of this group).
+    pub m: u32,
+    /// Columns of B and of the product in this chunk.
+    pub n: u32,
+    /// Inner dimension.
+    pub k: u32,
+    /// Row stride of A, a multiple of 4 (zero-padded beyond k).
+    pub lda: u32,
+    /// Row stride of B, a multiple of 4.
+    pub ldb: u32,
+    /// First row of A (and entry of bias) used by this group.
+    pub a_row_offset: u32,
+    /// 1 to apply ReLU after the bias.
+    pub relu: u32,
+    /// First global column of this chunk.
+    pub col_start: u32,
+    /// Positions per image in the output (N).
+    pub n_pos: u32,
+    /// Channels of the whole output tensor.
+    pub out_channels: u32,
+    /// First output channel written by this group.
+    pub out_channel_offset: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad: u32,
+}
+
+/// `gather_interp`: `dense[t, p] = compact[t, map[p]]` for `planes` channel planes
+/// (batch · channels) of `plane = H'·W'` dense and `n_pos` compact entries.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct GatherInterpParams {
+    /// Compact entries per plane N.
+    pub n_pos: u32,
+    /// Dense positions per plane H'·W'.
+    pub plane: u32,
+    /// Number of planes (batch · channels).
+    pub planes: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad: u32,
+}

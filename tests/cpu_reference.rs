@@ -1,0 +1,141 @@
+//! The CPU path against a naive direct convolution accumulated in f64.
+
+mod common;
+
+use common::{assert_close, sweep, Keep, Problem};
+use perforate::cpu::CpuConv;
+use perforate::{ConvGeometry, ConvSettings, OutputForm};
+
+const TOL: f64 = 1e-4;
+
+#[test]
+fn sweep_dense_output_matches_naive_reference() {
+    let problems = sweep();
+    assert!(problems.len() > 90);
+    for p in problems {
+        let built = p.build();
+        let conv = CpuConv::new(&built.layer, ConvSettings::default()).unwrap();
+        let out = conv.run(built.input.view()).unwrap();
+        assert_eq!(out.shape(), built.layer.dense_output_shape());
+        assert_close(&p.label(), out.as_slice().unwrap(), &built.dense_ref, TOL);
+    }
+}
+
+#[test]
+fn sweep_compact_output_matches_naive_reference() {
+    for p in sweep() {
+        let built = p.build();
+        let settings = ConvSettings {
+            output: OutputForm::Compact,
+            ..Default::default()
+        };
+        let out = CpuConv::new(&built.layer, settings)
+            .unwrap()
+            .run(built.input.view())
+            .unwrap();
+        assert_eq!(out.shape(), built.layer.compact_output_shape());
+        assert_close(&p.label(), out.as_slice().unwrap(), &built.compact_ref, TOL);
+    }
+}
+
+/// Microbatching and chunking change how columns are grouped into GEMMs (chunks may
+/// straddle images), never the result.
+#[test]
+fn microbatching_and_chunking_do_not_change_results() {
+    let cases = [
+        (
+            "5x5 groups",
+            ConvGeometry::new(6, 17, 17, 8, 5, 5)
+                .with_padding(2)
+                .with_groups(2),
+        ),
+        ("3x3", ConvGeometry::new(4, 13, 11, 6, 3, 3).with_padding(1)),
+    ];
+    for (name, g) in cases {
+        for keep in [0.25, 0.5, 1.0] {
+            let p = Problem {
+                name,
+                geometry: g.with_batch(5),
+                keep: Keep::Frac(keep),
+                compact_input: false,
+                relu: true,
+                seed: 9,
+            };
+            let built = p.build();
+            let k = (g.k_per_group() * 4) as u64;
+            for (images_per_gemm, max_chunk_bytes) in [
+                (Some(1), None),
+                (Some(2), None),
+                (Some(5), None),
+                (None, Some(4 * k)),
+                (Some(5), Some(52 * k)),
+            ] {
+                let settings = ConvSettings {
+                    images_per_gemm,
+                    max_chunk_bytes,
+                    ..Default::default()
+                };
+                let conv = CpuConv::new(&built.layer, settings).unwrap();
+                let label = format!(
+                    "{} ipg={images_per_gemm:?} chunk={max_chunk_bytes:?}",
+                    p.label()
+                );
+                if let Some(bytes) = max_chunk_bytes {
+                    assert!(
+                        conv.schedule().chunk_cols as u64 <= bytes / k,
+                        "{label}: chunk not bounded"
+                    );
+                }
+                let out = conv.run(built.input.view()).unwrap();
+                assert_close(&label, out.as_slice().unwrap(), &built.dense_ref, TOL);
+            }
+        }
+    }
+}
+
+#[test]
+fn default_microbatch_is_floor_of_inverse_kept_fraction() {
+    let g = ConvGeometry::new(2, 8, 8, 2, 3, 3)
+        .with_padding(1)
+        .with_batch(8);
+    for (q, expected) in [(1.0, 1), (0.5, 2), (0.3, 3), (0.25, 4), (0.1, 8)] {
+        let layer = perforate::ConvLayer::new(g, vec![0.0; g.weight_len()], None)
+            .unwrap()
+            .with_uniform_perforation(q, 3)
+            .unwrap();
+        let conv = CpuConv::new(&layer, ConvSettings::default()).unwrap();
+        assert_eq!(conv.schedule().images_per_gemm, expected, "q = {q}");
+        assert_eq!(
+            conv.schedule().chunk_cols,
+            expected * layer.mask().len(),
+            "q = {q}"
+        );
+    }
+}
+
+#[test]
+fn one_compiled_layer_runs_many_inputs() {
+    let g = ConvGeometry::new(3, 9, 9, 4, 3, 3).with_padding(1);
+    let p = Problem {
+        name: "3x3",
+        geometry: g,
+        keep: Keep::Frac(0.5),
+        compact_input: false,
+        relu: false,
+        seed: 4,
+    };
+    let a = p.build();
+    let other = Problem {
+        seed: 5,
+        ..p.clone()
+    }
+    .build()
+    .input;
+    let conv = CpuConv::new(&a.layer, ConvSettings::default()).unwrap();
+    let first = conv.run(a.input.view()).unwrap();
+    let between = conv.run(other.view()).unwrap();
+    let again = conv.run(a.input.view()).unwrap();
+    assert_eq!(first, again);
+    assert_ne!(first, between);
+    assert_close("first run", first.as_slice().unwrap(), &a.dense_ref, TOL);
+}

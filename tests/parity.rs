@@ -1,0 +1,163 @@
+//! GPU against CPU: every problem of the sweep, dense and compact outputs, microbatching
+//! and forced chunking. Skips (with a printed reason) without an adapter unless
+//! `PERFORATE_REQUIRE_GPU=1`.
+
+mod common;
+
+use common::{assert_close, gpu_or_skip, sweep, to_f64, Keep, Problem};
+use perforate::cpu::CpuConv;
+use perforate::gpu::GpuConv;
+use perforate::{ConvGeometry, ConvSettings, OutputForm};
+
+const TOL: f64 = 1e-4;
+
+fn check(ctx: &perforate::gpu::GpuContext, p: &Problem, settings: ConvSettings) {
+    let built = p.build();
+    let cpu = CpuConv::new(&built.layer, settings)
+        .unwrap()
+        .run(built.input.view())
+        .unwrap();
+    let gpu = GpuConv::new(ctx, &built.layer, settings).unwrap();
+    let out = gpu.run(built.input.view()).unwrap();
+    assert_eq!(out.shape(), cpu.shape());
+    let label = format!("{} {settings:?}", p.label());
+    assert_close(
+        &label,
+        out.as_slice().unwrap(),
+        &to_f64(cpu.as_slice().unwrap()),
+        TOL,
+    );
+    // And directly against the f64 reference, so that a shared CPU/GPU mistake cannot hide.
+    let reference = match settings.output {
+        OutputForm::Dense => &built.dense_ref,
+        OutputForm::Compact => &built.compact_ref,
+    };
+    assert_close(&label, out.as_slice().unwrap(), reference, TOL);
+}
+
+#[test]
+fn sweep_dense_output_gpu_matches_cpu() {
+    let Some(ctx) = gpu_or_skip("sweep_dense_output_gpu_matches_cpu") else {
+        return;
+    };
+    for p in sweep() {
+        check(&ctx, &p, ConvSettings::default());
+    }
+}
+
+#[test]
+fn sweep_compact_output_gpu_matches_cpu() {
+    let Some(ctx) = gpu_or_skip("sweep_compact_output_gpu_matches_cpu") else {
+        return;
+    };
+    for p in sweep().into_iter().filter(|p| p.geometry.batch == 3) {
+        check(
+            &ctx,
+            &p,
+            ConvSettings {
+                output: OutputForm::Compact,
+                ..Default::default()
+            },
+        );
+    }
+}
+
+#[test]
+fn chunked_and_microbatched_gpu_matches_cpu() {
+    let Some(ctx) = gpu_or_skip("chunked_and_microbatched_gpu_matches_cpu") else {
+        return;
+    };
+    let g = ConvGeometry::new(6, 17, 17, 8, 5, 5)
+        .with_padding(2)
+        .with_groups(2)
+        .with_batch(3);
+    let k = (g.k_per_group() * 4) as u64;
+    for keep in [0.25, 1.0] {
+        for compact_input in [false, true] {
+            let p = Problem {
+                name: "5x5 groups",
+                geometry: g,
+                keep: Keep::Frac(keep),
+                compact_input,
+                relu: true,
+                seed: 31,
+            };
+            for (images_per_gemm, max_chunk_bytes) in [
+                (Some(1), None),
+                (Some(3), None),
+                (None, Some(40 * k)),
+                (Some(3), Some(100 * k)),
+            ] {
+                let settings = ConvSettings {
+                    images_per_gemm,
+                    max_chunk_bytes,
+                    ..Default::default()
+                };
+                if let Some(bytes) = max_chunk_bytes {
+                    let conv = GpuConv::new(&ctx, &p.build().layer, settings).unwrap();
+                    assert!(
+                        conv.schedule().steps.len() > 2 * g.groups,
+                        "chunking was not forced"
+                    );
+                    assert!(conv.schedule().chunk_cols as u64 <= bytes / k);
+                }
+                check(&ctx, &p, settings);
+            }
+        }
+    }
+}
+
+/// A tile-sized GEMM: more than one 64×64 workgroup tile in both directions, k not a
+/// multiple of 16, so partial tiles and the zero-padded vec4 loads are exercised.
+#[test]
+fn multi_tile_gemm_gpu_matches_cpu() {
+    let Some(ctx) = gpu_or_skip("multi_tile_gemm_gpu_matches_cpu") else {
+        return;
+    };
+    let g = ConvGeometry::new(7, 12, 12, 70, 3, 3)
+        .with_padding(1)
+        .with_batch(2);
+    for keep in [1.0, 0.6] {
+        let p = Problem {
+            name: "70 channels",
+            geometry: g,
+            keep: Keep::Frac(keep),
+            compact_input: false,
+            relu: false,
+            seed: 77,
+        };
+        check(&ctx, &p, ConvSettings::default());
+    }
+}
+
+#[test]
+fn gpu_layer_runs_many_inputs() {
+    let Some(ctx) = gpu_or_skip("gpu_layer_runs_many_inputs") else {
+        return;
+    };
+    let g = ConvGeometry::new(3, 9, 9, 4, 3, 3)
+        .with_padding(1)
+        .with_batch(2);
+    let p = Problem {
+        name: "3x3",
+        geometry: g,
+        keep: Keep::Frac(0.5),
+        compact_input: false,
+        relu: false,
+        seed: 4,
+    };
+    let a = p.build();
+    let other = Problem {
+        seed: 5,
+        ..p.clone()
+    }
+    .build()
+    .input;
+    let conv = GpuConv::new(&ctx, &a.layer, ConvSettings::default()).unwrap();
+    let first = conv.run(a.input.view()).unwrap();
+    let between = conv.run(other.view()).unwrap();
+    let again = conv.run(a.input.view()).unwrap();
+    assert_eq!(first, again);
+    assert_ne!(first, between);
+    assert_close("first run", first.as_slice().unwrap(), &a.dense_ref, TOL);
+}

@@ -1,0 +1,140 @@
+//! Every shader parses and validates with naga, and each kernel's WGSL `Params` struct
+//! mirrors its Rust twin: same size, same field names in the same order, 4-byte fields.
+
+use perforate::gpu::Kernel;
+use perforate::params::{GatherInterpParams, Im2colMaskedParams, MatmulTiledParams};
+
+fn params_struct(kernel: Kernel) -> (u32, Vec<(String, u32)>) {
+    let module = kernel.validate().unwrap_or_else(|e| panic!("{e}"));
+    let mut layouter = naga::proc::Layouter::default();
+    layouter.update(module.to_ctx()).unwrap();
+    let (handle, ty) = module
+        .types
+        .iter()
+        .find(|(_, t)| t.name.as_deref() == Some("Params"))
+        .unwrap_or_else(|| panic!("{} has no struct Params", kernel.label()));
+    let naga::TypeInner::Struct { members, .. } = &ty.inner else {
+        panic!("Params is not a struct")
+    };
+    let fields = members
+        .iter()
+        .map(|m| (m.name.clone().unwrap_or_default(), m.offset))
+        .collect();
+    (layouter[handle].size, fields)
+}
+
+fn check(kernel: Kernel, rust_size: usize, rust_fields: &[&str]) {
+    let (size, fields) = params_struct(kernel);
+    assert_eq!(
+        size as usize,
+        rust_size,
+        "{}: WGSL Params size",
+        kernel.label()
+    );
+    let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, rust_fields, "{}: field names", kernel.label());
+    for (i, (name, offset)) in fields.iter().enumerate() {
+        assert_eq!(
+            *offset as usize,
+            4 * i,
+            "{}: offset of {name}",
+            kernel.label()
+        );
+    }
+    assert_eq!(
+        rust_size % 16,
+        0,
+        "uniform blocks are a multiple of 16 bytes"
+    );
+    assert_eq!(rust_size, 4 * rust_fields.len(), "Rust Params are all u32");
+}
+
+#[test]
+fn every_shader_file_is_a_validated_kernel() {
+    let mut files: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".wgsl"))
+        .collect();
+    files.sort();
+    let mut kernels: Vec<String> = Kernel::ALL
+        .iter()
+        .map(|k| format!("{}.wgsl", k.label()))
+        .collect();
+    kernels.sort();
+    assert_eq!(
+        files, kernels,
+        "every file in shaders/ is a kernel and vice versa"
+    );
+    for kernel in Kernel::ALL {
+        kernel.validate().unwrap_or_else(|e| panic!("{e}"));
+        let on_disk = std::fs::read_to_string(format!(
+            "{}/shaders/{}.wgsl",
+            env!("CARGO_MANIFEST_DIR"),
+            kernel.label()
+        ))
+        .unwrap();
+        assert_eq!(on_disk, kernel.source(), "embedded source is the file");
+    }
+}
+
+#[test]
+fn im2col_masked_params_mirror() {
+    check(
+        Kernel::Im2colMasked,
+        std::mem::size_of::<Im2colMaskedParams>(),
+        &[
+            "in_h",
+            "in_w",
+            "in_plane",
+            "channels",
+            "channel_offset",
+            "group_channels",
+            "kernel_h",
+            "kernel_w",
+            "stride_h",
+            "stride_w",
+            "pad_top",
+            "pad_left",
+            "dilation_h",
+            "dilation_w",
+            "out_w",
+            "n_pos",
+            "col_start",
+            "cols",
+            "ldb",
+            "use_in_map",
+        ],
+    );
+}
+
+#[test]
+fn matmul_tiled_params_mirror() {
+    check(
+        Kernel::MatmulTiled,
+        std::mem::size_of::<MatmulTiledParams>(),
+        &[
+            "m",
+            "n",
+            "k",
+            "lda",
+            "ldb",
+            "a_row_offset",
+            "relu",
+            "col_start",
+            "n_pos",
+            "out_channels",
+            "out_channel_offset",
+            "_pad",
+        ],
+    );
+}
+
+#[test]
+fn gather_interp_params_mirror() {
+    check(
+        Kernel::GatherInterp,
+        std::mem::size_of::<GatherInterpParams>(),
+        &["n_pos", "plane", "planes", "_pad"],
+    );
+}
