@@ -142,7 +142,9 @@ impl ConvGeometry {
                 )));
             }
         }
-        if self.in_channels % self.groups != 0 || self.out_channels % self.groups != 0 {
+        if !self.in_channels.is_multiple_of(self.groups)
+            || !self.out_channels.is_multiple_of(self.groups)
+        {
             return Err(Error::Geometry(format!(
                 "in_channels {} and out_channels {} must both be divisible by groups {}",
                 self.in_channels, self.out_channels, self.groups

@@ -1,4 +1,5 @@
 //! Bad input gives a clear error naming what is wrong, never a panic.
+#![allow(clippy::cast_possible_truncation)] // test sizes are tiny
 
 mod common;
 
@@ -137,4 +138,31 @@ fn a_tensor_beyond_the_binding_limit_is_too_large_not_a_crash() {
             );
         }
     }
+}
+
+/// A device that goes away (here destroyed on purpose) turns into error values on the
+/// next run and the next build, never a panic; the app can fall back to the CPU.
+#[test]
+fn a_lost_device_is_an_error_value() {
+    if common::gpu_or_skip("a_lost_device_is_an_error_value").is_none() {
+        return;
+    }
+    let ctx = perforate::gpu::GpuContext::new().unwrap();
+    let l = layer(ConvGeometry::new(2, 9, 9, 2, 3, 3))
+        .with_uniform_perforation(0.5, 1)
+        .unwrap();
+    let conv = GpuConv::new(&ctx, &l, ConvSettings::default()).unwrap();
+    let x = ArrayD::<f32>::zeros(l.input_shape());
+    assert!(conv.run(x.view()).is_ok());
+    ctx.device().destroy();
+    let e = conv.run(x.view()).unwrap_err();
+    assert!(matches!(e, perforate::Error::DeviceLost(_)), "{e}");
+    assert!(e.to_string().contains("fall back to the CPU"), "{e}");
+    let e = GpuConv::new(&ctx, &l, ConvSettings::default()).unwrap_err();
+    assert!(matches!(e, perforate::Error::DeviceLost(_)), "{e}");
+    // The CPU path is unaffected.
+    assert!(CpuConv::new(&l, ConvSettings::default())
+        .unwrap()
+        .run(x.view())
+        .is_ok());
 }

@@ -1,5 +1,6 @@
 //! Masks and interpolation maps: nearest-neighbour property against brute force,
 //! reproducibility from the seed, kept counts, and tie-breaking.
+#![allow(clippy::cast_possible_truncation)] // test sizes are tiny
 
 use perforate::{kept_count, Mask};
 

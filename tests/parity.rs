@@ -161,3 +161,36 @@ fn gpu_layer_runs_many_inputs() {
     assert_ne!(first, between);
     assert_close("first run", first.as_slice().unwrap(), &a.dense_ref, TOL);
 }
+
+/// Apps run layers from several threads on one context: every run must still get its
+/// own, correct result (regression test for a readback race between pollers).
+#[test]
+fn concurrent_runs_on_one_context_are_correct() {
+    let Some(ctx) = gpu_or_skip("concurrent_runs_on_one_context_are_correct") else {
+        return;
+    };
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let ctx = ctx.clone();
+            s.spawn(move || {
+                let g = ConvGeometry::new(3, 11, 11, 5, 3, 3)
+                    .with_padding(1)
+                    .with_batch(2);
+                let p = Problem {
+                    name: "threads",
+                    geometry: g,
+                    keep: Keep::Frac(0.5),
+                    compact_input: t % 2 == 1,
+                    relu: false,
+                    seed: 100 + t,
+                };
+                let built = p.build();
+                let conv = GpuConv::new(&ctx, &built.layer, ConvSettings::default()).unwrap();
+                for _ in 0..15 {
+                    let out = conv.run(built.input.view()).unwrap();
+                    assert_close(&p.label(), out.as_slice().unwrap(), &built.dense_ref, TOL);
+                }
+            });
+        }
+    });
+}

@@ -1,5 +1,7 @@
 //! The CPU executor of a perforated convolution layer.
 
+use std::sync::Mutex;
+
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use crate::error::{Error, Result};
@@ -13,12 +15,23 @@ pub const CPU_DEFAULT_CHUNK_BYTES: u64 = 64 << 20;
 
 /// A [`ConvLayer`] compiled for the CPU: the schedule is resolved and the weights packed
 /// once; [`CpuConv::run`] can then be called any number of times.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct CpuConv {
     layer: ConvLayer,
     settings: ConvSettings,
     schedule: ConvSchedule,
     packed_weights: Vec<f32>,
+    /// Intermediate buffers kept between runs: reallocating (and zeroing) tens of MB per
+    /// run costs as much as the im2col itself. Concurrent runs allocate their own.
+    scratch: Mutex<Scratch>,
+}
+
+#[derive(Debug, Default)]
+struct Scratch {
+    /// The im2col chunk.
+    col: Vec<f32>,
+    /// The compact output when a gather turns it into the dense result.
+    compact: Vec<f32>,
 }
 
 impl CpuConv {
@@ -31,6 +44,7 @@ impl CpuConv {
             settings,
             schedule,
             packed_weights,
+            scratch: Mutex::new(Scratch::default()),
         })
     }
 
@@ -56,16 +70,28 @@ impl CpuConv {
         let in_map = self.layer.input_map().map_or(&[][..], |m| m.indices());
 
         let compact_len: usize = self.layer.compact_output_shape().iter().product();
-        let mut compact = vec![0.0f32; compact_len];
-        let mut col = vec![0.0f32; self.schedule.col_len];
+        let mut fallback = Scratch::default();
+        let mut guard = self.scratch.try_lock().ok();
+        let scratch = guard.as_deref_mut().unwrap_or(&mut fallback);
+        // Stale contents are fine: im2col_masked writes every element the GEMM reads, and
+        // matmul_tiled writes every element of the compact output.
+        scratch.col.resize(self.schedule.col_len, 0.0);
+        let mut fresh = Vec::new();
+        let compact = if self.schedule.gather.is_some() {
+            scratch.compact.resize(compact_len, 0.0);
+            &mut scratch.compact
+        } else {
+            fresh.resize(compact_len, 0.0);
+            &mut fresh
+        };
         for step in &self.schedule.steps {
-            im2col_masked(&step.im2col, x, mask, in_map, &mut col);
+            im2col_masked(&step.im2col, x, mask, in_map, &mut scratch.col);
             matmul_tiled(
                 &step.matmul,
                 &self.packed_weights,
-                &col,
+                &scratch.col,
                 self.layer.bias(),
-                &mut compact,
+                compact,
             );
         }
         let data = match &self.schedule.gather {
@@ -73,13 +99,13 @@ impl CpuConv {
                 let mut dense = vec![0.0f32; (g.plane * g.planes) as usize];
                 gather_interp(
                     g,
-                    &compact,
+                    compact,
                     self.layer.interpolation_map().indices(),
                     &mut dense,
                 );
                 dense
             }
-            None => compact,
+            None => fresh,
         };
         let shape = ConvSchedule::output_shape(&self.layer, &self.settings);
         Ok(ArrayD::from_shape_vec(IxDyn(&shape), data).expect("output length matches its shape"))

@@ -4,6 +4,9 @@ use rayon::prelude::*;
 
 use crate::params::Im2colMaskedParams;
 
+/// Marks a padding tap in the per-offset read table.
+const PAD: u32 = u32::MAX;
+
 /// Writes the masked column matrix `col[r · ldb + j]` for rows
 /// `r = (channel, ky, kx)` of one group and the chunk's columns `j` (see
 /// [`Im2colMaskedParams`]). Padding reads as 0; with `use_in_map` the input is compact
@@ -11,6 +14,12 @@ use crate::params::Im2colMaskedParams;
 /// `cols .. ldb` are zeroed.
 ///
 /// Arguments follow the shader's bindings: params, input, mask, in_map, col.
+///
+/// Loop structure: first the read table `J[c][j]` (METHOD.md §1) for each kernel offset
+/// `c = (ky, kx)`: the offset of column j's tap within one channel of its image, or `PAD`.
+/// It depends on neither the channel nor the row, so it is built once per call
+/// (kh·kw·cols entries, 1/C of the output). Then every row `r = (channel, c)` is a plain
+/// gather `row[j] = input[channel_base + J[c][j]]`, rows spread over rayon.
 #[track_caller]
 pub fn im2col_masked(
     params: &Im2colMaskedParams,
@@ -27,22 +36,42 @@ pub fn im2col_masked(
         col.len() >= rows * ldb,
         "column buffer too small for the chunk"
     );
-    let (in_h, in_w) = (p.in_h as i64, p.in_w as i64);
     let plane = p.in_plane as usize;
-    let use_map = p.use_in_map != 0;
+    let image_stride = p.channels as usize * plane;
+    assert!(
+        image_stride * ((p.col_start + p.cols).div_ceil(p.n_pos) as usize) <= input.len(),
+        "input shorter than the chunk's images"
+    );
 
-    // Per column: where its image starts in `input`, and the top-left input coordinate.
-    let origin: Vec<(usize, i64, i64)> = (0..cols)
-        .map(|j| {
-            let global = p.col_start as usize + j;
-            let (image, entry) = (global / p.n_pos as usize, global % p.n_pos as usize);
-            let pos = mask[entry];
-            let (y, x) = (i64::from(pos / p.out_w), i64::from(pos % p.out_w));
-            (
-                image * p.channels as usize * plane,
-                y * i64::from(p.stride_h) - i64::from(p.pad_top),
-                x * i64::from(p.stride_w) - i64::from(p.pad_left),
-            )
+    let table: Vec<u32> = (0..p.kernel_h * p.kernel_w)
+        .into_par_iter()
+        .flat_map_iter(|c| {
+            let dy = (c / p.kernel_w) * p.dilation_h;
+            let dx = (c % p.kernel_w) * p.dilation_w;
+            (0..cols).map(move |j| {
+                let global = p.col_start as usize + j;
+                let (image, entry) = (global / p.n_pos as usize, global % p.n_pos as usize);
+                let pos = mask[entry];
+                // Unsigned arithmetic with the padding added back: y_in = y·sy + dy − pad_top.
+                let yp = (pos / p.out_w) * p.stride_h + dy;
+                let xp = (pos % p.out_w) * p.stride_w + dx;
+                if yp < p.pad_top
+                    || xp < p.pad_left
+                    || yp - p.pad_top >= p.in_h
+                    || xp - p.pad_left >= p.in_w
+                {
+                    return PAD;
+                }
+                let s = (yp - p.pad_top) * p.in_w + (xp - p.pad_left);
+                let s = if p.use_in_map != 0 {
+                    in_map[s as usize]
+                } else {
+                    s
+                };
+                let image_base = u32::try_from(image * image_stride)
+                    .expect("validated geometry: input indices fit in u32");
+                image_base + s
+            })
         })
         .collect();
 
@@ -51,18 +80,9 @@ pub fn im2col_masked(
         .enumerate()
         .for_each(|(r, row)| {
             let (ci, c) = (r / (kh * kw), r % (kh * kw));
-            let dy = (c / kw) as i64 * i64::from(p.dilation_h);
-            let dx = (c % kw) as i64 * i64::from(p.dilation_w);
-            let channel_base = (p.channel_offset as usize + ci) * plane;
-            for (out, &(image_base, y0, x0)) in row[..cols].iter_mut().zip(&origin) {
-                let (yi, xi) = (y0 + dy, x0 + dx);
-                *out = if yi >= 0 && yi < in_h && xi >= 0 && xi < in_w {
-                    let s = (yi * in_w + xi) as usize;
-                    let s = if use_map { in_map[s] as usize } else { s };
-                    input[image_base + channel_base + s]
-                } else {
-                    0.0
-                };
+            let channel = &input[(p.channel_offset as usize + ci) * plane..];
+            for (out, &t) in row[..cols].iter_mut().zip(&table[c * cols..(c + 1) * cols]) {
+                *out = if t == PAD { 0.0 } else { channel[t as usize] };
             }
             row[cols..].fill(0.0);
         });

@@ -6,14 +6,56 @@ use rayon::prelude::*;
 
 use crate::params::MatmulTiledParams;
 
-/// Narrowest column block handed to one rayon task (keeps the GEMM kernel efficient).
-const MIN_BLOCK_COLS: usize = 64;
+/// Narrowest column block worth a task of its own (keeps the GEMM kernel efficient).
+const MIN_BLOCK_COLS: usize = 128;
+/// Fewest rows in a block when narrow products are split by rows instead.
+const MIN_BLOCK_ROWS: usize = 16;
+
+/// One block of the product: `c` = rows `row..` × columns `col..` of this chunk.
+struct Task<'a> {
+    c: ArrayViewMut2<'a, f32>,
+    row: usize,
+    col: usize,
+}
+
+/// Splits one image's output view into about two blocks per thread: by columns while
+/// blocks stay at least `MIN_BLOCK_COLS` wide, then by rows (narrow perforated products
+/// would otherwise leave cores idle).
+fn split_into_blocks<'a>(
+    view: ArrayViewMut2<'a, f32>,
+    first_col: usize,
+    tasks: &mut Vec<Task<'a>>,
+) {
+    let target = 2 * rayon::current_num_threads();
+    let (m, n) = view.dim();
+    let col_blocks = (n / MIN_BLOCK_COLS).clamp(1, target);
+    let row_blocks = target
+        .div_ceil(col_blocks)
+        .clamp(1, (m / MIN_BLOCK_ROWS).max(1));
+    let (width, height) = (n.div_ceil(col_blocks), m.div_ceil(row_blocks));
+    let mut rest = view;
+    let mut col = first_col;
+    while rest.ncols() > 0 {
+        let w = width.min(rest.ncols());
+        let (mut strip, tail) = rest.split_at(Axis(1), w);
+        let mut row = 0;
+        while strip.nrows() > 0 {
+            let h = height.min(strip.nrows());
+            let (c, below) = strip.split_at(Axis(0), h);
+            tasks.push(Task { c, row, col });
+            row += height;
+            strip = below;
+        }
+        col += width;
+        rest = tail;
+    }
+}
 
 /// `out = act(A · B + bias)` for one group and one chunk of columns, scattered into the
 /// `[images, out_channels, n_pos]` output as [`MatmulTiledParams`] describes.
 ///
 /// The product is written straight into strided views of `out` (no temporary): each
-/// image's run of columns is one view, split into column blocks that rayon multiplies in
+/// image's run of columns is one view, split into blocks that rayon multiplies in
 /// parallel with ndarray's `general_mat_mul`.
 ///
 /// Arguments follow the shader's bindings: params, a, b, bias, out.
@@ -36,35 +78,29 @@ pub fn matmul_tiled(
     let mut out =
         ArrayViewMut3::from_shape((images, out_channels, n_pos), out).expect("output view");
 
-    // One contiguous run of global columns covers each image at most once.
+    // One contiguous run of global columns covers each image at most once; each image's
+    // run is one strided view of `out`, split into blocks for rayon.
     let rows = p.out_channel_offset as usize..p.out_channel_offset as usize + m;
     let mut per_image: Vec<Option<ArrayViewMut2<f32>>> = out.outer_iter_mut().map(Some).collect();
-    let block = MIN_BLOCK_COLS.max(n.div_ceil(2 * rayon::current_num_threads()));
-    let mut tasks: Vec<(ArrayViewMut2<f32>, usize)> = Vec::new();
+    let mut tasks: Vec<Task> = Vec::new();
     let (mut global, end) = (p.col_start as usize, p.col_start as usize + n);
     while global < end {
         let (image, pos0) = (global / n_pos, global % n_pos);
         let pos1 = n_pos.min(pos0 + (end - global));
-        let mut view = per_image[image]
+        let view = per_image[image]
             .take()
             .expect("image visited twice")
             .slice_move(s![rows.clone(), pos0..pos1]);
-        let mut j = global - p.col_start as usize;
-        while view.ncols() > block {
-            let (head, tail) = view.split_at(Axis(1), block);
-            tasks.push((head, j));
-            j += block;
-            view = tail;
-        }
-        tasks.push((view, j));
+        split_into_blocks(view, global - p.col_start as usize, &mut tasks);
         global += pos1 - pos0;
     }
 
-    let bias = &bias[p.a_row_offset as usize..p.a_row_offset as usize + m];
     let relu = p.relu != 0;
-    tasks.into_par_iter().for_each(|(mut c, j)| {
-        general_mat_mul(1.0, &a, &b.slice(s![.., j..j + c.ncols()]), 0.0, &mut c);
-        for (mut row, &beta) in c.outer_iter_mut().zip(bias) {
+    let bias = &bias[p.a_row_offset as usize..p.a_row_offset as usize + m];
+    tasks.into_par_iter().for_each(|Task { mut c, row, col }| {
+        let a = a.slice(s![row..row + c.nrows(), ..]);
+        general_mat_mul(1.0, &a, &b.slice(s![.., col..col + c.ncols()]), 0.0, &mut c);
+        for (mut row, &beta) in c.outer_iter_mut().zip(&bias[row..]) {
             if relu {
                 row.mapv_inplace(|v| (v + beta).max(0.0));
             } else {

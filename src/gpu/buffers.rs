@@ -2,8 +2,7 @@
 //! and readback.
 
 use std::num::NonZeroU64;
-
-use wgpu::util::DeviceExt;
+use std::sync::mpsc::RecvTimeoutError;
 
 use super::context::GpuContext;
 use crate::error::{Error, Result};
@@ -32,13 +31,26 @@ pub(crate) fn storage_init(ctx: &GpuContext, label: &str, contents: &[u8]) -> Re
     } else {
         contents
     };
+    buffer_with(ctx, label, contents, wgpu::BufferUsages::STORAGE)
+}
+
+/// Creates a buffer and fills it through the queue. (`create_buffer_init` maps at
+/// creation and panics if the device was lost in between; this reports an error.)
+fn buffer_with(
+    ctx: &GpuContext,
+    label: &str,
+    contents: &[u8],
+    usage: wgpu::BufferUsages,
+) -> Result<wgpu::Buffer> {
     ctx.scoped(|| {
-        ctx.device()
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-            })
+        let buffer = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (contents.len() as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT),
+            usage: usage | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        ctx.queue().write_buffer(&buffer, 0, contents);
+        buffer
     })
 }
 
@@ -108,14 +120,7 @@ impl UniformArena {
 
     /// Uploads the arena.
     pub(crate) fn finish(self, ctx: &GpuContext, label: &str) -> Result<wgpu::Buffer> {
-        ctx.scoped(|| {
-            ctx.device()
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(label),
-                    contents: &self.bytes,
-                    usage: wgpu::BufferUsages::UNIFORM,
-                })
-        })
+        buffer_with(ctx, label, &self.bytes, wgpu::BufferUsages::UNIFORM)
     }
 }
 
@@ -138,14 +143,20 @@ pub(crate) fn read_f32(ctx: &GpuContext, staging: &wgpu::Buffer, len: usize) -> 
     slice.map_async(wgpu::MapMode::Read, move |r| {
         let _ = tx.send(r);
     });
-    ctx.device()
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| Error::DeviceLost(format!("while reading back: {e}")))?;
-    ctx.check()?;
-    match rx.try_recv() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(Error::Gpu(format!("mapping the result buffer failed: {e}"))),
-        Err(_) => return Err(Error::Gpu("the result buffer was never mapped".into())),
+    // Another thread polling the same device may be the one that fires our callback,
+    // a moment after our own poll returned: keep polling until it arrives.
+    let started = std::time::Instant::now();
+    loop {
+        ctx.device()
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::DeviceLost(format!("while reading back: {e}")))?;
+        ctx.check()?;
+        match rx.recv_timeout(std::time::Duration::from_millis(20)) {
+            Ok(Ok(())) => break,
+            Ok(Err(e)) => return Err(Error::Gpu(format!("mapping the result buffer failed: {e}"))),
+            Err(RecvTimeoutError::Timeout) if started.elapsed().as_secs() < 60 => continue,
+            Err(_) => return Err(Error::Gpu("the result buffer was never mapped".into())),
+        }
     }
     let data = {
         let view = slice

@@ -90,10 +90,15 @@ impl GpuContext {
         let lost = Arc::new(Mutex::new(None));
         let flag = Arc::clone(&lost);
         device.set_device_lost_callback(move |reason, message| {
-            if reason != wgpu::DeviceLostReason::Destroyed {
-                if let Ok(mut l) = flag.lock() {
-                    *l = Some(format!("{reason:?}: {message}"));
-                }
+            if let Ok(mut l) = flag.lock() {
+                *l = Some(match reason {
+                    wgpu::DeviceLostReason::Destroyed => {
+                        format!("the device was destroyed ({message})")
+                    }
+                    _ => format!(
+                        "{message} ({reason:?}); create a new GpuContext or fall back to the CPU"
+                    ),
+                });
             }
         });
         Ok(GpuContext {
@@ -221,9 +226,22 @@ impl GpuContext {
                 submission_index: Some(index),
                 timeout: None,
             })
-            .map_err(|e| match self.check() {
-                Err(lost) => lost,
-                Ok(()) => Error::DeviceLost(e.to_string()),
+            .map_err(|e| match (self.check(), e) {
+                (Err(lost), _) => lost,
+                (Ok(()), wgpu::PollError::Timeout) => Error::Gpu("timed out waiting for the GPU".into()),
+                // The submission never reached the GPU: wgpu drops work for a lost or
+                // destroyed device without a validation error.
+                (Ok(()), e @ wgpu::PollError::WrongSubmissionIndex(..)) => {
+                    let reason = format!(
+                        "the work was not accepted by the GPU ({e}); create a new GpuContext or fall back to the CPU"
+                    );
+                    // Remembered, so every later call reports the loss instead of
+                    // validation errors about invalid buffers.
+                    if let Ok(mut lost) = self.inner.lost.lock() {
+                        lost.get_or_insert_with(|| reason.clone());
+                    }
+                    Error::DeviceLost(reason)
+                }
             })?;
         self.check()
     }

@@ -289,7 +289,7 @@ pub fn sweep() -> Vec<Problem> {
                     geometry: g.with_batch(batch),
                     keep,
                     compact_input: false,
-                    relu: seed % 3 == 0,
+                    relu: seed.is_multiple_of(3),
                     seed,
                 });
             }
