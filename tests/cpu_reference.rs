@@ -115,27 +115,8 @@ fn default_microbatch_is_floor_of_inverse_kept_fraction() {
 
 #[test]
 fn one_compiled_layer_runs_many_inputs() {
-    let g = ConvGeometry::new(3, 9, 9, 4, 3, 3).with_padding(1);
-    let p = Problem {
-        name: "3x3",
-        geometry: g,
-        keep: Keep::Frac(0.5),
-        compact_input: false,
-        relu: false,
-        seed: 4,
-    };
-    let a = p.build();
-    let other = Problem {
-        seed: 5,
-        ..p.clone()
-    }
-    .build()
-    .input;
-    let conv = CpuConv::new(&a.layer, ConvSettings::default()).unwrap();
-    let first = conv.run(a.input.view()).unwrap();
-    let between = conv.run(other.view()).unwrap();
-    let again = conv.run(a.input.view()).unwrap();
-    assert_eq!(first, again);
-    assert_ne!(first, between);
-    assert_close("first run", first.as_slice().unwrap(), &a.dense_ref, TOL);
+    common::check_independent_runs(|layer| {
+        let conv = CpuConv::new(layer, ConvSettings::default()).unwrap();
+        move |x| conv.run(x).unwrap()
+    });
 }

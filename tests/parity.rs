@@ -130,38 +130,6 @@ fn multi_tile_gemm_gpu_matches_cpu() {
     }
 }
 
-#[test]
-fn gpu_layer_runs_many_inputs() {
-    let Some(ctx) = gpu_or_skip("gpu_layer_runs_many_inputs") else {
-        return;
-    };
-    let g = ConvGeometry::new(3, 9, 9, 4, 3, 3)
-        .with_padding(1)
-        .with_batch(2);
-    let p = Problem {
-        name: "3x3",
-        geometry: g,
-        keep: Keep::Frac(0.5),
-        compact_input: false,
-        relu: false,
-        seed: 4,
-    };
-    let a = p.build();
-    let other = Problem {
-        seed: 5,
-        ..p.clone()
-    }
-    .build()
-    .input;
-    let conv = GpuConv::new(&ctx, &a.layer, ConvSettings::default()).unwrap();
-    let first = conv.run(a.input.view()).unwrap();
-    let between = conv.run(other.view()).unwrap();
-    let again = conv.run(a.input.view()).unwrap();
-    assert_eq!(first, again);
-    assert_ne!(first, between);
-    assert_close("first run", first.as_slice().unwrap(), &a.dense_ref, TOL);
-}
-
 /// Apps run layers from several threads on one context: every run must still get its
 /// own, correct result (regression test for a readback race between pollers).
 #[test]
@@ -192,5 +160,16 @@ fn concurrent_runs_on_one_context_are_correct() {
                 }
             });
         }
+    });
+}
+
+#[test]
+fn gpu_layer_runs_many_inputs() {
+    let Some(ctx) = gpu_or_skip("gpu_layer_runs_many_inputs") else {
+        return;
+    };
+    common::check_independent_runs(|layer| {
+        let conv = GpuConv::new(&ctx, layer, ConvSettings::default()).unwrap();
+        move |x| conv.run(x).unwrap()
     });
 }

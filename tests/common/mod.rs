@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use perforate::gpu::GpuContext;
 use perforate::rng::SeededRng;
 use perforate::{ConvGeometry, ConvLayer, InterpMap, Mask};
@@ -307,4 +307,38 @@ pub fn sweep() -> Vec<Problem> {
         }
     }
     problems
+}
+
+/// One compiled layer run on input a, then b, then a again: the two runs of a are
+/// identical, b differs, and a matches the naive reference (no state leaks between runs).
+/// `compile` builds the executor once and returns its run function.
+pub fn check_independent_runs<R>(compile: impl FnOnce(&ConvLayer) -> R)
+where
+    R: Fn(ArrayViewD<'_, f32>) -> ArrayD<f32>,
+{
+    let g = ConvGeometry::new(3, 9, 9, 4, 3, 3)
+        .with_padding(1)
+        .with_batch(2);
+    let p = Problem {
+        name: "3x3",
+        geometry: g,
+        keep: Keep::Frac(0.5),
+        compact_input: false,
+        relu: false,
+        seed: 4,
+    };
+    let a = p.build();
+    let other = Problem {
+        seed: 5,
+        ..p.clone()
+    }
+    .build()
+    .input;
+    let run = compile(&a.layer);
+    let first = run(a.input.view());
+    let between = run(other.view());
+    let again = run(a.input.view());
+    assert_eq!(first, again);
+    assert_ne!(first, between);
+    assert_close("first run", first.as_slice().unwrap(), &a.dense_ref, 1e-4);
 }
