@@ -32,20 +32,9 @@ fn quick() -> bool {
 fn shapes() -> Vec<(&'static str, ConvGeometry)> {
     let d = if quick() { 8 } else { 1 };
     vec![
-        (
-            "alexnet_conv2",
-            ConvGeometry::new(96 / d, 27, 27, 256 / d, 5, 5)
-                .with_padding(2)
-                .with_groups(2),
-        ),
-        (
-            "vgg16_conv3_2",
-            ConvGeometry::new(256 / d, 56, 56, 256 / d, 3, 3).with_padding(1),
-        ),
-        (
-            "resnet18_layer2",
-            ConvGeometry::new(128 / d, 28, 28, 128 / d, 3, 3).with_padding(1),
-        ),
+        ("alexnet_conv2", ConvGeometry::new(96 / d, 27, 27, 256 / d, 5, 5).with_padding(2).with_groups(2)),
+        ("vgg16_conv3_2", ConvGeometry::new(256 / d, 56, 56, 256 / d, 3, 3).with_padding(1)),
+        ("resnet18_layer2", ConvGeometry::new(128 / d, 28, 28, 128 / d, 3, 3).with_padding(1)),
     ]
 }
 
@@ -54,9 +43,7 @@ const KEEPS: [(f64, &str); 3] = [(1.0, "q1"), (0.5, "q0.5"), (0.25, "q0.25")];
 fn layer(g: ConvGeometry, q: f64) -> ConvLayer {
     let mut rng = SeededRng::new(1);
     let w = rng.vec_f32(g.weight_len(), -0.05, 0.05);
-    let l = ConvLayer::new(g, w, Some(vec![0.01; g.out_channels]))
-        .unwrap()
-        .with_relu(true);
+    let l = ConvLayer::new(g, w, Some(vec![0.01; g.out_channels])).unwrap().with_relu(true);
     l.with_uniform_perforation(q, 7).unwrap()
 }
 
@@ -129,14 +116,9 @@ fn cpu_benches(c: &mut Criterion) {
                 let l = layer(geometry.with_batch(batch), q);
                 let conv = CpuConv::new(&l, ConvSettings::default()).unwrap();
                 let x = input(&l);
-                bench(
-                    &mut g,
-                    &format!("{name}_b{batch}_{qname}"),
-                    Throughput::Elements(l.flops()),
-                    || {
-                        conv.run(x.view()).unwrap();
-                    },
-                );
+                bench(&mut g, &format!("{name}_b{batch}_{qname}"), Throughput::Elements(l.flops()), || {
+                    conv.run(x.view()).unwrap();
+                });
             }
         }
     }
@@ -164,24 +146,13 @@ fn cpu_benches(c: &mut Criterion) {
         p
     };
     let mut g = group(c, "cpu_stage");
-    bench(
-        &mut g,
-        "im2col_masked/vgg16_conv3_2_b1",
-        Throughput::Bytes(4 * schedule.col_len as u64),
-        || cpu::im2col_masked(&step.im2col, xs, l.mask().positions(), &[], &mut col),
-    );
-    bench(
-        &mut g,
-        "matmul_tiled/vgg16_conv3_2_b1",
-        Throughput::Elements(l.flops()),
-        || cpu::matmul_tiled(&step.matmul, &packed, &col, l.bias(), &mut out),
-    );
-    bench(
-        &mut g,
-        "gemm/vgg16_conv3_2_b1",
-        Throughput::Elements(l.flops()),
-        || bare_gemm(&a, &b, &mut cm),
-    );
+    bench(&mut g, "im2col_masked/vgg16_conv3_2_b1", Throughput::Bytes(4 * schedule.col_len as u64), || {
+        cpu::im2col_masked(&step.im2col, xs, l.mask().positions(), &[], &mut col)
+    });
+    bench(&mut g, "matmul_tiled/vgg16_conv3_2_b1", Throughput::Elements(l.flops()), || {
+        cpu::matmul_tiled(&step.matmul, &packed, &col, l.bias(), &mut out)
+    });
+    bench(&mut g, "gemm/vgg16_conv3_2_b1", Throughput::Elements(l.flops()), || bare_gemm(&a, &b, &mut cm));
     g.finish();
 }
 
@@ -196,12 +167,9 @@ fn gpu_benches(c: &mut Criterion, ctx: &GpuContext) {
                 let l = layer(geometry.with_batch(batch), q);
                 let conv = GpuConv::new(ctx, &l, ConvSettings::default()).unwrap();
                 conv.upload(input(&l).view()).unwrap();
-                bench(
-                    &mut g,
-                    &format!("{name}_b{batch}_{qname}"),
-                    Throughput::Elements(l.flops()),
-                    || conv.execute().unwrap(),
-                );
+                bench(&mut g, &format!("{name}_b{batch}_{qname}"), Throughput::Elements(l.flops()), || {
+                    conv.execute().unwrap()
+                });
             }
         }
     }
@@ -237,11 +205,7 @@ fn summary(gpu: Option<&GpuContext>) {
                     } else {
                         "BELOW"
                     };
-                    let target = if target.is_nan() {
-                        "-".to_string()
-                    } else {
-                        format!("{target:.2}")
-                    };
+                    let target = if target.is_nan() { "-".to_string() } else { format!("{target:.2}") };
                     println!(
                         "{executor:<9} {:<26} {:>10.2} {theoretical:>11.2} {measured:>9.2} {ratio:>7.2} {target:>7}  {verdict}",
                         format!("{name}_b{batch}_{qname}"),

@@ -35,11 +35,8 @@ fn main() -> perforate::Result<()> {
     let weights = rng.vec_f32(geometry.weight_len(), -scale, scale);
     let bias = rng.vec_f32(geometry.out_channels, -0.1, 0.1);
     let dense = ConvLayer::new(geometry, weights, Some(bias))?.with_relu(true);
-    let input = ArrayD::from_shape_vec(
-        IxDyn(&dense.input_shape()),
-        rng.vec_f32(256 * 56 * 56, -1.0, 1.0),
-    )
-    .expect("input length matches its shape");
+    let input = ArrayD::from_shape_vec(IxDyn(&dense.input_shape()), rng.vec_f32(256 * 56 * 56, -1.0, 1.0))
+        .expect("input length matches its shape");
 
     // 2. Perforate it: seeded uniform masks keeping 1/2 and 1/4 of the output positions.
     let layers = vec![
@@ -80,11 +77,7 @@ fn main() -> perforate::Result<()> {
         if let Some(ctx) = &gpu {
             let conv = GpuConv::new(ctx, layer, settings)?;
             let gpu_out = conv.run(input.view())?;
-            let diff = gpu_out
-                .iter()
-                .zip(cpu_out.iter())
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
+            let diff = gpu_out.iter().zip(cpu_out.iter()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
             conv.upload(input.view())?;
             let gpu_time = median_time(3, || conv.execute().expect("GPU run"));
             let gpu_base = *gpu_dense.get_or_insert(gpu_time);

@@ -52,11 +52,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// Shorthand for a [`Error::Shape`] error.
     pub fn shape(what: impl Into<String>, expected: impl ToString, got: impl ToString) -> Self {
-        Error::Shape {
-            what: what.into(),
-            expected: expected.to_string(),
-            got: got.to_string(),
-        }
+        Error::Shape { what: what.into(), expected: expected.to_string(), got: got.to_string() }
     }
 }
 

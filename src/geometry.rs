@@ -86,13 +86,7 @@ impl ConvGeometry {
     }
 
     /// Sets asymmetric padding: top, left, bottom, right.
-    pub fn with_padding_tlbr(
-        mut self,
-        top: usize,
-        left: usize,
-        bottom: usize,
-        right: usize,
-    ) -> Self {
+    pub fn with_padding_tlbr(mut self, top: usize, left: usize, bottom: usize, right: usize) -> Self {
         self.pad_top = top;
         self.pad_left = left;
         self.pad_bottom = bottom;
@@ -137,34 +131,18 @@ impl ConvGeometry {
         ];
         for (name, v) in positive {
             if v == 0 {
-                return Err(Error::Geometry(format!(
-                    "{name} must be at least 1 in {self}"
-                )));
+                return Err(Error::Geometry(format!("{name} must be at least 1 in {self}")));
             }
         }
-        if !self.in_channels.is_multiple_of(self.groups)
-            || !self.out_channels.is_multiple_of(self.groups)
-        {
+        if !self.in_channels.is_multiple_of(self.groups) || !self.out_channels.is_multiple_of(self.groups) {
             return Err(Error::Geometry(format!(
                 "in_channels {} and out_channels {} must both be divisible by groups {}",
                 self.in_channels, self.out_channels, self.groups
             )));
         }
         for (axis, size, pad, k, d) in [
-            (
-                "height",
-                self.in_h,
-                self.pad_top + self.pad_bottom,
-                self.kernel_h,
-                self.dilation_h,
-            ),
-            (
-                "width",
-                self.in_w,
-                self.pad_left + self.pad_right,
-                self.kernel_w,
-                self.dilation_w,
-            ),
+            ("height", self.in_h, self.pad_top + self.pad_bottom, self.kernel_h, self.dilation_h),
+            ("width", self.in_w, self.pad_left + self.pad_right, self.kernel_w, self.dilation_w),
         ] {
             let span = d.saturating_mul(k - 1).saturating_add(1);
             if size.saturating_add(pad) < span {
@@ -179,27 +157,17 @@ impl ConvGeometry {
         let biggest = [
             product(&[self.batch, self.in_channels, self.in_h, self.in_w]),
             product(&[self.batch, self.out_channels, self.out_h(), self.out_w()]),
-            product(&[
-                self.out_channels,
-                self.kernel_h,
-                self.kernel_w,
-                self.in_channels_per_group(),
-            ]),
+            product(&[self.out_channels, self.kernel_h, self.kernel_w, self.in_channels_per_group()]),
         ];
         if biggest.iter().any(|&n| n > u32::MAX as usize / 4) {
-            return Err(Error::TooLarge(format!(
-                "tensors of {self} exceed 2^30 elements"
-            )));
+            return Err(Error::TooLarge(format!("tensors of {self} exceed 2^30 elements")));
         }
         Ok(())
     }
 
     /// Output height H' = (H + pt + pb − dy·(kh−1) − 1) / sy + 1.
     pub fn out_h(&self) -> usize {
-        (self
-            .in_h
-            .saturating_add(self.pad_top)
-            .saturating_add(self.pad_bottom)
+        (self.in_h.saturating_add(self.pad_top).saturating_add(self.pad_bottom)
             - self.dilation_h * (self.kernel_h - 1)
             - 1)
             / self.stride_h
@@ -208,10 +176,7 @@ impl ConvGeometry {
 
     /// Output width W' = (W + pl + pr − dx·(kw−1) − 1) / sx + 1.
     pub fn out_w(&self) -> usize {
-        (self
-            .in_w
-            .saturating_add(self.pad_left)
-            .saturating_add(self.pad_right)
+        (self.in_w.saturating_add(self.pad_left).saturating_add(self.pad_right)
             - self.dilation_w * (self.kernel_w - 1)
             - 1)
             / self.stride_w

@@ -48,15 +48,7 @@ impl ConvLayer {
         }
         let mask = Mask::dense(geometry.out_h(), geometry.out_w())?;
         let map = mask.interpolation_map(0);
-        Ok(ConvLayer {
-            geometry,
-            weights,
-            bias,
-            mask,
-            map,
-            input_map: None,
-            relu: false,
-        })
+        Ok(ConvLayer { geometry, weights, bias, mask, map, input_map: None, relu: false })
     }
 
     /// Perforates the layer with `mask`; equidistant positions of the interpolation map
@@ -77,12 +69,7 @@ impl ConvLayer {
 
     /// Perforates the layer with a seeded uniform-random mask of kept fraction `q`.
     pub fn with_uniform_perforation(self, kept_fraction: f64, seed: u64) -> Result<Self> {
-        let mask = Mask::uniform(
-            self.geometry.out_h(),
-            self.geometry.out_w(),
-            kept_fraction,
-            seed,
-        )?;
+        let mask = Mask::uniform(self.geometry.out_h(), self.geometry.out_w(), kept_fraction, seed)?;
         self.with_mask(mask, seed)
     }
 
@@ -162,11 +149,7 @@ impl ConvLayer {
 
     /// Shape of the compact output, `[B, T, N]`.
     pub fn compact_output_shape(&self) -> [usize; 3] {
-        [
-            self.geometry.batch,
-            self.geometry.out_channels,
-            self.mask.len(),
-        ]
+        [self.geometry.batch, self.geometry.out_channels, self.mask.len()]
     }
 
     /// Shape of the dense output, `[B, T, H', W']`.
@@ -263,17 +246,11 @@ impl ConvSchedule {
         let k = g.k_per_group();
         let batch_cols = g.batch * n;
         let images_per_gemm = match settings.images_per_gemm {
-            Some(0) => {
-                return Err(Error::InvalidArgument(
-                    "images_per_gemm must be at least 1".into(),
-                ))
-            }
+            Some(0) => return Err(Error::InvalidArgument("images_per_gemm must be at least 1".into())),
             Some(i) => i.min(g.batch),
             None => (g.out_positions() / n).clamp(1, g.batch),
         };
-        let limit = settings
-            .max_chunk_bytes
-            .map_or(limit_bytes, |s| s.min(limit_bytes));
+        let limit = settings.max_chunk_bytes.map_or(limit_bytes, |s| s.min(limit_bytes));
         let cap_cols = usize::try_from(limit / (4 * k as u64)).unwrap_or(usize::MAX) / 4 * 4;
         if cap_cols == 0 {
             return Err(Error::TooLarge(format!(
@@ -337,13 +314,7 @@ impl ConvSchedule {
             }),
             _ => None,
         };
-        Ok(ConvSchedule {
-            steps,
-            col_len,
-            gather,
-            images_per_gemm,
-            chunk_cols,
-        })
+        Ok(ConvSchedule { steps, col_len, gather, images_per_gemm, chunk_cols })
     }
 
     /// The shape the run returns.

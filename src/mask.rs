@@ -26,9 +26,7 @@ pub struct Mask {
 pub fn kept_count(height: usize, width: usize, kept_fraction: f64) -> Result<usize> {
     check_map_size(height, width)?;
     if !(kept_fraction > 0.0 && kept_fraction <= 1.0) {
-        return Err(Error::InvalidArgument(format!(
-            "kept fraction must lie in (0, 1], got {kept_fraction}"
-        )));
+        return Err(Error::InvalidArgument(format!("kept fraction must lie in (0, 1], got {kept_fraction}")));
     }
     let total = height * width;
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -40,13 +38,8 @@ fn check_map_size(height: usize, width: usize) -> Result<()> {
     if height == 0 || width == 0 {
         return Err(Error::Mask(format!("map size {height}x{width} is empty")));
     }
-    if height
-        .checked_mul(width)
-        .is_none_or(|n| n > u32::MAX as usize)
-    {
-        return Err(Error::TooLarge(format!(
-            "map {height}x{width} has more than 2^32 positions"
-        )));
+    if height.checked_mul(width).is_none_or(|n| n > u32::MAX as usize) {
+        return Err(Error::TooLarge(format!("map {height}x{width} has more than 2^32 positions")));
     }
     Ok(())
 }
@@ -56,34 +49,22 @@ impl Mask {
     pub fn dense(height: usize, width: usize) -> Result<Self> {
         check_map_size(height, width)?;
         let total = u32::try_from(height * width).map_err(|_| Error::TooLarge("map".into()))?;
-        Ok(Mask {
-            height,
-            width,
-            positions: (0..total).collect(),
-        })
+        Ok(Mask { height, width, positions: (0..total).collect() })
     }
 
     /// A seeded uniform-random mask keeping `⌊q·H'W'⌋` positions (at least one).
     pub fn uniform(height: usize, width: usize, kept_fraction: f64, seed: u64) -> Result<Self> {
         let n = kept_count(height, width, kept_fraction)?;
-        let mut keyed: Vec<(u64, u32)> = (0..height * width)
-            .map(|p| (hash2(seed, p as u64), p as u32))
-            .collect();
-        Ok(Self::top_n(height, width, n, &mut keyed, |a, b| {
-            b.0.cmp(&a.0)
-        }))
+        let mut keyed: Vec<(u64, u32)> =
+            (0..height * width).map(|p| (hash2(seed, p as u64), p as u32)).collect();
+        Ok(Self::top_n(height, width, n, &mut keyed, |a, b| b.0.cmp(&a.0)))
     }
 
     /// The `⌊q·H'W'⌋` positions with the largest weights (ties: lower position first).
     ///
     /// `weights` has one entry per position in row-major order; every mask strategy of
     /// METHOD.md §2 reduces to this.
-    pub fn from_weights(
-        height: usize,
-        width: usize,
-        kept_fraction: f64,
-        weights: &[f64],
-    ) -> Result<Self> {
+    pub fn from_weights(height: usize, width: usize, kept_fraction: f64, weights: &[f64]) -> Result<Self> {
         let n = kept_count(height, width, kept_fraction)?;
         if weights.len() != height * width {
             return Err(Error::shape("mask weights", height * width, weights.len()));
@@ -91,14 +72,8 @@ impl Mask {
         if let Some(p) = weights.iter().position(|w| w.is_nan()) {
             return Err(Error::Mask(format!("weight of position {p} is NaN")));
         }
-        let mut keyed: Vec<(f64, u32)> = weights
-            .iter()
-            .enumerate()
-            .map(|(p, &w)| (w, p as u32))
-            .collect();
-        Ok(Self::top_n(height, width, n, &mut keyed, |a, b| {
-            b.0.total_cmp(&a.0)
-        }))
+        let mut keyed: Vec<(f64, u32)> = weights.iter().enumerate().map(|(p, &w)| (w, p as u32)).collect();
+        Ok(Self::top_n(height, width, n, &mut keyed, |a, b| b.0.total_cmp(&a.0)))
     }
 
     fn top_n<K: Copy>(
@@ -114,11 +89,7 @@ impl Mask {
         }
         let mut positions: Vec<u32> = keyed[..n].iter().map(|k| k.1).collect();
         positions.sort_unstable();
-        Mask {
-            height,
-            width,
-            positions,
-        }
+        Mask { height, width, positions }
     }
 
     /// A mask from explicit positions (any order); rejects duplicates and out-of-range entries.
@@ -138,11 +109,7 @@ impl Mask {
                 height * width
             )));
         }
-        Ok(Mask {
-            height,
-            width,
-            positions,
-        })
+        Ok(Mask { height, width, positions })
     }
 
     /// Map height H'.
@@ -235,12 +202,7 @@ impl Mask {
                 }
             })
             .collect();
-        InterpMap {
-            height: h,
-            width: w,
-            compact_len: self.len(),
-            index,
-        }
+        InterpMap { height: h, width: w, compact_len: self.len(), index }
     }
 }
 
@@ -256,35 +218,17 @@ pub struct InterpMap {
 
 impl InterpMap {
     /// A map from explicit indices; every entry must be below `compact_len`.
-    pub fn from_indices(
-        height: usize,
-        width: usize,
-        compact_len: usize,
-        index: Vec<u32>,
-    ) -> Result<Self> {
+    pub fn from_indices(height: usize, width: usize, compact_len: usize, index: Vec<u32>) -> Result<Self> {
         check_map_size(height, width)?;
         if index.len() != height * width {
-            return Err(Error::shape(
-                "interpolation map",
-                height * width,
-                index.len(),
-            ));
+            return Err(Error::shape("interpolation map", height * width, index.len()));
         }
-        if let Some((p, &i)) = index
-            .iter()
-            .enumerate()
-            .find(|(_, &i)| i as usize >= compact_len)
-        {
+        if let Some((p, &i)) = index.iter().enumerate().find(|(_, &i)| i as usize >= compact_len) {
             return Err(Error::Mask(format!(
                 "interpolation map entry {p} points to compact index {i}, but only {compact_len} exist"
             )));
         }
-        Ok(InterpMap {
-            height,
-            width,
-            compact_len,
-            index,
-        })
+        Ok(InterpMap { height, width, compact_len, index })
     }
 
     /// Map height.

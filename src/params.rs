@@ -103,3 +103,136 @@ pub struct GatherInterpParams {
     /// Padding to a multiple of 16 bytes.
     pub _pad: u32,
 }
+
+/// `pool2d`: max or average pooling of `planes` channel planes, reading a compact input
+/// through `in_map` when `use_in_map` is 1. Output is dense `[planes, out_h · out_w]`.
+///
+/// Average pooling follows PyTorch/ONNX Runtime: the window is clipped to the padded
+/// input (`H + pad_bottom`, `W + pad_right`) for the `count_include_pad` divisor, and to
+/// the input itself for the values and the other divisor. Reading through a map keeps
+/// duplicates, so the result equals pooling of the interpolated map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Pool2dParams {
+    /// Channel planes (batch · channels).
+    pub planes: u32,
+    /// Input height.
+    pub in_h: u32,
+    /// Input width.
+    pub in_w: u32,
+    /// Elements per input plane: H·W, or N for a compact input.
+    pub in_plane: u32,
+    /// Output height.
+    pub out_h: u32,
+    /// Output width.
+    pub out_w: u32,
+    /// Window height.
+    pub kernel_h: u32,
+    /// Window width.
+    pub kernel_w: u32,
+    /// Vertical stride.
+    pub stride_h: u32,
+    /// Horizontal stride.
+    pub stride_w: u32,
+    /// Padding above.
+    pub pad_top: u32,
+    /// Padding left.
+    pub pad_left: u32,
+    /// Padding below.
+    pub pad_bottom: u32,
+    /// Padding right.
+    pub pad_right: u32,
+    /// 0 = max, 1 = average.
+    pub mode: u32,
+    /// Average pooling: 1 to divide by the window clipped to the padded input.
+    pub count_include_pad: u32,
+    /// 1 when the input is compact and read through `in_map`.
+    pub use_in_map: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad0: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad1: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad2: u32,
+}
+
+/// `lrn`: local response normalisation across channels (ONNX semantics):
+/// `y = x / (bias + alpha / size · Σ x²)^beta`, the sum over channels
+/// `c − ⌊(size−1)/2⌋ ..= c + ⌈(size−1)/2⌉` at the same position.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct LrnParams {
+    /// Images.
+    pub images: u32,
+    /// Channels.
+    pub channels: u32,
+    /// Elements per channel plane (H·W, or N for a compact tensor).
+    pub positions: u32,
+    /// Window size in channels.
+    pub size: u32,
+    /// Scale of the sum of squares.
+    pub alpha: f32,
+    /// Exponent.
+    pub beta: f32,
+    /// Additive constant (ONNX `bias`, Caffe `k`).
+    pub bias: f32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad: u32,
+}
+
+/// `relu`: `out[i] = max(x[i], 0)` for `len` elements.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct ReluParams {
+    /// Elements.
+    pub len: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad0: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad1: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad2: u32,
+}
+
+/// `add`: `out[i] = act(a[i] + b[i])` for `len` elements.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct AddParams {
+    /// Elements.
+    pub len: u32,
+    /// 1 to apply ReLU to the sum.
+    pub relu: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad0: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad1: u32,
+}
+
+/// `channel_affine`: `out[i] = act(x[i] · scale[c] + shift[c])` with
+/// `c = (i / plane) mod channels` (inference batch normalisation).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct ChannelAffineParams {
+    /// Elements.
+    pub len: u32,
+    /// Channels.
+    pub channels: u32,
+    /// Elements per channel plane (H·W, or N for a compact tensor).
+    pub plane: u32,
+    /// 1 to apply ReLU.
+    pub relu: u32,
+}
+
+/// `softmax`: softmax of each of `rows` rows of `cols` values.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct SoftmaxParams {
+    /// Rows (images).
+    pub rows: u32,
+    /// Values per row (classes).
+    pub cols: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad0: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad1: u32,
+}

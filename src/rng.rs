@@ -27,9 +27,7 @@ pub struct SeededRng {
 impl SeededRng {
     /// A generator whose whole sequence is fixed by `seed`.
     pub fn new(seed: u64) -> Self {
-        SeededRng {
-            state: splitmix64(seed),
-        }
+        SeededRng { state: splitmix64(seed) }
     }
 
     /// The next 64 random bits.

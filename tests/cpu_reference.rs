@@ -25,14 +25,8 @@ fn sweep_dense_output_matches_naive_reference() {
 fn sweep_compact_output_matches_naive_reference() {
     for p in sweep() {
         let built = p.build();
-        let settings = ConvSettings {
-            output: OutputForm::Compact,
-            ..Default::default()
-        };
-        let out = CpuConv::new(&built.layer, settings)
-            .unwrap()
-            .run(built.input.view())
-            .unwrap();
+        let settings = ConvSettings { output: OutputForm::Compact, ..Default::default() };
+        let out = CpuConv::new(&built.layer, settings).unwrap().run(built.input.view()).unwrap();
         assert_eq!(out.shape(), built.layer.compact_output_shape());
         assert_close(&p.label(), out.as_slice().unwrap(), &built.compact_ref, TOL);
     }
@@ -43,12 +37,7 @@ fn sweep_compact_output_matches_naive_reference() {
 #[test]
 fn microbatching_and_chunking_do_not_change_results() {
     let cases = [
-        (
-            "5x5 groups",
-            ConvGeometry::new(6, 17, 17, 8, 5, 5)
-                .with_padding(2)
-                .with_groups(2),
-        ),
+        ("5x5 groups", ConvGeometry::new(6, 17, 17, 8, 5, 5).with_padding(2).with_groups(2)),
         ("3x3", ConvGeometry::new(4, 13, 11, 6, 3, 3).with_padding(1)),
     ];
     for (name, g) in cases {
@@ -70,21 +59,11 @@ fn microbatching_and_chunking_do_not_change_results() {
                 (None, Some(4 * k)),
                 (Some(5), Some(52 * k)),
             ] {
-                let settings = ConvSettings {
-                    images_per_gemm,
-                    max_chunk_bytes,
-                    ..Default::default()
-                };
+                let settings = ConvSettings { images_per_gemm, max_chunk_bytes, ..Default::default() };
                 let conv = CpuConv::new(&built.layer, settings).unwrap();
-                let label = format!(
-                    "{} ipg={images_per_gemm:?} chunk={max_chunk_bytes:?}",
-                    p.label()
-                );
+                let label = format!("{} ipg={images_per_gemm:?} chunk={max_chunk_bytes:?}", p.label());
                 if let Some(bytes) = max_chunk_bytes {
-                    assert!(
-                        conv.schedule().chunk_cols as u64 <= bytes / k,
-                        "{label}: chunk not bounded"
-                    );
+                    assert!(conv.schedule().chunk_cols as u64 <= bytes / k, "{label}: chunk not bounded");
                 }
                 let out = conv.run(built.input.view()).unwrap();
                 assert_close(&label, out.as_slice().unwrap(), &built.dense_ref, TOL);
@@ -95,9 +74,7 @@ fn microbatching_and_chunking_do_not_change_results() {
 
 #[test]
 fn default_microbatch_is_floor_of_inverse_kept_fraction() {
-    let g = ConvGeometry::new(2, 8, 8, 2, 3, 3)
-        .with_padding(1)
-        .with_batch(8);
+    let g = ConvGeometry::new(2, 8, 8, 2, 3, 3).with_padding(1).with_batch(8);
     for (q, expected) in [(1.0, 1), (0.5, 2), (0.3, 3), (0.25, 4), (0.1, 8)] {
         let layer = perforate::ConvLayer::new(g, vec![0.0; g.weight_len()], None)
             .unwrap()
@@ -105,11 +82,7 @@ fn default_microbatch_is_floor_of_inverse_kept_fraction() {
             .unwrap();
         let conv = CpuConv::new(&layer, ConvSettings::default()).unwrap();
         assert_eq!(conv.schedule().images_per_gemm, expected, "q = {q}");
-        assert_eq!(
-            conv.schedule().chunk_cols,
-            expected * layer.mask().len(),
-            "q = {q}"
-        );
+        assert_eq!(conv.schedule().chunk_cols, expected * layer.mask().len(), "q = {q}");
     }
 }
 

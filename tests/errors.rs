@@ -19,14 +19,12 @@ fn err<T: std::fmt::Debug>(r: perforate::Result<T>) -> String {
 #[test]
 fn geometry_errors_name_the_problem() {
     let g = ConvGeometry::new(4, 8, 8, 6, 3, 3);
-    assert!(err(ConvLayer::new(g.with_groups(4), vec![0.0; 100], None))
-        .contains("divisible by groups 4"));
-    assert!(
-        err(ConvLayer::new(g.with_stride(0), vec![], None)).contains("stride_h must be at least 1")
-    );
+    assert!(err(ConvLayer::new(g.with_groups(4), vec![0.0; 100], None)).contains("divisible by groups 4"));
+    assert!(err(ConvLayer::new(g.with_stride(0), vec![], None)).contains("stride_h must be at least 1"));
     let big = ConvGeometry::new(1, 4, 4, 1, 7, 7);
-    assert!(err(ConvLayer::new(big, vec![0.0; 49], None))
-        .contains("smaller than the dilated kernel extent 7"));
+    assert!(
+        err(ConvLayer::new(big, vec![0.0; 49], None)).contains("smaller than the dilated kernel extent 7")
+    );
     let dil = ConvGeometry::new(1, 5, 5, 1, 3, 3).with_dilation(3);
     assert!(err(ConvLayer::new(dil, vec![0.0; 9], None)).contains("dilated kernel extent 7"));
     let huge = ConvGeometry::new(1 << 20, 1 << 20, 1 << 20, 1, 1, 1);
@@ -37,92 +35,54 @@ fn geometry_errors_name_the_problem() {
 fn weight_and_bias_lengths_are_checked() {
     let g = ConvGeometry::new(4, 8, 8, 6, 3, 3).with_groups(2);
     let e = err(ConvLayer::new(g, vec![0.0; 10], None));
-    assert!(
-        e.contains("conv weights [6, 2, 3, 3]") && e.contains("expected 108, got 10"),
-        "{e}"
-    );
+    assert!(e.contains("conv weights [6, 2, 3, 3]") && e.contains("expected 108, got 10"), "{e}");
     let e = err(ConvLayer::new(g, vec![0.0; 108], Some(vec![0.0; 5])));
-    assert!(
-        e.contains("conv bias") && e.contains("expected 6, got 5"),
-        "{e}"
-    );
+    assert!(e.contains("conv bias") && e.contains("expected 6, got 5"), "{e}");
 }
 
 #[test]
 fn masks_that_do_not_fit_are_rejected() {
     let l = layer(ConvGeometry::new(2, 9, 9, 2, 3, 3)); // 7x7 output
     let e = err(l.clone().with_mask(Mask::dense(9, 9).unwrap(), 0));
-    assert!(
-        e.contains("mask is 9x9 but the layer's output map is 7x7"),
-        "{e}"
-    );
-    let e = err(l
-        .clone()
-        .with_input_map(Mask::dense(7, 7).unwrap().interpolation_map(0)));
-    assert!(
-        e.contains("input interpolation map is 7x7 but the layer's input is 9x9"),
-        "{e}"
-    );
+    assert!(e.contains("mask is 9x9 but the layer's output map is 7x7"), "{e}");
+    let e = err(l.clone().with_input_map(Mask::dense(7, 7).unwrap().interpolation_map(0)));
+    assert!(e.contains("input interpolation map is 7x7 but the layer's input is 9x9"), "{e}");
     for q in [0.0, 1.01, -1.0, f64::NAN] {
-        assert!(err(l.clone().with_uniform_perforation(q, 0))
-            .contains("kept fraction must lie in (0, 1]"));
+        assert!(err(l.clone().with_uniform_perforation(q, 0)).contains("kept fraction must lie in (0, 1]"));
     }
 }
 
 #[test]
 fn wrong_input_shape_is_an_error_on_both_executors() {
-    let l = layer(ConvGeometry::new(2, 9, 9, 2, 3, 3).with_batch(2))
-        .with_uniform_perforation(0.5, 1)
-        .unwrap();
+    let l =
+        layer(ConvGeometry::new(2, 9, 9, 2, 3, 3).with_batch(2)).with_uniform_perforation(0.5, 1).unwrap();
     let wrong = ArrayD::<f32>::zeros(vec![2, 3, 9, 9]);
-    let e = err(CpuConv::new(&l, ConvSettings::default())
-        .unwrap()
-        .run(wrong.view()));
-    assert!(
-        e.contains("conv input") && e.contains("[2, 2, 9, 9]") && e.contains("[2, 3, 9, 9]"),
-        "{e}"
-    );
+    let e = err(CpuConv::new(&l, ConvSettings::default()).unwrap().run(wrong.view()));
+    assert!(e.contains("conv input") && e.contains("[2, 2, 9, 9]") && e.contains("[2, 3, 9, 9]"), "{e}");
     // A compact input must come with its map, and vice versa.
-    let compact = l
-        .clone()
-        .with_input_map(Mask::uniform(9, 9, 0.5, 2).unwrap().interpolation_map(0))
-        .unwrap();
+    let compact =
+        l.clone().with_input_map(Mask::uniform(9, 9, 0.5, 2).unwrap().interpolation_map(0)).unwrap();
     let dense_input = ArrayD::<f32>::zeros(vec![2, 2, 9, 9]);
-    let e = err(CpuConv::new(&compact, ConvSettings::default())
-        .unwrap()
-        .run(dense_input.view()));
+    let e = err(CpuConv::new(&compact, ConvSettings::default()).unwrap().run(dense_input.view()));
     assert!(e.contains("expected [2, 2, 40]"), "{e}");
     if let Some(ctx) = common::gpu_or_skip("wrong_input_shape_is_an_error_on_both_executors") {
-        let e = err(GpuConv::new(&ctx, &l, ConvSettings::default())
-            .unwrap()
-            .run(wrong.view()));
-        assert!(
-            e.contains("GPU conv input") && e.contains("[2, 3, 9, 9]"),
-            "{e}"
-        );
+        let e = err(GpuConv::new(&ctx, &l, ConvSettings::default()).unwrap().run(wrong.view()));
+        assert!(e.contains("GPU conv input") && e.contains("[2, 3, 9, 9]"), "{e}");
     }
 }
 
 #[test]
 fn settings_are_validated() {
     let l = layer(ConvGeometry::new(2, 9, 9, 2, 3, 3));
-    let s = ConvSettings {
-        images_per_gemm: Some(0),
-        ..Default::default()
-    };
+    let s = ConvSettings { images_per_gemm: Some(0), ..Default::default() };
     assert!(err(CpuConv::new(&l, s)).contains("images_per_gemm must be at least 1"));
-    let s = ConvSettings {
-        max_chunk_bytes: Some(16),
-        ..Default::default()
-    };
+    let s = ConvSettings { max_chunk_bytes: Some(16), ..Default::default() };
     assert!(err(CpuConv::new(&l, s)).contains("cannot hold 4 im2col columns of 18 values"));
 }
 
 #[test]
 fn a_tensor_beyond_the_binding_limit_is_too_large_not_a_crash() {
-    let Some(ctx) =
-        common::gpu_or_skip("a_tensor_beyond_the_binding_limit_is_too_large_not_a_crash")
-    else {
+    let Some(ctx) = common::gpu_or_skip("a_tensor_beyond_the_binding_limit_is_too_large_not_a_crash") else {
         return;
     };
     // One input channel plane bigger than any storage binding the device allows.
@@ -132,10 +92,7 @@ fn a_tensor_beyond_the_binding_limit_is_too_large_not_a_crash() {
         Err(e) => assert!(e.to_string().contains("too large"), "{e}"),
         Ok(l) => {
             let e = err(GpuConv::new(&ctx, &l, ConvSettings::default()));
-            assert!(
-                e.contains("too large") && e.contains("per storage binding"),
-                "{e}"
-            );
+            assert!(e.contains("too large") && e.contains("per storage binding"), "{e}");
         }
     }
 }
@@ -148,9 +105,7 @@ fn a_lost_device_is_an_error_value() {
         return;
     }
     let ctx = perforate::gpu::GpuContext::new().unwrap();
-    let l = layer(ConvGeometry::new(2, 9, 9, 2, 3, 3))
-        .with_uniform_perforation(0.5, 1)
-        .unwrap();
+    let l = layer(ConvGeometry::new(2, 9, 9, 2, 3, 3)).with_uniform_perforation(0.5, 1).unwrap();
     let conv = GpuConv::new(&ctx, &l, ConvSettings::default()).unwrap();
     let x = ArrayD::<f32>::zeros(l.input_shape());
     assert!(conv.run(x.view()).is_ok());
@@ -161,8 +116,5 @@ fn a_lost_device_is_an_error_value() {
     let e = GpuConv::new(&ctx, &l, ConvSettings::default()).unwrap_err();
     assert!(matches!(e, perforate::Error::DeviceLost(_)), "{e}");
     // The CPU path is unaffected.
-    assert!(CpuConv::new(&l, ConvSettings::default())
-        .unwrap()
-        .run(x.view())
-        .is_ok());
+    assert!(CpuConv::new(&l, ConvSettings::default()).unwrap().run(x.view()).is_ok());
 }

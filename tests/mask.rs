@@ -24,18 +24,10 @@ fn every_map_entry_points_to_a_nearest_kept_position() {
                 for p in 0..(h * w) as u32 {
                     let chosen = kept[map.indices()[p as usize] as usize];
                     let best = kept.iter().map(|&k| dist2(p, k, w as u32)).min().unwrap();
-                    assert_eq!(
-                        dist2(p, chosen, w as u32),
-                        best,
-                        "{h}x{w} q={q} seed={seed} position {p}"
-                    );
+                    assert_eq!(dist2(p, chosen, w as u32), best, "{h}x{w} q={q} seed={seed} position {p}");
                 }
                 for (i, &k) in kept.iter().enumerate() {
-                    assert_eq!(
-                        map.indices()[k as usize] as usize,
-                        i,
-                        "kept position maps to itself"
-                    );
+                    assert_eq!(map.indices()[k as usize] as usize, i, "kept position maps to itself");
                 }
             }
         }
@@ -55,19 +47,15 @@ fn masks_and_maps_are_reproducible_from_their_seed() {
     // positions 2 and 11 are ties resolved by the seed.)
     let small = Mask::uniform(4, 4, 0.25, 7).unwrap();
     assert_eq!(small.positions(), &[5, 7, 14, 15]);
-    assert_eq!(
-        small.interpolation_map(7).indices(),
-        &[0, 0, 0, 1, 0, 0, 1, 1, 0, 0, 2, 3, 2, 2, 2, 3]
-    );
+    assert_eq!(small.interpolation_map(7).indices(), &[0, 0, 0, 1, 0, 0, 1, 1, 0, 0, 2, 3, 2, 2, 2, 3]);
 }
 
 #[test]
 fn ties_are_broken_by_the_seed_both_ways() {
     // 1×3 map keeping both ends: the middle is equidistant from both.
     let mask = Mask::from_positions(1, 3, vec![0, 2]).unwrap();
-    let picks: std::collections::BTreeSet<u32> = (0..64)
-        .map(|s| mask.interpolation_map(s).indices()[1])
-        .collect();
+    let picks: std::collections::BTreeSet<u32> =
+        (0..64).map(|s| mask.interpolation_map(s).indices()[1]).collect();
     assert_eq!(picks.into_iter().collect::<Vec<_>>(), vec![0, 1]);
     // The same seed always picks the same.
     assert_eq!(mask.interpolation_map(5), mask.interpolation_map(5));
@@ -87,10 +75,7 @@ fn kept_count_is_floor_of_q_times_positions_and_at_least_one() {
     let mask = Mask::uniform(10, 10, 0.37, 1).unwrap();
     assert_eq!(mask.len(), 37);
     assert!((mask.kept_fraction() - 0.37).abs() < 1e-12);
-    assert!(
-        mask.positions().windows(2).all(|w| w[0] < w[1]),
-        "sorted and distinct"
-    );
+    assert!(mask.positions().windows(2).all(|w| w[0] < w[1]), "sorted and distinct");
 }
 
 #[test]
@@ -98,21 +83,15 @@ fn weights_select_the_top_positions() {
     let weights = [0.1, 5.0, 0.3, 5.0, -1.0, 2.0];
     let mask = Mask::from_weights(2, 3, 0.5, &weights).unwrap();
     assert_eq!(mask.positions(), &[1, 3, 5]);
-    let err = Mask::from_weights(2, 3, 0.5, &[0.0; 5])
-        .unwrap_err()
-        .to_string();
+    let err = Mask::from_weights(2, 3, 0.5, &[0.0; 5]).unwrap_err().to_string();
     assert!(err.contains("mask weights"), "{err}");
-    let err = Mask::from_weights(2, 3, 0.5, &[0.0, f64::NAN, 0.0, 0.0, 0.0, 0.0])
-        .unwrap_err()
-        .to_string();
+    let err = Mask::from_weights(2, 3, 0.5, &[0.0, f64::NAN, 0.0, 0.0, 0.0, 0.0]).unwrap_err().to_string();
     assert!(err.contains("position 1 is NaN"), "{err}");
 }
 
 #[test]
 fn explicit_positions_are_validated() {
-    let err = Mask::from_positions(3, 3, vec![1, 4, 4])
-        .unwrap_err()
-        .to_string();
+    let err = Mask::from_positions(3, 3, vec![1, 4, 4]).unwrap_err().to_string();
     assert!(err.contains("position 4 appears twice"), "{err}");
     let err = Mask::from_positions(3, 3, vec![9]).unwrap_err().to_string();
     assert!(err.contains("position 9 is outside the 3x3 map"), "{err}");
@@ -120,8 +99,5 @@ fn explicit_positions_are_validated() {
     assert!(err.contains("at least one position"), "{err}");
     let err = Mask::dense(0, 4).unwrap_err().to_string();
     assert!(err.contains("0x4 is empty"), "{err}");
-    assert_eq!(
-        Mask::from_positions(2, 2, vec![3, 0]).unwrap().positions(),
-        &[0, 3]
-    );
+    assert_eq!(Mask::from_positions(2, 2, vec![3, 0]).unwrap().positions(), &[0, 3]);
 }

@@ -13,20 +13,12 @@ const TOL: f64 = 1e-4;
 
 fn check(ctx: &perforate::gpu::GpuContext, p: &Problem, settings: ConvSettings) {
     let built = p.build();
-    let cpu = CpuConv::new(&built.layer, settings)
-        .unwrap()
-        .run(built.input.view())
-        .unwrap();
+    let cpu = CpuConv::new(&built.layer, settings).unwrap().run(built.input.view()).unwrap();
     let gpu = GpuConv::new(ctx, &built.layer, settings).unwrap();
     let out = gpu.run(built.input.view()).unwrap();
     assert_eq!(out.shape(), cpu.shape());
     let label = format!("{} {settings:?}", p.label());
-    assert_close(
-        &label,
-        out.as_slice().unwrap(),
-        &to_f64(cpu.as_slice().unwrap()),
-        TOL,
-    );
+    assert_close(&label, out.as_slice().unwrap(), &to_f64(cpu.as_slice().unwrap()), TOL);
     // And directly against the f64 reference, so that a shared CPU/GPU mistake cannot hide.
     let reference = match settings.output {
         OutputForm::Dense => &built.dense_ref,
@@ -51,14 +43,7 @@ fn sweep_compact_output_gpu_matches_cpu() {
         return;
     };
     for p in sweep().into_iter().filter(|p| p.geometry.batch == 3) {
-        check(
-            &ctx,
-            &p,
-            ConvSettings {
-                output: OutputForm::Compact,
-                ..Default::default()
-            },
-        );
+        check(&ctx, &p, ConvSettings { output: OutputForm::Compact, ..Default::default() });
     }
 }
 
@@ -67,10 +52,7 @@ fn chunked_and_microbatched_gpu_matches_cpu() {
     let Some(ctx) = gpu_or_skip("chunked_and_microbatched_gpu_matches_cpu") else {
         return;
     };
-    let g = ConvGeometry::new(6, 17, 17, 8, 5, 5)
-        .with_padding(2)
-        .with_groups(2)
-        .with_batch(3);
+    let g = ConvGeometry::new(6, 17, 17, 8, 5, 5).with_padding(2).with_groups(2).with_batch(3);
     let k = (g.k_per_group() * 4) as u64;
     for keep in [0.25, 1.0] {
         for compact_input in [false, true] {
@@ -82,23 +64,13 @@ fn chunked_and_microbatched_gpu_matches_cpu() {
                 relu: true,
                 seed: 31,
             };
-            for (images_per_gemm, max_chunk_bytes) in [
-                (Some(1), None),
-                (Some(3), None),
-                (None, Some(40 * k)),
-                (Some(3), Some(100 * k)),
-            ] {
-                let settings = ConvSettings {
-                    images_per_gemm,
-                    max_chunk_bytes,
-                    ..Default::default()
-                };
+            for (images_per_gemm, max_chunk_bytes) in
+                [(Some(1), None), (Some(3), None), (None, Some(40 * k)), (Some(3), Some(100 * k))]
+            {
+                let settings = ConvSettings { images_per_gemm, max_chunk_bytes, ..Default::default() };
                 if let Some(bytes) = max_chunk_bytes {
                     let conv = GpuConv::new(&ctx, &p.build().layer, settings).unwrap();
-                    assert!(
-                        conv.schedule().steps.len() > 2 * g.groups,
-                        "chunking was not forced"
-                    );
+                    assert!(conv.schedule().steps.len() > 2 * g.groups, "chunking was not forced");
                     assert!(conv.schedule().chunk_cols as u64 <= bytes / k);
                 }
                 check(&ctx, &p, settings);
@@ -114,9 +86,7 @@ fn multi_tile_gemm_gpu_matches_cpu() {
     let Some(ctx) = gpu_or_skip("multi_tile_gemm_gpu_matches_cpu") else {
         return;
     };
-    let g = ConvGeometry::new(7, 12, 12, 70, 3, 3)
-        .with_padding(1)
-        .with_batch(2);
+    let g = ConvGeometry::new(7, 12, 12, 70, 3, 3).with_padding(1).with_batch(2);
     for keep in [1.0, 0.6] {
         let p = Problem {
             name: "70 channels",
@@ -141,9 +111,7 @@ fn concurrent_runs_on_one_context_are_correct() {
         for t in 0..4u64 {
             let ctx = ctx.clone();
             s.spawn(move || {
-                let g = ConvGeometry::new(3, 11, 11, 5, 3, 3)
-                    .with_padding(1)
-                    .with_batch(2);
+                let g = ConvGeometry::new(3, 11, 11, 5, 3, 3).with_padding(1).with_batch(2);
                 let p = Problem {
                     name: "threads",
                     geometry: g,

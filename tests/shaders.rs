@@ -13,39 +13,20 @@ fn params_struct(kernel: Kernel) -> (u32, Vec<(String, u32)>) {
         .iter()
         .find(|(_, t)| t.name.as_deref() == Some("Params"))
         .unwrap_or_else(|| panic!("{} has no struct Params", kernel.label()));
-    let naga::TypeInner::Struct { members, .. } = &ty.inner else {
-        panic!("Params is not a struct")
-    };
-    let fields = members
-        .iter()
-        .map(|m| (m.name.clone().unwrap_or_default(), m.offset))
-        .collect();
+    let naga::TypeInner::Struct { members, .. } = &ty.inner else { panic!("Params is not a struct") };
+    let fields = members.iter().map(|m| (m.name.clone().unwrap_or_default(), m.offset)).collect();
     (layouter[handle].size, fields)
 }
 
 fn check(kernel: Kernel, rust_size: usize, rust_fields: &[&str]) {
     let (size, fields) = params_struct(kernel);
-    assert_eq!(
-        size as usize,
-        rust_size,
-        "{}: WGSL Params size",
-        kernel.label()
-    );
+    assert_eq!(size as usize, rust_size, "{}: WGSL Params size", kernel.label());
     let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, rust_fields, "{}: field names", kernel.label());
     for (i, (name, offset)) in fields.iter().enumerate() {
-        assert_eq!(
-            *offset as usize,
-            4 * i,
-            "{}: offset of {name}",
-            kernel.label()
-        );
+        assert_eq!(*offset as usize, 4 * i, "{}: offset of {name}", kernel.label());
     }
-    assert_eq!(
-        rust_size % 16,
-        0,
-        "uniform blocks are a multiple of 16 bytes"
-    );
+    assert_eq!(rust_size % 16, 0, "uniform blocks are a multiple of 16 bytes");
     assert_eq!(rust_size, 4 * rust_fields.len(), "Rust Params are all u32");
 }
 
@@ -57,15 +38,9 @@ fn every_shader_file_is_a_validated_kernel() {
         .filter(|n| n.ends_with(".wgsl"))
         .collect();
     files.sort();
-    let mut kernels: Vec<String> = Kernel::ALL
-        .iter()
-        .map(|k| format!("{}.wgsl", k.label()))
-        .collect();
+    let mut kernels: Vec<String> = Kernel::ALL.iter().map(|k| format!("{}.wgsl", k.label())).collect();
     kernels.sort();
-    assert_eq!(
-        files, kernels,
-        "every file in shaders/ is a kernel and vice versa"
-    );
+    assert_eq!(files, kernels, "every file in shaders/ is a kernel and vice versa");
     for kernel in Kernel::ALL {
         kernel.validate().unwrap_or_else(|e| panic!("{e}"));
         let on_disk = std::fs::read_to_string(format!(

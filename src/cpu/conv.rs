@@ -58,11 +58,7 @@ impl CpuConv {
     pub fn run(&self, input: ArrayViewD<'_, f32>) -> Result<ArrayD<f32>> {
         let expected = self.layer.input_shape();
         if input.shape() != expected.as_slice() {
-            return Err(Error::shape(
-                "conv input",
-                format!("{expected:?}"),
-                format!("{:?}", input.shape()),
-            ));
+            return Err(Error::shape("conv input", format!("{expected:?}"), format!("{:?}", input.shape())));
         }
         let input = input.as_standard_layout();
         let x = input.as_slice().expect("standard layout is contiguous");
@@ -86,23 +82,12 @@ impl CpuConv {
         };
         for step in &self.schedule.steps {
             im2col_masked(&step.im2col, x, mask, in_map, &mut scratch.col);
-            matmul_tiled(
-                &step.matmul,
-                &self.packed_weights,
-                &scratch.col,
-                self.layer.bias(),
-                compact,
-            );
+            matmul_tiled(&step.matmul, &self.packed_weights, &scratch.col, self.layer.bias(), compact);
         }
         let data = match &self.schedule.gather {
             Some(g) => {
                 let mut dense = vec![0.0f32; (g.plane * g.planes) as usize];
-                gather_interp(
-                    g,
-                    compact,
-                    self.layer.interpolation_map().indices(),
-                    &mut dense,
-                );
+                gather_interp(g, compact, self.layer.interpolation_map().indices(), &mut dense);
                 dense
             }
             None => fresh,

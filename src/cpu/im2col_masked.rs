@@ -32,10 +32,7 @@ pub fn im2col_masked(
     let (kh, kw) = (p.kernel_h as usize, p.kernel_w as usize);
     let rows = p.group_channels as usize * kh * kw;
     let (cols, ldb) = (p.cols as usize, p.ldb as usize);
-    assert!(
-        col.len() >= rows * ldb,
-        "column buffer too small for the chunk"
-    );
+    assert!(col.len() >= rows * ldb, "column buffer too small for the chunk");
     let plane = p.in_plane as usize;
     let image_stride = p.channels as usize * plane;
     assert!(
@@ -55,19 +52,12 @@ pub fn im2col_masked(
                 // Unsigned arithmetic with the padding added back: y_in = y·sy + dy − pad_top.
                 let yp = (pos / p.out_w) * p.stride_h + dy;
                 let xp = (pos % p.out_w) * p.stride_w + dx;
-                if yp < p.pad_top
-                    || xp < p.pad_left
-                    || yp - p.pad_top >= p.in_h
-                    || xp - p.pad_left >= p.in_w
+                if yp < p.pad_top || xp < p.pad_left || yp - p.pad_top >= p.in_h || xp - p.pad_left >= p.in_w
                 {
                     return PAD;
                 }
                 let s = (yp - p.pad_top) * p.in_w + (xp - p.pad_left);
-                let s = if p.use_in_map != 0 {
-                    in_map[s as usize]
-                } else {
-                    s
-                };
+                let s = if p.use_in_map != 0 { in_map[s as usize] } else { s };
                 let image_base = u32::try_from(image * image_stride)
                     .expect("validated geometry: input indices fit in u32");
                 image_base + s
@@ -75,15 +65,12 @@ pub fn im2col_masked(
         })
         .collect();
 
-    col[..rows * ldb]
-        .par_chunks_mut(ldb)
-        .enumerate()
-        .for_each(|(r, row)| {
-            let (ci, c) = (r / (kh * kw), r % (kh * kw));
-            let channel = &input[(p.channel_offset as usize + ci) * plane..];
-            for (out, &t) in row[..cols].iter_mut().zip(&table[c * cols..(c + 1) * cols]) {
-                *out = if t == PAD { 0.0 } else { channel[t as usize] };
-            }
-            row[cols..].fill(0.0);
-        });
+    col[..rows * ldb].par_chunks_mut(ldb).enumerate().for_each(|(r, row)| {
+        let (ci, c) = (r / (kh * kw), r % (kh * kw));
+        let channel = &input[(p.channel_offset as usize + ci) * plane..];
+        for (out, &t) in row[..cols].iter_mut().zip(&table[c * cols..(c + 1) * cols]) {
+            *out = if t == PAD { 0.0 } else { channel[t as usize] };
+        }
+        row[cols..].fill(0.0);
+    });
 }

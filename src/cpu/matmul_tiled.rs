@@ -21,17 +21,11 @@ struct Task<'a> {
 /// Splits one image's output view into about two blocks per thread: by columns while
 /// blocks stay at least `MIN_BLOCK_COLS` wide, then by rows (narrow perforated products
 /// would otherwise leave cores idle).
-fn split_into_blocks<'a>(
-    view: ArrayViewMut2<'a, f32>,
-    first_col: usize,
-    tasks: &mut Vec<Task<'a>>,
-) {
+fn split_into_blocks<'a>(view: ArrayViewMut2<'a, f32>, first_col: usize, tasks: &mut Vec<Task<'a>>) {
     let target = 2 * rayon::current_num_threads();
     let (m, n) = view.dim();
     let col_blocks = (n / MIN_BLOCK_COLS).clamp(1, target);
-    let row_blocks = target
-        .div_ceil(col_blocks)
-        .clamp(1, (m / MIN_BLOCK_ROWS).max(1));
+    let row_blocks = target.div_ceil(col_blocks).clamp(1, (m / MIN_BLOCK_ROWS).max(1));
     let (width, height) = (n.div_ceil(col_blocks), m.div_ceil(row_blocks));
     let mut rest = view;
     let mut col = first_col;
@@ -60,13 +54,7 @@ fn split_into_blocks<'a>(
 ///
 /// Arguments follow the shader's bindings: params, a, b, bias, out.
 #[track_caller]
-pub fn matmul_tiled(
-    params: &MatmulTiledParams,
-    a: &[f32],
-    b: &[f32],
-    bias: &[f32],
-    out: &mut [f32],
-) {
+pub fn matmul_tiled(params: &MatmulTiledParams, a: &[f32], b: &[f32], bias: &[f32], out: &mut [f32]) {
     let p = params;
     let (m, n, k) = (p.m as usize, p.n as usize, p.k as usize);
     let (lda, ldb) = (p.lda as usize, p.ldb as usize);
@@ -75,8 +63,7 @@ pub fn matmul_tiled(
     let a = ArrayView2::from_shape((m, k).strides((lda, 1)), &a[a_start..]).expect("A matrix view");
     let b = ArrayView2::from_shape((k, n).strides((ldb, 1)), b).expect("B matrix view");
     let images = out.len() / (out_channels * n_pos);
-    let mut out =
-        ArrayViewMut3::from_shape((images, out_channels, n_pos), out).expect("output view");
+    let mut out = ArrayViewMut3::from_shape((images, out_channels, n_pos), out).expect("output view");
 
     // One contiguous run of global columns covers each image at most once; each image's
     // run is one strided view of `out`, split into blocks for rayon.
@@ -87,10 +74,8 @@ pub fn matmul_tiled(
     while global < end {
         let (image, pos0) = (global / n_pos, global % n_pos);
         let pos1 = n_pos.min(pos0 + (end - global));
-        let view = per_image[image]
-            .take()
-            .expect("image visited twice")
-            .slice_move(s![rows.clone(), pos0..pos1]);
+        let view =
+            per_image[image].take().expect("image visited twice").slice_move(s![rows.clone(), pos0..pos1]);
         split_into_blocks(view, global - p.col_start as usize, &mut tasks);
         global += pos1 - pos0;
     }

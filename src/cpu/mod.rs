@@ -5,12 +5,24 @@
 //! their own right: rayon spreads rows and column blocks over cores and the GEMM goes
 //! through ndarray's `general_mat_mul`.
 
+mod add;
+mod channel_affine;
 mod conv;
 mod gather_interp;
 mod im2col_masked;
+mod lrn;
 mod matmul_tiled;
+mod pool2d;
+mod relu;
+mod softmax;
 
+pub use add::add;
+pub use channel_affine::channel_affine;
 pub use conv::CpuConv;
 pub use gather_interp::gather_interp;
 pub use im2col_masked::im2col_masked;
+pub use lrn::lrn;
 pub use matmul_tiled::matmul_tiled;
+pub use pool2d::pool2d;
+pub use relu::relu;
+pub use softmax::softmax;

@@ -62,9 +62,7 @@ pub(crate) fn storage(ctx: &GpuContext, label: &str, bytes: u64) -> Result<wgpu:
         ctx.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes.max(16).next_multiple_of(16),
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_DST
-                | wgpu::BufferUsages::COPY_SRC,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         })
     })
@@ -99,10 +97,7 @@ pub(crate) struct UniformSlot {
 impl UniformArena {
     pub(crate) fn new(ctx: &GpuContext) -> Self {
         let align = ctx.limits().min_uniform_buffer_offset_alignment.max(16) as usize;
-        UniformArena {
-            bytes: Vec::new(),
-            align,
-        }
+        UniformArena { bytes: Vec::new(), align }
     }
 
     /// Appends one parameter block.
@@ -110,12 +105,8 @@ impl UniformArena {
         let offset = self.bytes.len().next_multiple_of(self.align);
         self.bytes.resize(offset, 0);
         self.bytes.extend_from_slice(bytemuck::bytes_of(params));
-        let size =
-            NonZeroU64::new(std::mem::size_of::<P>() as u64).expect("Params are never empty");
-        UniformSlot {
-            offset: offset as u64,
-            size,
-        }
+        let size = NonZeroU64::new(std::mem::size_of::<P>() as u64).expect("Params are never empty");
+        UniformSlot { offset: offset as u64, size }
     }
 
     /// Uploads the arena.
@@ -127,11 +118,7 @@ impl UniformArena {
 impl UniformSlot {
     /// The binding of this slot in the uploaded arena buffer.
     pub(crate) fn binding(self, buffer: &wgpu::Buffer) -> wgpu::BufferBinding<'_> {
-        wgpu::BufferBinding {
-            buffer,
-            offset: self.offset,
-            size: Some(self.size),
-        }
+        wgpu::BufferBinding { buffer, offset: self.offset, size: Some(self.size) }
     }
 }
 
@@ -159,9 +146,8 @@ pub(crate) fn read_f32(ctx: &GpuContext, staging: &wgpu::Buffer, len: usize) -> 
         }
     }
     let data = {
-        let view = slice
-            .get_mapped_range()
-            .map_err(|e| Error::Gpu(format!("reading the result buffer: {e:?}")))?;
+        let view =
+            slice.get_mapped_range().map_err(|e| Error::Gpu(format!("reading the result buffer: {e:?}")))?;
         bytemuck::pod_collect_to_vec::<u8, f32>(&view[..len * 4])
     };
     staging.unmap();

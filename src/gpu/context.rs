@@ -31,9 +31,7 @@ struct Inner {
 
 impl std::fmt::Debug for GpuContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GpuContext")
-            .field("adapter", &self.describe())
-            .finish()
+        f.debug_struct("GpuContext").field("adapter", &self.describe()).finish()
     }
 }
 
@@ -76,9 +74,7 @@ impl GpuContext {
                 ..Default::default()
             })
             .await
-            .map_err(|e| {
-                Error::DeviceRequest(format!("{} ({:?}): {e}", info.name, info.backend))
-            })?;
+            .map_err(|e| Error::DeviceRequest(format!("{} ({:?}): {e}", info.name, info.backend)))?;
 
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&uncaptured);
@@ -95,9 +91,7 @@ impl GpuContext {
                     wgpu::DeviceLostReason::Destroyed => {
                         format!("the device was destroyed ({message})")
                     }
-                    _ => format!(
-                        "{message} ({reason:?}); create a new GpuContext or fall back to the CPU"
-                    ),
+                    _ => format!("{message} ({reason:?}); create a new GpuContext or fall back to the CPU"),
                 });
             }
         });
@@ -137,10 +131,7 @@ impl GpuContext {
     /// One line naming the adapter, backend, device type and driver.
     pub fn describe(&self) -> String {
         let i = &self.inner.info;
-        format!(
-            "{} ({:?}, {:?}, driver: {} {})",
-            i.name, i.backend, i.device_type, i.driver, i.driver_info
-        )
+        format!("{} ({:?}, {:?}, driver: {} {})", i.name, i.backend, i.device_type, i.driver, i.driver_info)
     }
 
     /// Largest buffer that can be bound as one storage binding, in bytes.
@@ -151,11 +142,8 @@ impl GpuContext {
 
     /// The compute pipeline of `kernel`, compiled on first use and cached.
     pub(crate) fn pipeline(&self, kernel: Kernel) -> Result<wgpu::ComputePipeline> {
-        let mut cache = self
-            .inner
-            .pipelines
-            .lock()
-            .map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?;
+        let mut cache =
+            self.inner.pipelines.lock().map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?;
         if let Some(p) = cache.get(&kernel) {
             return Ok(p.clone());
         }

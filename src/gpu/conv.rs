@@ -1,16 +1,64 @@
-//! The GPU executor of a perforated convolution layer.
+//! The GPU executor of a perforated convolution layer, and the pieces of it that a whole
+//! network plan reuses.
 
 use std::sync::Mutex;
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
-use super::buffers::{read_f32, staging, storage, storage_init, UniformArena};
+use super::buffers::{read_f32, staging, storage, storage_init};
 use super::context::GpuContext;
 use super::kernels::{
-    gather_interp::gather_interp, im2col_masked::im2col_masked, matmul_tiled::matmul_tiled, Launch,
+    encode_commands, gather_interp::gather_interp, im2col_masked::im2col_masked, matmul_tiled::matmul_tiled,
+    Command, LaunchBuilder,
 };
 use crate::error::{Error, Result};
 use crate::layer::{ConvLayer, ConvSchedule, ConvSettings};
+
+/// Bytes of `len` floats.
+pub(crate) fn bytes_of_len(len: usize) -> u64 {
+    len as u64 * 4
+}
+
+/// The device-side tables of one convolution: packed weights, bias, mask and the input
+/// map (a 16-byte placeholder when the input is dense).
+pub(crate) struct ConvTables {
+    weights: wgpu::Buffer,
+    bias: wgpu::Buffer,
+    mask: wgpu::Buffer,
+    in_map: wgpu::Buffer,
+}
+
+impl ConvTables {
+    /// Uploads the tables of `layer`.
+    pub(crate) fn upload(ctx: &GpuContext, layer: &ConvLayer) -> Result<Self> {
+        let (packed, _) = layer.packed_weights();
+        Ok(ConvTables {
+            weights: storage_init(ctx, "conv weights", bytemuck::cast_slice(&packed))?,
+            bias: storage_init(ctx, "conv bias", bytemuck::cast_slice(layer.bias()))?,
+            mask: storage_init(ctx, "conv mask", bytemuck::cast_slice(layer.mask().positions()))?,
+            in_map: match layer.input_map() {
+                Some(m) => storage_init(ctx, "conv input map", bytemuck::cast_slice(m.indices()))?,
+                None => storage_init(ctx, "conv input map (unused)", &[0u8; 16])?,
+            },
+        })
+    }
+
+    /// Queues the `im2col_masked → matmul_tiled` pairs of `schedule`, reading `input` and
+    /// writing the `[B, T, N]` compact output into `compact`, with `col` as workspace.
+    pub(crate) fn queue(
+        &self,
+        b: &mut LaunchBuilder<'_>,
+        schedule: &ConvSchedule,
+        input: &wgpu::Buffer,
+        col: &wgpu::Buffer,
+        compact: &wgpu::Buffer,
+    ) {
+        for step in &schedule.steps {
+            im2col_masked(b, &step.im2col, input, &self.mask, &self.in_map, col);
+            matmul_tiled(b, &step.matmul, &self.weights, col, &self.bias, compact);
+        }
+    }
+}
 
 /// A [`ConvLayer`] compiled for a GPU: weights, mask and maps live on the device, every
 /// launch (with its bind group and parameter block) is recorded once, and a run is one
@@ -26,7 +74,7 @@ pub struct GpuConv {
     input: wgpu::Buffer,
     output: wgpu::Buffer,
     staging: wgpu::Buffer,
-    launches: Vec<Launch>,
+    commands: Vec<Command>,
     running: Mutex<()>,
 }
 
@@ -35,13 +83,9 @@ impl std::fmt::Debug for GpuConv {
         f.debug_struct("GpuConv")
             .field("input_shape", &self.input_shape)
             .field("output_shape", &self.output_shape)
-            .field("launches", &self.launches.len())
+            .field("commands", &self.commands.len())
             .finish()
     }
-}
-
-fn bytes_of_len(len: usize) -> u64 {
-    len as u64 * 4
 }
 
 impl GpuConv {
@@ -58,72 +102,23 @@ impl GpuConv {
         let compact_len: usize = layer.compact_output_shape().iter().product();
         let output_len: usize = output_shape.iter().product();
 
-        let (packed, _) = layer.packed_weights();
-        let weights = storage_init(ctx, "conv weights", bytemuck::cast_slice(&packed))?;
-        let bias = storage_init(ctx, "conv bias", bytemuck::cast_slice(layer.bias()))?;
-        let mask = storage_init(
-            ctx,
-            "conv mask",
-            bytemuck::cast_slice(layer.mask().positions()),
-        )?;
-        let in_map = match layer.input_map() {
-            Some(m) => storage_init(ctx, "conv input map", bytemuck::cast_slice(m.indices()))?,
-            None => storage_init(ctx, "conv input map (unused)", &[0u8; 16])?,
-        };
+        let tables = ConvTables::upload(ctx, layer)?;
         let input = storage(ctx, "conv input", bytes_of_len(input_len))?;
         let col = storage(ctx, "im2col columns", bytes_of_len(schedule.col_len))?;
         let compact = storage(ctx, "conv compact output", bytes_of_len(compact_len))?;
-
-        let mut arena = UniformArena::new(ctx);
-        let slots: Vec<_> = schedule
-            .steps
-            .iter()
-            .map(|s| (arena.push(&s.im2col), arena.push(&s.matmul)))
-            .collect();
-        let gather_slot = schedule.gather.as_ref().map(|g| arena.push(g));
-        let uniforms = arena.finish(ctx, "conv params")?;
-
-        let mut launches = Vec::with_capacity(2 * schedule.steps.len() + 1);
-        for (step, (im2col_slot, matmul_slot)) in schedule.steps.iter().zip(&slots) {
-            launches.push(im2col_masked(
-                ctx,
-                &step.im2col,
-                im2col_slot.binding(&uniforms),
-                &input,
-                &mask,
-                &in_map,
-                &col,
-            )?);
-            launches.push(matmul_tiled(
-                ctx,
-                &step.matmul,
-                matmul_slot.binding(&uniforms),
-                &weights,
-                &col,
-                &bias,
-                &compact,
-            )?);
-        }
-        let output = match (&schedule.gather, gather_slot) {
-            (Some(g), Some(slot)) => {
-                let map = storage_init(
-                    ctx,
-                    "conv interpolation map",
-                    bytemuck::cast_slice(layer.interpolation_map().indices()),
-                )?;
+        let mut builder = LaunchBuilder::new(ctx);
+        tables.queue(&mut builder, &schedule, &input, &col, &compact);
+        let output = match &schedule.gather {
+            Some(g) => {
+                let map = layer.interpolation_map().indices();
+                let map = storage_init(ctx, "conv interpolation map", bytemuck::cast_slice(map))?;
                 let dense = storage(ctx, "conv dense output", bytes_of_len(output_len))?;
-                launches.push(gather_interp(
-                    ctx,
-                    g,
-                    slot.binding(&uniforms),
-                    &compact,
-                    &map,
-                    &dense,
-                )?);
+                gather_interp(&mut builder, g, &compact, &map, &dense);
                 dense
             }
-            _ => compact,
+            None => compact,
         };
+        let commands = builder.finish("conv params")?;
         let staging = staging(ctx, "conv readback", bytes_of_len(output_len))?;
         Ok(GpuConv {
             ctx: ctx.clone(),
@@ -133,7 +128,7 @@ impl GpuConv {
             input,
             output,
             staging,
-            launches,
+            commands,
             running: Mutex::new(()),
         })
     }
@@ -145,72 +140,67 @@ impl GpuConv {
 
     /// Number of kernel launches per run.
     pub fn launch_count(&self) -> usize {
-        self.launches.len()
+        self.commands.len()
     }
 
     /// Runs the layer: uploads `input`, executes, and reads the output back.
     pub fn run(&self, input: ArrayViewD<'_, f32>) -> Result<ArrayD<f32>> {
-        let _guard = self
-            .running
-            .lock()
-            .map_err(|_| Error::Gpu("a previous run panicked".into()))?;
+        let _guard = self.running.lock().map_err(|_| Error::Gpu("a previous run panicked".into()))?;
         self.upload(input)?;
         let output_len: usize = self.output_shape.iter().product();
         let commands = self.encode(true);
         self.ctx.submit_and_wait(commands)?;
         let data = read_f32(&self.ctx, &self.staging, output_len)?;
-        Ok(ArrayD::from_shape_vec(IxDyn(&self.output_shape), data)
-            .expect("output length matches its shape"))
+        Ok(ArrayD::from_shape_vec(IxDyn(&self.output_shape), data).expect("output length matches its shape"))
     }
 
     /// Uploads an input without running (for benchmarks that time [`GpuConv::execute`]).
     pub fn upload(&self, input: ArrayViewD<'_, f32>) -> Result<()> {
-        if input.shape() != self.input_shape.as_slice() {
-            return Err(Error::shape(
-                "GPU conv input",
-                format!("{:?}", self.input_shape),
-                format!("{:?}", input.shape()),
-            ));
-        }
-        let input = input.as_standard_layout();
-        let x = input.as_slice().expect("standard layout is contiguous");
-        self.ctx.scoped(|| {
-            self.ctx
-                .queue()
-                .write_buffer(&self.input, 0, bytemuck::cast_slice(x))
-        })
+        upload_input(&self.ctx, &self.input, &self.input_shape, "GPU conv input", input)
     }
 
     /// Executes the layer on the last uploaded input and waits for the GPU, without
     /// reading the result back.
     pub fn execute(&self) -> Result<()> {
-        let _guard = self
-            .running
-            .lock()
-            .map_err(|_| Error::Gpu("a previous run panicked".into()))?;
+        let _guard = self.running.lock().map_err(|_| Error::Gpu("a previous run panicked".into()))?;
         self.ctx.submit_and_wait(self.encode(false))
     }
 
     fn encode(&self, readback: bool) -> wgpu::CommandBuffer {
-        let mut encoder =
-            self.ctx
-                .device()
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("perforated conv"),
-                });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("perforated conv"),
-                timestamp_writes: None,
-            });
-            for launch in &self.launches {
-                launch.record(&mut pass);
-            }
-        }
-        if readback {
-            let bytes = bytes_of_len(self.output_shape.iter().product());
-            encoder.copy_buffer_to_buffer(&self.output, 0, &self.staging, 0, bytes);
-        }
-        encoder.finish()
+        let output_bytes = bytes_of_len(self.output_shape.iter().product());
+        let readback = readback.then_some((&self.output, &self.staging, output_bytes));
+        encode_run(&self.ctx, &self.commands, readback)
     }
+}
+
+/// Checks `input` against `shape` and writes it into `buffer`.
+pub(crate) fn upload_input(
+    ctx: &GpuContext,
+    buffer: &wgpu::Buffer,
+    shape: &[usize],
+    what: &str,
+    input: ArrayViewD<'_, f32>,
+) -> Result<()> {
+    if input.shape() != shape {
+        return Err(Error::shape(what, format!("{shape:?}"), format!("{:?}", input.shape())));
+    }
+    let input = input.as_standard_layout();
+    let x = input.as_slice().expect("standard layout is contiguous");
+    ctx.scoped(|| ctx.queue().write_buffer(buffer, 0, bytemuck::cast_slice(x)))
+}
+
+/// One command buffer: every command, then (optionally) the copy of `bytes` of the
+/// output into the staging buffer.
+pub(crate) fn encode_run(
+    ctx: &GpuContext,
+    commands: &[Command],
+    readback: Option<(&wgpu::Buffer, &wgpu::Buffer, u64)>,
+) -> wgpu::CommandBuffer {
+    let mut encoder =
+        ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("perforate run") });
+    encode_commands(&mut encoder, commands);
+    if let Some((output, staging, bytes)) = readback {
+        encoder.copy_buffer_to_buffer(output, 0, staging, 0, bytes);
+    }
+    encoder.finish()
 }

@@ -12,14 +12,32 @@ pub enum Kernel {
     MatmulTiled,
     /// `shaders/gather_interp.wgsl`
     GatherInterp,
+    /// `shaders/pool2d.wgsl`
+    Pool2d,
+    /// `shaders/lrn.wgsl`
+    Lrn,
+    /// `shaders/relu.wgsl`
+    Relu,
+    /// `shaders/add.wgsl`
+    Add,
+    /// `shaders/channel_affine.wgsl`
+    ChannelAffine,
+    /// `shaders/softmax.wgsl`
+    Softmax,
 }
 
 impl Kernel {
     /// All kernels.
-    pub const ALL: [Kernel; 3] = [
+    pub const ALL: [Kernel; 9] = [
         Kernel::Im2colMasked,
         Kernel::MatmulTiled,
         Kernel::GatherInterp,
+        Kernel::Pool2d,
+        Kernel::Lrn,
+        Kernel::Relu,
+        Kernel::Add,
+        Kernel::ChannelAffine,
+        Kernel::Softmax,
     ];
 
     /// The kernel's one name.
@@ -28,6 +46,12 @@ impl Kernel {
             Kernel::Im2colMasked => "im2col_masked",
             Kernel::MatmulTiled => "matmul_tiled",
             Kernel::GatherInterp => "gather_interp",
+            Kernel::Pool2d => "pool2d",
+            Kernel::Lrn => "lrn",
+            Kernel::Relu => "relu",
+            Kernel::Add => "add",
+            Kernel::ChannelAffine => "channel_affine",
+            Kernel::Softmax => "softmax",
         }
     }
 
@@ -37,30 +61,22 @@ impl Kernel {
             Kernel::Im2colMasked => include_str!("../../shaders/im2col_masked.wgsl"),
             Kernel::MatmulTiled => include_str!("../../shaders/matmul_tiled.wgsl"),
             Kernel::GatherInterp => include_str!("../../shaders/gather_interp.wgsl"),
+            Kernel::Pool2d => include_str!("../../shaders/pool2d.wgsl"),
+            Kernel::Lrn => include_str!("../../shaders/lrn.wgsl"),
+            Kernel::Relu => include_str!("../../shaders/relu.wgsl"),
+            Kernel::Add => include_str!("../../shaders/add.wgsl"),
+            Kernel::ChannelAffine => include_str!("../../shaders/channel_affine.wgsl"),
+            Kernel::Softmax => include_str!("../../shaders/softmax.wgsl"),
         }
     }
 
     /// Parses and validates the shader with naga (no device needed).
     pub fn validate(self) -> Result<naga::Module> {
-        let module = naga::front::wgsl::parse_str(self.source()).map_err(|e| {
-            Error::Gpu(format!(
-                "{}.wgsl: {}",
-                self.label(),
-                e.emit_to_string(self.source())
-            ))
-        })?;
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::all(),
-        )
-        .validate(&module)
-        .map_err(|e| {
-            Error::Gpu(format!(
-                "{}.wgsl: {}",
-                self.label(),
-                e.emit_to_string(self.source())
-            ))
-        })?;
+        let module = naga::front::wgsl::parse_str(self.source())
+            .map_err(|e| Error::Gpu(format!("{}.wgsl: {}", self.label(), e.emit_to_string(self.source()))))?;
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+            .validate(&module)
+            .map_err(|e| Error::Gpu(format!("{}.wgsl: {}", self.label(), e.emit_to_string(self.source()))))?;
         Ok(module)
     }
 }

@@ -40,10 +40,7 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
     let mut worst = (0.0f64, 0usize);
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let err = (f64::from(g) - w).abs() / (1.0 + w.abs());
-        assert!(
-            err.is_finite(),
-            "{what}: non-finite value at {i}: got {g}, want {w}"
-        );
+        assert!(err.is_finite(), "{what}: non-finite value at {i}: got {g}, want {w}");
         if err > worst.0 {
             worst = (err, i);
         }
@@ -64,13 +61,7 @@ pub fn to_f64(x: &[f32]) -> Vec<f64> {
 
 /// Direct convolution with six nested loops, accumulated in f64: the independent
 /// reference. `input` is dense NCHW; the result is dense `[B, T, H', W']`.
-pub fn naive_conv(
-    g: &ConvGeometry,
-    weights: &[f32],
-    bias: &[f32],
-    input: &[f64],
-    relu: bool,
-) -> Vec<f64> {
+pub fn naive_conv(g: &ConvGeometry, weights: &[f32], bias: &[f32], input: &[f64], relu: bool) -> Vec<f64> {
     let (oh, ow) = (g.out_h(), g.out_w());
     let (cg, tg) = (g.in_channels / g.groups, g.out_channels / g.groups);
     let mut out = vec![0.0f64; g.batch * g.out_channels * oh * ow];
@@ -84,27 +75,19 @@ pub fn naive_conv(
                         let ci = group * cg + c;
                         for ky in 0..g.kernel_h {
                             for kx in 0..g.kernel_w {
-                                let yi = (y * g.stride_h + ky * g.dilation_h) as isize
-                                    - g.pad_top as isize;
-                                let xi = (x * g.stride_w + kx * g.dilation_w) as isize
-                                    - g.pad_left as isize;
-                                if yi < 0
-                                    || xi < 0
-                                    || yi >= g.in_h as isize
-                                    || xi >= g.in_w as isize
-                                {
+                                let yi = (y * g.stride_h + ky * g.dilation_h) as isize - g.pad_top as isize;
+                                let xi = (x * g.stride_w + kx * g.dilation_w) as isize - g.pad_left as isize;
+                                if yi < 0 || xi < 0 || yi >= g.in_h as isize || xi >= g.in_w as isize {
                                     continue;
                                 }
                                 let w = weights[((t * cg + c) * g.kernel_h + ky) * g.kernel_w + kx];
-                                let v = input[((b * g.in_channels + ci) * g.in_h + yi as usize)
-                                    * g.in_w
+                                let v = input[((b * g.in_channels + ci) * g.in_h + yi as usize) * g.in_w
                                     + xi as usize];
                                 acc += f64::from(w) * v;
                             }
                         }
                     }
-                    out[((b * g.out_channels + t) * oh + y) * ow + x] =
-                        if relu { acc.max(0.0) } else { acc };
+                    out[((b * g.out_channels + t) * oh + y) * ow + x] = if relu { acc.max(0.0) } else { acc };
                 }
             }
         }
@@ -149,11 +132,7 @@ impl Problem {
             self.name,
             self.geometry.batch,
             self.keep,
-            if self.compact_input {
-                " compact-in"
-            } else {
-                ""
-            },
+            if self.compact_input { " compact-in" } else { "" },
             if self.relu { " relu" } else { "" }
         )
     }
@@ -163,9 +142,7 @@ impl Problem {
         let mut rng = SeededRng::new(self.seed);
         let weights = rng.vec_f32(g.weight_len(), -0.5, 0.5);
         let bias = rng.vec_f32(g.out_channels, -0.5, 0.5);
-        let mut layer = ConvLayer::new(g, weights.clone(), Some(bias.clone()))
-            .unwrap()
-            .with_relu(self.relu);
+        let mut layer = ConvLayer::new(g, weights.clone(), Some(bias.clone())).unwrap().with_relu(self.relu);
         let (oh, ow) = (g.out_h(), g.out_w());
         let q = match self.keep {
             Keep::One => 1.0 / (oh * ow) as f64,
@@ -175,32 +152,23 @@ impl Problem {
 
         // The input: dense, or compact with a previous layer's map over this H×W.
         let (input, dense_input): (ArrayD<f32>, Vec<f64>) = if self.compact_input {
-            let prev: InterpMap = Mask::uniform(g.in_h, g.in_w, 0.4, self.seed ^ 0xAA)
-                .unwrap()
-                .interpolation_map(self.seed);
+            let prev: InterpMap =
+                Mask::uniform(g.in_h, g.in_w, 0.4, self.seed ^ 0xAA).unwrap().interpolation_map(self.seed);
             let n_prev = prev.compact_len();
             let data = rng.vec_f32(g.batch * g.in_channels * n_prev, -1.0, 1.0);
             let plane = g.in_h * g.in_w;
             let mut dense = vec![0.0f64; g.batch * g.in_channels * plane];
             for bc in 0..g.batch * g.in_channels {
                 for p in 0..plane {
-                    dense[bc * plane + p] =
-                        f64::from(data[bc * n_prev + prev.indices()[p] as usize]);
+                    dense[bc * plane + p] = f64::from(data[bc * n_prev + prev.indices()[p] as usize]);
                 }
             }
             layer = layer.with_input_map(prev).unwrap();
-            (
-                ArrayD::from_shape_vec(IxDyn(&[g.batch, g.in_channels, n_prev]), data).unwrap(),
-                dense,
-            )
+            (ArrayD::from_shape_vec(IxDyn(&[g.batch, g.in_channels, n_prev]), data).unwrap(), dense)
         } else {
             let data = rng.vec_f32(g.batch * g.in_channels * g.in_h * g.in_w, -1.0, 1.0);
             let dense = to_f64(&data);
-            (
-                ArrayD::from_shape_vec(IxDyn(&[g.batch, g.in_channels, g.in_h, g.in_w]), data)
-                    .unwrap(),
-                dense,
-            )
+            (ArrayD::from_shape_vec(IxDyn(&[g.batch, g.in_channels, g.in_h, g.in_w]), data).unwrap(), dense)
         };
 
         let full = naive_conv(&g, &weights, &bias, &dense_input, self.relu);
@@ -218,12 +186,7 @@ impl Problem {
                 compact_ref[bt * mask.len() + i] = full[bt * plane + p as usize];
             }
         }
-        Built {
-            layer,
-            input,
-            dense_ref,
-            compact_ref,
-        }
+        Built { layer, input, dense_ref, compact_ref }
     }
 }
 
@@ -231,53 +194,20 @@ impl Problem {
 pub fn geometries() -> Vec<(&'static str, ConvGeometry)> {
     vec![
         ("1x1", ConvGeometry::new(5, 7, 7, 6, 1, 1)),
-        (
-            "3x3_pad1_17",
-            ConvGeometry::new(4, 17, 17, 8, 3, 3).with_padding(1),
-        ),
-        (
-            "5x5_pad2_groups2",
-            ConvGeometry::new(6, 17, 17, 8, 5, 5)
-                .with_padding(2)
-                .with_groups(2),
-        ),
-        (
-            "11x11_stride4_alexnet_conv1",
-            ConvGeometry::new(3, 35, 35, 8, 11, 11).with_stride(4),
-        ),
-        (
-            "3x3_dilation2",
-            ConvGeometry::new(4, 17, 17, 6, 3, 3)
-                .with_padding(2)
-                .with_dilation(2),
-        ),
-        (
-            "3x3_asymmetric_pad",
-            ConvGeometry::new(3, 16, 15, 5, 3, 3).with_padding_tlbr(0, 1, 2, 1),
-        ),
-        (
-            "3x3_stride2",
-            ConvGeometry::new(4, 17, 17, 6, 3, 3)
-                .with_stride(2)
-                .with_padding(1),
-        ),
+        ("3x3_pad1_17", ConvGeometry::new(4, 17, 17, 8, 3, 3).with_padding(1)),
+        ("5x5_pad2_groups2", ConvGeometry::new(6, 17, 17, 8, 5, 5).with_padding(2).with_groups(2)),
+        ("11x11_stride4_alexnet_conv1", ConvGeometry::new(3, 35, 35, 8, 11, 11).with_stride(4)),
+        ("3x3_dilation2", ConvGeometry::new(4, 17, 17, 6, 3, 3).with_padding(2).with_dilation(2)),
+        ("3x3_asymmetric_pad", ConvGeometry::new(3, 16, 15, 5, 3, 3).with_padding_tlbr(0, 1, 2, 1)),
+        ("3x3_stride2", ConvGeometry::new(4, 17, 17, 6, 3, 3).with_stride(2).with_padding(1)),
         ("out_1x1", ConvGeometry::new(4, 3, 3, 5, 3, 3)),
-        (
-            "out_33x33",
-            ConvGeometry::new(3, 33, 33, 4, 3, 3).with_padding(1),
-        ),
+        ("out_33x33", ConvGeometry::new(3, 33, 33, 4, 3, 3).with_padding(1)),
     ]
 }
 
 /// The full sweep: every geometry × kept fraction × batch {1, 3}, plus compact inputs.
 pub fn sweep() -> Vec<Problem> {
-    let keeps = [
-        Keep::One,
-        Keep::Frac(0.25),
-        Keep::Frac(0.5),
-        Keep::Frac(0.75),
-        Keep::Frac(1.0),
-    ];
+    let keeps = [Keep::One, Keep::Frac(0.25), Keep::Frac(0.5), Keep::Frac(0.75), Keep::Frac(1.0)];
     let mut problems = Vec::new();
     let mut seed = 1u64;
     for (name, g) in geometries() {
@@ -316,9 +246,7 @@ pub fn check_independent_runs<R>(compile: impl FnOnce(&ConvLayer) -> R)
 where
     R: Fn(ArrayViewD<'_, f32>) -> ArrayD<f32>,
 {
-    let g = ConvGeometry::new(3, 9, 9, 4, 3, 3)
-        .with_padding(1)
-        .with_batch(2);
+    let g = ConvGeometry::new(3, 9, 9, 4, 3, 3).with_padding(1).with_batch(2);
     let p = Problem {
         name: "3x3",
         geometry: g,
@@ -328,12 +256,7 @@ where
         seed: 4,
     };
     let a = p.build();
-    let other = Problem {
-        seed: 5,
-        ..p.clone()
-    }
-    .build()
-    .input;
+    let other = Problem { seed: 5, ..p.clone() }.build().input;
     let run = compile(&a.layer);
     let first = run(a.input.view());
     let between = run(other.view());

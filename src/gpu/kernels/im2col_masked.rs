@@ -1,8 +1,6 @@
 //! Launches `shaders/im2col_masked.wgsl`.
 
-use super::{launch, Launch, MAX_WORKGROUPS_PER_DIM};
-use crate::error::Result;
-use crate::gpu::context::GpuContext;
+use super::{LaunchBuilder, MAX_WORKGROUPS_PER_DIM};
 use crate::gpu::shaders::Kernel;
 use crate::params::Im2colMaskedParams;
 
@@ -12,28 +10,17 @@ pub const WORKGROUP_SIZE: u32 = 256;
 /// Workgroup counts: one thread per column of `ldb`, rows spread over the y dimension.
 pub fn workgroups(p: &Im2colMaskedParams) -> [u32; 3] {
     let rows = p.group_channels * p.kernel_h * p.kernel_w;
-    [
-        p.ldb.div_ceil(WORKGROUP_SIZE),
-        rows.clamp(1, MAX_WORKGROUPS_PER_DIM),
-        1,
-    ]
+    [p.ldb.div_ceil(WORKGROUP_SIZE), rows.clamp(1, MAX_WORKGROUPS_PER_DIM), 1]
 }
 
-/// A launch with the shader's bindings: params, input, mask, in_map, col.
-pub fn im2col_masked(
-    ctx: &GpuContext,
+/// Queues a launch with the shader's bindings: params, input, mask, in_map, col.
+pub(crate) fn im2col_masked(
+    b: &mut LaunchBuilder<'_>,
     params: &Im2colMaskedParams,
-    params_binding: wgpu::BufferBinding<'_>,
     input: &wgpu::Buffer,
     mask: &wgpu::Buffer,
     in_map: &wgpu::Buffer,
     col: &wgpu::Buffer,
-) -> Result<Launch> {
-    launch(
-        ctx,
-        Kernel::Im2colMasked,
-        params_binding,
-        &[input, mask, in_map, col],
-        workgroups(params),
-    )
+) {
+    b.push(Kernel::Im2colMasked, params, &[input, mask, in_map, col], workgroups(params))
 }

@@ -1,8 +1,6 @@
 //! Launches `shaders/matmul_tiled.wgsl`.
 
-use super::{launch, Launch};
-use crate::error::Result;
-use crate::gpu::context::GpuContext;
+use super::LaunchBuilder;
 use crate::gpu::shaders::Kernel;
 use crate::params::MatmulTiledParams;
 
@@ -14,21 +12,14 @@ pub fn workgroups(p: &MatmulTiledParams) -> [u32; 3] {
     [p.n.div_ceil(TILE), p.m.div_ceil(TILE), 1]
 }
 
-/// A launch with the shader's bindings: params, a, b, bias, out.
-pub fn matmul_tiled(
-    ctx: &GpuContext,
+/// Queues a launch with the shader's bindings: params, a, b, bias, out.
+pub(crate) fn matmul_tiled(
+    b: &mut LaunchBuilder<'_>,
     params: &MatmulTiledParams,
-    params_binding: wgpu::BufferBinding<'_>,
     a: &wgpu::Buffer,
-    b: &wgpu::Buffer,
+    bm: &wgpu::Buffer,
     bias: &wgpu::Buffer,
     out: &wgpu::Buffer,
-) -> Result<Launch> {
-    launch(
-        ctx,
-        Kernel::MatmulTiled,
-        params_binding,
-        &[a, b, bias, out],
-        workgroups(params),
-    )
+) {
+    b.push(Kernel::MatmulTiled, params, &[a, bm, bias, out], workgroups(params))
 }

@@ -1,0 +1,51 @@
+//! CPU twin of `shaders/pool2d.wgsl`.
+
+use rayon::prelude::*;
+
+use crate::params::Pool2dParams;
+
+/// Max (`mode` 0) or average (`mode` 1) pooling of every plane, reading a compact input
+/// through `in_map` when `use_in_map` is set; see [`Pool2dParams`] for the window rules.
+///
+/// Arguments follow the shader's bindings: params, input, in_map, out.
+#[track_caller]
+pub fn pool2d(params: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f32]) {
+    let p = params;
+    let out_plane = (p.out_h * p.out_w) as usize;
+    let in_plane = p.in_plane as usize;
+    assert!(out.len() >= out_plane * p.planes as usize && input.len() >= in_plane * p.planes as usize);
+    // Per output position: the clipped window (padded coordinates) and its divisor.
+    let windows: Vec<(u32, u32, u32, u32, f32)> = (0..out_plane as u32)
+        .map(|o| {
+            let hs = (o / p.out_w) * p.stride_h;
+            let ws = (o % p.out_w) * p.stride_w;
+            let he_pad = (hs + p.kernel_h).min(p.in_h + p.pad_top + p.pad_bottom);
+            let we_pad = (ws + p.kernel_w).min(p.in_w + p.pad_left + p.pad_right);
+            let (h0, w0) = (hs.max(p.pad_top), ws.max(p.pad_left));
+            let (h1, w1) = (he_pad.min(p.in_h + p.pad_top), we_pad.min(p.in_w + p.pad_left));
+            let divisor = if p.count_include_pad != 0 {
+                (he_pad - hs) * (we_pad - ws)
+            } else {
+                h1.saturating_sub(h0) * w1.saturating_sub(w0)
+            };
+            (h0, h1, w0, w1, divisor as f32)
+        })
+        .collect();
+    out[..out_plane * p.planes as usize].par_chunks_mut(out_plane).zip(input.par_chunks(in_plane)).for_each(
+        |(dst, src)| {
+            for (o, &(h0, h1, w0, w1, divisor)) in dst.iter_mut().zip(&windows) {
+                let (mut acc, mut best) = (0.0f32, f32::MIN);
+                for y in h0..h1 {
+                    for x in w0..w1 {
+                        let s = (y - p.pad_top) * p.in_w + (x - p.pad_left);
+                        let s = if p.use_in_map != 0 { in_map[s as usize] } else { s };
+                        let v = src[s as usize];
+                        acc += v;
+                        best = best.max(v);
+                    }
+                }
+                *o = if p.mode == 1 { acc / divisor } else { best };
+            }
+        },
+    );
+}
