@@ -31,7 +31,9 @@ mod geometry;
 pub mod gpu;
 mod layer;
 mod mask;
+pub mod network;
 pub mod params;
+pub mod plan;
 pub mod rng;
 
 pub use error::{Error, Result};

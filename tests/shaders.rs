@@ -1,5 +1,6 @@
 //! Every shader parses and validates with naga, and each kernel's WGSL `Params` struct
-//! mirrors its Rust twin: same size, same field names in the same order, 4-byte fields.
+//! mirrors its Rust twin: same size, same field names in the same order, 4-byte fields
+//! (u32, or f32 where a kernel needs a float constant).
 
 use perforate::gpu::Kernel;
 use perforate::params::{GatherInterpParams, Im2colMaskedParams, MatmulTiledParams};
@@ -27,7 +28,7 @@ fn check(kernel: Kernel, rust_size: usize, rust_fields: &[&str]) {
         assert_eq!(*offset as usize, 4 * i, "{}: offset of {name}", kernel.label());
     }
     assert_eq!(rust_size % 16, 0, "uniform blocks are a multiple of 16 bytes");
-    assert_eq!(rust_size, 4 * rust_fields.len(), "Rust Params are all u32");
+    assert_eq!(rust_size, 4 * rust_fields.len(), "Rust Params are all 4-byte fields");
 }
 
 #[test]
@@ -112,4 +113,48 @@ fn gather_interp_params_mirror() {
         std::mem::size_of::<GatherInterpParams>(),
         &["n_pos", "plane", "planes", "_pad"],
     );
+}
+
+#[test]
+fn network_kernel_params_mirror() {
+    use perforate::params::*;
+    check(
+        Kernel::Pool2d,
+        std::mem::size_of::<Pool2dParams>(),
+        &[
+            "planes",
+            "in_h",
+            "in_w",
+            "in_plane",
+            "out_h",
+            "out_w",
+            "kernel_h",
+            "kernel_w",
+            "stride_h",
+            "stride_w",
+            "pad_top",
+            "pad_left",
+            "pad_bottom",
+            "pad_right",
+            "mode",
+            "count_include_pad",
+            "use_in_map",
+            "_pad0",
+            "_pad1",
+            "_pad2",
+        ],
+    );
+    check(
+        Kernel::Lrn,
+        std::mem::size_of::<LrnParams>(),
+        &["images", "channels", "positions", "size", "alpha", "beta", "bias", "_pad"],
+    );
+    check(Kernel::Relu, std::mem::size_of::<ReluParams>(), &["len", "_pad0", "_pad1", "_pad2"]);
+    check(Kernel::Add, std::mem::size_of::<AddParams>(), &["len", "relu", "_pad0", "_pad1"]);
+    check(
+        Kernel::ChannelAffine,
+        std::mem::size_of::<ChannelAffineParams>(),
+        &["len", "channels", "plane", "relu"],
+    );
+    check(Kernel::Softmax, std::mem::size_of::<SoftmaxParams>(), &["rows", "cols", "_pad0", "_pad1"]);
 }

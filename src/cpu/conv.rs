@@ -62,16 +62,10 @@ impl CpuConv {
         }
         let input = input.as_standard_layout();
         let x = input.as_slice().expect("standard layout is contiguous");
-        let mask = self.layer.mask().positions();
-        let in_map = self.layer.input_map().map_or(&[][..], |m| m.indices());
-
         let compact_len: usize = self.layer.compact_output_shape().iter().product();
         let mut fallback = Scratch::default();
         let mut guard = self.scratch.try_lock().ok();
         let scratch = guard.as_deref_mut().unwrap_or(&mut fallback);
-        // Stale contents are fine: im2col_masked writes every element the GEMM reads, and
-        // matmul_tiled writes every element of the compact output.
-        scratch.col.resize(self.schedule.col_len, 0.0);
         let mut fresh = Vec::new();
         let compact = if self.schedule.gather.is_some() {
             scratch.compact.resize(compact_len, 0.0);
@@ -80,10 +74,7 @@ impl CpuConv {
             fresh.resize(compact_len, 0.0);
             &mut fresh
         };
-        for step in &self.schedule.steps {
-            im2col_masked(&step.im2col, x, mask, in_map, &mut scratch.col);
-            matmul_tiled(&step.matmul, &self.packed_weights, &scratch.col, self.layer.bias(), compact);
-        }
+        conv_forward(&self.layer, &self.schedule, &self.packed_weights, x, &mut scratch.col, compact);
         let data = match &self.schedule.gather {
             Some(g) => {
                 let mut dense = vec![0.0f32; (g.plane * g.planes) as usize];
@@ -94,5 +85,27 @@ impl CpuConv {
         };
         let shape = ConvSchedule::output_shape(&self.layer, &self.settings);
         Ok(ArrayD::from_shape_vec(IxDyn(&shape), data).expect("output length matches its shape"))
+    }
+}
+
+/// Runs the `im2col_masked → matmul_tiled` steps of `schedule`: `x` is the layer's input,
+/// `compact` receives the `[B, T, N]` output, `col` is workspace (grown as needed; stale
+/// contents are fine because im2col writes every element the GEMM reads).
+pub(crate) fn conv_forward(
+    layer: &ConvLayer,
+    schedule: &ConvSchedule,
+    packed_weights: &[f32],
+    x: &[f32],
+    col: &mut Vec<f32>,
+    compact: &mut [f32],
+) {
+    if col.len() < schedule.col_len {
+        col.resize(schedule.col_len, 0.0);
+    }
+    let mask = layer.mask().positions();
+    let in_map = layer.input_map().map_or(&[][..], |m| m.indices());
+    for step in &schedule.steps {
+        im2col_masked(&step.im2col, x, mask, in_map, col);
+        matmul_tiled(&step.matmul, packed_weights, col, layer.bias(), compact);
     }
 }

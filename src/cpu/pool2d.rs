@@ -15,7 +15,7 @@ pub fn pool2d(params: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
     let in_plane = p.in_plane as usize;
     assert!(out.len() >= out_plane * p.planes as usize && input.len() >= in_plane * p.planes as usize);
     // Per output position: the clipped window (padded coordinates) and its divisor.
-    let windows: Vec<(u32, u32, u32, u32, f32)> = (0..out_plane as u32)
+    let windows: Vec<(u32, u32, u32, u32, f32)> = (0..p.out_h * p.out_w)
         .map(|o| {
             let hs = (o / p.out_w) * p.stride_h;
             let ws = (o % p.out_w) * p.stride_w;

@@ -6,8 +6,10 @@ mod buffers;
 mod context;
 mod conv;
 pub mod kernels;
+mod network;
 mod shaders;
 
 pub use context::GpuContext;
 pub use conv::GpuConv;
+pub use network::GpuExecutor;
 pub use shaders::Kernel;

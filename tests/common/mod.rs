@@ -3,6 +3,8 @@
 //! that every executor must pass.
 #![allow(dead_code)]
 
+pub mod naive;
+
 use std::sync::OnceLock;
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};

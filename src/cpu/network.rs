@@ -1,0 +1,145 @@
+//! The CPU executor of a whole [`Plan`].
+
+use std::sync::Mutex;
+
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
+
+use super::conv::{conv_forward, CPU_DEFAULT_CHUNK_BYTES};
+use super::{add, channel_affine, gather_interp, lrn, pool2d, relu, softmax};
+use crate::error::{Error, Result};
+use crate::layer::ConvSchedule;
+use crate::plan::{Executor, Plan, StepOp};
+
+/// A conv step's CPU-side state: its schedule and packed weights.
+#[derive(Debug)]
+struct ConvState {
+    schedule: ConvSchedule,
+    packed: Vec<f32>,
+}
+
+/// Runs a [`Plan`] on the CPU with the `cpu::` kernel twins. Buffer slots and the im2col
+/// workspace are allocated on the first run and reused; runs are serialised.
+#[derive(Debug)]
+pub struct CpuExecutor {
+    plan: Plan,
+    convs: Vec<Option<ConvState>>,
+    buffers: Mutex<Buffers>,
+}
+
+#[derive(Debug, Default)]
+struct Buffers {
+    slots: Vec<Vec<f32>>,
+    col: Vec<f32>,
+}
+
+impl CpuExecutor {
+    /// Prepares `plan` for the CPU (schedules and packed weights of every conv).
+    pub fn new(plan: &Plan) -> Result<Self> {
+        let convs = plan
+            .steps()
+            .iter()
+            .map(|s| match &s.op {
+                StepOp::Conv { layer, settings } => {
+                    let schedule = ConvSchedule::new(layer, settings, CPU_DEFAULT_CHUNK_BYTES)?;
+                    Ok(Some(ConvState { schedule, packed: layer.packed_weights().0 }))
+                }
+                _ => Ok(None),
+            })
+            .collect::<Result<_>>()?;
+        Ok(CpuExecutor { plan: plan.clone(), convs, buffers: Mutex::new(Buffers::default()) })
+    }
+
+    /// The plan being run.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Runs the plan and returns the output.
+    pub fn run(&self, input: ArrayViewD<'_, f32>) -> Result<ArrayD<f32>> {
+        self.run_with(input, |_, _| ())
+    }
+
+    /// Runs the plan, handing every layer's output tensor (in plan order, with its layer
+    /// name) to `inspect` as soon as it is computed: per-layer parity checks and debugging.
+    pub fn run_with(
+        &self,
+        input: ArrayViewD<'_, f32>,
+        mut inspect: impl FnMut(&str, ArrayViewD<'_, f32>),
+    ) -> Result<ArrayD<f32>> {
+        let plan = &self.plan;
+        let expected = plan.input_shape();
+        if input.shape() != expected.as_slice() {
+            return Err(Error::shape(
+                format!("input of network '{}'", plan.name()),
+                format!("{expected:?}"),
+                format!("{:?}", input.shape()),
+            ));
+        }
+        let mut guard =
+            self.buffers.lock().map_err(|_| Error::InvalidArgument("a previous run panicked".into()))?;
+        let buffers = &mut *guard;
+        if buffers.slots.is_empty() {
+            buffers.slots = plan.slot_sizes().iter().map(|&n| vec![0.0; n]).collect();
+        }
+        let input = input.as_standard_layout();
+        let x = input.as_slice().expect("standard layout is contiguous");
+        buffers.slots[plan.slot(plan.input())][..x.len()].copy_from_slice(x);
+
+        for (step, conv) in plan.steps().iter().zip(&self.convs) {
+            let out_info = plan.tensor(step.output);
+            let out_slot = plan.slot(step.output);
+            // The output slot is never one of the step's input slots (see assign_slots).
+            let mut out = std::mem::take(&mut buffers.slots[out_slot]);
+            let arg = |k: usize| {
+                let t = step.inputs[k];
+                &buffers.slots[plan.slot(t)][..plan.tensor(t).len()]
+            };
+            let dst = &mut out[..out_info.len()];
+            match &step.op {
+                StepOp::Conv { layer, .. } => {
+                    let c = conv.as_ref().expect("conv state exists for conv steps");
+                    conv_forward(layer, &c.schedule, &c.packed, arg(0), &mut buffers.col, dst);
+                }
+                StepOp::Gather { params, map } => gather_interp(params, arg(0), map.indices(), dst),
+                StepOp::Pool { params, in_map } => {
+                    pool2d(params, arg(0), in_map.as_ref().map_or(&[][..], |m| m.indices()), dst)
+                }
+                StepOp::Lrn(p) => lrn(p, arg(0), dst),
+                StepOp::Relu(p) => relu(p, arg(0), dst),
+                StepOp::Add(p) => add(p, arg(0), arg(1), dst),
+                StepOp::Affine { params, scale, shift } => channel_affine(params, arg(0), scale, shift, dst),
+                StepOp::Softmax(p) => softmax(p, arg(0), dst),
+                StepOp::Concat => {
+                    let plane = out_info.plane();
+                    let image = out_info.channels * plane;
+                    let mut offset = 0;
+                    for (k, &t) in step.inputs.iter().enumerate() {
+                        let part = plan.tensor(t).channels * plane;
+                        for (b, src) in arg(k).chunks_exact(part).enumerate() {
+                            dst[b * image + offset..b * image + offset + part].copy_from_slice(src);
+                        }
+                        offset += part;
+                    }
+                }
+            }
+            inspect(
+                &step.layer,
+                ArrayViewD::from_shape(IxDyn(&out_info.shape()), &out[..out_info.len()]).expect("shape"),
+            );
+            buffers.slots[out_slot] = out;
+        }
+        let out = plan.tensor(plan.output());
+        let data = buffers.slots[plan.slot(plan.output())][..out.len()].to_vec();
+        Ok(ArrayD::from_shape_vec(IxDyn(&out.shape()), data).expect("output length matches its shape"))
+    }
+}
+
+impl Executor for CpuExecutor {
+    fn run(&self, input: ArrayViewD<'_, f32>) -> Result<ArrayD<f32>> {
+        CpuExecutor::run(self, input)
+    }
+
+    fn describe(&self) -> String {
+        format!("CPU ({} threads)", rayon::current_num_threads())
+    }
+}

@@ -1,0 +1,215 @@
+//! The GPU executor of a whole [`Plan`]: every buffer, table, parameter block and bind
+//! group is created once; a run uploads the input, submits one command buffer and reads
+//! the output back.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
+
+use super::buffers::{read_f32, staging, storage, storage_init};
+use super::context::GpuContext;
+use super::conv::{bytes_of_len, encode_run, upload_input, ConvTables};
+use super::kernels::{self, Command, LaunchBuilder};
+use crate::error::{Error, Result};
+use crate::layer::ConvSchedule;
+use crate::plan::{Executor, Plan, StepOp};
+
+/// Runs a [`Plan`] on a GPU. Cheap to clone (shared state); runs are serialised.
+#[derive(Clone)]
+pub struct GpuExecutor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ctx: GpuContext,
+    plan: Plan,
+    slots: Vec<wgpu::Buffer>,
+    staging: wgpu::Buffer,
+    commands: Vec<Command>,
+    running: Mutex<()>,
+}
+
+impl std::fmt::Debug for GpuExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuExecutor")
+            .field("network", &self.inner.plan.name())
+            .field("commands", &self.inner.commands.len())
+            .finish()
+    }
+}
+
+fn table(ctx: &GpuContext, label: &str, data: &[u32]) -> Result<wgpu::Buffer> {
+    storage_init(ctx, label, bytemuck::cast_slice(data))
+}
+
+impl GpuExecutor {
+    /// Uploads every table of `plan` and records its commands.
+    pub fn new(ctx: &GpuContext, plan: &Plan) -> Result<Self> {
+        let slots: Vec<wgpu::Buffer> = plan
+            .slot_sizes()
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| storage(ctx, &format!("activation slot {i}"), bytes_of_len(n)))
+            .collect::<Result<_>>()?;
+        let mut schedules = Vec::new();
+        for step in plan.steps() {
+            if let StepOp::Conv { layer, settings } = &step.op {
+                schedules.push(ConvSchedule::new(layer, settings, ctx.max_binding_bytes())?);
+            }
+        }
+        let col_len = schedules.iter().map(|s| s.col_len).max().unwrap_or(4);
+        let col = storage(ctx, "im2col workspace", bytes_of_len(col_len))?;
+        let unused_map = table(ctx, "unused map", &[0; 4])?;
+
+        let mut b = LaunchBuilder::new(ctx);
+        let mut schedules = schedules.into_iter();
+        for step in plan.steps() {
+            let slot = |t| &slots[plan.slot(t)];
+            let (x, out) = (slot(step.inputs[0]), slot(step.output));
+            match &step.op {
+                StepOp::Conv { layer, .. } => {
+                    let schedule = schedules.next().expect("one schedule per conv step");
+                    ConvTables::upload(ctx, layer)?.queue(&mut b, &schedule, x, &col, out);
+                }
+                StepOp::Gather { params, map } => {
+                    let map = table(ctx, "interpolation map", map.indices())?;
+                    kernels::gather_interp::gather_interp(&mut b, params, x, &map, out);
+                }
+                StepOp::Pool { params, in_map } => {
+                    let map = match in_map {
+                        Some(m) => table(ctx, "pool input map", m.indices())?,
+                        None => unused_map.clone(),
+                    };
+                    kernels::pool2d::pool2d(&mut b, params, x, &map, out);
+                }
+                StepOp::Lrn(p) => kernels::lrn::lrn(&mut b, p, x, out),
+                StepOp::Relu(p) => kernels::relu::relu(&mut b, p, x, out),
+                StepOp::Add(p) => kernels::add::add(&mut b, p, x, slot(step.inputs[1]), out),
+                StepOp::Affine { params, scale, shift } => {
+                    let scale = storage_init(ctx, "affine scale", bytemuck::cast_slice(scale))?;
+                    let shift = storage_init(ctx, "affine shift", bytemuck::cast_slice(shift))?;
+                    kernels::channel_affine::channel_affine(&mut b, params, x, &scale, &shift, out);
+                }
+                StepOp::Softmax(p) => kernels::softmax::softmax(&mut b, p, x, out),
+                StepOp::Concat => {
+                    let info = plan.tensor(step.output);
+                    let image = bytes_of_len(info.channels * info.plane());
+                    let mut offset = 0;
+                    for &t in &step.inputs {
+                        let part = bytes_of_len(plan.tensor(t).channels * info.plane());
+                        for image_index in 0..info.batch as u64 {
+                            b.copy(slot(t), image_index * part, out, image_index * image + offset, part);
+                        }
+                        offset += part;
+                    }
+                }
+            }
+        }
+        let commands = b.finish("plan params")?;
+        let staging = staging(ctx, "network output", plan.tensor(plan.output()).bytes())?;
+        let inner =
+            Inner { ctx: ctx.clone(), plan: plan.clone(), slots, staging, commands, running: Mutex::new(()) };
+        Ok(GpuExecutor { inner: Arc::new(inner) })
+    }
+
+    /// The plan being run.
+    pub fn plan(&self) -> &Plan {
+        &self.inner.plan
+    }
+
+    /// Runs the plan, blocking until the output is back.
+    pub fn run(&self, input: ArrayViewD<'_, f32>) -> Result<ArrayD<f32>> {
+        self.inner.run(input, true).map(|out| out.expect("read back"))
+    }
+
+    /// Uploads `input` and runs the plan without reading the output back (benchmarks).
+    pub fn execute(&self, input: ArrayViewD<'_, f32>) -> Result<()> {
+        self.inner.run(input, false).map(|_| ())
+    }
+
+    /// Runs the plan without blocking the caller: the GPU work and the wait happen on a
+    /// helper thread, and the returned future resolves with the output.
+    pub fn run_async(
+        &self,
+        input: ArrayViewD<'_, f32>,
+    ) -> impl Future<Output = Result<ArrayD<f32>>> + Send + 'static {
+        let shared = Arc::new(Mutex::new(Shared { result: None, waker: None }));
+        let input = input.to_owned();
+        let inner = Arc::clone(&self.inner);
+        let done = Arc::clone(&shared);
+        let spawned = std::thread::Builder::new().name("perforate-gpu-run".into()).spawn(move || {
+            let result = inner.run(input.view(), true).map(|out| out.expect("read back"));
+            if let Ok(mut s) = done.lock() {
+                s.result = Some(result);
+                if let Some(w) = s.waker.take() {
+                    w.wake();
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            if let Ok(mut s) = shared.lock() {
+                s.result = Some(Err(Error::Gpu(format!("could not start the GPU run thread: {e}"))));
+            }
+        }
+        RunFuture { shared }
+    }
+}
+
+impl Inner {
+    fn run(&self, input: ArrayViewD<'_, f32>, readback: bool) -> Result<Option<ArrayD<f32>>> {
+        let _guard = self.running.lock().map_err(|_| Error::Gpu("a previous run panicked".into()))?;
+        let plan = &self.plan;
+        let what = format!("input of network '{}'", plan.name());
+        upload_input(&self.ctx, &self.slots[plan.slot(plan.input())], &plan.input_shape(), &what, input)?;
+        let out = plan.tensor(plan.output());
+        let output = &self.slots[plan.slot(plan.output())];
+        let commands =
+            encode_run(&self.ctx, &self.commands, readback.then_some((output, &self.staging, out.bytes())));
+        self.ctx.submit_and_wait(commands)?;
+        if !readback {
+            return Ok(None);
+        }
+        let data = read_f32(&self.ctx, &self.staging, out.len())?;
+        Ok(Some(ArrayD::from_shape_vec(IxDyn(&out.shape()), data).expect("output length matches its shape")))
+    }
+}
+
+struct Shared {
+    result: Option<Result<ArrayD<f32>>>,
+    waker: Option<Waker>,
+}
+
+/// The future of [`GpuExecutor::run_async`].
+struct RunFuture {
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl Future for RunFuture {
+    type Output = Result<ArrayD<f32>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Ok(mut s) = self.shared.lock() else {
+            return Poll::Ready(Err(Error::Gpu("the GPU run thread panicked".into())));
+        };
+        match s.result.take() {
+            Some(r) => Poll::Ready(r),
+            None => {
+                s.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Executor for GpuExecutor {
+    fn run(&self, input: ArrayViewD<'_, f32>) -> Result<ArrayD<f32>> {
+        GpuExecutor::run(self, input)
+    }
+
+    fn describe(&self) -> String {
+        format!("GPU: {}", self.inner.ctx.describe())
+    }
+}

@@ -1,0 +1,325 @@
+//! Networks as pure data: a DAG of named layers, serialisable with serde.
+//!
+//! A [`Network`] says *what* to compute; [`crate::plan::Plan::compile`] turns it into the
+//! steps, tensors and buffers of one input shape, and the executors run that plan.
+
+pub mod zoo;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The network's input: an NCHW image batch (the batch size is chosen at compile time).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InputSpec {
+    /// Name layers use to refer to the input.
+    pub name: String,
+    /// Channels.
+    pub channels: usize,
+    /// Height.
+    pub height: usize,
+    /// Width.
+    pub width: usize,
+}
+
+/// One named layer: an operation and the names of the layers (or the input) it reads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Layer {
+    /// Unique name.
+    pub name: String,
+    /// Names of the producers of this layer's inputs, in order.
+    pub inputs: Vec<String>,
+    /// What the layer computes.
+    pub op: Op,
+}
+
+/// Per-layer perforation request: a seeded uniform-random mask of a kept fraction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Perforation {
+    /// Kept fraction q in (0, 1].
+    pub kept_fraction: f64,
+    /// Seed of the mask and of the interpolation map's tie-breaks.
+    pub seed: u64,
+}
+
+/// A 2-D convolution (perforatable).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Conv {
+    /// Output channels.
+    pub out_channels: usize,
+    /// Kernel [height, width].
+    pub kernel: [usize; 2],
+    /// Stride [height, width].
+    pub stride: [usize; 2],
+    /// Padding [top, left, bottom, right].
+    pub pads: [usize; 4],
+    /// Dilation [height, width].
+    pub dilation: [usize; 2],
+    /// Channel groups.
+    pub groups: usize,
+    /// OIHW weights.
+    pub weights: Vec<f32>,
+    /// Bias (zeros when absent).
+    pub bias: Option<Vec<f32>>,
+    /// Perforation, when the layer is perforated.
+    pub perforation: Option<Perforation>,
+}
+
+impl Conv {
+    /// Whether the convolution is 1×1 with stride 1 and no padding: such a layer maps
+    /// each position to itself, so it runs directly on a compact tensor and is never a
+    /// perforation candidate (METHOD.md §3).
+    pub fn is_pointwise(&self) -> bool {
+        self.kernel == [1, 1] && self.stride == [1, 1] && self.pads == [0; 4]
+    }
+}
+
+/// Max or average pooling.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pool {
+    /// Window [height, width].
+    pub kernel: [usize; 2],
+    /// Stride [height, width].
+    pub stride: [usize; 2],
+    /// Padding [top, left, bottom, right].
+    pub pads: [usize; 4],
+    /// Round the output size up (the last window may hang over the padded input).
+    pub ceil_mode: bool,
+    /// Average pooling: divide by the window clipped to the padded input rather than to
+    /// the input.
+    pub count_include_pad: bool,
+}
+
+/// Local response normalisation across channels (ONNX semantics).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Lrn {
+    /// Window in channels.
+    pub size: usize,
+    /// Scale.
+    pub alpha: f32,
+    /// Exponent.
+    pub beta: f32,
+    /// Additive constant.
+    pub bias: f32,
+}
+
+/// Inference batch normalisation: `(x − mean) / sqrt(var + eps) · scale + shift`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchNorm {
+    /// γ per channel.
+    pub scale: Vec<f32>,
+    /// β per channel.
+    pub shift: Vec<f32>,
+    /// Running mean per channel.
+    pub mean: Vec<f32>,
+    /// Running variance per channel.
+    pub var: Vec<f32>,
+    /// ε.
+    pub epsilon: f32,
+}
+
+impl BatchNorm {
+    /// The per-channel affine map `x · a + b` this normalisation amounts to.
+    pub fn affine(&self) -> (Vec<f32>, Vec<f32>) {
+        let a: Vec<f32> =
+            self.scale.iter().zip(&self.var).map(|(g, v)| g / (v + self.epsilon).sqrt()).collect();
+        let b = self.shift.iter().zip(&self.mean).zip(&a).map(|((s, m), a)| s - m * a).collect();
+        (a, b)
+    }
+}
+
+/// A fully connected layer `y = W x + b` on the flattened input.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Linear {
+    /// Output features.
+    pub out_features: usize,
+    /// Row-major `[out_features, in_features]` weights.
+    pub weights: Vec<f32>,
+    /// Bias (zeros when absent).
+    pub bias: Option<Vec<f32>>,
+}
+
+/// What a layer computes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Op {
+    /// Convolution.
+    Conv(Conv),
+    /// max(x, 0).
+    Relu,
+    /// Max pooling.
+    MaxPool(Pool),
+    /// Average pooling.
+    AvgPool(Pool),
+    /// Average over each channel's whole map.
+    GlobalAvgPool,
+    /// Local response normalisation.
+    Lrn(Lrn),
+    /// Batch normalisation (inference).
+    BatchNorm(BatchNorm),
+    /// Elementwise sum of all inputs (residual connections).
+    Add,
+    /// Concatenation along channels.
+    Concat,
+    /// `[B, C, H, W] → [B, C·H·W]`.
+    Flatten,
+    /// Fully connected layer.
+    Linear(Linear),
+    /// Softmax over the features of a flat tensor.
+    Softmax,
+    /// Identity at inference.
+    Dropout {
+        /// Drop probability during training.
+        ratio: f32,
+    },
+}
+
+impl Op {
+    /// A short lowercase name of the operation.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Conv(_) => "conv",
+            Op::Relu => "relu",
+            Op::MaxPool(_) => "max_pool",
+            Op::AvgPool(_) => "avg_pool",
+            Op::GlobalAvgPool => "global_avg_pool",
+            Op::Lrn(_) => "lrn",
+            Op::BatchNorm(_) => "batch_norm",
+            Op::Add => "add",
+            Op::Concat => "concat",
+            Op::Flatten => "flatten",
+            Op::Linear(_) => "linear",
+            Op::Softmax => "softmax",
+            Op::Dropout { .. } => "dropout",
+        }
+    }
+}
+
+/// A network: its input, its layers (in any order; they form a DAG through their
+/// `inputs`), and the name of the layer whose output is the network's output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    /// Name of the architecture or model.
+    pub name: String,
+    /// The input.
+    pub input: InputSpec,
+    /// The layers.
+    pub layers: Vec<Layer>,
+    /// The layer whose output the network returns.
+    pub output: String,
+}
+
+impl Network {
+    /// An empty network reading `input`; its output is the input until layers are added.
+    pub fn new(name: impl Into<String>, input: InputSpec) -> Self {
+        let output = input.name.clone();
+        Network { name: name.into(), input, layers: Vec::new(), output }
+    }
+
+    /// Appends a layer reading `inputs` and makes it the network's output. Returns its name.
+    pub fn push(&mut self, name: impl Into<String>, op: Op, inputs: &[&str]) -> String {
+        let name = name.into();
+        self.layers.push(Layer {
+            name: name.clone(),
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            op,
+        });
+        self.output = name.clone();
+        name
+    }
+
+    /// Appends a layer reading the current output.
+    pub fn then(&mut self, name: impl Into<String>, op: Op) -> String {
+        let last = self.output.clone();
+        self.push(name, op, &[&last])
+    }
+
+    /// The layer called `name`.
+    pub fn layer(&self, name: &str) -> Option<&Layer> {
+        self.layers.iter().find(|l| l.name == name)
+    }
+
+    fn conv_mut(&mut self, name: &str) -> Result<&mut Conv> {
+        let known = self.layers.len();
+        let layer = self.layers.iter_mut().find(|l| l.name == name).ok_or_else(|| {
+            Error::InvalidArgument(format!("no layer named '{name}' in the network ({known} layers)"))
+        })?;
+        match &mut layer.op {
+            Op::Conv(c) => Ok(c),
+            other => Err(Error::InvalidArgument(format!(
+                "layer '{name}' is a {}, only conv layers can be perforated",
+                other.kind()
+            ))),
+        }
+    }
+
+    /// Perforates the conv layer `name` with a uniform mask of kept fraction `q`.
+    pub fn set_perforation(&mut self, name: &str, kept_fraction: f64, seed: u64) -> Result<()> {
+        if !(kept_fraction > 0.0 && kept_fraction <= 1.0) {
+            return Err(Error::InvalidArgument(format!(
+                "kept fraction for layer '{name}' must lie in (0, 1], got {kept_fraction}"
+            )));
+        }
+        self.conv_mut(name)?.perforation = Some(Perforation { kept_fraction, seed });
+        Ok(())
+    }
+
+    /// Removes the perforation of every layer.
+    pub fn clear_perforation(&mut self) {
+        for layer in &mut self.layers {
+            if let Op::Conv(c) = &mut layer.op {
+                c.perforation = None;
+            }
+        }
+    }
+
+    /// A copy without any perforation.
+    pub fn dense(&self) -> Network {
+        let mut net = self.clone();
+        net.clear_perforation();
+        net
+    }
+
+    /// Names of the conv layers that are perforation candidates: every conv that is not
+    /// pointwise (1×1, stride 1, no padding) and whose output map has more than one
+    /// position.
+    pub fn eligible_convs(&self) -> Result<Vec<String>> {
+        let plan = crate::plan::Plan::compile(&self.dense(), 1, crate::plan::PlanOptions::default())?;
+        Ok(self
+            .layers
+            .iter()
+            .filter(|l| matches!(&l.op, Op::Conv(c) if !c.is_pointwise()))
+            .filter(|l| plan.output_of(&l.name).is_some_and(|t| t.height * t.width > 1))
+            .map(|l| l.name.clone())
+            .collect())
+    }
+
+    /// Perforates every eligible conv at kept fraction `q` (seeds `seed`, `seed + 1`, ...
+    /// in layer order) and returns their names.
+    pub fn perforate_all(&mut self, kept_fraction: f64, seed: u64) -> Result<Vec<String>> {
+        let names = self.eligible_convs()?;
+        for (i, name) in names.iter().enumerate() {
+            self.set_perforation(name, kept_fraction, seed.wrapping_add(i as u64))?;
+        }
+        Ok(names)
+    }
+
+    /// Theoretical speedup of the network at `batch`: FLOPs of the dense network over
+    /// FLOPs with the current perforation, all layers counted (METHOD.md §1 cost model).
+    pub fn theoretical_speedup(&self) -> Result<f64> {
+        let options = crate::plan::PlanOptions::default();
+        let dense = crate::plan::Plan::compile(&self.dense(), 1, options)?;
+        let perforated = crate::plan::Plan::compile(self, 1, options)?;
+        Ok(dense.flops() as f64 / perforated.flops() as f64)
+    }
+
+    /// The network as JSON.
+    pub fn to_json(&self) -> Result<String> {
+        serde_json::to_string(self).map_err(|e| Error::InvalidArgument(format!("serialising network: {e}")))
+    }
+
+    /// A network from JSON.
+    pub fn from_json(text: &str) -> Result<Self> {
+        serde_json::from_str(text).map_err(|e| Error::InvalidArgument(format!("parsing network JSON: {e}")))
+    }
+}

@@ -1,0 +1,694 @@
+//! `Plan::compile`: graph checks, topological order, fusion, lowering to steps with
+//! compact propagation (METHOD.md §1), and buffer slots by liveness.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
+
+use super::{Form, Plan, PlanOptions, Step, StepOp, TensorId, TensorInfo};
+use crate::error::{to_u32, Error, Result};
+use crate::geometry::ConvGeometry;
+use crate::layer::{ConvLayer, ConvSettings, OutputForm};
+use crate::network::{BatchNorm, Conv, Layer, Linear, Lrn, Network, Op, Pool};
+use crate::params::{
+    AddParams, ChannelAffineParams, GatherInterpParams, LrnParams, Pool2dParams, ReluParams, SoftmaxParams,
+};
+
+fn layer_error(layer: &Layer, message: impl std::fmt::Display) -> Error {
+    Error::InvalidArgument(format!("layer '{}' ({}): {message}", layer.name, layer.op.kind()))
+}
+
+/// Prefixes an error with the layer it concerns.
+fn in_layer<T>(layer: &Layer, r: Result<T>) -> Result<T> {
+    r.map_err(|e| layer_error(layer, e))
+}
+
+/// The layers needed for the output, in a deterministic topological order.
+fn order(net: &Network) -> Result<Vec<&Layer>> {
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for (i, l) in net.layers.iter().enumerate() {
+        if l.name == net.input.name {
+            return Err(Error::InvalidArgument(format!(
+                "layer '{}' has the name of the network input",
+                l.name
+            )));
+        }
+        if index.insert(l.name.as_str(), i).is_some() {
+            return Err(Error::InvalidArgument(format!("two layers are named '{}'", l.name)));
+        }
+    }
+    for l in &net.layers {
+        let arity_ok = match l.op {
+            Op::Add => l.inputs.len() >= 2,
+            Op::Concat => !l.inputs.is_empty(),
+            _ => l.inputs.len() == 1,
+        };
+        if !arity_ok {
+            return Err(layer_error(l, format!("wrong number of inputs ({})", l.inputs.len())));
+        }
+        if let Some(missing) =
+            l.inputs.iter().find(|i| **i != net.input.name && !index.contains_key(i.as_str()))
+        {
+            return Err(layer_error(
+                l,
+                format!("reads '{missing}', which is neither a layer nor the input '{}'", net.input.name),
+            ));
+        }
+    }
+    if net.output != net.input.name && !index.contains_key(net.output.as_str()) {
+        return Err(Error::InvalidArgument(format!("the network output '{}' is not a layer", net.output)));
+    }
+
+    // Layers the output depends on.
+    let mut needed = HashSet::new();
+    let mut stack: Vec<&str> = vec![net.output.as_str()];
+    while let Some(name) = stack.pop() {
+        if let Some(&i) = index.get(name) {
+            if needed.insert(i) {
+                stack.extend(net.layers[i].inputs.iter().map(String::as_str));
+            }
+        }
+    }
+    // Kahn's algorithm, lowest layer index first among the ready ones.
+    let mut pending: HashMap<usize, usize> = HashMap::new();
+    let mut users: HashMap<usize, Vec<usize>> = HashMap::new();
+    for &i in &needed {
+        let deps: Vec<usize> =
+            net.layers[i].inputs.iter().filter_map(|n| index.get(n.as_str()).copied()).collect();
+        pending.insert(i, deps.len());
+        for d in deps {
+            users.entry(d).or_default().push(i);
+        }
+    }
+    let mut ready: BinaryHeap<Reverse<usize>> =
+        pending.iter().filter(|(_, &n)| n == 0).map(|(&i, _)| Reverse(i)).collect();
+    let mut sorted = Vec::with_capacity(needed.len());
+    while let Some(Reverse(i)) = ready.pop() {
+        sorted.push(&net.layers[i]);
+        for &u in users.get(&i).map(Vec::as_slice).unwrap_or(&[]) {
+            let n = pending.get_mut(&u).expect("user is needed");
+            *n -= 1;
+            if *n == 0 {
+                ready.push(Reverse(u));
+            }
+        }
+    }
+    if sorted.len() < needed.len() {
+        let done: HashSet<&str> = sorted.iter().map(|l| l.name.as_str()).collect();
+        let mut cycle: Vec<&str> =
+            needed.iter().map(|&i| net.layers[i].name.as_str()).filter(|n| !done.contains(n)).collect();
+        cycle.sort_unstable();
+        return Err(Error::InvalidArgument(format!(
+            "the network has a cycle through layers: {}",
+            cycle.join(", ")
+        )));
+    }
+    Ok(sorted)
+}
+
+/// Output size of pooling along one axis (PyTorch / ONNX rules for `ceil_mode`).
+fn pool_out(
+    size: usize,
+    kernel: usize,
+    stride: usize,
+    before: usize,
+    after: usize,
+    ceil: bool,
+) -> Option<usize> {
+    let span = (size + before + after).checked_sub(kernel)?;
+    let mut out = if ceil { span.div_ceil(stride) + 1 } else { span / stride + 1 };
+    // The last window must start inside the input or its leading padding.
+    if ceil && (out - 1) * stride >= size + before {
+        out -= 1;
+    }
+    Some(out)
+}
+
+struct Builder<'n> {
+    net: &'n Network,
+    batch: usize,
+    options: PlanOptions,
+    tensors: Vec<TensorInfo>,
+    steps: Vec<Step>,
+    names: HashMap<String, TensorId>,
+    gathered: HashMap<TensorId, TensorId>,
+    consumers: HashMap<&'n str, Vec<&'n Layer>>,
+}
+
+impl<'n> Builder<'n> {
+    fn tensor(
+        &mut self,
+        producer: &str,
+        channels: usize,
+        height: usize,
+        width: usize,
+        form: Form,
+    ) -> TensorId {
+        let id = self.tensors.len();
+        let producer = producer.to_string();
+        self.tensors.push(TensorInfo {
+            producer,
+            batch: self.batch,
+            channels,
+            height,
+            width,
+            form,
+            storage: id,
+        });
+        id
+    }
+
+    fn alias(
+        &mut self,
+        of: TensorId,
+        producer: &str,
+        channels: usize,
+        height: usize,
+        width: usize,
+    ) -> TensorId {
+        let src = &self.tensors[of];
+        let info = TensorInfo {
+            producer: producer.to_string(),
+            batch: src.batch,
+            channels,
+            height,
+            width,
+            form: src.form.clone(),
+            storage: src.storage,
+        };
+        self.tensors.push(info);
+        self.tensors.len() - 1
+    }
+
+    fn step(&mut self, layer: &str, op: StepOp, inputs: Vec<TensorId>, output: TensorId) {
+        let flops = self.flops(&op, &inputs, output);
+        self.steps.push(Step { layer: layer.to_string(), op, inputs, output, flops });
+    }
+
+    /// Cost model: convolutions and fully connected layers by METHOD.md §1, other layers
+    /// by a small per-element count (pool windows, LRN windows); data movement is free.
+    fn flops(&self, op: &StepOp, inputs: &[TensorId], output: TensorId) -> u64 {
+        let out = self.tensors[output].len() as u64;
+        match op {
+            StepOp::Conv { layer, .. } => layer.flops(),
+            StepOp::Pool { params, .. } => out * u64::from(params.kernel_h * params.kernel_w),
+            StepOp::Lrn(p) => out * (2 * u64::from(p.size) + 4),
+            StepOp::Relu(_) => out,
+            StepOp::Add(_) => out * (inputs.len() as u64 - 1),
+            StepOp::Affine { .. } => 2 * out,
+            StepOp::Softmax(_) => 3 * out,
+            StepOp::Gather { .. } | StepOp::Concat => 0,
+        }
+    }
+
+    /// The single layer reading `name`, unless the network also returns it.
+    fn sole_consumer(&self, name: &str) -> Option<&'n Layer> {
+        match self.consumers.get(name).map(Vec::as_slice) {
+            Some([only]) if self.net.output != name => Some(only),
+            _ => None,
+        }
+    }
+
+    /// Fusion: the layers after `name` that its step absorbs (a BatchNorm to fold, when
+    /// `fold_bn`, then a ReLU), the BN, and whether a ReLU was absorbed.
+    fn absorb(&self, name: &str, fold_bn: bool) -> (Vec<&'n Layer>, Option<&'n BatchNorm>, bool) {
+        let mut absorbed = Vec::new();
+        let mut bn = None;
+        if !self.options.fuse {
+            return (absorbed, bn, false);
+        }
+        let mut tail = name;
+        if fold_bn {
+            if let Some(l @ Layer { op: Op::BatchNorm(b), .. }) = self.sole_consumer(tail) {
+                bn = Some(b);
+                absorbed.push(l);
+                tail = &l.name;
+            }
+        }
+        let mut relu = false;
+        if let Some(l @ Layer { op: Op::Relu, .. }) = self.sole_consumer(tail) {
+            relu = true;
+            absorbed.push(l);
+        }
+        (absorbed, bn, relu)
+    }
+
+    /// `t` as a dense tensor: itself, or its (shared) gather through the map.
+    fn dense(&mut self, t: TensorId, consumer: &str) -> Result<TensorId> {
+        let Some(map) = self.tensors[t].map().cloned() else { return Ok(t) };
+        if let Some(&d) = self.gathered.get(&t) {
+            return Ok(d);
+        }
+        let info = self.tensors[t].clone();
+        let d = self.tensor(
+            &format!("{}/gather", info.producer),
+            info.channels,
+            info.height,
+            info.width,
+            Form::Dense,
+        );
+        let params = GatherInterpParams {
+            n_pos: to_u32(map.compact_len(), "compact length")?,
+            plane: to_u32(info.height * info.width, "plane")?,
+            planes: to_u32(info.batch * info.channels, "planes")?,
+            _pad: 0,
+        };
+        self.step(consumer, StepOp::Gather { params, map }, vec![t], d);
+        self.gathered.insert(t, d);
+        Ok(d)
+    }
+
+    fn conv(&mut self, layer: &Layer, c: &Conv, input: TensorId) -> Result<(TensorId, Vec<&'n Layer>)> {
+        let t = self.tensors[input].clone();
+        let [kh, kw] = c.kernel;
+        if c.out_channels == 0 || kh == 0 || kw == 0 || c.groups == 0 {
+            return Err(layer_error(layer, "out_channels, kernel and groups must be positive"));
+        }
+        let per_filter = c.out_channels * kh * kw;
+        if !c.weights.len().is_multiple_of(per_filter) || c.weights.len() / per_filter * c.groups != t.channels {
+            return Err(layer_error(
+                layer,
+                format!(
+                    "weights hold {} values, but {} output channels over a {}-channel input in {} group(s) \
+                     with a {kh}x{kw} kernel need {}",
+                    c.weights.len(),
+                    c.out_channels,
+                    t.channels,
+                    c.groups,
+                    per_filter * t.channels / c.groups.max(1)
+                ),
+            ));
+        }
+        let (absorbed, bn, relu) = self.absorb(&layer.name, true);
+        let mut weights = c.weights.clone();
+        let mut bias = c.bias.clone().unwrap_or_else(|| vec![0.0; c.out_channels]);
+        if bias.len() != c.out_channels {
+            return Err(layer_error(
+                layer,
+                format!("bias has {} values for {} channels", bias.len(), c.out_channels),
+            ));
+        }
+        if let Some(bn) = bn {
+            check_bn(bn, c.out_channels).map_err(|e| layer_error(absorbed[0], e))?;
+            let (a, b) = bn.affine();
+            let k = weights.len() / c.out_channels;
+            for (o, w) in weights.chunks_exact_mut(k).enumerate() {
+                w.iter_mut().for_each(|v| *v *= a[o]);
+                bias[o] = bias[o] * a[o] + b[o];
+            }
+        }
+
+        let on_compact = t.map().is_some() && c.is_pointwise() && c.perforation.is_none();
+        let geometry = if on_compact {
+            ConvGeometry::new(t.channels, 1, t.plane(), c.out_channels, 1, 1).with_groups(c.groups)
+        } else {
+            ConvGeometry::new(t.channels, t.height, t.width, c.out_channels, kh, kw)
+                .with_padding_tlbr(c.pads[0], c.pads[1], c.pads[2], c.pads[3])
+                .with_groups(c.groups)
+        };
+        let mut geometry = geometry.with_batch(self.batch);
+        if !on_compact {
+            (geometry.stride_h, geometry.stride_w) = (c.stride[0], c.stride[1]);
+            (geometry.dilation_h, geometry.dilation_w) = (c.dilation[0], c.dilation[1]);
+        }
+        let mut conv = in_layer(layer, ConvLayer::new(geometry, weights, Some(bias)))?.with_relu(relu);
+        if let (false, Some(map)) = (on_compact, t.map()) {
+            conv = in_layer(layer, conv.with_input_map((**map).clone()))?;
+        }
+        if let Some(p) = &c.perforation {
+            conv = in_layer(layer, conv.with_uniform_perforation(p.kept_fraction, p.seed))?;
+        }
+        let (form, h, w) = if on_compact {
+            (t.form.clone(), t.height, t.width)
+        } else if conv.mask().is_dense() {
+            (Form::Dense, geometry.out_h(), geometry.out_w())
+        } else {
+            (Form::Compact(Arc::new(conv.interpolation_map().clone())), geometry.out_h(), geometry.out_w())
+        };
+        let out = self.tensor(&layer.name, c.out_channels, h, w, form);
+        let settings = ConvSettings { output: OutputForm::Compact, ..Default::default() };
+        self.step(&layer.name, StepOp::Conv { layer: Box::new(conv), settings }, vec![input], out);
+        Ok((out, absorbed))
+    }
+
+    fn linear(&mut self, layer: &Layer, l: &Linear, input: TensorId) -> Result<(TensorId, Vec<&'n Layer>)> {
+        let x = self.dense(input, &layer.name)?;
+        let t = &self.tensors[x];
+        let features = t.channels * t.height * t.width;
+        if l.out_features == 0 || l.weights.len() != l.out_features * features {
+            return Err(layer_error(
+                layer,
+                format!(
+                    "weights hold {} values, but {} outputs of a {features}-feature input need {}",
+                    l.weights.len(),
+                    l.out_features,
+                    l.out_features * features
+                ),
+            ));
+        }
+        let (absorbed, _, relu) = self.absorb(&layer.name, false);
+        let geometry = ConvGeometry::new(features, 1, 1, l.out_features, 1, 1).with_batch(self.batch);
+        let conv =
+            in_layer(layer, ConvLayer::new(geometry, l.weights.clone(), l.bias.clone()))?.with_relu(relu);
+        let out = self.tensor(&layer.name, l.out_features, 1, 1, Form::Dense);
+        let settings = ConvSettings {
+            output: OutputForm::Compact,
+            images_per_gemm: Some(self.batch),
+            ..Default::default()
+        };
+        self.step(&layer.name, StepOp::Conv { layer: Box::new(conv), settings }, vec![x], out);
+        Ok((out, absorbed))
+    }
+
+    fn pool(&mut self, layer: &Layer, p: &Pool, avg: bool, input: TensorId) -> Result<TensorId> {
+        let t = self.tensors[input].clone();
+        let [kh, kw] = p.kernel;
+        let [pt, pl, pb, pr] = p.pads;
+        if kh == 0 || kw == 0 || p.stride.contains(&0) {
+            return Err(layer_error(layer, "kernel and stride must be positive"));
+        }
+        if pt >= kh || pb >= kh || pl >= kw || pr >= kw {
+            return Err(layer_error(
+                layer,
+                format!("padding {:?} must be smaller than the {kh}x{kw} window", p.pads),
+            ));
+        }
+        let oh = pool_out(t.height, kh, p.stride[0], pt, pb, p.ceil_mode);
+        let ow = pool_out(t.width, kw, p.stride[1], pl, pr, p.ceil_mode);
+        let (Some(oh), Some(ow)) = (oh, ow) else {
+            return Err(layer_error(
+                layer,
+                format!("{kh}x{kw} window is larger than the padded {}x{} input", t.height, t.width),
+            ));
+        };
+        let params = Pool2dParams {
+            planes: to_u32(t.batch * t.channels, "planes")?,
+            in_h: to_u32(t.height, "height")?,
+            in_w: to_u32(t.width, "width")?,
+            in_plane: to_u32(t.plane(), "plane")?,
+            out_h: to_u32(oh, "height")?,
+            out_w: to_u32(ow, "width")?,
+            kernel_h: to_u32(kh, "kernel")?,
+            kernel_w: to_u32(kw, "kernel")?,
+            stride_h: to_u32(p.stride[0], "stride")?,
+            stride_w: to_u32(p.stride[1], "stride")?,
+            pad_top: to_u32(pt, "padding")?,
+            pad_left: to_u32(pl, "padding")?,
+            pad_bottom: to_u32(pb, "padding")?,
+            pad_right: to_u32(pr, "padding")?,
+            mode: u32::from(avg),
+            count_include_pad: u32::from(p.count_include_pad),
+            use_in_map: u32::from(t.map().is_some()),
+            ..Default::default()
+        };
+        let out = self.tensor(&layer.name, t.channels, oh, ow, Form::Dense);
+        self.step(&layer.name, StepOp::Pool { params, in_map: t.map().cloned() }, vec![input], out);
+        Ok(out)
+    }
+
+    fn lower(&mut self, layer: &'n Layer) -> Result<()> {
+        if self.names.contains_key(&layer.name) {
+            return Ok(()); // absorbed by its producer's step
+        }
+        let inputs: Vec<TensorId> = layer.inputs.iter().map(|n| self.names[n.as_str()]).collect();
+        let x = inputs[0];
+        let t = self.tensors[x].clone();
+        let (out, absorbed) = match &layer.op {
+            Op::Conv(c) => self.conv(layer, c, x)?,
+            Op::Linear(l) => self.linear(layer, l, x)?,
+            Op::MaxPool(p) => (self.pool(layer, p, false, x)?, vec![]),
+            Op::AvgPool(p) => (self.pool(layer, p, true, x)?, vec![]),
+            Op::GlobalAvgPool => {
+                let p = Pool {
+                    kernel: [t.height, t.width],
+                    stride: [1, 1],
+                    pads: [0; 4],
+                    ceil_mode: false,
+                    count_include_pad: false,
+                };
+                (self.pool(layer, &p, true, x)?, vec![])
+            }
+            Op::Relu => {
+                let out = self.tensor(&layer.name, t.channels, t.height, t.width, t.form.clone());
+                let params = ReluParams { len: to_u32(t.len(), "length")?, ..Default::default() };
+                self.step(&layer.name, StepOp::Relu(params), vec![x], out);
+                (out, vec![])
+            }
+            Op::Dropout { .. } => (self.alias(x, &layer.name, t.channels, t.height, t.width), vec![]),
+            Op::Flatten => {
+                let d = self.dense(x, &layer.name)?;
+                (self.alias(d, &layer.name, t.channels * t.height * t.width, 1, 1), vec![])
+            }
+            Op::BatchNorm(bn) => {
+                in_layer(layer, check_bn(bn, t.channels))?;
+                let (absorbed, _, relu) = self.absorb(&layer.name, false);
+                let (scale, shift) = bn.affine();
+                let params = ChannelAffineParams {
+                    len: to_u32(t.len(), "length")?,
+                    channels: to_u32(t.channels, "channels")?,
+                    plane: to_u32(t.plane(), "plane")?,
+                    relu: u32::from(relu),
+                };
+                let out = self.tensor(&layer.name, t.channels, t.height, t.width, t.form.clone());
+                self.step(&layer.name, StepOp::Affine { params, scale, shift }, vec![x], out);
+                (out, absorbed)
+            }
+            Op::Lrn(l) => {
+                in_layer(layer, check_lrn(l))?;
+                let params = LrnParams {
+                    images: to_u32(t.batch, "batch")?,
+                    channels: to_u32(t.channels, "channels")?,
+                    positions: to_u32(t.plane(), "plane")?,
+                    size: to_u32(l.size, "size")?,
+                    alpha: l.alpha,
+                    beta: l.beta,
+                    bias: l.bias,
+                    _pad: 0,
+                };
+                let out = self.tensor(&layer.name, t.channels, t.height, t.width, t.form.clone());
+                self.step(&layer.name, StepOp::Lrn(params), vec![x], out);
+                (out, vec![])
+            }
+            Op::Add => self.add(layer, &inputs)?,
+            Op::Concat => {
+                let parts: Vec<TensorId> =
+                    inputs.iter().map(|&i| self.dense(i, &layer.name)).collect::<Result<_>>()?;
+                if let Some(&bad) = parts
+                    .iter()
+                    .find(|&&p| (self.tensors[p].height, self.tensors[p].width) != (t.height, t.width))
+                {
+                    let b = &self.tensors[bad];
+                    return Err(layer_error(
+                        layer,
+                        format!(
+                            "inputs have different maps: {}x{} and {}x{}",
+                            t.height, t.width, b.height, b.width
+                        ),
+                    ));
+                }
+                let channels = parts.iter().map(|&p| self.tensors[p].channels).sum();
+                let out = self.tensor(&layer.name, channels, t.height, t.width, Form::Dense);
+                self.step(&layer.name, StepOp::Concat, parts, out);
+                (out, vec![])
+            }
+            Op::Softmax => {
+                let d = self.dense(x, &layer.name)?;
+                if t.height * t.width != 1 {
+                    return Err(layer_error(
+                        layer,
+                        format!("needs a flat input, got a {}x{} map (add a Flatten)", t.height, t.width),
+                    ));
+                }
+                let params = SoftmaxParams {
+                    rows: to_u32(t.batch, "batch")?,
+                    cols: to_u32(t.channels, "features")?,
+                    ..Default::default()
+                };
+                let out = self.tensor(&layer.name, t.channels, 1, 1, Form::Dense);
+                self.step(&layer.name, StepOp::Softmax(params), vec![d], out);
+                (out, vec![])
+            }
+        };
+        self.names.insert(layer.name.clone(), out);
+        for l in absorbed {
+            self.names.insert(l.name.clone(), out);
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, layer: &Layer, inputs: &[TensorId]) -> Result<(TensorId, Vec<&'n Layer>)> {
+        let first = self.tensors[inputs[0]].clone();
+        for &i in &inputs[1..] {
+            let t = &self.tensors[i];
+            if (t.channels, t.height, t.width) != (first.channels, first.height, first.width) {
+                return Err(layer_error(
+                    layer,
+                    format!(
+                        "inputs have different shapes: {}x{}x{} ('{}') and {}x{}x{} ('{}')",
+                        first.channels,
+                        first.height,
+                        first.width,
+                        first.producer,
+                        t.channels,
+                        t.height,
+                        t.width,
+                        t.producer
+                    ),
+                ));
+            }
+        }
+        // Compact only when every operand is compact through the very same map.
+        let shared = first
+            .map()
+            .filter(|m| inputs.iter().all(|&i| self.tensors[i].map().is_some_and(|n| Arc::ptr_eq(m, n))));
+        let (form, operands) = match shared {
+            Some(m) => (Form::Compact(m.clone()), inputs.to_vec()),
+            None => (Form::Dense, inputs.iter().map(|&i| self.dense(i, &layer.name)).collect::<Result<_>>()?),
+        };
+        let (absorbed, _, relu) = self.absorb(&layer.name, false);
+        // Length of the operands as stored (compact or gathered), not of the first input.
+        let len = to_u32(self.tensors[operands[0]].len(), "length")?;
+        let mut acc = operands[0];
+        for (k, &next) in operands[1..].iter().enumerate() {
+            let last = k + 2 == operands.len();
+            let out = self.tensor(&layer.name, first.channels, first.height, first.width, form.clone());
+            let params = AddParams { len, relu: u32::from(last && relu), ..Default::default() };
+            self.step(&layer.name, StepOp::Add(params), vec![acc, next], out);
+            acc = out;
+        }
+        Ok((acc, absorbed))
+    }
+}
+
+fn check_bn(bn: &BatchNorm, channels: usize) -> Result<()> {
+    for (what, v) in [("scale", &bn.scale), ("shift", &bn.shift), ("mean", &bn.mean), ("var", &bn.var)] {
+        if v.len() != channels {
+            return Err(Error::shape(format!("batch norm {what}"), channels, v.len()));
+        }
+    }
+    if bn.var.iter().any(|&v| v + bn.epsilon <= 0.0 || v.is_nan()) {
+        return Err(Error::InvalidArgument("batch norm variance + epsilon must be positive".into()));
+    }
+    Ok(())
+}
+
+fn check_lrn(l: &Lrn) -> Result<()> {
+    if l.size == 0 {
+        return Err(Error::InvalidArgument("LRN size must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// Assigns buffer slots: each storage tensor gets a slot when produced, and its slot is
+/// released after the last step reading it (never before the step's own output is
+/// placed, so a step never writes a buffer it reads).
+fn assign_slots(
+    tensors: &[TensorInfo],
+    steps: &[Step],
+    input: TensorId,
+    output: TensorId,
+    reuse: bool,
+) -> (Vec<usize>, Vec<usize>) {
+    let root = |t: TensorId| tensors[t].storage;
+    let mut last_use: Vec<Option<usize>> = vec![None; tensors.len()];
+    for (s, step) in steps.iter().enumerate() {
+        for &i in &step.inputs {
+            last_use[root(i)] = Some(s);
+        }
+    }
+    last_use[root(output)] = Some(usize::MAX);
+    let mut slot_of = vec![usize::MAX; tensors.len()];
+    let mut sizes: Vec<usize> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    let place = |t: TensorId, slot_of: &mut Vec<usize>, sizes: &mut Vec<usize>, free: &mut Vec<usize>| {
+        let need = tensors[t].len().max(4);
+        let pick = if reuse {
+            let fitting =
+                free.iter().enumerate().filter(|(_, &s)| sizes[s] >= need).min_by_key(|(_, &s)| sizes[s]);
+            let largest = free.iter().enumerate().max_by_key(|(_, &s)| sizes[s]);
+            fitting.or(largest).map(|(i, _)| i)
+        } else {
+            None
+        };
+        let slot = match pick {
+            Some(i) => free.swap_remove(i),
+            None => {
+                sizes.push(0);
+                sizes.len() - 1
+            }
+        };
+        sizes[slot] = sizes[slot].max(need);
+        slot_of[t] = slot;
+    };
+    place(root(input), &mut slot_of, &mut sizes, &mut free);
+    for (s, step) in steps.iter().enumerate() {
+        let out = root(step.output);
+        if slot_of[out] == usize::MAX {
+            place(out, &mut slot_of, &mut sizes, &mut free);
+        }
+        let mut done: Vec<usize> =
+            step.inputs.iter().map(|&i| root(i)).filter(|&r| last_use[r] == Some(s)).collect();
+        if last_use[out].is_none() {
+            done.push(out);
+        }
+        done.sort_unstable();
+        done.dedup();
+        free.extend(done.into_iter().map(|r| slot_of[r]));
+    }
+    (slot_of, sizes)
+}
+
+impl Plan {
+    /// Compiles `net` for `batch` images: checks the graph, orders it, folds and fuses,
+    /// resolves every shape, mask and map, decides where tensors stay compact and where a
+    /// gather makes them dense, and assigns buffer slots.
+    pub fn compile(net: &Network, batch: usize, options: PlanOptions) -> Result<Plan> {
+        if batch == 0 {
+            return Err(Error::InvalidArgument("batch must be at least 1".into()));
+        }
+        let i = &net.input;
+        if i.channels == 0 || i.height == 0 || i.width == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "network input is {}x{}x{}",
+                i.channels, i.height, i.width
+            )));
+        }
+        let sorted = order(net)?;
+        let mut consumers: HashMap<&str, Vec<&Layer>> = HashMap::new();
+        for l in &sorted {
+            for n in &l.inputs {
+                consumers.entry(n.as_str()).or_default().push(l);
+            }
+        }
+        let mut b = Builder {
+            net,
+            batch,
+            options,
+            tensors: Vec::new(),
+            steps: Vec::new(),
+            names: HashMap::new(),
+            gathered: HashMap::new(),
+            consumers,
+        };
+        let input = b.tensor(&i.name, i.channels, i.height, i.width, Form::Dense);
+        b.names.insert(i.name.clone(), input);
+        for layer in sorted {
+            b.lower(layer)?;
+        }
+        let result = b.names[net.output.as_str()];
+        let output = b.dense(result, &net.output)?;
+        let (slot_of, slot_sizes) = assign_slots(&b.tensors, &b.steps, input, output, options.reuse_buffers);
+        Ok(Plan {
+            name: net.name.clone(),
+            batch,
+            tensors: b.tensors,
+            steps: b.steps,
+            input,
+            output,
+            layer_outputs: b.names,
+            slot_of,
+            slot_sizes,
+            options,
+        })
+    }
+}

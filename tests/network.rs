@@ -1,0 +1,272 @@
+//! Whole networks: zoo variants sized for lavapipe, GPU against CPU dense and perforated,
+//! plan reuse, buffer reuse, memory and speedup accounting, and bad input.
+
+mod common;
+
+use common::{assert_close, gpu_or_skip, to_f64};
+use ndarray::{ArrayD, IxDyn};
+use perforate::cpu::CpuExecutor;
+use perforate::gpu::GpuExecutor;
+use perforate::network::zoo::{self, ZooConfig};
+use perforate::network::{InputSpec, Network, Op};
+use perforate::plan::{Executor, Plan, PlanOptions};
+use perforate::rng::SeededRng;
+
+/// Small variants: an eighth of the channels, the smallest valid resolutions.
+fn small(name: &str) -> Network {
+    let resolution = match name {
+        "alexnet" => 67,
+        "nin" => 16,
+        _ => 32,
+    };
+    zoo::build(name, ZooConfig { width: 0.125, resolution: Some(resolution), classes: Some(10), seed: 1 })
+        .unwrap()
+}
+
+fn input_for(plan: &Plan, seed: u64) -> ArrayD<f32> {
+    let shape = plan.input_shape();
+    let n = shape.iter().product();
+    ArrayD::from_shape_vec(IxDyn(&shape), SeededRng::new(seed).vec_f32(n, -1.0, 1.0)).unwrap()
+}
+
+/// Every eligible conv at a different kept fraction.
+fn perforate_mixed(net: &mut Network) -> usize {
+    let names = net.eligible_convs().unwrap();
+    for (i, name) in names.iter().enumerate() {
+        net.set_perforation(name, [0.25, 0.5, 0.75, 1.0][i % 4], i as u64).unwrap();
+    }
+    names.len()
+}
+
+/// The logits (the layer before the softmax) as the network output.
+fn logits(mut net: Network) -> Network {
+    let softmax = net.layers.iter().find(|l| matches!(l.op, Op::Softmax)).unwrap();
+    net.output = softmax.inputs[0].clone();
+    net
+}
+
+#[test]
+fn zoo_networks_gpu_matches_cpu_dense_and_perforated() {
+    let ctx = gpu_or_skip("zoo_networks_gpu_matches_cpu_dense_and_perforated");
+    for name in zoo::NAMES {
+        let mut net = small(name);
+        for perforated in [false, true] {
+            if perforated {
+                assert!(perforate_mixed(&mut net) > 0, "{name} has eligible convs");
+            }
+            for net in [logits(net.clone()), net.clone()] {
+                let plan = Plan::compile(&net, 2, PlanOptions::default()).unwrap();
+                let x = input_for(&plan, 7);
+                let cpu = CpuExecutor::new(&plan).unwrap().run(x.view()).unwrap();
+                assert!(cpu.iter().all(|v| v.is_finite()));
+                let Some(ctx) = &ctx else { continue };
+                let gpu = GpuExecutor::new(ctx, &plan).unwrap().run(x.view()).unwrap();
+                let label = format!("{name} perforated={perforated} output={}", net.output);
+                assert_close(&label, gpu.as_slice().unwrap(), &to_f64(cpu.as_slice().unwrap()), 1e-4);
+            }
+        }
+    }
+}
+
+#[test]
+fn perforating_nothing_is_bit_identical_to_dense() {
+    for name in zoo::NAMES {
+        let dense = small(name);
+        let mut full = dense.clone();
+        for conv in full.eligible_convs().unwrap() {
+            full.set_perforation(&conv, 1.0, 3).unwrap();
+        }
+        let a = Plan::compile(&dense, 2, PlanOptions::default()).unwrap();
+        let b = Plan::compile(&full, 2, PlanOptions::default()).unwrap();
+        let x = input_for(&a, 1);
+        let (ya, yb) = (
+            CpuExecutor::new(&a).unwrap().run(x.view()).unwrap(),
+            CpuExecutor::new(&b).unwrap().run(x.view()).unwrap(),
+        );
+        assert!(
+            ya.iter().zip(yb.iter()).all(|(p, q)| p.to_bits() == q.to_bits()),
+            "{name}: q = 1 differs from dense"
+        );
+    }
+}
+
+#[test]
+fn one_plan_runs_many_inputs() {
+    let ctx = gpu_or_skip("one_plan_runs_many_inputs");
+    let mut net = small("resnet18");
+    perforate_mixed(&mut net);
+    let plan = Plan::compile(&net, 2, PlanOptions::default()).unwrap();
+    let (x1, x2) = (input_for(&plan, 1), input_for(&plan, 2));
+    let mut executors: Vec<Box<dyn Executor>> = vec![Box::new(CpuExecutor::new(&plan).unwrap())];
+    if let Some(ctx) = &ctx {
+        executors.push(Box::new(GpuExecutor::new(ctx, &plan).unwrap()));
+    }
+    for e in executors {
+        let first = e.run(x1.view()).unwrap();
+        let second = e.run(x2.view()).unwrap();
+        let again = e.run(x1.view()).unwrap();
+        assert_eq!(first, again, "{}", e.describe());
+        assert_ne!(first, second, "{}", e.describe());
+        // The second result is what a fresh executor computes for x2.
+        let fresh = CpuExecutor::new(&plan).unwrap().run(x2.view()).unwrap();
+        assert_close(&e.describe(), second.as_slice().unwrap(), &to_f64(fresh.as_slice().unwrap()), 1e-4);
+    }
+}
+
+#[test]
+fn buffer_reuse_never_aliases_live_tensors() {
+    let ctx = gpu_or_skip("buffer_reuse_never_aliases_live_tensors");
+    for name in zoo::NAMES {
+        let mut net = logits(small(name));
+        perforate_mixed(&mut net);
+        let shared = Plan::compile(&net, 2, PlanOptions::default()).unwrap();
+        let separate =
+            Plan::compile(&net, 2, PlanOptions { reuse_buffers: false, ..Default::default() }).unwrap();
+        assert!(
+            shared.slot_sizes().len() < separate.slot_sizes().len() / 2,
+            "{name}: reuse actually happens"
+        );
+        let x = input_for(&shared, 5);
+        let a = CpuExecutor::new(&shared).unwrap().run(x.view()).unwrap();
+        let b = CpuExecutor::new(&separate).unwrap().run(x.view()).unwrap();
+        assert_eq!(a, b, "{name}: CPU with and without buffer reuse");
+        if let Some(ctx) = &ctx {
+            let a = GpuExecutor::new(ctx, &shared).unwrap().run(x.view()).unwrap();
+            let b = GpuExecutor::new(ctx, &separate).unwrap().run(x.view()).unwrap();
+            assert_eq!(a, b, "{name}: GPU with and without buffer reuse");
+        }
+    }
+}
+
+#[test]
+fn async_gpu_run_gives_the_blocking_result() {
+    let Some(ctx) = gpu_or_skip("async_gpu_run_gives_the_blocking_result") else { return };
+    let plan = Plan::compile(&small("nin"), 3, PlanOptions::default()).unwrap();
+    let exec = GpuExecutor::new(&ctx, &plan).unwrap();
+    let x = input_for(&plan, 9);
+    let blocking = exec.run(x.view()).unwrap();
+    let future = exec.run_async(x.view());
+    drop(x); // the future owns its copy of the input
+    assert_eq!(pollster::block_on(future).unwrap(), blocking);
+}
+
+#[test]
+fn memory_and_speedup_accounting() {
+    let dense = small("vgg16");
+    let mut half = dense.clone();
+    let names = half.perforate_all(0.5, 1).unwrap();
+    assert_eq!(names.len(), 13, "every VGG conv is eligible");
+    let a = Plan::compile(&dense, 1, PlanOptions::default()).unwrap().memory_report();
+    let b = Plan::compile(&half, 1, PlanOptions::default()).unwrap().memory_report();
+    assert_eq!(a.peak_bytes, a.rows.iter().map(|r| r.live_bytes).max().unwrap());
+    assert!(b.peak_bytes as f64 <= 0.7 * a.peak_bytes as f64, "{} vs {}", b.peak_bytes, a.peak_bytes);
+    assert!(b.rows.iter().any(|r| r.compact) && !a.rows.iter().any(|r| r.compact));
+    // conv1_1 of the dense VGG at 32x32 with 8 channels: 1 x 8 x 32 x 32 floats.
+    assert_eq!(a.rows[0].output_bytes, 8 * 32 * 32 * 4);
+    assert_eq!(b.rows[0].shape, vec![1, 8, 512]);
+
+    // One perforated conv alone: the speedup is exactly 1/q.
+    let mut one = Network::new("one", InputSpec { name: "x".into(), channels: 2, height: 8, width: 8 });
+    let conv = perforate::network::Conv {
+        out_channels: 3,
+        kernel: [3, 3],
+        stride: [1, 1],
+        pads: [1; 4],
+        dilation: [1, 1],
+        groups: 1,
+        weights: vec![0.1; 54],
+        bias: None,
+        perforation: None,
+    };
+    one.push("c", Op::Conv(conv), &["x"]);
+    one.set_perforation("c", 0.25, 0).unwrap();
+    assert_eq!(one.theoretical_speedup().unwrap(), 4.0);
+    let s = half.theoretical_speedup().unwrap();
+    assert!(s > 1.3 && s < 2.0, "VGG at q = 1/2 with dense classifier layers: {s}");
+}
+
+#[test]
+fn eligible_convs_exclude_pointwise_layers() {
+    let nin = small("nin").eligible_convs().unwrap();
+    assert_eq!(nin, ["conv1", "conv2", "conv3"]);
+    let r18 = small("resnet18").eligible_convs().unwrap();
+    assert!(r18.contains(&"layer2.0.downsample.0".to_string()), "strided 1x1 projections are eligible");
+    let r50 = small("resnet50").eligible_convs().unwrap();
+    assert!(
+        !r50.iter().any(|n| n.ends_with("conv1") && n.starts_with("layer")),
+        "1x1 stride-1 convs are not"
+    );
+}
+
+#[test]
+fn networks_round_trip_through_json() {
+    let mut net = small("resnet18");
+    perforate_mixed(&mut net);
+    let back = Network::from_json(&net.to_json().unwrap()).unwrap();
+    assert_eq!(back, net);
+    let e = Network::from_json("{\"name\": 3}").unwrap_err().to_string();
+    assert!(e.contains("parsing network JSON"), "{e}");
+}
+
+#[test]
+fn bad_networks_and_inputs_are_clear_errors() {
+    let err = |r: perforate::Result<Plan>| r.unwrap_err().to_string();
+    let net = small("nin");
+    let plan = Plan::compile(&net, 2, PlanOptions::default()).unwrap();
+    let wrong = ArrayD::<f32>::zeros(vec![2, 3, 16, 15]);
+    let e = CpuExecutor::new(&plan).unwrap().run(wrong.view()).unwrap_err().to_string();
+    assert!(
+        e.contains("input of network 'nin'") && e.contains("[2, 3, 16, 16]") && e.contains("[2, 3, 16, 15]"),
+        "{e}"
+    );
+    if let Some(ctx) = gpu_or_skip("bad_networks_and_inputs_are_clear_errors") {
+        let e = GpuExecutor::new(&ctx, &plan).unwrap().run(wrong.view()).unwrap_err().to_string();
+        assert!(e.contains("input of network 'nin'"), "{e}");
+    }
+
+    let mut n = net.clone();
+    for q in [0.0, 1.5, -0.1, f64::NAN] {
+        let e = n.set_perforation("conv1", q, 0).unwrap_err().to_string();
+        assert!(e.contains("kept fraction for layer 'conv1' must lie in (0, 1]"), "{e}");
+    }
+    let e = n.set_perforation("conv9", 0.5, 0).unwrap_err().to_string();
+    assert!(e.contains("no layer named 'conv9'"), "{e}");
+    let e = n.set_perforation("pool1", 0.5, 0).unwrap_err().to_string();
+    assert!(e.contains("layer 'pool1' is a max_pool"), "{e}");
+
+    // A cycle: conv2 reads cccp6's output.
+    let mut cyclic = net.clone();
+    cyclic.layers.iter_mut().find(|l| l.name == "conv2").unwrap().inputs = vec!["relu_cccp6".into()];
+    let e = err(Plan::compile(&cyclic, 1, PlanOptions::default()));
+    assert!(e.contains("cycle through layers") && e.contains("conv2") && e.contains("cccp6"), "{e}");
+
+    let mut dangling = net.clone();
+    dangling.layers[3].inputs = vec!["nowhere".into()];
+    let e = err(Plan::compile(&dangling, 1, PlanOptions::default()));
+    assert!(e.contains("reads 'nowhere', which is neither a layer nor the input 'input'"), "{e}");
+
+    let mut twice = net.clone();
+    twice.layers[1].name = "conv1".into();
+    assert!(err(Plan::compile(&twice, 1, PlanOptions::default())).contains("two layers are named 'conv1'"));
+
+    let mut mismatched = small("resnet18");
+    mismatched.layers.iter_mut().find(|l| l.name == "layer2.0.add").unwrap().inputs[1] =
+        "layer1.1.relu".into();
+    let e = err(Plan::compile(&mismatched, 1, PlanOptions::default()));
+    assert!(e.contains("layer 'layer2.0.add' (add): inputs have different shapes"), "{e}");
+
+    let mut softmax_on_map = net.clone();
+    softmax_on_map.push("sm", Op::Softmax, &["conv1"]);
+    let e = err(Plan::compile(&softmax_on_map, 1, PlanOptions::default()));
+    assert!(e.contains("needs a flat input, got a 16x16 map"), "{e}");
+
+    let mut bad_weights = net.clone();
+    if let Op::Conv(c) = &mut bad_weights.layers[0].op {
+        c.weights.pop();
+    }
+    let e = err(Plan::compile(&bad_weights, 1, PlanOptions::default()));
+    assert!(e.contains("layer 'conv1' (conv): weights hold"), "{e}");
+    assert!(err(Plan::compile(&net, 0, PlanOptions::default())).contains("batch must be at least 1"));
+    let e = zoo::build("lenet", ZooConfig::default()).unwrap_err().to_string();
+    assert!(e.contains("unknown zoo network 'lenet'; known: nin, alexnet"), "{e}");
+}
