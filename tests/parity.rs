@@ -141,3 +141,23 @@ fn gpu_layer_runs_many_inputs() {
         move |x| conv.run(x).unwrap()
     });
 }
+
+/// Fully connected layers (1×1 convolutions of 1×1 maps) at batch 1 to 9: products 1 to 8
+/// columns wide run `matmul_narrow`, 9 runs `matmul_tiled`; k is not a multiple of 4 and
+/// there are more rows than one workgroup reduces.
+#[test]
+fn fully_connected_products_of_every_width() {
+    let Some(ctx) = gpu_or_skip("fully_connected_products_of_every_width") else { return };
+    for batch in 1..=9 {
+        let g = ConvGeometry::new(1001, 1, 1, 300, 1, 1).with_batch(batch);
+        let p = Problem {
+            name: "fc",
+            geometry: g,
+            keep: Keep::Frac(1.0),
+            compact_input: false,
+            relu: batch % 2 == 0,
+            seed: batch as u64,
+        };
+        check(&ctx, &p, ConvSettings { images_per_gemm: Some(batch), ..Default::default() });
+    }
+}

@@ -107,6 +107,28 @@ fn matmul_tiled_params_mirror() {
 }
 
 #[test]
+fn matmul_narrow_shares_the_matmul_params() {
+    check(
+        Kernel::MatmulNarrow,
+        std::mem::size_of::<MatmulTiledParams>(),
+        &[
+            "m",
+            "n",
+            "k",
+            "lda",
+            "ldb",
+            "a_row_offset",
+            "relu",
+            "col_start",
+            "n_pos",
+            "out_channels",
+            "out_channel_offset",
+            "_pad",
+        ],
+    );
+}
+
+#[test]
 fn gather_interp_params_mirror() {
     check(
         Kernel::GatherInterp,

@@ -7,8 +7,8 @@ use rayon::prelude::*;
 use crate::params::MatmulTiledParams;
 
 /// Narrowest column block worth a task of its own (keeps the GEMM kernel efficient).
-const MIN_BLOCK_COLS: usize = 128;
-/// Fewest rows in a block when narrow products are split by rows instead.
+const MIN_BLOCK_COLS: usize = 64;
+/// Fewest rows in a block.
 const MIN_BLOCK_ROWS: usize = 16;
 
 /// One block of the product: `c` = rows `row..` × columns `col..` of this chunk.
@@ -18,14 +18,20 @@ struct Task<'a> {
     col: usize,
 }
 
-/// Splits one image's output view into about two blocks per thread: by columns while
-/// blocks stay at least `MIN_BLOCK_COLS` wide, then by rows (narrow perforated products
-/// would otherwise leave cores idle).
+/// Splits one image's output view into about two blocks per thread, as `r` row blocks ×
+/// `c` column blocks. Each block's GEMM packs its rows of A and its columns of B, so the
+/// split minimises the packed volume `c·|A| + r·|B|` ∝ `c·m + r·n`: wide products
+/// (early layers) split by columns, tall ones (deep layers, perforated products with few
+/// positions, fully connected layers) by rows.
 fn split_into_blocks<'a>(view: ArrayViewMut2<'a, f32>, first_col: usize, tasks: &mut Vec<Task<'a>>) {
     let target = 2 * rayon::current_num_threads();
     let (m, n) = view.dim();
-    let col_blocks = (n / MIN_BLOCK_COLS).clamp(1, target);
-    let row_blocks = target.div_ceil(col_blocks).clamp(1, (m / MIN_BLOCK_ROWS).max(1));
+    let max_cols = (n / MIN_BLOCK_COLS).max(1);
+    let max_rows = (m / MIN_BLOCK_ROWS).max(1);
+    let (row_blocks, col_blocks) = (1..=target.min(max_cols))
+        .map(|c| (target.div_ceil(c).min(max_rows), c))
+        .min_by_key(|&(r, c)| c * m + r * n)
+        .unwrap_or((1, 1));
     let (width, height) = (n.div_ceil(col_blocks), m.div_ceil(row_blocks));
     let mut rest = view;
     let mut col = first_col;

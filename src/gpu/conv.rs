@@ -8,8 +8,8 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use super::buffers::{read_f32, staging, storage, storage_init};
 use super::context::GpuContext;
 use super::kernels::{
-    encode_commands, gather_interp::gather_interp, im2col_masked::im2col_masked, matmul_tiled::matmul_tiled,
-    Command, LaunchBuilder,
+    encode_commands, gather_interp::gather_interp, im2col_masked::im2col_masked, matmul_narrow,
+    matmul_tiled::matmul_tiled, Command, LaunchBuilder,
 };
 use crate::error::{Error, Result};
 use crate::layer::{ConvLayer, ConvSchedule, ConvSettings};
@@ -55,7 +55,11 @@ impl ConvTables {
     ) {
         for step in &schedule.steps {
             im2col_masked(b, &step.im2col, input, &self.mask, &self.in_map, col);
-            matmul_tiled(b, &step.matmul, &self.weights, col, &self.bias, compact);
+            if step.matmul.ldb <= matmul_narrow::MAX_COLUMNS {
+                matmul_narrow::matmul_narrow(b, &step.matmul, &self.weights, col, &self.bias, compact);
+            } else {
+                matmul_tiled(b, &step.matmul, &self.weights, col, &self.bias, compact);
+            }
         }
     }
 }

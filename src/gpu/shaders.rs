@@ -10,6 +10,8 @@ pub enum Kernel {
     Im2colMasked,
     /// `shaders/matmul_tiled.wgsl`
     MatmulTiled,
+    /// `shaders/matmul_narrow.wgsl`
+    MatmulNarrow,
     /// `shaders/gather_interp.wgsl`
     GatherInterp,
     /// `shaders/pool2d.wgsl`
@@ -28,9 +30,10 @@ pub enum Kernel {
 
 impl Kernel {
     /// All kernels.
-    pub const ALL: [Kernel; 9] = [
+    pub const ALL: [Kernel; 10] = [
         Kernel::Im2colMasked,
         Kernel::MatmulTiled,
+        Kernel::MatmulNarrow,
         Kernel::GatherInterp,
         Kernel::Pool2d,
         Kernel::Lrn,
@@ -45,6 +48,7 @@ impl Kernel {
         match self {
             Kernel::Im2colMasked => "im2col_masked",
             Kernel::MatmulTiled => "matmul_tiled",
+            Kernel::MatmulNarrow => "matmul_narrow",
             Kernel::GatherInterp => "gather_interp",
             Kernel::Pool2d => "pool2d",
             Kernel::Lrn => "lrn",
@@ -60,6 +64,7 @@ impl Kernel {
         match self {
             Kernel::Im2colMasked => include_str!("../../shaders/im2col_masked.wgsl"),
             Kernel::MatmulTiled => include_str!("../../shaders/matmul_tiled.wgsl"),
+            Kernel::MatmulNarrow => include_str!("../../shaders/matmul_narrow.wgsl"),
             Kernel::GatherInterp => include_str!("../../shaders/gather_interp.wgsl"),
             Kernel::Pool2d => include_str!("../../shaders/pool2d.wgsl"),
             Kernel::Lrn => include_str!("../../shaders/lrn.wgsl"),

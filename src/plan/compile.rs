@@ -265,7 +265,9 @@ impl<'n> Builder<'n> {
             return Err(layer_error(layer, "out_channels, kernel and groups must be positive"));
         }
         let per_filter = c.out_channels * kh * kw;
-        if !c.weights.len().is_multiple_of(per_filter) || c.weights.len() / per_filter * c.groups != t.channels {
+        if !c.weights.len().is_multiple_of(per_filter)
+            || c.weights.len() / per_filter * c.groups != t.channels
+        {
             return Err(layer_error(
                 layer,
                 format!(

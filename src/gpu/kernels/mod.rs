@@ -11,6 +11,7 @@ pub mod channel_affine;
 pub mod gather_interp;
 pub mod im2col_masked;
 pub mod lrn;
+pub mod matmul_narrow;
 pub mod matmul_tiled;
 pub mod pool2d;
 pub mod relu;
