@@ -41,6 +41,9 @@ pub enum Error {
     /// The GPU ran out of memory.
     #[error("GPU out of memory: {0}")]
     OutOfMemory(String),
+    /// A model file (ONNX, plan) is malformed or uses something unsupported.
+    #[error("model: {0}")]
+    Model(String),
     /// Any other error reported by wgpu (validation, internal).
     #[error("GPU error: {0}")]
     Gpu(String),

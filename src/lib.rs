@@ -32,6 +32,7 @@ pub mod gpu;
 mod layer;
 mod mask;
 pub mod network;
+pub mod onnx;
 pub mod params;
 pub mod plan;
 pub mod rng;

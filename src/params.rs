@@ -236,3 +236,17 @@ pub struct SoftmaxParams {
     /// Padding to a multiple of 16 bytes.
     pub _pad1: u32,
 }
+
+/// `clip`: `out[i] = min(max(x[i], min), max)` for `len` elements.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct ClipParams {
+    /// Elements.
+    pub len: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad: u32,
+    /// Lower bound.
+    pub min: f32,
+    /// Upper bound.
+    pub max: f32,
+}

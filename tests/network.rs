@@ -161,6 +161,11 @@ fn memory_and_speedup_accounting() {
     assert_eq!(a.peak_bytes, a.rows.iter().map(|r| r.live_bytes).max().unwrap());
     assert!(b.peak_bytes as f64 <= 0.7 * a.peak_bytes as f64, "{} vs {}", b.peak_bytes, a.peak_bytes);
     assert!(b.rows.iter().any(|r| r.compact) && !a.rows.iter().any(|r| r.compact));
+    let table = a.comparison_table(&b, ["dense", "q=1/2"]);
+    assert!(
+        table.contains("conv1_1") && table.contains("peak: dense") && table.contains("(0.50x)"),
+        "{table}"
+    );
     // conv1_1 of the dense VGG at 32x32 with 8 channels: 1 x 8 x 32 x 32 floats.
     assert_eq!(a.rows[0].output_bytes, 8 * 32 * 32 * 4);
     assert_eq!(b.rows[0].shape, vec![1, 8, 512]);

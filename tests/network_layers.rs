@@ -71,7 +71,14 @@ struct Pre {
 
 fn pre(q: Option<f64>) -> Pre {
     let mut net = Network::new("test", InputSpec { name: "input".into(), channels: 3, height: H, width: W });
-    let conv = conv_op(3, C, 3, 1, 11, q.map(|kept_fraction| Perforation { kept_fraction, seed: 5 }));
+    let conv = conv_op(
+        3,
+        C,
+        3,
+        1,
+        11,
+        q.map(|kept_fraction| Perforation { kept_fraction, seed: 5, positions: None }),
+    );
     let data = SeededRng::new(3).vec_f32(B * 3 * H * W, -1.0, 1.0);
     let x64 = to_f64(&data);
     let d = reference_conv(&conv, &x64, 3, H, W);
@@ -98,13 +105,17 @@ fn verify(label: &str, net: &Network, x: &ArrayD<f32>, expected: &[f64], shape: 
 const KEEPS: [Option<f64>; 3] = [None, Some(0.5), Some(0.3)];
 
 #[test]
-fn relu_and_dropout() {
+fn relu_clip_and_dropout() {
     for q in KEEPS {
         let mut p = pre(q);
         p.net.then("drop", Op::Dropout { ratio: 0.5 });
         p.net.then("relu", Op::Relu);
         let expected: Vec<f64> = p.d.iter().map(|v| v.max(0.0)).collect();
         verify(&format!("relu q={q:?}"), &p.net, &p.x, &expected, &[B, C, H, W]);
+        let mut p = pre(q);
+        p.net.then("relu6", Op::Clip { min: -0.25, max: 0.5 });
+        let expected: Vec<f64> = p.d.iter().map(|v| v.clamp(-0.25, 0.5)).collect();
+        verify(&format!("clip q={q:?}"), &p.net, &p.x, &expected, &[B, C, H, W]);
     }
 }
 
@@ -180,7 +191,8 @@ fn convs_after_a_perforated_conv() {
         // 1x1 (runs on the compact tensor), 3x3 (reads through the map), 3x3 perforated itself.
         for (k, pad, own) in [(1, 0, None), (3, 1, None), (3, 1, Some(0.4)), (1, 0, Some(0.6))] {
             let mut p = pre(q);
-            let perforation = own.map(|kept_fraction| Perforation { kept_fraction, seed: 9 });
+            let perforation =
+                own.map(|kept_fraction| Perforation { kept_fraction, seed: 9, positions: None });
             let conv = conv_op(C, 5, k, pad, 21, perforation);
             let expected = reference_conv(&conv, &p.d, C, H, W);
             p.net.then("next", Op::Conv(conv));
@@ -193,7 +205,14 @@ fn convs_after_a_perforated_conv() {
 fn add_and_concat_of_compact_and_dense_branches() {
     for (q1, q2) in [(None, None), (Some(0.5), None), (Some(0.5), Some(0.3)), (None, Some(0.7))] {
         let mut p = pre(q1);
-        let other = conv_op(3, C, 3, 1, 12, q2.map(|kept_fraction| Perforation { kept_fraction, seed: 6 }));
+        let other = conv_op(
+            3,
+            C,
+            3,
+            1,
+            12,
+            q2.map(|kept_fraction| Perforation { kept_fraction, seed: 6, positions: None }),
+        );
         let d2 = reference_conv(&other, &p.x64, 3, H, W);
         p.net.push("other", Op::Conv(other), &["input"]);
         let mut add = p.net.clone();

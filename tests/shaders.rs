@@ -179,4 +179,5 @@ fn network_kernel_params_mirror() {
         &["len", "channels", "plane", "relu"],
     );
     check(Kernel::Softmax, std::mem::size_of::<SoftmaxParams>(), &["rows", "cols", "_pad0", "_pad1"]);
+    check(Kernel::Clip, std::mem::size_of::<ClipParams>(), &["len", "_pad", "min", "max"]);
 }

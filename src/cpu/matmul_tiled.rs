@@ -18,13 +18,17 @@ struct Task<'a> {
     col: usize,
 }
 
-/// Splits one image's output view into about two blocks per thread, as `r` row blocks ×
+/// Splits one image's output view into about `target` blocks, as `r` row blocks ×
 /// `c` column blocks. Each block's GEMM packs its rows of A and its columns of B, so the
 /// split minimises the packed volume `c·|A| + r·|B|` ∝ `c·m + r·n`: wide products
 /// (early layers) split by columns, tall ones (deep layers, perforated products with few
 /// positions, fully connected layers) by rows.
-fn split_into_blocks<'a>(view: ArrayViewMut2<'a, f32>, first_col: usize, tasks: &mut Vec<Task<'a>>) {
-    let target = 2 * rayon::current_num_threads();
+fn split_into_blocks<'a>(
+    view: ArrayViewMut2<'a, f32>,
+    first_col: usize,
+    target: usize,
+    tasks: &mut Vec<Task<'a>>,
+) {
     let (m, n) = view.dim();
     let max_cols = (n / MIN_BLOCK_COLS).max(1);
     let max_rows = (m / MIN_BLOCK_ROWS).max(1);
@@ -75,15 +79,22 @@ pub fn matmul_tiled(params: &MatmulTiledParams, a: &[f32], b: &[f32], bias: &[f3
     // run is one strided view of `out`, split into blocks for rayon.
     let rows = p.out_channel_offset as usize..p.out_channel_offset as usize + m;
     let mut per_image: Vec<Option<ArrayViewMut2<f32>>> = out.outer_iter_mut().map(Some).collect();
-    let mut tasks: Vec<Task> = Vec::new();
+    let mut segments = Vec::new();
     let (mut global, end) = (p.col_start as usize, p.col_start as usize + n);
     while global < end {
         let (image, pos0) = (global / n_pos, global % n_pos);
         let pos1 = n_pos.min(pos0 + (end - global));
         let view =
             per_image[image].take().expect("image visited twice").slice_move(s![rows.clone(), pos0..pos1]);
-        split_into_blocks(view, global - p.col_start as usize, &mut tasks);
+        segments.push((view, global - p.col_start as usize));
         global += pos1 - pos0;
+    }
+    // About two blocks per thread for the whole chunk, not per image: a microbatched chunk
+    // of several images must not multiply into many narrow GEMMs that each repack A.
+    let target = (2 * rayon::current_num_threads()).div_ceil(segments.len());
+    let mut tasks: Vec<Task> = Vec::new();
+    for (view, first_col) in segments {
+        split_into_blocks(view, first_col, target, &mut tasks);
     }
 
     let relu = p.relu != 0;

@@ -7,6 +7,7 @@
 
 mod add;
 mod channel_affine;
+mod clip;
 mod conv;
 mod gather_interp;
 mod im2col_masked;
@@ -20,6 +21,7 @@ mod softmax;
 
 pub use add::add;
 pub use channel_affine::channel_affine;
+pub use clip::clip;
 pub use conv::CpuConv;
 pub use gather_interp::gather_interp;
 pub use im2col_masked::im2col_masked;

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use super::conv::{conv_forward, CPU_DEFAULT_CHUNK_BYTES};
-use super::{add, channel_affine, gather_interp, lrn, pool2d, relu, softmax};
+use super::{add, channel_affine, clip, gather_interp, lrn, pool2d, relu, softmax};
 use crate::error::{Error, Result};
 use crate::layer::ConvSchedule;
 use crate::plan::{Executor, Plan, StepOp};
@@ -106,6 +106,7 @@ impl CpuExecutor {
                 }
                 StepOp::Lrn(p) => lrn(p, arg(0), dst),
                 StepOp::Relu(p) => relu(p, arg(0), dst),
+                StepOp::Clip(p) => clip(p, arg(0), dst),
                 StepOp::Add(p) => add(p, arg(0), arg(1), dst),
                 StepOp::Affine { params, scale, shift } => channel_affine(params, arg(0), scale, shift, dst),
                 StepOp::Softmax(p) => softmax(p, arg(0), dst),

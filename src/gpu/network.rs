@@ -87,6 +87,7 @@ impl GpuExecutor {
                 }
                 StepOp::Lrn(p) => kernels::lrn::lrn(&mut b, p, x, out),
                 StepOp::Relu(p) => kernels::relu::relu(&mut b, p, x, out),
+                StepOp::Clip(p) => kernels::clip::clip(&mut b, p, x, out),
                 StepOp::Add(p) => kernels::add::add(&mut b, p, x, slot(step.inputs[1]), out),
                 StepOp::Affine { params, scale, shift } => {
                     let scale = storage_init(ctx, "affine scale", bytemuck::cast_slice(scale))?;

@@ -26,11 +26,13 @@ pub enum Kernel {
     ChannelAffine,
     /// `shaders/softmax.wgsl`
     Softmax,
+    /// `shaders/clip.wgsl`
+    Clip,
 }
 
 impl Kernel {
     /// All kernels.
-    pub const ALL: [Kernel; 10] = [
+    pub const ALL: [Kernel; 11] = [
         Kernel::Im2colMasked,
         Kernel::MatmulTiled,
         Kernel::MatmulNarrow,
@@ -41,6 +43,7 @@ impl Kernel {
         Kernel::Add,
         Kernel::ChannelAffine,
         Kernel::Softmax,
+        Kernel::Clip,
     ];
 
     /// The kernel's one name.
@@ -56,6 +59,7 @@ impl Kernel {
             Kernel::Add => "add",
             Kernel::ChannelAffine => "channel_affine",
             Kernel::Softmax => "softmax",
+            Kernel::Clip => "clip",
         }
     }
 
@@ -72,6 +76,7 @@ impl Kernel {
             Kernel::Add => include_str!("../../shaders/add.wgsl"),
             Kernel::ChannelAffine => include_str!("../../shaders/channel_affine.wgsl"),
             Kernel::Softmax => include_str!("../../shaders/softmax.wgsl"),
+            Kernel::Clip => include_str!("../../shaders/clip.wgsl"),
         }
     }
 

@@ -3,7 +3,10 @@
 //! A [`Network`] says *what* to compute; [`crate::plan::Plan::compile`] turns it into the
 //! steps, tensors and buffers of one input shape, and the executors run that plan.
 
+mod plan_file;
 pub mod zoo;
+
+pub use plan_file::{weights_hash, LayerPlan, PerforationPlan, PLAN_VERSION};
 
 use serde::{Deserialize, Serialize};
 
@@ -33,13 +36,18 @@ pub struct Layer {
     pub op: Op,
 }
 
-/// Per-layer perforation request: a seeded uniform-random mask of a kept fraction.
+/// Per-layer perforation request: a seeded uniform-random mask of a kept fraction, or
+/// explicit mask positions (as a saved perforation plan records them).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Perforation {
     /// Kept fraction q in (0, 1].
     pub kept_fraction: f64,
     /// Seed of the mask and of the interpolation map's tie-breaks.
     pub seed: u64,
+    /// Explicit kept positions `y·W' + x`; when present they are the mask and
+    /// `kept_fraction` is informative.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positions: Option<Vec<u32>>,
 }
 
 /// A 2-D convolution (perforatable).
@@ -147,6 +155,13 @@ pub enum Op {
     Conv(Conv),
     /// max(x, 0).
     Relu,
+    /// min(max(x, min), max) (ReLU6 is `Clip { min: 0, max: 6 }`).
+    Clip {
+        /// Lower bound.
+        min: f32,
+        /// Upper bound.
+        max: f32,
+    },
     /// Max pooling.
     MaxPool(Pool),
     /// Average pooling.
@@ -180,6 +195,7 @@ impl Op {
         match self {
             Op::Conv(_) => "conv",
             Op::Relu => "relu",
+            Op::Clip { .. } => "clip",
             Op::MaxPool(_) => "max_pool",
             Op::AvgPool(_) => "avg_pool",
             Op::GlobalAvgPool => "global_avg_pool",
@@ -239,7 +255,7 @@ impl Network {
         self.layers.iter().find(|l| l.name == name)
     }
 
-    fn conv_mut(&mut self, name: &str) -> Result<&mut Conv> {
+    pub(crate) fn conv_mut(&mut self, name: &str) -> Result<&mut Conv> {
         let known = self.layers.len();
         let layer = self.layers.iter_mut().find(|l| l.name == name).ok_or_else(|| {
             Error::InvalidArgument(format!("no layer named '{name}' in the network ({known} layers)"))
@@ -260,7 +276,7 @@ impl Network {
                 "kept fraction for layer '{name}' must lie in (0, 1], got {kept_fraction}"
             )));
         }
-        self.conv_mut(name)?.perforation = Some(Perforation { kept_fraction, seed });
+        self.conv_mut(name)?.perforation = Some(Perforation { kept_fraction, seed, positions: None });
         Ok(())
     }
 

@@ -11,7 +11,8 @@ use crate::geometry::ConvGeometry;
 use crate::layer::{ConvLayer, ConvSettings, OutputForm};
 use crate::network::{BatchNorm, Conv, Layer, Linear, Lrn, Network, Op, Pool};
 use crate::params::{
-    AddParams, ChannelAffineParams, GatherInterpParams, LrnParams, Pool2dParams, ReluParams, SoftmaxParams,
+    AddParams, ChannelAffineParams, ClipParams, GatherInterpParams, LrnParams, Pool2dParams, ReluParams,
+    SoftmaxParams,
 };
 
 fn layer_error(layer: &Layer, message: impl std::fmt::Display) -> Error {
@@ -193,7 +194,7 @@ impl<'n> Builder<'n> {
             StepOp::Conv { layer, .. } => layer.flops(),
             StepOp::Pool { params, .. } => out * u64::from(params.kernel_h * params.kernel_w),
             StepOp::Lrn(p) => out * (2 * u64::from(p.size) + 4),
-            StepOp::Relu(_) => out,
+            StepOp::Relu(_) | StepOp::Clip(_) => out,
             StepOp::Add(_) => out * (inputs.len() as u64 - 1),
             StepOp::Affine { .. } => 2 * out,
             StepOp::Softmax(_) => 3 * out,
@@ -318,7 +319,14 @@ impl<'n> Builder<'n> {
             conv = in_layer(layer, conv.with_input_map((**map).clone()))?;
         }
         if let Some(p) = &c.perforation {
-            conv = in_layer(layer, conv.with_uniform_perforation(p.kept_fraction, p.seed))?;
+            conv = match &p.positions {
+                None => in_layer(layer, conv.with_uniform_perforation(p.kept_fraction, p.seed))?,
+                Some(positions) => {
+                    let (h, w) = (geometry.out_h(), geometry.out_w());
+                    let mask = in_layer(layer, crate::mask::Mask::from_positions(h, w, positions.clone()))?;
+                    in_layer(layer, conv.with_mask(mask, p.seed))?
+                }
+            };
         }
         let (form, h, w) = if on_compact {
             (t.form.clone(), t.height, t.width)
@@ -434,6 +442,15 @@ impl<'n> Builder<'n> {
                 let out = self.tensor(&layer.name, t.channels, t.height, t.width, t.form.clone());
                 let params = ReluParams { len: to_u32(t.len(), "length")?, ..Default::default() };
                 self.step(&layer.name, StepOp::Relu(params), vec![x], out);
+                (out, vec![])
+            }
+            Op::Clip { min, max } => {
+                if min.is_nan() || max.is_nan() || min > max {
+                    return Err(layer_error(layer, format!("bounds [{min}, {max}] are not an interval")));
+                }
+                let out = self.tensor(&layer.name, t.channels, t.height, t.width, t.form.clone());
+                let params = ClipParams { len: to_u32(t.len(), "length")?, _pad: 0, min: *min, max: *max };
+                self.step(&layer.name, StepOp::Clip(params), vec![x], out);
                 (out, vec![])
             }
             Op::Dropout { .. } => (self.alias(x, &layer.name, t.channels, t.height, t.width), vec![]),

@@ -68,3 +68,55 @@ impl Plan {
         MemoryReport { rows, peak_bytes, allocated_bytes }
     }
 }
+
+impl MemoryReport {
+    /// Per layer: bytes of its output (the last step carrying its name, so a gather
+    /// counts for the layer that needed it) and the most bytes live during its steps.
+    pub fn by_layer(&self) -> Vec<(String, u64, u64)> {
+        let mut layers: Vec<(String, u64, u64)> = Vec::new();
+        for r in &self.rows {
+            match layers.last_mut() {
+                Some((name, out, live)) if *name == r.layer => {
+                    *out = r.output_bytes;
+                    *live = (*live).max(r.live_bytes);
+                }
+                _ => layers.push((r.layer.clone(), r.output_bytes, r.live_bytes)),
+            }
+        }
+        layers
+    }
+
+    /// Two reports side by side (typically dense and perforated plans of one network),
+    /// one line per layer of `self`, then the peaks and their ratio.
+    pub fn comparison_table(&self, other: &MemoryReport, names: [&str; 2]) -> String {
+        use std::fmt::Write;
+        let mb = |b: u64| b as f64 / 1e6;
+        let theirs: std::collections::HashMap<String, (u64, u64)> =
+            other.by_layer().into_iter().map(|(n, o, l)| (n, (o, l))).collect();
+        let mut t = String::new();
+        let [a, b] = names;
+        let _ = writeln!(
+            t,
+            "{:<28} {:>12} {:>12} {:>12} {:>12}",
+            "layer",
+            format!("{a} out MB"),
+            format!("{a} live MB"),
+            format!("{b} out MB"),
+            format!("{b} live MB")
+        );
+        for (name, out, live) in self.by_layer() {
+            let (o, l) = theirs.get(&name).map_or(("-".to_string(), "-".to_string()), |&(o, l)| {
+                (format!("{:.2}", mb(o)), format!("{:.2}", mb(l)))
+            });
+            let _ = writeln!(t, "{name:<28} {:>12.2} {:>12.2} {o:>12} {l:>12}", mb(out), mb(live));
+        }
+        let ratio = other.peak_bytes as f64 / self.peak_bytes.max(1) as f64;
+        let _ = writeln!(
+            t,
+            "peak: {a} {:.2} MB, {b} {:.2} MB ({ratio:.2}x)",
+            mb(self.peak_bytes),
+            mb(other.peak_bytes)
+        );
+        t
+    }
+}

@@ -15,7 +15,8 @@ use crate::error::Result;
 use crate::layer::{ConvLayer, ConvSettings};
 use crate::mask::InterpMap;
 use crate::params::{
-    AddParams, ChannelAffineParams, GatherInterpParams, LrnParams, Pool2dParams, ReluParams, SoftmaxParams,
+    AddParams, ChannelAffineParams, ClipParams, GatherInterpParams, LrnParams, Pool2dParams, ReluParams,
+    SoftmaxParams,
 };
 
 /// Index of a tensor in [`Plan::tensors`].
@@ -120,6 +121,8 @@ pub enum StepOp {
     Lrn(LrnParams),
     /// `relu`.
     Relu(ReluParams),
+    /// `clip`.
+    Clip(ClipParams),
     /// `add` of the two inputs.
     Add(AddParams),
     /// `channel_affine` (batch normalisation not folded into a convolution).
@@ -146,6 +149,7 @@ impl StepOp {
             StepOp::Pool { .. } => "pool2d",
             StepOp::Lrn(_) => "lrn",
             StepOp::Relu(_) => "relu",
+            StepOp::Clip(_) => "clip",
             StepOp::Add(_) => "add",
             StepOp::Affine { .. } => "channel_affine",
             StepOp::Softmax(_) => "softmax",

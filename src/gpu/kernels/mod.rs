@@ -8,6 +8,7 @@
 
 pub mod add;
 pub mod channel_affine;
+pub mod clip;
 pub mod gather_interp;
 pub mod im2col_masked;
 pub mod lrn;

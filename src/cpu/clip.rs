@@ -1,0 +1,13 @@
+//! CPU twin of `shaders/clip.wgsl`.
+
+use rayon::prelude::*;
+
+use crate::params::ClipParams;
+
+/// `out[i] = min(max(input[i], min), max)`.
+///
+/// Arguments follow the shader's bindings: params, input, out.
+pub fn clip(params: &ClipParams, input: &[f32], out: &mut [f32]) {
+    let n = params.len as usize;
+    out[..n].par_iter_mut().zip(&input[..n]).for_each(|(o, &x)| *o = x.max(params.min).min(params.max));
+}

@@ -1,0 +1,619 @@
+//! Maps an ONNX graph onto a [`Network`], node by node, tracking each tensor's shape.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use super::proto::{AttributeProto, ModelProto, NodeProto};
+use super::tensor::Constant;
+use super::{OnnxModel, OPSETS};
+use crate::error::{Error, Result};
+use crate::network::{BatchNorm, Conv, InputSpec, Linear, Lrn, Network, Op, Pool};
+
+/// Operator types the importer maps (opsets 9 to 21).
+pub const SUPPORTED_OPS: [&str; 18] = [
+    "Conv",
+    "Relu",
+    "Clip",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "LRN",
+    "BatchNormalization",
+    "Add",
+    "Concat",
+    "Flatten",
+    "Reshape",
+    "Gemm",
+    "MatMul",
+    "Softmax",
+    "Dropout",
+    "Identity",
+    "Constant",
+];
+
+/// Per-image shape of an activation: `[C, H, W]` (a flat tensor has H = W = 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Shape {
+    c: usize,
+    h: usize,
+    w: usize,
+}
+
+struct Importer<'m> {
+    dir: Option<&'m Path>,
+    opset: i64,
+    constants: HashMap<String, Constant>,
+    /// ONNX tensor name → (producing layer or input name, shape).
+    values: HashMap<String, (String, Shape)>,
+    net: Network,
+    layer_names: HashSet<String>,
+    /// Nodes already absorbed by an earlier one (the Add of a MatMul's bias).
+    consumed: HashSet<usize>,
+}
+
+fn node_label(node: &NodeProto) -> String {
+    if node.name.is_empty() {
+        format!("'{}' node producing '{}'", node.op_type, node.output.first().map_or("", String::as_str))
+    } else {
+        format!("'{}' node '{}'", node.op_type, node.name)
+    }
+}
+
+fn bad(node: &NodeProto, message: impl std::fmt::Display) -> Error {
+    Error::Model(format!("{}: {message}", node_label(node)))
+}
+
+fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
+    node.attribute.iter().find(|a| a.name == name)
+}
+
+fn attr_i(node: &NodeProto, name: &str, default: i64) -> i64 {
+    attr(node, name).map_or(default, |a| a.i)
+}
+
+fn attr_f(node: &NodeProto, name: &str, default: f32) -> f32 {
+    attr(node, name).map_or(default, |a| a.f)
+}
+
+fn attr_ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
+    attr(node, name).map(|a| a.ints.clone())
+}
+
+fn attr_s(node: &NodeProto, name: &str) -> String {
+    attr(node, name).map_or(String::new(), |a| String::from_utf8_lossy(&a.s).into_owned())
+}
+
+fn to_usize(node: &NodeProto, what: &str, v: &[i64]) -> Result<Vec<usize>> {
+    v.iter()
+        .map(|&x| usize::try_from(x).map_err(|_| bad(node, format!("{what} {v:?} has a negative entry"))))
+        .collect()
+}
+
+/// Padding of one axis: explicit, or from `auto_pad` (SAME_UPPER puts the odd pixel at
+/// the end, SAME_LOWER at the beginning).
+fn same_pads(auto_pad: &str, size: usize, kernel: usize, stride: usize, dilation: usize) -> (usize, usize) {
+    let out = size.div_ceil(stride);
+    let span = (kernel - 1) * dilation + 1;
+    let total = ((out - 1) * stride + span).saturating_sub(size);
+    match auto_pad {
+        "SAME_LOWER" => (total.div_ceil(2), total / 2),
+        _ => (total / 2, total.div_ceil(2)),
+    }
+}
+
+impl<'m> Importer<'m> {
+    fn value(&self, node: &NodeProto, k: usize) -> Result<(String, Shape)> {
+        let name = node
+            .input
+            .get(k)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| bad(node, format!("input {k} is missing")))?;
+        self.values.get(name).cloned().ok_or_else(|| {
+            if self.constants.contains_key(name) {
+                bad(node, format!("input '{name}' is a constant where an activation is expected"))
+            } else {
+                bad(node, format!("input '{name}' is not produced by any earlier node (graph not in topological order?)"))
+            }
+        })
+    }
+
+    fn constant(&self, node: &NodeProto, k: usize, what: &str) -> Result<Option<&Constant>> {
+        let Some(name) = node.input.get(k).filter(|n| !n.is_empty()) else { return Ok(None) };
+        match self.constants.get(name) {
+            Some(c) => Ok(Some(c)),
+            None if self.values.contains_key(name) => Err(bad(
+                node,
+                format!("{what} '{name}' is computed at run time; only constant {what}s are supported"),
+            )),
+            None => Err(bad(
+                node,
+                format!("{what} '{name}' is missing: no initializer or constant has that name"),
+            )),
+        }
+    }
+
+    fn required(&self, node: &NodeProto, k: usize, what: &str) -> Result<&Constant> {
+        self.constant(node, k, what)?.ok_or_else(|| bad(node, format!("{what} (input {k}) is missing")))
+    }
+
+    fn layer_name(&mut self, node: &NodeProto) -> String {
+        let base = if node.name.is_empty() { node.output[0].clone() } else { node.name.clone() };
+        let mut name = base.clone();
+        let mut k = 1;
+        while self.layer_names.contains(&name) || name == self.net.input.name {
+            name = format!("{base}_{k}");
+            k += 1;
+        }
+        self.layer_names.insert(name.clone());
+        name
+    }
+
+    fn push(&mut self, node: &NodeProto, op: Op, inputs: &[&str], shape: Shape) {
+        let name = self.layer_name(node);
+        self.net.push(name.clone(), op, inputs);
+        self.values.insert(node.output[0].clone(), (name, shape));
+    }
+
+    fn alias(&mut self, node: &NodeProto, from: (String, Shape)) {
+        self.values.insert(node.output[0].clone(), from);
+    }
+
+    fn pool_geometry(&self, node: &NodeProto, s: Shape) -> Result<(Pool, Shape)> {
+        let kernel = to_usize(
+            node,
+            "kernel_shape",
+            &attr_ints(node, "kernel_shape").ok_or_else(|| bad(node, "kernel_shape is required"))?,
+        )?;
+        if kernel.len() != 2 {
+            return Err(bad(node, format!("only 2-D pooling is supported, kernel_shape is {kernel:?}")));
+        }
+        if attr_ints(node, "dilations").is_some_and(|d| d.iter().any(|&x| x != 1)) {
+            return Err(bad(node, "pooling dilations other than 1 are not supported"));
+        }
+        if node.output.get(1).is_some_and(|o| !o.is_empty()) {
+            return Err(bad(node, "the Indices output of MaxPool is not supported"));
+        }
+        let stride = to_usize(node, "strides", &attr_ints(node, "strides").unwrap_or(vec![1, 1]))?;
+        let ceil_mode = attr_i(node, "ceil_mode", 0) != 0;
+        let pads = self.pads(node, s, &kernel, &stride, &[1, 1])?;
+        let pool = Pool {
+            kernel: [kernel[0], kernel[1]],
+            stride: [stride[0], stride[1]],
+            pads,
+            ceil_mode,
+            count_include_pad: attr_i(node, "count_include_pad", 0) != 0,
+        };
+        let out = |size: usize, k: usize, st: usize, a: usize, b: usize| -> Result<usize> {
+            let span = (size + a + b).checked_sub(k).ok_or_else(|| {
+                bad(node, format!("window {k} is larger than the padded input {}", size + a + b))
+            })?;
+            let mut o = if ceil_mode { span.div_ceil(st) + 1 } else { span / st + 1 };
+            if ceil_mode && (o - 1) * st >= size + a {
+                o -= 1;
+            }
+            Ok(o)
+        };
+        let h = out(s.h, kernel[0], stride[0], pads[0], pads[2])?;
+        let w = out(s.w, kernel[1], stride[1], pads[1], pads[3])?;
+        Ok((pool, Shape { c: s.c, h, w }))
+    }
+
+    /// `[top, left, bottom, right]` from `pads` or `auto_pad`.
+    fn pads(
+        &self,
+        node: &NodeProto,
+        s: Shape,
+        kernel: &[usize],
+        stride: &[usize],
+        dilation: &[usize],
+    ) -> Result<[usize; 4]> {
+        let auto_pad = attr_s(node, "auto_pad");
+        match auto_pad.as_str() {
+            "" | "NOTSET" => {
+                let p = to_usize(node, "pads", &attr_ints(node, "pads").unwrap_or(vec![0; 4]))?;
+                if p.len() != 4 {
+                    return Err(bad(node, format!("pads {p:?} must have 4 entries for 2-D")));
+                }
+                // ONNX order: [y_begin, x_begin, y_end, x_end] = [top, left, bottom, right].
+                Ok([p[0], p[1], p[2], p[3]])
+            }
+            "VALID" => Ok([0; 4]),
+            "SAME_UPPER" | "SAME_LOWER" => {
+                let (t, b) = same_pads(&auto_pad, s.h, kernel[0], stride[0], dilation[0]);
+                let (l, r) = same_pads(&auto_pad, s.w, kernel[1], stride[1], dilation[1]);
+                Ok([t, l, b, r])
+            }
+            other => Err(bad(node, format!("unknown auto_pad '{other}'"))),
+        }
+    }
+
+    fn conv(&mut self, node: &NodeProto) -> Result<()> {
+        let (x, s) = self.value(node, 0)?;
+        let w = self.required(node, 1, "weight")?.clone();
+        let bias = self.constant(node, 2, "bias")?.map(|b| b.floats.clone());
+        if w.dims.len() != 4 {
+            return Err(bad(node, format!("only 2-D convolutions are supported, weights are {:?}", w.dims)));
+        }
+        let group = usize::try_from(attr_i(node, "group", 1))
+            .ok()
+            .filter(|&g| g > 0)
+            .ok_or_else(|| bad(node, "group must be positive"))?;
+        let (m, kh, kw) = (w.dims[0], w.dims[2], w.dims[3]);
+        if w.dims[1] * group != s.c {
+            return Err(bad(
+                node,
+                format!("weights {:?} in {group} group(s) do not fit a {}-channel input", w.dims, s.c),
+            ));
+        }
+        let stride = to_usize(node, "strides", &attr_ints(node, "strides").unwrap_or(vec![1, 1]))?;
+        let dilation = to_usize(node, "dilations", &attr_ints(node, "dilations").unwrap_or(vec![1, 1]))?;
+        if stride.len() != 2 || dilation.len() != 2 || stride.contains(&0) || dilation.contains(&0) {
+            return Err(bad(
+                node,
+                format!("strides {stride:?} and dilations {dilation:?} must be two positive values"),
+            ));
+        }
+        let pads = self.pads(node, s, &[kh, kw], &stride, &dilation)?;
+        let out = |size: usize, k: usize, st: usize, d: usize, a: usize, b: usize| -> Result<usize> {
+            let span = (size + a + b)
+                .checked_sub((k - 1) * d + 1)
+                .ok_or_else(|| bad(node, "kernel larger than the padded input"))?;
+            Ok(span / st + 1)
+        };
+        let shape = Shape {
+            c: m,
+            h: out(s.h, kh, stride[0], dilation[0], pads[0], pads[2])?,
+            w: out(s.w, kw, stride[1], dilation[1], pads[1], pads[3])?,
+        };
+        let op = Op::Conv(Conv {
+            out_channels: m,
+            kernel: [kh, kw],
+            stride: [stride[0], stride[1]],
+            pads,
+            dilation: [dilation[0], dilation[1]],
+            groups: group,
+            weights: w.floats,
+            bias,
+            perforation: None,
+        });
+        self.push(node, op, &[&x], shape);
+        Ok(())
+    }
+
+    /// `y = alpha · A · op(B) + beta · C` as a Linear layer (A the activations).
+    fn gemm(&mut self, node: &NodeProto, nodes: &[NodeProto], index: usize) -> Result<()> {
+        let (x, s) = self.value(node, 0)?;
+        let features = s.c * s.h * s.w;
+        let b = self.required(node, 1, "weight")?.clone();
+        if b.dims.len() != 2 {
+            return Err(bad(node, format!("weights must be a matrix, got dims {:?}", b.dims)));
+        }
+        let (alpha, beta, trans_b) = if node.op_type == "Gemm" {
+            if attr_i(node, "transA", 0) != 0 {
+                return Err(bad(node, "transA = 1 is not supported (the activations must be the rows of A)"));
+            }
+            (attr_f(node, "alpha", 1.0), attr_f(node, "beta", 1.0), attr_i(node, "transB", 0) != 0)
+        } else {
+            (1.0, 1.0, false)
+        };
+        let (rows, cols) = (b.dims[0], b.dims[1]);
+        let (fin, fout) = if trans_b { (cols, rows) } else { (rows, cols) };
+        if fin != features {
+            return Err(bad(
+                node,
+                format!("weights {:?} expect {fin} input features, the input has {features}", b.dims),
+            ));
+        }
+        // Linear weights are [out, in]: B as stored when transB, its transpose otherwise.
+        let mut weights = vec![0.0f32; fin * fout];
+        for o in 0..fout {
+            for i in 0..fin {
+                let v = if trans_b { b.floats[o * fin + i] } else { b.floats[i * fout + o] };
+                weights[o * fin + i] = alpha * v;
+            }
+        }
+        let mut bias_input =
+            if node.op_type == "Gemm" { self.constant(node, 2, "bias")?.cloned() } else { None };
+        // MatMul followed by an Add of a constant vector: the Add is the bias, and its
+        // output is this layer's output.
+        let mut absorbed_add = None;
+        if node.op_type == "MatMul" {
+            let out = &node.output[0];
+            let users: Vec<usize> = nodes
+                .iter()
+                .enumerate()
+                .skip(index + 1)
+                .filter(|(_, n)| n.input.contains(out))
+                .map(|(i, _)| i)
+                .collect();
+            if let [only] = users[..] {
+                let add = &nodes[only];
+                if add.op_type == "Add" {
+                    let other = add.input.iter().find(|n| *n != out);
+                    if let Some(c) = other.and_then(|n| self.constants.get(n)) {
+                        bias_input = Some(c.clone());
+                        self.consumed.insert(only);
+                        absorbed_add = Some(add.output[0].clone());
+                    }
+                }
+            }
+        }
+        let bias = match bias_input {
+            None => None,
+            Some(c) if c.floats.len() == fout => Some(c.floats.iter().map(|v| beta * v).collect()),
+            Some(c) if c.floats.len() == 1 => Some(vec![beta * c.floats[0]; fout]),
+            Some(c) => {
+                return Err(bad(
+                    node,
+                    format!("bias of {} values does not broadcast to {fout} outputs", c.floats.len()),
+                ))
+            }
+        };
+        let shape = Shape { c: fout, h: 1, w: 1 };
+        let name = self.layer_name(node);
+        self.net.push(name.clone(), Op::Linear(Linear { out_features: fout, weights, bias }), &[&x]);
+        self.values.insert(node.output[0].clone(), (name.clone(), shape));
+        if let Some(add_output) = absorbed_add {
+            self.values.insert(add_output, (name, shape));
+        }
+        Ok(())
+    }
+
+    fn node(&mut self, nodes: &[NodeProto], index: usize) -> Result<()> {
+        let node = &nodes[index];
+        if self.consumed.contains(&index) {
+            return Ok(());
+        }
+        if !(node.domain.is_empty() || node.domain == "ai.onnx") {
+            return Err(bad(
+                node,
+                format!(
+                    "operator domain '{}' is not supported (only the default ONNX domain is)",
+                    node.domain
+                ),
+            ));
+        }
+        if node.output.is_empty() {
+            return Err(bad(node, "has no output"));
+        }
+        match node.op_type.as_str() {
+            "Constant" => {
+                let t = attr(node, "value")
+                    .and_then(|a| a.t.as_ref())
+                    .ok_or_else(|| bad(node, "only tensor-valued Constant nodes are supported"))?;
+                let c = Constant::from_proto(t, self.dir)?;
+                self.constants.insert(node.output[0].clone(), c);
+            }
+            "Conv" => self.conv(node)?,
+            "Relu" => {
+                let (x, s) = self.value(node, 0)?;
+                self.push(node, Op::Relu, &[&x], s);
+            }
+            "Clip" => {
+                let (x, s) = self.value(node, 0)?;
+                let (lo, hi) = if self.opset < 11 {
+                    (attr_f(node, "min", f32::MIN), attr_f(node, "max", f32::MAX))
+                } else {
+                    let lo = self.constant(node, 1, "min")?.map_or(f32::MIN, |c| c.floats[0]);
+                    let hi = self.constant(node, 2, "max")?.map_or(f32::MAX, |c| c.floats[0]);
+                    (lo, hi)
+                };
+                let op = if lo == 0.0 && hi >= f32::MAX { Op::Relu } else { Op::Clip { min: lo, max: hi } };
+                self.push(node, op, &[&x], s);
+            }
+            "MaxPool" | "AveragePool" => {
+                let (x, s) = self.value(node, 0)?;
+                let (pool, shape) = self.pool_geometry(node, s)?;
+                let op = if node.op_type == "MaxPool" { Op::MaxPool(pool) } else { Op::AvgPool(pool) };
+                self.push(node, op, &[&x], shape);
+            }
+            "GlobalAveragePool" => {
+                let (x, s) = self.value(node, 0)?;
+                self.push(node, Op::GlobalAvgPool, &[&x], Shape { c: s.c, h: 1, w: 1 });
+            }
+            "LRN" => {
+                let (x, s) = self.value(node, 0)?;
+                let size = usize::try_from(attr_i(node, "size", 0))
+                    .ok()
+                    .filter(|&v| v > 0)
+                    .ok_or_else(|| bad(node, "size must be positive"))?;
+                let lrn = Lrn {
+                    size,
+                    alpha: attr_f(node, "alpha", 1e-4),
+                    beta: attr_f(node, "beta", 0.75),
+                    bias: attr_f(node, "bias", 1.0),
+                };
+                self.push(node, Op::Lrn(lrn), &[&x], s);
+            }
+            "BatchNormalization" => {
+                let (x, s) = self.value(node, 0)?;
+                if attr_i(node, "training_mode", 0) != 0 || node.output.iter().skip(1).any(|o| !o.is_empty())
+                {
+                    return Err(bad(
+                        node,
+                        "training-mode batch normalisation is not supported (export in eval mode)",
+                    ));
+                }
+                let get = |k, what| self.required(node, k, what).map(|c| c.floats.clone());
+                let bn = BatchNorm {
+                    scale: get(1, "scale")?,
+                    shift: get(2, "bias")?,
+                    mean: get(3, "mean")?,
+                    var: get(4, "variance")?,
+                    epsilon: attr_f(node, "epsilon", 1e-5),
+                };
+                self.push(node, Op::BatchNorm(bn), &[&x], s);
+            }
+            "Add" => {
+                let (a, sa) = self.value(node, 0)?;
+                let (b, sb) = self.value(node, 1)?;
+                if sa != sb {
+                    return Err(bad(
+                        node,
+                        format!("operands of shapes {sa:?} and {sb:?}: broadcasting is not supported"),
+                    ));
+                }
+                self.push(node, Op::Add, &[&a, &b], sa);
+            }
+            "Concat" => {
+                let axis = attr_i(node, "axis", 1);
+                let parts: Vec<(String, Shape)> =
+                    (0..node.input.len()).map(|k| self.value(node, k)).collect::<Result<_>>()?;
+                let first = parts[0].1;
+                if !(axis == 1 || (axis == -3 && first.h * first.w > 1)) {
+                    return Err(bad(
+                        node,
+                        format!("concatenation along axis {axis} is not supported (channels, axis 1, are)"),
+                    ));
+                }
+                let c = parts.iter().map(|(_, s)| s.c).sum();
+                let names: Vec<&str> = parts.iter().map(|(n, _)| n.as_str()).collect();
+                self.push(node, Op::Concat, &names, Shape { c, ..first });
+            }
+            "Flatten" => {
+                let (x, s) = self.value(node, 0)?;
+                if attr_i(node, "axis", 1) != 1 {
+                    return Err(bad(node, "only Flatten with axis 1 is supported"));
+                }
+                self.push(node, Op::Flatten, &[&x], Shape { c: s.c * s.h * s.w, h: 1, w: 1 });
+            }
+            "Reshape" => {
+                let (x, s) = self.value(node, 0)?;
+                let target = &self.required(node, 1, "shape")?.ints;
+                let features = (s.c * s.h * s.w) as i64;
+                let flattens = target.len() == 2
+                    && matches!(target[0], -1..=1)
+                    && (target[1] == -1 || target[1] == features);
+                if !flattens {
+                    return Err(bad(node, format!("reshape to {target:?} is not supported; only flattening [N, C, H, W] to [N, C*H*W] is")));
+                }
+                self.push(node, Op::Flatten, &[&x], Shape { c: s.c * s.h * s.w, h: 1, w: 1 });
+            }
+            "Gemm" | "MatMul" => self.gemm(node, nodes, index)?,
+            "Softmax" => {
+                let (x, s) = self.value(node, 0)?;
+                let axis = attr_i(node, "axis", if self.opset < 13 { 1 } else { -1 });
+                if s.h * s.w != 1 || !(axis == 1 || axis == -1) {
+                    return Err(bad(node, format!("softmax over axis {axis} of a {s:?} tensor is not supported (only over the features of [N, C])")));
+                }
+                self.push(node, Op::Softmax, &[&x], s);
+            }
+            "Dropout" | "Identity" => {
+                if node.output.get(1).is_some_and(|o| !o.is_empty()) {
+                    return Err(bad(node, "the mask output of Dropout is not supported"));
+                }
+                let v = self.value(node, 0)?;
+                self.alias(node, v);
+            }
+            other => {
+                return Err(bad(
+                    node,
+                    format!("unsupported ONNX op '{other}'; supported: {}", SUPPORTED_OPS.join(", ")),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Converts a decoded model.
+pub(super) fn import(model: &ModelProto, dir: Option<&Path>) -> Result<OnnxModel> {
+    let graph = model.graph.as_ref().ok_or_else(|| Error::Model("the model has no graph".into()))?;
+    let opset = model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .ok_or_else(|| {
+            Error::Model("the model imports no version of the default ONNX operator set".into())
+        })?;
+    if !OPSETS.contains(&opset) {
+        return Err(Error::Model(format!(
+            "opset {opset} is not supported (opsets {} to {} are)",
+            OPSETS.start(),
+            OPSETS.end()
+        )));
+    }
+    let mut constants = HashMap::new();
+    for t in &graph.initializer {
+        constants.insert(t.name.clone(), Constant::from_proto(t, dir)?);
+    }
+    let inputs: Vec<_> = graph.input.iter().filter(|i| !constants.contains_key(&i.name)).collect();
+    let [input] = inputs[..] else {
+        return Err(Error::Model(format!(
+            "the graph has {} inputs; exactly one image input is supported",
+            inputs.len()
+        )));
+    };
+    let dims: Vec<Option<usize>> = input
+        .r#type
+        .as_ref()
+        .and_then(|t| t.tensor_type.as_ref())
+        .and_then(|t| t.shape.as_ref())
+        .map(|s| {
+            s.dim
+                .iter()
+                .map(|d| d.dim_value.and_then(|v| usize::try_from(v).ok()).filter(|&v| v > 0))
+                .collect()
+        })
+        .ok_or_else(|| Error::Model(format!("input '{}' has no tensor shape", input.name)))?;
+    let (Some(c), Some(h), Some(w)) =
+        (dims.get(1).copied().flatten(), dims.get(2).copied().flatten(), dims.get(3).copied().flatten())
+    else {
+        return Err(Error::Model(format!(
+            "input '{}' must be [N, C, H, W] with fixed C, H, W; got {dims:?}",
+            input.name
+        )));
+    };
+    if dims.len() != 4 {
+        return Err(Error::Model(format!(
+            "input '{}' must be 4-D [N, C, H, W], got {} dimensions",
+            input.name,
+            dims.len()
+        )));
+    }
+    let spec = InputSpec { name: input.name.clone(), channels: c, height: h, width: w };
+    let mut im = Importer {
+        dir,
+        opset,
+        constants,
+        values: HashMap::from([(input.name.clone(), (input.name.clone(), Shape { c, h, w }))]),
+        net: Network::new(graph.name.clone(), spec),
+        layer_names: HashSet::new(),
+        consumed: HashSet::new(),
+    };
+    for i in 0..graph.node.len() {
+        im.node(&graph.node, i)?;
+    }
+    let output_names: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
+    let output_rank = graph
+        .output
+        .first()
+        .and_then(|o| o.r#type.as_ref())
+        .and_then(|t| t.tensor_type.as_ref())
+        .and_then(|t| t.shape.as_ref())
+        .map(|s| s.dim.len());
+    let [out] = &output_names[..] else {
+        return Err(Error::Model(format!(
+            "the graph has {} outputs; exactly one is supported",
+            output_names.len()
+        )));
+    };
+    let (layer, _) = im
+        .values
+        .get(out)
+        .ok_or_else(|| Error::Model(format!("output '{out}' is not produced by any node")))?;
+    im.net.output = layer.clone();
+    if im.net.name.is_empty() {
+        im.net.name = "onnx".into();
+    }
+    Ok(OnnxModel {
+        network: im.net,
+        input_name: input.name.clone(),
+        input_shape: [dims[0], Some(c), Some(h), Some(w)],
+        output_names,
+        output_rank,
+        opset,
+        producer: format!("{} {}", model.producer_name, model.producer_version).trim().to_string(),
+    })
+}

@@ -1,0 +1,140 @@
+//! Initializer tensors: dims and values as f32 (or i64 for shapes), from typed fields,
+//! raw little-endian bytes, or external data files.
+
+// Double-precision initializers are narrowed to f32 on purpose: every kernel computes in f32.
+#![allow(clippy::cast_possible_truncation)]
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use super::proto::{data_type, TensorProto, EXTERNAL};
+use crate::error::{Error, Result};
+
+/// A constant tensor of the graph.
+#[derive(Clone, Debug)]
+pub(crate) struct Constant {
+    pub dims: Vec<usize>,
+    pub floats: Vec<f32>,
+    pub ints: Vec<i64>,
+}
+
+fn fail(name: &str, message: impl std::fmt::Display) -> Error {
+    Error::Model(format!("initializer '{name}': {message}"))
+}
+
+/// Reads `length` bytes at `offset` of the external file `location` (relative to `dir`,
+/// which it may not leave).
+fn external(t: &TensorProto, dir: Option<&Path>) -> Result<Vec<u8>> {
+    let entries: HashMap<&str, &str> =
+        t.external_data.iter().map(|e| (e.key.as_str(), e.value.as_str())).collect();
+    let location =
+        entries.get("location").ok_or_else(|| fail(&t.name, "external data without a location"))?;
+    let dir = dir.ok_or_else(|| {
+        fail(&t.name, "external data needs the model's folder (load the model from a file)")
+    })?;
+    let relative = Path::new(location);
+    if relative.is_absolute() || relative.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(fail(&t.name, format!("external data location '{location}' leaves the model's folder")));
+    }
+    let parse = |key: &str| -> Result<Option<u64>> {
+        entries
+            .get(key)
+            .map(|v| v.parse::<u64>().map_err(|_| fail(&t.name, format!("bad external {key} '{v}'"))))
+            .transpose()
+    };
+    let (offset, length) = (parse("offset")?.unwrap_or(0), parse("length")?);
+    let path = dir.join(relative);
+    let mut file = std::fs::File::open(&path)
+        .map_err(|e| fail(&t.name, format!("cannot open external data {}: {e}", path.display())))?;
+    let size = file.metadata().map_err(|e| fail(&t.name, e))?.len();
+    let length = length.unwrap_or(size.saturating_sub(offset));
+    if offset.checked_add(length).is_none_or(|end| end > size) {
+        return Err(fail(
+            &t.name,
+            format!(
+                "external data {}..+{length} lies past the end of {} ({size} bytes)",
+                offset,
+                path.display()
+            ),
+        ));
+    }
+    file.seek(SeekFrom::Start(offset)).map_err(|e| fail(&t.name, e))?;
+    let mut bytes = vec![0u8; usize::try_from(length).map_err(|_| fail(&t.name, "external data too large"))?];
+    file.read_exact(&mut bytes).map_err(|e| fail(&t.name, e))?;
+    Ok(bytes)
+}
+
+impl Constant {
+    /// Decodes an initializer (float, double, int32 or int64 data).
+    pub(crate) fn from_proto(t: &TensorProto, dir: Option<&Path>) -> Result<Self> {
+        let dims: Vec<usize> = t
+            .dims
+            .iter()
+            .map(|&d| usize::try_from(d).map_err(|_| fail(&t.name, format!("negative dimension {d}"))))
+            .collect::<Result<_>>()?;
+        let count = dims
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| fail(&t.name, "too many elements"))?;
+        let raw = if t.data_location == EXTERNAL { external(t, dir)? } else { t.raw_data.clone() };
+        let (mut floats, mut ints) = (Vec::new(), Vec::new());
+        let width = match t.data_type {
+            data_type::FLOAT | data_type::INT32 => 4,
+            data_type::INT64 | data_type::DOUBLE => 8,
+            other => {
+                return Err(fail(
+                    &t.name,
+                    format!("data type {other} is not supported (float, double, int32, int64 are)"),
+                ))
+            }
+        };
+        if !raw.is_empty() {
+            if raw.len() != count * width {
+                return Err(fail(
+                    &t.name,
+                    format!("{} data bytes for {count} elements of {width} bytes", raw.len()),
+                ));
+            }
+            match t.data_type {
+                data_type::FLOAT => {
+                    floats =
+                        raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+                }
+                data_type::DOUBLE => {
+                    floats = raw
+                        .chunks_exact(8)
+                        .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+                        .collect()
+                }
+                data_type::INT32 => {
+                    ints = raw
+                        .chunks_exact(4)
+                        .map(|b| i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+                        .collect()
+                }
+                _ => {
+                    ints = raw
+                        .chunks_exact(8)
+                        .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+                        .collect()
+                }
+            }
+        } else {
+            match t.data_type {
+                data_type::FLOAT => floats = t.float_data.clone(),
+                data_type::DOUBLE => floats = t.double_data.iter().map(|&v| v as f32).collect(),
+                data_type::INT32 => ints = t.int32_data.iter().map(|&v| i64::from(v)).collect(),
+                _ => ints = t.int64_data.clone(),
+            }
+            let got = floats.len().max(ints.len());
+            if got != count {
+                return Err(fail(&t.name, format!("{got} values for dims {dims:?} ({count} elements)")));
+            }
+        }
+        if !ints.is_empty() {
+            floats = ints.iter().map(|&v| v as f32).collect();
+        }
+        Ok(Constant { dims, floats, ints })
+    }
+}

@@ -1,0 +1,194 @@
+//! ONNX import against onnxruntime: each fixture of tests/fixtures/onnx (written by its
+//! generate.py) loads, its CPU output matches onnxruntime's, and the GPU matches the CPU,
+//! dense and perforated. Malformed and unsupported models give clear errors.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{assert_close, gpu_or_skip, to_f64};
+use ndarray::ArrayD;
+use perforate::cpu::CpuExecutor;
+use perforate::gpu::GpuExecutor;
+use perforate::onnx::{self, proto};
+use perforate::plan::{Plan, PlanOptions};
+use prost::Message;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx")
+}
+
+fn npy(path: &Path) -> ArrayD<f32> {
+    ndarray_npy::read_npy(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+const MODELS: [&str; 12] = [
+    "nin_opset9",
+    "nin_opset13",
+    "nin_opset21",
+    "alexnet_like",
+    "vgg_like",
+    "resnet_like",
+    "resnet_like_external",
+    "auto_pad_same_upper",
+    "ceil_mode",
+    "count_include_pad_0",
+    "count_include_pad_1",
+    "gemm_trans_b",
+];
+
+const MORE: [&str; 2] = ["clip_relu6", "clip_opset9"];
+
+#[test]
+fn every_fixture_matches_onnxruntime_and_gpu_matches_cpu() {
+    let ctx = gpu_or_skip("every_fixture_matches_onnxruntime_and_gpu_matches_cpu");
+    for name in MODELS.iter().chain(&MORE) {
+        let model =
+            onnx::load(fixtures().join(format!("{name}.onnx"))).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(model.input_shape[0], None, "{name}: the batch is dynamic");
+        let x = npy(&fixtures().join(format!("{name}.input.npy")));
+        let expected = npy(&fixtures().join(format!("{name}.out.npy")));
+        let plan = Plan::compile(&model.network, x.shape()[0], PlanOptions::default()).unwrap();
+        let cpu = CpuExecutor::new(&plan).unwrap().run(x.view()).unwrap();
+        assert_eq!(cpu.len(), expected.len(), "{name}: output size");
+        assert_close(
+            &format!("{name} CPU vs onnxruntime"),
+            cpu.as_slice().unwrap(),
+            &to_f64(expected.as_slice().unwrap()),
+            1e-4,
+        );
+        if let Some(ctx) = &ctx {
+            let gpu = GpuExecutor::new(ctx, &plan).unwrap().run(x.view()).unwrap();
+            assert_close(
+                &format!("{name} GPU vs CPU"),
+                gpu.as_slice().unwrap(),
+                &to_f64(cpu.as_slice().unwrap()),
+                1e-4,
+            );
+        }
+    }
+}
+
+#[test]
+fn perforated_imports_run_on_both_executors() {
+    let ctx = gpu_or_skip("perforated_imports_run_on_both_executors");
+    for name in ["nin_opset13", "alexnet_like", "vgg_like", "resnet_like"] {
+        let mut model = onnx::load(fixtures().join(format!("{name}.onnx"))).unwrap();
+        let perforated = model.network.perforate_all(0.5, 3).unwrap();
+        assert!(!perforated.is_empty(), "{name}");
+        let x = npy(&fixtures().join(format!("{name}.input.npy")));
+        let plan = Plan::compile(&model.network, 2, PlanOptions::default()).unwrap();
+        let cpu = CpuExecutor::new(&plan).unwrap().run(x.view()).unwrap();
+        let dense = npy(&fixtures().join(format!("{name}.out.npy")));
+        assert_ne!(
+            cpu.as_slice().unwrap(),
+            dense.as_slice().unwrap(),
+            "{name}: perforation changes the output"
+        );
+        if let Some(ctx) = &ctx {
+            let gpu = GpuExecutor::new(ctx, &plan).unwrap().run(x.view()).unwrap();
+            assert_close(
+                &format!("{name} perforated GPU vs CPU"),
+                gpu.as_slice().unwrap(),
+                &to_f64(cpu.as_slice().unwrap()),
+                1e-4,
+            );
+        }
+    }
+}
+
+#[test]
+fn import_reports_inputs_outputs_and_opset() {
+    let m = onnx::load(fixtures().join("resnet_like.onnx")).unwrap();
+    assert_eq!(m.input_name, "input");
+    assert_eq!(m.input_shape, [None, Some(3), Some(16), Some(16)]);
+    assert_eq!(m.opset, 15);
+    assert_eq!(m.output_names.len(), 1);
+    assert_eq!(m.output_rank, Some(2));
+    assert!(m.producer.starts_with("perforate-fixtures"));
+    assert_eq!(onnx::load(fixtures().join("nin_opset21.onnx")).unwrap().opset, 21);
+}
+
+fn err(bytes: &[u8]) -> String {
+    onnx::load_bytes(bytes, None).unwrap_err().to_string()
+}
+
+/// A valid model's bytes, decoded for editing.
+fn decoded(name: &str) -> proto::ModelProto {
+    let bytes = std::fs::read(fixtures().join(format!("{name}.onnx"))).unwrap();
+    proto::ModelProto::decode(&bytes[..]).unwrap()
+}
+
+#[test]
+fn malformed_files_are_clear_errors() {
+    let bytes = std::fs::read(fixtures().join("vgg_like.onnx")).unwrap();
+    for cut in [1, 10, bytes.len() / 2, bytes.len() - 1] {
+        let e = err(&bytes[..cut]);
+        assert!(e.contains("not a valid ONNX protobuf") || e.contains("model:"), "cut at {cut}: {e}");
+    }
+    let e = err(b"this is not a model at all, just text");
+    assert!(e.contains("not a valid ONNX protobuf"), "{e}");
+    let e = onnx::load(fixtures().join("missing.onnx")).unwrap_err().to_string();
+    assert!(e.contains("missing.onnx: cannot read the model file"), "{e}");
+    let e = err(&proto::ModelProto::default().encode_to_vec());
+    assert!(e.contains("the model has no graph"), "{e}");
+}
+
+#[test]
+fn unsupported_and_inconsistent_models_name_the_node() {
+    let mut m = decoded("nin_opset13");
+    m.graph.as_mut().unwrap().node[1].op_type = "Resize".into();
+    let e = err(&m.encode_to_vec());
+    assert!(e.contains("unsupported ONNX op 'Resize'") && e.contains("supported: Conv, Relu"), "{e}");
+    assert!(e.contains("'Resize' node '"), "names the node: {e}");
+
+    let mut m = decoded("nin_opset13");
+    let g = m.graph.as_mut().unwrap();
+    let w = g.node[0].input[1].clone();
+    g.initializer.retain(|t| t.name != w);
+    let e = err(&m.encode_to_vec());
+    assert!(e.contains(&format!("weight '{w}' is missing")), "{e}");
+
+    let mut m = decoded("nin_opset13");
+    let g = m.graph.as_mut().unwrap();
+    let w = g.node[0].input[1].clone();
+    let t = g.initializer.iter_mut().find(|t| t.name == w).unwrap();
+    t.dims[1] = 4; // the input has 3 channels
+    let e = err(&m.encode_to_vec());
+    assert!(e.contains("initializer") || e.contains("do not fit a 3-channel input"), "{e}");
+
+    let mut m = decoded("nin_opset13");
+    m.opset_import[0].version = 7;
+    let e = err(&m.encode_to_vec());
+    assert!(e.contains("opset 7 is not supported (opsets 9 to 21 are)"), "{e}");
+
+    let mut m = decoded("vgg_like");
+    let g = m.graph.as_mut().unwrap();
+    let reshape = g.node.iter().position(|n| n.op_type == "Reshape").unwrap();
+    let shape = g.node[reshape].input[1].clone();
+    let t = g.initializer.iter_mut().find(|t| t.name == shape).unwrap();
+    t.raw_data = [4i64, -1].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let e = err(&m.encode_to_vec());
+    assert!(e.contains("reshape to [4, -1] is not supported"), "{e}");
+}
+
+#[test]
+fn external_data_is_read_beside_the_model_and_checked() {
+    // Loading from bytes has no folder to resolve external data against.
+    let bytes = std::fs::read(fixtures().join("resnet_like_external.onnx")).unwrap();
+    let e = err(&bytes);
+    assert!(e.contains("external data needs the model's folder"), "{e}");
+
+    let mut m = proto::ModelProto::decode(&bytes[..]).unwrap();
+    let t = &mut m.graph.as_mut().unwrap().initializer[0];
+    t.external_data.iter_mut().find(|e| e.key == "location").unwrap().value = "../../Cargo.toml".into();
+    let e = onnx::load_bytes(&m.encode_to_vec(), Some(&fixtures())).unwrap_err().to_string();
+    assert!(e.contains("leaves the model's folder"), "{e}");
+
+    let mut m = proto::ModelProto::decode(&bytes[..]).unwrap();
+    let t = &mut m.graph.as_mut().unwrap().initializer[0];
+    let offset = t.external_data.iter_mut().find(|e| e.key == "offset").expect("offset entry");
+    offset.value = "99999999".into();
+    let e = onnx::load_bytes(&m.encode_to_vec(), Some(&fixtures())).unwrap_err().to_string();
+    assert!(e.contains("past the end of"), "{e}");
+}
