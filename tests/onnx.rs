@@ -192,3 +192,24 @@ fn external_data_is_read_beside_the_model_and_checked() {
     let e = onnx::load_bytes(&m.encode_to_vec(), Some(&fixtures())).unwrap_err().to_string();
     assert!(e.contains("past the end of"), "{e}");
 }
+
+/// Corrupted bytes (random flips and truncations of a real model) give an error or a
+/// model, never a panic.
+#[test]
+fn corrupted_models_never_panic() {
+    let original = std::fs::read(fixtures().join("alexnet_like.onnx")).unwrap();
+    let mut rng = perforate::rng::SeededRng::new(11);
+    for round in 0..400 {
+        let mut bytes = original.clone();
+        for _ in 0..1 + round % 4 {
+            let at = (rng.next_u64() % bytes.len() as u64) as usize;
+            bytes[at] = (rng.next_u64() & 0xff) as u8;
+        }
+        let cut = if round % 5 == 0 { (rng.next_u64() % bytes.len() as u64) as usize } else { bytes.len() };
+        let loaded = std::panic::catch_unwind(|| {
+            onnx::load_bytes(&bytes[..cut], None)
+                .map(|m| Plan::compile(&m.network, 1, PlanOptions::default()))
+        });
+        assert!(loaded.is_ok(), "round {round}: the importer panicked");
+    }
+}

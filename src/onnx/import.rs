@@ -174,6 +174,12 @@ impl<'m> Importer<'m> {
             return Err(bad(node, "the Indices output of MaxPool is not supported"));
         }
         let stride = to_usize(node, "strides", &attr_ints(node, "strides").unwrap_or(vec![1, 1]))?;
+        if kernel.contains(&0) || stride.len() != 2 || stride.contains(&0) {
+            return Err(bad(
+                node,
+                format!("kernel {kernel:?} and strides {stride:?} must be two positive values"),
+            ));
+        }
         let ceil_mode = attr_i(node, "ceil_mode", 0) != 0;
         let pads = self.pads(node, s, &kernel, &stride, &[1, 1])?;
         let pool = Pool {
@@ -239,6 +245,9 @@ impl<'m> Importer<'m> {
             .filter(|&g| g > 0)
             .ok_or_else(|| bad(node, "group must be positive"))?;
         let (m, kh, kw) = (w.dims[0], w.dims[2], w.dims[3]);
+        if m == 0 || kh == 0 || kw == 0 {
+            return Err(bad(node, format!("weights {:?} have an empty dimension", w.dims)));
+        }
         if w.dims[1] * group != s.c {
             return Err(bad(
                 node,
@@ -328,7 +337,7 @@ impl<'m> Importer<'m> {
                 .collect();
             if let [only] = users[..] {
                 let add = &nodes[only];
-                if add.op_type == "Add" {
+                if add.op_type == "Add" && !add.output.is_empty() {
                     let other = add.input.iter().find(|n| *n != out);
                     if let Some(c) = other.and_then(|n| self.constants.get(n)) {
                         bias_input = Some(c.clone());
@@ -394,8 +403,10 @@ impl<'m> Importer<'m> {
                 let (lo, hi) = if self.opset < 11 {
                     (attr_f(node, "min", f32::MIN), attr_f(node, "max", f32::MAX))
                 } else {
-                    let lo = self.constant(node, 1, "min")?.map_or(f32::MIN, |c| c.floats[0]);
-                    let hi = self.constant(node, 2, "max")?.map_or(f32::MAX, |c| c.floats[0]);
+                    let scalar =
+                        |c: &Constant| c.floats.first().copied().ok_or_else(|| bad(node, "empty Clip bound"));
+                    let lo = self.constant(node, 1, "min")?.map_or(Ok(f32::MIN), scalar)?;
+                    let hi = self.constant(node, 2, "max")?.map_or(Ok(f32::MAX), scalar)?;
                     (lo, hi)
                 };
                 let op = if lo == 0.0 && hi >= f32::MAX { Op::Relu } else { Op::Clip { min: lo, max: hi } };
@@ -459,7 +470,7 @@ impl<'m> Importer<'m> {
                 let axis = attr_i(node, "axis", 1);
                 let parts: Vec<(String, Shape)> =
                     (0..node.input.len()).map(|k| self.value(node, k)).collect::<Result<_>>()?;
-                let first = parts[0].1;
+                let Some(&(_, first)) = parts.first() else { return Err(bad(node, "has no inputs")) };
                 if !(axis == 1 || (axis == -3 && first.h * first.w > 1)) {
                     return Err(bad(
                         node,
