@@ -1,6 +1,7 @@
 //! ONNX import against onnxruntime: each fixture of tests/fixtures/onnx (written by its
 //! generate.py) loads, its CPU output matches onnxruntime's, and the GPU matches the CPU,
 //! dense and perforated. Malformed and unsupported models give clear errors.
+#![allow(clippy::cast_possible_truncation)] // random offsets below a file length
 
 mod common;
 
