@@ -40,10 +40,22 @@ const MODELS: [&str; 12] = [
 
 const MORE: [&str; 2] = ["clip_relu6", "clip_opset9"];
 
+/// Exported by torch.onnx.export (export_torch.py): TorchScript and torch.export exporters.
+const TORCH: [&str; 8] = [
+    "torch_nin",
+    "torch_alexnet",
+    "torch_vgg",
+    "torch_resnet",
+    "torch_dynamo_nin",
+    "torch_dynamo_alexnet",
+    "torch_dynamo_vgg",
+    "torch_dynamo_resnet",
+];
+
 #[test]
 fn every_fixture_matches_onnxruntime_and_gpu_matches_cpu() {
     let ctx = gpu_or_skip("every_fixture_matches_onnxruntime_and_gpu_matches_cpu");
-    for name in MODELS.iter().chain(&MORE) {
+    for name in MODELS.iter().chain(&MORE).chain(&TORCH) {
         let model =
             onnx::load(fixtures().join(format!("{name}.onnx"))).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(model.input_shape[0], None, "{name}: the batch is dynamic");
@@ -73,7 +85,8 @@ fn every_fixture_matches_onnxruntime_and_gpu_matches_cpu() {
 #[test]
 fn perforated_imports_run_on_both_executors() {
     let ctx = gpu_or_skip("perforated_imports_run_on_both_executors");
-    for name in ["nin_opset13", "alexnet_like", "vgg_like", "resnet_like"] {
+    for name in ["nin_opset13", "alexnet_like", "vgg_like", "resnet_like", "torch_resnet", "torch_dynamo_vgg"]
+    {
         let mut model = onnx::load(fixtures().join(format!("{name}.onnx"))).unwrap();
         let perforated = model.network.perforate_all(0.5, 3).unwrap();
         assert!(!perforated.is_empty(), "{name}");
@@ -157,6 +170,15 @@ fn unsupported_and_inconsistent_models_name_the_node() {
     t.dims[1] = 4; // the input has 3 channels
     let e = err(&m.encode_to_vec());
     assert!(e.contains("initializer") || e.contains("do not fit a 3-channel input"), "{e}");
+
+    let mut m = decoded("torch_dynamo_nin");
+    let g = m.graph.as_mut().unwrap();
+    let mean = g.node.iter().find(|n| n.op_type == "ReduceMean").unwrap();
+    let axes = mean.input[1].clone();
+    let t = g.initializer.iter_mut().find(|t| t.name == axes).unwrap();
+    (t.dims, t.raw_data) = (vec![1], 1i64.to_le_bytes().to_vec());
+    let e = err(&m.encode_to_vec());
+    assert!(e.contains("mean over axes [1] is not supported (only over H and W)"), "{e}");
 
     let mut m = decoded("nin_opset13");
     m.opset_import[0].version = 7;

@@ -10,13 +10,14 @@ use crate::error::{Error, Result};
 use crate::network::{BatchNorm, Conv, InputSpec, Linear, Lrn, Network, Op, Pool};
 
 /// Operator types the importer maps (opsets 9 to 21).
-pub const SUPPORTED_OPS: [&str; 18] = [
+pub const SUPPORTED_OPS: [&str; 19] = [
     "Conv",
     "Relu",
     "Clip",
     "MaxPool",
     "AveragePool",
     "GlobalAveragePool",
+    "ReduceMean",
     "LRN",
     "BatchNormalization",
     "Add",
@@ -422,6 +423,24 @@ impl<'m> Importer<'m> {
                 let (x, s) = self.value(node, 0)?;
                 self.push(node, Op::GlobalAvgPool, &[&x], Shape { c: s.c, h: 1, w: 1 });
             }
+            "ReduceMean" => {
+                // Only the spatial mean (global average pooling as newer exporters write it).
+                let (x, s) = self.value(node, 0)?;
+                let axes = if self.opset < 18 {
+                    attr_ints(node, "axes").unwrap_or_default()
+                } else {
+                    self.constant(node, 1, "axes")?.map(|c| c.ints.clone()).unwrap_or_default()
+                };
+                let mut spatial: Vec<i64> = axes.iter().map(|&a| if a < 0 { a + 4 } else { a }).collect();
+                spatial.sort_unstable();
+                if spatial != [2, 3] {
+                    return Err(bad(
+                        node,
+                        format!("mean over axes {axes:?} is not supported (only over H and W)"),
+                    ));
+                }
+                self.push(node, Op::GlobalAvgPool, &[&x], Shape { c: s.c, h: 1, w: 1 });
+            }
             "LRN" => {
                 let (x, s) = self.value(node, 0)?;
                 let size = usize::try_from(attr_i(node, "size", 0))
@@ -492,7 +511,9 @@ impl<'m> Importer<'m> {
                 let (x, s) = self.value(node, 0)?;
                 let target = &self.required(node, 1, "shape")?.ints;
                 let features = (s.c * s.h * s.w) as i64;
-                let flattens = target.len() == 2
+                let literal_zero = attr_i(node, "allowzero", 0) != 0 && target.contains(&0);
+                let flattens = !literal_zero
+                    && target.len() == 2
                     && matches!(target[0], -1..=1)
                     && (target[1] == -1 || target[1] == features);
                 if !flattens {
