@@ -8,9 +8,9 @@
 //! shapes (channels / 8) for a smoke run. On a CPU adapter (lavapipe) the GPU cases run at
 //! batch 1 only unless `PERFORATE_BENCH_GPU_FULL=1`.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+mod support;
+
+use std::time::Duration;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput};
@@ -21,13 +21,7 @@ use perforate::gpu::{GpuContext, GpuConv};
 use perforate::rng::SeededRng;
 use perforate::{ConvGeometry, ConvLayer, ConvSchedule, ConvSettings};
 use rayon::prelude::*;
-
-/// Per-iteration seconds of every criterion sample, by bench id.
-static SAMPLES: Mutex<BTreeMap<String, Vec<f64>>> = Mutex::new(BTreeMap::new());
-
-fn quick() -> bool {
-    std::env::var("PERFORATE_BENCH_QUICK").is_ok_and(|v| v == "1")
-}
+use support::{best, quick};
 
 fn shapes() -> Vec<(&'static str, ConvGeometry)> {
     let d = if quick() { 8 } else { 1 };
@@ -53,30 +47,7 @@ fn input(l: &ConvLayer) -> ArrayD<f32> {
     ArrayD::from_shape_vec(IxDyn(&shape), SeededRng::new(2).vec_f32(n, -1.0, 1.0)).unwrap()
 }
 
-/// Times `f` through criterion and keeps every sample's per-iteration time.
-fn bench(group: &mut Group<'_>, id: &str, throughput: Throughput, mut f: impl FnMut()) {
-    let key = format!("{}/{id}", group.0);
-    let group = &mut group.1;
-    group.throughput(throughput);
-    group.bench_function(id, |b| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                f();
-            }
-            let elapsed = start.elapsed();
-            SAMPLES
-                .lock()
-                .unwrap()
-                .entry(key.clone())
-                .or_default()
-                .push(elapsed.as_secs_f64() / iters as f64);
-            elapsed
-        })
-    });
-}
-
-/// A criterion group with its name (the prefix of the keys in `SAMPLES`).
+/// A criterion group with its name (the prefix of the sample keys).
 struct Group<'a>(&'static str, BenchmarkGroup<'a, WallTime>);
 
 fn group<'a>(c: &'a mut Criterion, name: &'static str) -> Group<'a> {
@@ -85,16 +56,15 @@ fn group<'a>(c: &'a mut Criterion, name: &'static str) -> Group<'a> {
     Group(name, g)
 }
 
+/// Benchmarks `f` as `group/id`.
+fn bench(group: &mut Group<'_>, id: &str, throughput: Throughput, f: impl FnMut()) {
+    support::bench(&mut group.1, id, format!("{}/{id}", group.0), throughput, f);
+}
+
 impl Group<'_> {
     fn finish(self) {
         self.1.finish();
     }
-}
-
-/// The fastest criterion sample of `key`, per iteration. On a shared machine noise only
-/// ever adds time, so ratios of best samples are the most repeatable.
-fn best(key: &str) -> Option<f64> {
-    SAMPLES.lock().unwrap().get(key)?.iter().copied().reduce(f64::min)
 }
 
 /// The bare GEMM of a dense layer, split over cores like `cpu::matmul_tiled`, without

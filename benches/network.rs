@@ -7,12 +7,11 @@
 //! `cargo bench --bench network`; `PERFORATE_BENCH_QUICK=1` runs the scaled variants only;
 //! a criterion filter narrows it (`cargo bench --bench network -- vgg16`).
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+mod support;
 
-use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, Criterion, Throughput};
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput};
 use ndarray::{ArrayD, IxDyn};
 use perforate::cpu::CpuExecutor;
 use perforate::gpu::{GpuContext, GpuExecutor};
@@ -20,13 +19,7 @@ use perforate::network::zoo::{self, ZooConfig};
 use perforate::network::Network;
 use perforate::plan::{Plan, PlanOptions};
 use perforate::rng::SeededRng;
-
-/// Per-iteration seconds of every criterion sample, by bench id.
-static SAMPLES: Mutex<BTreeMap<String, Vec<f64>>> = Mutex::new(BTreeMap::new());
-
-fn quick() -> bool {
-    std::env::var("PERFORATE_BENCH_QUICK").is_ok_and(|v| v == "1")
-}
+use support::{best, quick};
 
 const KEEPS: [(f64, &str); 3] = [(1.0, "q1"), (0.5, "q0.5"), (0.25, "q0.25")];
 
@@ -53,32 +46,6 @@ fn input(plan: &Plan) -> ArrayD<f32> {
     let shape = plan.input_shape();
     ArrayD::from_shape_vec(IxDyn(&shape), SeededRng::new(2).vec_f32(shape.iter().product(), -1.0, 1.0))
         .unwrap()
-}
-
-fn bench(group: &mut BenchmarkGroup<'_, WallTime>, key: String, flops: u64, mut f: impl FnMut()) {
-    group.throughput(Throughput::Elements(flops));
-    let id = key.split_once('/').map_or(key.clone(), |(_, id)| id.to_string());
-    group.bench_function(id, |b| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                f();
-            }
-            let elapsed = start.elapsed();
-            SAMPLES
-                .lock()
-                .unwrap()
-                .entry(key.clone())
-                .or_default()
-                .push(elapsed.as_secs_f64() / iters as f64);
-            elapsed
-        })
-    });
-}
-
-/// The fastest sample: noise on a shared machine only ever adds time.
-fn best(key: &str) -> Option<f64> {
-    SAMPLES.lock().unwrap().get(key)?.iter().copied().reduce(f64::min)
 }
 
 struct Case {
@@ -127,7 +94,8 @@ fn run_cases(c: &mut Criterion, gpu: Option<&GpuContext>, cases: &[Case]) {
             let x = input(&plan);
             if case.executor == "cpu_network" {
                 let exec = CpuExecutor::new(&plan).unwrap();
-                bench(&mut group, key, plan.flops(), || {
+                let id = key.split_once('/').map_or(key.clone(), |(_, id)| id.to_string());
+                support::bench(&mut group, &id, key, Throughput::Elements(plan.flops()), || {
                     exec.run(x.view()).unwrap();
                 });
             } else {
@@ -138,7 +106,10 @@ fn run_cases(c: &mut Criterion, gpu: Option<&GpuContext>, cases: &[Case]) {
                         continue;
                     }
                 };
-                bench(&mut group, key, plan.flops(), || exec.execute(x.view()).unwrap());
+                let id = key.split_once('/').map_or(key.clone(), |(_, id)| id.to_string());
+                support::bench(&mut group, &id, key, Throughput::Elements(plan.flops()), || {
+                    exec.execute(x.view()).unwrap()
+                });
             }
         }
         group.finish();

@@ -84,48 +84,30 @@ fn im2col_masked_params_mirror() {
     );
 }
 
+/// Fields of `MatmulTiledParams`, the Params of both matmul kernels.
+const MATMUL_FIELDS: [&str; 12] = [
+    "m",
+    "n",
+    "k",
+    "lda",
+    "ldb",
+    "a_row_offset",
+    "relu",
+    "col_start",
+    "n_pos",
+    "out_channels",
+    "out_channel_offset",
+    "_pad",
+];
+
 #[test]
 fn matmul_tiled_params_mirror() {
-    check(
-        Kernel::MatmulTiled,
-        std::mem::size_of::<MatmulTiledParams>(),
-        &[
-            "m",
-            "n",
-            "k",
-            "lda",
-            "ldb",
-            "a_row_offset",
-            "relu",
-            "col_start",
-            "n_pos",
-            "out_channels",
-            "out_channel_offset",
-            "_pad",
-        ],
-    );
+    check(Kernel::MatmulTiled, std::mem::size_of::<MatmulTiledParams>(), &MATMUL_FIELDS);
 }
 
 #[test]
 fn matmul_narrow_shares_the_matmul_params() {
-    check(
-        Kernel::MatmulNarrow,
-        std::mem::size_of::<MatmulTiledParams>(),
-        &[
-            "m",
-            "n",
-            "k",
-            "lda",
-            "ldb",
-            "a_row_offset",
-            "relu",
-            "col_start",
-            "n_pos",
-            "out_channels",
-            "out_channel_offset",
-            "_pad",
-        ],
-    );
+    check(Kernel::MatmulNarrow, std::mem::size_of::<MatmulTiledParams>(), &MATMUL_FIELDS);
 }
 
 #[test]

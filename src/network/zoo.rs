@@ -137,6 +137,22 @@ impl Maker {
     }
 }
 
+impl Maker {
+    /// AlexNet's and VGG's head: flatten, fc6 and fc7 (4096 scaled, ReLU, dropout), fc8,
+    /// softmax.
+    fn classifier(&mut self, x: &str, features: usize, classes: usize) {
+        let f = self.ch(4096, 1);
+        let mut x = self.op("flatten", x, Op::Flatten);
+        for (i, fin) in [(6, features), (7, f)] {
+            x = self.linear(&format!("fc{i}"), &x, fin, f, false);
+            x = self.op(&format!("relu{i}"), &x, Op::Relu);
+            x = self.op(&format!("drop{i}"), &x, Op::Dropout { ratio: 0.5 });
+        }
+        x = self.linear("fc8", &x, f, classes, true);
+        self.op("prob", &x, Op::Softmax);
+    }
+}
+
 fn pool(k: usize, stride: usize, pad: usize, ceil_mode: bool) -> Pool {
     Pool { kernel: [k, k], stride: [stride, stride], pads: [pad; 4], ceil_mode, count_include_pad: false }
 }
@@ -199,16 +215,7 @@ pub fn alexnet(config: ZooConfig) -> Result<Network> {
         let p = |v: usize| (v - 3) / 2 + 1;
         p(p(p((r - 11) / 4 + 1)))
     };
-    x = m.op("flatten", &x, Op::Flatten);
-    let f = m.ch(4096, 1);
-    x = m.linear("fc6", &x, c256 * s * s, f, false);
-    x = m.op("relu6", &x, Op::Relu);
-    x = m.op("drop6", &x, Op::Dropout { ratio: 0.5 });
-    x = m.linear("fc7", &x, f, f, false);
-    x = m.op("relu7", &x, Op::Relu);
-    x = m.op("drop7", &x, Op::Dropout { ratio: 0.5 });
-    x = m.linear("fc8", &x, f, classes, true);
-    m.op("prob", &x, Op::Softmax);
+    m.classifier(&x, c256 * s * s, classes);
     Ok(m.net)
 }
 
@@ -231,16 +238,7 @@ pub fn vgg16(config: ZooConfig) -> Result<Network> {
         x = m.op(&format!("pool{}", s + 1), &x, Op::MaxPool(pool(2, 2, 0, false)));
     }
     let side = r >> 5;
-    x = m.op("flatten", &x, Op::Flatten);
-    let f = m.ch(4096, 1);
-    x = m.linear("fc6", &x, cin * side * side, f, false);
-    x = m.op("relu6", &x, Op::Relu);
-    x = m.op("drop6", &x, Op::Dropout { ratio: 0.5 });
-    x = m.linear("fc7", &x, f, f, false);
-    x = m.op("relu7", &x, Op::Relu);
-    x = m.op("drop7", &x, Op::Dropout { ratio: 0.5 });
-    x = m.linear("fc8", &x, f, classes, true);
-    m.op("prob", &x, Op::Softmax);
+    m.classifier(&x, cin * side * side, classes);
     Ok(m.net)
 }
 

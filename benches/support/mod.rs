@@ -1,0 +1,50 @@
+//! What both benches share: criterion samples kept per case, and the quick switch.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Throughput};
+
+/// Per-iteration seconds of every criterion sample, by case key.
+static SAMPLES: Mutex<BTreeMap<String, Vec<f64>>> = Mutex::new(BTreeMap::new());
+
+/// `PERFORATE_BENCH_QUICK=1`: small shapes, a smoke run.
+pub fn quick() -> bool {
+    std::env::var("PERFORATE_BENCH_QUICK").is_ok_and(|v| v == "1")
+}
+
+/// Benchmarks `f` as `id` in `group` and keeps every sample's per-iteration time under
+/// `key` for the closing summary.
+pub fn bench(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: &str,
+    key: String,
+    throughput: Throughput,
+    mut f: impl FnMut(),
+) {
+    group.throughput(throughput);
+    group.bench_function(id, |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            let elapsed = start.elapsed();
+            SAMPLES
+                .lock()
+                .unwrap()
+                .entry(key.clone())
+                .or_default()
+                .push(elapsed.as_secs_f64() / iters as f64);
+            elapsed
+        })
+    });
+}
+
+/// The fastest sample of `key`, per iteration: on a shared machine noise only ever adds
+/// time, so ratios of best samples are the most repeatable.
+pub fn best(key: &str) -> Option<f64> {
+    SAMPLES.lock().unwrap().get(key)?.iter().copied().reduce(f64::min)
+}
