@@ -36,8 +36,10 @@ pub mod onnx;
 pub mod params;
 pub mod plan;
 pub mod rng;
+mod strategy;
 
 pub use error::{Error, Result};
 pub use geometry::ConvGeometry;
 pub use layer::{ConvLayer, ConvSchedule, ConvSettings, ConvStep, OutputForm};
 pub use mask::{kept_count, InterpMap, Mask};
+pub use strategy::{grid_offsets, grid_sequence, window_counts, MaskStrategy, PoolWindows};

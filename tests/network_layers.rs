@@ -71,14 +71,7 @@ struct Pre {
 
 fn pre(q: Option<f64>) -> Pre {
     let mut net = Network::new("test", InputSpec { name: "input".into(), channels: 3, height: H, width: W });
-    let conv = conv_op(
-        3,
-        C,
-        3,
-        1,
-        11,
-        q.map(|kept_fraction| Perforation { kept_fraction, seed: 5, positions: None }),
-    );
+    let conv = conv_op(3, C, 3, 1, 11, q.map(|kept_fraction| Perforation::uniform(kept_fraction, 5)));
     let data = SeededRng::new(3).vec_f32(B * 3 * H * W, -1.0, 1.0);
     let x64 = to_f64(&data);
     let d = reference_conv(&conv, &x64, 3, H, W);
@@ -191,8 +184,7 @@ fn convs_after_a_perforated_conv() {
         // 1x1 (runs on the compact tensor), 3x3 (reads through the map), 3x3 perforated itself.
         for (k, pad, own) in [(1, 0, None), (3, 1, None), (3, 1, Some(0.4)), (1, 0, Some(0.6))] {
             let mut p = pre(q);
-            let perforation =
-                own.map(|kept_fraction| Perforation { kept_fraction, seed: 9, positions: None });
+            let perforation = own.map(|kept_fraction| Perforation::uniform(kept_fraction, 9));
             let conv = conv_op(C, 5, k, pad, 21, perforation);
             let expected = reference_conv(&conv, &p.d, C, H, W);
             p.net.then("next", Op::Conv(conv));
@@ -205,14 +197,7 @@ fn convs_after_a_perforated_conv() {
 fn add_and_concat_of_compact_and_dense_branches() {
     for (q1, q2) in [(None, None), (Some(0.5), None), (Some(0.5), Some(0.3)), (None, Some(0.7))] {
         let mut p = pre(q1);
-        let other = conv_op(
-            3,
-            C,
-            3,
-            1,
-            12,
-            q2.map(|kept_fraction| Perforation { kept_fraction, seed: 6, positions: None }),
-        );
+        let other = conv_op(3, C, 3, 1, 12, q2.map(|kept_fraction| Perforation::uniform(kept_fraction, 6)));
         let d2 = reference_conv(&other, &p.x64, 3, H, W);
         p.net.push("other", Op::Conv(other), &["input"]);
         let mut add = p.net.clone();

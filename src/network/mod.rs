@@ -11,6 +11,7 @@ pub use plan_file::{weights_hash, LayerPlan, PerforationPlan, PLAN_VERSION};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::strategy::MaskStrategy;
 
 /// The network's input: an NCHW image batch (the batch size is chosen at compile time).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -48,6 +49,16 @@ pub struct Perforation {
     /// `kept_fraction` is informative.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub positions: Option<Vec<u32>>,
+    /// How the mask is chosen when no positions are given.
+    #[serde(default)]
+    pub strategy: MaskStrategy,
+}
+
+impl Perforation {
+    /// A seeded uniform-random mask keeping `kept_fraction` of the positions.
+    pub fn uniform(kept_fraction: f64, seed: u64) -> Self {
+        Perforation { kept_fraction, seed, positions: None, strategy: MaskStrategy::Uniform }
+    }
 }
 
 /// A 2-D convolution (perforatable).
@@ -271,12 +282,24 @@ impl Network {
 
     /// Perforates the conv layer `name` with a uniform mask of kept fraction `q`.
     pub fn set_perforation(&mut self, name: &str, kept_fraction: f64, seed: u64) -> Result<()> {
+        self.set_perforation_with(name, kept_fraction, seed, MaskStrategy::Uniform)
+    }
+
+    /// Perforates the conv layer `name` at kept fraction `q` with the mask `strategy`.
+    pub fn set_perforation_with(
+        &mut self,
+        name: &str,
+        kept_fraction: f64,
+        seed: u64,
+        strategy: MaskStrategy,
+    ) -> Result<()> {
         if !(kept_fraction > 0.0 && kept_fraction <= 1.0) {
             return Err(Error::InvalidArgument(format!(
                 "kept fraction for layer '{name}' must lie in (0, 1], got {kept_fraction}"
             )));
         }
-        self.conv_mut(name)?.perforation = Some(Perforation { kept_fraction, seed, positions: None });
+        self.conv_mut(name)?.perforation =
+            Some(Perforation { kept_fraction, seed, positions: None, strategy });
         Ok(())
     }
 
@@ -313,9 +336,19 @@ impl Network {
     /// Perforates every eligible conv at kept fraction `q` (seeds `seed`, `seed + 1`, ...
     /// in layer order) and returns their names.
     pub fn perforate_all(&mut self, kept_fraction: f64, seed: u64) -> Result<Vec<String>> {
+        self.perforate_all_with(kept_fraction, seed, &MaskStrategy::Uniform)
+    }
+
+    /// Perforates every eligible conv at kept fraction `q` with the mask `strategy`.
+    pub fn perforate_all_with(
+        &mut self,
+        kept_fraction: f64,
+        seed: u64,
+        strategy: &MaskStrategy,
+    ) -> Result<Vec<String>> {
         let names = self.eligible_convs()?;
         for (i, name) in names.iter().enumerate() {
-            self.set_perforation(name, kept_fraction, seed.wrapping_add(i as u64))?;
+            self.set_perforation_with(name, kept_fraction, seed.wrapping_add(i as u64), strategy.clone())?;
         }
         Ok(names)
     }

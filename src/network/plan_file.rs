@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{Network, Op, Perforation};
 use crate::error::{Error, Result};
 use crate::plan::{Plan, PlanOptions, StepOp};
+use crate::strategy::MaskStrategy;
 
 /// The plan file format this build writes and reads.
 pub const PLAN_VERSION: u32 = 1;
@@ -78,7 +79,7 @@ impl PerforationPlan {
             let mask = layer.mask();
             layers.push(LayerPlan {
                 layer: l.name.clone(),
-                strategy: "uniform".into(),
+                strategy: p.strategy.name().into(),
                 kept_fraction: p.kept_fraction,
                 seed: p.seed,
                 output_size: [mask.height(), mask.width()],
@@ -107,11 +108,16 @@ impl PerforationPlan {
         net.clear_perforation();
         for l in &self.layers {
             let conv = net.conv_mut(&l.layer)?;
-            conv.perforation = Some(Perforation {
-                kept_fraction: l.kept_fraction,
-                seed: l.seed,
-                positions: Some(l.positions.clone()),
-            });
+            // The positions are the mask; the strategy is kept for the record (a weights
+            // strategy's weights are not stored, its positions are).
+            let strategy = match l.strategy.as_str() {
+                "grid" => MaskStrategy::Grid,
+                "pooling_structure" => MaskStrategy::PoolingStructure,
+                _ => MaskStrategy::Uniform,
+            };
+            let positions = Some(l.positions.clone());
+            conv.perforation =
+                Some(Perforation { kept_fraction: l.kept_fraction, seed: l.seed, positions, strategy });
         }
         // Check every mask against its layer now rather than at the first compile.
         Plan::compile(net, 1, PlanOptions::default()).map(|_| ())

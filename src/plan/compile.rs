@@ -9,11 +9,13 @@ use super::{Form, Plan, PlanOptions, Step, StepOp, TensorId, TensorInfo};
 use crate::error::{to_u32, Error, Result};
 use crate::geometry::ConvGeometry;
 use crate::layer::{ConvLayer, ConvSettings, OutputForm};
+use crate::mask::Mask;
 use crate::network::{BatchNorm, Conv, Layer, Linear, Lrn, Network, Op, Pool};
 use crate::params::{
     AddParams, ChannelAffineParams, ClipParams, GatherInterpParams, LrnParams, Pool2dParams, ReluParams,
     SoftmaxParams,
 };
+use crate::strategy::{MaskStrategy, PoolWindows};
 
 fn layer_error(layer: &Layer, message: impl std::fmt::Display) -> Error {
     Error::InvalidArgument(format!("layer '{}' ({}): {message}", layer.name, layer.op.kind()))
@@ -234,6 +236,36 @@ impl<'n> Builder<'n> {
         (absorbed, bn, relu)
     }
 
+    /// The windows of the pooling layer that reads `name`'s `h×w` output, following single
+    /// consumers through layers that keep the map (a pooling-structure mask's source).
+    fn pool_windows_after(&self, name: &str, h: usize, w: usize) -> Option<PoolWindows> {
+        let mut tail = name;
+        loop {
+            let next = self.sole_consumer(tail)?;
+            match &next.op {
+                Op::Relu | Op::Clip { .. } | Op::BatchNorm(_) | Op::Lrn(_) | Op::Dropout { .. } => {
+                    tail = &next.name
+                }
+                Op::Conv(c) if c.is_pointwise() => tail = &next.name,
+                Op::MaxPool(p) | Op::AvgPool(p) => {
+                    let [pt, pl, pb, pr] = p.pads;
+                    let oh = pool_out(h, p.kernel[0], p.stride[0].max(1), pt, pb, p.ceil_mode)?;
+                    let ow = pool_out(w, p.kernel[1], p.stride[1].max(1), pl, pr, p.ceil_mode)?;
+                    return Some(PoolWindows {
+                        kernel: p.kernel,
+                        stride: p.stride,
+                        pads: p.pads,
+                        out: [oh, ow],
+                    });
+                }
+                Op::GlobalAvgPool => {
+                    return Some(PoolWindows { kernel: [h, w], stride: [1, 1], pads: [0; 4], out: [1, 1] })
+                }
+                _ => return None,
+            }
+        }
+    }
+
     /// `t` as a dense tensor: itself, or its (shared) gather through the map.
     fn dense(&mut self, t: TensorId, consumer: &str) -> Result<TensorId> {
         let Some(map) = self.tensors[t].map().cloned() else { return Ok(t) };
@@ -319,14 +351,24 @@ impl<'n> Builder<'n> {
             conv = in_layer(layer, conv.with_input_map((**map).clone()))?;
         }
         if let Some(p) = &c.perforation {
-            conv = match &p.positions {
-                None => in_layer(layer, conv.with_uniform_perforation(p.kept_fraction, p.seed))?,
-                Some(positions) => {
-                    let (h, w) = (geometry.out_h(), geometry.out_w());
-                    let mask = in_layer(layer, crate::mask::Mask::from_positions(h, w, positions.clone()))?;
-                    in_layer(layer, conv.with_mask(mask, p.seed))?
+            let (h, w, q) = (geometry.out_h(), geometry.out_w(), p.kept_fraction);
+            let mask = match (&p.positions, &p.strategy) {
+                (Some(positions), _) => Mask::from_positions(h, w, positions.clone()),
+                (None, MaskStrategy::Uniform) => Mask::uniform(h, w, q, p.seed),
+                (None, MaskStrategy::Grid) => Mask::grid(h, w, q, p.seed),
+                (None, MaskStrategy::Weights { weights }) => Mask::from_weights(h, w, q, weights),
+                (None, MaskStrategy::PoolingStructure) => {
+                    let windows = self.pool_windows_after(&layer.name, h, w).ok_or_else(|| {
+                        layer_error(
+                            layer,
+                            "the pooling_structure strategy needs a pooling layer reading this conv's output \
+                             (directly or through ReLU, Clip, BatchNorm, LRN, Dropout or pointwise convs)",
+                        )
+                    })?;
+                    Mask::pooling_structure(h, w, q, p.seed, &windows)
                 }
             };
+            conv = in_layer(layer, conv.with_mask(in_layer(layer, mask)?, p.seed))?;
         }
         let (form, h, w) = if on_compact {
             (t.form.clone(), t.height, t.width)

@@ -1,0 +1,122 @@
+//! Mask strategies (METHOD.md §2): grid, pooling structure and weights, alone and through
+//! a network.
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // small test sizes
+
+use perforate::network::{InputSpec, Network, Op, Perforation, Pool};
+use perforate::plan::{Plan, PlanOptions, StepOp};
+use perforate::{grid_offsets, grid_sequence, window_counts, Mask, MaskStrategy, PoolWindows};
+
+/// The fractional-max-pooling sequence written out independently.
+fn sequence(size: usize, k: usize, u: f64) -> Vec<usize> {
+    (0..k).map(|i| ((size as f64 / k as f64) * (i as f64 + u)).ceil() as usize - 1).collect()
+}
+
+#[test]
+fn grid_rows_and_columns_follow_the_pseudorandom_sequence() {
+    // By hand: size 7, k 3, u = 0.5: ceil(7/3 * 0.5) - 1 = 1, ceil(7/3 * 1.5) - 1 = 3,
+    // ceil(7/3 * 2.5) - 1 = 5.
+    assert_eq!(grid_sequence(7, 3, 0.5), [1, 3, 5]);
+    assert_eq!(grid_sequence(10, 5, 0.01), [0, 2, 4, 6, 8]);
+    assert_eq!(grid_sequence(10, 5, 0.99), [1, 3, 5, 7, 9]);
+    assert_eq!(grid_sequence(4, 4, 0.3), [0, 1, 2, 3]);
+    for (h, w, q, seed) in
+        [(7, 7, 0.25, 1), (17, 17, 0.5, 2), (12, 20, 0.3, 3), (33, 9, 0.1, 4), (5, 5, 1.0, 5)]
+    {
+        let mask = Mask::grid(h, w, q, seed).unwrap();
+        let (u, v) = grid_offsets(seed);
+        assert!(u > 0.0 && u < 1.0 && v > 0.0 && v < 1.0);
+        let (kh, kw) = (((h as f64) * q.sqrt()).floor() as usize, ((w as f64) * q.sqrt()).floor() as usize);
+        let rows = sequence(h, kh.max(1), u);
+        let cols = sequence(w, kw.max(1), v);
+        let expected: Vec<u32> =
+            rows.iter().flat_map(|&y| cols.iter().map(move |&x| (y * w + x) as u32)).collect();
+        assert_eq!(mask.positions(), &expected[..], "{h}x{w} q={q} seed={seed}");
+        // Within one row or column of the requested fraction.
+        let off = (mask.len() as f64 - q * (h * w) as f64).abs();
+        assert!(off <= h.max(w) as f64, "{h}x{w} q={q}: kept {} of {}", mask.len(), h * w);
+    }
+    // Square maps: K = floor(sqrt(q H'W')).
+    assert_eq!(Mask::grid(17, 17, 0.5, 9).unwrap().len(), 12 * 12);
+    assert_eq!(Mask::grid(17, 17, 0.5, 9).unwrap(), Mask::grid(17, 17, 0.5, 9).unwrap(), "reproducible");
+    assert!(Mask::grid(7, 7, 0.0, 1).is_err());
+}
+
+#[test]
+fn pooling_structure_counts_overlapping_windows() {
+    // AlexNet's 3x3 stride-2 pooling over a 7x7 map: 3x3 windows starting at 0, 2, 4.
+    // Rows 2 and 4 lie in two windows, the others in one: count(y, x) = r[y] * r[x].
+    let pool = PoolWindows { kernel: [3, 3], stride: [2, 2], pads: [0; 4], out: [3, 3] };
+    let r = [1, 1, 2, 1, 2, 1, 1];
+    let expected: Vec<u32> = (0..49).map(|p| r[p / 7] * r[p % 7]).collect();
+    assert_eq!(window_counts(7, 7, &pool), expected);
+    // Keeping 4 positions keeps exactly the four covered by 4 windows.
+    let mask = Mask::pooling_structure(7, 7, 4.0 / 49.0, 3, &pool).unwrap();
+    assert_eq!(mask.positions(), &[16, 18, 30, 32]);
+
+    // Non-overlapping 2x2/2 windows: every position has count 1, so only the seeded
+    // tie-break orders them, as in a uniform mask.
+    let vgg = PoolWindows { kernel: [2, 2], stride: [2, 2], pads: [0; 4], out: [4, 4] };
+    assert!(window_counts(8, 8, &vgg).iter().all(|&c| c == 1));
+    let a = Mask::pooling_structure(8, 8, 0.5, 1, &vgg).unwrap();
+    assert_eq!(a.len(), 32);
+    assert_ne!(a, Mask::pooling_structure(8, 8, 0.5, 2, &vgg).unwrap(), "the seed decides");
+}
+
+fn net_with(strategy: MaskStrategy, pooled: bool) -> Network {
+    let mut net = Network::new("s", InputSpec { name: "x".into(), channels: 2, height: 7, width: 7 });
+    let conv = perforate::network::Conv {
+        out_channels: 3,
+        kernel: [3, 3],
+        stride: [1, 1],
+        pads: [1; 4],
+        dilation: [1, 1],
+        groups: 1,
+        weights: vec![0.1; 54],
+        bias: None,
+        perforation: Some(Perforation { strategy, ..Perforation::uniform(4.0 / 49.0, 3) }),
+    };
+    net.push("conv", Op::Conv(conv), &["x"]);
+    net.then("relu", Op::Relu);
+    if pooled {
+        let pool =
+            Pool { kernel: [3, 3], stride: [2, 2], pads: [0; 4], ceil_mode: false, count_include_pad: false };
+        net.then("pool", Op::MaxPool(pool));
+    }
+    net
+}
+
+fn plan_mask(net: &Network) -> Vec<u32> {
+    let plan = Plan::compile(net, 1, PlanOptions::default()).unwrap();
+    let step = plan.steps().iter().find(|s| s.layer == "conv").unwrap();
+    let StepOp::Conv { layer, .. } = &step.op else { panic!("conv step") };
+    layer.mask().positions().to_vec()
+}
+
+#[test]
+fn strategies_through_a_network() {
+    // Pooling structure finds the max pool behind the ReLU.
+    assert_eq!(plan_mask(&net_with(MaskStrategy::PoolingStructure, true)), [16, 18, 30, 32]);
+    let e = Plan::compile(&net_with(MaskStrategy::PoolingStructure, false), 1, PlanOptions::default())
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("layer 'conv' (conv): the pooling_structure strategy needs a pooling layer"),
+        "{e}"
+    );
+    // Weights: the four largest.
+    let mut weights = vec![0.0; 49];
+    for (p, w) in [(3, 5.0), (10, 4.0), (40, 3.0), (48, 2.0), (0, 1.0)] {
+        weights[p] = w;
+    }
+    assert_eq!(plan_mask(&net_with(MaskStrategy::Weights { weights }, false)), [3, 10, 40, 48]);
+    // Grid: the same mask as Mask::grid.
+    let grid = Mask::grid(7, 7, 4.0 / 49.0, 3).unwrap();
+    assert_eq!(plan_mask(&net_with(MaskStrategy::Grid, false)), grid.positions());
+    // Networks saved before strategies existed read as uniform.
+    let json = net_with(MaskStrategy::Uniform, false)
+        .to_json()
+        .unwrap()
+        .replace(",\"strategy\":{\"name\":\"uniform\"}", "");
+    assert!(!json.contains("strategy"));
+    let back = Network::from_json(&json).unwrap();
+    assert_eq!(plan_mask(&back), Mask::uniform(7, 7, 4.0 / 49.0, 3).unwrap().positions());
+}
