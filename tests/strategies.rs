@@ -120,3 +120,30 @@ fn strategies_through_a_network() {
     let back = Network::from_json(&json).unwrap();
     assert_eq!(plan_mask(&back), Mask::uniform(7, 7, 4.0 / 49.0, 3).unwrap().positions());
 }
+
+#[test]
+fn perforation_report_lists_layers_and_speedup() {
+    let mut net =
+        perforate::network::zoo::build("vgg16", perforate::network::zoo::ZooConfig::scaled(0.125, 32))
+            .unwrap();
+    net.set_perforation_with("conv1_1", 0.5, 1, MaskStrategy::Grid).unwrap();
+    net.set_perforation("conv3_2", 0.25, 2).unwrap();
+    let report = perforate::network::PerforationReport::new(&net).unwrap();
+    assert_eq!(report.layers.len(), 13, "every conv, fully connected layers excluded");
+    let first = &report.layers[0];
+    assert_eq!(
+        (first.layer.as_str(), first.strategy.as_str(), first.output_size),
+        ("conv1_1", "grid", [32, 32])
+    );
+    assert_eq!(first.kept_fraction, (22 * 22) as f64 / 1024.0, "K = floor(32 sqrt(0.5)) = 22");
+    assert!((first.speedup - 1024.0 / 484.0).abs() < 1e-12);
+    let c32 = report.layers.iter().find(|r| r.layer == "conv3_2").unwrap();
+    assert_eq!((c32.strategy.as_str(), c32.kept_fraction, c32.speedup), ("uniform", 0.25, 4.0));
+    assert_eq!(report.layers[1].strategy, "dense");
+    assert!((report.theoretical_speedup - net.theoretical_speedup().unwrap()).abs() < 1e-12);
+    let table = report.to_table();
+    assert!(table.contains("conv3_2") && table.contains("theoretical speedup"), "{table}");
+    let json: serde_json::Value = serde_json::from_str(&report.to_json().unwrap()).unwrap();
+    assert_eq!(json["layers"][0]["strategy"], "grid");
+    assert_eq!(json["layers"].as_array().unwrap().len(), 13);
+}

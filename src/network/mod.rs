@@ -4,9 +4,11 @@
 //! steps, tensors and buffers of one input shape, and the executors run that plan.
 
 mod plan_file;
+mod report;
 pub mod zoo;
 
 pub use plan_file::{weights_hash, LayerPlan, PerforationPlan, PLAN_VERSION};
+pub use report::{LayerReport, PerforationReport};
 
 use serde::{Deserialize, Serialize};
 
