@@ -42,4 +42,4 @@ pub use error::{Error, Result};
 pub use geometry::ConvGeometry;
 pub use layer::{ConvLayer, ConvSchedule, ConvSettings, ConvStep, OutputForm};
 pub use mask::{kept_count, InterpMap, Mask};
-pub use strategy::{grid_offsets, grid_sequence, window_counts, MaskStrategy, PoolWindows};
+pub use strategy::{grid_offsets, grid_sequence, window_counts, Interpolation, MaskStrategy, PoolWindows};

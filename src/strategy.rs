@@ -42,6 +42,29 @@ impl MaskStrategy {
     }
 }
 
+/// What the skipped outputs of a perforated layer become.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Interpolation {
+    /// The value of the nearest computed position (METHOD.md §1).
+    #[default]
+    Nearest,
+    /// The paper's *stride* baseline: no interpolation at all. With the grid strategy the
+    /// computed positions form a `K_h × K_w` grid, which becomes the layer's (smaller)
+    /// output map; later layers see that map.
+    Stride,
+}
+
+impl Interpolation {
+    /// The variant's name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Interpolation::Nearest => "nearest",
+            Interpolation::Stride => "stride",
+        }
+    }
+}
+
 /// The windows of a pooling layer over an `H×W` map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolWindows {

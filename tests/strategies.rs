@@ -147,3 +147,84 @@ fn perforation_report_lists_layers_and_speedup() {
     assert_eq!(json["layers"][0]["strategy"], "grid");
     assert_eq!(json["layers"].as_array().unwrap().len(), 13);
 }
+
+/// The stride baseline: a grid-perforated conv whose output is only the grid (no
+/// interpolation) equals the conv evaluated at the chosen rows and columns, and later
+/// layers see the smaller map.
+#[test]
+fn stride_baseline_equals_the_conv_on_the_grid() {
+    use perforate::cpu::CpuExecutor;
+    use perforate::rng::SeededRng;
+    use perforate::Interpolation;
+    let (b, c, t, h) = (2, 2, 3, 9);
+    let mut rng = SeededRng::new(5);
+    let weights = rng.vec_f32(t * c * 9, -0.5, 0.5);
+    let bias = rng.vec_f32(t, -0.5, 0.5);
+    let x = rng.vec_f32(b * c * h * h, -1.0, 1.0);
+    let perforation = Perforation {
+        strategy: MaskStrategy::Grid,
+        interpolation: Interpolation::Stride,
+        ..Perforation::uniform(0.3, 4)
+    };
+    let conv = perforate::network::Conv {
+        out_channels: t,
+        kernel: [3, 3],
+        stride: [1, 1],
+        pads: [1; 4],
+        dilation: [1, 1],
+        groups: 1,
+        weights: weights.clone(),
+        bias: Some(bias.clone()),
+        perforation: Some(perforation),
+    };
+    let mut net = Network::new("stride", InputSpec { name: "x".into(), channels: c, height: h, width: h });
+    net.push("conv", Op::Conv(conv), &["x"]);
+    let plan = Plan::compile(&net, b, PlanOptions::default()).unwrap();
+    let grid = Mask::grid(h, h, 0.3, 4).unwrap();
+    let (u, v) = grid_offsets(4);
+    let k = (h as f64 * 0.3f64.sqrt()).floor() as usize;
+    let (rows, cols) = (sequence(h, k, u), sequence(h, k, v));
+    assert_eq!(grid.len(), rows.len() * cols.len());
+    assert_eq!(plan.output_shape(), [b, t, k, k], "the output shrinks to the grid");
+
+    // Reference: the direct convolution at each grid point, in f64.
+    let mut expected = Vec::new();
+    for img in 0..b {
+        for o in 0..t {
+            for &y in &rows {
+                for &xx in &cols {
+                    let mut acc = f64::from(bias[o]);
+                    for ci in 0..c {
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let (yi, xi) = (y as isize + ky as isize - 1, xx as isize + kx as isize - 1);
+                                if yi < 0 || xi < 0 || yi >= h as isize || xi >= h as isize {
+                                    continue;
+                                }
+                                let wv = weights[((o * c + ci) * 3 + ky) * 3 + kx];
+                                acc += f64::from(wv)
+                                    * f64::from(x[((img * c + ci) * h + yi as usize) * h + xi as usize]);
+                            }
+                        }
+                    }
+                    expected.push(acc);
+                }
+            }
+        }
+    }
+    let input = ndarray::ArrayD::from_shape_vec(vec![b, c, h, h], x).unwrap();
+    let out = CpuExecutor::new(&plan).unwrap().run(input.view()).unwrap();
+    for (g, e) in out.iter().zip(&expected) {
+        assert!((f64::from(*g) - e).abs() <= 1e-4 * (1.0 + e.abs()), "{g} vs {e}");
+    }
+    let speedup = net.theoretical_speedup().unwrap();
+    assert!((speedup - (h * h) as f64 / (k * k) as f64).abs() < 1e-9, "{speedup}");
+
+    // Only grid masks have rows and columns to shrink to.
+    let mut uniform = net.clone();
+    if let Op::Conv(conv) = &mut uniform.layers[0].op {
+        conv.perforation.as_mut().unwrap().strategy = MaskStrategy::Uniform;
+    }
+    let e = Plan::compile(&uniform, 1, PlanOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("the stride baseline needs a grid mask"), "{e}");
+}

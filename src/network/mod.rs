@@ -13,7 +13,7 @@ pub use report::{LayerReport, PerforationReport};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::strategy::MaskStrategy;
+use crate::strategy::{Interpolation, MaskStrategy};
 
 /// The network's input: an NCHW image batch (the batch size is chosen at compile time).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -54,12 +54,21 @@ pub struct Perforation {
     /// How the mask is chosen when no positions are given.
     #[serde(default)]
     pub strategy: MaskStrategy,
+    /// What the skipped positions become.
+    #[serde(default)]
+    pub interpolation: Interpolation,
 }
 
 impl Perforation {
     /// A seeded uniform-random mask keeping `kept_fraction` of the positions.
     pub fn uniform(kept_fraction: f64, seed: u64) -> Self {
-        Perforation { kept_fraction, seed, positions: None, strategy: MaskStrategy::Uniform }
+        Perforation {
+            kept_fraction,
+            seed,
+            positions: None,
+            strategy: MaskStrategy::Uniform,
+            interpolation: Interpolation::Nearest,
+        }
     }
 }
 
@@ -301,7 +310,7 @@ impl Network {
             )));
         }
         self.conv_mut(name)?.perforation =
-            Some(Perforation { kept_fraction, seed, positions: None, strategy });
+            Some(Perforation { strategy, ..Perforation::uniform(kept_fraction, seed) });
         Ok(())
     }
 

@@ -116,8 +116,8 @@ impl PerforationPlan {
                 _ => MaskStrategy::Uniform,
             };
             let positions = Some(l.positions.clone());
-            conv.perforation =
-                Some(Perforation { kept_fraction: l.kept_fraction, seed: l.seed, positions, strategy });
+            let base = Perforation::uniform(l.kept_fraction, l.seed);
+            conv.perforation = Some(Perforation { positions, strategy, ..base });
         }
         // Check every mask against its layer now rather than at the first compile.
         Plan::compile(net, 1, PlanOptions::default()).map(|_| ())

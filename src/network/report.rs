@@ -74,7 +74,7 @@ impl PerforationReport {
                 output_size: [mask.height(), mask.width()],
                 kept_fraction: mask.kept_fraction(),
                 strategy: strategy.to_string(),
-                interpolation: "nearest".into(),
+                interpolation: c.perforation.as_ref().map_or("-", |p| p.interpolation.name()).into(),
                 dense_flops: dense_conv.flops(),
                 flops: conv.flops(),
                 speedup: conv.theoretical_speedup(),

@@ -15,7 +15,7 @@ use crate::params::{
     AddParams, ChannelAffineParams, ClipParams, GatherInterpParams, LrnParams, Pool2dParams, ReluParams,
     SoftmaxParams,
 };
-use crate::strategy::{MaskStrategy, PoolWindows};
+use crate::strategy::{Interpolation, MaskStrategy, PoolWindows};
 
 fn layer_error(layer: &Layer, message: impl std::fmt::Display) -> Error {
     Error::InvalidArgument(format!("layer '{}' ({}): {message}", layer.name, layer.op.kind()))
@@ -370,7 +370,30 @@ impl<'n> Builder<'n> {
             };
             conv = in_layer(layer, conv.with_mask(in_layer(layer, mask)?, p.seed))?;
         }
-        let (form, h, w) = if on_compact {
+        let stride_baseline =
+            c.perforation.as_ref().is_some_and(|p| p.interpolation == Interpolation::Stride);
+        let (form, h, w) = if stride_baseline {
+            // The grid's rows x columns, in row-major order, are a dense K_h x K_w map.
+            let mask = conv.mask();
+            let out_w = u32::try_from(geometry.out_w()).unwrap_or(u32::MAX);
+            let mut rows: Vec<u32> = mask.positions().iter().map(|p| p / out_w).collect();
+            rows.dedup();
+            let (kh, kw) = (rows.len(), mask.len() / rows.len());
+            let grid = c
+                .perforation
+                .as_ref()
+                .is_some_and(|p| p.strategy == MaskStrategy::Grid || p.positions.is_some());
+            let cols: Vec<u32> = mask.positions().iter().take(kw).map(|p| p % out_w).collect();
+            let product = rows.iter().flat_map(|&r| cols.iter().map(move |&c| r * out_w + c));
+            let rectangular = kh * kw == mask.len() && product.eq(mask.positions().iter().copied());
+            if on_compact || !grid || !rectangular {
+                return Err(layer_error(
+                    layer,
+                    "the stride baseline needs a grid mask (rows x columns) on a dense input",
+                ));
+            }
+            (Form::Dense, kh, kw)
+        } else if on_compact {
             (t.form.clone(), t.height, t.width)
         } else if conv.mask().is_dense() {
             (Form::Dense, geometry.out_h(), geometry.out_w())
