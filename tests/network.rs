@@ -275,3 +275,35 @@ fn bad_networks_and_inputs_are_clear_errors() {
     let e = zoo::build("lenet", ZooConfig::default()).unwrap_err().to_string();
     assert!(e.contains("unknown zoo network 'lenet'; known: nin, alexnet"), "{e}");
 }
+
+/// Absurd sizes in a network description are errors, not overflows.
+#[test]
+fn absurd_sizes_are_errors_not_panics() {
+    let huge = Network::new(
+        "huge",
+        InputSpec { name: "x".into(), channels: 1 << 20, height: 1 << 20, width: 1 << 20 },
+    );
+    let e = Plan::compile(&huge, 1, PlanOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("exceeds 2^30 elements"), "{e}");
+    let mut net = Network::new("n", InputSpec { name: "x".into(), channels: 2, height: 4, width: 4 });
+    let conv = perforate::network::Conv {
+        out_channels: usize::MAX / 2,
+        kernel: [3, 3],
+        stride: [1, 1],
+        pads: [1; 4],
+        dilation: [1, 1],
+        groups: 1,
+        weights: vec![0.0; 18],
+        bias: None,
+        perforation: None,
+    };
+    net.push("c", Op::Conv(conv), &["x"]);
+    let e = Plan::compile(&net, 1, PlanOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("layer 'c' (conv): weights hold 18 values"), "{e}");
+    let mut fc = Network::new("f", InputSpec { name: "x".into(), channels: 2, height: 1, width: 1 });
+    let linear =
+        perforate::network::Linear { out_features: usize::MAX / 2, weights: vec![0.0; 4], bias: None };
+    fc.push("fc", Op::Linear(linear), &["x"]);
+    let e = Plan::compile(&fc, 1, PlanOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("layer 'fc' (linear): weights hold 4 values"), "{e}");
+}

@@ -118,7 +118,7 @@ fn pool_out(
     after: usize,
     ceil: bool,
 ) -> Option<usize> {
-    let span = (size + before + after).checked_sub(kernel)?;
+    let span = size.checked_add(before)?.checked_add(after)?.checked_sub(kernel)?;
     let mut out = if ceil { span.div_ceil(stride) + 1 } else { span / stride + 1 };
     // The last window must start inside the input or its leading padding.
     if ceil && (out - 1) * stride >= size + before {
@@ -297,9 +297,10 @@ impl<'n> Builder<'n> {
         if c.out_channels == 0 || kh == 0 || kw == 0 || c.groups == 0 {
             return Err(layer_error(layer, "out_channels, kernel and groups must be positive"));
         }
-        let per_filter = c.out_channels * kh * kw;
+        // Sizes come from user data: no product may overflow.
+        let per_filter = c.out_channels.checked_mul(kh).and_then(|v| v.checked_mul(kw)).unwrap_or(usize::MAX);
         if !c.weights.len().is_multiple_of(per_filter)
-            || c.weights.len() / per_filter * c.groups != t.channels
+            || (c.weights.len() / per_filter).checked_mul(c.groups) != Some(t.channels)
         {
             return Err(layer_error(
                 layer,
@@ -310,7 +311,7 @@ impl<'n> Builder<'n> {
                     c.out_channels,
                     t.channels,
                     c.groups,
-                    per_filter * t.channels / c.groups.max(1)
+                    per_filter.saturating_mul(t.channels) / c.groups.max(1)
                 ),
             ));
         }
@@ -410,14 +411,14 @@ impl<'n> Builder<'n> {
         let x = self.dense(input, &layer.name)?;
         let t = &self.tensors[x];
         let features = t.channels * t.height * t.width;
-        if l.out_features == 0 || l.weights.len() != l.out_features * features {
+        if l.out_features == 0 || l.out_features.checked_mul(features) != Some(l.weights.len()) {
             return Err(layer_error(
                 layer,
                 format!(
                     "weights hold {} values, but {} outputs of a {features}-feature input need {}",
                     l.weights.len(),
                     l.out_features,
-                    l.out_features * features
+                    l.out_features.saturating_mul(features)
                 ),
             ));
         }
@@ -734,6 +735,14 @@ impl Plan {
         if i.channels == 0 || i.height == 0 || i.width == 0 {
             return Err(Error::InvalidArgument(format!(
                 "network input is {}x{}x{}",
+                i.channels, i.height, i.width
+            )));
+        }
+        let elements =
+            [batch, i.channels, i.height, i.width].iter().try_fold(1usize, |acc, &n| acc.checked_mul(n));
+        if elements.is_none_or(|n| n > u32::MAX as usize / 4) {
+            return Err(Error::TooLarge(format!(
+                "an input of {batch}x{}x{}x{} exceeds 2^30 elements",
                 i.channels, i.height, i.width
             )));
         }
