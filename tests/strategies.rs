@@ -228,3 +228,26 @@ fn stride_baseline_equals_the_conv_on_the_grid() {
     let e = Plan::compile(&uniform, 1, PlanOptions::default()).unwrap_err().to_string();
     assert!(e.contains("the stride baseline needs a grid mask"), "{e}");
 }
+
+#[test]
+fn resize_baseline_reaches_the_requested_flop_ratio() {
+    use perforate::network::zoo::{self, ZooConfig};
+    for (name, resolution) in [("nin", 32), ("resnet18", 224)] {
+        let net = zoo::build(name, ZooConfig::scaled(0.25, resolution)).unwrap();
+        for speedup in [2.0, 3.0, 4.0] {
+            let small = net.resized_for_speedup(speedup).unwrap();
+            assert!(small.input.height < resolution);
+            let full = Plan::compile(&net, 1, PlanOptions::default()).unwrap().flops() as f64;
+            let got = full / Plan::compile(&small, 1, PlanOptions::default()).unwrap().flops() as f64;
+            assert!(
+                (got / speedup - 1.0).abs() <= 0.05,
+                "{name} at {speedup}x: got {got:.3} with input {}",
+                small.input.height
+            );
+        }
+    }
+    let vgg = zoo::build("vgg16", ZooConfig::scaled(0.125, 64)).unwrap();
+    let e = vgg.resized_for_speedup(2.0).map(|n| n.input.height).unwrap_err().to_string();
+    assert!(e.contains("the resize baseline needs global pooling before the classifier"), "{e}");
+    assert!(vgg.resized_for_speedup(0.5).map(|n| n.input.height).is_err());
+}

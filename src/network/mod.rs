@@ -373,6 +373,54 @@ impl Network {
         Ok(dense.flops() as f64 / perforated.flops() as f64)
     }
 
+    /// The paper's *resize* baseline: this network, unperforated, on a smaller input whose
+    /// height (and proportional width) is chosen so that total FLOPs fall by `speedup` as
+    /// closely as integer sizes allow. Images must be resized to the new input size by the
+    /// caller. Networks whose classifier depends on the input size (Flatten before Linear,
+    /// as in AlexNet and VGG) cannot be resized and give an error.
+    pub fn resized_for_speedup(&self, speedup: f64) -> Result<Network> {
+        if !(speedup >= 1.0 && speedup.is_finite()) {
+            return Err(Error::InvalidArgument(format!("resize speedup must be at least 1, got {speedup}")));
+        }
+        let dense = self.dense();
+        let options = crate::plan::PlanOptions::default();
+        let full = crate::plan::Plan::compile(&dense, 1, options)?.flops() as f64;
+        let (h, w) = (dense.input.height, dense.input.width);
+        let at = |height: usize| -> Result<(Network, f64)> {
+            let mut net = dense.clone();
+            net.input.height = height;
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let width = ((w * height) as f64 / h as f64).round().max(1.0) as usize;
+            net.input.width = width;
+            let flops = crate::plan::Plan::compile(&net, 1, options)?.flops() as f64;
+            Ok((net, full / flops))
+        };
+        // FLOPs grow with the input height: bisect for the height whose speedup is closest.
+        let (mut lo, mut hi) = (1usize, h);
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2;
+            match at(mid) {
+                Ok((_, s)) if s > speedup => lo = mid,
+                Ok(_) => hi = mid,
+                Err(_) => lo = mid, // too small for the network: go larger
+            }
+        }
+        let candidates = [lo, hi].into_iter().filter_map(|height| at(height).ok());
+        let best =
+            candidates.min_by(|a, b| (a.1 / speedup).ln().abs().total_cmp(&(b.1 / speedup).ln().abs()));
+        match best {
+            // Sizes the network cannot take are skipped above; an answer far from the request
+            // means no smaller size worked at all.
+            Some((net, got)) if (got / speedup - 1.0).abs() <= 0.25 => Ok(net),
+            _ => Err(Error::InvalidArgument(format!(
+                "network '{}' cannot run on a smaller input (a classifier sized for {h}x{w}?): \
+                 the resize baseline needs global pooling before the classifier: {}",
+                self.name,
+                at(h.saturating_sub(1).max(1)).err().map_or(String::new(), |e| e.to_string())
+            ))),
+        }
+    }
+
     /// The network as JSON.
     pub fn to_json(&self) -> Result<String> {
         serde_json::to_string(self).map_err(|e| Error::InvalidArgument(format!("serialising network: {e}")))
