@@ -172,17 +172,7 @@ fn memory_and_speedup_accounting() {
 
     // One perforated conv alone: the speedup is exactly 1/q.
     let mut one = Network::new("one", InputSpec { name: "x".into(), channels: 2, height: 8, width: 8 });
-    let conv = perforate::network::Conv {
-        out_channels: 3,
-        kernel: [3, 3],
-        stride: [1, 1],
-        pads: [1; 4],
-        dilation: [1, 1],
-        groups: 1,
-        weights: vec![0.1; 54],
-        bias: None,
-        perforation: None,
-    };
+    let conv = perforate::network::Conv::new(3, [3, 3], 1, vec![0.1; 54], None);
     one.push("c", Op::Conv(conv), &["x"]);
     one.set_perforation("c", 0.25, 0).unwrap();
     assert_eq!(one.theoretical_speedup().unwrap(), 4.0);
@@ -286,17 +276,7 @@ fn absurd_sizes_are_errors_not_panics() {
     let e = Plan::compile(&huge, 1, PlanOptions::default()).unwrap_err().to_string();
     assert!(e.contains("exceeds 2^30 elements"), "{e}");
     let mut net = Network::new("n", InputSpec { name: "x".into(), channels: 2, height: 4, width: 4 });
-    let conv = perforate::network::Conv {
-        out_channels: usize::MAX / 2,
-        kernel: [3, 3],
-        stride: [1, 1],
-        pads: [1; 4],
-        dilation: [1, 1],
-        groups: 1,
-        weights: vec![0.0; 18],
-        bias: None,
-        perforation: None,
-    };
+    let conv = perforate::network::Conv::new(usize::MAX / 2, [3, 3], 1, vec![0.0; 18], None);
     net.push("c", Op::Conv(conv), &["x"]);
     let e = Plan::compile(&net, 1, PlanOptions::default()).unwrap_err().to_string();
     assert!(e.contains("layer 'c' (conv): weights hold 18 values"), "{e}");

@@ -28,17 +28,9 @@ fn conv_op(
     perforation: Option<Perforation>,
 ) -> Conv {
     let mut rng = SeededRng::new(seed);
-    Conv {
-        out_channels: cout,
-        kernel: [k, k],
-        stride: [1, 1],
-        pads: [pad; 4],
-        dilation: [1, 1],
-        groups: 1,
-        weights: rng.vec_f32(cout * cin * k * k, -0.5, 0.5),
-        bias: Some(rng.vec_f32(cout, -0.5, 0.5)),
-        perforation,
-    }
+    let weights = rng.vec_f32(cout * cin * k * k, -0.5, 0.5);
+    let bias = Some(rng.vec_f32(cout, -0.5, 0.5));
+    Conv { perforation, ..Conv::new(cout, [k, k], pad, weights, bias) }
 }
 
 /// A perforated conv's dense (interpolated) output, from the naive conv and the mask and

@@ -65,15 +65,8 @@ fn pooling_structure_counts_overlapping_windows() {
 fn net_with(strategy: MaskStrategy, pooled: bool) -> Network {
     let mut net = Network::new("s", InputSpec { name: "x".into(), channels: 2, height: 7, width: 7 });
     let conv = perforate::network::Conv {
-        out_channels: 3,
-        kernel: [3, 3],
-        stride: [1, 1],
-        pads: [1; 4],
-        dilation: [1, 1],
-        groups: 1,
-        weights: vec![0.1; 54],
-        bias: None,
         perforation: Some(Perforation { strategy, ..Perforation::uniform(4.0 / 49.0, 3) }),
+        ..perforate::network::Conv::new(3, [3, 3], 1, vec![0.1; 54], None)
     };
     net.push("conv", Op::Conv(conv), &["x"]);
     net.then("relu", Op::Relu);
@@ -167,15 +160,8 @@ fn stride_baseline_equals_the_conv_on_the_grid() {
         ..Perforation::uniform(0.3, 4)
     };
     let conv = perforate::network::Conv {
-        out_channels: t,
-        kernel: [3, 3],
-        stride: [1, 1],
-        pads: [1; 4],
-        dilation: [1, 1],
-        groups: 1,
-        weights: weights.clone(),
-        bias: Some(bias.clone()),
         perforation: Some(perforation),
+        ..perforate::network::Conv::new(t, [3, 3], 1, weights.clone(), Some(bias.clone()))
     };
     let mut net = Network::new("stride", InputSpec { name: "x".into(), channels: c, height: h, width: h });
     net.push("conv", Op::Conv(conv), &["x"]);

@@ -96,6 +96,28 @@ pub struct Conv {
 }
 
 impl Conv {
+    /// A stride-1, undilated, ungrouped, unperforated convolution with `pad` zeros on every
+    /// side; `weights` are OIHW. Set the other fields directly where they differ.
+    pub fn new(
+        out_channels: usize,
+        kernel: [usize; 2],
+        pad: usize,
+        weights: Vec<f32>,
+        bias: Option<Vec<f32>>,
+    ) -> Self {
+        Conv {
+            out_channels,
+            kernel,
+            stride: [1, 1],
+            pads: [pad; 4],
+            dilation: [1, 1],
+            groups: 1,
+            weights,
+            bias,
+            perforation: None,
+        }
+    }
+
     /// Whether the convolution is 1×1 with stride 1 and no padding: such a layer maps
     /// each position to itself, so it runs directly on a compact tensor and is never a
     /// perforation candidate (METHOD.md §3).

@@ -101,15 +101,9 @@ impl Maker {
         let weights = self.uniform(cout * fan_in, (6.0 / fan_in as f32).sqrt());
         let bias = bias.then(|| self.uniform(cout, 0.05));
         let op = Op::Conv(Conv {
-            out_channels: cout,
-            kernel: [k, k],
             stride: [stride, stride],
-            pads: [pad; 4],
-            dilation: [1, 1],
             groups,
-            weights,
-            bias,
-            perforation: None,
+            ..Conv::new(cout, [k, k], pad, weights, bias)
         });
         self.net.push(name, op, &[input])
     }
