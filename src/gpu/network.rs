@@ -123,7 +123,9 @@ impl GpuExecutor {
 
     /// Runs the plan, blocking until the output is back.
     pub fn run(&self, input: ArrayViewD<'_, f32>) -> Result<ArrayD<f32>> {
-        self.inner.run(input, true).map(|out| out.expect("read back"))
+        self.inner
+            .run(input, true)
+            .and_then(|out| out.ok_or_else(|| Error::Gpu("no output was read back".into())))
     }
 
     /// Uploads `input` and runs the plan without reading the output back (benchmarks).
@@ -142,7 +144,9 @@ impl GpuExecutor {
         let inner = Arc::clone(&self.inner);
         let done = Arc::clone(&shared);
         let spawned = std::thread::Builder::new().name("perforate-gpu-run".into()).spawn(move || {
-            let result = inner.run(input.view(), true).map(|out| out.expect("read back"));
+            let result = inner
+                .run(input.view(), true)
+                .and_then(|out| out.ok_or_else(|| Error::Gpu("no output was read back".into())));
             if let Ok(mut s) = done.lock() {
                 s.result = Some(result);
                 if let Some(w) = s.waker.take() {

@@ -664,6 +664,21 @@ fn check_lrn(l: &Lrn) -> Result<()> {
     Ok(())
 }
 
+/// For each storage tensor, the last step that reads it (`usize::MAX` for the output,
+/// which lives to the end; `None` for a tensor nothing reads). Shared by slot assignment
+/// and the memory report, so both agree on every lifetime.
+pub(super) fn last_uses(tensors: &[TensorInfo], steps: &[Step], output: TensorId) -> Vec<Option<usize>> {
+    let root = |t: TensorId| tensors[t].storage;
+    let mut last_use = vec![None; tensors.len()];
+    for (s, step) in steps.iter().enumerate() {
+        for &i in &step.inputs {
+            last_use[root(i)] = Some(s);
+        }
+    }
+    last_use[root(output)] = Some(usize::MAX);
+    last_use
+}
+
 /// Assigns buffer slots: each storage tensor gets a slot when produced, and its slot is
 /// released after the last step reading it (never before the step's own output is
 /// placed, so a step never writes a buffer it reads).
@@ -675,13 +690,7 @@ fn assign_slots(
     reuse: bool,
 ) -> (Vec<usize>, Vec<usize>) {
     let root = |t: TensorId| tensors[t].storage;
-    let mut last_use: Vec<Option<usize>> = vec![None; tensors.len()];
-    for (s, step) in steps.iter().enumerate() {
-        for &i in &step.inputs {
-            last_use[root(i)] = Some(s);
-        }
-    }
-    last_use[root(output)] = Some(usize::MAX);
+    let last_use = last_uses(tensors, steps, output);
     let mut slot_of = vec![usize::MAX; tensors.len()];
     let mut sizes: Vec<usize> = Vec::new();
     let mut free: Vec<usize> = Vec::new();

@@ -37,13 +37,7 @@ impl Plan {
     /// until its last reader; workspace such as the im2col buffer does not count).
     pub fn memory_report(&self) -> MemoryReport {
         let root = |t: usize| self.tensors[t].storage;
-        let mut last_use = vec![0usize; self.tensors.len()];
-        for (s, step) in self.steps.iter().enumerate() {
-            for &i in &step.inputs {
-                last_use[root(i)] = s;
-            }
-        }
-        last_use[root(self.output)] = usize::MAX;
+        let last_use = super::compile::last_uses(&self.tensors, &self.steps, self.output);
         let mut live: Vec<usize> = vec![root(self.input)];
         let mut rows = Vec::with_capacity(self.steps.len());
         for (s, step) in self.steps.iter().enumerate() {
@@ -61,7 +55,7 @@ impl Plan {
                 output_bytes: info.bytes(),
                 live_bytes,
             });
-            live.retain(|&t| last_use[t] > s);
+            live.retain(|&t| last_use[t].is_some_and(|last| last > s));
         }
         let peak_bytes = rows.iter().map(|r| r.live_bytes).max().unwrap_or(0);
         let allocated_bytes = self.slot_sizes.iter().map(|&n| n as u64 * 4).sum();
