@@ -1,10 +1,11 @@
-// gather_interp: compact -> dense through an interpolation map.
+// gather_interp: compact -> dense through an interpolation map, optionally with a ReLU
+// after the interpolation (a barycentric map does not commute with the ReLU).
 //
 // Bindings (CPU twin `cpu::gather_interp` takes them in this order):
-//   0 params   uniform  Params (Rust: `params::GatherInterpParams`)
-//   1 compact  storage  f32 [planes, n_pos]
-//   2 map      storage  u32 [plane]          index into a compact plane, per dense position
-//   3 dense    storage  f32 [planes, plane]
+//   0 params  uniform  Params (Rust: `params::GatherInterpParams`)
+//   1 input   storage  f32 [planes, n_pos]      the compact tensor
+//   2 in_map  storage  u32 [plane * words]      the map's table (read_mapped.wgsl)
+//   3 dense   storage  f32 [planes, plane]
 // Dispatch (`gpu::kernels::gather_interp`): x = ceil(plane / 256) workgroups, one thread
 // per dense position; y = min(planes, 65535) workgroups looping over planes with stride y.
 
@@ -12,12 +13,16 @@ struct Params {
     n_pos: u32,
     plane: u32,
     planes: u32,
-    _pad: u32,
+    map_kind: u32,
+    relu: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> compact: array<f32>;
-@group(0) @binding(2) var<storage, read> map: array<u32>;
+@group(0) @binding(1) var<storage, read> input: array<f32>;
+@group(0) @binding(2) var<storage, read> in_map: array<u32>;
 @group(0) @binding(3) var<storage, read_write> dense: array<f32>;
 
 @compute @workgroup_size(256)
@@ -29,8 +34,11 @@ fn main(
     if p >= params.plane {
         return;
     }
-    let src = map[p];
     for (var t = gid.y; t < params.planes; t += groups.y) {
-        dense[t * params.plane + p] = compact[t * params.n_pos + src];
+        var v = read_mapped(params.map_kind, t * params.n_pos, p);
+        if params.relu != 0u {
+            v = max(v, 0.0);
+        }
+        dense[t * params.plane + p] = v;
     }
 }

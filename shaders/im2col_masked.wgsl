@@ -4,7 +4,7 @@
 //   0 params  uniform  Params (Rust: `params::Im2colMaskedParams`)
 //   1 input   storage  f32 [batch, channels, in_plane]   dense (in_plane = H*W) or compact
 //   2 mask    storage  u32 [n_pos]                       sorted output positions y*W'+x
-//   3 in_map  storage  u32 [H*W]                         read only when use_in_map == 1
+//   3 in_map  storage  u32 [H*W*words]                   read only when in_map_kind != 0 (read_mapped.wgsl)
 //   4 col     storage  f32 [rows, ldb]                   rows = group_channels*kh*kw
 // Dispatch (`gpu::kernels::im2col_masked`): x = ceil(ldb / 256) workgroups, one thread
 // per column; y = min(rows, 65535) workgroups, each looping over rows with stride y.
@@ -32,7 +32,7 @@ struct Params {
     col_start: u32,
     cols: u32,
     ldb: u32,
-    use_in_map: u32,
+    in_map_kind: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -73,11 +73,13 @@ fn main(
             let yi = y0 + i32((c / params.kernel_w) * params.dilation_h);
             let xi = x0 + i32((c % params.kernel_w) * params.dilation_w);
             if yi >= 0 && yi < i32(params.in_h) && xi >= 0 && xi < i32(params.in_w) {
-                var s = u32(yi) * params.in_w + u32(xi);
-                if params.use_in_map != 0u {
-                    s = in_map[s];
+                let s = u32(yi) * params.in_w + u32(xi);
+                let base = image_base + (params.channel_offset + ci) * params.in_plane;
+                if params.in_map_kind != 0u {
+                    v = read_mapped(params.in_map_kind, base, s);
+                } else {
+                    v = input[base + s];
                 }
-                v = input[image_base + (params.channel_offset + ci) * params.in_plane + s];
             }
         }
         col[r * params.ldb + j] = v;

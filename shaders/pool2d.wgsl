@@ -3,7 +3,7 @@
 // Bindings (CPU twin `cpu::pool2d` takes them in this order):
 //   0 params  uniform  Params (Rust: `params::Pool2dParams`)
 //   1 input   storage  f32 [planes, in_plane]   dense (in_plane = H*W) or compact
-//   2 in_map  storage  u32 [H*W]                read only when use_in_map == 1
+//   2 in_map  storage  u32 [H*W*words]          read only when in_map_kind != 0 (read_mapped.wgsl)
 //   3 out     storage  f32 [planes, out_h*out_w]
 // Dispatch (`gpu::kernels::pool2d`): x = ceil(out_h*out_w / 256) workgroups, one thread per
 // output position; y = min(planes, 65535) workgroups looping over planes with stride y.
@@ -30,7 +30,7 @@ struct Params {
     pad_right: u32,
     mode: u32,
     count_include_pad: u32,
-    use_in_map: u32,
+    in_map_kind: u32,
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
@@ -71,11 +71,13 @@ fn main(
         var best = -3.402823e38;
         for (var y = h0; y < h1; y++) {
             for (var x = w0; x < w1; x++) {
-                var s = (y - params.pad_top) * params.in_w + (x - params.pad_left);
-                if params.use_in_map != 0u {
-                    s = in_map[s];
+                let s = (y - params.pad_top) * params.in_w + (x - params.pad_left);
+                var v = 0.0;
+                if params.in_map_kind != 0u {
+                    v = read_mapped(params.in_map_kind, base, s);
+                } else {
+                    v = input[base + s];
                 }
-                let v = input[base + s];
                 acc += v;
                 best = max(best, v);
             }

@@ -3,7 +3,8 @@
 
 use crate::error::{to_u32, Error, Result};
 use crate::geometry::ConvGeometry;
-use crate::mask::{InterpMap, Mask};
+use crate::interp::{InterpMap, MapKind};
+use crate::mask::Mask;
 use crate::params::{GatherInterpParams, Im2colMaskedParams, MatmulTiledParams};
 
 /// A convolution with its weights, its mask and interpolation map, and (when its input
@@ -64,6 +65,17 @@ impl ConvLayer {
         }
         self.map = mask.interpolation_map(tie_seed);
         self.mask = mask;
+        Ok(self)
+    }
+
+    /// Fills skipped outputs through a map of `kind` (nearest by default) built from the
+    /// current mask; `tie_seed` as in [`ConvLayer::with_mask`].
+    ///
+    /// A fused ReLU ([`ConvLayer::with_relu`]) applies after the interpolation in a dense
+    /// output. A barycentric map does not commute with the ReLU, so a compact output of a
+    /// barycentric layer with a ReLU is rejected by the schedule.
+    pub fn with_interpolation(mut self, kind: MapKind, tie_seed: u64) -> Result<Self> {
+        self.map = self.mask.map(kind, tie_seed)?;
         Ok(self)
     }
 
@@ -245,6 +257,16 @@ impl ConvSchedule {
         let n = layer.mask().len();
         let k = g.k_per_group();
         let batch_cols = g.batch * n;
+        // relu(barycentric(x)) != barycentric(relu(x)): the ReLU moves to the gather.
+        let relu_after_gather =
+            layer.relu() && layer.map.kind() == MapKind::Barycentric && !layer.mask().is_dense();
+        if relu_after_gather && settings.output == OutputForm::Compact {
+            return Err(Error::InvalidArgument(
+                "a barycentric layer with a fused ReLU has no compact output: the ReLU must follow the \
+                 interpolation (ask for a dense output, or apply the ReLU after gathering)"
+                    .into(),
+            ));
+        }
         let images_per_gemm = match settings.images_per_gemm {
             Some(0) => return Err(Error::InvalidArgument("images_per_gemm must be at least 1".into())),
             Some(i) => i.min(g.batch),
@@ -286,7 +308,7 @@ impl ConvSchedule {
                     col_start: to_u32(col_start, "column")?,
                     cols: to_u32(cols, "columns")?,
                     ldb,
-                    use_in_map: u32::from(layer.input_map().is_some()),
+                    in_map_kind: layer.input_map().map_or(0, |m| m.kind().code()),
                 };
                 let matmul = MatmulTiledParams {
                     m: to_u32(tg, "output channels per group")?,
@@ -295,7 +317,7 @@ impl ConvSchedule {
                     lda: to_u32(k.next_multiple_of(4), "weight row stride")?,
                     ldb,
                     a_row_offset: to_u32(group * tg, "weight row")?,
-                    relu: u32::from(layer.relu()),
+                    relu: u32::from(layer.relu() && !relu_after_gather),
                     col_start: to_u32(col_start, "column")?,
                     n_pos: to_u32(n, "mask length")?,
                     out_channels: to_u32(g.out_channels, "output channels")?,
@@ -310,7 +332,9 @@ impl ConvSchedule {
                 n_pos: to_u32(n, "mask length")?,
                 plane: to_u32(g.out_positions(), "output plane")?,
                 planes: to_u32(g.batch * g.out_channels, "output planes")?,
-                _pad: 0,
+                map_kind: layer.map.kind().code(),
+                relu: u32::from(relu_after_gather),
+                ..Default::default()
             }),
             _ => None,
         };

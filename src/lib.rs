@@ -29,6 +29,7 @@ pub mod cpu;
 mod error;
 mod geometry;
 pub mod gpu;
+mod interp;
 mod layer;
 mod mask;
 pub mod network;
@@ -40,6 +41,7 @@ mod strategy;
 
 pub use error::{Error, Result};
 pub use geometry::ConvGeometry;
+pub use interp::{InterpMap, MapKind, ZERO_TAP};
 pub use layer::{ConvLayer, ConvSchedule, ConvSettings, ConvStep, OutputForm};
-pub use mask::{kept_count, InterpMap, Mask};
+pub use mask::{kept_count, Mask};
 pub use strategy::{grid_offsets, grid_sequence, window_counts, Interpolation, MaskStrategy, PoolWindows};

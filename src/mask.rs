@@ -8,6 +8,7 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::interp::{InterpMap, MapKind};
 use crate::rng::hash2;
 
 /// The sorted, distinct linear positions `p = y·W' + x` of an `H'×W'` output map at
@@ -34,7 +35,7 @@ pub fn kept_count(height: usize, width: usize, kept_fraction: f64) -> Result<usi
     Ok(n.clamp(1, total))
 }
 
-fn check_map_size(height: usize, width: usize) -> Result<()> {
+pub(crate) fn check_map_size(height: usize, width: usize) -> Result<()> {
     if height == 0 || width == 0 {
         return Err(Error::Mask(format!("map size {height}x{width} is empty")));
     }
@@ -202,52 +203,6 @@ impl Mask {
                 }
             })
             .collect();
-        InterpMap { height: h, width: w, compact_len: self.len(), index }
-    }
-}
-
-/// An interpolation map ℓ: for each of the H'×W' output positions, the index into the
-/// compact tensor (0..N) whose value it takes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InterpMap {
-    height: usize,
-    width: usize,
-    compact_len: usize,
-    index: Vec<u32>,
-}
-
-impl InterpMap {
-    /// A map from explicit indices; every entry must be below `compact_len`.
-    pub fn from_indices(height: usize, width: usize, compact_len: usize, index: Vec<u32>) -> Result<Self> {
-        check_map_size(height, width)?;
-        if index.len() != height * width {
-            return Err(Error::shape("interpolation map", height * width, index.len()));
-        }
-        if let Some((p, &i)) = index.iter().enumerate().find(|(_, &i)| i as usize >= compact_len) {
-            return Err(Error::Mask(format!(
-                "interpolation map entry {p} points to compact index {i}, but only {compact_len} exist"
-            )));
-        }
-        Ok(InterpMap { height, width, compact_len, index })
-    }
-
-    /// Map height.
-    pub fn height(&self) -> usize {
-        self.height
-    }
-
-    /// Map width.
-    pub fn width(&self) -> usize {
-        self.width
-    }
-
-    /// Length N of the compact tensor the map reads from.
-    pub fn compact_len(&self) -> usize {
-        self.compact_len
-    }
-
-    /// The H'·W' compact indices, row-major.
-    pub fn indices(&self) -> &[u32] {
-        &self.index
+        InterpMap::new(h, w, self.len(), MapKind::Nearest, index)
     }
 }

@@ -51,8 +51,9 @@ pub struct Im2colMaskedParams {
     /// Row stride of the column matrix (cols rounded up to a multiple of 4; the padding
     /// columns are written as 0).
     pub ldb: u32,
-    /// 1 when the input is compact and read through the input interpolation map.
-    pub use_in_map: u32,
+    /// 0 for a dense input; else the input is compact and read through the input
+    /// interpolation map of this [`crate::MapKind::code`].
+    pub in_map_kind: u32,
 }
 
 /// `matmul_tiled`: `out = act(A · B + bias)` for one group and one chunk of columns,
@@ -100,12 +101,20 @@ pub struct GatherInterpParams {
     pub plane: u32,
     /// Number of planes (batch · channels).
     pub planes: u32,
+    /// The map's [`crate::MapKind::code`].
+    pub map_kind: u32,
+    /// 1 to apply a ReLU after the interpolation.
+    pub relu: u32,
     /// Padding to a multiple of 16 bytes.
-    pub _pad: u32,
+    pub _pad0: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad1: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad2: u32,
 }
 
 /// `pool2d`: max or average pooling of `planes` channel planes, reading a compact input
-/// through `in_map` when `use_in_map` is 1. Output is dense `[planes, out_h · out_w]`.
+/// through `in_map` when `in_map_kind` is not 0. Output is dense `[planes, out_h · out_w]`.
 ///
 /// Average pooling follows PyTorch/ONNX Runtime: the window is clipped to the padded
 /// input (`H + pad_bottom`, `W + pad_right`) for the `count_include_pad` divisor, and to
@@ -146,8 +155,9 @@ pub struct Pool2dParams {
     pub mode: u32,
     /// Average pooling: 1 to divide by the window clipped to the padded input.
     pub count_include_pad: u32,
-    /// 1 when the input is compact and read through `in_map`.
-    pub use_in_map: u32,
+    /// 0 for a dense input; else the input is compact and read through `in_map`, a map
+    /// of this [`crate::MapKind::code`].
+    pub in_map_kind: u32,
     /// Padding to a multiple of 16 bytes.
     pub _pad0: u32,
     /// Padding to a multiple of 16 bytes.

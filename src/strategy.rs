@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::interp::MapKind;
 use crate::mask::Mask;
 use crate::rng::hash2;
 
@@ -53,6 +54,11 @@ pub enum Interpolation {
     /// computed positions form a `K_h × K_w` grid, which becomes the layer's (smaller)
     /// output map; later layers see that map.
     Stride,
+    /// Skipped outputs are 0 (the reviewers' baseline: no interpolation, same map size).
+    Zeros,
+    /// The convex combination of the three vertices of the enclosing triangle of a
+    /// Delaunay triangulation of the mask; nearest outside its convex hull.
+    Barycentric,
 }
 
 impl Interpolation {
@@ -61,6 +67,18 @@ impl Interpolation {
         match self {
             Interpolation::Nearest => "nearest",
             Interpolation::Stride => "stride",
+            Interpolation::Zeros => "zeros",
+            Interpolation::Barycentric => "barycentric",
+        }
+    }
+
+    /// The interpolation map kind; `None` for the stride baseline (no map at all).
+    pub fn map_kind(self) -> Option<MapKind> {
+        match self {
+            Interpolation::Nearest => Some(MapKind::Nearest),
+            Interpolation::Stride => None,
+            Interpolation::Zeros => Some(MapKind::Zeros),
+            Interpolation::Barycentric => Some(MapKind::Barycentric),
         }
     }
 }

@@ -19,15 +19,15 @@ fn every_map_entry_points_to_a_nearest_kept_position() {
                 let mask = Mask::uniform(h, w, q, seed).unwrap();
                 let map = mask.interpolation_map(seed);
                 let kept = mask.positions();
-                assert_eq!(map.indices().len(), h * w);
+                assert_eq!(map.table().len(), h * w);
                 assert_eq!(map.compact_len(), kept.len());
                 for p in 0..(h * w) as u32 {
-                    let chosen = kept[map.indices()[p as usize] as usize];
+                    let chosen = kept[map.table()[p as usize] as usize];
                     let best = kept.iter().map(|&k| dist2(p, k, w as u32)).min().unwrap();
                     assert_eq!(dist2(p, chosen, w as u32), best, "{h}x{w} q={q} seed={seed} position {p}");
                 }
                 for (i, &k) in kept.iter().enumerate() {
-                    assert_eq!(map.indices()[k as usize] as usize, i, "kept position maps to itself");
+                    assert_eq!(map.table()[k as usize] as usize, i, "kept position maps to itself");
                 }
             }
         }
@@ -47,7 +47,7 @@ fn masks_and_maps_are_reproducible_from_their_seed() {
     // positions 2 and 11 are ties resolved by the seed.)
     let small = Mask::uniform(4, 4, 0.25, 7).unwrap();
     assert_eq!(small.positions(), &[5, 7, 14, 15]);
-    assert_eq!(small.interpolation_map(7).indices(), &[0, 0, 0, 1, 0, 0, 1, 1, 0, 0, 2, 3, 2, 2, 2, 3]);
+    assert_eq!(small.interpolation_map(7).table(), &[0, 0, 0, 1, 0, 0, 1, 1, 0, 0, 2, 3, 2, 2, 2, 3]);
 }
 
 #[test]
@@ -55,7 +55,7 @@ fn ties_are_broken_by_the_seed_both_ways() {
     // 1×3 map keeping both ends: the middle is equidistant from both.
     let mask = Mask::from_positions(1, 3, vec![0, 2]).unwrap();
     let picks: std::collections::BTreeSet<u32> =
-        (0..64).map(|s| mask.interpolation_map(s).indices()[1]).collect();
+        (0..64).map(|s| mask.interpolation_map(s).table()[1]).collect();
     assert_eq!(picks.into_iter().collect::<Vec<_>>(), vec![0, 1]);
     // The same seed always picks the same.
     assert_eq!(mask.interpolation_map(5), mask.interpolation_map(5));

@@ -11,6 +11,7 @@ use perforate::network::zoo::{self, ZooConfig};
 use perforate::network::{InputSpec, Network, Op};
 use perforate::plan::{Executor, Plan, PlanOptions};
 use perforate::rng::SeededRng;
+use perforate::Interpolation;
 
 /// Small variants: an eighth of the channels, the smallest valid resolutions.
 fn small(name: &str) -> Network {
@@ -48,20 +49,39 @@ fn logits(mut net: Network) -> Network {
 #[test]
 fn zoo_networks_gpu_matches_cpu_dense_and_perforated() {
     let ctx = gpu_or_skip("zoo_networks_gpu_matches_cpu_dense_and_perforated");
+    let variants =
+        [None, Some(Interpolation::Nearest), Some(Interpolation::Zeros), Some(Interpolation::Barycentric)];
     for name in zoo::NAMES {
-        let mut net = small(name);
-        for perforated in [false, true] {
-            if perforated {
+        for variant in variants {
+            let mut net = small(name);
+            if let Some(interpolation) = variant {
                 assert!(perforate_mixed(&mut net) > 0, "{name} has eligible convs");
+                net.set_interpolation(interpolation);
             }
-            for net in [logits(net.clone()), net.clone()] {
+            // Both outputs for dense and nearest; the logits for the other variants.
+            let outputs = if variant.is_some_and(|v| v != Interpolation::Nearest) {
+                vec![logits(net.clone())]
+            } else {
+                vec![logits(net.clone()), net.clone()]
+            };
+            for net in outputs {
                 let plan = Plan::compile(&net, 2, PlanOptions::default()).unwrap();
                 let x = input_for(&plan, 7);
                 let cpu = CpuExecutor::new(&plan).unwrap().run(x.view()).unwrap();
                 assert!(cpu.iter().all(|v| v.is_finite()));
+                // Fusion decisions depend on the interpolation: unfused must agree.
+                let unfused =
+                    Plan::compile(&net, 2, PlanOptions { fuse: false, ..Default::default() }).unwrap();
+                let plain = CpuExecutor::new(&unfused).unwrap().run(x.view()).unwrap();
+                let label = format!("{name} {variant:?} output={}", net.output);
+                assert_close(
+                    &format!("{label} fused vs unfused"),
+                    cpu.as_slice().unwrap(),
+                    &to_f64(plain.as_slice().unwrap()),
+                    1e-4,
+                );
                 let Some(ctx) = &ctx else { continue };
                 let gpu = GpuExecutor::new(ctx, &plan).unwrap().run(x.view()).unwrap();
-                let label = format!("{name} perforated={perforated} output={}", net.output);
                 assert_close(&label, gpu.as_slice().unwrap(), &to_f64(cpu.as_slice().unwrap()), 1e-4);
             }
         }

@@ -11,7 +11,7 @@ use perforate::gpu::GpuExecutor;
 use perforate::network::{BatchNorm, Conv, InputSpec, Linear, Lrn, Network, Op, Perforation, Pool};
 use perforate::plan::{Plan, PlanOptions};
 use perforate::rng::SeededRng;
-use perforate::{ConvGeometry, Mask};
+use perforate::{ConvGeometry, Interpolation, Mask};
 
 const TOL: f64 = 1e-4;
 const B: usize = 2;
@@ -43,12 +43,13 @@ fn reference_conv(conv: &Conv, x: &[f64], cin: usize, h: usize, w: usize) -> Vec
     let Some(p) = &conv.perforation else { return full };
     let (oh, ow) = (g.out_h(), g.out_w());
     let mask = Mask::uniform(oh, ow, p.kept_fraction, p.seed).unwrap();
-    let map = mask.interpolation_map(p.seed);
+    let map = mask.map(p.interpolation.map_kind().unwrap(), p.seed).unwrap();
     let plane = oh * ow;
     (0..full.len())
         .map(|i| {
             let (t, q) = (i / plane, i % plane);
-            full[t * plane + mask.positions()[map.indices()[q] as usize] as usize]
+            let kept = |k: usize| full[t * plane + mask.positions()[k] as usize];
+            map.taps(q).iter().map(|&(k, w)| f64::from(w) * kept(k)).sum()
         })
         .collect()
 }
@@ -61,9 +62,14 @@ struct Pre {
     d: Vec<f64>,
 }
 
-fn pre(q: Option<f64>) -> Pre {
+/// Kept fraction of the first conv (`None`: dense) and how its skipped outputs are filled.
+type Keep = (Option<f64>, Interpolation);
+
+fn pre((q, interpolation): Keep) -> Pre {
     let mut net = Network::new("test", InputSpec { name: "input".into(), channels: 3, height: H, width: W });
-    let conv = conv_op(3, C, 3, 1, 11, q.map(|kept_fraction| Perforation::uniform(kept_fraction, 5)));
+    let perforation =
+        q.map(|kept_fraction| Perforation { interpolation, ..Perforation::uniform(kept_fraction, 5) });
+    let conv = conv_op(3, C, 3, 1, 11, perforation);
     let data = SeededRng::new(3).vec_f32(B * 3 * H * W, -1.0, 1.0);
     let x64 = to_f64(&data);
     let d = reference_conv(&conv, &x64, 3, H, W);
@@ -87,7 +93,13 @@ fn verify(label: &str, net: &Network, x: &ArrayD<f32>, expected: &[f64], shape: 
     }
 }
 
-const KEEPS: [Option<f64>; 3] = [None, Some(0.5), Some(0.3)];
+const KEEPS: [Keep; 5] = [
+    (None, Interpolation::Nearest),
+    (Some(0.5), Interpolation::Nearest),
+    (Some(0.3), Interpolation::Nearest),
+    (Some(0.5), Interpolation::Zeros),
+    (Some(0.4), Interpolation::Barycentric),
+];
 
 #[test]
 fn relu_clip_and_dropout() {
@@ -188,7 +200,7 @@ fn convs_after_a_perforated_conv() {
 #[test]
 fn add_and_concat_of_compact_and_dense_branches() {
     for (q1, q2) in [(None, None), (Some(0.5), None), (Some(0.5), Some(0.3)), (None, Some(0.7))] {
-        let mut p = pre(q1);
+        let mut p = pre((q1, Interpolation::Nearest));
         let other = conv_op(3, C, 3, 1, 12, q2.map(|kept_fraction| Perforation::uniform(kept_fraction, 6)));
         let d2 = reference_conv(&other, &p.x64, 3, H, W);
         p.net.push("other", Op::Conv(other), &["input"]);
@@ -203,7 +215,7 @@ fn add_and_concat_of_compact_and_dense_branches() {
         verify(&format!("concat q={q1:?},{q2:?}"), &cat, &p.x, &expected, &[B, 3 * C, H, W]);
     }
     // Two operands through the very same map: the add runs on the compact tensor.
-    let mut p = pre(Some(0.5));
+    let mut p = pre((Some(0.5), Interpolation::Nearest));
     p.net.then("relu", Op::Relu);
     p.net.push("sum", Op::Add, &["pre", "relu", "pre"]);
     let plan = Plan::compile(&p.net, B, PlanOptions::default()).unwrap();

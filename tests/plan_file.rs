@@ -7,6 +7,7 @@ use perforate::network::zoo::{self, ZooConfig};
 use perforate::network::{weights_hash, Network, PerforationPlan, PLAN_VERSION};
 use perforate::plan::{Plan, PlanOptions};
 use perforate::rng::SeededRng;
+use perforate::Interpolation;
 
 fn net(seed: u64) -> Network {
     zoo::build("resnet18", ZooConfig { width: 0.125, resolution: Some(32), classes: Some(10), seed }).unwrap()
@@ -23,8 +24,15 @@ fn run(net: &Network) -> ArrayD<f32> {
 
 #[test]
 fn save_load_apply_reproduces_the_outputs_exactly() {
+    for interpolation in [Interpolation::Nearest, Interpolation::Zeros, Interpolation::Barycentric] {
+        round_trip(interpolation);
+    }
+}
+
+fn round_trip(interpolation: Interpolation) {
     let mut perforated = net(1);
     perforated.perforate_all(0.4, 9).unwrap();
+    perforated.set_interpolation(interpolation);
     let expected = run(&perforated);
     let plan = PerforationPlan::from_network(&perforated).unwrap();
     assert_eq!(plan.version, PLAN_VERSION);
@@ -33,6 +41,7 @@ fn save_load_apply_reproduces_the_outputs_exactly() {
     assert_eq!(first.layer, "conv1");
     assert_eq!(first.output_size, [16, 16]);
     assert_eq!(first.positions.len(), 102, "⌊0.4 · 256⌋");
+    assert_eq!(first.interpolation, interpolation);
 
     let path = std::env::temp_dir().join(format!("perforate-plan-{}.json", std::process::id()));
     plan.save(&path).unwrap();
@@ -44,8 +53,10 @@ fn save_load_apply_reproduces_the_outputs_exactly() {
     let got = run(&fresh);
     assert!(
         got.iter().zip(expected.iter()).all(|(a, b)| a.to_bits() == b.to_bits()),
-        "bit-identical outputs"
+        "bit-identical outputs ({interpolation:?})"
     );
+    let dense = run(&net(1));
+    assert!(got.iter().zip(dense.iter()).any(|(a, b)| a != b), "the plan perforates ({interpolation:?})");
 }
 
 #[test]

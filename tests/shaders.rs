@@ -2,7 +2,7 @@
 //! mirrors its Rust twin: same size, same field names in the same order, 4-byte fields
 //! (u32, or f32 where a kernel needs a float constant).
 
-use perforate::gpu::Kernel;
+use perforate::gpu::{Kernel, SNIPPETS};
 use perforate::params::{GatherInterpParams, Im2colMaskedParams, MatmulTiledParams};
 
 fn params_struct(kernel: Kernel) -> (u32, Vec<(String, u32)>) {
@@ -40,17 +40,17 @@ fn every_shader_file_is_a_validated_kernel() {
         .collect();
     files.sort();
     let mut kernels: Vec<String> = Kernel::ALL.iter().map(|k| format!("{}.wgsl", k.label())).collect();
+    kernels.extend(SNIPPETS.iter().map(|s| format!("{s}.wgsl")));
     kernels.sort();
-    assert_eq!(files, kernels, "every file in shaders/ is a kernel and vice versa");
+    assert_eq!(files, kernels, "every file in shaders/ is a kernel or a snippet, and vice versa");
     for kernel in Kernel::ALL {
         kernel.validate().unwrap_or_else(|e| panic!("{e}"));
-        let on_disk = std::fs::read_to_string(format!(
-            "{}/shaders/{}.wgsl",
-            env!("CARGO_MANIFEST_DIR"),
-            kernel.label()
-        ))
-        .unwrap();
-        assert_eq!(on_disk, kernel.source(), "embedded source is the file");
+        let read = |stem: &str| {
+            std::fs::read_to_string(format!("{}/shaders/{stem}.wgsl", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        };
+        let mut on_disk = read(kernel.label());
+        kernel.snippets().iter().for_each(|s| on_disk.push_str(&read(s)));
+        assert_eq!(on_disk, kernel.source(), "embedded source is the file and its snippets");
     }
 }
 
@@ -79,7 +79,7 @@ fn im2col_masked_params_mirror() {
             "col_start",
             "cols",
             "ldb",
-            "use_in_map",
+            "in_map_kind",
         ],
     );
 }
@@ -115,7 +115,7 @@ fn gather_interp_params_mirror() {
     check(
         Kernel::GatherInterp,
         std::mem::size_of::<GatherInterpParams>(),
-        &["n_pos", "plane", "planes", "_pad"],
+        &["n_pos", "plane", "planes", "map_kind", "relu", "_pad0", "_pad1", "_pad2"],
     );
 }
 
@@ -142,7 +142,7 @@ fn network_kernel_params_mirror() {
             "pad_right",
             "mode",
             "count_include_pad",
-            "use_in_map",
+            "in_map_kind",
             "_pad0",
             "_pad1",
             "_pad2",

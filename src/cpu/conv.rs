@@ -78,7 +78,7 @@ impl CpuConv {
         let data = match &self.schedule.gather {
             Some(g) => {
                 let mut dense = vec![0.0f32; (g.plane * g.planes) as usize];
-                gather_interp(g, compact, self.layer.interpolation_map().indices(), &mut dense);
+                gather_interp(g, compact, self.layer.interpolation_map().table(), &mut dense);
                 dense
             }
             None => fresh,
@@ -103,7 +103,7 @@ pub(crate) fn conv_forward(
         col.resize(schedule.col_len, 0.0);
     }
     let mask = layer.mask().positions();
-    let in_map = layer.input_map().map_or(&[][..], |m| m.indices());
+    let in_map = layer.input_map().map_or(&[][..], |m| m.table());
     for step in &schedule.steps {
         im2col_masked(&step.im2col, x, mask, in_map, col);
         matmul_tiled(&step.matmul, packed_weights, col, layer.bias(), compact);

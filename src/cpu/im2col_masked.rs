@@ -2,6 +2,8 @@
 
 use rayon::prelude::*;
 
+use super::read_mapped;
+use crate::interp::ZERO_TAP;
 use crate::params::Im2colMaskedParams;
 
 /// Marks a padding tap in the per-offset read table.
@@ -9,8 +11,8 @@ const PAD: u32 = u32::MAX;
 
 /// Writes the masked column matrix `col[r · ldb + j]` for rows
 /// `r = (channel, ky, kx)` of one group and the chunk's columns `j` (see
-/// [`Im2colMaskedParams`]). Padding reads as 0; with `use_in_map` the input is compact
-/// and each spatial read goes through `in_map` (implicit interpolation). Columns
+/// [`Im2colMaskedParams`]). Padding reads as 0; with `in_map_kind` set the input is
+/// compact and each spatial read goes through `in_map` (implicit interpolation). Columns
 /// `cols .. ldb` are zeroed.
 ///
 /// Arguments follow the shader's bindings: params, input, mask, in_map, col.
@@ -19,7 +21,10 @@ const PAD: u32 = u32::MAX;
 /// `c = (ky, kx)`: the offset of column j's tap within one channel of its image, or `PAD`.
 /// It depends on neither the channel nor the row, so it is built once per call
 /// (kh·kw·cols entries, 1/C of the output). Then every row `r = (channel, c)` is a plain
-/// gather `row[j] = input[channel_base + J[c][j]]`, rows spread over rayon.
+/// gather `row[j] = input[channel_base + J[c][j]]`, rows spread over rayon. Through a
+/// nearest or zeros map the table already holds the compact index (a skipped zeros
+/// position becomes `PAD`); through a barycentric map it holds the dense position and
+/// each read combines three compact values.
 #[track_caller]
 pub fn im2col_masked(
     params: &Im2colMaskedParams,
@@ -57,7 +62,16 @@ pub fn im2col_masked(
                     return PAD;
                 }
                 let s = (yp - p.pad_top) * p.in_w + (xp - p.pad_left);
-                let s = if p.use_in_map != 0 { in_map[s as usize] } else { s };
+                let s = match p.in_map_kind {
+                    0 | 3 => s,
+                    _ => match in_map[s as usize] {
+                        ZERO_TAP => return PAD,
+                        i => i,
+                    },
+                };
+                if p.in_map_kind == 3 {
+                    return s;
+                }
                 let image_base = u32::try_from(image * image_stride)
                     .expect("validated geometry: input indices fit in u32");
                 image_base + s
@@ -68,8 +82,20 @@ pub fn im2col_masked(
     col[..rows * ldb].par_chunks_mut(ldb).enumerate().for_each(|(r, row)| {
         let (ci, c) = (r / (kh * kw), r % (kh * kw));
         let channel = &input[(p.channel_offset as usize + ci) * plane..];
-        for (out, &t) in row[..cols].iter_mut().zip(&table[c * cols..(c + 1) * cols]) {
-            *out = if t == PAD { 0.0 } else { channel[t as usize] };
+        let taps = &table[c * cols..(c + 1) * cols];
+        if p.in_map_kind == 3 {
+            for (j, (out, &t)) in row[..cols].iter_mut().zip(taps).enumerate() {
+                let image = (p.col_start as usize + j) / p.n_pos as usize;
+                *out = if t == PAD {
+                    0.0
+                } else {
+                    read_mapped(3, in_map, &channel[image * image_stride..], t as usize)
+                };
+            }
+        } else {
+            for (out, &t) in row[..cols].iter_mut().zip(taps) {
+                *out = if t == PAD { 0.0 } else { channel[t as usize] };
+            }
         }
         row[cols..].fill(0.0);
     });

@@ -16,6 +16,7 @@ mod matmul_narrow;
 mod matmul_tiled;
 mod network;
 mod pool2d;
+mod read_mapped;
 mod relu;
 mod softmax;
 
@@ -30,5 +31,6 @@ pub use matmul_narrow::matmul_narrow;
 pub use matmul_tiled::matmul_tiled;
 pub use network::CpuExecutor;
 pub use pool2d::pool2d;
+pub use read_mapped::read_mapped;
 pub use relu::relu;
 pub use softmax::softmax;

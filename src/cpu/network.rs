@@ -100,9 +100,9 @@ impl CpuExecutor {
                     let c = conv.as_ref().expect("conv state exists for conv steps");
                     conv_forward(layer, &c.schedule, &c.packed, arg(0), &mut buffers.col, dst);
                 }
-                StepOp::Gather { params, map } => gather_interp(params, arg(0), map.indices(), dst),
+                StepOp::Gather { params, map } => gather_interp(params, arg(0), map.table(), dst),
                 StepOp::Pool { params, in_map } => {
-                    pool2d(params, arg(0), in_map.as_ref().map_or(&[][..], |m| m.indices()), dst)
+                    pool2d(params, arg(0), in_map.as_ref().map_or(&[][..], |m| m.table()), dst)
                 }
                 StepOp::Lrn(p) => lrn(p, arg(0), dst),
                 StepOp::Relu(p) => relu(p, arg(0), dst),

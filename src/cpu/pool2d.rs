@@ -2,10 +2,11 @@
 
 use rayon::prelude::*;
 
+use super::read_mapped;
 use crate::params::Pool2dParams;
 
 /// Max (`mode` 0) or average (`mode` 1) pooling of every plane, reading a compact input
-/// through `in_map` when `use_in_map` is set; see [`Pool2dParams`] for the window rules.
+/// through `in_map` when `in_map_kind` is set; see [`Pool2dParams`] for the window rules.
 ///
 /// Arguments follow the shader's bindings: params, input, in_map, out.
 #[track_caller]
@@ -38,8 +39,10 @@ pub fn pool2d(params: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
                 for y in h0..h1 {
                     for x in w0..w1 {
                         let s = (y - p.pad_top) * p.in_w + (x - p.pad_left);
-                        let s = if p.use_in_map != 0 { in_map[s as usize] } else { s };
-                        let v = src[s as usize];
+                        let v = match p.in_map_kind {
+                            0 => src[s as usize],
+                            kind => read_mapped(kind, in_map, src, s as usize),
+                        };
                         acc += v;
                         best = best.max(v);
                     }

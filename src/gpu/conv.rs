@@ -37,7 +37,7 @@ impl ConvTables {
             bias: storage_init(ctx, "conv bias", bytemuck::cast_slice(layer.bias()))?,
             mask: storage_init(ctx, "conv mask", bytemuck::cast_slice(layer.mask().positions()))?,
             in_map: match layer.input_map() {
-                Some(m) => storage_init(ctx, "conv input map", bytemuck::cast_slice(m.indices()))?,
+                Some(m) => storage_init(ctx, "conv input map", bytemuck::cast_slice(m.table()))?,
                 None => storage_init(ctx, "conv input map (unused)", &[0u8; 16])?,
             },
         })
@@ -114,7 +114,7 @@ impl GpuConv {
         tables.queue(&mut builder, &schedule, &input, &col, &compact);
         let output = match &schedule.gather {
             Some(g) => {
-                let map = layer.interpolation_map().indices();
+                let map = layer.interpolation_map().table();
                 let map = storage_init(ctx, "conv interpolation map", bytemuck::cast_slice(map))?;
                 let dense = storage(ctx, "conv dense output", bytes_of_len(output_len))?;
                 gather_interp(&mut builder, g, &compact, &map, &dense);

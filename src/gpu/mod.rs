@@ -12,4 +12,4 @@ mod shaders;
 pub use context::GpuContext;
 pub use conv::GpuConv;
 pub use network::GpuExecutor;
-pub use shaders::Kernel;
+pub use shaders::{Kernel, SNIPPETS};

@@ -75,12 +75,12 @@ impl GpuExecutor {
                     ConvTables::upload(ctx, layer)?.queue(&mut b, &schedule, x, &col, out);
                 }
                 StepOp::Gather { params, map } => {
-                    let map = table(ctx, "interpolation map", map.indices())?;
+                    let map = table(ctx, "interpolation map", map.table())?;
                     kernels::gather_interp::gather_interp(&mut b, params, x, &map, out);
                 }
                 StepOp::Pool { params, in_map } => {
                     let map = match in_map {
-                        Some(m) => table(ctx, "pool input map", m.indices())?,
+                        Some(m) => table(ctx, "pool input map", m.table())?,
                         None => unused_map.clone(),
                     };
                     kernels::pool2d::pool2d(&mut b, params, x, &map, out);

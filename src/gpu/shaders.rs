@@ -2,6 +2,9 @@
 
 use crate::error::{Error, Result};
 
+/// The files of `shaders/` that are not kernels but snippets appended to kernels.
+pub const SNIPPETS: [&str; 1] = ["read_mapped"];
+
 /// Every compute kernel of the crate. The label is the shader file stem, the CPU twin's
 /// name, the pipeline label and the benchmark id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -63,20 +66,38 @@ impl Kernel {
         }
     }
 
-    /// The WGSL source.
+    /// The WGSL source (kernels that read through an interpolation map get
+    /// `shaders/read_mapped.wgsl` appended).
     pub fn source(self) -> &'static str {
         match self {
-            Kernel::Im2colMasked => include_str!("../../shaders/im2col_masked.wgsl"),
+            Kernel::Im2colMasked => concat!(
+                include_str!("../../shaders/im2col_masked.wgsl"),
+                include_str!("../../shaders/read_mapped.wgsl")
+            ),
             Kernel::MatmulTiled => include_str!("../../shaders/matmul_tiled.wgsl"),
             Kernel::MatmulNarrow => include_str!("../../shaders/matmul_narrow.wgsl"),
-            Kernel::GatherInterp => include_str!("../../shaders/gather_interp.wgsl"),
-            Kernel::Pool2d => include_str!("../../shaders/pool2d.wgsl"),
+            Kernel::GatherInterp => concat!(
+                include_str!("../../shaders/gather_interp.wgsl"),
+                include_str!("../../shaders/read_mapped.wgsl")
+            ),
+            Kernel::Pool2d => concat!(
+                include_str!("../../shaders/pool2d.wgsl"),
+                include_str!("../../shaders/read_mapped.wgsl")
+            ),
             Kernel::Lrn => include_str!("../../shaders/lrn.wgsl"),
             Kernel::Relu => include_str!("../../shaders/relu.wgsl"),
             Kernel::Add => include_str!("../../shaders/add.wgsl"),
             Kernel::ChannelAffine => include_str!("../../shaders/channel_affine.wgsl"),
             Kernel::Softmax => include_str!("../../shaders/softmax.wgsl"),
             Kernel::Clip => include_str!("../../shaders/clip.wgsl"),
+        }
+    }
+
+    /// The shared WGSL snippets appended to this kernel's own file (by file stem).
+    pub fn snippets(self) -> &'static [&'static str] {
+        match self {
+            Kernel::Im2colMasked | Kernel::GatherInterp | Kernel::Pool2d => &["read_mapped"],
+            _ => &[],
         }
     }
 

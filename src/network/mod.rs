@@ -372,6 +372,15 @@ impl Network {
         self.perforate_all_with(kept_fraction, seed, &MaskStrategy::Uniform)
     }
 
+    /// Sets how every perforated conv fills its skipped outputs.
+    pub fn set_interpolation(&mut self, interpolation: Interpolation) {
+        for layer in &mut self.layers {
+            if let Op::Conv(Conv { perforation: Some(p), .. }) = &mut layer.op {
+                p.interpolation = interpolation;
+            }
+        }
+    }
+
     /// Perforates every eligible conv at kept fraction `q` with the mask `strategy`.
     pub fn perforate_all_with(
         &mut self,

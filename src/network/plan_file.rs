@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{Network, Op, Perforation};
 use crate::error::{Error, Result};
 use crate::plan::{Plan, PlanOptions, StepOp};
-use crate::strategy::MaskStrategy;
+use crate::strategy::{Interpolation, MaskStrategy};
 
 /// The plan file format this build writes and reads.
 pub const PLAN_VERSION: u32 = 1;
@@ -28,6 +28,9 @@ pub struct LayerPlan {
     pub output_size: [usize; 2],
     /// The kept positions `y·W' + x`, sorted.
     pub positions: Vec<u32>,
+    /// How skipped positions are filled (`nearest` when absent).
+    #[serde(default)]
+    pub interpolation: Interpolation,
 }
 
 /// A saved perforation configuration (JSON).
@@ -84,6 +87,7 @@ impl PerforationPlan {
                 seed: p.seed,
                 output_size: [mask.height(), mask.width()],
                 positions: mask.positions().to_vec(),
+                interpolation: p.interpolation,
             });
         }
         Ok(PerforationPlan { version: PLAN_VERSION, model_hash: weights_hash(net), layers })
@@ -117,7 +121,8 @@ impl PerforationPlan {
             };
             let positions = Some(l.positions.clone());
             let base = Perforation::uniform(l.kept_fraction, l.seed);
-            conv.perforation = Some(Perforation { positions, strategy, ..base });
+            conv.perforation =
+                Some(Perforation { positions, strategy, interpolation: l.interpolation, ..base });
         }
         // Check every mask against its layer now rather than at the first compile.
         Plan::compile(net, 1, PlanOptions::default()).map(|_| ())

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::{Form, Plan, PlanOptions, Step, StepOp, TensorId, TensorInfo};
 use crate::error::{to_u32, Error, Result};
 use crate::geometry::ConvGeometry;
+use crate::interp::MapKind;
 use crate::layer::{ConvLayer, ConvSettings, OutputForm};
 use crate::mask::Mask;
 use crate::network::{BatchNorm, Conv, Layer, Linear, Lrn, Network, Op, Pool};
@@ -213,23 +214,33 @@ impl<'n> Builder<'n> {
     }
 
     /// Fusion: the layers after `name` that its step absorbs (a BatchNorm to fold, when
-    /// `fold_bn`, then a ReLU), the BN, and whether a ReLU was absorbed.
-    fn absorb(&self, name: &str, fold_bn: bool) -> (Vec<&'n Layer>, Option<&'n BatchNorm>, bool) {
+    /// `fold_bn`, then a ReLU), the BN, and whether a ReLU was absorbed. When the step's
+    /// output is compact through a map of `kind`, only layers that commute with that
+    /// interpolation are absorbed (see [`commutes`]).
+    fn absorb(
+        &self,
+        name: &str,
+        fold_bn: bool,
+        kind: Option<MapKind>,
+    ) -> (Vec<&'n Layer>, Option<&'n BatchNorm>, bool) {
         let mut absorbed = Vec::new();
         let mut bn = None;
         if !self.options.fuse {
             return (absorbed, bn, false);
         }
+        let fits = |op: &Op| kind.is_none_or(|k| commutes(op, k));
         let mut tail = name;
         if fold_bn {
-            if let Some(l @ Layer { op: Op::BatchNorm(b), .. }) = self.sole_consumer(tail) {
+            if let Some(l @ Layer { op: Op::BatchNorm(b), .. }) =
+                self.sole_consumer(tail).filter(|l| fits(&l.op))
+            {
                 bn = Some(b);
                 absorbed.push(l);
                 tail = &l.name;
             }
         }
         let mut relu = false;
-        if let Some(l @ Layer { op: Op::Relu, .. }) = self.sole_consumer(tail) {
+        if let Some(l @ Layer { op: Op::Relu, .. }) = self.sole_consumer(tail).filter(|l| fits(&l.op)) {
             relu = true;
             absorbed.push(l);
         }
@@ -268,27 +279,43 @@ impl<'n> Builder<'n> {
 
     /// `t` as a dense tensor: itself, or its (shared) gather through the map.
     fn dense(&mut self, t: TensorId, consumer: &str) -> Result<TensorId> {
-        let Some(map) = self.tensors[t].map().cloned() else { return Ok(t) };
+        if self.tensors[t].map().is_none() {
+            return Ok(t);
+        }
         if let Some(&d) = self.gathered.get(&t) {
             return Ok(d);
         }
+        let d = self.gather(t, consumer, false)?;
+        self.gathered.insert(t, d);
+        Ok(d)
+    }
+
+    /// A gather of the compact tensor `t` into a new dense tensor, with a ReLU after the
+    /// interpolation when `relu` (a ReLU layer on a barycentric tensor).
+    #[track_caller]
+    fn gather(&mut self, t: TensorId, consumer: &str, relu: bool) -> Result<TensorId> {
+        let map = self.tensors[t].map().cloned().expect("gather of a compact tensor");
         let info = self.tensors[t].clone();
-        let d = self.tensor(
-            &format!("{}/gather", info.producer),
-            info.channels,
-            info.height,
-            info.width,
-            Form::Dense,
-        );
+        let name = if relu { consumer.to_string() } else { format!("{}/gather", info.producer) };
+        let d = self.tensor(&name, info.channels, info.height, info.width, Form::Dense);
         let params = GatherInterpParams {
             n_pos: to_u32(map.compact_len(), "compact length")?,
             plane: to_u32(info.height * info.width, "plane")?,
             planes: to_u32(info.batch * info.channels, "planes")?,
-            _pad: 0,
+            map_kind: map.kind().code(),
+            relu: u32::from(relu),
+            ..Default::default()
         };
         self.step(consumer, StepOp::Gather { params, map }, vec![t], d);
-        self.gathered.insert(t, d);
         Ok(d)
+    }
+
+    /// `t` itself when `op` may run on it as stored, else its dense gather.
+    fn readable(&mut self, t: TensorId, op: &Op, consumer: &str) -> Result<TensorId> {
+        match self.tensors[t].map() {
+            Some(m) if !commutes(op, m.kind()) => self.dense(t, consumer),
+            _ => Ok(t),
+        }
     }
 
     fn conv(&mut self, layer: &Layer, c: &Conv, input: TensorId) -> Result<(TensorId, Vec<&'n Layer>)> {
@@ -315,7 +342,18 @@ impl<'n> Builder<'n> {
                 ),
             ));
         }
-        let (absorbed, bn, relu) = self.absorb(&layer.name, true);
+        let in_kind = t.map().map(|m| m.kind());
+        // A pointwise conv runs on the compact positions when it commutes with the map;
+        // through a zeros map the bias would land on skipped positions, so it reads
+        // through the map (im2col) instead.
+        let on_compact =
+            in_kind.is_some_and(|k| k != MapKind::Zeros) && c.is_pointwise() && c.perforation.is_none();
+        let out_kind = match &c.perforation {
+            Some(p) => p.interpolation.map_kind(),
+            None if on_compact => in_kind,
+            None => None,
+        };
+        let (absorbed, bn, relu) = self.absorb(&layer.name, true, out_kind);
         let mut weights = c.weights.clone();
         let mut bias = c.bias.clone().unwrap_or_else(|| vec![0.0; c.out_channels]);
         if bias.len() != c.out_channels {
@@ -334,7 +372,6 @@ impl<'n> Builder<'n> {
             }
         }
 
-        let on_compact = t.map().is_some() && c.is_pointwise() && c.perforation.is_none();
         let geometry = if on_compact {
             ConvGeometry::new(t.channels, 1, t.plane(), c.out_channels, 1, 1).with_groups(c.groups)
         } else {
@@ -370,6 +407,9 @@ impl<'n> Builder<'n> {
                 }
             };
             conv = in_layer(layer, conv.with_mask(in_layer(layer, mask)?, p.seed))?;
+            if let Some(kind @ (MapKind::Zeros | MapKind::Barycentric)) = p.interpolation.map_kind() {
+                conv = in_layer(layer, conv.with_interpolation(kind, p.seed))?;
+            }
         }
         let stride_baseline =
             c.perforation.as_ref().is_some_and(|p| p.interpolation == Interpolation::Stride);
@@ -422,7 +462,7 @@ impl<'n> Builder<'n> {
                 ),
             ));
         }
-        let (absorbed, _, relu) = self.absorb(&layer.name, false);
+        let (absorbed, _, relu) = self.absorb(&layer.name, false, None);
         let geometry = ConvGeometry::new(features, 1, 1, l.out_features, 1, 1).with_batch(self.batch);
         let conv =
             in_layer(layer, ConvLayer::new(geometry, l.weights.clone(), l.bias.clone()))?.with_relu(relu);
@@ -474,7 +514,7 @@ impl<'n> Builder<'n> {
             pad_right: to_u32(pr, "padding")?,
             mode: u32::from(avg),
             count_include_pad: u32::from(p.count_include_pad),
-            use_in_map: u32::from(t.map().is_some()),
+            in_map_kind: t.map().map_or(0, |m| m.kind().code()),
             ..Default::default()
         };
         let out = self.tensor(&layer.name, t.channels, oh, ow, Form::Dense);
@@ -487,7 +527,17 @@ impl<'n> Builder<'n> {
             return Ok(()); // absorbed by its producer's step
         }
         let inputs: Vec<TensorId> = layer.inputs.iter().map(|n| self.names[n.as_str()]).collect();
-        let x = inputs[0];
+        let mut x = inputs[0];
+        let in_kind = self.tensors[x].map().map(|m| m.kind());
+        if matches!(layer.op, Op::Relu) && in_kind == Some(MapKind::Barycentric) {
+            // The ReLU must follow the interpolation: one gather does both.
+            let out = self.gather(x, &layer.name, true)?;
+            self.names.insert(layer.name.clone(), out);
+            return Ok(());
+        }
+        if matches!(layer.op, Op::Clip { .. } | Op::BatchNorm(_) | Op::Lrn(_)) {
+            x = self.readable(x, &layer.op, &layer.name)?;
+        }
         let t = self.tensors[x].clone();
         let (out, absorbed) = match &layer.op {
             Op::Conv(c) => self.conv(layer, c, x)?,
@@ -526,7 +576,7 @@ impl<'n> Builder<'n> {
             }
             Op::BatchNorm(bn) => {
                 in_layer(layer, check_bn(bn, t.channels))?;
-                let (absorbed, _, relu) = self.absorb(&layer.name, false);
+                let (absorbed, _, relu) = self.absorb(&layer.name, false, t.map().map(|m| m.kind()));
                 let (scale, shift) = bn.affine();
                 let params = ChannelAffineParams {
                     len: to_u32(t.len(), "length")?,
@@ -630,7 +680,7 @@ impl<'n> Builder<'n> {
             Some(m) => (Form::Compact(m.clone()), inputs.to_vec()),
             None => (Form::Dense, inputs.iter().map(|&i| self.dense(i, &layer.name)).collect::<Result<_>>()?),
         };
-        let (absorbed, _, relu) = self.absorb(&layer.name, false);
+        let (absorbed, _, relu) = self.absorb(&layer.name, false, form_kind(&form));
         // Length of the operands as stored (compact or gathered), not of the first input.
         let len = to_u32(self.tensors[operands[0]].len(), "length")?;
         let mut acc = operands[0];
@@ -642,6 +692,27 @@ impl<'n> Builder<'n> {
             acc = out;
         }
         Ok((acc, absorbed))
+    }
+}
+
+fn form_kind(form: &Form) -> Option<MapKind> {
+    match form {
+        Form::Dense => None,
+        Form::Compact(m) => Some(m.kind()),
+    }
+}
+
+/// Whether `op`, which acts on each position independently, may run on a tensor stored
+/// compact through a map of `kind`: `op(interp(x)) = interp(op(x))`. Nearest copies values,
+/// so everything commutes; zeros needs `op(0) = 0`; barycentric needs an affine map per
+/// position (the weights sum to 1).
+fn commutes(op: &Op, kind: MapKind) -> bool {
+    match (op, kind) {
+        (_, MapKind::Nearest) | (Op::Dropout { .. }, _) => true,
+        (Op::Relu | Op::Lrn(_), MapKind::Zeros) => true,
+        (Op::Clip { min, max }, MapKind::Zeros) => *min <= 0.0 && *max >= 0.0,
+        (Op::BatchNorm(_), MapKind::Barycentric) => true,
+        _ => false,
     }
 }
 

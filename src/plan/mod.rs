@@ -12,8 +12,8 @@ use ndarray::{ArrayD, ArrayViewD};
 pub use memory::{MemoryReport, MemoryRow};
 
 use crate::error::Result;
+use crate::interp::InterpMap;
 use crate::layer::{ConvLayer, ConvSettings};
-use crate::mask::InterpMap;
 use crate::params::{
     AddParams, ChannelAffineParams, ClipParams, GatherInterpParams, LrnParams, Pool2dParams, ReluParams,
     SoftmaxParams,

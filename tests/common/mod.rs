@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use perforate::gpu::GpuContext;
 use perforate::rng::SeededRng;
-use perforate::{ConvGeometry, ConvLayer, InterpMap, Mask};
+use perforate::{ConvGeometry, ConvLayer, InterpMap, MapKind, Mask};
 
 /// The shared GPU context, or `None` (with the reason printed) when no adapter exists.
 /// Panics instead of skipping when `PERFORATE_REQUIRE_GPU=1`.
@@ -116,6 +116,10 @@ pub struct Problem {
     pub compact_input: bool,
     pub relu: bool,
     pub seed: u64,
+    /// How the layer fills its skipped outputs.
+    pub interp: MapKind,
+    /// The map a compact input is read through.
+    pub in_interp: MapKind,
 }
 
 /// A built problem: the layer, its input tensor, and the f64 reference of the dense
@@ -130,11 +134,16 @@ pub struct Built {
 impl Problem {
     pub fn label(&self) -> String {
         format!(
-            "{} b{} keep={:?}{}{}",
+            "{} b{} keep={:?} {}{}{}",
             self.name,
             self.geometry.batch,
             self.keep,
-            if self.compact_input { " compact-in" } else { "" },
+            self.interp.name(),
+            if self.compact_input {
+                format!(" compact-in({})", self.in_interp.name())
+            } else {
+                String::new()
+            },
             if self.relu { " relu" } else { "" }
         )
     }
@@ -151,18 +160,25 @@ impl Problem {
             Keep::Frac(q) => q,
         };
         layer = layer.with_uniform_perforation(q, self.seed ^ 0x55).unwrap();
+        layer = layer.with_interpolation(self.interp, self.seed).unwrap();
 
         // The input: dense, or compact with a previous layer's map over this H×W.
         let (input, dense_input): (ArrayD<f32>, Vec<f64>) = if self.compact_input {
-            let prev: InterpMap =
-                Mask::uniform(g.in_h, g.in_w, 0.4, self.seed ^ 0xAA).unwrap().interpolation_map(self.seed);
+            let prev: InterpMap = Mask::uniform(g.in_h, g.in_w, 0.4, self.seed ^ 0xAA)
+                .unwrap()
+                .map(self.in_interp, self.seed)
+                .unwrap();
             let n_prev = prev.compact_len();
             let data = rng.vec_f32(g.batch * g.in_channels * n_prev, -1.0, 1.0);
             let plane = g.in_h * g.in_w;
             let mut dense = vec![0.0f64; g.batch * g.in_channels * plane];
             for bc in 0..g.batch * g.in_channels {
                 for p in 0..plane {
-                    dense[bc * plane + p] = f64::from(data[bc * n_prev + prev.indices()[p] as usize]);
+                    dense[bc * plane + p] = prev
+                        .taps(p)
+                        .iter()
+                        .map(|&(i, w)| f64::from(w) * f64::from(data[bc * n_prev + i]))
+                        .sum();
                 }
             }
             layer = layer.with_input_map(prev).unwrap();
@@ -173,19 +189,23 @@ impl Problem {
             (ArrayD::from_shape_vec(IxDyn(&[g.batch, g.in_channels, g.in_h, g.in_w]), data).unwrap(), dense)
         };
 
-        let full = naive_conv(&g, &weights, &bias, &dense_input, self.relu);
+        // The ReLU follows the interpolation (which matters for barycentric maps only).
+        let full = naive_conv(&g, &weights, &bias, &dense_input, false);
+        let act = |v: f64| if self.relu { v.max(0.0) } else { v };
         let plane = oh * ow;
         let mask = layer.mask().positions();
-        let map = layer.interpolation_map().indices();
+        let map = layer.interpolation_map();
         let planes = g.batch * g.out_channels;
         let mut dense_ref = vec![0.0; planes * plane];
         let mut compact_ref = vec![0.0; planes * mask.len()];
         for bt in 0..planes {
             for p in 0..plane {
-                dense_ref[bt * plane + p] = full[bt * plane + mask[map[p] as usize] as usize];
+                let kept = |i: usize| full[bt * plane + mask[i] as usize];
+                dense_ref[bt * plane + p] =
+                    act(map.taps(p).iter().map(|&(i, w)| f64::from(w) * kept(i)).sum());
             }
             for (i, &p) in mask.iter().enumerate() {
-                compact_ref[bt * mask.len() + i] = full[bt * plane + p as usize];
+                compact_ref[bt * mask.len() + i] = act(full[bt * plane + p as usize]);
             }
         }
         Built { layer, input, dense_ref, compact_ref }
@@ -217,6 +237,8 @@ pub fn sweep() -> Vec<Problem> {
             for keep in keeps {
                 seed += 1;
                 problems.push(Problem {
+                    interp: MapKind::Nearest,
+                    in_interp: MapKind::Nearest,
                     name,
                     geometry: g.with_batch(batch),
                     keep,
@@ -226,9 +248,41 @@ pub fn sweep() -> Vec<Problem> {
                 });
             }
         }
+        // Zeros and barycentric outputs (with the ReLU after the interpolation), and
+        // compact inputs read through each kind of map.
+        for (keep, interp, in_interp, relu) in [
+            (Keep::Frac(0.5), MapKind::Zeros, MapKind::Zeros, true),
+            (Keep::Frac(0.4), MapKind::Barycentric, MapKind::Barycentric, true),
+            (Keep::Frac(0.3), MapKind::Barycentric, MapKind::Zeros, false),
+        ] {
+            seed += 1;
+            problems.push(Problem {
+                name,
+                geometry: g.with_batch(2),
+                keep,
+                compact_input: false,
+                relu,
+                seed,
+                interp,
+                in_interp,
+            });
+            seed += 1;
+            problems.push(Problem {
+                name,
+                geometry: g.with_batch(3),
+                keep,
+                compact_input: true,
+                relu: false,
+                seed,
+                interp,
+                in_interp,
+            });
+        }
         for keep in [Keep::Frac(0.25), Keep::Frac(1.0)] {
             seed += 1;
             problems.push(Problem {
+                interp: MapKind::Nearest,
+                in_interp: MapKind::Nearest,
                 name,
                 geometry: g.with_batch(3),
                 keep,
@@ -250,6 +304,8 @@ where
 {
     let g = ConvGeometry::new(3, 9, 9, 4, 3, 3).with_padding(1).with_batch(2);
     let p = Problem {
+        interp: MapKind::Nearest,
+        in_interp: MapKind::Nearest,
         name: "3x3",
         geometry: g,
         keep: Keep::Frac(0.5),
