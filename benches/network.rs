@@ -12,40 +12,22 @@ mod support;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
-use ndarray::{ArrayD, IxDyn};
 use perforate::cpu::CpuExecutor;
 use perforate::gpu::{GpuContext, GpuExecutor};
-use perforate::network::zoo::{self, ZooConfig};
+use perforate::network::zoo;
 use perforate::network::Network;
 use perforate::plan::{Plan, PlanOptions};
-use perforate::rng::SeededRng;
 use support::{best, quick};
 
 const KEEPS: [(f64, &str); 3] = [(1.0, "q1"), (0.5, "q0.5"), (0.25, "q0.25")];
 
-/// A zoo network at `size` ("native" or "small"), perforated at `q` everywhere eligible.
+/// A zoo network, perforated at `q` everywhere eligible.
 fn network(name: &str, small: bool, q: f64) -> Network {
-    let config = if small {
-        let native = match name {
-            "nin" => 32,
-            "alexnet" => 227,
-            _ => 224,
-        };
-        ZooConfig { width: 0.25, resolution: Some((native / 2).max(67)), ..Default::default() }
-    } else {
-        ZooConfig::default()
-    };
-    let mut net = zoo::build(name, config).unwrap();
+    let mut net = support::zoo_network(name, small);
     if q < 1.0 {
         net.perforate_all(q, 1).unwrap();
     }
     net
-}
-
-fn input(plan: &Plan) -> ArrayD<f32> {
-    let shape = plan.input_shape();
-    ArrayD::from_shape_vec(IxDyn(&shape), SeededRng::new(2).vec_f32(shape.iter().product(), -1.0, 1.0))
-        .unwrap()
 }
 
 struct Case {
@@ -91,7 +73,7 @@ fn run_cases(c: &mut Criterion, gpu: Option<&GpuContext>, cases: &[Case]) {
             let key = case.id(qname);
             let plan = Plan::compile(&network(case.name, case.small, q), case.batch, PlanOptions::default())
                 .unwrap();
-            let x = input(&plan);
+            let x = support::input(&plan);
             if case.executor == "cpu_network" {
                 let exec = CpuExecutor::new(&plan).unwrap();
                 let id = key.split_once('/').map_or(key.clone(), |(_, id)| id.to_string());
