@@ -44,6 +44,9 @@ pub enum Error {
     /// A model file (ONNX, plan) is malformed or uses something unsupported.
     #[error("model: {0}")]
     Model(String),
+    /// A data set file is missing, corrupt, or does not match what it is used with.
+    #[error("data: {0}")]
+    Data(String),
     /// Any other error reported by wgpu (validation, internal).
     #[error("GPU error: {0}")]
     Gpu(String),

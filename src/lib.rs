@@ -30,6 +30,7 @@ mod error;
 mod geometry;
 pub mod gpu;
 mod interp;
+pub mod data;
 mod layer;
 mod mask;
 pub mod network;
