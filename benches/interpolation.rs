@@ -121,12 +121,7 @@ fn main() {
                 Interpolation::Barycentric => "  ABOVE 1.15",
                 _ => "",
             };
-            let size = magnitude.iter().find(|(k, _)| *k == key).map_or(f32::NAN, |c| c.1);
-            println!(
-                "{key:<44} {:>10.2} {:>9.3} {compile:>11.1} {size:>12.3e}{verdict}",
-                t * 1e3,
-                t / nearest
-            );
+            println!("{key:<44} {:>10.2} {:>9.3} {compile:>11.1}{verdict}", t * 1e3, t / nearest);
         }
     }
 }

@@ -26,11 +26,11 @@
 //! ```
 
 pub mod cpu;
+pub mod data;
 mod error;
 mod geometry;
 pub mod gpu;
 mod interp;
-pub mod data;
 mod layer;
 mod mask;
 pub mod network;
@@ -39,6 +39,7 @@ pub mod params;
 pub mod plan;
 pub mod rng;
 mod strategy;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use geometry::ConvGeometry;

@@ -47,7 +47,15 @@ fn corrupt_idx_and_cifar_files_are_clear_errors() {
     let good_labels = temp("labels-ok", &idx(&[2], &[1, 2]));
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("magic", vec![1, 2, 3, 4, 5], "magic"),
-        ("type", { let mut b = idx(&[2, 2, 3], &[0; 12]); b[2] = 0x0d; b }, "element type"),
+        (
+            "type",
+            {
+                let mut b = idx(&[2, 2, 3], &[0; 12]);
+                b[2] = 0x0d;
+                b
+            },
+            "element type",
+        ),
         ("truncated", idx(&[2, 2, 3], &[0; 11]), "need 12 bytes"),
         ("count", idx(&[3, 2, 2], &[0; 12]), "but"),
         ("gzip", vec![0x1f, 0x8b, 1, 2, 3], "corrupt gzip"),

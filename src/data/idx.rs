@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 
 /// Reads a whole file, gunzipping it when it starts with the gzip magic bytes.
 pub(super) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| Error::Data(format!("{}: cannot read: {e}", path.display())))?;
+    let raw =
+        std::fs::read(path).map_err(|e| Error::Data(format!("{}: cannot read: {e}", path.display())))?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&raw[..])
@@ -22,7 +23,8 @@ pub(super) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
 
 /// Parses an IDX array of unsigned bytes: its dimensions and its data.
 fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<usize>, Vec<u8>)> {
-    let bad = |what: String| Error::Data(format!("{}: not an IDX file of unsigned bytes: {what}", path.display()));
+    let bad =
+        |what: String| Error::Data(format!("{}: not an IDX file of unsigned bytes: {what}", path.display()));
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
         return Err(bad("missing the 0x0000 magic prefix".into()));
     }
@@ -37,9 +39,15 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<usize>, Vec<u8>)> {
     let dims: Vec<usize> = (0..rank)
         .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize)
         .collect();
-    let count = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| bad("size overflows".into()))?;
+    let count = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| bad("size overflows".into()))?;
     if bytes.len() - header != count {
-        return Err(bad(format!("dimensions {dims:?} need {count} bytes of data, the file has {}", bytes.len() - header)));
+        return Err(bad(format!(
+            "dimensions {dims:?} need {count} bytes of data, the file has {}",
+            bytes.len() - header
+        )));
     }
     Ok((dims, bytes[header..].to_vec()))
 }
@@ -52,7 +60,12 @@ pub fn load_idx(images: &Path, labels: &Path) -> Result<Dataset> {
     let (n, c, h, w) = match dims[..] {
         [n, h, w] => (n, 1, h, w),
         [n, c, h, w] => (n, c, h, w),
-        _ => return Err(Error::Data(format!("{}: images must be [n, h, w] or [n, c, h, w], got {dims:?}", images.display()))),
+        _ => {
+            return Err(Error::Data(format!(
+                "{}: images must be [n, h, w] or [n, c, h, w], got {dims:?}",
+                images.display()
+            )))
+        }
     };
     if ldims != [n] {
         return Err(Error::Data(format!(

@@ -16,8 +16,18 @@ use crate::rng::hash2;
 pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
 /// Fashion-MNIST's ten class names, by label.
-pub const FASHION_MNIST_CLASSES: [&str; 10] =
-    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+pub const FASHION_MNIST_CLASSES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
 
 /// Images `[n, channels, height, width]` with one label each.
 #[derive(Clone, Debug, PartialEq)]
@@ -143,7 +153,7 @@ impl Dataset {
         if mean.len() != self.channels || std.len() != self.channels {
             return Err(Error::shape("normalisation mean/std", self.channels, mean.len().max(std.len())));
         }
-        if let Some(s) = std.iter().find(|s| !(**s > 0.0)) {
+        if let Some(s) = std.iter().find(|s| s.is_nan() || **s <= 0.0) {
             return Err(Error::InvalidArgument(format!("standard deviation {s} is not positive")));
         }
         let plane = self.height * self.width;
@@ -195,16 +205,13 @@ pub fn fashion_mnist(dir: Option<&Path>, train: bool) -> Result<Dataset> {
     let prefix = if train { "train" } else { "t10k" };
     let find = |kind: &str| -> Result<PathBuf> {
         let name = format!("{prefix}-{kind}");
-        [dir.join(format!("{name}.gz")), dir.join(&name)]
-            .into_iter()
-            .find(|p| p.exists())
-            .ok_or_else(|| {
-                Error::Data(format!(
-                    "{}: no {name}[.gz]; install Fashion-MNIST (Debian: apt-get install dataset-fashion-mnist) \
+        [dir.join(format!("{name}.gz")), dir.join(&name)].into_iter().find(|p| p.exists()).ok_or_else(|| {
+            Error::Data(format!(
+                "{}: no {name}[.gz]; install Fashion-MNIST (Debian: apt-get install dataset-fashion-mnist) \
                      or pass the folder holding the IDX files",
-                    dir.display()
-                ))
-            })
+                dir.display()
+            ))
+        })
     };
     load_idx(&find("images-idx3-ubyte")?, &find("labels-idx1-ubyte")?)
 }

@@ -28,7 +28,7 @@ fn in_layer<T>(layer: &Layer, r: Result<T>) -> Result<T> {
 }
 
 /// The layers needed for the output, in a deterministic topological order.
-fn order(net: &Network) -> Result<Vec<&Layer>> {
+pub(crate) fn order(net: &Network) -> Result<Vec<&Layer>> {
     let mut index: HashMap<&str, usize> = HashMap::new();
     for (i, l) in net.layers.iter().enumerate() {
         if l.name == net.input.name {
@@ -111,7 +111,7 @@ fn order(net: &Network) -> Result<Vec<&Layer>> {
 }
 
 /// Output size of pooling along one axis (PyTorch / ONNX rules for `ceil_mode`).
-fn pool_out(
+pub(crate) fn pool_out(
     size: usize,
     kernel: usize,
     stride: usize,

@@ -3,6 +3,7 @@
 //! same plan ([`crate::cpu::CpuExecutor`], [`crate::gpu::GpuExecutor`]).
 
 mod compile;
+pub(crate) use compile::{order, pool_out};
 mod memory;
 
 use std::sync::Arc;

@@ -1,0 +1,313 @@
+//! Forward and backward of the layers other than convolutions, on dense NCHW tensors.
+//! Every backward is the exact adjoint of its forward (checked by finite differences in
+//! `tests/train_grad.rs`).
+
+use rayon::prelude::*;
+
+use crate::network::{BatchNorm, Lrn, Pool};
+
+/// The windows of a pooling layer over an `h × w` plane: per output position the clipped
+/// window `(y0, y1, x0, x1)` in input coordinates and the average's divisor (the rules
+/// of the inference kernel `pool2d`).
+pub(crate) fn pool_windows(
+    p: &Pool,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+) -> Vec<(usize, usize, usize, usize, f32)> {
+    let [pt, pl, pb, pr] = p.pads;
+    (0..oh * ow)
+        .map(|o| {
+            let hs = (o / ow) * p.stride[0];
+            let ws = (o % ow) * p.stride[1];
+            let he_pad = (hs + p.kernel[0]).min(h + pt + pb);
+            let we_pad = (ws + p.kernel[1]).min(w + pl + pr);
+            let (h0, w0) = (hs.max(pt), ws.max(pl));
+            let (h1, w1) = (he_pad.min(h + pt), we_pad.min(w + pl));
+            let divisor = if p.count_include_pad {
+                (he_pad - hs) * (we_pad - ws)
+            } else {
+                h1.saturating_sub(h0) * w1.saturating_sub(w0)
+            };
+            #[allow(clippy::cast_precision_loss)]
+            (h0 - pt, h1.max(h0) - pt, w0 - pl, w1.max(w0) - pl, divisor.max(1) as f32)
+        })
+        .collect()
+}
+
+/// Max (with the argmax of each output, for the backward) or average pooling of every plane.
+pub(crate) fn pool_forward(
+    x: &[f32],
+    planes: usize,
+    (h, w): (usize, usize),
+    windows: &[(usize, usize, usize, usize, f32)],
+    avg: bool,
+) -> (Vec<f32>, Vec<u32>) {
+    let out_plane = windows.len();
+    let mut y = vec![0.0f32; planes * out_plane];
+    let mut arg = vec![0u32; if avg { 0 } else { planes * out_plane }];
+    let work = |(t, dst): (usize, &mut [f32]), arg: Option<&mut [u32]>| {
+        let src = &x[t * h * w..(t + 1) * h * w];
+        let mut arg = arg;
+        for (o, &(y0, y1, x0, x1, div)) in windows.iter().enumerate() {
+            let (mut acc, mut best, mut at) = (0.0f32, f32::NEG_INFINITY, y0 * w + x0);
+            for yy in y0..y1 {
+                for xx in x0..x1 {
+                    let v = src[yy * w + xx];
+                    acc += v;
+                    if v > best {
+                        best = v;
+                        at = yy * w + xx;
+                    }
+                }
+            }
+            dst[o] = if avg { acc / div } else { best };
+            if let Some(a) = arg.as_deref_mut() {
+                #[allow(clippy::cast_possible_truncation)]
+                let at = at as u32;
+                a[o] = at;
+            }
+        }
+    };
+    if avg {
+        y.par_chunks_mut(out_plane).enumerate().for_each(|tp| work(tp, None));
+    } else {
+        y.par_chunks_mut(out_plane)
+            .enumerate()
+            .zip(arg.par_chunks_mut(out_plane))
+            .for_each(|(tp, a)| work(tp, Some(a)));
+    }
+    (y, arg)
+}
+
+/// The adjoint of [`pool_forward`].
+pub(crate) fn pool_backward(
+    dy: &[f32],
+    planes: usize,
+    (h, w): (usize, usize),
+    windows: &[(usize, usize, usize, usize, f32)],
+    arg: &[u32],
+    avg: bool,
+) -> Vec<f32> {
+    let out_plane = windows.len();
+    let mut dx = vec![0.0f32; planes * h * w];
+    dx.par_chunks_mut(h * w).enumerate().for_each(|(t, dst)| {
+        let g = &dy[t * out_plane..(t + 1) * out_plane];
+        for (o, &(y0, y1, x0, x1, div)) in windows.iter().enumerate() {
+            if avg {
+                for yy in y0..y1 {
+                    for xx in x0..x1 {
+                        dst[yy * w + xx] += g[o] / div;
+                    }
+                }
+            } else {
+                dst[arg[t * out_plane + o] as usize] += g[o];
+            }
+        }
+    });
+    dx
+}
+
+/// LRN across channels (ONNX): `y_c = x_c · s_c^(−β)`, `s_c = bias + α/size · Σ_{j∈N(c)} x_j²`.
+/// Returns y and s.
+pub(crate) fn lrn_forward(
+    x: &[f32],
+    batch: usize,
+    channels: usize,
+    plane: usize,
+    l: &Lrn,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut s = vec![0.0f32; x.len()];
+    let (lo, hi) = ((l.size - 1) / 2, l.size / 2);
+    #[allow(clippy::cast_precision_loss)]
+    let scale = l.alpha / l.size as f32;
+    s.par_chunks_mut(channels * plane).zip(x.par_chunks(channels * plane)).take(batch).for_each(|(s, x)| {
+        for c in 0..channels {
+            for p in 0..plane {
+                let sum: f32 = (c.saturating_sub(lo)..=(c + hi).min(channels - 1))
+                    .map(|j| x[j * plane + p].powi(2))
+                    .sum();
+                s[c * plane + p] = l.bias + scale * sum;
+            }
+        }
+    });
+    let y = x.iter().zip(&s).map(|(x, s)| x * s.powf(-l.beta)).collect();
+    (y, s)
+}
+
+/// The adjoint of [`lrn_forward`]:
+/// `dx_j = dy_j s_j^(−β) − 2αβ/size · x_j Σ_{c: j∈N(c)} dy_c x_c s_c^(−β−1)`.
+pub(crate) fn lrn_backward(
+    x: &[f32],
+    s: &[f32],
+    dy: &[f32],
+    channels: usize,
+    plane: usize,
+    l: &Lrn,
+) -> Vec<f32> {
+    let (lo, hi) = ((l.size - 1) / 2, l.size / 2);
+    #[allow(clippy::cast_precision_loss)]
+    let k = 2.0 * l.alpha * l.beta / l.size as f32;
+    let mut dx = vec![0.0f32; x.len()];
+    let n = channels * plane;
+    dx.par_chunks_mut(n).enumerate().for_each(|(b, dx)| {
+        let (x, s, dy) = (&x[b * n..(b + 1) * n], &s[b * n..(b + 1) * n], &dy[b * n..(b + 1) * n]);
+        let t: Vec<f32> = (0..n).map(|i| dy[i] * x[i] * s[i].powf(-l.beta - 1.0)).collect();
+        for j in 0..channels {
+            // c with j in N(c): c - lo <= j <= c + hi  <=>  j - hi <= c <= j + lo.
+            for p in 0..plane {
+                let sum: f32 =
+                    (j.saturating_sub(hi)..=(j + lo).min(channels - 1)).map(|c| t[c * plane + p]).sum();
+                let i = j * plane + p;
+                dx[i] = dy[i] * s[i].powf(-l.beta) - k * x[i] * sum;
+            }
+        }
+    });
+    dx
+}
+
+/// Batch normalisation statistics of a training-mode forward.
+#[derive(Clone, Debug)]
+pub(crate) struct BnBatch {
+    /// Per-channel batch mean.
+    pub mean: Vec<f32>,
+    /// Per-channel biased batch variance.
+    pub var: Vec<f32>,
+    /// Normalised input x̂.
+    pub xhat: Vec<f32>,
+}
+
+/// BatchNorm forward: frozen (running statistics) or training (batch statistics).
+pub(crate) fn bn_forward(
+    x: &[f32],
+    channels: usize,
+    plane: usize,
+    bn: &BatchNorm,
+    train: bool,
+) -> (Vec<f32>, Option<BnBatch>) {
+    if !train {
+        let (a, b) = bn.affine();
+        let y = x
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let c = (i / plane) % channels;
+                a[c] * v + b[c]
+            })
+            .collect();
+        return (y, None);
+    }
+    let per = x.len() / channels;
+    let mut mean = vec![0.0f64; channels];
+    let mut sq = vec![0.0f64; channels];
+    for (i, &v) in x.iter().enumerate() {
+        let c = (i / plane) % channels;
+        mean[c] += f64::from(v);
+        sq[c] += f64::from(v) * f64::from(v);
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+    let (mean, var): (Vec<f32>, Vec<f32>) = mean
+        .iter()
+        .zip(&sq)
+        .map(|(s, q)| {
+            let m = s / per as f64;
+            (m as f32, (q / per as f64 - m * m).max(0.0) as f32)
+        })
+        .unzip();
+    let inv: Vec<f32> = var.iter().map(|v| 1.0 / (v + bn.epsilon).sqrt()).collect();
+    let xhat: Vec<f32> = x
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let c = (i / plane) % channels;
+            (v - mean[c]) * inv[c]
+        })
+        .collect();
+    let y = xhat
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let c = (i / plane) % channels;
+            bn.scale[c] * v + bn.shift[c]
+        })
+        .collect();
+    (y, Some(BnBatch { mean, var, xhat }))
+}
+
+/// BatchNorm backward: `(dx, dscale, dshift)`.
+pub(crate) fn bn_backward(
+    x: &[f32],
+    dy: &[f32],
+    channels: usize,
+    plane: usize,
+    bn: &BatchNorm,
+    batch: Option<&BnBatch>,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let chan = |i: usize| (i / plane) % channels;
+    let mut dscale = vec![0.0f32; channels];
+    let mut dshift = vec![0.0f32; channels];
+    match batch {
+        None => {
+            let inv: Vec<f32> = bn.var.iter().map(|v| 1.0 / (v + bn.epsilon).sqrt()).collect();
+            for (i, (&g, &v)) in dy.iter().zip(x).enumerate() {
+                let c = chan(i);
+                dscale[c] += g * (v - bn.mean[c]) * inv[c];
+                dshift[c] += g;
+            }
+            let dx = dy.iter().enumerate().map(|(i, g)| g * bn.scale[chan(i)] * inv[chan(i)]).collect();
+            (dx, dscale, dshift)
+        }
+        Some(b) => {
+            #[allow(clippy::cast_precision_loss)]
+            let per = (x.len() / channels) as f32;
+            for (i, &g) in dy.iter().enumerate() {
+                let c = chan(i);
+                dscale[c] += g * b.xhat[i];
+                dshift[c] += g;
+            }
+            let inv: Vec<f32> = b.var.iter().map(|v| 1.0 / (v + bn.epsilon).sqrt()).collect();
+            let dx = dy
+                .iter()
+                .enumerate()
+                .map(|(i, &g)| {
+                    let c = chan(i);
+                    bn.scale[c] * inv[c] * (g - dshift[c] / per - b.xhat[i] * dscale[c] / per)
+                })
+                .collect();
+            (dx, dscale, dshift)
+        }
+    }
+}
+
+/// `y[b] = W x[b] + bias`, W `[out, in]`.
+pub(crate) fn linear_forward(x: &[f32], batch: usize, w: &[f32], bias: &[f32], out: usize) -> Vec<f32> {
+    let inp = x.len() / batch;
+    let mut y = vec![0.0f32; batch * out];
+    let xv = ndarray::ArrayView2::from_shape((batch, inp), x).expect("linear input");
+    let wv = ndarray::ArrayView2::from_shape((out, inp), w).expect("linear weights");
+    let mut yv = ndarray::ArrayViewMut2::from_shape((batch, out), &mut y[..]).expect("linear output");
+    ndarray::linalg::general_mat_mul(1.0, &xv, &wv.t(), 0.0, &mut yv);
+    for row in y.chunks_exact_mut(out) {
+        row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+    }
+    y
+}
+
+/// Linear backward: `(dx, dW, dbias)`.
+pub(crate) fn linear_backward(
+    x: &[f32],
+    dy: &[f32],
+    batch: usize,
+    w: &[f32],
+    out: usize,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let inp = x.len() / batch;
+    let xv = ndarray::ArrayView2::from_shape((batch, inp), x).expect("linear input");
+    let dyv = ndarray::ArrayView2::from_shape((batch, out), dy).expect("linear grad");
+    let wv = ndarray::ArrayView2::from_shape((out, inp), w).expect("linear weights");
+    let dx = dyv.dot(&wv).into_raw_vec_and_offset().0;
+    let dw = dyv.t().dot(&xv).as_standard_layout().to_owned().into_raw_vec_and_offset().0;
+    let db = (0..out).map(|o| (0..batch).map(|b| dy[b * out + o]).sum()).collect();
+    (dx, dw, db)
+}

@@ -1,0 +1,11 @@
+//! Learning on the CPU: backpropagation through every layer type (perforated convs
+//! included: gradients flow back through the interpolation map), softmax cross-entropy,
+//! and the building blocks of training, impact estimation and the greedy search.
+
+mod conv;
+mod layers;
+mod loss;
+mod model;
+
+pub use loss::softmax_cross_entropy;
+pub use model::{Grads, Mode, Model, Tape, Tensor};

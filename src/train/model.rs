@@ -1,0 +1,445 @@
+//! A network prepared for training: the layer order and every perforated conv's mask and
+//! map resolved once; a forward pass that keeps what the backward pass needs (a tape), and
+//! the backward pass itself, on the CPU with rayon.
+
+use std::collections::HashMap;
+
+use super::conv::{self, Sampling};
+use super::layers::{self, BnBatch};
+use crate::error::{Error, Result};
+use crate::geometry::ConvGeometry;
+use crate::network::{Conv, Network, Op};
+use crate::plan::{order, pool_out, Plan, PlanOptions, StepOp};
+use crate::rng::hash2;
+use crate::strategy::Interpolation;
+
+/// An activation `[batch, channels, height, width]` (flat tensors have height = width = 1).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    /// `[B, C, H, W]`.
+    pub shape: [usize; 4],
+    /// Values, NCHW.
+    pub data: Vec<f32>,
+}
+
+impl Tensor {
+    /// A tensor from its shape and data; checks the length.
+    pub fn new(shape: [usize; 4], data: Vec<f32>) -> Result<Self> {
+        if shape.iter().product::<usize>() != data.len() {
+            return Err(Error::shape(
+                format!("tensor {shape:?}"),
+                shape.iter().product::<usize>(),
+                data.len(),
+            ));
+        }
+        Ok(Tensor { shape, data })
+    }
+
+    fn plane(&self) -> usize {
+        self.shape[2] * self.shape[3]
+    }
+}
+
+/// Training mode (batch statistics in BatchNorm, dropout active, seeded by `seed`) or
+/// evaluation mode (running statistics, dropout off).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Training, with this step's dropout seed.
+    Train {
+        /// Seed of this step's dropout masks.
+        seed: u64,
+    },
+    /// Evaluation.
+    Eval,
+}
+
+enum Aux {
+    None,
+    Argmax(Vec<u32>),
+    Lrn(Vec<f32>),
+    Bn(Option<BnBatch>),
+    Dropout(Vec<f32>),
+}
+
+/// What a forward pass keeps for the backward pass: every layer's output and its
+/// auxiliary data (argmax, LRN sums, batch statistics, dropout masks).
+pub struct Tape {
+    values: HashMap<String, Tensor>,
+    aux: HashMap<String, Aux>,
+}
+
+impl Tape {
+    /// The output of layer `name` (or the input).
+    pub fn value(&self, name: &str) -> Option<&Tensor> {
+        self.values.get(name)
+    }
+
+    /// The batch statistics a training-mode BatchNorm layer saw: `(mean, biased var)`.
+    pub fn bn_batch_stats(&self, name: &str) -> Option<(&[f32], &[f32])> {
+        match self.aux.get(name) {
+            Some(Aux::Bn(Some(b))) => Some((&b.mean, &b.var)),
+            _ => None,
+        }
+    }
+}
+
+/// Gradients of one backward pass.
+#[derive(Clone, Debug, Default)]
+pub struct Grads {
+    /// Per layer with parameters, in [`Model::param_names`] order: conv/linear `[weights,
+    /// bias]` (bias only when present), BatchNorm `[scale, shift]`.
+    pub params: HashMap<String, Vec<Vec<f32>>>,
+    /// Gradient of the network input.
+    pub input: Vec<f32>,
+    /// Per requested conv: Σ over the batch and channels of |∂L/∂V · V| per output
+    /// position (METHOD.md §2, impact), V the conv's output.
+    pub impact: HashMap<String, Vec<f64>>,
+}
+
+/// A network ready for training and gradient computation.
+pub struct Model {
+    net: Network,
+    order: Vec<usize>,
+    sampling: HashMap<String, Sampling>,
+    logits: String,
+}
+
+fn conv_geometry(c: &Conv, x: &Tensor) -> ConvGeometry {
+    let [b, ch, h, w] = x.shape;
+    let mut g = ConvGeometry::new(ch, h, w, c.out_channels, c.kernel[0], c.kernel[1])
+        .with_padding_tlbr(c.pads[0], c.pads[1], c.pads[2], c.pads[3])
+        .with_groups(c.groups)
+        .with_batch(b);
+    (g.stride_h, g.stride_w) = (c.stride[0], c.stride[1]);
+    (g.dilation_h, g.dilation_w) = (c.dilation[0], c.dilation[1]);
+    g
+}
+
+impl Model {
+    /// Prepares `net`: checks it by compiling an inference plan, resolves every
+    /// perforated conv's mask and interpolation map, and picks the logits (the input of a
+    /// final Softmax, else the output).
+    pub fn new(net: Network) -> Result<Self> {
+        let plan = Plan::compile(&net, 1, PlanOptions { fuse: false, ..Default::default() })?;
+        let mut sampling = HashMap::new();
+        for layer in &net.layers {
+            let Op::Conv(Conv { perforation: Some(p), .. }) = &layer.op else { continue };
+            let step =
+                plan.steps().iter().find(|s| s.layer == layer.name && matches!(s.op, StepOp::Conv { .. }));
+            let Some(StepOp::Conv { layer: conv, .. }) = step.map(|s| &s.op) else { continue };
+            let positions = conv.mask().positions().to_vec();
+            let s = if p.interpolation == Interpolation::Stride {
+                Sampling::Grid { positions }
+            } else if conv.mask().is_dense() {
+                Sampling::Dense
+            } else {
+                Sampling::Map { positions, map: conv.interpolation_map().clone() }
+            };
+            sampling.insert(layer.name.clone(), s);
+        }
+        let index: HashMap<&str, usize> =
+            net.layers.iter().enumerate().map(|(i, l)| (l.name.as_str(), i)).collect();
+        let order: Vec<usize> = order(&net)?.iter().map(|l| index[l.name.as_str()]).collect();
+        let logits = match net.layers.iter().find(|l| l.name == net.output) {
+            Some(l) if matches!(l.op, Op::Softmax) => l.inputs[0].clone(),
+            _ => net.output.clone(),
+        };
+        Ok(Model { net, order, sampling, logits })
+    }
+
+    /// The network (with its current parameters).
+    pub fn network(&self) -> &Network {
+        &self.net
+    }
+
+    /// The network, consuming the model.
+    pub fn into_network(self) -> Network {
+        self.net
+    }
+
+    /// The layer whose output the loss reads (logits).
+    pub fn logits_name(&self) -> &str {
+        &self.logits
+    }
+
+    /// Names of the layers with trainable parameters, in network order.
+    pub fn param_names(&self) -> Vec<String> {
+        self.net
+            .layers
+            .iter()
+            .filter(|l| matches!(l.op, Op::Conv(_) | Op::Linear(_) | Op::BatchNorm(_)))
+            .map(|l| l.name.clone())
+            .collect()
+    }
+
+    /// Mutable parameter tensors of layer `name`, in the order of [`Grads::params`].
+    pub fn params_mut(&mut self, name: &str) -> Vec<&mut Vec<f32>> {
+        let Some(layer) = self.net.layers.iter_mut().find(|l| l.name == name) else { return vec![] };
+        match &mut layer.op {
+            Op::Conv(c) => std::iter::once(&mut c.weights).chain(c.bias.as_mut()).collect(),
+            Op::Linear(l) => std::iter::once(&mut l.weights).chain(l.bias.as_mut()).collect(),
+            Op::BatchNorm(b) => vec![&mut b.scale, &mut b.shift],
+            _ => vec![],
+        }
+    }
+
+    /// Moves every training-mode BatchNorm's running statistics toward the batch
+    /// statistics in `tape` (PyTorch convention: momentum 0.1, unbiased variance).
+    pub fn update_bn_stats(&mut self, tape: &Tape, momentum: f32) {
+        for layer in &mut self.net.layers {
+            let Op::BatchNorm(bn) = &mut layer.op else { continue };
+            let Some(Aux::Bn(Some(b))) = tape.aux.get(&layer.name) else { continue };
+            let x = &tape.values[&layer.inputs[0]];
+            #[allow(clippy::cast_precision_loss)]
+            let n = (x.shape[0] * x.plane()) as f32;
+            let unbias = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
+            for c in 0..bn.mean.len() {
+                bn.mean[c] = (1.0 - momentum) * bn.mean[c] + momentum * b.mean[c];
+                bn.var[c] = (1.0 - momentum) * bn.var[c] + momentum * b.var[c] * unbias;
+            }
+        }
+    }
+
+    /// The forward pass over a batch `x` (`[B, C, H, W]` matching the network input).
+    pub fn forward(&self, x: Tensor, mode: Mode) -> Result<Tape> {
+        let spec = &self.net.input;
+        let [_, c, h, w] = x.shape;
+        if [c, h, w] != [spec.channels, spec.height, spec.width] || x.shape[0] == 0 {
+            return Err(Error::shape(
+                "training input",
+                format!("[B>0, {}, {}, {}]", spec.channels, spec.height, spec.width),
+                format!("{:?}", x.shape),
+            ));
+        }
+        let mut values = HashMap::new();
+        let mut aux = HashMap::new();
+        values.insert(spec.name.clone(), x);
+        for &i in &self.order {
+            let layer = &self.net.layers[i];
+            let x = &values[&layer.inputs[0]];
+            let [b, ch, h, w] = x.shape;
+            let (out, extra) = match &layer.op {
+                Op::Conv(c) => {
+                    let g = conv_geometry(c, x);
+                    let s = self.sampling.get(&layer.name).unwrap_or(&Sampling::Dense);
+                    let bias = c.bias.clone().unwrap_or_else(|| vec![0.0; c.out_channels]);
+                    let (oh, ow) = conv::out_size(&g, s);
+                    let y = conv::forward(&g, &c.weights, &bias, s, &x.data);
+                    (Tensor { shape: [b, c.out_channels, oh, ow], data: y }, Aux::None)
+                }
+                Op::Relu => {
+                    (Tensor { data: x.data.iter().map(|v| v.max(0.0)).collect(), ..x.clone() }, Aux::None)
+                }
+                Op::Clip { min, max } => (
+                    Tensor { data: x.data.iter().map(|v| v.clamp(*min, *max)).collect(), ..x.clone() },
+                    Aux::None,
+                ),
+                Op::MaxPool(p) | Op::AvgPool(p) => {
+                    let avg = matches!(layer.op, Op::AvgPool(_));
+                    let [pt, pl, pb, pr] = p.pads;
+                    let oh = pool_out(h, p.kernel[0], p.stride[0], pt, pb, p.ceil_mode).unwrap_or(1);
+                    let ow = pool_out(w, p.kernel[1], p.stride[1], pl, pr, p.ceil_mode).unwrap_or(1);
+                    let windows = layers::pool_windows(p, h, w, oh, ow);
+                    let (y, arg) = layers::pool_forward(&x.data, b * ch, (h, w), &windows, avg);
+                    (Tensor { shape: [b, ch, oh, ow], data: y }, Aux::Argmax(arg))
+                }
+                Op::GlobalAvgPool => {
+                    let y =
+                        x.data.chunks_exact(h * w).map(|p| p.iter().sum::<f32>() / (h * w) as f32).collect();
+                    (Tensor { shape: [b, ch, 1, 1], data: y }, Aux::None)
+                }
+                Op::Lrn(l) => {
+                    let (y, s) = layers::lrn_forward(&x.data, b, ch, h * w, l);
+                    (Tensor { data: y, ..x.clone() }, Aux::Lrn(s))
+                }
+                Op::BatchNorm(bn) => {
+                    let (y, batch) =
+                        layers::bn_forward(&x.data, ch, h * w, bn, matches!(mode, Mode::Train { .. }));
+                    (Tensor { data: y, ..x.clone() }, Aux::Bn(batch))
+                }
+                Op::Add => {
+                    let mut y = x.data.clone();
+                    for name in &layer.inputs[1..] {
+                        y.iter_mut().zip(&values[name].data).for_each(|(a, b)| *a += b);
+                    }
+                    (Tensor { data: y, ..x.clone() }, Aux::None)
+                }
+                Op::Concat => {
+                    let parts: Vec<&Tensor> = layer.inputs.iter().map(|n| &values[n]).collect();
+                    let channels: usize = parts.iter().map(|t| t.shape[1]).sum();
+                    let mut y = Vec::with_capacity(b * channels * h * w);
+                    for img in 0..b {
+                        for t in &parts {
+                            let n = t.shape[1] * h * w;
+                            y.extend_from_slice(&t.data[img * n..(img + 1) * n]);
+                        }
+                    }
+                    (Tensor { shape: [b, channels, h, w], data: y }, Aux::None)
+                }
+                Op::Flatten => (Tensor { shape: [b, ch * h * w, 1, 1], data: x.data.clone() }, Aux::None),
+                Op::Linear(l) => {
+                    let bias = l.bias.clone().unwrap_or_else(|| vec![0.0; l.out_features]);
+                    let y = layers::linear_forward(&x.data, b, &l.weights, &bias, l.out_features);
+                    (Tensor { shape: [b, l.out_features, 1, 1], data: y }, Aux::None)
+                }
+                Op::Softmax => {
+                    let mut y = x.data.clone();
+                    for row in y.chunks_exact_mut(ch) {
+                        let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                        row.iter_mut().for_each(|v| *v = (*v - m).exp());
+                        let s: f32 = row.iter().sum();
+                        row.iter_mut().for_each(|v| *v /= s);
+                    }
+                    (Tensor { data: y, ..x.clone() }, Aux::None)
+                }
+                Op::Dropout { ratio } => match mode {
+                    Mode::Train { seed } if *ratio > 0.0 => {
+                        let keep = 1.0 - ratio;
+                        let layer_seed = seed ^ hash2(i as u64, 0xD0);
+                        #[allow(clippy::cast_precision_loss)]
+                        let mask: Vec<f32> = (0..x.data.len())
+                            .map(|k| {
+                                let u = (hash2(layer_seed, k as u64) >> 11) as f32 / (1u64 << 53) as f32;
+                                if u < keep {
+                                    1.0 / keep
+                                } else {
+                                    0.0
+                                }
+                            })
+                            .collect();
+                        let y = x.data.iter().zip(&mask).map(|(a, m)| a * m).collect();
+                        (Tensor { data: y, ..x.clone() }, Aux::Dropout(mask))
+                    }
+                    _ => (x.clone(), Aux::None),
+                },
+            };
+            values.insert(layer.name.clone(), out);
+            aux.insert(layer.name.clone(), extra);
+        }
+        Ok(Tape { values, aux })
+    }
+
+    /// The backward pass from `d_logits` (the loss gradient at [`Model::logits_name`]),
+    /// recording impact for the convs named in `impact_for`.
+    pub fn backward(&self, tape: &Tape, d_logits: Vec<f32>, impact_for: &[String]) -> Result<Grads> {
+        let mut grad: HashMap<String, Vec<f32>> = HashMap::new();
+        let logits = tape
+            .values
+            .get(&self.logits)
+            .ok_or_else(|| Error::InvalidArgument(format!("the tape has no '{}'", self.logits)))?;
+        if d_logits.len() != logits.data.len() {
+            return Err(Error::shape("loss gradient", logits.data.len(), d_logits.len()));
+        }
+        grad.insert(self.logits.clone(), d_logits);
+        let mut out = Grads::default();
+        let add = |grad: &mut HashMap<String, Vec<f32>>, name: &str, g: Vec<f32>| match grad.get_mut(name) {
+            Some(acc) => acc.iter_mut().zip(&g).for_each(|(a, b)| *a += b),
+            None => {
+                grad.insert(name.to_string(), g);
+            }
+        };
+        for &i in self.order.iter().rev() {
+            let layer = &self.net.layers[i];
+            let Some(dy) = grad.remove(&layer.name) else { continue };
+            let x = &tape.values[&layer.inputs[0]];
+            let y = &tape.values[&layer.name];
+            let [b, ch, h, w] = x.shape;
+            let dx: Vec<f32> = match &layer.op {
+                Op::Conv(c) => {
+                    if impact_for.contains(&layer.name) {
+                        let plane = y.plane();
+                        let mut imp = vec![0.0f64; plane];
+                        for (k, (g, v)) in dy.iter().zip(&y.data).enumerate() {
+                            imp[k % plane] += f64::from((g * v).abs());
+                        }
+                        out.impact.insert(layer.name.clone(), imp);
+                    }
+                    let g = conv_geometry(c, x);
+                    let s = self.sampling.get(&layer.name).unwrap_or(&Sampling::Dense);
+                    let (dx, dw, db) = conv::backward(&g, &c.weights, s, &x.data, &dy, true);
+                    let mut p = vec![dw];
+                    if c.bias.is_some() {
+                        p.push(db);
+                    }
+                    out.params.insert(layer.name.clone(), p);
+                    dx
+                }
+                Op::Relu => dy.iter().zip(&y.data).map(|(g, v)| if *v > 0.0 { *g } else { 0.0 }).collect(),
+                Op::Clip { min, max } => {
+                    dy.iter().zip(&x.data).map(|(g, v)| if v > min && v < max { *g } else { 0.0 }).collect()
+                }
+                Op::MaxPool(p) | Op::AvgPool(p) => {
+                    let avg = matches!(layer.op, Op::AvgPool(_));
+                    let windows = layers::pool_windows(p, h, w, y.shape[2], y.shape[3]);
+                    let Some(Aux::Argmax(arg)) = tape.aux.get(&layer.name) else { unreachable!("pool aux") };
+                    layers::pool_backward(&dy, b * ch, (h, w), &windows, arg, avg)
+                }
+                Op::GlobalAvgPool => {
+                    let n = (h * w) as f32;
+                    dy.iter().flat_map(|g| std::iter::repeat_n(g / n, h * w)).collect()
+                }
+                Op::Lrn(l) => {
+                    let Some(Aux::Lrn(s)) = tape.aux.get(&layer.name) else { unreachable!("lrn aux") };
+                    layers::lrn_backward(&x.data, s, &dy, ch, h * w, l)
+                }
+                Op::BatchNorm(bn) => {
+                    let batch = match tape.aux.get(&layer.name) {
+                        Some(Aux::Bn(b)) => b.as_ref(),
+                        _ => None,
+                    };
+                    let (dx, ds, dsh) = layers::bn_backward(&x.data, &dy, ch, h * w, bn, batch);
+                    out.params.insert(layer.name.clone(), vec![ds, dsh]);
+                    dx
+                }
+                Op::Add => {
+                    for name in &layer.inputs[1..] {
+                        add(&mut grad, name, dy.clone());
+                    }
+                    dy
+                }
+                Op::Concat => {
+                    let mut offset = 0;
+                    let total = y.shape[1] * h * w;
+                    let mut first = Vec::new();
+                    for (k, name) in layer.inputs.iter().enumerate() {
+                        let n = tape.values[name].shape[1] * h * w;
+                        let part: Vec<f32> = (0..b)
+                            .flat_map(|img| dy[img * total + offset..img * total + offset + n].to_vec())
+                            .collect();
+                        offset += n;
+                        if k == 0 {
+                            first = part;
+                        } else {
+                            add(&mut grad, name, part);
+                        }
+                    }
+                    first
+                }
+                Op::Flatten | Op::Dropout { .. } => match tape.aux.get(&layer.name) {
+                    Some(Aux::Dropout(mask)) => dy.iter().zip(mask).map(|(g, m)| g * m).collect(),
+                    _ => dy,
+                },
+                Op::Linear(l) => {
+                    let (dx, dw, db) = layers::linear_backward(&x.data, &dy, b, &l.weights, l.out_features);
+                    let mut p = vec![dw];
+                    if l.bias.is_some() {
+                        p.push(db);
+                    }
+                    out.params.insert(layer.name.clone(), p);
+                    dx
+                }
+                Op::Softmax => {
+                    let mut dx = dy.clone();
+                    for (g, yv) in dx.chunks_exact_mut(ch).zip(y.data.chunks_exact(ch)) {
+                        let dot: f32 = g.iter().zip(yv).map(|(a, b)| a * b).sum();
+                        g.iter_mut().zip(yv).for_each(|(a, b)| *a = b * (*a - dot));
+                    }
+                    dx
+                }
+            };
+            add(&mut grad, &layer.inputs[0], dx);
+        }
+        out.input = grad.remove(&self.net.input.name).unwrap_or_default();
+        Ok(out)
+    }
+}

@@ -1,0 +1,272 @@
+//! Backpropagation against central finite differences: every layer type, perforated convs
+//! with each interpolation and the stride baseline, training-mode BatchNorm and dropout,
+//! and a small perforated network end to end.
+
+use perforate::network::{BatchNorm, Conv, InputSpec, Linear, Lrn, Network, Op, Perforation, Pool};
+use perforate::rng::SeededRng;
+use perforate::train::{Mode, Model, Tensor};
+use perforate::{Interpolation, MaskStrategy};
+
+const B: usize = 2;
+
+fn conv(cin: usize, cout: usize, k: usize, pad: usize, seed: u64) -> Conv {
+    let mut rng = SeededRng::new(seed);
+    Conv::new(
+        cout,
+        [k, k],
+        pad,
+        rng.vec_f32(cout * cin * k * k, -0.4, 0.4),
+        Some(rng.vec_f32(cout, -0.2, 0.2)),
+    )
+}
+
+fn head(net: &mut Network, features: usize, seed: u64) {
+    let mut rng = SeededRng::new(seed);
+    net.then("flat", Op::Flatten);
+    net.then(
+        "fc",
+        Op::Linear(Linear {
+            out_features: 3,
+            weights: rng.vec_f32(3 * features, -0.3, 0.3),
+            bias: Some(rng.vec_f32(3, -0.1, 0.1)),
+        }),
+    );
+}
+
+/// Σ r · logits for a fixed random r, in f64.
+fn objective(net: &Network, x: &Tensor, mode: Mode, r: &[f32]) -> f64 {
+    let model = Model::new(net.clone()).unwrap();
+    let tape = model.forward(x.clone(), mode).unwrap();
+    let logits = tape.value(model.logits_name()).unwrap();
+    logits.data.iter().zip(r).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum()
+}
+
+fn agree(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 4e-3 + 3e-2 * a.abs().max(b.abs())
+}
+
+/// Central differences at two step sizes. Where they disagree, a step crossed a kink
+/// (ReLU, max, clip) and the entry is skipped; otherwise the analytic value must match.
+/// Returns whether the entry was checked.
+fn compare(label: &str, analytic: f64, f: impl Fn(f32) -> f64) -> bool {
+    let numeric = |eps: f32| (f(eps) - f(-eps)) / (2.0 * f64::from(eps));
+    let (n1, n2) = (numeric(1e-3), numeric(4e-4));
+    if (n1 - n2).abs() > 3e-3 + 5e-3 * n1.abs() {
+        return false;
+    }
+    assert!(agree(analytic, n1), "{label}: analytic {analytic:.6}, numeric {n1:.6} ({n2:.6})");
+    true
+}
+
+/// Checks the input gradient and sampled parameter gradients of `net` in `mode`.
+fn check(label: &str, net: &Network, mode: Mode) {
+    let spec = &net.input;
+    let shape = [B, spec.channels, spec.height, spec.width];
+    let mut rng = SeededRng::new(99);
+    let x = Tensor::new(shape, rng.vec_f32(shape.iter().product(), -1.0, 1.0)).unwrap();
+    let model = Model::new(net.clone()).unwrap();
+    let tape = model.forward(x.clone(), mode).unwrap();
+    let n_logits = tape.value(model.logits_name()).unwrap().data.len();
+    let r = rng.vec_f32(n_logits, -1.0, 1.0);
+    let grads = model.backward(&tape, r.clone(), &[]).unwrap();
+    let (mut checked, mut skipped) = (0, 0);
+    let mut tally = |ok: bool| if ok { checked += 1 } else { skipped += 1 };
+    // Input entries.
+    for k in (0..x.data.len()).step_by((x.data.len() / 12).max(1)) {
+        let at = |delta: f32| {
+            let mut moved = x.clone();
+            moved.data[k] += delta;
+            objective(net, &moved, mode, &r)
+        };
+        tally(compare(&format!("{label}: d input[{k}]"), f64::from(grads.input[k]), at));
+    }
+    // Parameters of every layer that has them.
+    let mut perturbed = Model::new(net.clone()).unwrap();
+    for name in model.param_names() {
+        let analytic = &grads.params[&name];
+        let sizes: Vec<usize> = perturbed.params_mut(&name).iter().map(|p| p.len()).collect();
+        for (t, len) in sizes.into_iter().enumerate() {
+            for k in (0..len).step_by((len / 6).max(1)) {
+                let at = |delta: f32| {
+                    let mut m = Model::new(net.clone()).unwrap();
+                    m.params_mut(&name)[t][k] += delta;
+                    objective(m.network(), &x, mode, &r)
+                };
+                tally(compare(&format!("{label}: d {name}[{t}][{k}]"), f64::from(analytic[t][k]), at));
+            }
+        }
+    }
+    assert!(skipped * 5 <= checked, "{label}: {skipped} entries crossed a kink, only {checked} checked");
+}
+
+/// input (3×9×9) → conv (3×3 pad 1, optionally perforated) → `tail` layers → flatten → fc.
+fn net_with(perforation: Option<Perforation>, tail: &[(&str, Op)], features: usize) -> Network {
+    let mut net = Network::new("t", InputSpec { name: "input".into(), channels: 3, height: 9, width: 9 });
+    net.push("c1", Op::Conv(Conv { perforation, ..conv(3, 4, 3, 1, 1) }), &["input"]);
+    for (name, op) in tail {
+        net.then(*name, op.clone());
+    }
+    head(&mut net, features, 5);
+    net
+}
+
+#[test]
+fn perforated_convs_with_every_interpolation() {
+    for interpolation in [Interpolation::Nearest, Interpolation::Zeros, Interpolation::Barycentric] {
+        let p = Perforation { interpolation, ..Perforation::uniform(0.4, 3) };
+        check(&format!("conv {interpolation:?}"), &net_with(Some(p), &[], 4 * 81), Mode::Eval);
+    }
+    let grid = Perforation {
+        interpolation: Interpolation::Stride,
+        strategy: MaskStrategy::Grid,
+        ..Perforation::uniform(0.25, 3)
+    };
+    let plan =
+        perforate::plan::Plan::compile(&net_with(Some(grid.clone()), &[], 4 * 81), 1, Default::default());
+    // The stride baseline shrinks the map, so the head sees fewer features.
+    let features = plan.err().map_or(4 * 81, |_| 4 * 16);
+    let stride_net = net_with(Some(grid), &[], features);
+    if perforate::plan::Plan::compile(&stride_net, 1, Default::default()).is_ok() {
+        check("conv stride baseline", &stride_net, Mode::Eval);
+    }
+    // Strided, dilated, grouped geometry.
+    let mut net = Network::new("t", InputSpec { name: "input".into(), channels: 4, height: 9, width: 9 });
+    let mut c = conv(2, 6, 3, 2, 7);
+    c.stride = [2, 2];
+    c.dilation = [2, 2];
+    c.groups = 2;
+    c.perforation = Some(Perforation::uniform(0.6, 1));
+    net.push("c1", Op::Conv(c), &["input"]);
+    head(&mut net, 6 * 25, 3);
+    check("conv stride2 dilation2 groups2 perforated", &net, Mode::Eval);
+}
+
+#[test]
+fn pointwise_layers() {
+    let p = Some(Perforation::uniform(0.5, 2));
+    check("relu", &net_with(p.clone(), &[("r", Op::Relu)], 4 * 81), Mode::Eval);
+    check("clip", &net_with(p.clone(), &[("cl", Op::Clip { min: -0.2, max: 0.3 })], 4 * 81), Mode::Eval);
+    let lrn = Op::Lrn(Lrn { size: 3, alpha: 0.5, beta: 0.75, bias: 1.5 });
+    check("lrn", &net_with(p.clone(), &[("n", lrn)], 4 * 81), Mode::Eval);
+    let mut rng = SeededRng::new(4);
+    let bn = BatchNorm {
+        scale: rng.vec_f32(4, 0.5, 1.5),
+        shift: rng.vec_f32(4, -0.5, 0.5),
+        mean: rng.vec_f32(4, -0.2, 0.2),
+        var: rng.vec_f32(4, 0.5, 1.5),
+        epsilon: 1e-3,
+    };
+    check("bn frozen", &net_with(p.clone(), &[("bn", Op::BatchNorm(bn.clone()))], 4 * 81), Mode::Eval);
+    check("bn training", &net_with(p.clone(), &[("bn", Op::BatchNorm(bn))], 4 * 81), Mode::Train { seed: 1 });
+    check("dropout", &net_with(p, &[("d", Op::Dropout { ratio: 0.3 })], 4 * 81), Mode::Train { seed: 5 });
+}
+
+#[test]
+fn pooling_layers() {
+    let p = Some(Perforation::uniform(0.5, 2));
+    let pool = |kernel, stride, pads, ceil_mode, count_include_pad| Pool {
+        kernel: [kernel; 2],
+        stride: [stride; 2],
+        pads,
+        ceil_mode,
+        count_include_pad,
+    };
+    check(
+        "max 3/2",
+        &net_with(p.clone(), &[("mp", Op::MaxPool(pool(3, 2, [0; 4], false, false)))], 4 * 16),
+        Mode::Eval,
+    );
+    check(
+        "max 3/2 pad ceil",
+        &net_with(p.clone(), &[("mp", Op::MaxPool(pool(3, 2, [1; 4], true, false)))], 4 * 25),
+        Mode::Eval,
+    );
+    check(
+        "avg 3/2 pad cip",
+        &net_with(p.clone(), &[("ap", Op::AvgPool(pool(3, 2, [1; 4], false, true)))], 4 * 25),
+        Mode::Eval,
+    );
+    check(
+        "avg 2/2 ceil",
+        &net_with(p.clone(), &[("ap", Op::AvgPool(pool(2, 2, [0; 4], true, false)))], 4 * 25),
+        Mode::Eval,
+    );
+    check("global avg", &net_with(p, &[("g", Op::GlobalAvgPool)], 4), Mode::Eval);
+}
+
+#[test]
+fn add_concat_softmax_and_a_small_perforated_network() {
+    // Residual add and channel concat of two branches, one perforated.
+    let mut net = Network::new("t", InputSpec { name: "input".into(), channels: 3, height: 8, width: 8 });
+    net.push(
+        "a",
+        Op::Conv(Conv { perforation: Some(Perforation::uniform(0.5, 1)), ..conv(3, 4, 3, 1, 1) }),
+        &["input"],
+    );
+    net.push("ra", Op::Relu, &["a"]);
+    net.push("b", Op::Conv(conv(4, 4, 3, 1, 2)), &["ra"]);
+    net.push("sum", Op::Add, &["b", "a"]);
+    net.push("cat", Op::Concat, &["sum", "a", "sum"]);
+    net.then(
+        "mp",
+        Op::MaxPool(Pool {
+            kernel: [2, 2],
+            stride: [2, 2],
+            pads: [0; 4],
+            ceil_mode: false,
+            count_include_pad: false,
+        }),
+    );
+    head(&mut net, 12 * 16, 4);
+    check("add + concat", &net, Mode::Eval);
+    // Softmax inside the graph (its adjoint), then a final softmax the loss skips.
+    let mut s = net.clone();
+    s.then("sm", Op::Softmax);
+    s.then(
+        "fc2",
+        Op::Linear(Linear { out_features: 3, weights: SeededRng::new(8).vec_f32(9, -1.0, 1.0), bias: None }),
+    );
+    s.then("prob", Op::Softmax);
+    let model = Model::new(s.clone()).unwrap();
+    assert_eq!(model.logits_name(), "fc2", "the loss reads the input of a final softmax");
+    check("softmax", &s, Mode::Eval);
+}
+
+#[test]
+fn impact_of_an_output_the_loss_ignores_is_zero() {
+    // c1's channel 0 feeds nothing: a 1x1 conv with zero weights on it reads c1.
+    let mut net = Network::new("t", InputSpec { name: "input".into(), channels: 2, height: 6, width: 6 });
+    net.push("c1", Op::Conv(conv(2, 3, 3, 1, 1)), &["input"]);
+    let mut w = SeededRng::new(3).vec_f32(2 * 3, -1.0, 1.0);
+    w[0] = 0.0;
+    w[3] = 0.0; // input channel 0 of both outputs
+    net.push("pw", Op::Conv(Conv::new(2, [1, 1], 0, w, None)), &["c1"]);
+    // Only the left half of the map reaches the loss: a crop by pooling the left columns
+    // is not a layer, so zero the fc weights of the right half instead.
+    let features = 2 * 36;
+    let mut fw = SeededRng::new(4).vec_f32(3 * features, -1.0, 1.0);
+    for o in 0..3 {
+        for c in 0..2 {
+            for p in 0..36 {
+                if p % 6 >= 3 {
+                    fw[o * features + c * 36 + p] = 0.0;
+                }
+            }
+        }
+    }
+    net.then("flat", Op::Flatten);
+    net.then("fc", Op::Linear(Linear { out_features: 3, weights: fw, bias: None }));
+    let model = Model::new(net).unwrap();
+    let x = Tensor::new([2, 2, 6, 6], SeededRng::new(5).vec_f32(144, -1.0, 1.0)).unwrap();
+    let tape = model.forward(x, Mode::Eval).unwrap();
+    let grads = model.backward(&tape, vec![1.0; 6], &["c1".into(), "pw".into()]).unwrap();
+    let pw = &grads.impact["pw"];
+    for (p, &v) in pw.iter().enumerate() {
+        if p % 6 >= 3 {
+            assert_eq!(v, 0.0, "pw position {p} does not reach the loss");
+        } else {
+            assert!(v > 0.0, "pw position {p} does");
+        }
+    }
+    assert!(grads.impact["c1"].iter().all(|v| v.is_finite()));
+}
