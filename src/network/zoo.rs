@@ -9,8 +9,12 @@ use super::{BatchNorm, Conv, InputSpec, Linear, Lrn, Network, Op, Pool};
 use crate::error::{Error, Result};
 use crate::rng::SeededRng;
 
-/// The architectures [`build`] knows.
+/// The ImageNet/CIFAR architectures [`build`] knows.
 pub const NAMES: [&str; 5] = ["nin", "alexnet", "vgg16", "resnet18", "resnet50"];
+
+/// Small NIN-, VGG- and ResNet-style networks for 28×28 grayscale images (Fashion-MNIST),
+/// sized to train on a CPU; [`build`] knows them too.
+pub const FASHION: [&str; 3] = ["fashion_nin", "fashion_vgg", "fashion_resnet"];
 
 /// Size and seed of a zoo network.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -49,9 +53,14 @@ pub fn build(name: &str, config: ZooConfig) -> Result<Network> {
         "vgg16" => vgg16(config),
         "resnet18" => resnet(config, false),
         "resnet50" => resnet(config, true),
-        other => {
-            Err(Error::InvalidArgument(format!("unknown zoo network '{other}'; known: {}", NAMES.join(", "))))
-        }
+        "fashion_nin" => fashion_nin(config),
+        "fashion_vgg" => fashion_vgg(config),
+        "fashion_resnet" => fashion_resnet(config),
+        other => Err(Error::InvalidArgument(format!(
+            "unknown zoo network '{other}'; known: {}, {}",
+            NAMES.join(", "),
+            FASHION.join(", ")
+        ))),
     }
 }
 
@@ -63,13 +72,23 @@ struct Maker {
 
 impl Maker {
     fn new(name: &str, config: &ZooConfig, native: usize, min: usize) -> Result<Self> {
+        Self::with_channels(name, config, native, min, 3)
+    }
+
+    fn with_channels(
+        name: &str,
+        config: &ZooConfig,
+        native: usize,
+        min: usize,
+        channels: usize,
+    ) -> Result<Self> {
         let r = config.resolution.unwrap_or(native);
         if r < min {
             return Err(Error::InvalidArgument(format!(
                 "{name} needs an input of at least {min}x{min}, got {r}x{r}"
             )));
         }
-        let input = InputSpec { name: "input".into(), channels: 3, height: r, width: r };
+        let input = InputSpec { name: "input".into(), channels, height: r, width: r };
         Ok(Maker { net: Network::new(name, input), rng: SeededRng::new(config.seed), width: config.width })
     }
 
@@ -283,6 +302,104 @@ fn resnet(config: ZooConfig, bottleneck: bool) -> Result<Network> {
             x = m.op(&format!("{p}.relu"), &sum, Op::Relu);
             cin = cout;
         }
+    }
+    x = m.op("avgpool", &x, Op::GlobalAvgPool);
+    x = m.op("flatten", &x, Op::Flatten);
+    x = m.linear("fc", &x, cin, classes, true);
+    m.op("prob", &x, Op::Softmax);
+    Ok(m.net)
+}
+
+/// NIN-style for 28×28×1: three blocks of a 3×3 conv and two 1×1 "cccp" convs (ReLU
+/// after each), max / average pooling between blocks, global average pooling of the
+/// last block's 10 class maps.
+pub fn fashion_nin(config: ZooConfig) -> Result<Network> {
+    let mut m = Maker::with_channels("fashion_nin", &config, 28, 12, 1)?;
+    let classes = config.classes.unwrap_or(10);
+    let (c32, c64) = (m.ch(32, 1), m.ch(64, 1));
+    let mut x = "input".to_string();
+    let mut cin = 1;
+    let blocks = [[c32, c32, c32], [c64, c64, c64], [c64, c64, classes]];
+    for (b, chans) in blocks.into_iter().enumerate() {
+        let names = [format!("conv{}", b + 1), format!("cccp{}", 2 * b + 1), format!("cccp{}", 2 * b + 2)];
+        for (i, (name, c)) in names.iter().zip(chans).enumerate() {
+            let (k, pad) = if i == 0 { (3, 1) } else { (1, 0) };
+            x = m.conv(name, &x, cin, c, k, 1, pad, 1, true);
+            if !(b == 2 && i == 2) {
+                x = m.op(&format!("relu_{name}"), &x, Op::Relu);
+            }
+            cin = c;
+        }
+        if b < 2 {
+            let p = pool(3, 2, 0, true);
+            x = m.op(&format!("pool{}", b + 1), &x, if b == 1 { Op::AvgPool(p) } else { Op::MaxPool(p) });
+        }
+    }
+    x = m.op("pool3", &x, Op::GlobalAvgPool);
+    x = m.op("flatten", &x, Op::Flatten);
+    m.op("prob", &x, Op::Softmax);
+    Ok(m.net)
+}
+
+/// VGG-style for 28×28×1: conv3×3 pairs at 24 and 48 channels and one at 96, each stage
+/// followed by 2×2 max pooling, then fc 256 (ReLU, dropout) and the classifier.
+pub fn fashion_vgg(config: ZooConfig) -> Result<Network> {
+    let mut m = Maker::with_channels("fashion_vgg", &config, 28, 8, 1)?;
+    let classes = config.classes.unwrap_or(10);
+    let r = m.net.input.height;
+    let mut x = "input".to_string();
+    let mut cin = 1;
+    for (s, (c, n)) in [(24, 2), (48, 2), (96, 1)].into_iter().enumerate() {
+        let c = m.ch(c, 1);
+        for i in 1..=n {
+            let name = format!("conv{}_{i}", s + 1);
+            x = m.conv(&name, &x, cin, c, 3, 1, 1, 1, true);
+            x = m.op(&format!("relu{}_{i}", s + 1), &x, Op::Relu);
+            cin = c;
+        }
+        x = m.op(&format!("pool{}", s + 1), &x, Op::MaxPool(pool(2, 2, 0, false)));
+    }
+    let side = r / 8;
+    let f = m.ch(256, 1);
+    x = m.op("flatten", &x, Op::Flatten);
+    x = m.linear("fc1", &x, cin * side * side, f, false);
+    x = m.op("relu_fc1", &x, Op::Relu);
+    x = m.op("drop1", &x, Op::Dropout { ratio: 0.3 });
+    x = m.linear("fc2", &x, f, classes, true);
+    m.op("prob", &x, Op::Softmax);
+    Ok(m.net)
+}
+
+/// ResNet-style for 28×28×1: a 3×3 stem (BN, ReLU), three stages of one basic block
+/// each (16, 32, 64 channels; stride 2 and a 1×1 projection where the shape changes),
+/// global average pooling, classifier.
+pub fn fashion_resnet(config: ZooConfig) -> Result<Network> {
+    let mut m = Maker::with_channels("fashion_resnet", &config, 28, 8, 1)?;
+    let classes = config.classes.unwrap_or(10);
+    let c16 = m.ch(16, 1);
+    let mut x = m.conv("conv1", "input", 1, c16, 3, 1, 1, 1, false);
+    x = m.bn("bn1", &x, c16);
+    x = m.op("relu", &x, Op::Relu);
+    let mut cin = c16;
+    for (stage, planes) in [16, 32, 64].into_iter().enumerate() {
+        let planes = m.ch(planes, 1);
+        let stride = if stage > 0 { 2 } else { 1 };
+        let p = format!("layer{}", stage + 1);
+        let identity = x.clone();
+        let mut y = m.conv(&format!("{p}.conv1"), &x, cin, planes, 3, stride, 1, 1, false);
+        y = m.bn(&format!("{p}.bn1"), &y, planes);
+        y = m.op(&format!("{p}.relu1"), &y, Op::Relu);
+        y = m.conv(&format!("{p}.conv2"), &y, planes, planes, 3, 1, 1, 1, false);
+        y = m.bn(&format!("{p}.bn2"), &y, planes);
+        let shortcut = if stride != 1 || cin != planes {
+            let d = m.conv(&format!("{p}.downsample.0"), &identity, cin, planes, 1, stride, 0, 1, false);
+            m.bn(&format!("{p}.downsample.1"), &d, planes)
+        } else {
+            identity
+        };
+        let sum = m.net.push(format!("{p}.add"), Op::Add, &[&y, &shortcut]);
+        x = m.op(&format!("{p}.relu"), &sum, Op::Relu);
+        cin = planes;
     }
     x = m.op("avgpool", &x, Op::GlobalAvgPool);
     x = m.op("flatten", &x, Op::Flatten);

@@ -6,6 +6,8 @@ mod conv;
 mod layers;
 mod loss;
 mod model;
+mod sgd;
 
 pub use loss::softmax_cross_entropy;
 pub use model::{Grads, Mode, Model, Tape, Tensor};
+pub use sgd::{evaluate, train, EpochLog, Evaluation, LrSchedule, TrainConfig};
