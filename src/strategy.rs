@@ -1,7 +1,6 @@
 //! Mask strategies of METHOD.md §2 beyond the uniform one: the fractional-max-pooling
-//! grid, the pooling structure of the next layer, and user-supplied weights. The
-//! data-driven `impact` strategies need gradients and come with the learning code; they
-//! will be further variants of [`MaskStrategy`].
+//! grid, the pooling structure of the next layer, user-supplied weights, and the
+//! data-driven impact strategies (their weights come from `train::impact`).
 
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +28,18 @@ pub enum MaskStrategy {
         /// The weight of every output position.
         weights: Vec<f64>,
     },
+    /// Impact (METHOD.md §2): the positions whose removal changes the loss least to first
+    /// order, from `train::impact` on a data set. Applied like `Weights`.
+    Impact {
+        /// Mean Σ_t |∂L/∂V · V| of every output position.
+        weights: Vec<f64>,
+    },
+    /// Iterative impact: impact recomputed on the current perforated network, positions
+    /// already skipped weighted −1 so that each new mask is a subset of the previous one.
+    IterativeImpact {
+        /// Impact of every output position (−1 where already skipped).
+        weights: Vec<f64>,
+    },
 }
 
 impl MaskStrategy {
@@ -39,6 +50,8 @@ impl MaskStrategy {
             MaskStrategy::Grid => "grid",
             MaskStrategy::PoolingStructure => "pooling_structure",
             MaskStrategy::Weights { .. } => "weights",
+            MaskStrategy::Impact { .. } => "impact",
+            MaskStrategy::IterativeImpact { .. } => "iterative_impact",
         }
     }
 }

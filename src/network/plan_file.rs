@@ -117,6 +117,9 @@ impl PerforationPlan {
             let strategy = match l.strategy.as_str() {
                 "grid" => MaskStrategy::Grid,
                 "pooling_structure" => MaskStrategy::PoolingStructure,
+                "weights" => MaskStrategy::Weights { weights: vec![] },
+                "impact" => MaskStrategy::Impact { weights: vec![] },
+                "iterative_impact" => MaskStrategy::IterativeImpact { weights: vec![] },
                 _ => MaskStrategy::Uniform,
             };
             let positions = Some(l.positions.clone());

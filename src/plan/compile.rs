@@ -394,7 +394,12 @@ impl<'n> Builder<'n> {
                 (Some(positions), _) => Mask::from_positions(h, w, positions.clone()),
                 (None, MaskStrategy::Uniform) => Mask::uniform(h, w, q, p.seed),
                 (None, MaskStrategy::Grid) => Mask::grid(h, w, q, p.seed),
-                (None, MaskStrategy::Weights { weights }) => Mask::from_weights(h, w, q, weights),
+                (
+                    None,
+                    MaskStrategy::Weights { weights }
+                    | MaskStrategy::Impact { weights }
+                    | MaskStrategy::IterativeImpact { weights },
+                ) => Mask::from_weights(h, w, q, weights),
                 (None, MaskStrategy::PoolingStructure) => {
                     let windows = self.pool_windows_after(&layer.name, h, w).ok_or_else(|| {
                         layer_error(

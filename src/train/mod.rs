@@ -3,11 +3,15 @@
 //! and the building blocks of training, impact estimation and the greedy search.
 
 mod conv;
+mod impact;
 mod layers;
 mod loss;
 mod model;
+mod search;
 mod sgd;
 
+pub use impact::{impact, restrict_to_mask};
 pub use loss::softmax_cross_entropy;
 pub use model::{Grads, Mode, Model, Tape, Tensor};
+pub use search::{greedy_search, ladder, Cost, SearchConfig, SearchStep, SearchStrategy};
 pub use sgd::{evaluate, train, EpochLog, Evaluation, LrSchedule, TrainConfig};

@@ -204,7 +204,7 @@ pub fn train(
     if let Some(t) = test {
         check_fit(net, t)?;
     }
-    if config.batch_size == 0 || config.epochs == 0 || !(config.lr > 0.0) {
+    if config.batch_size == 0 || config.epochs == 0 || config.lr.is_nan() || config.lr <= 0.0 {
         return Err(Error::InvalidArgument(
             "training needs epochs, a batch size and a learning rate above 0".into(),
         ));
