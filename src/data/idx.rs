@@ -52,6 +52,25 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<usize>, Vec<u8>)> {
     Ok((dims, bytes[header..].to_vec()))
 }
 
+/// The images of an IDX image file alone (unlabelled: every label 0, one class), for
+/// classifying them.
+pub fn load_idx_images(images: &Path) -> Result<Dataset> {
+    let (dims, pixels) = parse(images, &read_maybe_gz(images)?)?;
+    let (n, c, h, w) = image_dims(images, &dims)?;
+    Dataset::new(c, h, w, 1, pixels.iter().map(|&p| f32::from(p) / 255.0).collect(), vec![0; n])
+}
+
+fn image_dims(images: &Path, dims: &[usize]) -> Result<(usize, usize, usize, usize)> {
+    match dims[..] {
+        [n, h, w] => Ok((n, 1, h, w)),
+        [n, c, h, w] => Ok((n, c, h, w)),
+        _ => Err(Error::Data(format!(
+            "{}: images must be [n, h, w] or [n, c, h, w], got {dims:?}",
+            images.display()
+        ))),
+    }
+}
+
 /// An IDX image file (`[n, h, w]` or `[n, c, h, w]`) and its IDX label file (`[n]`),
 /// gzip-compressed or raw; pixels scaled to [0, 1], classes = largest label + 1 (at least 10).
 pub fn load_idx(images: &Path, labels: &Path) -> Result<Dataset> {

@@ -7,7 +7,7 @@ mod idx;
 use std::path::{Path, PathBuf};
 
 pub use cifar::load_cifar;
-pub use idx::load_idx;
+pub use idx::{load_idx, load_idx_images};
 
 use crate::error::{Error, Result};
 use crate::rng::hash2;

@@ -3,6 +3,7 @@
 //! and the building blocks of training, impact estimation and the greedy search.
 
 mod conv;
+mod experiment;
 mod impact;
 mod layers;
 mod loss;
@@ -10,8 +11,9 @@ mod model;
 mod search;
 mod sgd;
 
+pub use experiment::{experiment_table, plot_experiment, run_experiment, ExperimentConfig, ExperimentRow};
 pub use impact::{impact, restrict_to_mask};
 pub use loss::softmax_cross_entropy;
 pub use model::{Grads, Mode, Model, Tape, Tensor};
-pub use search::{greedy_search, ladder, Cost, SearchConfig, SearchStep, SearchStrategy};
+pub use search::{greedy_search, greedy_search_with, ladder, Cost, SearchConfig, SearchStep, SearchStrategy};
 pub use sgd::{evaluate, train, EpochLog, Evaluation, LrSchedule, TrainConfig};

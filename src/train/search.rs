@@ -157,6 +157,16 @@ pub fn greedy_search(
     data: &Dataset,
     config: &SearchConfig,
 ) -> Result<(Network, Vec<SearchStep>)> {
+    greedy_search_with(net, data, config, |_, _| {})
+}
+
+/// [`greedy_search`], calling `on_step` with every step and the network it produced.
+pub fn greedy_search_with(
+    net: &Network,
+    data: &Dataset,
+    config: &SearchConfig,
+    mut on_step: impl FnMut(&SearchStep, &Network),
+) -> Result<(Network, Vec<SearchStep>)> {
     if config.target_speedup.is_nan() || config.target_speedup < 1.0 {
         return Err(Error::InvalidArgument(format!(
             "target speedup must be at least 1, got {}",
@@ -263,6 +273,7 @@ pub fn greedy_search(
             error: err,
             score,
         });
+        on_step(log.last().expect("just pushed"), &current);
     }
     Ok((current, log))
 }

@@ -1,0 +1,268 @@
+//! The paper's Figure-4-style comparison on one trained network: for every mask strategy
+//! and baseline, test error against theoretical and measured CPU speedup at the requested
+//! speedups, before and after fine-tuning, as rows (JSON, Markdown) and an SVG plot.
+
+use std::path::Path;
+use std::time::Instant;
+
+use ndarray::{ArrayD, IxDyn};
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::search::{greedy_search_with, Cost, SearchConfig, SearchStrategy};
+use super::sgd::{evaluate, train, LrSchedule, TrainConfig};
+use crate::cpu::CpuExecutor;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::network::Network;
+use crate::plan::{Plan, PlanOptions};
+use crate::strategy::Interpolation;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct ExperimentConfig {
+    /// Speedups to report (theoretical, network-wide).
+    pub speedups: Vec<f64>,
+    /// Methods: strategy names and the baselines `stride`, `zeros`, `resize`.
+    pub methods: Vec<String>,
+    /// Images of the training set used for the search's loss (taken from its end).
+    pub search_images: usize,
+    /// Images used for fine-tuning (from the start of the training set).
+    pub finetune_images: usize,
+    /// Fine-tuning epochs over those images.
+    pub finetune_epochs: usize,
+    /// Fine-tuning learning rate.
+    pub finetune_lr: f32,
+    /// Seed.
+    pub seed: u64,
+}
+
+impl Default for ExperimentConfig {
+    fn default() -> Self {
+        ExperimentConfig {
+            speedups: vec![2.0, 3.0, 4.0],
+            methods: [
+                "uniform",
+                "grid",
+                "pooling_structure",
+                "impact",
+                "iterative_impact",
+                "stride",
+                "zeros",
+                "resize",
+            ]
+            .map(String::from)
+            .to_vec(),
+            search_images: 1000,
+            finetune_images: 5000,
+            finetune_epochs: 1,
+            finetune_lr: 1e-3,
+            seed: 1,
+        }
+    }
+}
+
+/// One point of the comparison.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentRow {
+    /// Method (strategy or baseline).
+    pub method: String,
+    /// Requested speedup.
+    pub target: f64,
+    /// Theoretical speedup reached.
+    pub theoretical: f64,
+    /// Measured CPU speedup (batch 64, best of 3).
+    pub measured_cpu: f64,
+    /// Test top-1 error of the dense network.
+    pub dense_error: f64,
+    /// Test top-1 error before fine-tuning.
+    pub error_before: f64,
+    /// Test top-1 error after fine-tuning.
+    pub error_after: f64,
+}
+
+/// A network at a requested speedup, with its own (resized) fine-tuning and test sets
+/// when the method changes the input size.
+type Point = (f64, Network, Option<(Dataset, Dataset)>);
+
+fn cpu_seconds(net: &Network) -> Result<f64> {
+    let plan = Plan::compile(net, 64, PlanOptions::default())?;
+    let shape = plan.input_shape();
+    let x = ArrayD::from_shape_vec(IxDyn(&shape), vec![0.5f32; shape.iter().product()])
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let exec = CpuExecutor::new(&plan)?;
+    exec.run(x.view())?;
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t = Instant::now();
+        exec.run(x.view())?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+/// Runs the comparison for `net` (trained on `train_set`), reporting errors on `test`.
+/// `progress` receives a line per finished point.
+pub fn run_experiment(
+    net: &Network,
+    train_set: &Dataset,
+    test: &Dataset,
+    config: &ExperimentConfig,
+    mut progress: impl FnMut(&ExperimentRow),
+) -> Result<Vec<ExperimentRow>> {
+    let dense = net.dense();
+    let dense_error = evaluate(&dense, test, 256)?.top1_error;
+    let dense_time = cpu_seconds(&dense)?;
+    let n = train_set.len();
+    let search_data = train_set.subset(&(n.saturating_sub(config.search_images)..n).collect::<Vec<_>>());
+    let tune_data = train_set.take(config.finetune_images);
+    let tune = TrainConfig {
+        epochs: config.finetune_epochs,
+        batch_size: 64,
+        lr: config.finetune_lr,
+        schedule: LrSchedule::Constant,
+        seed: config.seed,
+        ..Default::default()
+    };
+    let max = config.speedups.iter().copied().fold(1.0, f64::max);
+    let mut rows = Vec::new();
+    for method in &config.methods {
+        // The networks at each requested speedup, with the data they read.
+        let mut points: Vec<Point> = Vec::new();
+        if method == "resize" {
+            for &s in &config.speedups {
+                let resized = dense.resized_for_speedup(s)?;
+                let (h, w) = (resized.input.height, resized.input.width);
+                let data = (tune_data.resized(h, w)?, test.resized(h, w)?);
+                points.push((s, resized, Some(data)));
+            }
+        } else {
+            let (strategy, interpolation) = match method.as_str() {
+                "stride" => (SearchStrategy::Grid, Interpolation::Stride),
+                "zeros" => (SearchStrategy::Uniform, Interpolation::Zeros),
+                name => (SearchStrategy::parse(name)?, Interpolation::Nearest),
+            };
+            let search = SearchConfig {
+                target_speedup: max,
+                strategy,
+                interpolation,
+                cost: Cost::Flops,
+                batch: 250,
+                seed: config.seed,
+                max_steps: 500,
+            };
+            // The network at the first step past each target.
+            let mut pending: Vec<f64> = config.speedups.clone();
+            greedy_search_with(&dense, &search_data, &search, |step, net| {
+                while let Some(&s) = pending.first().filter(|&&s| step.speedup >= s) {
+                    points.push((s, net.clone(), None));
+                    pending.remove(0);
+                }
+            })?;
+        }
+        for (target, mut candidate, data) in points {
+            let (tune_set, test_set) = match &data {
+                Some((t, e)) => (t, e),
+                None => (&tune_data, test),
+            };
+            let theoretical = {
+                let base = Plan::compile(&dense, 1, PlanOptions::default())?.flops() as f64;
+                base / Plan::compile(&candidate, 1, PlanOptions::default())?.flops() as f64
+            };
+            let measured_cpu = dense_time / cpu_seconds(&candidate)?;
+            let error_before = evaluate(&candidate, test_set, 256)?.top1_error;
+            train(&mut candidate, tune_set, None, &tune, |_| {})?;
+            let error_after = evaluate(&candidate, test_set, 256)?.top1_error;
+            let row = ExperimentRow {
+                method: method.clone(),
+                target,
+                theoretical,
+                measured_cpu,
+                dense_error,
+                error_before,
+                error_after,
+            };
+            progress(&row);
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+/// The rows as a Markdown table (errors in percent).
+pub fn experiment_table(rows: &[ExperimentRow]) -> String {
+    let mut s = String::from(
+        "| method | target | theoretical | measured CPU | dense error % | error before FT % | error after FT % | increase after FT (points) |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {:.0}x | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:+.2} |\n",
+            r.method,
+            r.target,
+            r.theoretical,
+            r.measured_cpu,
+            100.0 * r.dense_error,
+            100.0 * r.error_before,
+            100.0 * r.error_after,
+            100.0 * (r.error_after - r.dense_error)
+        ));
+    }
+    s
+}
+
+/// Test-error increase against theoretical speedup, one line per method, before
+/// (dashed) and after (solid) fine-tuning, as an SVG file.
+pub fn plot_experiment(rows: &[ExperimentRow], title: &str, path: &Path) -> Result<()> {
+    let err = |e: String| Error::InvalidArgument(format!("{}: plotting failed: {e}", path.display()));
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let top = rows
+        .iter()
+        .map(|r| 100.0 * (r.error_before - r.dense_error).max(r.error_after - r.dense_error))
+        .fold(1.0f64, f64::max)
+        .min(60.0);
+    let max_x = rows.iter().map(|r| r.theoretical).fold(2.0f64, f64::max) + 0.3;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(1.0..max_x, -1.0..top * 1.05)
+        .map_err(|e| err(e.to_string()))?;
+    chart
+        .configure_mesh()
+        .x_desc("theoretical speedup")
+        .y_desc("test top-1 error increase (points)")
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    let mut methods: Vec<&str> = rows.iter().map(|r| r.method.as_str()).collect();
+    methods.dedup();
+    for (i, m) in methods.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let pts: Vec<&ExperimentRow> = rows.iter().filter(|r| r.method == *m).collect();
+        let after: Vec<(f64, f64)> =
+            pts.iter().map(|r| (r.theoretical, 100.0 * (r.error_after - r.dense_error))).collect();
+        let before: Vec<(f64, f64)> =
+            pts.iter().map(|r| (r.theoretical, 100.0 * (r.error_before - r.dense_error))).collect();
+        chart
+            .draw_series(LineSeries::new(after.clone(), color.stroke_width(2)))
+            .map_err(|e| err(e.to_string()))?
+            .label(format!("{m} (after FT)"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+        chart
+            .draw_series(after.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(|e| err(e.to_string()))?;
+        chart
+            .draw_series(DashedLineSeries::new(before, 4, 4, color.stroke_width(1)))
+            .map_err(|e| err(e.to_string()))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    root.present().map_err(|e| err(e.to_string()))?;
+    Ok(())
+}
