@@ -365,6 +365,13 @@ fn classify(
         }
     }
     .map_err(|e| Failure::runtime(e, ""))?;
+    // An ONNX model's outputs keep the rank its graph declares ([N, classes] for most).
+    let out = match (model.ends_with(".onnx"), out.shape()) {
+        (true, &[n, c, 1, 1]) if inputs::onnx_output_rank(model) == Some(2) => {
+            out.into_shape_with_order(IxDyn(&[n, c])).map_err(|e| Failure::runtime(e, ""))?
+        }
+        _ => out,
+    };
     if let Some(path) = output {
         ndarray_npy::write_npy(path, &out)
             .map_err(|e| Failure::usage(format!("{}: cannot write: {e}", path.display())))?;

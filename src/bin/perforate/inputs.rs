@@ -49,6 +49,11 @@ pub fn model(spec: &str) -> Result<Network, Failure> {
     )))
 }
 
+/// The output rank an ONNX model declares, if it is one.
+pub fn onnx_output_rank(spec: &str) -> Option<usize> {
+    perforate::onnx::load(spec).ok().and_then(|m| m.output_rank)
+}
+
 /// `model` with the perforation plan at `plan` applied, when given.
 pub fn model_with_plan(spec: &str, plan: Option<&Path>) -> Result<Network, Failure> {
     let mut net = model(spec)?;

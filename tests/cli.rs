@@ -1,0 +1,222 @@
+//! The `perforate` binary end to end on committed fixtures: every subcommand's happy path
+//! (JSON parsed and checked) and each class of bad input (exit code and message).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ndarray::ArrayD;
+use serde_json::Value;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("perforate-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn perforate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_perforate")).args(args).current_dir(root()).output().unwrap()
+}
+
+/// Runs and expects success; returns stdout parsed as JSON.
+fn ok_json(args: &[&str]) -> Value {
+    let out = perforate(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed ({:?}): {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{args:?}: stdout is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+    })
+}
+
+/// Runs and expects failure with `code` and `needle` in stderr.
+fn fails(args: &[&str], code: i32, needle: &str) {
+    let out = perforate(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{args:?}: exit code; stderr: {err}");
+    assert!(err.contains(needle), "{args:?}: stderr lacks '{needle}': {err}");
+}
+
+const SAMPLE_IDX: &str = "data/fashion-mnist-sample/t10k-images-idx3-ubyte.gz";
+
+#[test]
+fn info_run_and_eval() {
+    let info = ok_json(&["info", "fashion_vgg", "--json"]);
+    assert_eq!(info["name"], "fashion_vgg");
+    assert_eq!(info["input"], serde_json::json!([1, 28, 28]));
+    assert_eq!(info["perforable"].as_array().unwrap().len(), 5);
+    assert!(info["mflops"].as_f64().unwrap() > 20.0);
+    let onnx = ok_json(&["info", "tests/fixtures/onnx/resnet_like.onnx", "--json"]);
+    assert!(onnx["layers"].as_array().unwrap().len() > 5);
+
+    // An ONNX model on a .npy tensor, raw outputs written as .npy: they match onnxruntime's.
+    let out = tmp("resnet_out.npy");
+    let run = ok_json(&[
+        "run",
+        "tests/fixtures/onnx/resnet_like.onnx",
+        "tests/fixtures/onnx/resnet_like.input.npy",
+        "--output",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    let got: ArrayD<f32> = ndarray_npy::read_npy(&out).unwrap();
+    let want: ArrayD<f32> =
+        ndarray_npy::read_npy(root().join("tests/fixtures/onnx/resnet_like.out.npy")).unwrap();
+    assert_eq!(got.shape(), want.shape());
+    assert!(got.iter().zip(want.iter()).all(|(a, b)| (a - b).abs() <= 1e-4 * (1.0 + b.abs())));
+    assert_eq!(run.as_array().unwrap().len(), got.shape()[0]);
+
+    // An IDX file of 1,000 images, top-2 with Fashion class names.
+    let run = ok_json(&["run", "fashion_nin", SAMPLE_IDX, "--top", "2", "--json"]);
+    let rows = run.as_array().unwrap();
+    assert_eq!(rows.len(), 1000);
+    assert_eq!(rows[0]["top"].as_array().unwrap().len(), 2);
+    assert!(rows[0]["top"][0]["name"].is_string());
+
+    let eval = ok_json(&["eval", "fashion_nin", "--data", "sample", "--limit", "100", "--json"]);
+    assert_eq!(eval["images"], 100);
+    let top1 = eval["top1_error"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&top1) && eval["top5_error"].as_f64().unwrap() <= top1);
+}
+
+#[test]
+fn search_finetune_train_bench() {
+    let plan = tmp("plan.json");
+    let log = tmp("log.json");
+    let s = ok_json(&[
+        "search",
+        "fashion_nin",
+        "--data",
+        "sample",
+        "--target-speedup",
+        "1.5",
+        "--strategy",
+        "uniform",
+        "--images",
+        "100",
+        "--plan-out",
+        plan.to_str().unwrap(),
+        "--log",
+        log.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(s["speedup"].as_f64().unwrap() >= 1.5);
+    let steps: Value = serde_json::from_str(&std::fs::read_to_string(&log).unwrap()).unwrap();
+    assert_eq!(steps.as_array().unwrap().len(), s["steps"].as_u64().unwrap() as usize + 1);
+    let tuned = tmp("tuned.json");
+    let out = perforate(&[
+        "finetune",
+        "fashion_nin",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--data",
+        "sample",
+        "--limit",
+        "64",
+        "--out",
+        tuned.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The tuned model and its plan evaluate.
+    let tuned_plan = tuned.with_extension("plan.json");
+    ok_json(&[
+        "eval",
+        tuned.to_str().unwrap(),
+        "--plan",
+        tuned_plan.to_str().unwrap(),
+        "--data",
+        "sample",
+        "--limit",
+        "50",
+        "--json",
+    ]);
+
+    let model = tmp("trained.json");
+    let out = perforate(&[
+        "train",
+        "fashion_nin",
+        "--data",
+        "sample",
+        "--epochs",
+        "1",
+        "--limit",
+        "128",
+        "--width",
+        "0.25",
+        "--out",
+        model.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let epoch: Value = serde_json::from_slice(out.stdout.split(|&b| b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(epoch["epoch"], 1);
+    assert!(perforate::network::Network::from_json(&std::fs::read_to_string(&model).unwrap()).is_ok());
+
+    let svg = tmp("bench.svg");
+    let b = ok_json(&[
+        "bench",
+        "fashion_nin",
+        "--device",
+        "cpu",
+        "--runs",
+        "1",
+        "--plot",
+        svg.to_str().unwrap(),
+        "--json",
+    ]);
+    let row = &b["rows"][0];
+    assert_eq!(row["executor"], "cpu");
+    assert!(row["theoretical"].as_f64().unwrap() > 1.5 && row["measured"].as_f64().unwrap() > 0.0);
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+}
+
+#[test]
+fn parity_and_demo_on_the_gpu_when_present() {
+    if common::gpu_or_skip("cli parity").is_none() {
+        return;
+    }
+    let p = ok_json(&["parity", "fashion_nin", "--batch", "1", "--json"]);
+    let layers = p["layers"].as_array().unwrap();
+    assert!(layers.len() > 10);
+    assert!(layers.iter().all(|l| l["max_abs_diff"].as_f64().unwrap() < 1e-3), "{layers:?}");
+    if !root().join("experiments/models/fashion_vgg.json").exists() {
+        eprintln!("skipping demo: the trained model is not committed yet");
+        return;
+    }
+    let d = ok_json(&["demo", "--data", "sample", "--json"]);
+    assert!(d["theoretical_speedup"].as_f64().unwrap() >= 2.0);
+    assert!(d["dense"]["top1_error"].as_f64().unwrap() < 0.15, "the shipped model is trained");
+    assert!(d["gpu"]["max_abs_diff_perforated"].as_f64().unwrap() < 1e-3);
+}
+
+#[test]
+fn bad_input_gives_exit_codes_and_next_steps() {
+    fails(&[], 2, "Usage");
+    fails(&["info", "no/such/model.onnx"], 2, "cannot read");
+    fails(&["info", "no-such-zoo"], 2, "not a .onnx or .json model file nor a zoo network");
+    let garbage = tmp("garbage.onnx");
+    std::fs::write(&garbage, b"definitely not protobuf").unwrap();
+    fails(&["info", garbage.to_str().unwrap()], 2, "model");
+    fails(
+        &["train", "lenet", "--data", "sample", "--out", tmp("x.json").to_str().unwrap()],
+        2,
+        "unknown zoo network 'lenet'",
+    );
+    fails(&["eval", "alexnet", "--data", "sample"], 2, "takes 3x227x227");
+    fails(&["eval", "fashion_nin", "--data", "/no/such/folder"], 2, "apt-get install dataset-fashion-mnist");
+    fails(&["run", "fashion_nin", "tests/fixtures/onnx/resnet_like.input.npy"], 2, "the model takes");
+    fails(
+        &["search", "fashion_nin", "--data", "sample", "--strategy", "magic"],
+        2,
+        "unknown strategy 'magic'",
+    );
+    fails(&["eval", "fashion_nin", "--plan", "no/plan.json", "--data", "sample"], 2, "check the plan path");
+}
