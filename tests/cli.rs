@@ -110,7 +110,7 @@ fn search_finetune_train_bench() {
     ]);
     assert!(s["speedup"].as_f64().unwrap() >= 1.5);
     let steps: Value = serde_json::from_str(&std::fs::read_to_string(&log).unwrap()).unwrap();
-    assert_eq!(steps.as_array().unwrap().len(), s["steps"].as_u64().unwrap() as usize + 1);
+    assert_eq!(steps.as_array().unwrap().len() as u64, s["steps"].as_u64().unwrap() + 1);
     let tuned = tmp("tuned.json");
     let out = perforate(&[
         "finetune",
