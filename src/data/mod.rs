@@ -74,6 +74,18 @@ impl Dataset {
         Ok(Dataset { channels, height, width, classes, images, labels })
     }
 
+    /// Checks that the images have the shape `net` takes.
+    pub fn check_fits(&self, net: &crate::network::Network) -> Result<()> {
+        let s = &net.input;
+        if [s.channels, s.height, s.width] != [self.channels, self.height, self.width] {
+            return Err(Error::Data(format!(
+                "the data has {}x{}x{} images but '{}' takes {}x{}x{}",
+                self.channels, self.height, self.width, net.name, s.channels, s.height, s.width
+            )));
+        }
+        Ok(())
+    }
+
     /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()

@@ -151,6 +151,45 @@ impl Maker {
 }
 
 impl Maker {
+    /// Two 3×3 convs with BN (ReLU between), `planes` channels, the first strided: the
+    /// residual branch of a basic block.
+    fn basic_branch(&mut self, p: &str, x: &str, cin: usize, planes: usize, stride: usize) -> String {
+        let mut y = self.conv(&format!("{p}.conv1"), x, cin, planes, 3, stride, 1, 1, false);
+        y = self.bn(&format!("{p}.bn1"), &y, planes);
+        y = self.op(&format!("{p}.relu1"), &y, Op::Relu);
+        y = self.conv(&format!("{p}.conv2"), &y, planes, planes, 3, 1, 1, 1, false);
+        self.bn(&format!("{p}.bn2"), &y, planes)
+    }
+
+    /// `relu(branch + shortcut)`, the shortcut a strided 1×1 projection with BN where the
+    /// shape changes.
+    fn residual(
+        &mut self,
+        p: &str,
+        branch: &str,
+        identity: &str,
+        cin: usize,
+        cout: usize,
+        stride: usize,
+    ) -> String {
+        let shortcut = if stride != 1 || cin != cout {
+            let d = self.conv(&format!("{p}.downsample.0"), identity, cin, cout, 1, stride, 0, 1, false);
+            self.bn(&format!("{p}.downsample.1"), &d, cout)
+        } else {
+            identity.to_string()
+        };
+        let sum = self.net.push(format!("{p}.add"), Op::Add, &[branch, &shortcut]);
+        self.op(&format!("{p}.relu"), &sum, Op::Relu)
+    }
+
+    /// Global average pooling, flatten, the classifier and softmax.
+    fn pooled_classifier(&mut self, x: &str, features: usize, classes: usize) {
+        let x = self.op("avgpool", x, Op::GlobalAvgPool);
+        let x = self.op("flatten", &x, Op::Flatten);
+        let x = self.linear("fc", &x, features, classes, true);
+        self.op("prob", &x, Op::Softmax);
+    }
+
     /// AlexNet's and VGG's head: flatten, fc6 and fc7 (4096 scaled, ReLU, dropout), fc8,
     /// softmax.
     fn classifier(&mut self, x: &str, features: usize, classes: usize) {
@@ -286,27 +325,13 @@ fn resnet(config: ZooConfig, bottleneck: bool) -> Result<Network> {
                 y = m.conv(&format!("{p}.conv3"), &y, planes, cout, 1, 1, 0, 1, false);
                 y = m.bn(&format!("{p}.bn3"), &y, cout);
             } else {
-                y = m.conv(&format!("{p}.conv1"), &x, cin, planes, 3, stride, 1, 1, false);
-                y = m.bn(&format!("{p}.bn1"), &y, planes);
-                y = m.op(&format!("{p}.relu1"), &y, Op::Relu);
-                y = m.conv(&format!("{p}.conv2"), &y, planes, cout, 3, 1, 1, 1, false);
-                y = m.bn(&format!("{p}.bn2"), &y, cout);
+                y = m.basic_branch(&p, &x, cin, planes, stride);
             }
-            let shortcut = if stride != 1 || cin != cout {
-                let d = m.conv(&format!("{p}.downsample.0"), &identity, cin, cout, 1, stride, 0, 1, false);
-                m.bn(&format!("{p}.downsample.1"), &d, cout)
-            } else {
-                identity
-            };
-            let sum = m.net.push(format!("{p}.add"), Op::Add, &[&y, &shortcut]);
-            x = m.op(&format!("{p}.relu"), &sum, Op::Relu);
+            x = m.residual(&p, &y, &identity, cin, cout, stride);
             cin = cout;
         }
     }
-    x = m.op("avgpool", &x, Op::GlobalAvgPool);
-    x = m.op("flatten", &x, Op::Flatten);
-    x = m.linear("fc", &x, cin, classes, true);
-    m.op("prob", &x, Op::Softmax);
+    m.pooled_classifier(&x, cin, classes);
     Ok(m.net)
 }
 
@@ -385,25 +410,10 @@ pub fn fashion_resnet(config: ZooConfig) -> Result<Network> {
         let planes = m.ch(planes, 1);
         let stride = if stage > 0 { 2 } else { 1 };
         let p = format!("layer{}", stage + 1);
-        let identity = x.clone();
-        let mut y = m.conv(&format!("{p}.conv1"), &x, cin, planes, 3, stride, 1, 1, false);
-        y = m.bn(&format!("{p}.bn1"), &y, planes);
-        y = m.op(&format!("{p}.relu1"), &y, Op::Relu);
-        y = m.conv(&format!("{p}.conv2"), &y, planes, planes, 3, 1, 1, 1, false);
-        y = m.bn(&format!("{p}.bn2"), &y, planes);
-        let shortcut = if stride != 1 || cin != planes {
-            let d = m.conv(&format!("{p}.downsample.0"), &identity, cin, planes, 1, stride, 0, 1, false);
-            m.bn(&format!("{p}.downsample.1"), &d, planes)
-        } else {
-            identity
-        };
-        let sum = m.net.push(format!("{p}.add"), Op::Add, &[&y, &shortcut]);
-        x = m.op(&format!("{p}.relu"), &sum, Op::Relu);
+        let y = m.basic_branch(&p, &x, cin, planes, stride);
+        x = m.residual(&p, &y, &x, cin, planes, stride);
         cin = planes;
     }
-    x = m.op("avgpool", &x, Op::GlobalAvgPool);
-    x = m.op("flatten", &x, Op::Flatten);
-    x = m.linear("fc", &x, cin, classes, true);
-    m.op("prob", &x, Op::Softmax);
+    m.pooled_classifier(&x, cin, classes);
     Ok(m.net)
 }

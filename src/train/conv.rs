@@ -91,6 +91,13 @@ impl Taps {
         Taps { start, taps }
     }
 
+    fn of(s: &Sampling) -> Option<Self> {
+        match s {
+            Sampling::Map { map, .. } => Some(Taps::new(map)),
+            _ => None,
+        }
+    }
+
     fn at(&self, p: usize) -> &[(usize, f32)] {
         &self.taps[self.start[p]..self.start[p + 1]]
     }
@@ -124,10 +131,7 @@ pub(crate) fn forward(g: &ConvGeometry, weights: &[f32], bias: &[f32], s: &Sampl
     let (oh, ow) = out_size(g, s);
     let in_len = g.in_channels * g.in_h * g.in_w;
     let out_len = g.out_channels * oh * ow;
-    let taps = match s {
-        Sampling::Map { map, .. } => Some(Taps::new(map)),
-        _ => None,
-    };
+    let taps = Taps::of(s);
     let mut out = vec![0.0f32; g.batch * out_len];
     out.par_chunks_mut(out_len).zip(x.par_chunks(in_len)).for_each(|(y, x)| {
         let mut col = vec![0.0f32; k * n];
@@ -172,10 +176,7 @@ pub(crate) fn backward(
     let in_len = g.in_channels * g.in_h * g.in_w;
     let out_len = g.out_channels * oh * ow;
     let mut dx = vec![0.0f32; if need_dx { g.batch * in_len } else { 0 }];
-    let taps = match s {
-        Sampling::Map { map, .. } => Some(Taps::new(map)),
-        _ => None,
-    };
+    let taps = Taps::of(s);
     let zero = || (vec![0.0f32; weights.len()], vec![0.0f32; g.out_channels]);
     let per_image = |(x, dy): (&[f32], &[f32]), dx: Option<&mut [f32]>, acc: &mut (Vec<f32>, Vec<f32>)| {
         // dy through the map's transpose: the gradient of each computed value.

@@ -108,22 +108,11 @@ pub struct EpochLog {
     pub images_per_second: f64,
 }
 
-fn check_fit(net: &Network, data: &Dataset) -> Result<()> {
-    let s = &net.input;
-    if [s.channels, s.height, s.width] != [data.channels, data.height, data.width] {
-        return Err(Error::Data(format!(
-            "the data set has {}x{}x{} images but '{}' takes {}x{}x{}",
-            data.channels, data.height, data.width, net.name, s.channels, s.height, s.width
-        )));
-    }
-    Ok(())
-}
-
 /// Loss, top-1 and top-5 error of `net` on `data`, run through a compiled CPU plan in
 /// batches of `batch`. A network ending in Softmax is scored from its probabilities,
 /// otherwise its output is taken as logits.
 pub fn evaluate(net: &Network, data: &Dataset, batch: usize) -> Result<Evaluation> {
-    check_fit(net, data)?;
+    data.check_fits(net)?;
     if data.is_empty() || batch == 0 {
         return Err(Error::InvalidArgument("evaluation needs images and a positive batch size".into()));
     }
@@ -200,9 +189,9 @@ pub fn train(
     config: &TrainConfig,
     mut on_epoch: impl FnMut(&EpochLog),
 ) -> Result<Vec<EpochLog>> {
-    check_fit(net, train)?;
+    train.check_fits(net)?;
     if let Some(t) = test {
-        check_fit(net, t)?;
+        t.check_fits(net)?;
     }
     if config.batch_size == 0 || config.epochs == 0 || config.lr.is_nan() || config.lr <= 0.0 {
         return Err(Error::InvalidArgument(

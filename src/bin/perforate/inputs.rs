@@ -100,12 +100,5 @@ pub fn dataset(spec: &str, split: Split) -> Result<Dataset, Failure> {
 
 /// Checks that `data` fits `net`'s input, naming both.
 pub fn fits(net: &Network, data: &Dataset) -> Result<(), Failure> {
-    let s = &net.input;
-    if [s.channels, s.height, s.width] != [data.channels, data.height, data.width] {
-        return Err(Failure::usage(format!(
-            "the data has {}x{}x{} images but '{}' takes {}x{}x{}",
-            data.channels, data.height, data.width, net.name, s.channels, s.height, s.width
-        )));
-    }
-    Ok(())
+    data.check_fits(net).map_err(|e| Failure::input(e, "pick a model and data set of the same image size"))
 }
