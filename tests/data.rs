@@ -117,3 +117,24 @@ fn fashion_mnist_when_installed() {
     let e = data::fashion_mnist(Some(std::path::Path::new("/nonexistent")), true).unwrap_err();
     assert!(e.to_string().contains("dataset-fashion-mnist"), "{e}");
 }
+
+#[test]
+fn image_folders_one_subfolder_per_class() {
+    let root = temp("folder-root", b"").with_file_name("folder");
+    for (class, value) in [("b_shoes", 200u8), ("a_shirts", 50u8)] {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        let img = image::GrayImage::from_pixel(4, 6, image::Luma([value]));
+        img.save(root.join(class).join("one.png")).unwrap();
+    }
+    let (d, names) = data::load_image_folder(&root, 1, 3, 2).unwrap();
+    assert_eq!(names, vec!["a_shirts", "b_shoes"], "classes in sorted order");
+    assert_eq!((d.len(), d.channels, d.height, d.width, d.classes), (2, 1, 3, 2, 2));
+    assert_eq!(d.labels, vec![0, 1]);
+    assert!(d.image(0).iter().all(|&v| (v - 50.0 / 255.0).abs() < 1e-6));
+    let (rgb, _) = data::load_image_folder(&root, 3, 2, 2).unwrap();
+    assert_eq!(rgb.image(1).len(), 12);
+    std::fs::write(root.join("a_shirts").join("broken.png"), b"not a png").unwrap();
+    let e = data::load_image_folder(&root, 1, 3, 2).unwrap_err();
+    assert!(e.to_string().contains("broken.png"), "{e}");
+    assert!(data::load_image_folder(&root.join("nope"), 1, 3, 2).is_err());
+}

@@ -1,12 +1,14 @@
 //! Labelled image data sets held in memory as `f32` NCHW: IDX (MNIST, Fashion-MNIST),
-//! CIFAR-10/100 binary, with normalisation, resizing, subsets and seeded shuffling.
+//! CIFAR-10/100 binary, folders of images per class, with normalisation, resizing, subsets and seeded shuffling.
 
 mod cifar;
+mod folder;
 mod idx;
 
 use std::path::{Path, PathBuf};
 
 pub use cifar::load_cifar;
+pub use folder::load_image_folder;
 pub use idx::{load_idx, load_idx_images};
 
 use crate::error::{Error, Result};
