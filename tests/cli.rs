@@ -106,8 +106,11 @@ fn search_finetune_train_bench() {
         plan.to_str().unwrap(),
         "--log",
         log.to_str().unwrap(),
+        "--plot",
+        tmp("kept.svg").to_str().unwrap(),
         "--json",
     ]);
+    assert!(std::fs::read_to_string(tmp("kept.svg")).unwrap().contains("<svg"));
     assert!(s["speedup"].as_f64().unwrap() >= 1.5);
     let steps: Value = serde_json::from_str(&std::fs::read_to_string(&log).unwrap()).unwrap();
     assert_eq!(steps.as_array().unwrap().len() as u64, s["steps"].as_u64().unwrap() + 1);

@@ -45,7 +45,7 @@ pub fn run(command: Command, json_out: bool) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Search { model, data, target_speedup, strategy, cost, images, plan_out, log } => {
+        Command::Search { model, data, target_speedup, strategy, cost, images, plan_out, log, plot } => {
             let net = inputs::model(&model)?;
             let d = inputs::dataset(&data, Split::Train)?;
             inputs::fits(&net, &d)?;
@@ -84,6 +84,10 @@ pub fn run(command: Command, json_out: bool) -> Result<(), Failure> {
             std::fs::write(&log, serde_json::to_string_pretty(&steps).unwrap_or_default())
                 .map_err(|e| Failure::usage(format!("{}: cannot write: {e}", log.display())))?;
             let last = steps.last().expect("step 0 always exists");
+            if let Some(path) = &plot {
+                kept_plot(last, path)
+                    .map_err(|e| Failure::usage(format!("{}: plotting failed: {e}", path.display())))?;
+            }
             if json_out {
                 println!("{}", serde_json::to_string_pretty(&json!({"plan": plan_out, "log": log, "steps": steps.len() - 1, "speedup": last.speedup, "loss": last.loss, "error": last.error})).unwrap_or_default());
             } else {
@@ -213,6 +217,38 @@ pub fn run(command: Command, json_out: bool) -> Result<(), Failure> {
             unreachable!("handled in main")
         }
     }
+}
+
+/// Kept fraction per layer after the search, as an SVG bar chart.
+fn kept_plot(step: &train::SearchStep, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let layers: Vec<(&String, &f64)> = step.kept_fractions.iter().collect();
+    let n = layers.len();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("kept fraction per layer at {:.2}x", step.speedup), ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(50)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..n as f64, 0.0..1.05)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n)
+        .x_label_formatter(&|x| {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let i = x.floor() as usize;
+            layers.get(i).map_or(String::new(), |l| l.0.clone())
+        })
+        .y_desc("kept fraction q")
+        .draw()?;
+    for (i, (_, &q)) in layers.iter().enumerate() {
+        let x = i as f64;
+        chart.draw_series([Rectangle::new([(x + 0.15, 0.0), (x + 0.85, q)], BLUE.filled())])?;
+    }
+    root.present()?;
+    Ok(())
 }
 
 fn epoch_line(log: &train::EpochLog, json_out: bool) {

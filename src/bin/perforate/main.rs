@@ -115,6 +115,9 @@ pub enum Command {
         /// Where to write the per-step log (JSON).
         #[arg(long, default_value = "search-log.json")]
         log: PathBuf,
+        /// Write the chosen kept fraction of every layer as a bar chart (SVG) here.
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
     /// Fine-tune a perforated model with its masks fixed.
     Finetune {
@@ -191,8 +194,13 @@ pub enum Command {
     },
     /// Portable benchmark: dense vs perforated latency, theoretical vs measured speedup.
     Bench {
-        /// Model (default: the standard suite of scaled zoo networks).
+        /// Model (default: the standard suite).
+        #[arg(conflicts_with = "suite")]
         model: Option<String>,
+        /// A named suite: `standard` is NIN, AlexNet, VGG-16, ResNet-18 and ResNet-50 at
+        /// width 1/4 and about half resolution, so it runs on any adapter in seconds.
+        #[arg(long)]
+        suite: Option<String>,
         /// Executors.
         #[arg(long, value_enum, default_value_t = Device::All)]
         device: Device,
@@ -279,9 +287,12 @@ fn main() -> ExitCode {
     let json = cli.json;
     let result = match cli.command {
         Command::Demo { data } => demo::demo(data.as_deref(), json),
-        Command::Bench { model, device, q, batch, runs, plot } => {
-            demo::bench(model.as_deref(), device, q, batch, runs, plot.as_deref(), json)
-        }
+        Command::Bench { model, suite, device, q, batch, runs, plot } => match suite.as_deref() {
+            Some(s) if s != "standard" => {
+                Err(Failure::usage(format!("unknown suite '{s}'; the one suite is 'standard'")))
+            }
+            _ => demo::bench(model.as_deref(), device, q, batch, runs, plot.as_deref(), json),
+        },
         Command::Parity { model, plan, batch } => demo::parity(&model, plan.as_deref(), batch, json),
         other => commands::run(other, json),
     };
