@@ -198,6 +198,8 @@ fn parity_and_demo_on_the_gpu_when_present() {
     assert!(d["theoretical_speedup"].as_f64().unwrap() >= 2.0);
     assert!(d["dense"]["top1_error"].as_f64().unwrap() < 0.15, "the shipped model is trained");
     assert!(d["gpu"]["max_abs_diff_perforated"].as_f64().unwrap() < 1e-3);
+    let tuned = d["perforated_finetuned"]["top1_error"].as_f64().unwrap();
+    assert!(tuned <= d["perforated"]["top1_error"].as_f64().unwrap() + 0.02, "fine-tuning does not hurt");
 }
 
 #[test]

@@ -96,6 +96,18 @@ pub fn demo(data: Option<&str>, json_out: bool) -> Result<(), Failure> {
     let (perforated, steps) =
         train::greedy_search(&net, &search_data, &config).map_err(|e| Failure::input(e, ""))?;
     let perf_eval = train::evaluate(&perforated, &test, 250).map_err(|e| Failure::input(e, ""))?;
+    // A short fine-tuning with the masks fixed: one pass over 3,000 training images.
+    let tune_set = train_split.take(3000);
+    eprintln!("fine-tuning the perforated network on {} training images ...", tune_set.len());
+    let mut tuned = perforated.clone();
+    let tune = train::TrainConfig {
+        epochs: 1,
+        lr: 1e-3,
+        schedule: train::LrSchedule::Constant,
+        ..Default::default()
+    };
+    train::train(&mut tuned, &tune_set, None, &tune, |_| {}).map_err(|e| Failure::input(e, ""))?;
+    let tuned_eval = train::evaluate(&tuned, &test, 250).map_err(|e| Failure::input(e, ""))?;
     let theoretical = steps.last().map_or(1.0, |s| s.speedup);
     let cpu = (latency(&net, 64, 5, None)?, latency(&perforated, 64, 5, None)?);
     let gpu_ctx = GpuContext::new();
@@ -116,7 +128,7 @@ pub fn demo(data: Option<&str>, json_out: bool) -> Result<(), Failure> {
         });
         let out = json!({
             "model": net.name, "data": spec, "test_images": test.len(), "steps": steps.len() - 1,
-            "dense": dense_eval, "perforated": perf_eval, "theoretical_speedup": theoretical,
+            "dense": dense_eval, "perforated": perf_eval, "perforated_finetuned": tuned_eval, "theoretical_speedup": theoretical,
             "cpu": {"dense_ms": cpu.0 * 1e3, "perforated_ms": cpu.1 * 1e3, "speedup": cpu.0 / cpu.1},
             "gpu": g,
         });
@@ -131,9 +143,9 @@ pub fn demo(data: Option<&str>, json_out: bool) -> Result<(), Failure> {
     let gpu_ms = |i: usize| {
         gpu.as_ref().map_or("-".to_string(), |g| format!("{:.2}", if i == 0 { g.0 } else { g.1 } * 1e3))
     };
-    for (i, (name, e, t)) in
-        [("dense", dense_eval, cpu.0), ("perforated", perf_eval, cpu.1)].into_iter().enumerate()
-    {
+    let rows =
+        [("dense", dense_eval, cpu.0), ("perforated", perf_eval, cpu.1), ("+ fine-tuned", tuned_eval, cpu.1)];
+    for (i, (name, e, t)) in rows.into_iter().enumerate() {
         println!(
             "{name:<12} {:>9.2}% {:>9.2}% {:>14.2} {:>14}",
             100.0 * (1.0 - e.top1_error),
@@ -154,7 +166,12 @@ pub fn demo(data: Option<&str>, json_out: bool) -> Result<(), Failure> {
         ),
         None => println!("GPU: not available ({}); CPU results only", gpu_ctx.err().map(|e| e.to_string()).unwrap_or_default()),
     }
-    println!("accuracy cost of perforation before fine-tuning: {:+.2} points (perforate finetune recovers part of it)", 100.0 * (perf_eval.top1_error - dense_eval.top1_error));
+    println!(
+        "top-1 error increase: {:+.2} points after the search, {:+.2} after one fine-tuning pass over {} images",
+        100.0 * (perf_eval.top1_error - dense_eval.top1_error),
+        100.0 * (tuned_eval.top1_error - dense_eval.top1_error),
+        tune_set.len()
+    );
     Ok(())
 }
 
