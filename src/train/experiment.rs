@@ -109,7 +109,7 @@ pub fn run_experiment(
     test: &Dataset,
     config: &ExperimentConfig,
     mut progress: impl FnMut(&ExperimentRow),
-) -> Result<Vec<ExperimentRow>> {
+) -> Result<(Vec<ExperimentRow>, Vec<(String, String)>)> {
     let dense = net.dense();
     let dense_error = evaluate(&dense, test, 256)?.top1_error;
     let dense_time = cpu_seconds(&dense)?;
@@ -126,12 +126,20 @@ pub fn run_experiment(
     };
     let max = config.speedups.iter().copied().fold(1.0, f64::max);
     let mut rows = Vec::new();
+    let mut skipped = Vec::new();
     for method in &config.methods {
         // The networks at each requested speedup, with the data they read.
         let mut points: Vec<Point> = Vec::new();
         if method == "resize" {
             for &s in &config.speedups {
-                let resized = dense.resized_for_speedup(s)?;
+                let resized = match dense.resized_for_speedup(s) {
+                    Ok(r) => r,
+                    // A classifier sized for the native input: the baseline does not apply.
+                    Err(e) => {
+                        skipped.push((method.clone(), e.to_string()));
+                        break;
+                    }
+                };
                 let (h, w) = (resized.input.height, resized.input.width);
                 let data = (tune_data.resized(h, w)?, test.resized(h, w)?);
                 points.push((s, resized, Some(data)));
@@ -159,6 +167,10 @@ pub fn run_experiment(
                     pending.remove(0);
                 }
             })?;
+            if points.is_empty() {
+                skipped
+                    .push((method.clone(), "the search found no step that compiles and saves cost".into()));
+            }
         }
         for (target, mut candidate, data) in points {
             let (tune_set, test_set) = match &data {
@@ -186,11 +198,11 @@ pub fn run_experiment(
             rows.push(row);
         }
     }
-    Ok(rows)
+    Ok((rows, skipped))
 }
 
-/// The rows as a Markdown table (errors in percent).
-pub fn experiment_table(rows: &[ExperimentRow]) -> String {
+/// The rows as a Markdown table (errors in percent), with the methods that did not apply.
+pub fn experiment_table(rows: &[ExperimentRow], skipped: &[(String, String)]) -> String {
     let mut s = String::from(
         "| method | target | theoretical | measured CPU | dense error % | error before FT % | error after FT % | increase after FT (points) |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
@@ -206,6 +218,9 @@ pub fn experiment_table(rows: &[ExperimentRow]) -> String {
             100.0 * r.error_after,
             100.0 * (r.error_after - r.dense_error)
         ));
+    }
+    for (method, why) in skipped {
+        s.push_str(&format!("\n{method}: not applicable ({why})\n"));
     }
     s
 }

@@ -170,35 +170,56 @@ pub fn run(command: Command, json_out: bool) -> Result<(), Failure> {
                 .map_err(|e| Failure::usage(format!("{}: cannot write: {e}", out.display())))?;
             Ok(())
         }
-        Command::Experiment { model, data, out, methods, finetune_images } => {
+        Command::Experiment { model, data, out, methods, finetune_images, rows } => {
             let net = inputs::model(&model)?;
-            let tr = inputs::dataset(&data, Split::Train)?;
-            let te = inputs::dataset(&data, Split::Test)?;
-            inputs::fits(&net, &tr)?;
-            let mut config = ExperimentConfig { finetune_images, ..Default::default() };
-            if !methods.is_empty() {
-                config.methods = methods;
-            }
             std::fs::create_dir_all(&out).map_err(|e| Failure::usage(format!("{}: {e}", out.display())))?;
-            let rows = train::run_experiment(&net, &tr, &te, &config, |r| {
-                eprintln!(
-                    "{} {:.0}x: theoretical {:.2}, CPU {:.2}, error {:.2}% -> {:.2}% (dense {:.2}%)",
-                    r.method,
-                    r.target,
-                    r.theoretical,
-                    r.measured_cpu,
-                    100.0 * r.error_before,
-                    100.0 * r.error_after,
-                    100.0 * r.dense_error
-                )
-            })
-            .map_err(|e| Failure::input(e, ""))?;
             let write = |name: &str, text: String| {
                 std::fs::write(out.join(name), text)
                     .map_err(|e| Failure::usage(format!("{}: {e}", out.display())))
             };
-            write("rows.json", serde_json::to_string_pretty(&rows).unwrap_or_default())?;
-            let table = train::experiment_table(&rows);
+            let (rows, skipped) = match rows {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| Failure::usage(format!("{}: cannot read: {e}", path.display())))?;
+                    let rows: Vec<train::ExperimentRow> = serde_json::from_str(&text).map_err(|e| {
+                        Failure::usage(format!("{}: not experiment rows: {e}", path.display()))
+                    })?;
+                    (rows, Vec::new())
+                }
+                None => {
+                    let tr = inputs::dataset(&data, Split::Train)?;
+                    let te = inputs::dataset(&data, Split::Test)?;
+                    inputs::fits(&net, &tr)?;
+                    let mut config = ExperimentConfig { finetune_images, ..Default::default() };
+                    if !methods.is_empty() {
+                        config.methods = methods;
+                    }
+                    let mut done = Vec::new();
+                    let result = train::run_experiment(&net, &tr, &te, &config, |r| {
+                        eprintln!(
+                            "{} {:.0}x: theoretical {:.2}, CPU {:.2}, error {:.2}% -> {:.2}% (dense {:.2}%)",
+                            r.method,
+                            r.target,
+                            r.theoretical,
+                            r.measured_cpu,
+                            100.0 * r.error_before,
+                            100.0 * r.error_after,
+                            100.0 * r.dense_error
+                        );
+                        // Rows are saved as they come, so a failure later loses nothing.
+                        done.push(r.clone());
+                        std::fs::write(
+                            out.join("rows.json"),
+                            serde_json::to_string_pretty(&done).unwrap_or_default(),
+                        )
+                        .ok();
+                    })
+                    .map_err(|e| Failure::input(e, ""))?;
+                    write("rows.json", serde_json::to_string_pretty(&result.0).unwrap_or_default())?;
+                    result
+                }
+            };
+            let table = train::experiment_table(&rows, &skipped);
             write("table.md", table.clone())?;
             train::plot_experiment(
                 &rows,
@@ -207,7 +228,11 @@ pub fn run(command: Command, json_out: bool) -> Result<(), Failure> {
             )
             .map_err(|e| Failure::input(e, ""))?;
             if json_out {
-                println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({"rows": rows, "skipped": skipped}))
+                        .unwrap_or_default()
+                );
             } else {
                 print!("{table}");
             }

@@ -191,6 +191,9 @@ pub enum Command {
         /// Fine-tuning images.
         #[arg(long, default_value_t = 5000)]
         finetune_images: usize,
+        /// Do not run: redraw the table and plot from this rows.json.
+        #[arg(long)]
+        rows: Option<PathBuf>,
     },
     /// Portable benchmark: dense vs perforated latency, theoretical vs measured speedup.
     Bench {
