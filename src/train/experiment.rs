@@ -62,6 +62,9 @@ impl Default for ExperimentConfig {
     }
 }
 
+/// Methods that do not apply to a network, with the reason.
+pub type Skipped = Vec<(String, String)>;
+
 /// One point of the comparison.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ExperimentRow {
@@ -109,7 +112,7 @@ pub fn run_experiment(
     test: &Dataset,
     config: &ExperimentConfig,
     mut progress: impl FnMut(&ExperimentRow),
-) -> Result<(Vec<ExperimentRow>, Vec<(String, String)>)> {
+) -> Result<(Vec<ExperimentRow>, Skipped)> {
     let dense = net.dense();
     let dense_error = evaluate(&dense, test, 256)?.top1_error;
     let dense_time = cpu_seconds(&dense)?;
@@ -238,7 +241,7 @@ pub fn plot_experiment(rows: &[ExperimentRow], title: &str, path: &Path) -> Resu
         .min(60.0);
     let max_x = rows.iter().map(|r| r.theoretical).fold(2.0f64, f64::max) + 0.3;
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
+        .caption(format!("{title} (solid: after fine-tuning, dashed: before)"), ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)

@@ -11,7 +11,9 @@ mod model;
 mod search;
 mod sgd;
 
-pub use experiment::{experiment_table, plot_experiment, run_experiment, ExperimentConfig, ExperimentRow};
+pub use experiment::{
+    experiment_table, plot_experiment, run_experiment, ExperimentConfig, ExperimentRow, Skipped,
+};
 pub use impact::{impact, restrict_to_mask};
 pub use loss::softmax_cross_entropy;
 pub use model::{Grads, Mode, Model, Tape, Tensor};
