@@ -81,6 +81,18 @@ fn info_run_and_eval() {
     assert_eq!(rows[0]["top"].as_array().unwrap().len(), 2);
     assert!(rows[0]["top"][0]["name"].is_string());
 
+    // PNG images of any size, resized to the model's input.
+    let png = tmp("shirt.png");
+    image::GrayImage::from_fn(40, 30, |x, y| image::Luma([u8::try_from((x * y) % 256).unwrap()]))
+        .save(&png)
+        .unwrap();
+    let run = ok_json(&["run", "fashion_nin", png.to_str().unwrap(), png.to_str().unwrap(), "--json"]);
+    let rows = run.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["top"], rows[1]["top"], "the same image classifies the same");
+    std::fs::write(tmp("not.png"), b"nope").unwrap();
+    fails(&["run", "fashion_nin", tmp("not.png").to_str().unwrap()], 2, "not a readable image");
+
     let eval = ok_json(&["eval", "fashion_nin", "--data", "sample", "--limit", "100", "--json"]);
     assert_eq!(eval["images"], 100);
     let top1 = eval["top1_error"].as_f64().unwrap();
