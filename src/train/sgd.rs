@@ -187,7 +187,20 @@ pub fn train(
     train: &Dataset,
     test: Option<&Dataset>,
     config: &TrainConfig,
+    on_epoch: impl FnMut(&EpochLog),
+) -> Result<Vec<EpochLog>> {
+    train_with(net, train, test, config, on_epoch, |_, _, _| {})
+}
+
+/// [`train`], also calling `on_step(step, total_steps, loss)` after every mini-batch (for
+/// progress bars).
+pub fn train_with(
+    net: &mut Network,
+    train: &Dataset,
+    test: Option<&Dataset>,
+    config: &TrainConfig,
     mut on_epoch: impl FnMut(&EpochLog),
+    mut on_step: impl FnMut(usize, usize, f64),
 ) -> Result<Vec<EpochLog>> {
     train.check_fits(net)?;
     if let Some(t) = test {
@@ -264,6 +277,8 @@ pub fn train(
                 }
             }
             step += 1;
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            on_step(step, total_steps as usize, loss);
         }
         let seconds = start.elapsed().as_secs_f64();
         let eval = match test {

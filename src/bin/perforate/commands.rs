@@ -116,8 +116,7 @@ pub fn run(command: Command, json_out: bool) -> Result<(), Failure> {
             inputs::fits(&net, &tr)?;
             let cfg = TrainConfig { epochs, lr, schedule: LrSchedule::Constant, ..Default::default() };
             let before = train::evaluate(&net, &te, 256).map_err(|e| Failure::input(e, ""))?;
-            train::train(&mut net, &tr, Some(&te), &cfg, |log| epoch_line(log, json_out))
-                .map_err(|e| Failure::input(e, ""))?;
+            train_with_bar(&mut net, &tr, &te, &cfg, json_out)?;
             // The tuned network is saved dense; its plan file still applies (same layers).
             let weights = net.dense();
             std::fs::write(&out, weights.to_json().map_err(|e| Failure::input(e, ""))?)
@@ -164,8 +163,7 @@ pub fn run(command: Command, json_out: bool) -> Result<(), Failure> {
                 ..Default::default()
             };
             eprintln!("training {name} (width {width}) on {} images, testing on {}", tr.len(), te.len());
-            train::train(&mut net, &tr, Some(&te), &cfg, |log| epoch_line(log, json_out))
-                .map_err(|e| Failure::input(e, ""))?;
+            train_with_bar(&mut net, &tr, &te, &cfg, json_out)?;
             std::fs::write(&out, net.to_json().map_err(|e| Failure::input(e, ""))?)
                 .map_err(|e| Failure::usage(format!("{}: cannot write: {e}", out.display())))?;
             Ok(())
@@ -273,6 +271,36 @@ fn kept_plot(step: &train::SearchStep, path: &Path) -> Result<(), Box<dyn std::e
         chart.draw_series([Rectangle::new([(x + 0.15, 0.0), (x + 0.85, q)], BLUE.filled())])?;
     }
     root.present()?;
+    Ok(())
+}
+
+/// Training with a progress bar over the steps (hidden with `--json`) and a line per epoch.
+fn train_with_bar(
+    net: &mut perforate::network::Network,
+    tr: &perforate::data::Dataset,
+    te: &perforate::data::Dataset,
+    cfg: &TrainConfig,
+    json_out: bool,
+) -> Result<(), Failure> {
+    let bar = if json_out { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(0) };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} steps, {msg}, eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    train::train_with(
+        net,
+        tr,
+        Some(te),
+        cfg,
+        |log| bar.suspend(|| epoch_line(log, json_out)),
+        |step, total, loss| {
+            bar.set_length(total as u64);
+            bar.set_position(step as u64);
+            bar.set_message(format!("loss {loss:.4}"));
+        },
+    )
+    .map_err(|e| Failure::input(e, ""))?;
+    bar.finish_and_clear();
     Ok(())
 }
 
