@@ -198,6 +198,32 @@ fn parity_and_demo_on_the_gpu_when_present() {
     if common::gpu_or_skip("cli parity").is_none() {
         return;
     }
+    // The search with measured GPU and CPU latency as its cost.
+    for cost in ["gpu", "cpu"] {
+        let plan = tmp(&format!("plan-{cost}.json"));
+        let log = tmp(&format!("log-{cost}.json"));
+        let s = ok_json(&[
+            "search",
+            "fashion_nin",
+            "--data",
+            "sample",
+            "--target-speedup",
+            "1.3",
+            "--strategy",
+            "uniform",
+            "--cost",
+            cost,
+            "--images",
+            "50",
+            "--plan-out",
+            plan.to_str().unwrap(),
+            "--log",
+            log.to_str().unwrap(),
+            "--json",
+        ]);
+        // Measured costs are noisy: the search must make progress, not necessarily hit 1.3.
+        assert!(s["speedup"].as_f64().unwrap() > 1.0 && s["steps"].as_u64().unwrap() >= 1, "{cost}: {s}");
+    }
     let p = ok_json(&["parity", "fashion_nin", "--batch", "1", "--json"]);
     let layers = p["layers"].as_array().unwrap();
     assert!(layers.len() > 10);
