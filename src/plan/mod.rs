@@ -3,7 +3,8 @@
 //! same plan ([`crate::cpu::CpuExecutor`], [`crate::gpu::GpuExecutor`]).
 
 mod compile;
-pub(crate) use compile::{order, pool_out};
+mod graph;
+pub(crate) use graph::{order, pool_out};
 mod memory;
 
 use std::sync::Arc;
