@@ -117,4 +117,3 @@ pub(crate) fn pool_out(
     }
     Some(out)
 }
-
