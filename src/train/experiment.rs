@@ -3,15 +3,12 @@
 //! speedups, before and after fine-tuning, as rows (JSON, Markdown) and an SVG plot.
 
 use std::path::Path;
-use std::time::Instant;
 
-use ndarray::{ArrayD, IxDyn};
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::search::{greedy_search_with, Cost, SearchConfig, SearchStrategy};
+use super::search::{greedy_search_with, measure_latency, Cost, SearchConfig, SearchStrategy};
 use super::sgd::{evaluate, train, LrSchedule, TrainConfig};
-use crate::cpu::CpuExecutor;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::network::Network;
@@ -88,22 +85,6 @@ pub struct ExperimentRow {
 /// when the method changes the input size.
 type Point = (f64, Network, Option<(Dataset, Dataset)>);
 
-fn cpu_seconds(net: &Network) -> Result<f64> {
-    let plan = Plan::compile(net, 64, PlanOptions::default())?;
-    let shape = plan.input_shape();
-    let x = ArrayD::from_shape_vec(IxDyn(&shape), vec![0.5f32; shape.iter().product()])
-        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-    let exec = CpuExecutor::new(&plan)?;
-    exec.run(x.view())?;
-    let mut best = f64::INFINITY;
-    for _ in 0..3 {
-        let t = Instant::now();
-        exec.run(x.view())?;
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    Ok(best)
-}
-
 /// Runs the comparison for `net` (trained on `train_set`), reporting errors on `test`.
 /// `progress` receives a line per finished point.
 pub fn run_experiment(
@@ -115,7 +96,7 @@ pub fn run_experiment(
 ) -> Result<(Vec<ExperimentRow>, Skipped)> {
     let dense = net.dense();
     let dense_error = evaluate(&dense, test, 256)?.top1_error;
-    let dense_time = cpu_seconds(&dense)?;
+    let dense_time = measure_latency(&dense, 64, 3, None)?;
     let n = train_set.len();
     let search_data = train_set.subset(&(n.saturating_sub(config.search_images)..n).collect::<Vec<_>>());
     let tune_data = train_set.take(config.finetune_images);
@@ -184,7 +165,7 @@ pub fn run_experiment(
                 let base = Plan::compile(&dense, 1, PlanOptions::default())?.flops() as f64;
                 base / Plan::compile(&candidate, 1, PlanOptions::default())?.flops() as f64
             };
-            let measured_cpu = dense_time / cpu_seconds(&candidate)?;
+            let measured_cpu = dense_time / measure_latency(&candidate, 64, 3, None)?;
             let error_before = evaluate(&candidate, test_set, 256)?.top1_error;
             train(&mut candidate, tune_set, None, &tune, |_| {})?;
             let error_after = evaluate(&candidate, test_set, 256)?.top1_error;

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, GpuExecutor};
 use crate::network::{Network, Op, Perforation, PerforationPlan};
 use crate::plan::{Plan, PlanOptions};
+use crate::rng::SeededRng;
 use crate::strategy::{Interpolation, MaskStrategy};
 
 /// The per-layer kept-fraction ladder: 1, 1/1.5, 1/2, 1/3, …, 1/20.
@@ -79,31 +80,44 @@ pub enum Cost {
 }
 
 impl Cost {
-    /// The cost of `net`: FLOPs, or seconds per batch.
+    /// The cost of `net`: FLOPs, or seconds per batch (best of 3 timed runs).
     pub fn of(&self, net: &Network) -> Result<f64> {
-        let timed = |batch: usize, run: &dyn Fn(&Plan, &ArrayD<f32>) -> Result<()>| -> Result<f64> {
-            let plan = Plan::compile(net, batch, PlanOptions::default())?;
-            let shape = plan.input_shape();
-            let x = ArrayD::from_shape_vec(IxDyn(&shape), vec![0.5f32; shape.iter().product()])
-                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-            run(&plan, &x)?;
-            let mut best = f64::INFINITY;
-            for _ in 0..3 {
-                let start = Instant::now();
-                run(&plan, &x)?;
-                best = best.min(start.elapsed().as_secs_f64());
-            }
-            Ok(best)
-        };
         match self {
             #[allow(clippy::cast_precision_loss)]
             Cost::Flops => Ok(Plan::compile(net, 1, PlanOptions::default())?.flops() as f64),
-            Cost::Cpu { batch } => {
-                timed(*batch, &|plan, x| CpuExecutor::new(plan)?.run(x.view()).map(|_| ()))
-            }
-            Cost::Gpu { context, batch } => {
-                timed(*batch, &|plan, x| GpuExecutor::new(context, plan)?.execute(x.view()).map(|_| ()))
-            }
+            Cost::Cpu { batch } => measure_latency(net, *batch, 3, None),
+            Cost::Gpu { context, batch } => measure_latency(net, *batch, 3, Some(context)),
+        }
+    }
+}
+
+/// Seconds per batch of `batch` seeded random images through `net`: the executor (CPU, or
+/// GPU when `gpu` is given) is built once, run once to warm up, then the best of `runs`
+/// timed runs is returned.
+pub fn measure_latency(net: &Network, batch: usize, runs: usize, gpu: Option<&GpuContext>) -> Result<f64> {
+    let plan = Plan::compile(net, batch, PlanOptions::default())?;
+    let shape = plan.input_shape();
+    let x =
+        ArrayD::from_shape_vec(IxDyn(&shape), SeededRng::new(3).vec_f32(shape.iter().product(), -1.0, 1.0))
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let best_of = |run: &dyn Fn() -> Result<()>| -> Result<f64> {
+        run()?;
+        let mut best = f64::INFINITY;
+        for _ in 0..runs.max(1) {
+            let start = Instant::now();
+            run()?;
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+        Ok(best)
+    };
+    match gpu {
+        None => {
+            let exec = CpuExecutor::new(&plan)?;
+            best_of(&|| exec.run(x.view()).map(|_| ()))
+        }
+        Some(ctx) => {
+            let exec = GpuExecutor::new(ctx, &plan)?;
+            best_of(&|| exec.execute(x.view()).map(|_| ()))
         }
     }
 }
@@ -210,7 +224,11 @@ pub fn greedy_search_with(
             SearchStrategy::IterativeImpact => Some(impact(&current, &layers, data, config.batch)?),
             _ => None,
         };
-        let masks = PerforationPlan::from_network(&current)?;
+        // The current masks: only iterative impact restricts its weights to them.
+        let masks = match config.strategy {
+            SearchStrategy::IterativeImpact => Some(PerforationPlan::from_network(&current)?),
+            _ => None,
+        };
         let mut best: Option<(f64, String, Network, f64, f64, f64)> = None;
         for layer in &layers {
             let r = rung[layer];
@@ -227,7 +245,10 @@ pub fn greedy_search_with(
                 }
                 SearchStrategy::IterativeImpact => {
                     let imp = &iterative.as_ref().expect("computed")[layer];
-                    let kept = masks.layers.iter().find(|l| &l.layer == layer).map(|l| l.positions.clone());
+                    let kept = masks
+                        .as_ref()
+                        .and_then(|m| m.layers.iter().find(|l| &l.layer == layer))
+                        .map(|l| l.positions.clone());
                     let weights = match kept {
                         Some(k) => restrict_to_mask(imp, &k),
                         None => imp.clone(),

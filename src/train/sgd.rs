@@ -215,6 +215,12 @@ pub fn train_with(
     let names = model.param_names();
     let mut velocity: Vec<Vec<Vec<f32>>> =
         names.iter().map(|n| model.params_mut(n).iter().map(|p| vec![0.0; p.len()]).collect()).collect();
+    // Weight decay applies to the weight tensor (index 0) of convs and linears only,
+    // decided once per layer rather than per step.
+    let decays: Vec<bool> = names
+        .iter()
+        .map(|n| !matches!(net.layers.iter().find(|l| &l.name == n).map(|l| &l.op), Some(Op::BatchNorm(_))))
+        .collect();
     let steps_per_epoch = train.len().div_ceil(config.batch_size);
     let total_steps = (steps_per_epoch * config.epochs) as f64;
     let (c, h, w) = (train.channels, train.height, train.width);
@@ -261,15 +267,10 @@ pub fn train_with(
             hits += t1;
             let grads = model.backward(&tape, grad, &[])?;
             model.update_bn_stats(&tape, 0.1);
-            for (name, vel) in names.iter().zip(velocity.iter_mut()) {
+            for ((name, vel), &decays) in names.iter().zip(velocity.iter_mut()).zip(&decays) {
                 let Some(g) = grads.params.get(name) else { continue };
                 for (t, (p, v)) in model.params_mut(name).into_iter().zip(vel.iter_mut()).enumerate() {
-                    // Decay on weight tensors (index 0 of convs and linears) only.
-                    let is_bn = matches!(
-                        net.layers.iter().find(|l| &l.name == name).map(|l| &l.op),
-                        Some(Op::BatchNorm(_))
-                    );
-                    let decay = if t == 0 && !is_bn { config.weight_decay } else { 0.0 };
+                    let decay = if t == 0 && decays { config.weight_decay } else { 0.0 };
                     for ((p, v), g) in p.iter_mut().zip(v.iter_mut()).zip(&g[t]) {
                         *v = config.momentum * *v + g + decay * *p;
                         *p -= lr * *v;

@@ -440,7 +440,8 @@ fn classify(
     top: usize,
     json_out: bool,
 ) -> Result<(), Failure> {
-    let net = inputs::model_with_plan(model, plan)?;
+    let (mut net, output_rank) = inputs::model_and_rank(model)?;
+    inputs::apply_plan(&mut net, plan)?;
     let (c, h, w) = (net.input.channels, net.input.height, net.input.width);
     let x = read_inputs(paths, c, h, w)?;
     let n = x.len() / (c * h * w);
@@ -455,8 +456,8 @@ fn classify(
     }
     .map_err(|e| Failure::runtime(e, ""))?;
     // An ONNX model's outputs keep the rank its graph declares ([N, classes] for most).
-    let out = match (model.ends_with(".onnx"), out.shape()) {
-        (true, &[n, c, 1, 1]) if inputs::onnx_output_rank(model) == Some(2) => {
+    let out = match (output_rank, out.shape()) {
+        (Some(2), &[n, c, 1, 1]) => {
             out.into_shape_with_order(IxDyn(&[n, c])).map_err(|e| Failure::runtime(e, ""))?
         }
         _ => out,

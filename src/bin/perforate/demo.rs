@@ -1,7 +1,6 @@
 //! demo, bench and parity: the commands that compare executors and report speedups.
 
 use std::path::Path;
-use std::time::Instant;
 
 use ndarray::{ArrayD, IxDyn};
 use perforate::cpu::CpuExecutor;
@@ -28,32 +27,9 @@ fn input_for(plan: &Plan, seed: u64) -> ArrayD<f32> {
         .expect("shape and length agree")
 }
 
-/// Best of `runs` timed calls of `f`, in seconds.
-fn best_of(runs: usize, mut f: impl FnMut() -> perforate::Result<()>) -> Result<f64, Failure> {
-    f().map_err(|e| Failure::runtime(e, ""))?;
-    let mut best = f64::INFINITY;
-    for _ in 0..runs.max(1) {
-        let t = Instant::now();
-        f().map_err(|e| Failure::runtime(e, ""))?;
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    Ok(best)
-}
-
 fn latency(net: &Network, batch: usize, runs: usize, gpu: Option<&GpuContext>) -> Result<f64, Failure> {
-    let plan = Plan::compile(net, batch, PlanOptions::default()).map_err(|e| Failure::input(e, ""))?;
-    let x = input_for(&plan, 3);
-    match gpu {
-        None => {
-            let exec = CpuExecutor::new(&plan).map_err(|e| Failure::runtime(e, ""))?;
-            best_of(runs, || exec.run(x.view()).map(|_| ()))
-        }
-        Some(ctx) => {
-            let exec = GpuExecutor::new(ctx, &plan)
-                .map_err(|e| Failure::runtime(e, "the model may not fit this GPU"))?;
-            best_of(runs, || exec.execute(x.view()).map(|_| ()))
-        }
-    }
+    train::measure_latency(net, batch, runs, gpu)
+        .map_err(|e| Failure::input(e, "the model may not fit this device"))
 }
 
 /// Largest and mean |CPU − GPU| of the network output over a batch.

@@ -21,17 +21,23 @@ pub fn sample_dir() -> PathBuf {
 
 /// A model: an ONNX file, a network JSON file (as `train` writes), or a zoo name.
 pub fn model(spec: &str) -> Result<Network, Failure> {
+    model_and_rank(spec).map(|(net, _)| net)
+}
+
+/// [`model`], with the output rank an ONNX model declares (`None` for other models).
+pub fn model_and_rank(spec: &str) -> Result<(Network, Option<usize>), Failure> {
     let path = Path::new(spec);
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     if ext == "onnx" {
         return perforate::onnx::load(path)
-            .map(|m| m.network)
+            .map(|m| (m.network, m.output_rank))
             .map_err(|e| Failure::input(e, "check the model path"));
     }
     if ext == "json" {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Failure::usage(format!("{spec}: cannot read: {e}; check the model path")))?;
         return Network::from_json(&text)
+            .map(|net| (net, None))
             .map_err(|e| Failure::input(e, "is it a network written by `perforate train`?"));
     }
     if zoo::NAMES.contains(&spec) || zoo::FASHION.contains(&spec) {
@@ -40,7 +46,7 @@ pub fn model(spec: &str) -> Result<Network, Failure> {
         } else {
             ZooConfig::default()
         };
-        return zoo::build(spec, config).map_err(|e| Failure::input(e, ""));
+        return zoo::build(spec, config).map(|net| (net, None)).map_err(|e| Failure::input(e, ""));
     }
     Err(Failure::usage(format!(
         "'{spec}' is not a .onnx or .json model file nor a zoo network ({}, {})",
@@ -49,19 +55,20 @@ pub fn model(spec: &str) -> Result<Network, Failure> {
     )))
 }
 
-/// The output rank an ONNX model declares, if it is one.
-pub fn onnx_output_rank(spec: &str) -> Option<usize> {
-    perforate::onnx::load(spec).ok().and_then(|m| m.output_rank)
-}
-
 /// `model` with the perforation plan at `plan` applied, when given.
 pub fn model_with_plan(spec: &str, plan: Option<&Path>) -> Result<Network, Failure> {
     let mut net = model(spec)?;
+    apply_plan(&mut net, plan)?;
+    Ok(net)
+}
+
+/// Applies the perforation plan at `plan`, when given.
+pub fn apply_plan(net: &mut Network, plan: Option<&Path>) -> Result<(), Failure> {
     if let Some(p) = plan {
         let plan = PerforationPlan::load(p).map_err(|e| Failure::input(e, "check the plan path"))?;
-        plan.apply(&mut net).map_err(|e| Failure::input(e, "was the plan made for this model?"))?;
+        plan.apply(net).map_err(|e| Failure::input(e, "was the plan made for this model?"))?;
     }
-    Ok(net)
+    Ok(())
 }
 
 /// Which split of a data set.
