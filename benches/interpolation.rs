@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use perforate::cpu::CpuExecutor;
-use perforate::gpu::{GpuContext, GpuExecutor};
+use perforate::gpu::GpuExecutor;
 use perforate::network::Network;
 use perforate::plan::{Plan, PlanOptions};
 use perforate::Interpolation;
@@ -49,13 +49,7 @@ fn main() {
     let mut c = Criterion::default()
         .measurement_time(Duration::from_secs(if quick() { 1 } else { 3 }))
         .configure_from_args();
-    let gpu = match GpuContext::new() {
-        Ok(ctx) => Some(ctx),
-        Err(e) => {
-            println!("GPU benches skipped: {e}");
-            None
-        }
-    };
+    let gpu = support::gpu();
     let mut cases = Vec::new();
     for name in ["vgg16", "alexnet"] {
         cases.push(Case { executor: "cpu_interp", name, small: quick() });
@@ -106,10 +100,7 @@ fn main() {
     if let Some(ctx) = &gpu {
         println!("GPU adapter: {}", ctx.describe());
     }
-    println!(
-        "{:<44} {:>10} {:>9} {:>11} {:>12}",
-        "case", "latency ms", "x nearest", "compile ms", "max |out|"
-    );
+    println!("{:<44} {:>10} {:>9} {:>11}", "case", "latency ms", "x nearest", "compile ms");
     for case in &cases {
         let Some(nearest) = best(&case.id(Interpolation::Nearest)) else { continue };
         for v in VARIANTS {

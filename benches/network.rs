@@ -157,13 +157,7 @@ fn main() {
     let mut c = Criterion::default()
         .measurement_time(Duration::from_secs(if quick() { 1 } else { 3 }))
         .configure_from_args();
-    let gpu = match GpuContext::new() {
-        Ok(ctx) => Some(ctx),
-        Err(e) => {
-            println!("GPU benches skipped: {e}");
-            None
-        }
-    };
+    let gpu = support::gpu();
     let cases = cases(gpu.as_ref());
     run_cases(&mut c, gpu.as_ref(), &cases);
     c.final_summary();

@@ -78,3 +78,14 @@ pub fn input(plan: &Plan) -> ArrayD<f32> {
     ArrayD::from_shape_vec(IxDyn(&shape), SeededRng::new(2).vec_f32(shape.iter().product(), -1.0, 1.0))
         .unwrap()
 }
+
+/// The GPU context, or `None` with the reason printed (GPU cases are then skipped).
+pub fn gpu() -> Option<perforate::gpu::GpuContext> {
+    match perforate::gpu::GpuContext::new() {
+        Ok(ctx) => Some(ctx),
+        Err(e) => {
+            println!("GPU benches skipped: {e}");
+            None
+        }
+    }
+}
