@@ -164,3 +164,48 @@ fn greedy_search_reaches_its_target_and_never_adds_cost() {
         }
     }
 }
+
+/// The measured-cost search, with a deterministic stand-in for latency injected through
+/// [`Cost::Custom`] (a fixed overhead per layer plus time per FLOP, so cost is not
+/// proportional to FLOPs, as measured latency is not): the log must record exactly the
+/// cost of the network each step produced, and the search must stop at the target.
+#[test]
+fn greedy_search_with_an_injected_latency_model_logs_its_costs() {
+    let d = sample().take(64);
+    let net = small("fashion_nin");
+    let model = |n: &Network| -> perforate::Result<f64> {
+        let plan = Plan::compile(n, 1, PlanOptions::default())?;
+        Ok(2e-5 * plan.steps().len() as f64 + 1e-9 * plan.flops() as f64)
+    };
+    let config = SearchConfig {
+        target_speedup: 1.3,
+        strategy: SearchStrategy::Uniform,
+        interpolation: Interpolation::Nearest,
+        cost: Cost::Custom(std::sync::Arc::new(model)),
+        batch: 64,
+        seed: 1,
+        max_steps: 100,
+    };
+    let mut produced = Vec::new();
+    let (perforated, log) = train::greedy_search_with(&net, &d, &config, |s, n| {
+        produced.push((s.step, model(n).unwrap()));
+    })
+    .unwrap();
+    assert!(log.len() >= 2, "the search took a step");
+    assert_eq!(log[0].cost, model(&net.dense()).unwrap());
+    assert_eq!(produced.len(), log.len() - 1);
+    for (s, (step, cost)) in log[1..].iter().zip(&produced) {
+        assert_eq!((s.step, s.cost), (*step, *cost), "the log records the produced network's cost");
+        assert!((s.speedup - log[0].cost / s.cost).abs() < 1e-12);
+    }
+    for w in log.windows(2) {
+        assert!(w[1].cost < w[0].cost, "step {} adds cost", w[1].step);
+    }
+    let last = log.last().unwrap();
+    assert!(last.speedup >= 1.3 && log[log.len() - 2].speedup < 1.3, "stops at the target");
+    assert_eq!(model(&perforated).unwrap(), last.cost);
+    // A custom cost that is not a positive number is an error, not a silent step.
+    let bad = SearchConfig { cost: Cost::Custom(std::sync::Arc::new(|_: &_| Ok(f64::NAN))), ..config };
+    let e = train::greedy_search(&net, &d, &bad).unwrap_err().to_string();
+    assert!(e.contains("finite and positive"), "{e}");
+}

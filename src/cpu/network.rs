@@ -5,20 +5,25 @@ use std::sync::Mutex;
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use super::conv::{conv_forward, CPU_DEFAULT_CHUNK_BYTES};
+use super::fast::FastConv;
+use super::gemm::Microkernel;
 use super::{add, channel_affine, clip, gather_interp, lrn, pool2d, relu, softmax};
 use crate::error::{Error, Result};
 use crate::layer::ConvSchedule;
 use crate::plan::{Executor, Plan, StepOp};
 
-/// A conv step's CPU-side state: its schedule and packed weights.
+/// A conv step's CPU-side state: the fast kernel, or the twins' schedule and packed
+/// weights (the reference executor).
 #[derive(Debug)]
-struct ConvState {
-    schedule: ConvSchedule,
-    packed: Vec<f32>,
+enum ConvState {
+    Fast(FastConv),
+    Twin { schedule: ConvSchedule, packed: Vec<f32> },
 }
 
-/// Runs a [`Plan`] on the CPU with the `cpu::` kernel twins. Buffer slots and the im2col
-/// workspace are allocated on the first run and reused; runs are serialised.
+/// Runs a [`Plan`] on the CPU. Convolutions run on the fast path ([`FastConv`]: implicit
+/// GEMM on SIMD microkernels, direct depthwise) unless the executor is built with
+/// [`CpuExecutor::reference`], which runs every step on the `cpu::` kernel twins. Buffer
+/// slots and workspaces are allocated on the first run and reused; runs are serialised.
 #[derive(Debug)]
 pub struct CpuExecutor {
     plan: Plan,
@@ -33,15 +38,29 @@ struct Buffers {
 }
 
 impl CpuExecutor {
-    /// Prepares `plan` for the CPU (schedules and packed weights of every conv).
+    /// Prepares `plan` for the CPU: every conv on the fast path, with the microkernel
+    /// family [`Microkernel::detect`] picks.
     pub fn new(plan: &Plan) -> Result<Self> {
+        Self::build(plan, Some(Microkernel::detect()))
+    }
+
+    /// Prepares `plan` to run every step on the reference twins (`im2col_masked`,
+    /// `matmul_tiled`, ...), the CPU counterparts of the WGSL kernels.
+    pub fn reference(plan: &Plan) -> Result<Self> {
+        Self::build(plan, None)
+    }
+
+    fn build(plan: &Plan, fast: Option<Microkernel>) -> Result<Self> {
         let convs = plan
             .steps()
             .iter()
             .map(|s| match &s.op {
                 StepOp::Conv { layer, settings } => {
                     let schedule = ConvSchedule::new(layer, settings, CPU_DEFAULT_CHUNK_BYTES)?;
-                    Ok(Some(ConvState { schedule, packed: layer.packed_weights().0 }))
+                    Ok(Some(match fast {
+                        Some(kern) => ConvState::Fast(FastConv::new(layer, kern)),
+                        None => ConvState::Twin { schedule, packed: layer.packed_weights().0 },
+                    }))
                 }
                 _ => Ok(None),
             })
@@ -97,8 +116,12 @@ impl CpuExecutor {
             let dst = &mut out[..out_info.len()];
             match &step.op {
                 StepOp::Conv { layer, .. } => {
-                    let c = conv.as_ref().expect("conv state exists for conv steps");
-                    conv_forward(layer, &c.schedule, &c.packed, arg(0), &mut buffers.col, dst);
+                    match conv.as_ref().expect("conv state exists for conv steps") {
+                        ConvState::Fast(f) => f.run(arg(0), dst),
+                        ConvState::Twin { schedule, packed } => {
+                            conv_forward(layer, schedule, packed, arg(0), &mut buffers.col, dst)
+                        }
+                    }
                 }
                 StepOp::Gather { params, map } => gather_interp(params, arg(0), map.table(), dst),
                 StepOp::Pool { params, in_map } => {

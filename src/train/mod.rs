@@ -18,7 +18,7 @@ pub use impact::{impact, restrict_to_mask};
 pub use loss::softmax_cross_entropy;
 pub use model::{Grads, Mode, Model, Tape, Tensor};
 pub use search::{
-    greedy_search, greedy_search_with, ladder, measure_latency, Cost, SearchConfig, SearchStep,
+    greedy_search, greedy_search_with, ladder, measure_latency, Cost, CostFn, SearchConfig, SearchStep,
     SearchStrategy,
 };
 pub use sgd::{evaluate, train, train_with, EpochLog, Evaluation, LrSchedule, TrainConfig};

@@ -60,8 +60,11 @@ impl SearchStrategy {
     }
 }
 
+/// A cost function supplied by the caller (see [`Cost::Custom`]).
+pub type CostFn = std::sync::Arc<dyn Fn(&Network) -> Result<f64> + Send + Sync>;
+
 /// What a candidate costs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum Cost {
     /// Theoretical FLOPs of the compiled plan.
     Flops,
@@ -77,6 +80,21 @@ pub enum Cost {
         /// Images per timed batch.
         batch: usize,
     },
+    /// Any cost the caller computes: a latency model, a cost table measured once, or a
+    /// deterministic stand-in for measured latency in tests (measured costs follow the
+    /// machine's load, so a test must not depend on them).
+    Custom(CostFn),
+}
+
+impl std::fmt::Debug for Cost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cost::Flops => f.write_str("Flops"),
+            Cost::Cpu { batch } => f.debug_struct("Cpu").field("batch", batch).finish(),
+            Cost::Gpu { batch, .. } => f.debug_struct("Gpu").field("batch", batch).finish_non_exhaustive(),
+            Cost::Custom(_) => f.write_str("Custom(..)"),
+        }
+    }
 }
 
 impl Cost {
@@ -87,6 +105,10 @@ impl Cost {
             Cost::Flops => Ok(Plan::compile(net, 1, PlanOptions::default())?.flops() as f64),
             Cost::Cpu { batch } => measure_latency(net, *batch, 3, None),
             Cost::Gpu { context, batch } => measure_latency(net, *batch, 3, Some(context)),
+            Cost::Custom(f) => match f(net)? {
+                c if c.is_finite() && c > 0.0 => Ok(c),
+                c => Err(Error::InvalidArgument(format!("a custom cost must be finite and positive, got {c}"))),
+            },
         }
     }
 }

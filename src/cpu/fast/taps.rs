@@ -1,0 +1,68 @@
+//! The read table shared by every fast conv kernel: for each kernel offset `c = (ky, kx)`
+//! and each computed output position `e` (mask order), where the tap reads inside one
+//! channel plane of one image. The same arithmetic as the `im2col_masked` twin (METHOD.md
+//! §1), resolved once per layer instead of once per run.
+
+use crate::interp::ZERO_TAP;
+use crate::layer::ConvLayer;
+
+/// A tap that reads padding (or a skipped position of a zeros map): the value is 0.
+pub(crate) const PAD: u32 = u32::MAX;
+
+/// `J[c][e]` for a layer: `kh·kw` rows of `n_pos` entries.
+#[derive(Debug)]
+pub(crate) struct Taps {
+    /// Row-major `[kh·kw][n_pos]`: an offset within the input channel plane, or [`PAD`].
+    /// Through a nearest or zeros map it is the compact index; through a barycentric map
+    /// it is the dense position, to be read with [`crate::cpu::read_mapped`].
+    pub table: Vec<u32>,
+    /// Computed output positions per image.
+    pub n_pos: usize,
+    /// Input map code (0 dense, 1 nearest, 2 zeros, 3 barycentric) and its table.
+    pub map_kind: u32,
+    /// The input map's table (empty when dense).
+    pub map_table: Vec<u32>,
+}
+
+impl Taps {
+    /// Resolves the taps of `layer`.
+    pub fn new(layer: &ConvLayer) -> Taps {
+        let g = layer.geometry();
+        let mask = layer.mask().positions();
+        let (map_kind, map_table) = match layer.input_map() {
+            Some(m) => (m.kind().code(), m.table().to_vec()),
+            None => (0, Vec::new()),
+        };
+        let out_w = g.out_w();
+        let mut table = Vec::with_capacity(g.kernel_h * g.kernel_w * mask.len());
+        for ky in 0..g.kernel_h {
+            for kx in 0..g.kernel_w {
+                let (dy, dx) = (ky * g.dilation_h, kx * g.dilation_w);
+                table.extend(mask.iter().map(|&pos| {
+                    let pos = pos as usize;
+                    let yp = (pos / out_w) * g.stride_h + dy;
+                    let xp = (pos % out_w) * g.stride_w + dx;
+                    if yp < g.pad_top || xp < g.pad_left || yp - g.pad_top >= g.in_h || xp - g.pad_left >= g.in_w {
+                        return PAD;
+                    }
+                    // validate() bounds every tensor by 2^30 elements, so a plane index fits.
+                    let s = ((yp - g.pad_top) * g.in_w + (xp - g.pad_left)) as u32;
+                    match map_kind {
+                        1 | 2 => match map_table[s as usize] {
+                            ZERO_TAP => PAD,
+                            i => i,
+                        },
+                        _ => s,
+                    }
+                }));
+            }
+        }
+        Taps { table, n_pos: mask.len(), map_kind, map_table }
+    }
+
+    /// Row `c` of the table.
+    #[inline]
+    pub fn row(&self, c: usize) -> &[u32] {
+        &self.table[c * self.n_pos..(c + 1) * self.n_pos]
+    }
+}

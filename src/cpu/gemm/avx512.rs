@@ -1,0 +1,58 @@
+//! AVX-512 microkernel: an 8 × 32 register tile.
+//!
+//! Registers: 16 accumulators `acc[i][v]` (row i = output channel, v = which 16-lane half
+//! of the 32 columns), 2 B vectors and 1 broadcast A value; 13 of 32 zmm spare.
+//! Loop: for each of the `kc` steps, load `b[p][0..16]` and `b[p][16..32]`, then for each
+//! row broadcast `a[p][i]` and issue two FMAs. 16 FMAs per step against 10 loads, so the
+//! two FMA ports bound it.
+
+use std::arch::x86_64::*;
+
+use super::Microkernel;
+
+const MR: usize = 8;
+const NR: usize = 32;
+
+pub(super) fn kernel() -> Microkernel {
+    Microkernel { name: "avx512", mr: MR, nr: NR, func: run }
+}
+
+/// # Safety
+/// See [`super::KernelFn`]; the CPU has AVX-512F.
+unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+    // SAFETY: forwarded contract.
+    unsafe { tile(kc, a, b, c, ldc, accumulate) }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    let (mut a, mut b) = (a, b);
+    for _ in 0..kc {
+        // SAFETY: `a` and `b` advance by one step of MR and NR floats, kc times.
+        unsafe {
+            let b0 = _mm512_loadu_ps(b);
+            let b1 = _mm512_loadu_ps(b.add(16));
+            for (i, row) in acc.iter_mut().enumerate() {
+                let ai = _mm512_set1_ps(*a.add(i));
+                row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
+                row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
+            }
+            a = a.add(MR);
+            b = b.add(NR);
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: the tile has MR rows of NR floats at stride ldc.
+        unsafe {
+            let ci = c.add(i * ldc);
+            let (mut r0, mut r1) = (row[0], row[1]);
+            if accumulate {
+                r0 = _mm512_add_ps(r0, _mm512_loadu_ps(ci));
+                r1 = _mm512_add_ps(r1, _mm512_loadu_ps(ci.add(16)));
+            }
+            _mm512_storeu_ps(ci, r0);
+            _mm512_storeu_ps(ci.add(16), r1);
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Packed GEMM microkernels for the fast CPU path (BLIS-style: weights packed once into
+//! `MR`-row panels, the B operand packed per block into `NR`-column panels).
+//!
+//! One family per instruction set, chosen once at run time by [`Microkernel::detect`]:
+//!
+//! | family  | register tile (MR × NR) | accumulators            |
+//! | ------- | ----------------------- | ----------------------- |
+//! | avx512  | 8 × 32                  | 16 zmm (2 per row)      |
+//! | avx2    | 6 × 16                  | 12 ymm (2 per row)      |
+//! | neon    | 8 × 8                   | 16 q (2 per row)        |
+//! | generic | 4 × 8                   | 32 scalars (portable)   |
+//!
+//! Every kernel computes `C[MR×NR] (+)= Σ_p A[p][0..MR] ⊗ B[p][0..NR]` over `kc` steps,
+//! where the packed A panel stores `a[p·MR + i]` and the packed B panel `b[p·NR + j]`, and
+//! C is a row-major tile with row stride `ldc`. Loop order inside: `p` outer; per step one
+//! load of each B vector, one broadcast per A row, `MR × NR / lanes` FMAs.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod generic;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
+/// The signature every microkernel has: `(kc, a, b, c, ldc, accumulate)`.
+///
+/// # Safety
+/// `a` holds `kc·MR` floats, `b` holds `kc·NR` floats, and `c` is valid for `MR` rows of
+/// `NR` floats at row stride `ldc`; the CPU supports the kernel's instruction set.
+pub type KernelFn = unsafe fn(usize, *const f32, *const f32, *mut f32, usize, bool);
+
+/// A microkernel and its register tile.
+#[derive(Clone, Copy)]
+pub struct Microkernel {
+    /// Family name (`avx512`, `avx2`, `neon`, `generic`), printed by benches.
+    pub name: &'static str,
+    /// Rows of the register tile (output channels).
+    pub mr: usize,
+    /// Columns of the register tile (output positions).
+    pub nr: usize,
+    func: KernelFn,
+}
+
+impl std::fmt::Debug for Microkernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}x{}", self.name, self.mr, self.nr)
+    }
+}
+
+impl Microkernel {
+    /// The fastest kernel this CPU runs. `PERFORATE_CPU_KERNEL=generic|avx2|avx512|neon`
+    /// forces a family (ignored when the CPU lacks it), for tests and comparisons.
+    pub fn detect() -> Microkernel {
+        let forced = std::env::var("PERFORATE_CPU_KERNEL").ok();
+        Self::available()
+            .into_iter()
+            .find(|k| forced.as_deref().is_none_or(|f| f == k.name))
+            .unwrap_or_else(generic::kernel)
+    }
+
+    /// Every kernel this CPU can run, fastest first (the generic one last).
+    pub fn available() -> Vec<Microkernel> {
+        let mut v = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                v.push(avx512::kernel());
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                v.push(avx2::kernel());
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            if std::arch::is_aarch64_feature_detected!("neon") {
+                v.push(neon::kernel());
+            }
+        }
+        v.push(generic::kernel());
+        v
+    }
+
+    /// Runs the kernel on one tile.
+    ///
+    /// # Safety
+    /// As [`KernelFn`]: `a` has `kc·mr` floats, `b` has `kc·nr`, `c` has `mr` rows of `nr`
+    /// floats at stride `ldc`.
+    #[inline]
+    pub unsafe fn run(&self, kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+        // SAFETY: the caller upholds the buffer contract; the family was detected.
+        unsafe { (self.func)(kc, a, b, c, ldc, accumulate) }
+    }
+}
+
+/// Packs row-major `[m, k]` weights (row stride `lda`) into `ceil(m/mr)` panels of
+/// `k` steps × `mr` rows (`out[panel][p][i]`), rows past `m` zero.
+pub fn pack_a(w: &[f32], m: usize, k: usize, lda: usize, mr: usize) -> Vec<f32> {
+    let panels = m.div_ceil(mr);
+    let mut out = vec![0.0f32; panels * k * mr];
+    for (panel, dst) in out.chunks_exact_mut(k * mr).enumerate() {
+        for i in 0..mr {
+            let row = panel * mr + i;
+            if row >= m {
+                break;
+            }
+            for (p, &v) in w[row * lda..row * lda + k].iter().enumerate() {
+                dst[p * mr + i] = v;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every available kernel against an f64 triple loop, with and without accumulation.
+    #[test]
+    fn kernels_match_a_naive_product() {
+        for kern in Microkernel::available() {
+            let (mr, nr, kc, ldc) = (kern.mr, kern.nr, 37, kern.nr + 3);
+            let a: Vec<f32> = (0..kc * mr).map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0).collect();
+            let b: Vec<f32> = (0..kc * nr).map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0).collect();
+            let mut c = vec![1.0f32; mr * ldc];
+            // SAFETY: buffers sized as the contract says; `available` checked the features.
+            unsafe { kern.run(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, true) };
+            for i in 0..mr {
+                for j in 0..nr {
+                    let r: f64 = (0..kc).map(|p| f64::from(a[p * mr + i]) * f64::from(b[p * nr + j])).sum();
+                    assert!((f64::from(c[i * ldc + j]) - 1.0 - r).abs() < 1e-4, "{kern:?} ({i},{j})");
+                }
+                assert_eq!(c[i * ldc + nr], 1.0, "{kern:?} wrote past its tile");
+            }
+            unsafe { kern.run(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, false) };
+            let r: f64 = (0..kc).map(|p| f64::from(a[p * mr]) * f64::from(b[p * nr])).sum();
+            assert!((f64::from(c[0]) - r).abs() < 1e-4, "{kern:?} overwrite");
+        }
+    }
+}

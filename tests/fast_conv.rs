@@ -1,0 +1,141 @@
+//! The fast CPU conv path (`cpu::FastConv`: implicit GEMM on every microkernel family this
+//! CPU runs, the direct depthwise kernel and the narrow-product path) against the naive f64
+//! reference and the reference twins (`im2col_masked → matmul_tiled`), over the shared
+//! sweep, shapes that cross every blocking boundary, and seeded random geometries
+//! (stride, padding, dilation, groups, every map kind, compact inputs).
+
+mod common;
+
+use common::{assert_close, sweep, to_f64, Keep, Problem};
+use perforate::cpu::gemm::Microkernel;
+use perforate::cpu::{CpuConv, FastConv};
+use perforate::rng::SeededRng;
+use perforate::{ConvGeometry, ConvSettings, MapKind, OutputForm};
+
+const TOL: f64 = 1e-4;
+
+fn check(p: &Problem) {
+    if p.relu && p.interp == MapKind::Barycentric && p.keep_is_partial() {
+        return; // no compact output: the ReLU must follow the interpolation
+    }
+    let built = p.build();
+    let x = built.input.as_slice().unwrap();
+    let twin = CpuConv::new(&built.layer, ConvSettings { output: OutputForm::Compact, ..Default::default() })
+        .unwrap()
+        .run(built.input.view())
+        .unwrap();
+    for kern in Microkernel::available() {
+        let fast = FastConv::new(&built.layer, kern);
+        // Stale values in the output must not matter: every element is written.
+        let mut out = vec![f32::NAN; built.compact_ref.len()];
+        fast.run(x, &mut out);
+        let label = format!("{} [{} on {kern:?}]", p.label(), fast.name());
+        assert_close(&label, &out, &built.compact_ref, TOL);
+        assert_close(&format!("{label} vs twin"), &out, &to_f64(twin.as_slice().unwrap()), TOL);
+    }
+}
+
+trait Partial {
+    fn keep_is_partial(&self) -> bool;
+}
+
+impl Partial for Problem {
+    fn keep_is_partial(&self) -> bool {
+        !matches!(self.keep, Keep::Frac(q) if q >= 1.0)
+    }
+}
+
+fn problem(name: &'static str, geometry: ConvGeometry, keep: Keep, seed: u64) -> Problem {
+    Problem {
+        name,
+        geometry,
+        keep,
+        compact_input: false,
+        relu: seed % 2 == 0,
+        seed,
+        interp: MapKind::Nearest,
+        in_interp: MapKind::Nearest,
+    }
+}
+
+#[test]
+fn sweep_matches_reference() {
+    for p in sweep() {
+        check(&p);
+    }
+}
+
+#[test]
+fn blocking_boundaries_depthwise_and_narrow_products() {
+    let cases = [
+        // Depth past one packed block (k = 576 > 256), channels not a multiple of any MR.
+        ("k576_m70", ConvGeometry::new(64, 9, 9, 70, 3, 3).with_padding(1)),
+        // Many columns: several column blocks per image and blocks spanning images.
+        ("cols_900", ConvGeometry::new(3, 30, 30, 9, 3, 3).with_padding(1)),
+        // 1x1 stride 1: contiguous packing.
+        ("1x1_wide", ConvGeometry::new(24, 20, 20, 40, 1, 1)),
+        // Depthwise, multiplier 1 and 2, stride 2, padding, dilation.
+        ("depthwise", ConvGeometry::new(8, 13, 13, 8, 3, 3).with_padding(1).with_groups(8)),
+        ("depthwise_s2", ConvGeometry::new(6, 14, 15, 6, 3, 3).with_padding(1).with_stride(2).with_groups(6)),
+        ("depthwise_x2_d2", ConvGeometry::new(4, 11, 11, 8, 3, 3).with_padding(2).with_dilation(2).with_groups(4)),
+        ("depthwise_5x5_s2", ConvGeometry::new(5, 16, 16, 5, 5, 5).with_padding(2).with_stride(2).with_groups(5)),
+        // Grouped (ResNeXt-like) with many groups.
+        ("groups8", ConvGeometry::new(32, 9, 9, 48, 3, 3).with_padding(1).with_groups(8)),
+        // Fully connected as a 1x1 conv of a 1x1 map: the narrow-product path.
+        ("fc", ConvGeometry::new(300, 1, 1, 37, 1, 1)),
+    ];
+    let mut seed = 100;
+    for (name, g) in cases {
+        for batch in [1, 3] {
+            for keep in [Keep::Frac(1.0), Keep::Frac(0.5), Keep::Frac(0.25), Keep::One] {
+                for compact_input in [false, true] {
+                    seed += 1;
+                    let mut p = problem(name, g.with_batch(batch), keep, seed);
+                    p.compact_input = compact_input && g.in_h * g.in_w > 1;
+                    check(&p);
+                }
+            }
+        }
+    }
+}
+
+/// Seeded random geometries: a property test over the whole parameter space.
+#[test]
+fn random_geometries_match_reference() {
+    let mut rng = SeededRng::new(2016);
+    let kinds = [MapKind::Nearest, MapKind::Zeros, MapKind::Barycentric];
+    let mut pick = |n: usize| (rng.next_u64() % n as u64) as usize;
+    for seed in 0..60u64 {
+        let groups = [1, 1, 2, 3][pick(4)];
+        let in_channels = groups * (1 + pick(6));
+        let out_channels = groups * (1 + pick(9));
+        let (kh, kw) = (1 + pick(4), 1 + pick(4));
+        let dilation = 1 + pick(2);
+        let (in_h, in_w) = (dilation * (kh - 1) + 1 + pick(14), dilation * (kw - 1) + 1 + pick(14));
+        let g = ConvGeometry::new(in_channels, in_h, in_w, out_channels, kh, kw)
+            .with_stride(1 + pick(3))
+            .with_padding_tlbr(pick(3), pick(3), pick(3), pick(3))
+            .with_dilation(dilation)
+            .with_groups(groups)
+            .with_batch(1 + pick(3));
+        if g.validate().is_err() {
+            continue;
+        }
+        let keep = match pick(5) {
+            0 => Keep::One,
+            1 => Keep::Frac(1.0),
+            _ => Keep::Frac(0.1 + 0.8 * pick(100) as f64 / 100.0),
+        };
+        let p = Problem {
+            name: "random",
+            geometry: g,
+            keep,
+            compact_input: pick(2) == 0 && in_h * in_w > 1,
+            relu: pick(2) == 0,
+            seed: 1000 + seed,
+            interp: kinds[pick(3)],
+            in_interp: kinds[pick(3)],
+        };
+        check(&p);
+    }
+}
