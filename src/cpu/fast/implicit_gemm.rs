@@ -14,6 +14,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use super::pack::{pack_fn, PackFn, TileRead};
 use super::taps::{Taps, PAD};
 use super::SendPtr;
 use crate::cpu::gemm::{pack_a, Microkernel};
@@ -36,8 +37,8 @@ struct Scratch {
     cols: Vec<u32>,
     /// Image of each column (barycentric reads need it apart from the tap).
     imgs: Vec<u32>,
-    /// Per (kernel offset, tile): start of a contiguous run of NR taps, or [`PAD`].
-    contig: Vec<u32>,
+    /// Per (kernel offset, tile): how the tile reads a channel.
+    reads: Vec<TileRead>,
 }
 
 thread_local! {
@@ -46,7 +47,6 @@ thread_local! {
 
 /// A convolution (any groups, stride, padding, dilation, mask, input map) on packed
 /// microkernels.
-#[derive(Debug)]
 pub(crate) struct ImplicitGemm {
     kern: Microkernel,
     groups: usize,
@@ -63,6 +63,13 @@ pub(crate) struct ImplicitGemm {
     bias: Vec<f32>,
     relu: bool,
     taps: Taps,
+    pack: PackFn,
+}
+
+impl std::fmt::Debug for ImplicitGemm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ImplicitGemm({:?}, groups {}, m {}, k {}, n {})", self.kern, self.groups, self.tg, self.k, self.taps.n_pos)
+    }
 }
 
 impl ImplicitGemm {
@@ -87,6 +94,7 @@ impl ImplicitGemm {
             bias: layer.bias().to_vec(),
             relu,
             taps: Taps::new(layer),
+            pack: pack_fn(kern.name),
         }
     }
 
@@ -96,7 +104,7 @@ impl ImplicitGemm {
         let n_total = self.batch * n_pos;
         assert!(out.len() >= n_total * self.out_channels, "conv output buffer too small");
         assert!(x.len() >= self.batch * self.cg * self.groups * self.plane, "conv input too short");
-        assert!(x.len() < PAD as usize, "conv input indices must fit in u32");
+        assert!(x.len() < i32::MAX as usize, "conv input indices must fit in i32 (gather offsets)");
         let want = 2 * rayon::current_num_threads();
         let mut nc = NC.next_multiple_of(nr).min(n_total.next_multiple_of(nr));
         let col_blocks = n_total.div_ceil(nc);
@@ -167,15 +175,12 @@ impl ImplicitGemm {
                 };
             }
         }
-        s.contig.clear();
-        s.contig.resize(self.khkw * tiles, PAD);
+        s.reads.clear();
         if !bary {
             for c in 0..self.khkw {
                 for tile in 0..tiles {
                     let t = &s.cols[c * ldc + tile * nr..c * ldc + (tile + 1) * nr];
-                    let first = t[0];
-                    let run = first != PAD && t.iter().enumerate().all(|(j, &v)| v == first.wrapping_add(j as u32));
-                    s.contig[c * tiles + tile] = if run { first } else { PAD };
+                    s.reads.push(TileRead::new(t));
                 }
             }
         }
@@ -190,27 +195,26 @@ impl ImplicitGemm {
             // Pack B: row r of the block is (input channel, kernel offset) = (r / khkw, r % khkw).
             for r in p0..p0 + kcb {
                 let (ci, c) = (r / self.khkw, r % self.khkw);
-                let src = &x[(grp * self.cg + ci) * self.plane..];
+                let base = (grp * self.cg + ci) * self.plane;
                 let taps = &s.cols[c * ldc..(c + 1) * ldc];
+                if !bary {
+                    let b = s.b[(r - p0) * nr..].as_mut_ptr();
+                    // SAFETY: every tap that is not PAD is inside x from `base` (the tap
+                    // table's construction), and B holds `tiles` micro-panels of kcb·NR.
+                    unsafe { (self.pack)(x.as_ptr().add(base), taps, &s.reads[c * tiles..(c + 1) * tiles], b, kcb * nr, nr) };
+                    continue;
+                }
+                let src = &x[base..];
                 for tile in 0..tiles {
                     let dst = &mut s.b[(tile * kcb + (r - p0)) * nr..][..nr];
-                    let start = s.contig[c * tiles + tile];
                     let tt = &taps[tile * nr..(tile + 1) * nr];
-                    if start != PAD {
-                        dst.copy_from_slice(&src[start as usize..start as usize + nr]);
-                    } else if bary {
-                        let imgs = &s.imgs[tile * nr..(tile + 1) * nr];
-                        for ((d, &t), &img) in dst.iter_mut().zip(tt).zip(imgs) {
-                            *d = if t == PAD {
-                                0.0
-                            } else {
-                                read_mapped(3, &self.taps.map_table, &src[img as usize * image_stride..], t as usize)
-                            };
-                        }
-                    } else {
-                        for (d, &t) in dst.iter_mut().zip(tt) {
-                            *d = if t == PAD { 0.0 } else { src[t as usize] };
-                        }
+                    let imgs = &s.imgs[tile * nr..(tile + 1) * nr];
+                    for ((d, &t), &img) in dst.iter_mut().zip(tt).zip(imgs) {
+                        *d = if t == PAD {
+                            0.0
+                        } else {
+                            read_mapped(3, &self.taps.map_table, &src[img as usize * image_stride..], t as usize)
+                        };
                     }
                 }
             }

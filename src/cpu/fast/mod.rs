@@ -12,6 +12,7 @@
 mod depthwise;
 mod gemv;
 mod implicit_gemm;
+mod pack;
 mod taps;
 
 use crate::cpu::gemm::Microkernel;

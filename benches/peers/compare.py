@@ -1,0 +1,110 @@
+"""Side by side with onnxruntime on the same ONNX files: prints one markdown table.
+
+For each model and batch: onnxruntime (CPUExecutionProvider, intra_op_num_threads =
+THREADS, sequential execution, all graph optimisations), then `perforate bench` on the
+CPU executor (dense, and every perforable conv at q = 1/2 and q = 1/4), each the best of
+RUNS timed runs after a warm-up, one model after the other on an otherwise idle machine.
+
+GFLOP/s counts the model's conv and linear FLOPs (2 per multiply-add, `perforate info`).
+Peak = cores x 2 FMA units x 16 fp32 lanes (AVX-512) x 2 FLOPs x the clock that
+/proc/cpuinfo reports (the nominal clock: turbo can exceed it, so percentages above 100%
+are possible). Usage: python compare.py MODELDIR PERFORATE_BIN [--runs N] [--quick]
+"""
+import argparse
+import json
+import os
+import subprocess
+import time
+
+import numpy as np
+import onnxruntime as ort
+
+MODELS = [
+    ("fashion_nin", 64), ("fashion_vgg", 64), ("fashion_resnet", 64),
+    ("fashion_nin", 1), ("fashion_vgg", 1), ("fashion_resnet", 1),
+    ("resnet18", 1), ("resnet18", 64), ("vgg11", 1), ("squeezenet1_1", 1), ("googlenet", 1), ("mobilenet_v2", 1),
+]
+
+
+def peak_gflops(threads):
+    mhz = 0.0
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("cpu MHz"):
+                mhz = float(line.split(":")[1])
+                break
+    return threads * 2 * 16 * 2 * mhz / 1000.0
+
+
+def ort_ms(path, batch, threads, runs):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    inp = s.get_inputs()[0]
+    shape = [batch] + [d for d in inp.shape[1:]]
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    s.run(None, {inp.name: x})
+    best = float("inf")
+    for _ in range(runs):
+        t = time.perf_counter()
+        s.run(None, {inp.name: x})
+        best = min(best, time.perf_counter() - t)
+    return best * 1e3
+
+
+def perforate(binary, args):
+    out = subprocess.run([binary] + args + ["--json"], check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("models")
+    ap.add_argument("binary")
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--quick", action="store_true", help="batch-1 rows and 3 runs only")
+    a = ap.parse_args()
+    peak = peak_gflops(a.threads)
+    rows = []
+    print(f"| model | batch | ORT ms | dense ms | dense / ORT | q=1/2 ms | ORT / q=1/2 | q=1/4 ms | ORT / q=1/4 "
+          f"| theor. q=1/2 | meas. q=1/2 | meas./theor. | GFLOP/s dense (ORT) | % peak dense (ORT) |")
+    print("|" + " --- |" * 14)
+    for name, batch in MODELS:
+        if a.quick and batch != 1:
+            continue
+        path = os.path.join(a.models, f"{name}.onnx")
+        if not os.path.exists(path):
+            continue
+        runs = 3 if a.quick else a.runs
+        ort_t = ort_ms(path, batch, a.threads, runs)
+        info = perforate(a.binary, ["info", path])
+        mflop = sum(l["dense_mflops"] or 0.0 for l in info["layers"])
+        res = {}
+        for q in (0.5, 0.25):
+            b = perforate(a.binary, ["bench", path, "--device", "cpu", "--batch", str(batch), "--q", str(q),
+                                     "--runs", str(runs)])["rows"][0]
+            res[q] = b
+        dense = min(res[0.5]["dense_ms"], res[0.25]["dense_ms"])
+        h, f = res[0.5], res[0.25]
+        gf = mflop * batch / dense
+        gf_ort = mflop * batch / ort_t
+        row = dict(model=name, batch=batch, ort_ms=ort_t, dense_ms=dense, half_ms=h["perforated_ms"],
+                   quarter_ms=f["perforated_ms"], theoretical_half=h["theoretical"], measured_half=h["measured"],
+                   gflops=gf, gflops_ort=gf_ort, peak=peak)
+        rows.append(row)
+        print(f"| {name} | {batch} | {ort_t:.2f} | {dense:.2f} | {dense / ort_t:.2f}x | {h['perforated_ms']:.2f} "
+              f"| {ort_t / h['perforated_ms']:.2f}x | {f['perforated_ms']:.2f} | {ort_t / f['perforated_ms']:.2f}x "
+              f"| {h['theoretical']:.2f} | {h['measured']:.2f} | {h['measured'] / h['theoretical']:.2f} "
+              f"| {gf:.0f} ({gf_ort:.0f}) | {100 * gf / peak:.0f}% ({100 * gf_ort / peak:.0f}%) |", flush=True)
+    print(f"\npeak: {a.threads} cores x 2 FMA x 16 lanes x 2 FLOP x {peak / a.threads / 64:.2f} GHz "
+          f"= {peak:.0f} GFLOP/s; onnxruntime {ort.__version__}")
+    with open(os.path.join(a.models, "results.json"), "w") as fh:
+        json.dump(rows, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()

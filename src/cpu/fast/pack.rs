@@ -1,0 +1,120 @@
+//! Packing one row of the implicit B operand: for every `NR`-column tile of a task, `NR`
+//! values of one input channel read through the tile's taps.
+//!
+//! A tile is *regular* when every tap that is not padding reads `start + j` (lane j): a
+//! stride-1 conv whose output and input rows have the same width, read across output-row
+//! boundaries, is regular with the border lanes as padding. Regular tiles are one masked
+//! load per 16 lanes (masked-out lanes read nothing and give 0); the others gather lane by
+//! lane (one masked hardware gather per 16 lanes on AVX-512).
+
+use super::taps::PAD;
+
+/// How one tile reads one channel.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct TileRead {
+    /// Offset of lane 0 from the channel base (may lie before it: such lanes are padding).
+    pub start: isize,
+    /// Bit j set: lane j is padding (0).
+    pub pad: u64,
+    /// Whether every other lane reads `start + j`.
+    pub regular: bool,
+}
+
+impl TileRead {
+    /// Classifies a tile's taps (`PAD` or an offset from the channel base).
+    pub fn new(taps: &[u32]) -> TileRead {
+        let mut pad = 0u64;
+        let mut start: Option<isize> = None;
+        let mut regular = true;
+        for (j, &t) in taps.iter().enumerate() {
+            if t == PAD {
+                pad |= 1 << j;
+                continue;
+            }
+            let s = t as isize - j as isize;
+            match start {
+                None => start = Some(s),
+                Some(s0) if s0 != s => regular = false,
+                _ => {}
+            }
+        }
+        TileRead { start: start.unwrap_or(0), pad, regular }
+    }
+}
+
+/// Packs one row: for each tile t, `dst[t·stride .. t·stride + nr]` from `src` (the channel
+/// base) through `taps[t·nr ..]` and `reads[t]`.
+///
+/// # Safety
+/// Every tap that is not [`PAD`] indexes inside the buffer `src` points into; `dst` holds
+/// `(reads.len() − 1)·stride + nr` floats; `nr ≤ 64`, a multiple of 8.
+pub(crate) type PackFn = unsafe fn(*const f32, &[u32], &[TileRead], *mut f32, usize, usize);
+
+/// The packing routine for the microkernel family `name`.
+pub(crate) fn pack_fn(name: &str) -> PackFn {
+    #[cfg(target_arch = "x86_64")]
+    if name == "avx512" {
+        return pack_avx512;
+    }
+    let _ = name;
+    pack_portable
+}
+
+/// # Safety
+/// See [`PackFn`].
+unsafe fn pack_portable(src: *const f32, taps: &[u32], reads: &[TileRead], dst: *mut f32, stride: usize, nr: usize) {
+    for (t, r) in reads.iter().enumerate() {
+        // SAFETY: the caller sizes dst for every tile.
+        let d = unsafe { std::slice::from_raw_parts_mut(dst.add(t * stride), nr) };
+        if r.regular {
+            for (j, v) in d.iter_mut().enumerate() {
+                // SAFETY: a lane that is not padding reads start + j, inside the buffer.
+                *v = if r.pad >> j & 1 == 1 { 0.0 } else { unsafe { *src.offset(r.start + j as isize) } };
+            }
+        } else {
+            for (v, &tap) in d.iter_mut().zip(&taps[t * nr..(t + 1) * nr]) {
+                // SAFETY: a tap that is not padding is inside the buffer.
+                *v = if tap == PAD { 0.0 } else { unsafe { *src.add(tap as usize) } };
+            }
+        }
+    }
+}
+
+/// # Safety
+/// See [`PackFn`]; the CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+unsafe fn pack_avx512(src: *const f32, taps: &[u32], reads: &[TileRead], dst: *mut f32, stride: usize, nr: usize) {
+    // SAFETY: forwarded contract.
+    unsafe { pack_avx512_inner(src, taps, reads, dst, stride, nr) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_avx512_inner(
+    src: *const f32,
+    taps: &[u32],
+    reads: &[TileRead],
+    dst: *mut f32,
+    stride: usize,
+    nr: usize,
+) {
+    use std::arch::x86_64::*;
+    let pad_idx = _mm512_set1_epi32(PAD as i32);
+    for (t, r) in reads.iter().enumerate() {
+        for v in (0..nr).step_by(16) {
+            let keep = !(r.pad >> v) as u16;
+            // SAFETY: dst holds this tile's nr floats; masked-out lanes read no memory, the
+            // others read inside the buffer (regular: start + j; gather: the tap).
+            unsafe {
+                let out = if r.regular {
+                    _mm512_maskz_loadu_ps(keep, src.wrapping_offset(r.start + v as isize))
+                } else {
+                    let idx = _mm512_loadu_si512(taps.as_ptr().add(t * nr + v).cast());
+                    let m = _mm512_cmpneq_epi32_mask(idx, pad_idx);
+                    _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), m, idx, src)
+                };
+                _mm512_storeu_ps(dst.add(t * stride + v), out);
+            }
+        }
+    }
+}
