@@ -86,7 +86,7 @@ fn blocking_boundaries_depthwise_and_narrow_products() {
     ];
     let mut seed = 100;
     for (name, g) in cases {
-        for batch in [1, 3] {
+        for batch in [1, 3, 8] {
             for keep in [Keep::Frac(1.0), Keep::Frac(0.5), Keep::Frac(0.25), Keep::One] {
                 for compact_input in [false, true] {
                     seed += 1;

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use super::conv::{conv_forward, CPU_DEFAULT_CHUNK_BYTES};
+use super::fast::pool::pool2d_dense;
 use super::fast::FastConv;
 use super::gemm::Microkernel;
 use super::{add, channel_affine, clip, gather_interp, lrn, pool2d, relu, softmax};
@@ -28,6 +29,8 @@ enum ConvState {
 pub struct CpuExecutor {
     plan: Plan,
     convs: Vec<Option<ConvState>>,
+    /// Whether steps run on the fast path (false: the reference twins).
+    fast: bool,
     buffers: Mutex<Buffers>,
 }
 
@@ -65,7 +68,7 @@ impl CpuExecutor {
                 _ => Ok(None),
             })
             .collect::<Result<_>>()?;
-        Ok(CpuExecutor { plan: plan.clone(), convs, buffers: Mutex::new(Buffers::default()) })
+        Ok(CpuExecutor { plan: plan.clone(), convs, fast: fast.is_some(), buffers: Mutex::new(Buffers::default()) })
     }
 
     /// The plan being run.
@@ -124,6 +127,9 @@ impl CpuExecutor {
                     }
                 }
                 StepOp::Gather { params, map } => gather_interp(params, arg(0), map.table(), dst),
+                StepOp::Pool { params, in_map } if in_map.is_none() && self.fast => {
+                    pool2d_dense(params, arg(0), dst)
+                }
                 StepOp::Pool { params, in_map } => {
                     pool2d(params, arg(0), in_map.as_ref().map_or(&[][..], |m| m.table()), dst)
                 }

@@ -1,14 +1,15 @@
-//! Implicit-GEMM convolution: `out[T, cols] = W[T, k] · B[k, cols]` per group, where the
-//! column matrix B is never formed. Each task packs the B panel it multiplies straight from
+//! Implicit-GEMM convolution: `out[T, N] = W[T, k] · B[k, N]` per image and group, where the
+//! column matrix B is never formed: each task packs the B panel it multiplies straight from
 //! the input, through the mask and (for a compact input) the previous layer's map.
 //!
-//! Blocking (BLIS order): the layer's columns (images × mask positions, one run) split into
-//! blocks of `nc`, the output channels of each group into blocks of whole `MR` panels; one
-//! task = (group, channel block, column block), all tasks of the layer in one parallel
-//! region. Inside a task: for each depth block of `kc` rows, pack B (`nc/NR` micro-panels
-//! of `kc × NR`), then for each micro-panel (L1-resident) run the microkernel over every
-//! weight panel of the block (L2-resident), accumulating into the task's C buffer; the
-//! epilogue adds the bias, applies the ReLU and scatters columns to `[B, T, N]`.
+//! Blocking (BLIS order): an image's `N` columns are padded to whole `NR` tiles; the tap
+//! table and each tile's read pattern are resolved once per layer (they do not depend on
+//! the image). One task = (group, block of `MR` weight panels, image, block of tiles), all
+//! tasks of the layer in one parallel region. Inside a task: for each depth block of `kc`
+//! rows, pack B (`kc × NR` micro-panels), then for each micro-panel (L1-resident) run the
+//! microkernel over every weight panel of the block (L2-resident). Full tiles accumulate in
+//! the output itself and the last depth block applies bias and ReLU there; tiles with
+//! padding columns or rows go through the task's edge buffer.
 
 use std::cell::RefCell;
 
@@ -31,14 +32,8 @@ const NC: usize = 256;
 struct Scratch {
     /// Packed B: `tiles × kc × NR`.
     b: Vec<f32>,
-    /// The task's output block: `rows × ldc`.
+    /// Edge tiles: `rows × (tiles·NR)`.
     c: Vec<f32>,
-    /// Column taps of the task, `[kh·kw][ldc]`, image offset added (or [`PAD`]).
-    cols: Vec<u32>,
-    /// Image of each column (barycentric reads need it apart from the tap).
-    imgs: Vec<u32>,
-    /// Per (kernel offset, tile): how the tile reads a channel.
-    reads: Vec<TileRead>,
 }
 
 thread_local! {
@@ -49,6 +44,7 @@ thread_local! {
 /// microkernels.
 pub(crate) struct ImplicitGemm {
     kern: Microkernel,
+    pack: PackFn,
     groups: usize,
     cg: usize,
     tg: usize,
@@ -60,10 +56,20 @@ pub(crate) struct ImplicitGemm {
     panels: usize,
     /// `[group][panel][k][MR]`.
     a: Vec<f32>,
+    /// `[group][panels·MR]`, zero past `tg`.
     bias: Vec<f32>,
     relu: bool,
     taps: Taps,
-    pack: PackFn,
+    /// Tiles per image: `ceil(N / NR)`.
+    tiles: usize,
+    /// `[kh·kw][tiles·NR]`: the taps, [`PAD`] past N.
+    cols: Vec<u32>,
+    /// `[kh·kw][tiles]` (empty for a barycentric input).
+    reads: Vec<TileRead>,
+    /// Images folded into the columns: a layer with fewer positions than a tile (fully
+    /// connected layers, small maps at batch > 1) runs as one "image" of `B·N` columns, the
+    /// image offsets in the tap table and every tile copied out through the edge buffer.
+    fold: bool,
 }
 
 impl std::fmt::Debug for ImplicitGemm {
@@ -75,57 +81,91 @@ impl std::fmt::Debug for ImplicitGemm {
 impl ImplicitGemm {
     pub fn new(layer: &ConvLayer, relu: bool, kern: Microkernel) -> Self {
         let g = layer.geometry();
-        let (k, tg) = (g.k_per_group(), g.out_channels_per_group());
+        let (k, tg, nr) = (g.k_per_group(), g.out_channels_per_group(), kern.nr);
         let (w, lda) = layer.packed_weights();
         let panels = tg.div_ceil(kern.mr);
         let a = (0..g.groups).flat_map(|grp| pack_a(&w[grp * tg * lda..], tg, k, lda, kern.mr)).collect();
+        let mut bias = vec![0.0f32; g.groups * panels * kern.mr];
+        for grp in 0..g.groups {
+            bias[grp * panels * kern.mr..][..tg].copy_from_slice(&layer.bias()[grp * tg..(grp + 1) * tg]);
+        }
+        let taps = Taps::new(layer);
+        let khkw = g.kernel_h * g.kernel_w;
+        let fold = g.batch > 1 && taps.n_pos < nr;
+        // Columns of one (virtual) image and their taps.
+        let (width, image_stride) = if fold {
+            (g.batch * taps.n_pos, g.in_channels * layer.input_plane())
+        } else {
+            (taps.n_pos, 0)
+        };
+        let tiles = width.div_ceil(nr);
+        let ldi = tiles * nr;
+        let mut cols = vec![PAD; khkw * ldi];
+        for c in 0..khkw {
+            for (j, d) in cols[c * ldi..c * ldi + width].iter_mut().enumerate() {
+                let t = taps.row(c)[j % taps.n_pos];
+                // Folded barycentric taps stay dense positions; the image comes from j.
+                *d = if t == PAD || taps.map_kind == 3 { t } else { t + ((j / taps.n_pos) * image_stride) as u32 };
+            }
+        }
+        let reads = if taps.map_kind == 3 {
+            Vec::new()
+        } else {
+            cols.chunks_exact(nr).map(TileRead::new).collect()
+        };
         ImplicitGemm {
             kern,
+            pack: pack_fn(kern.name),
             groups: g.groups,
             cg: g.in_channels_per_group(),
             tg,
             k,
-            khkw: g.kernel_h * g.kernel_w,
+            khkw,
             batch: g.batch,
             plane: layer.input_plane(),
             out_channels: g.out_channels,
             panels,
             a,
-            bias: layer.bias().to_vec(),
+            bias,
             relu,
-            taps: Taps::new(layer),
-            pack: pack_fn(kern.name),
+            taps,
+            tiles,
+            cols,
+            reads,
+            fold,
         }
     }
 
     /// `x` is the `[B, C, plane]` input, `out` the `[B, T, N]` output.
     pub fn run(&self, x: &[f32], out: &mut [f32]) {
-        let (nr, n_pos) = (self.kern.nr, self.taps.n_pos);
-        let n_total = self.batch * n_pos;
-        assert!(out.len() >= n_total * self.out_channels, "conv output buffer too small");
+        let n_pos = self.taps.n_pos;
+        assert!(out.len() >= self.batch * n_pos * self.out_channels, "conv output buffer too small");
         assert!(x.len() >= self.batch * self.cg * self.groups * self.plane, "conv input too short");
         assert!(x.len() < i32::MAX as usize, "conv input indices must fit in i32 (gather offsets)");
         let want = 2 * rayon::current_num_threads();
-        let mut nc = NC.next_multiple_of(nr).min(n_total.next_multiple_of(nr));
-        let col_blocks = n_total.div_ceil(nc);
-        // Too few column blocks for the threads: split the channels, then the columns.
-        let m_blocks = want.div_ceil(self.groups * col_blocks).clamp(1, self.panels);
-        let per_block = self.panels.div_ceil(m_blocks);
-        let m_blocks = self.panels.div_ceil(per_block);
-        if self.groups * m_blocks * col_blocks < want && n_total > nr {
-            let split = want.div_ceil(self.groups * m_blocks);
-            nc = n_total.div_ceil(split).next_multiple_of(nr);
+        // Tile blocks per image of about NC columns; then, if that leaves the threads short
+        // of work, split the weight panels, then the tiles further.
+        let per_nc = (NC / self.kern.nr).max(1);
+        let mut tile_blocks = self.tiles.div_ceil(per_nc);
+        let images = if self.fold { 1 } else { self.batch };
+        let units = self.groups * images;
+        let m_blocks = want.div_ceil(units * tile_blocks).clamp(1, self.panels);
+        let per_mb = self.panels.div_ceil(m_blocks);
+        let m_blocks = self.panels.div_ceil(per_mb);
+        if units * m_blocks * tile_blocks < want {
+            tile_blocks = want.div_ceil(units * m_blocks).min(self.tiles);
         }
-        let col_blocks = n_total.div_ceil(nc);
-        let tasks = self.groups * m_blocks * col_blocks;
+        let per_tb = self.tiles.div_ceil(tile_blocks);
+        let tile_blocks = self.tiles.div_ceil(per_tb);
+        let tasks = units * m_blocks * tile_blocks;
         let out = SendPtr(out.as_mut_ptr());
         let run_task = |t: usize| {
             let (grp, rest) = (t % self.groups, t / self.groups);
-            let (mb, cb) = (rest % m_blocks, rest / m_blocks);
-            let panels = mb * per_block..((mb + 1) * per_block).min(self.panels);
-            let j0 = cb * nc;
-            let cols = nc.min(n_total - j0);
-            SCRATCH.with(|s| self.task(&mut s.borrow_mut(), x, out, grp, panels, j0, cols));
+            let (mb, rest) = (rest % m_blocks, rest / m_blocks);
+            let (tb, img) = (rest % tile_blocks, rest / tile_blocks);
+            let panels = mb * per_mb..((mb + 1) * per_mb).min(self.panels);
+            let tiles = tb * per_tb..((tb + 1) * per_tb).min(self.tiles);
+            SCRATCH.with(|s| self.task(&mut s.borrow_mut(), x, out, grp, panels, img, tiles));
         };
         if tasks == 1 {
             run_task(0);
@@ -142,123 +182,104 @@ impl ImplicitGemm {
         out: SendPtr,
         grp: usize,
         panels: std::ops::Range<usize>,
-        j0: usize,
-        cols: usize,
+        img: usize,
+        tiles: std::ops::Range<usize>,
     ) {
         let (mr, nr, n_pos) = (self.kern.mr, self.kern.nr, self.taps.n_pos);
-        let tiles = cols.div_ceil(nr);
-        let ldc = tiles * nr;
-        let image_stride = self.cg * self.groups * self.plane;
+        // Columns of this (virtual) image.
+        let width = if self.fold { self.batch * n_pos } else { n_pos };
+        let ldi = self.tiles * nr;
+        let nt = tiles.len();
+        let ldc = nt * nr;
+        let x_img = &x[img * self.cg * self.groups * self.plane..];
         let bary = self.taps.map_kind == 3;
-
-        // Column taps with the image offset added (barycentric: the dense position alone).
-        s.cols.resize(self.khkw * ldc, PAD);
-        s.imgs.resize(ldc, 0);
-        for jj in 0..ldc {
-            s.imgs[jj] = ((j0 + jj) / n_pos) as u32;
-        }
-        for c in 0..self.khkw {
-            let row = self.taps.row(c);
-            let dst = &mut s.cols[c * ldc..(c + 1) * ldc];
-            let (mut img, mut e) = ((j0 / n_pos), j0 % n_pos);
-            for (jj, d) in dst.iter_mut().enumerate() {
-                *d = if jj >= cols {
-                    PAD
-                } else {
-                    let t = row[e];
-                    let v = if t == PAD || bary { t } else { t + (img * image_stride) as u32 };
-                    e += 1;
-                    if e == n_pos {
-                        (img, e) = (img + 1, 0);
-                    }
-                    v
-                };
-            }
-        }
-        s.reads.clear();
-        if !bary {
-            for c in 0..self.khkw {
-                for tile in 0..tiles {
-                    let t = &s.cols[c * ldc + tile * nr..c * ldc + (tile + 1) * nr];
-                    s.reads.push(TileRead::new(t));
-                }
-            }
-        }
-
         let rows = panels.len() * mr;
         s.c.resize(rows * ldc, 0.0);
         let depth_blocks = self.k.div_ceil(KC);
         let kc = self.k.div_ceil(depth_blocks);
-        s.b.resize(tiles * kc * nr, 0.0);
+        s.b.resize(nt * kc * nr, 0.0);
+        // The output plane of this image's first channel of the group.
+        let out_base = (img * self.out_channels + grp * self.tg) * n_pos;
+
         for p0 in (0..self.k).step_by(kc) {
             let kcb = kc.min(self.k - p0);
+            let last = p0 + kcb == self.k;
             // Pack B: row r of the block is (input channel, kernel offset) = (r / khkw, r % khkw).
             for r in p0..p0 + kcb {
                 let (ci, c) = (r / self.khkw, r % self.khkw);
                 let base = (grp * self.cg + ci) * self.plane;
-                let taps = &s.cols[c * ldc..(c + 1) * ldc];
+                let taps = &self.cols[c * ldi + tiles.start * nr..c * ldi + tiles.end * nr];
                 if !bary {
+                    let reads = &self.reads[c * self.tiles + tiles.start..c * self.tiles + tiles.end];
                     let b = s.b[(r - p0) * nr..].as_mut_ptr();
-                    // SAFETY: every tap that is not PAD is inside x from `base` (the tap
-                    // table's construction), and B holds `tiles` micro-panels of kcb·NR.
-                    unsafe { (self.pack)(x.as_ptr().add(base), taps, &s.reads[c * tiles..(c + 1) * tiles], b, kcb * nr, nr) };
+                    // SAFETY: every tap that is not PAD is inside the image's input from
+                    // `base` (the tap table's construction); B holds nt micro-panels of kcb·NR.
+                    unsafe { (self.pack)(x_img.as_ptr().add(base), taps, reads, b, kcb * nr, nr) };
                     continue;
                 }
-                let src = &x[base..];
-                for tile in 0..tiles {
-                    let dst = &mut s.b[(tile * kcb + (r - p0)) * nr..][..nr];
-                    let tt = &taps[tile * nr..(tile + 1) * nr];
-                    let imgs = &s.imgs[tile * nr..(tile + 1) * nr];
-                    for ((d, &t), &img) in dst.iter_mut().zip(tt).zip(imgs) {
-                        *d = if t == PAD {
+                let image_stride = self.cg * self.groups * self.plane;
+                for (t, tt) in taps.chunks_exact(nr).enumerate() {
+                    let dst = &mut s.b[(t * kcb + (r - p0)) * nr..][..nr];
+                    for (j, (d, &tap)) in dst.iter_mut().zip(tt).enumerate() {
+                        let im = if self.fold { ((tiles.start + t) * nr + j) / n_pos } else { 0 };
+                        *d = if tap == PAD {
                             0.0
                         } else {
-                            read_mapped(3, &self.taps.map_table, &src[img as usize * image_stride..], t as usize)
+                            read_mapped(3, &self.taps.map_table, &x_img[im * image_stride + base..], tap as usize)
                         };
                     }
                 }
             }
-            for tile in 0..tiles {
-                let b = s.b[tile * kcb * nr..].as_ptr();
+            for (t, tile) in tiles.clone().enumerate() {
+                let b = s.b[t * kcb * nr..].as_ptr();
+                let full_cols = !self.fold && (tile + 1) * nr <= n_pos;
                 for (i, panel) in panels.clone().enumerate() {
                     let a = self.a[((grp * self.panels + panel) * self.k + p0) * mr..].as_ptr();
-                    let c = s.c[i * mr * ldc + tile * nr..].as_mut_ptr();
+                    let bias =
+                        if last { self.bias[(grp * self.panels + panel) * mr..].as_ptr() } else { std::ptr::null() };
+                    let direct = full_cols && (panel + 1) * mr <= self.tg;
+                    let (c, ldc) = if direct {
+                        // SAFETY: rows panel·MR.. of this group and columns tile·NR.. of this
+                        // image lie inside the output; only this task writes them.
+                        (unsafe { out.ptr().add(out_base + panel * mr * n_pos + tile * nr) }, n_pos)
+                    } else {
+                        (s.c[i * mr * ldc + t * nr..].as_mut_ptr(), ldc)
+                    };
                     // SAFETY: the A panel holds k·MR floats from p0 (kcb·MR read), the B
-                    // micro-panel kcb·NR, and C has MR rows of ldc ≥ (tile+1)·NR floats.
-                    unsafe { self.kern.run(kcb, a, b, c, ldc, p0 > 0) };
+                    // micro-panel kcb·NR, C has MR rows of NR floats at stride ldc, and the
+                    // bias (when given) MR floats.
+                    unsafe { self.kern.run(kcb, a, b, c, ldc, p0 > 0, bias, self.relu) };
                 }
             }
         }
 
-        // Epilogue: bias, ReLU, scatter each row's columns by image.
-        for i in 0..rows {
-            let m = panels.start * mr + i;
-            if m >= self.tg {
-                break;
-            }
-            let ch = grp * self.tg + m;
-            let beta = self.bias[ch];
-            let crow = &s.c[i * ldc..i * ldc + cols];
-            let mut jj = 0;
-            while jj < cols {
-                let (img, e) = ((j0 + jj) / n_pos, (j0 + jj) % n_pos);
-                let run = (n_pos - e).min(cols - jj);
-                // SAFETY: (img, ch, e..e+run) lies inside the [B, T, N] output, and no other
-                // task writes this channel block's columns.
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(out.ptr().add((img * self.out_channels + ch) * n_pos + e), run)
-                };
-                let src = &crow[jj..jj + run];
-                if self.relu {
-                    for (d, &v) in dst.iter_mut().zip(src) {
-                        *d = (v + beta).max(0.0);
-                    }
-                } else {
-                    for (d, &v) in dst.iter_mut().zip(src) {
-                        *d = v + beta;
-                    }
+        // Edge tiles: copy their real rows and columns out of the buffer.
+        for (t, tile) in tiles.clone().enumerate() {
+            let cols = nr.min(width.saturating_sub(tile * nr));
+            for (i, panel) in panels.clone().enumerate() {
+                if !self.fold && (tile + 1) * nr <= n_pos && (panel + 1) * mr <= self.tg {
+                    continue;
                 }
-                jj += run;
+                for row in 0..mr.min(self.tg.saturating_sub(panel * mr)) {
+                    let m = panel * mr + row;
+                    let src = &s.c[(i * mr + row) * ldc + t * nr..][..cols];
+                    if self.fold {
+                        for (jj, &v) in src.iter().enumerate() {
+                            let j = tile * nr + jj;
+                            let (im, e) = (j / n_pos, j % n_pos);
+                            // SAFETY: (image im, channel, position e) is inside the output;
+                            // only this task writes this channel block's columns.
+                            unsafe { *out.ptr().add((im * self.out_channels + grp * self.tg + m) * n_pos + e) = v };
+                        }
+                        continue;
+                    }
+                    // SAFETY: (img, group channel m, columns tile·NR.. + cols) is inside the
+                    // output; only this task writes it.
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(out.ptr().add(out_base + m * n_pos + tile * nr), cols)
+                    };
+                    dst.copy_from_slice(src);
+                }
             }
         }
     }

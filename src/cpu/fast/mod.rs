@@ -13,6 +13,7 @@ mod depthwise;
 mod gemv;
 mod implicit_gemm;
 mod pack;
+pub(crate) mod pool;
 mod taps;
 
 use crate::cpu::gemm::Microkernel;

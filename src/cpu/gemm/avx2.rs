@@ -17,13 +17,14 @@ pub(super) fn kernel() -> Microkernel {
 
 /// # Safety
 /// See [`super::KernelFn`]; the CPU has AVX2 and FMA.
-unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool, bias: *const f32, relu: bool) {
     // SAFETY: forwarded contract.
-    unsafe { tile(kc, a, b, c, ldc, accumulate) }
+    unsafe { tile(kc, a, b, c, ldc, accumulate, bias, relu) }
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool, bias: *const f32, relu: bool) {
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
     let (mut a, mut b) = (a, b);
     for _ in 0..kc {
@@ -48,6 +49,15 @@ unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize,
             if accumulate {
                 r0 = _mm256_add_ps(r0, _mm256_loadu_ps(ci));
                 r1 = _mm256_add_ps(r1, _mm256_loadu_ps(ci.add(8)));
+            }
+            if !bias.is_null() {
+                let beta = _mm256_set1_ps(*bias.add(i));
+                r0 = _mm256_add_ps(r0, beta);
+                r1 = _mm256_add_ps(r1, beta);
+                if relu {
+                    r0 = _mm256_max_ps(r0, _mm256_setzero_ps());
+                    r1 = _mm256_max_ps(r1, _mm256_setzero_ps());
+                }
             }
             _mm256_storeu_ps(ci, r0);
             _mm256_storeu_ps(ci.add(8), r1);

@@ -19,13 +19,14 @@ pub(super) fn kernel() -> Microkernel {
 
 /// # Safety
 /// See [`super::KernelFn`]; the CPU has AVX-512F.
-unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool, bias: *const f32, relu: bool) {
     // SAFETY: forwarded contract.
-    unsafe { tile(kc, a, b, c, ldc, accumulate) }
+    unsafe { tile(kc, a, b, c, ldc, accumulate, bias, relu) }
 }
 
 #[target_feature(enable = "avx512f")]
-unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool, bias: *const f32, relu: bool) {
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     let (mut a, mut b) = (a, b);
     for _ in 0..kc {
@@ -50,6 +51,15 @@ unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize,
             if accumulate {
                 r0 = _mm512_add_ps(r0, _mm512_loadu_ps(ci));
                 r1 = _mm512_add_ps(r1, _mm512_loadu_ps(ci.add(16)));
+            }
+            if !bias.is_null() {
+                let beta = _mm512_set1_ps(*bias.add(i));
+                r0 = _mm512_add_ps(r0, beta);
+                r1 = _mm512_add_ps(r1, beta);
+                if relu {
+                    r0 = _mm512_max_ps(r0, _mm512_setzero_ps());
+                    r1 = _mm512_max_ps(r1, _mm512_setzero_ps());
+                }
             }
             _mm512_storeu_ps(ci, r0);
             _mm512_storeu_ps(ci.add(16), r1);

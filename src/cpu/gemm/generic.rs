@@ -12,7 +12,8 @@ pub(super) fn kernel() -> Microkernel {
 
 /// # Safety
 /// See [`super::KernelFn`].
-unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool, bias: *const f32, relu: bool) {
     // SAFETY: the caller guarantees kc·MR floats at `a`, kc·NR at `b`.
     let (a, b) = unsafe { (std::slice::from_raw_parts(a, kc * MR), std::slice::from_raw_parts(b, kc * NR)) };
     let mut acc = [[0.0f32; NR]; MR];
@@ -26,8 +27,17 @@ unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, 
     for (i, row) in acc.iter().enumerate() {
         // SAFETY: the tile has MR rows of NR floats at stride ldc.
         let ci = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), NR) };
+        // SAFETY: a non-null bias holds MR values.
+        let beta = if bias.is_null() { None } else { Some(unsafe { *bias.add(i) }) };
         for (dst, &v) in ci.iter_mut().zip(row) {
-            *dst = if accumulate { *dst + v } else { v };
+            let mut v = if accumulate { *dst + v } else { v };
+            if let Some(beta) = beta {
+                v += beta;
+                if relu {
+                    v = v.max(0.0);
+                }
+            }
+            *dst = v;
         }
     }
 }

@@ -23,12 +23,16 @@ mod generic;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
-/// The signature every microkernel has: `(kc, a, b, c, ldc, accumulate)`.
+/// The signature every microkernel has: `(kc, a, b, c, ldc, accumulate, bias, relu)`.
+/// With `accumulate` the tile is added to what `c` holds; a non-null `bias` (`MR` values,
+/// one per row) is added last, then the ReLU when `relu` (the epilogue of the last depth
+/// block).
 ///
 /// # Safety
-/// `a` holds `kc·MR` floats, `b` holds `kc·NR` floats, and `c` is valid for `MR` rows of
-/// `NR` floats at row stride `ldc`; the CPU supports the kernel's instruction set.
-pub type KernelFn = unsafe fn(usize, *const f32, *const f32, *mut f32, usize, bool);
+/// `a` holds `kc·MR` floats, `b` holds `kc·NR` floats, `c` is valid for `MR` rows of
+/// `NR` floats at row stride `ldc`, `bias` is null or holds `MR` floats; the CPU supports
+/// the kernel's instruction set.
+pub type KernelFn = unsafe fn(usize, *const f32, *const f32, *mut f32, usize, bool, *const f32, bool);
 
 /// A microkernel and its register tile.
 #[derive(Clone, Copy)]
@@ -87,9 +91,20 @@ impl Microkernel {
     /// As [`KernelFn`]: `a` has `kc·mr` floats, `b` has `kc·nr`, `c` has `mr` rows of `nr`
     /// floats at stride `ldc`.
     #[inline]
-    pub unsafe fn run(&self, kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn run(
+        &self,
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+        bias: *const f32,
+        relu: bool,
+    ) {
         // SAFETY: the caller upholds the buffer contract; the family was detected.
-        unsafe { (self.func)(kc, a, b, c, ldc, accumulate) }
+        unsafe { (self.func)(kc, a, b, c, ldc, accumulate, bias, relu) }
     }
 }
 
@@ -125,7 +140,7 @@ mod tests {
             let b: Vec<f32> = (0..kc * nr).map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0).collect();
             let mut c = vec![1.0f32; mr * ldc];
             // SAFETY: buffers sized as the contract says; `available` checked the features.
-            unsafe { kern.run(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, true) };
+            unsafe { kern.run(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, true, std::ptr::null(), false) };
             for i in 0..mr {
                 for j in 0..nr {
                     let r: f64 = (0..kc).map(|p| f64::from(a[p * mr + i]) * f64::from(b[p * nr + j])).sum();
@@ -133,9 +148,16 @@ mod tests {
                 }
                 assert_eq!(c[i * ldc + nr], 1.0, "{kern:?} wrote past its tile");
             }
-            unsafe { kern.run(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, false) };
-            let r: f64 = (0..kc).map(|p| f64::from(a[p * mr]) * f64::from(b[p * nr])).sum();
-            assert!((f64::from(c[0]) - r).abs() < 1e-4, "{kern:?} overwrite");
+            // Overwrite with the epilogue: bias per row, then the ReLU.
+            let bias: Vec<f32> = (0..mr).map(|i| i as f32 - 2.5).collect();
+            unsafe { kern.run(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, false, bias.as_ptr(), true) };
+            for i in 0..mr {
+                for j in 0..nr {
+                    let r: f64 = (0..kc).map(|p| f64::from(a[p * mr + i]) * f64::from(b[p * nr + j])).sum();
+                    let want = (r + f64::from(bias[i])).max(0.0);
+                    assert!((f64::from(c[i * ldc + j]) - want).abs() < 1e-4, "{kern:?} epilogue ({i},{j})");
+                }
+            }
         }
     }
 }

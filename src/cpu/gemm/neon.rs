@@ -17,13 +17,14 @@ pub(super) fn kernel() -> Microkernel {
 
 /// # Safety
 /// See [`super::KernelFn`]; the CPU has NEON.
-unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool, bias: *const f32, relu: bool) {
     // SAFETY: forwarded contract.
-    unsafe { tile(kc, a, b, c, ldc, accumulate) }
+    unsafe { tile(kc, a, b, c, ldc, accumulate, bias, relu) }
 }
 
 #[target_feature(enable = "neon")]
-unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool, bias: *const f32, relu: bool) {
     let mut acc = [[vdupq_n_f32(0.0); 2]; MR];
     let (mut a, mut b) = (a, b);
     for _ in 0..kc {
@@ -59,6 +60,15 @@ unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize,
             if accumulate {
                 r0 = vaddq_f32(r0, vld1q_f32(ci));
                 r1 = vaddq_f32(r1, vld1q_f32(ci.add(4)));
+            }
+            if !bias.is_null() {
+                let beta = vdupq_n_f32(*bias.add(i));
+                r0 = vaddq_f32(r0, beta);
+                r1 = vaddq_f32(r1, beta);
+                if relu {
+                    r0 = vmaxq_f32(r0, vdupq_n_f32(0.0));
+                    r1 = vmaxq_f32(r1, vdupq_n_f32(0.0));
+                }
             }
             vst1q_f32(ci, r0);
             vst1q_f32(ci.add(4), r1);
