@@ -17,11 +17,20 @@ fn main() {
             let start = Instant::now();
             for _ in 0..reps {
                 // SAFETY: buffers sized for one tile; the family was detected.
-                unsafe { kern.run(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), nr, true, std::ptr::null(), false) };
+                unsafe {
+                    kern.run(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), nr, true, std::ptr::null(), false)
+                };
             }
             best = best.min(start.elapsed().as_secs_f64());
         }
         let flops = 2.0 * (mr * nr * kc) as f64 * reps as f64;
-        println!("{:<8} {}x{}: {:.1} GFLOP/s on one thread (c[0] = {})", kern.name, mr, nr, flops / best / 1e9, c[0]);
+        println!(
+            "{:<8} {}x{}: {:.1} GFLOP/s on one thread (c[0] = {})",
+            kern.name,
+            mr,
+            nr,
+            flops / best / 1e9,
+            c[0]
+        );
     }
 }

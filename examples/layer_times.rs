@@ -51,6 +51,10 @@ fn main() -> perforate::Result<()> {
             step.flops as f64 / t / 1e9
         );
     }
-    println!("total (best run) {:.3} ms; sum of per-step bests {:.3} ms", total * 1e3, best.iter().sum::<f64>() * 1e3);
+    println!(
+        "total (best run) {:.3} ms; sum of per-step bests {:.3} ms",
+        total * 1e3,
+        best.iter().sum::<f64>() * 1e3
+    );
     Ok(())
 }

@@ -236,7 +236,17 @@ fn parity_and_demo_on_the_gpu_when_present() {
             assert!((w[1]["speedup"].as_f64().unwrap() - c(&rows[0]) / c(&w[1])).abs() < 1e-9);
         }
         assert_eq!(s["speedup"].as_f64().unwrap(), rows.last().unwrap()["speedup"].as_f64().unwrap());
-        let e = ok_json(&["eval", "fashion_nin", "--plan", plan.to_str().unwrap(), "--data", "sample", "--limit", "20", "--json"]);
+        let e = ok_json(&[
+            "eval",
+            "fashion_nin",
+            "--plan",
+            plan.to_str().unwrap(),
+            "--data",
+            "sample",
+            "--limit",
+            "20",
+            "--json",
+        ]);
         assert_eq!(e["images"], 20, "{cost}: the plan applies");
     }
     let p = ok_json(&["parity", "fashion_nin", "--batch", "1", "--json"]);

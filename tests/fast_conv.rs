@@ -77,8 +77,14 @@ fn blocking_boundaries_depthwise_and_narrow_products() {
         // Depthwise, multiplier 1 and 2, stride 2, padding, dilation.
         ("depthwise", ConvGeometry::new(8, 13, 13, 8, 3, 3).with_padding(1).with_groups(8)),
         ("depthwise_s2", ConvGeometry::new(6, 14, 15, 6, 3, 3).with_padding(1).with_stride(2).with_groups(6)),
-        ("depthwise_x2_d2", ConvGeometry::new(4, 11, 11, 8, 3, 3).with_padding(2).with_dilation(2).with_groups(4)),
-        ("depthwise_5x5_s2", ConvGeometry::new(5, 16, 16, 5, 5, 5).with_padding(2).with_stride(2).with_groups(5)),
+        (
+            "depthwise_x2_d2",
+            ConvGeometry::new(4, 11, 11, 8, 3, 3).with_padding(2).with_dilation(2).with_groups(4),
+        ),
+        (
+            "depthwise_5x5_s2",
+            ConvGeometry::new(5, 16, 16, 5, 5, 5).with_padding(2).with_stride(2).with_groups(5),
+        ),
         // Grouped (ResNeXt-like) with many groups.
         ("groups8", ConvGeometry::new(32, 9, 9, 48, 3, 3).with_padding(1).with_groups(8)),
         // Fully connected as a 1x1 conv of a 1x1 map: the narrow-product path.

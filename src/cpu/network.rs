@@ -68,7 +68,12 @@ impl CpuExecutor {
                 _ => Ok(None),
             })
             .collect::<Result<_>>()?;
-        Ok(CpuExecutor { plan: plan.clone(), convs, fast: fast.is_some(), buffers: Mutex::new(Buffers::default()) })
+        Ok(CpuExecutor {
+            plan: plan.clone(),
+            convs,
+            fast: fast.is_some(),
+            buffers: Mutex::new(Buffers::default()),
+        })
     }
 
     /// The plan being run.

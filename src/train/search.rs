@@ -107,7 +107,9 @@ impl Cost {
             Cost::Gpu { context, batch } => measure_latency(net, *batch, 3, Some(context)),
             Cost::Custom(f) => match f(net)? {
                 c if c.is_finite() && c > 0.0 => Ok(c),
-                c => Err(Error::InvalidArgument(format!("a custom cost must be finite and positive, got {c}"))),
+                c => {
+                    Err(Error::InvalidArgument(format!("a custom cost must be finite and positive, got {c}")))
+                }
             },
         }
     }

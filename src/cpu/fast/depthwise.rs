@@ -59,7 +59,7 @@ impl Depthwise {
         let out = SendPtr(out.as_mut_ptr());
         // About 8 tasks per thread; each a run of whole output planes.
         let per_task = planes.div_ceil(8 * rayon::current_num_threads()).max(1);
-        (0..planes.div_ceil(per_task)).into_par_iter().for_each(|t| {
+        let body = |t: usize| {
             for p in t * per_task..((t + 1) * per_task).min(planes) {
                 let (img, o) = (p / g.out_channels, p % g.out_channels);
                 let ci = o / self.mult;
@@ -79,7 +79,13 @@ impl Depthwise {
                     }
                 }
             }
-        });
+        };
+        let tasks = planes.div_ceil(per_task);
+        if planes * n_pos * g.kernel_h * g.kernel_w < 1 << 20 {
+            (0..tasks).for_each(body);
+        } else {
+            (0..tasks).into_par_iter().for_each(body);
+        }
     }
 
     fn plane_direct(&self, src: &[f32], w: &[f32], dst: &mut [f32]) {

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use super::pack::{pack_fn, PackFn, TileRead};
 use super::taps::{Taps, PAD};
 use super::SendPtr;
-use crate::cpu::gemm::{pack_a, Microkernel};
+use crate::cpu::gemm::{pack_a, BRow, Microkernel};
 use crate::cpu::read_mapped;
 use crate::layer::ConvLayer;
 
@@ -26,6 +26,8 @@ use crate::layer::ConvLayer;
 const KC: usize = 256;
 /// Target columns of one task.
 const NC: usize = 256;
+/// Layers under this many FLOPs run on the calling thread (about the cost of a wake-up).
+const SEQUENTIAL_FLOPS: usize = 1 << 21;
 
 /// Per-thread workspace, grown on first use and reused (no allocation in steady state).
 #[derive(Default)]
@@ -34,6 +36,8 @@ struct Scratch {
     b: Vec<f32>,
     /// Edge tiles: `rows × (tiles·NR)`.
     c: Vec<f32>,
+    /// Row descriptors of one tile's indirect B.
+    rows: Vec<BRow>,
 }
 
 thread_local! {
@@ -70,11 +74,18 @@ pub(crate) struct ImplicitGemm {
     /// connected layers, small maps at batch > 1) runs as one "image" of `B·N` columns, the
     /// image offsets in the tap table and every tile copied out through the edge buffer.
     fold: bool,
+    /// Per tile: every kernel offset reads it regularly, so the indirect microkernel can
+    /// read B straight from the input (all false without an indirect kernel).
+    regular: Vec<bool>,
 }
 
 impl std::fmt::Debug for ImplicitGemm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ImplicitGemm({:?}, groups {}, m {}, k {}, n {})", self.kern, self.groups, self.tg, self.k, self.taps.n_pos)
+        write!(
+            f,
+            "ImplicitGemm({:?}, groups {}, m {}, k {}, n {})",
+            self.kern, self.groups, self.tg, self.k, self.taps.n_pos
+        )
     }
 }
 
@@ -93,11 +104,8 @@ impl ImplicitGemm {
         let khkw = g.kernel_h * g.kernel_w;
         let fold = g.batch > 1 && taps.n_pos < nr;
         // Columns of one (virtual) image and their taps.
-        let (width, image_stride) = if fold {
-            (g.batch * taps.n_pos, g.in_channels * layer.input_plane())
-        } else {
-            (taps.n_pos, 0)
-        };
+        let (width, image_stride) =
+            if fold { (g.batch * taps.n_pos, g.in_channels * layer.input_plane()) } else { (taps.n_pos, 0) };
         let tiles = width.div_ceil(nr);
         let ldi = tiles * nr;
         let mut cols = vec![PAD; khkw * ldi];
@@ -105,15 +113,22 @@ impl ImplicitGemm {
             for (j, d) in cols[c * ldi..c * ldi + width].iter_mut().enumerate() {
                 let t = taps.row(c)[j % taps.n_pos];
                 // Folded barycentric taps stay dense positions; the image comes from j.
-                *d = if t == PAD || taps.map_kind == 3 { t } else { t + ((j / taps.n_pos) * image_stride) as u32 };
+                *d = if t == PAD || taps.map_kind == 3 {
+                    t
+                } else {
+                    t + ((j / taps.n_pos) * image_stride) as u32
+                };
             }
         }
-        let reads = if taps.map_kind == 3 {
-            Vec::new()
-        } else {
-            cols.chunks_exact(nr).map(TileRead::new).collect()
-        };
+        let reads =
+            if taps.map_kind == 3 { Vec::new() } else { cols.chunks_exact(nr).map(TileRead::new).collect() };
+        let regular = (0..tiles)
+            .map(|t| {
+                kern.has_indirect() && !reads.is_empty() && (0..khkw).all(|c| reads[c * tiles + t].regular)
+            })
+            .collect();
         ImplicitGemm {
+            regular,
             kern,
             pack: pack_fn(kern.name),
             groups: g.groups,
@@ -142,12 +157,15 @@ impl ImplicitGemm {
         assert!(out.len() >= self.batch * n_pos * self.out_channels, "conv output buffer too small");
         assert!(x.len() >= self.batch * self.cg * self.groups * self.plane, "conv input too short");
         assert!(x.len() < i32::MAX as usize, "conv input indices must fit in i32 (gather offsets)");
-        let want = 2 * rayon::current_num_threads();
+        let images = if self.fold { 1 } else { self.batch };
+        let width = if self.fold { self.batch * n_pos } else { n_pos };
+        let flops = 2 * self.groups * images * self.tg * self.k * width;
+        // A layer this small costs less than waking the other threads: run it here.
+        let want = if flops < SEQUENTIAL_FLOPS { 1 } else { 2 * rayon::current_num_threads() };
         // Tile blocks per image of about NC columns; then, if that leaves the threads short
         // of work, split the weight panels, then the tiles further.
         let per_nc = (NC / self.kern.nr).max(1);
         let mut tile_blocks = self.tiles.div_ceil(per_nc);
-        let images = if self.fold { 1 } else { self.batch };
         let units = self.groups * images;
         let m_blocks = want.div_ceil(units * tile_blocks).clamp(1, self.panels);
         let per_mb = self.panels.div_ceil(m_blocks);
@@ -167,8 +185,8 @@ impl ImplicitGemm {
             let tiles = tb * per_tb..((tb + 1) * per_tb).min(self.tiles);
             SCRATCH.with(|s| self.task(&mut s.borrow_mut(), x, out, grp, panels, img, tiles));
         };
-        if tasks == 1 {
-            run_task(0);
+        if want == 1 {
+            (0..tasks).for_each(run_task);
         } else {
             (0..tasks).into_par_iter().for_each(run_task);
         }
@@ -201,9 +219,44 @@ impl ImplicitGemm {
         // The output plane of this image's first channel of the group.
         let out_base = (img * self.out_channels + grp * self.tg) * n_pos;
 
+        let indirect = tiles.clone().all(|t| self.regular[t]);
         for p0 in (0..self.k).step_by(kc) {
             let kcb = kc.min(self.k - p0);
             let last = p0 + kcb == self.k;
+            if indirect {
+                let keep_all = if nr == 64 { u64::MAX } else { (1u64 << nr) - 1 };
+                for tile in tiles.clone() {
+                    s.rows.clear();
+                    for r in p0..p0 + kcb {
+                        let (ci, c) = (r / self.khkw, r % self.khkw);
+                        let read = &self.reads[c * self.tiles + tile];
+                        let base = (grp * self.cg + ci) * self.plane;
+                        // Lanes outside the input are masked out and never read.
+                        let ptr = x_img[base..].as_ptr().wrapping_offset(read.start);
+                        s.rows.push(BRow { ptr, keep: !read.pad & keep_all });
+                    }
+                    let full_cols = !self.fold && (tile + 1) * nr <= n_pos;
+                    let t = tile - tiles.start;
+                    for (i, panel) in panels.clone().enumerate() {
+                        let a = self.a[((grp * self.panels + panel) * self.k + p0) * mr..].as_ptr();
+                        let bias = if last {
+                            self.bias[(grp * self.panels + panel) * mr..].as_ptr()
+                        } else {
+                            std::ptr::null()
+                        };
+                        let (c, ldc) = if full_cols && (panel + 1) * mr <= self.tg {
+                            // SAFETY: as in the packed path below.
+                            (unsafe { out.ptr().add(out_base + panel * mr * n_pos + tile * nr) }, n_pos)
+                        } else {
+                            (s.c[i * mr * ldc + t * nr..].as_mut_ptr(), ldc)
+                        };
+                        // SAFETY: kept lanes of every row lie inside the input (regular taps);
+                        // A, C and bias as in the packed path.
+                        unsafe { self.kern.run_indirect(kcb, a, &s.rows, c, ldc, p0 > 0, bias, self.relu) };
+                    }
+                }
+                continue;
+            }
             // Pack B: row r of the block is (input channel, kernel offset) = (r / khkw, r % khkw).
             for r in p0..p0 + kcb {
                 let (ci, c) = (r / self.khkw, r % self.khkw);
@@ -225,7 +278,12 @@ impl ImplicitGemm {
                         *d = if tap == PAD {
                             0.0
                         } else {
-                            read_mapped(3, &self.taps.map_table, &x_img[im * image_stride + base..], tap as usize)
+                            read_mapped(
+                                3,
+                                &self.taps.map_table,
+                                &x_img[im * image_stride + base..],
+                                tap as usize,
+                            )
                         };
                     }
                 }
@@ -235,8 +293,11 @@ impl ImplicitGemm {
                 let full_cols = !self.fold && (tile + 1) * nr <= n_pos;
                 for (i, panel) in panels.clone().enumerate() {
                     let a = self.a[((grp * self.panels + panel) * self.k + p0) * mr..].as_ptr();
-                    let bias =
-                        if last { self.bias[(grp * self.panels + panel) * mr..].as_ptr() } else { std::ptr::null() };
+                    let bias = if last {
+                        self.bias[(grp * self.panels + panel) * mr..].as_ptr()
+                    } else {
+                        std::ptr::null()
+                    };
                     let direct = full_cols && (panel + 1) * mr <= self.tg;
                     let (c, ldc) = if direct {
                         // SAFETY: rows panel·MR.. of this group and columns tile·NR.. of this
@@ -269,7 +330,9 @@ impl ImplicitGemm {
                             let (im, e) = (j / n_pos, j % n_pos);
                             // SAFETY: (image im, channel, position e) is inside the output;
                             // only this task writes this channel block's columns.
-                            unsafe { *out.ptr().add((im * self.out_channels + grp * self.tg + m) * n_pos + e) = v };
+                            unsafe {
+                                *out.ptr().add((im * self.out_channels + grp * self.tg + m) * n_pos + e) = v
+                            };
                         }
                         continue;
                     }

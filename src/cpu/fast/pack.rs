@@ -62,7 +62,14 @@ pub(crate) fn pack_fn(name: &str) -> PackFn {
 
 /// # Safety
 /// See [`PackFn`].
-unsafe fn pack_portable(src: *const f32, taps: &[u32], reads: &[TileRead], dst: *mut f32, stride: usize, nr: usize) {
+unsafe fn pack_portable(
+    src: *const f32,
+    taps: &[u32],
+    reads: &[TileRead],
+    dst: *mut f32,
+    stride: usize,
+    nr: usize,
+) {
     for (t, r) in reads.iter().enumerate() {
         // SAFETY: the caller sizes dst for every tile.
         let d = unsafe { std::slice::from_raw_parts_mut(dst.add(t * stride), nr) };
@@ -83,7 +90,14 @@ unsafe fn pack_portable(src: *const f32, taps: &[u32], reads: &[TileRead], dst: 
 /// # Safety
 /// See [`PackFn`]; the CPU has AVX-512F.
 #[cfg(target_arch = "x86_64")]
-unsafe fn pack_avx512(src: *const f32, taps: &[u32], reads: &[TileRead], dst: *mut f32, stride: usize, nr: usize) {
+unsafe fn pack_avx512(
+    src: *const f32,
+    taps: &[u32],
+    reads: &[TileRead],
+    dst: *mut f32,
+    stride: usize,
+    nr: usize,
+) {
     // SAFETY: forwarded contract.
     unsafe { pack_avx512_inner(src, taps, reads, dst, stride, nr) }
 }

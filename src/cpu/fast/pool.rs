@@ -6,6 +6,9 @@ use rayon::prelude::*;
 
 use crate::params::Pool2dParams;
 
+/// Inputs under this many elements are pooled on the calling thread.
+pub(crate) const SEQUENTIAL_ELEMENTS: usize = 1 << 16;
+
 /// Max or average pooling of a dense `[planes, in_h, in_w]` input (`params.in_map_kind == 0`).
 #[track_caller]
 pub fn pool2d_dense(p: &Pool2dParams, input: &[f32], out: &mut [f32]) {
@@ -34,7 +37,8 @@ pub fn pool2d_dense(p: &Pool2dParams, input: &[f32], out: &mut [f32]) {
         .collect();
     let in_w = p.in_w as usize;
     let (in_h, out_w) = (p.in_h as usize, p.out_w as usize);
-    let (kh, kw, sh, sw) = (p.kernel_h as usize, p.kernel_w as usize, p.stride_h as usize, p.stride_w as usize);
+    let (kh, kw, sh, sw) =
+        (p.kernel_h as usize, p.kernel_w as usize, p.stride_h as usize, p.stride_w as usize);
     let (pt, pl) = (p.pad_top as usize, p.pad_left as usize);
     // For each kx, the output columns whose tap x = ox·sw + kx − pl lies in [0, in_w).
     let ranges: Vec<(usize, usize)> = (0..kw)
@@ -48,40 +52,44 @@ pub fn pool2d_dense(p: &Pool2dParams, input: &[f32], out: &mut [f32]) {
     let avg = p.mode == 1;
     // Loop order per output row: ky, kx, then the row's columns (a strided streaming loop);
     // each output still sums its window in (ky, kx) order, as the twin does.
-    out[..out_plane * planes].par_chunks_mut(out_plane * per_task).zip(input.par_chunks(in_plane * per_task)).for_each(
-        |(dst, src)| {
-            for (dst, src) in dst.chunks_exact_mut(out_plane).zip(src.chunks_exact(in_plane)) {
-                for (oy, orow) in dst.chunks_exact_mut(out_w).enumerate() {
-                    orow.fill(if avg { 0.0 } else { f32::MIN });
-                    for ky in 0..kh {
-                        let y = oy * sh + ky;
-                        if y < pt || y - pt >= in_h {
+    let body = |(dst, src): (&mut [f32], &[f32])| {
+        for (dst, src) in dst.chunks_exact_mut(out_plane).zip(src.chunks_exact(in_plane)) {
+            for (oy, orow) in dst.chunks_exact_mut(out_w).enumerate() {
+                orow.fill(if avg { 0.0 } else { f32::MIN });
+                for ky in 0..kh {
+                    let y = oy * sh + ky;
+                    if y < pt || y - pt >= in_h {
+                        continue;
+                    }
+                    let irow = &src[(y - pt) * in_w..][..in_w];
+                    for (kx, &(lo, hi)) in ranges.iter().enumerate() {
+                        if lo >= hi {
                             continue;
                         }
-                        let irow = &src[(y - pt) * in_w..][..in_w];
-                        for (kx, &(lo, hi)) in ranges.iter().enumerate() {
-                            if lo >= hi {
-                                continue;
+                        let taps = irow[lo * sw + kx - pl..].iter().step_by(sw);
+                        if avg {
+                            for (o, &v) in orow[lo..hi].iter_mut().zip(taps) {
+                                *o += v;
                             }
-                            let taps = irow[lo * sw + kx - pl..].iter().step_by(sw);
-                            if avg {
-                                for (o, &v) in orow[lo..hi].iter_mut().zip(taps) {
-                                    *o += v;
-                                }
-                            } else {
-                                for (o, &v) in orow[lo..hi].iter_mut().zip(taps) {
-                                    *o = o.max(v);
-                                }
+                        } else {
+                            for (o, &v) in orow[lo..hi].iter_mut().zip(taps) {
+                                *o = o.max(v);
                             }
-                        }
-                    }
-                    if avg {
-                        for (o, w) in orow.iter_mut().zip(&windows[oy * out_w..]) {
-                            *o /= w.4;
                         }
                     }
                 }
+                if avg {
+                    for (o, w) in orow.iter_mut().zip(&windows[oy * out_w..]) {
+                        *o /= w.4;
+                    }
+                }
             }
-        },
-    );
+        }
+    };
+    let (dst, src) = (&mut out[..out_plane * planes], &input[..in_plane * planes]);
+    if planes * in_plane < SEQUENTIAL_ELEMENTS {
+        body((dst, src));
+    } else {
+        dst.par_chunks_mut(out_plane * per_task).zip(src.par_chunks(in_plane * per_task)).for_each(body);
+    }
 }

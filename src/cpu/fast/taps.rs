@@ -42,7 +42,11 @@ impl Taps {
                     let pos = pos as usize;
                     let yp = (pos / out_w) * g.stride_h + dy;
                     let xp = (pos % out_w) * g.stride_w + dx;
-                    if yp < g.pad_top || xp < g.pad_left || yp - g.pad_top >= g.in_h || xp - g.pad_left >= g.in_w {
+                    if yp < g.pad_top
+                        || xp < g.pad_left
+                        || yp - g.pad_top >= g.in_h
+                        || xp - g.pad_left >= g.in_w
+                    {
                         return PAD;
                     }
                     // validate() bounds every tensor by 2^30 elements, so a plane index fits.

@@ -12,19 +12,37 @@ const MR: usize = 6;
 const NR: usize = 16;
 
 pub(super) fn kernel() -> Microkernel {
-    Microkernel { name: "avx2", mr: MR, nr: NR, func: run }
+    Microkernel { name: "avx2", mr: MR, nr: NR, func: run, indirect: None }
 }
 
 /// # Safety
 /// See [`super::KernelFn`]; the CPU has AVX2 and FMA.
-unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool, bias: *const f32, relu: bool) {
+unsafe fn run(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    bias: *const f32,
+    relu: bool,
+) {
     // SAFETY: forwarded contract.
     unsafe { tile(kc, a, b, c, ldc, accumulate, bias, relu) }
 }
 
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool, bias: *const f32, relu: bool) {
+unsafe fn tile(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    bias: *const f32,
+    relu: bool,
+) {
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
     let (mut a, mut b) = (a, b);
     for _ in 0..kc {

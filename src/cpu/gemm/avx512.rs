@@ -8,25 +8,43 @@
 
 use std::arch::x86_64::*;
 
-use super::Microkernel;
+use super::{BRow, Microkernel};
 
 const MR: usize = 8;
 const NR: usize = 32;
 
 pub(super) fn kernel() -> Microkernel {
-    Microkernel { name: "avx512", mr: MR, nr: NR, func: run }
+    Microkernel { name: "avx512", mr: MR, nr: NR, func: run, indirect: Some(run_indirect) }
 }
 
 /// # Safety
 /// See [`super::KernelFn`]; the CPU has AVX-512F.
-unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool, bias: *const f32, relu: bool) {
+unsafe fn run(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    bias: *const f32,
+    relu: bool,
+) {
     // SAFETY: forwarded contract.
     unsafe { tile(kc, a, b, c, ldc, accumulate, bias, relu) }
 }
 
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool, bias: *const f32, relu: bool) {
+unsafe fn tile(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    bias: *const f32,
+    relu: bool,
+) {
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     let (mut a, mut b) = (a, b);
     for _ in 0..kc {
@@ -45,6 +63,78 @@ unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize,
     }
     for (i, row) in acc.iter().enumerate() {
         // SAFETY: the tile has MR rows of NR floats at stride ldc.
+        unsafe {
+            let ci = c.add(i * ldc);
+            let (mut r0, mut r1) = (row[0], row[1]);
+            if accumulate {
+                r0 = _mm512_add_ps(r0, _mm512_loadu_ps(ci));
+                r1 = _mm512_add_ps(r1, _mm512_loadu_ps(ci.add(16)));
+            }
+            if !bias.is_null() {
+                let beta = _mm512_set1_ps(*bias.add(i));
+                r0 = _mm512_add_ps(r0, beta);
+                r1 = _mm512_add_ps(r1, beta);
+                if relu {
+                    r0 = _mm512_max_ps(r0, _mm512_setzero_ps());
+                    r1 = _mm512_max_ps(r1, _mm512_setzero_ps());
+                }
+            }
+            _mm512_storeu_ps(ci, r0);
+            _mm512_storeu_ps(ci.add(16), r1);
+        }
+    }
+}
+
+/// # Safety
+/// See [`super::IndirectFn`]; the CPU has AVX-512F.
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_indirect(
+    kc: usize,
+    a: *const f32,
+    rows: *const BRow,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    bias: *const f32,
+    relu: bool,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { tile_indirect(kc, a, rows, c, ldc, accumulate, bias, relu) }
+}
+
+/// The same tile with B read through `kc` row descriptors: per step two masked loads
+/// (lanes 0..16 and 16..32 of the row) instead of two loads from a packed panel.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_indirect(
+    kc: usize,
+    a: *const f32,
+    rows: *const BRow,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    bias: *const f32,
+    relu: bool,
+) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    let mut a = a;
+    for p in 0..kc {
+        // SAFETY: `rows` has kc descriptors whose kept lanes are readable (masked-out lanes
+        // read no memory); `a` advances by MR floats, kc times.
+        unsafe {
+            let r = *rows.add(p);
+            let b0 = _mm512_maskz_loadu_ps(r.keep as u16, r.ptr);
+            let b1 = _mm512_maskz_loadu_ps((r.keep >> 16) as u16, r.ptr.wrapping_add(16));
+            for (i, row) in acc.iter_mut().enumerate() {
+                let ai = _mm512_set1_ps(*a.add(i));
+                row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
+                row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
+            }
+            a = a.add(MR);
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: the tile has MR rows of NR floats at stride ldc; a non-null bias has MR.
         unsafe {
             let ci = c.add(i * ldc);
             let (mut r0, mut r1) = (row[0], row[1]);

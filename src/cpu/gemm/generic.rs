@@ -7,13 +7,22 @@ const MR: usize = 4;
 const NR: usize = 8;
 
 pub(super) fn kernel() -> Microkernel {
-    Microkernel { name: "generic", mr: MR, nr: NR, func: run }
+    Microkernel { name: "generic", mr: MR, nr: NR, func: run, indirect: None }
 }
 
 /// # Safety
 /// See [`super::KernelFn`].
 #[allow(clippy::too_many_arguments)]
-unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool, bias: *const f32, relu: bool) {
+unsafe fn run(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    bias: *const f32,
+    relu: bool,
+) {
     // SAFETY: the caller guarantees kc·MR floats at `a`, kc·NR at `b`.
     let (a, b) = unsafe { (std::slice::from_raw_parts(a, kc * MR), std::slice::from_raw_parts(b, kc * NR)) };
     let mut acc = [[0.0f32; NR]; MR];

@@ -34,6 +34,24 @@ mod neon;
 /// the kernel's instruction set.
 pub type KernelFn = unsafe fn(usize, *const f32, *const f32, *mut f32, usize, bool, *const f32, bool);
 
+/// One step of an indirect B operand: `NR` values read from `ptr + j` for every lane j
+/// whose bit is set in `keep` (the others are 0 and read nothing).
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct BRow {
+    /// Address of lane 0 (may lie outside the buffer when lane 0 is not kept).
+    pub ptr: *const f32,
+    /// Bit j set: lane j is read.
+    pub keep: u64,
+}
+
+/// An indirect microkernel: as [`KernelFn`], with B given as `kc` [`BRow`]s instead of a
+/// packed panel (a conv's B rows read straight from its input, no packing).
+///
+/// # Safety
+/// As [`KernelFn`]; every kept lane of every row is readable.
+pub type IndirectFn = unsafe fn(usize, *const f32, *const BRow, *mut f32, usize, bool, *const f32, bool);
+
 /// A microkernel and its register tile.
 #[derive(Clone, Copy)]
 pub struct Microkernel {
@@ -44,6 +62,8 @@ pub struct Microkernel {
     /// Columns of the register tile (output positions).
     pub nr: usize,
     func: KernelFn,
+    /// The indirect variant, where the family has one (masked loads).
+    pub(crate) indirect: Option<IndirectFn>,
 }
 
 impl std::fmt::Debug for Microkernel {
@@ -106,6 +126,43 @@ impl Microkernel {
         // SAFETY: the caller upholds the buffer contract; the family was detected.
         unsafe { (self.func)(kc, a, b, c, ldc, accumulate, bias, relu) }
     }
+
+    /// Whether the family has an indirect variant ([`Microkernel::run_indirect`]).
+    pub fn has_indirect(&self) -> bool {
+        self.indirect.is_some()
+    }
+
+    /// Runs the indirect variant; a family without one packs the rows and runs [`Microkernel::run`].
+    ///
+    /// # Safety
+    /// As [`IndirectFn`]: `rows` holds `kc` rows whose kept lanes are readable.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn run_indirect(
+        &self,
+        kc: usize,
+        a: *const f32,
+        rows: &[BRow],
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+        bias: *const f32,
+        relu: bool,
+    ) {
+        assert!(rows.len() >= kc, "indirect B needs kc rows");
+        if let Some(f) = self.indirect {
+            // SAFETY: forwarded contract.
+            return unsafe { f(kc, a, rows.as_ptr(), c, ldc, accumulate, bias, relu) };
+        }
+        let mut b = vec![0.0f32; kc * self.nr];
+        for (dst, r) in b.chunks_exact_mut(self.nr).zip(rows) {
+            for (j, d) in dst.iter_mut().enumerate() {
+                // SAFETY: kept lanes are readable.
+                *d = if r.keep >> j & 1 == 1 { unsafe { *r.ptr.wrapping_add(j) } } else { 0.0 };
+            }
+        }
+        // SAFETY: b is a packed panel of kc·NR.
+        unsafe { self.run(kc, a, b.as_ptr(), c, ldc, accumulate, bias, relu) }
+    }
 }
 
 /// Packs row-major `[m, k]` weights (row stride `lda`) into `ceil(m/mr)` panels of
@@ -140,7 +197,9 @@ mod tests {
             let b: Vec<f32> = (0..kc * nr).map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0).collect();
             let mut c = vec![1.0f32; mr * ldc];
             // SAFETY: buffers sized as the contract says; `available` checked the features.
-            unsafe { kern.run(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, true, std::ptr::null(), false) };
+            unsafe {
+                kern.run(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, true, std::ptr::null(), false)
+            };
             for i in 0..mr {
                 for j in 0..nr {
                     let r: f64 = (0..kc).map(|p| f64::from(a[p * mr + i]) * f64::from(b[p * nr + j])).sum();
@@ -151,6 +210,25 @@ mod tests {
             // Overwrite with the epilogue: bias per row, then the ReLU.
             let bias: Vec<f32> = (0..mr).map(|i| i as f32 - 2.5).collect();
             unsafe { kern.run(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, false, bias.as_ptr(), true) };
+            // The indirect variant over the same B (rows pointing into b), with lanes 1 and
+            // NR-1 masked out of every row: those columns must come out as bias + ReLU only.
+            let keep = ((1u64 << nr) - 1) & !(1 << 1) & !(1 << (nr - 1));
+            let rows: Vec<BRow> = (0..kc).map(|p| BRow { ptr: b[p * nr..].as_ptr(), keep }).collect();
+            let mut d = vec![7.0f32; mr * ldc];
+            unsafe {
+                kern.run_indirect(kc, a.as_ptr(), &rows, d.as_mut_ptr(), ldc, false, bias.as_ptr(), true)
+            };
+            for i in 0..mr {
+                for j in 0..nr {
+                    let r: f64 = if keep >> j & 1 == 1 {
+                        (0..kc).map(|p| f64::from(a[p * mr + i]) * f64::from(b[p * nr + j])).sum()
+                    } else {
+                        0.0
+                    };
+                    let want = (r + f64::from(bias[i])).max(0.0);
+                    assert!((f64::from(d[i * ldc + j]) - want).abs() < 1e-4, "{kern:?} indirect ({i},{j})");
+                }
+            }
             for i in 0..mr {
                 for j in 0..nr {
                     let r: f64 = (0..kc).map(|p| f64::from(a[p * mr + i]) * f64::from(b[p * nr + j])).sum();
