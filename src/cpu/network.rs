@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use super::conv::{conv_forward, CPU_DEFAULT_CHUNK_BYTES};
-use super::fast::pool::pool2d_dense;
+use super::fast::pool::pool2d_fast;
 use super::fast::FastConv;
 use super::gemm::Microkernel;
 use super::{add, channel_affine, clip, gather_interp, lrn, pool2d, relu, softmax};
@@ -132,8 +132,8 @@ impl CpuExecutor {
                     }
                 }
                 StepOp::Gather { params, map } => gather_interp(params, arg(0), map.table(), dst),
-                StepOp::Pool { params, in_map } if in_map.is_none() && self.fast => {
-                    pool2d_dense(params, arg(0), dst)
+                StepOp::Pool { params, in_map } if self.fast => {
+                    pool2d_fast(params, arg(0), in_map.as_ref().map_or(&[][..], |m| m.table()), dst)
                 }
                 StepOp::Pool { params, in_map } => {
                     pool2d(params, arg(0), in_map.as_ref().map_or(&[][..], |m| m.table()), dst)

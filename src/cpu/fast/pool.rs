@@ -1,23 +1,28 @@
 //! Pooling on the fast path: the same windows and arithmetic as the `pool2d` twin, with the
 //! mode and the input form resolved outside the loops, planes batched into a few tasks per
-//! thread, and no per-element dispatch. Compact inputs use the twin.
+//! thread, and no per-element dispatch.
 
 use rayon::prelude::*;
 
+use crate::cpu::read_mapped;
 use crate::params::Pool2dParams;
 
 /// Inputs under this many elements are pooled on the calling thread.
 pub(crate) const SEQUENTIAL_ELEMENTS: usize = 1 << 16;
 
-/// Max or average pooling of a dense `[planes, in_h, in_w]` input (`params.in_map_kind == 0`).
+/// Max or average pooling with the `pool2d` twin's arguments: a dense `[planes, in_h,
+/// in_w]` input, or a compact `[planes, N]` one read through `in_map` (each plane is first
+/// expanded into a per-thread dense plane, then pooled as a dense one).
 #[track_caller]
-pub fn pool2d_dense(p: &Pool2dParams, input: &[f32], out: &mut [f32]) {
+pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f32]) {
     let out_plane = (p.out_h * p.out_w) as usize;
     let in_plane = (p.in_h * p.in_w) as usize;
+    let src_plane = p.in_plane as usize;
     let planes = p.planes as usize;
-    assert!(p.in_map_kind == 0 && out.len() >= out_plane * planes && input.len() >= in_plane * planes);
+    let kind = p.in_map_kind;
+    assert!(out.len() >= out_plane * planes && input.len() >= src_plane * planes);
     // Window bounds in input coordinates (clipped to the input) and the average's divisor.
-    let windows: Vec<(usize, usize, usize, usize, f32)> = (0..p.out_h * p.out_w)
+    let windows: Vec<Window> = (0..p.out_h * p.out_w)
         .map(|o| {
             let hs = (o / p.out_w) * p.stride_h;
             let ws = (o % p.out_w) * p.stride_w;
@@ -49,47 +54,190 @@ pub fn pool2d_dense(p: &Pool2dParams, input: &[f32], out: &mut [f32]) {
         })
         .collect();
     let per_task = planes.div_ceil(4 * rayon::current_num_threads()).max(1);
-    let avg = p.mode == 1;
-    // Loop order per output row: ky, kx, then the row's columns (a strided streaming loop);
-    // each output still sums its window in (ky, kx) order, as the twin does.
+    let geo = RowGeometry { in_w, in_h, out_w, kh, sh, sw, pt, pl, avg: p.mode == 1 };
     let body = |(dst, src): (&mut [f32], &[f32])| {
-        for (dst, src) in dst.chunks_exact_mut(out_plane).zip(src.chunks_exact(in_plane)) {
-            for (oy, orow) in dst.chunks_exact_mut(out_w).enumerate() {
-                orow.fill(if avg { 0.0 } else { f32::MIN });
-                for ky in 0..kh {
-                    let y = oy * sh + ky;
-                    if y < pt || y - pt >= in_h {
-                        continue;
-                    }
-                    let irow = &src[(y - pt) * in_w..][..in_w];
-                    for (kx, &(lo, hi)) in ranges.iter().enumerate() {
-                        if lo >= hi {
-                            continue;
-                        }
-                        let taps = irow[lo * sw + kx - pl..].iter().step_by(sw);
-                        if avg {
-                            for (o, &v) in orow[lo..hi].iter_mut().zip(taps) {
-                                *o += v;
-                            }
-                        } else {
-                            for (o, &v) in orow[lo..hi].iter_mut().zip(taps) {
-                                *o = o.max(v);
-                            }
-                        }
-                    }
-                }
-                if avg {
-                    for (o, w) in orow.iter_mut().zip(&windows[oy * out_w..]) {
-                        *o /= w.4;
-                    }
-                }
+        let mut dense = vec![0.0f32; if kind == 0 { 0 } else { in_plane }];
+        for (dst, src) in dst.chunks_exact_mut(out_plane).zip(src.chunks_exact(src_plane)) {
+            if kind == 0 {
+                pool_plane_dispatch(&geo, &ranges, &windows, src, dst);
+            } else {
+                expand(kind, in_map, src, &mut dense);
+                pool_plane_dispatch(&geo, &ranges, &windows, &dense, dst);
             }
         }
     };
-    let (dst, src) = (&mut out[..out_plane * planes], &input[..in_plane * planes]);
+    let (dst, src) = (&mut out[..out_plane * planes], &input[..src_plane * planes]);
     if planes * in_plane < SEQUENTIAL_ELEMENTS {
         body((dst, src));
     } else {
-        dst.par_chunks_mut(out_plane * per_task).zip(src.par_chunks(in_plane * per_task)).for_each(body);
+        dst.par_chunks_mut(out_plane * per_task).zip(src.par_chunks(src_plane * per_task)).for_each(body);
+    }
+}
+
+/// A compact plane through its map into `dense` (the twin's `read_mapped`, per kind).
+fn expand(kind: u32, map: &[u32], src: &[f32], dense: &mut [f32]) {
+    match kind {
+        1 => {
+            for (d, &i) in dense.iter_mut().zip(map) {
+                *d = src[i as usize];
+            }
+        }
+        2 => {
+            for (d, &i) in dense.iter_mut().zip(map) {
+                *d = if i == crate::interp::ZERO_TAP { 0.0 } else { src[i as usize] };
+            }
+        }
+        _ => {
+            for (s, d) in dense.iter_mut().enumerate() {
+                *d = read_mapped(kind, map, src, s);
+            }
+        }
+    }
+}
+
+/// The shape arithmetic one plane needs.
+struct RowGeometry {
+    in_w: usize,
+    in_h: usize,
+    out_w: usize,
+    kh: usize,
+    sh: usize,
+    sw: usize,
+    pt: usize,
+    pl: usize,
+    avg: bool,
+}
+
+type Window = (usize, usize, usize, usize, f32);
+
+fn pool_plane_dispatch(
+    g: &RowGeometry,
+    ranges: &[(usize, usize)],
+    windows: &[Window],
+    src: &[f32],
+    dst: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the feature was detected.
+            return unsafe { pool_plane_avx512(g, ranges, windows, src, dst) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the feature was detected.
+            return unsafe { pool_plane_avx2(g, ranges, windows, src, dst) };
+        }
+    }
+    pool_plane(g, ranges, windows, src, dst);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pool_plane_avx512(
+    g: &RowGeometry,
+    ranges: &[(usize, usize)],
+    windows: &[Window],
+    src: &[f32],
+    dst: &mut [f32],
+) {
+    pool_plane(g, ranges, windows, src, dst);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn pool_plane_avx2(
+    g: &RowGeometry,
+    ranges: &[(usize, usize)],
+    windows: &[Window],
+    src: &[f32],
+    dst: &mut [f32],
+) {
+    pool_plane(g, ranges, windows, src, dst);
+}
+
+/// One plane, separably: per output row, the valid window rows are first combined
+/// column-wise into `v` (full input width, contiguous: vectorises), then each output
+/// combines its valid columns of `v`. Max is exact in any order; an average sums in
+/// (ky, kx) order per column, then across columns (within 1 ulp-level of the twin's
+/// row-major order). The max is `if v > o`, which, like the twin's `f32::max`, never lets a
+/// NaN input replace the running value.
+#[inline(always)]
+fn pool_plane(g: &RowGeometry, ranges: &[(usize, usize)], windows: &[Window], src: &[f32], dst: &mut [f32]) {
+    // Rows are started with block copies, not `fill`: a small scalar fill followed by vector
+    // loads of the same bytes stalls on store forwarding.
+    let init = [if g.avg { 0.0 } else { f32::MIN }; 512];
+    let mut v = [0.0f32; 512];
+    let wide = g.in_w <= v.len() && g.out_w <= init.len();
+    for (oy, orow) in dst.chunks_exact_mut(g.out_w).enumerate() {
+        let mut ys = (0..g.kh).map(|ky| oy * g.sh + ky).filter(|&y| y >= g.pt && y - g.pt < g.in_h);
+        if !wide {
+            // Very wide rows: combine straight from the input rows.
+            orow.fill(init[0]);
+            for y in ys {
+                let irow = &src[(y - g.pt) * g.in_w..][..g.in_w];
+                horizontal(g, ranges, irow, orow);
+            }
+        } else {
+            orow.copy_from_slice(&init[..g.out_w]);
+            if let Some(first) = ys.next() {
+                let v = &mut v[..g.in_w];
+                v.copy_from_slice(&src[(first - g.pt) * g.in_w..][..g.in_w]);
+                for y in ys {
+                    combine(v, &src[(y - g.pt) * g.in_w..][..g.in_w], g.avg);
+                }
+                horizontal(g, ranges, v, orow);
+            }
+        }
+        if g.avg {
+            for (o, w) in orow.iter_mut().zip(&windows[oy * g.out_w..]) {
+                *o /= w.4;
+            }
+        }
+    }
+}
+
+/// `orow[ox] ⊕= row[ox·sw + kx − pl]` for every kx, over the columns where that is inside.
+#[inline(always)]
+fn horizontal(g: &RowGeometry, ranges: &[(usize, usize)], row: &[f32], orow: &mut [f32]) {
+    for (kx, &(lo, hi)) in ranges.iter().enumerate() {
+        if lo >= hi {
+            continue;
+        }
+        let taps = &row[lo * g.sw + kx - g.pl..];
+        let outs = &mut orow[lo..hi];
+        let n = outs.len();
+        match g.sw {
+            1 => combine(outs, &taps[..n], g.avg),
+            2 if taps.len() >= 2 * n => {
+                combine_iter(outs, taps[..2 * n].chunks_exact(2).map(|p| p[0]), g.avg)
+            }
+            s => combine_iter(outs, taps.iter().step_by(s).copied(), g.avg),
+        }
+    }
+}
+
+#[inline(always)]
+fn combine(outs: &mut [f32], taps: &[f32], avg: bool) {
+    if avg {
+        for (o, &v) in outs.iter_mut().zip(taps) {
+            *o += v;
+        }
+    } else {
+        for (o, &v) in outs.iter_mut().zip(taps) {
+            *o = if v > *o { v } else { *o };
+        }
+    }
+}
+
+#[inline(always)]
+fn combine_iter(outs: &mut [f32], taps: impl Iterator<Item = f32>, avg: bool) {
+    if avg {
+        for (o, v) in outs.iter_mut().zip(taps) {
+            *o += v;
+        }
+    } else {
+        for (o, v) in outs.iter_mut().zip(taps) {
+            *o = if v > *o { v } else { *o };
+        }
     }
 }
