@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use super::conv::{conv_forward, CPU_DEFAULT_CHUNK_BYTES};
+use super::fast::elementwise::{add_fast, gather_fast};
 use super::fast::pool::pool2d_fast;
 use super::fast::FastConv;
 use super::gemm::Microkernel;
@@ -91,7 +92,7 @@ impl CpuExecutor {
     pub fn run_with(
         &self,
         input: ArrayViewD<'_, f32>,
-        mut inspect: impl FnMut(&str, ArrayViewD<'_, f32>),
+        mut inspect: impl FnMut(&str, ArrayViewD<'_, f32>) + Send,
     ) -> Result<ArrayD<f32>> {
         let plan = &self.plan;
         let expected = plan.input_shape();
@@ -112,6 +113,17 @@ impl CpuExecutor {
         let x = input.as_slice().expect("standard layout is contiguous");
         buffers.slots[plan.slot(plan.input())][..x.len()].copy_from_slice(x);
 
+        // The steps run on a pool thread: each step's parallel region is then a local join
+        // that the other workers steal from, not a job injected from outside the pool
+        // with the caller asleep until it completes (two wake-ups per step).
+        rayon::scope(|_| self.run_steps(buffers, &mut inspect));
+        let out = plan.tensor(plan.output());
+        let data = buffers.slots[plan.slot(plan.output())][..out.len()].to_vec();
+        Ok(ArrayD::from_shape_vec(IxDyn(&out.shape()), data).expect("output length matches its shape"))
+    }
+
+    fn run_steps(&self, buffers: &mut Buffers, inspect: &mut (impl FnMut(&str, ArrayViewD<'_, f32>) + Send)) {
+        let plan = &self.plan;
         for (step, conv) in plan.steps().iter().zip(&self.convs) {
             let out_info = plan.tensor(step.output);
             let out_slot = plan.slot(step.output);
@@ -131,6 +143,7 @@ impl CpuExecutor {
                         }
                     }
                 }
+                StepOp::Gather { params, map } if self.fast => gather_fast(params, arg(0), map.table(), dst),
                 StepOp::Gather { params, map } => gather_interp(params, arg(0), map.table(), dst),
                 StepOp::Pool { params, in_map } if self.fast => {
                     pool2d_fast(params, arg(0), in_map.as_ref().map_or(&[][..], |m| m.table()), dst)
@@ -141,6 +154,7 @@ impl CpuExecutor {
                 StepOp::Lrn(p) => lrn(p, arg(0), dst),
                 StepOp::Relu(p) => relu(p, arg(0), dst),
                 StepOp::Clip(p) => clip(p, arg(0), dst),
+                StepOp::Add(p) if self.fast => add_fast(p, arg(0), arg(1), dst),
                 StepOp::Add(p) => add(p, arg(0), arg(1), dst),
                 StepOp::Affine { params, scale, shift } => channel_affine(params, arg(0), scale, shift, dst),
                 StepOp::Softmax(p) => softmax(p, arg(0), dst),
@@ -163,9 +177,6 @@ impl CpuExecutor {
             );
             buffers.slots[out_slot] = out;
         }
-        let out = plan.tensor(plan.output());
-        let data = buffers.slots[plan.slot(plan.output())][..out.len()].to_vec();
-        Ok(ArrayD::from_shape_vec(IxDyn(&out.shape()), data).expect("output length matches its shape"))
     }
 }
 

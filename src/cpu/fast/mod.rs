@@ -10,6 +10,7 @@
 //! - everything else: [`implicit_gemm`].
 
 mod depthwise;
+pub(crate) mod elementwise;
 mod gemv;
 mod implicit_gemm;
 mod pack;

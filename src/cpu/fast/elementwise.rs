@@ -1,0 +1,64 @@
+//! Element-wise steps on the fast path: the twins' arithmetic, run on the calling thread
+//! when the tensor is small (at batch 1 a parallel region costs more than the work) and
+//! over a few large chunks per thread otherwise.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::SendPtr;
+use crate::cpu::read_mapped;
+use crate::params::{AddParams, GatherInterpParams};
+
+/// Elements below which a step runs on the calling thread.
+const SEQUENTIAL: usize = 1 << 15;
+
+/// Calls `f` on ranges covering `0..len`: one range when small, else about four per thread.
+fn for_ranges(len: usize, unit: usize, f: impl Fn(Range<usize>) + Sync) {
+    if len * unit < SEQUENTIAL {
+        return f(0..len);
+    }
+    let per = len.div_ceil(4 * rayon::current_num_threads()).max(1);
+    (0..len.div_ceil(per)).into_par_iter().for_each(|t| f(t * per..((t + 1) * per).min(len)));
+}
+
+/// The `add` twin (with its fused ReLU).
+pub(crate) fn add_fast(p: &AddParams, a: &[f32], b: &[f32], out: &mut [f32]) {
+    let n = p.len as usize;
+    let (a, b, relu) = (&a[..n], &b[..n], p.relu != 0);
+    let out = SendPtr(out[..n].as_mut_ptr());
+    for_ranges(n, 1, |r| {
+        // SAFETY: the ranges are disjoint and inside the first n elements of `out`.
+        let o = unsafe { std::slice::from_raw_parts_mut(out.ptr().add(r.start), r.len()) };
+        for ((o, &x), &y) in o.iter_mut().zip(&a[r.clone()]).zip(&b[r]) {
+            let v = x + y;
+            *o = if relu { v.max(0.0) } else { v };
+        }
+    });
+}
+
+/// The `gather_interp` twin: compact planes to dense through the map.
+pub(crate) fn gather_fast(p: &GatherInterpParams, input: &[f32], map: &[u32], dense: &mut [f32]) {
+    let (n_pos, plane, planes) = (p.n_pos as usize, p.plane as usize, p.planes as usize);
+    let words = if p.map_kind == 3 { 6 } else { 1 };
+    assert!(dense.len() >= plane * planes && input.len() >= n_pos * planes && map.len() >= plane * words);
+    let (kind, relu) = (p.map_kind, p.relu != 0);
+    let out = SendPtr(dense.as_mut_ptr());
+    for_ranges(planes, plane, |r| {
+        for pl in r {
+            // SAFETY: plane `pl` of the output belongs to this range only.
+            let dst = unsafe { std::slice::from_raw_parts_mut(out.ptr().add(pl * plane), plane) };
+            let src = &input[pl * n_pos..(pl + 1) * n_pos];
+            if kind == 1 && !relu {
+                for (d, &m) in dst.iter_mut().zip(&map[..plane]) {
+                    *d = src[m as usize];
+                }
+                continue;
+            }
+            for (s, d) in dst.iter_mut().enumerate() {
+                let v = read_mapped(kind, map, src, s);
+                *d = if relu { v.max(0.0) } else { v };
+            }
+        }
+    });
+}
