@@ -26,6 +26,8 @@ use crate::layer::ConvLayer;
 const KC: usize = 256;
 /// Target columns of one task.
 const NC: usize = 256;
+/// Output channels per group up to which regular tiles use the indirect microkernel.
+const INDIRECT_MAX_M: usize = 32;
 /// Layers under this many FLOPs run on the calling thread (about the cost of a wake-up).
 const SEQUENTIAL_FLOPS: usize = 1 << 21;
 
@@ -92,6 +94,13 @@ impl std::fmt::Debug for ImplicitGemm {
 impl ImplicitGemm {
     pub fn new(layer: &ConvLayer, relu: bool, kern: Microkernel) -> Self {
         let g = layer.geometry();
+        let n_pos = layer.mask().len();
+        // A wider tile where it pads an image's positions no more than the base one (and the
+        // layer is not folded, which it only is for fewer positions than a base tile).
+        let kern = match kern.wide() {
+            Some(w) if n_pos >= kern.nr && n_pos.next_multiple_of(w.nr) <= n_pos.next_multiple_of(kern.nr) => w,
+            _ => kern,
+        };
         let (k, tg, nr) = (g.k_per_group(), g.out_channels_per_group(), kern.nr);
         let (w, lda) = layer.packed_weights();
         let panels = tg.div_ceil(kern.mr);
@@ -122,9 +131,14 @@ impl ImplicitGemm {
         }
         let reads =
             if taps.map_kind == 3 { Vec::new() } else { cols.chunks_exact(nr).map(TileRead::new).collect() };
+        // Reading B in place saves packing, which matters when few weight panels share each
+        // packed panel; past that the packed kernel's loads are cheaper than masked ones.
         let regular = (0..tiles)
             .map(|t| {
-                kern.has_indirect() && !reads.is_empty() && (0..khkw).all(|c| reads[c * tiles + t].regular)
+                tg <= INDIRECT_MAX_M
+                    && kern.has_indirect()
+                    && !reads.is_empty()
+                    && (0..khkw).all(|c| reads[c * tiles + t].regular)
             })
             .collect();
         ImplicitGemm {

@@ -1,4 +1,5 @@
-//! AVX-512 microkernel: an 8 × 32 register tile.
+//! AVX-512 microkernels: an 8 × 32 register tile (packed and indirect B) and an 8 × 48
+//! one (packed B), the same loop with two or three vectors per row.
 //!
 //! Registers: 16 accumulators `acc[i][v]` (row i = output channel, v = which 16-lane half
 //! of the 32 columns), 2 B vectors and 1 broadcast A value; 13 of 32 zmm spare.
@@ -14,12 +15,19 @@ const MR: usize = 8;
 const NR: usize = 32;
 
 pub(super) fn kernel() -> Microkernel {
-    Microkernel { name: "avx512", mr: MR, nr: NR, func: run, indirect: Some(run_indirect) }
+    Microkernel { name: "avx512", mr: MR, nr: NR, func: run::<2>, indirect: Some(run_indirect) }
+}
+
+/// The 8 × 48 variant (24 accumulators, 3 B vectors per step: 11 loads per 24 FMAs), for
+/// layers whose positions fill 48-wide tiles better than 32-wide ones.
+pub(super) fn wide() -> Microkernel {
+    Microkernel { name: "avx512", mr: MR, nr: 48, func: run::<3>, indirect: None }
 }
 
 /// # Safety
 /// See [`super::KernelFn`]; the CPU has AVX-512F.
-unsafe fn run(
+#[allow(clippy::too_many_arguments)]
+unsafe fn run<const NV: usize>(
     kc: usize,
     a: *const f32,
     b: *const f32,
@@ -30,12 +38,13 @@ unsafe fn run(
     relu: bool,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { tile(kc, a, b, c, ldc, accumulate, bias, relu) }
+    unsafe { tile::<NV>(kc, a, b, c, ldc, accumulate, bias, relu) }
 }
 
+/// `NV` 16-lane vectors per row: NR = 16·NV columns.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile(
+unsafe fn tile<const NV: usize>(
     kc: usize,
     a: *const f32,
     b: *const f32,
@@ -45,42 +54,43 @@ unsafe fn tile(
     bias: *const f32,
     relu: bool,
 ) {
-    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    let mut acc = [[_mm512_setzero_ps(); NV]; MR];
     let (mut a, mut b) = (a, b);
     for _ in 0..kc {
-        // SAFETY: `a` and `b` advance by one step of MR and NR floats, kc times.
+        // SAFETY: `a` and `b` advance by one step of MR and 16·NV floats, kc times.
         unsafe {
-            let b0 = _mm512_loadu_ps(b);
-            let b1 = _mm512_loadu_ps(b.add(16));
+            let mut bv = [_mm512_setzero_ps(); NV];
+            for (v, x) in bv.iter_mut().enumerate() {
+                *x = _mm512_loadu_ps(b.add(16 * v));
+            }
             for (i, row) in acc.iter_mut().enumerate() {
                 let ai = _mm512_set1_ps(*a.add(i));
-                row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
-                row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
+                for (r, &x) in row.iter_mut().zip(&bv) {
+                    *r = _mm512_fmadd_ps(ai, x, *r);
+                }
             }
             a = a.add(MR);
-            b = b.add(NR);
+            b = b.add(16 * NV);
         }
     }
     for (i, row) in acc.iter().enumerate() {
-        // SAFETY: the tile has MR rows of NR floats at stride ldc.
+        // SAFETY: the tile has MR rows of 16·NV floats at stride ldc; a non-null bias has MR.
         unsafe {
             let ci = c.add(i * ldc);
-            let (mut r0, mut r1) = (row[0], row[1]);
-            if accumulate {
-                r0 = _mm512_add_ps(r0, _mm512_loadu_ps(ci));
-                r1 = _mm512_add_ps(r1, _mm512_loadu_ps(ci.add(16)));
-            }
-            if !bias.is_null() {
-                let beta = _mm512_set1_ps(*bias.add(i));
-                r0 = _mm512_add_ps(r0, beta);
-                r1 = _mm512_add_ps(r1, beta);
-                if relu {
-                    r0 = _mm512_max_ps(r0, _mm512_setzero_ps());
-                    r1 = _mm512_max_ps(r1, _mm512_setzero_ps());
+            let beta = if bias.is_null() { None } else { Some(_mm512_set1_ps(*bias.add(i))) };
+            for (v, &r) in row.iter().enumerate() {
+                let mut r = r;
+                if accumulate {
+                    r = _mm512_add_ps(r, _mm512_loadu_ps(ci.add(16 * v)));
                 }
+                if let Some(beta) = beta {
+                    r = _mm512_add_ps(r, beta);
+                    if relu {
+                        r = _mm512_max_ps(r, _mm512_setzero_ps());
+                    }
+                }
+                _mm512_storeu_ps(ci.add(16 * v), r);
             }
-            _mm512_storeu_ps(ci, r0);
-            _mm512_storeu_ps(ci.add(16), r1);
         }
     }
 }

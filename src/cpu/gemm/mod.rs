@@ -83,6 +83,16 @@ impl Microkernel {
             .unwrap_or_else(generic::kernel)
     }
 
+    /// A wider variant of this family's tile with the same `MR` (packed B only), for
+    /// layers whose positions fill its tiles better; `None` where the family has none.
+    pub fn wide(&self) -> Option<Microkernel> {
+        #[cfg(target_arch = "x86_64")]
+        if self.name == "avx512" && self.nr == 32 {
+            return Some(avx512::wide());
+        }
+        None
+    }
+
     /// Every kernel this CPU can run, fastest first (the generic one last).
     pub fn available() -> Vec<Microkernel> {
         let mut v = Vec::new();
@@ -191,7 +201,8 @@ mod tests {
     /// Every available kernel against an f64 triple loop, with and without accumulation.
     #[test]
     fn kernels_match_a_naive_product() {
-        for kern in Microkernel::available() {
+        let all = Microkernel::available().into_iter().flat_map(|k| [Some(k), k.wide()]).flatten();
+        for kern in all {
             let (mr, nr, kc, ldc) = (kern.mr, kern.nr, 37, kern.nr + 3);
             let a: Vec<f32> = (0..kc * mr).map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0).collect();
             let b: Vec<f32> = (0..kc * nr).map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0).collect();
