@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use super::conv::{conv_forward, CPU_DEFAULT_CHUNK_BYTES};
-use super::fast::elementwise::{add_fast, gather_fast};
+use super::fast::elementwise::{add_fast, clip_fast, gather_fast, relu_fast};
 use super::fast::pool::pool2d_fast;
 use super::fast::FastConv;
 use super::gemm::Microkernel;
@@ -152,7 +152,9 @@ impl CpuExecutor {
                     pool2d(params, arg(0), in_map.as_ref().map_or(&[][..], |m| m.table()), dst)
                 }
                 StepOp::Lrn(p) => lrn(p, arg(0), dst),
+                StepOp::Relu(p) if self.fast => relu_fast(p, arg(0), dst),
                 StepOp::Relu(p) => relu(p, arg(0), dst),
+                StepOp::Clip(p) if self.fast => clip_fast(p, arg(0), dst),
                 StepOp::Clip(p) => clip(p, arg(0), dst),
                 StepOp::Add(p) if self.fast => add_fast(p, arg(0), arg(1), dst),
                 StepOp::Add(p) => add(p, arg(0), arg(1), dst),

@@ -1,11 +1,13 @@
 //! Depthwise convolution (groups = input channels, one input channel per group) as a
 //! direct kernel: each output plane is `kh·kw` scaled copies of its input plane, summed.
 //!
-//! Dense input and dense mask (the common case): per output row and kernel offset, the
-//! columns whose tap lies inside the input form one range, so the inner loop is a
-//! `y[x] += w · in[x·sx + off]` over that range (contiguous for stride 1, vectorised).
+//! Dense input and dense mask (the common case): the padded input plane is split into
+//! stride phases, so each kernel offset of a whole output row is one contiguous run and the
+//! inner loop is a vectorised `y[x] += w · run[x]` (see `plane_phases`).
 //! Otherwise (perforated output or compact input) every position reads through the
 //! per-layer tap table. Work: one task per (image, channel) block, one parallel region.
+
+use std::cell::RefCell;
 
 use rayon::prelude::*;
 
@@ -89,39 +91,21 @@ impl Depthwise {
     }
 
     fn plane_direct(&self, src: &[f32], w: &[f32], dst: &mut [f32]) {
-        let g = &self.g;
-        let (ow, oh) = (g.out_w(), g.out_h());
-        let (sx, sy) = (g.stride_w, g.stride_h);
-        for ky in 0..g.kernel_h {
-            for kx in 0..g.kernel_w {
-                let wv = w[ky * g.kernel_w + kx];
-                let dx = kx * g.dilation_w;
-                // Columns x with 0 <= x·sx + dx − pad_left < in_w.
-                let x_lo = g.pad_left.saturating_sub(dx).div_ceil(sx);
-                let x_hi = (g.in_w + g.pad_left).saturating_sub(dx).div_ceil(sx).min(ow);
-                if x_lo >= x_hi {
-                    continue;
+        PHASES.with(|buf| {
+            let buf = &mut buf.borrow_mut();
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the feature was detected.
+                    return unsafe { plane_phases_avx512(&self.g, src, w, dst, buf) };
                 }
-                for y in 0..oh {
-                    let yp = y * sy + ky * g.dilation_h;
-                    if yp < g.pad_top || yp - g.pad_top >= g.in_h {
-                        continue;
-                    }
-                    let row = &src[(yp - g.pad_top) * g.in_w..][..g.in_w];
-                    let first = x_lo * sx + dx - g.pad_left;
-                    let out_row = &mut dst[y * ow + x_lo..y * ow + x_hi];
-                    if sx == 1 {
-                        for (o, &v) in out_row.iter_mut().zip(&row[first..]) {
-                            *o += wv * v;
-                        }
-                    } else {
-                        for (o, &v) in out_row.iter_mut().zip(row[first..].iter().step_by(sx)) {
-                            *o += wv * v;
-                        }
-                    }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the feature was detected.
+                    return unsafe { plane_phases_avx2(&self.g, src, w, dst, buf) };
                 }
             }
-        }
+            plane_phases(&self.g, src, w, dst, buf);
+        });
     }
 
     fn plane_taps(&self, src: &[f32], w: &[f32], dst: &mut [f32]) {
@@ -136,6 +120,82 @@ impl Depthwise {
                     *o += wv * v;
                 }
             }
+        }
+    }
+}
+
+thread_local! {
+    /// Per-thread phase planes of the padded input (grown on first use).
+    static PHASES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn plane_phases_avx512(g: &ConvGeometry, src: &[f32], w: &[f32], dst: &mut [f32], buf: &mut Vec<f32>) {
+    plane_phases(g, src, w, dst, buf);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn plane_phases_avx2(g: &ConvGeometry, src: &[f32], w: &[f32], dst: &mut [f32], buf: &mut Vec<f32>) {
+    plane_phases(g, src, w, dst, buf);
+}
+
+/// One dense plane (dense mask, dense input; `dst` holds the bias). The padded input is
+/// split into `sy × sx` phase planes, `phase[ry][rx][i][j] = padded[i·sy + ry][j·sx + rx]`
+/// (each `hq + 1` rows of `wq`), so for the tap `(ky, kx)` every output `(y, x)` reads
+/// `phase[..][(y + ky/sy)·wq + x + kx/sx]`: one flat run over the whole plane (row stride
+/// `wq` on both sides). Outputs are accumulated on the `oh × wq` grid and the first `ow`
+/// columns of each row kept: one vectorised loop per tap, for any stride and dilation.
+#[inline(always)]
+fn plane_phases(g: &ConvGeometry, src: &[f32], w: &[f32], dst: &mut [f32], buf: &mut Vec<f32>) {
+    let (sy, sx) = (g.stride_h, g.stride_w);
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let hp = g.in_h + g.pad_top + g.pad_bottom;
+    let wp = g.in_w + g.pad_left + g.pad_right;
+    let (hq, wq) = (hp.div_ceil(sy), wp.div_ceil(sx));
+    let phase_len = (hq + 1) * wq;
+    let grid = oh * wq;
+    buf.clear();
+    buf.resize(sy * sx * phase_len + grid, 0.0);
+    let (phases, acc) = buf.split_at_mut(sy * sx * phase_len);
+    for (y, row) in src.chunks_exact(g.in_w).enumerate() {
+        let yp = y + g.pad_top;
+        let base = (yp % sy) * sx * phase_len + (yp / sy) * wq;
+        for rx in 0..sx {
+            // Columns j of this phase read padded column j·sx + rx = input x + pad_left.
+            let j0 = g.pad_left.saturating_sub(rx).div_ceil(sx);
+            let x0 = j0 * sx + rx - g.pad_left;
+            if x0 >= g.in_w {
+                continue;
+            }
+            let dst_row = &mut phases[base + rx * phase_len + j0..base + rx * phase_len + wq];
+            for (d, &v) in dst_row.iter_mut().zip(row[x0..].iter().step_by(sx)) {
+                *d = v;
+            }
+        }
+    }
+    // Bands of output rows whose accumulators stay in L1.
+    let band = (2048 / wq).max(1);
+    for y0 in (0..oh).step_by(band) {
+        let rows = band.min(oh - y0);
+        let acc = &mut acc[y0 * wq..(y0 + rows) * wq];
+        for ky in 0..g.kernel_h {
+            let r = ky * g.dilation_h;
+            for kx in 0..g.kernel_w {
+                let c = kx * g.dilation_w;
+                let phase = &phases[((r % sy) * sx + c % sx) * phase_len..][..phase_len];
+                let run = &phase[(y0 + r / sy) * wq + c / sx..][..rows * wq];
+                let wv = w[ky * g.kernel_w + kx];
+                for (o, &v) in acc.iter_mut().zip(run) {
+                    *o += wv * v;
+                }
+            }
+        }
+    }
+    for (orow, arow) in dst.chunks_exact_mut(ow).zip(acc.chunks_exact(wq)) {
+        for (o, &a) in orow.iter_mut().zip(arow) {
+            *o += a;
         }
     }
 }

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use super::SendPtr;
 use crate::cpu::read_mapped;
-use crate::params::{AddParams, GatherInterpParams};
+use crate::params::{AddParams, ClipParams, GatherInterpParams, ReluParams};
 
 /// Elements below which a step runs on the calling thread.
 const SEQUENTIAL: usize = 1 << 15;
@@ -59,6 +59,35 @@ pub(crate) fn gather_fast(p: &GatherInterpParams, input: &[f32], map: &[u32], de
                 let v = read_mapped(kind, map, src, s);
                 *d = if relu { v.max(0.0) } else { v };
             }
+        }
+    });
+}
+
+/// The `clip` twin.
+pub(crate) fn clip_fast(p: &ClipParams, input: &[f32], out: &mut [f32]) {
+    let n = p.len as usize;
+    let input = &input[..n];
+    let (lo, hi) = (p.min, p.max);
+    let out = SendPtr(out[..n].as_mut_ptr());
+    for_ranges(n, 1, |r| {
+        // SAFETY: the ranges are disjoint and inside the first n elements of `out`.
+        let o = unsafe { std::slice::from_raw_parts_mut(out.ptr().add(r.start), r.len()) };
+        for (o, &x) in o.iter_mut().zip(&input[r]) {
+            *o = x.max(lo).min(hi);
+        }
+    });
+}
+
+/// The `relu` twin.
+pub(crate) fn relu_fast(p: &ReluParams, input: &[f32], out: &mut [f32]) {
+    let n = p.len as usize;
+    let input = &input[..n];
+    let out = SendPtr(out[..n].as_mut_ptr());
+    for_ranges(n, 1, |r| {
+        // SAFETY: the ranges are disjoint and inside the first n elements of `out`.
+        let o = unsafe { std::slice::from_raw_parts_mut(out.ptr().add(r.start), r.len()) };
+        for (o, &x) in o.iter_mut().zip(&input[r]) {
+            *o = x.max(0.0);
         }
     });
 }
