@@ -35,20 +35,36 @@ fn main() {
         if kern.has_indirect() {
             // B rows read in place from a 56-wide image plane (as a 3x3 conv's taps do).
             let image = vec![0.25f32; kc * 60 + 64];
-            let rows: Vec<BRow> =
-                (0..kc).map(|p| BRow { ptr: image[p * 60 + p % 3..].as_ptr(), keep: (1u64 << nr) - 1 }).collect();
+            let rows: Vec<BRow> = (0..kc)
+                .map(|p| BRow { ptr: image[p * 60 + p % 3..].as_ptr(), keep: (1u64 << nr) - 1 })
+                .collect();
             let mut best = f64::INFINITY;
             for _ in 0..5 {
                 let start = Instant::now();
                 for _ in 0..reps {
                     // SAFETY: every row has nr readable floats.
                     unsafe {
-                        kern.run_indirect(kc, a.as_ptr(), &rows, c.as_mut_ptr(), nr, true, std::ptr::null(), false)
+                        kern.run_indirect(
+                            kc,
+                            a.as_ptr(),
+                            &rows,
+                            c.as_mut_ptr(),
+                            nr,
+                            true,
+                            std::ptr::null(),
+                            false,
+                        )
                     };
                 }
                 best = best.min(start.elapsed().as_secs_f64());
             }
-            println!("{:<8} {}x{} indirect: {:.1} GFLOP/s on one thread", kern.name, mr, nr, flops / best / 1e9);
+            println!(
+                "{:<8} {}x{} indirect: {:.1} GFLOP/s on one thread",
+                kern.name,
+                mr,
+                nr,
+                flops / best / 1e9
+            );
         }
     }
 }

@@ -50,9 +50,7 @@ pub(crate) fn gather_fast(p: &GatherInterpParams, input: &[f32], map: &[u32], de
             let dst = unsafe { std::slice::from_raw_parts_mut(out.ptr().add(pl * plane), plane) };
             let src = &input[pl * n_pos..(pl + 1) * n_pos];
             if kind == 1 && !relu {
-                for (d, &m) in dst.iter_mut().zip(&map[..plane]) {
-                    *d = src[m as usize];
-                }
+                gather_nearest(dst, src, &map[..plane]);
                 continue;
             }
             for (s, d) in dst.iter_mut().enumerate() {
@@ -90,4 +88,38 @@ pub(crate) fn relu_fast(p: &ReluParams, input: &[f32], out: &mut [f32]) {
             *o = x.max(0.0);
         }
     });
+}
+
+/// `dst[i] = src[map[i]]` (a nearest map: every index is inside `src`).
+fn gather_nearest(dst: &mut [f32], src: &[f32], map: &[u32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") && src.len() < i32::MAX as usize {
+        assert!(map.iter().all(|&m| (m as usize) < src.len()), "nearest map index outside the compact plane");
+        // SAFETY: the feature was detected and every index was checked against `src`.
+        return unsafe { gather_nearest_avx512(dst, src, map) };
+    }
+    for (d, &m) in dst.iter_mut().zip(map) {
+        *d = src[m as usize];
+    }
+}
+
+/// # Safety
+/// The CPU has AVX-512F; every `map` entry indexes `src`, which is shorter than 2^31.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gather_nearest_avx512(dst: &mut [f32], src: &[f32], map: &[u32]) {
+    use std::arch::x86_64::*;
+    let n = dst.len().min(map.len());
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY: 16 indices and 16 outputs at i are in bounds; every index is inside src.
+        unsafe {
+            let idx = _mm512_loadu_si512(map.as_ptr().add(i).cast());
+            _mm512_storeu_ps(dst.as_mut_ptr().add(i), _mm512_i32gather_ps::<4>(idx, src.as_ptr()));
+        }
+        i += 16;
+    }
+    for (d, &m) in dst[i..n].iter_mut().zip(&map[i..n]) {
+        *d = src[m as usize];
+    }
 }

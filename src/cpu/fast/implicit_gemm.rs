@@ -98,7 +98,11 @@ impl ImplicitGemm {
         // A wider tile where it pads an image's positions no more than the base one (and the
         // layer is not folded, which it only is for fewer positions than a base tile).
         let kern = match kern.wide() {
-            Some(w) if n_pos >= kern.nr && n_pos.next_multiple_of(w.nr) <= n_pos.next_multiple_of(kern.nr) => w,
+            Some(w)
+                if n_pos >= kern.nr && n_pos.next_multiple_of(w.nr) <= n_pos.next_multiple_of(kern.nr) =>
+            {
+                w
+            }
             _ => kern,
         };
         let (k, tg, nr) = (g.k_per_group(), g.out_channels_per_group(), kern.nr);
