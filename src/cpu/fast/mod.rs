@@ -7,11 +7,15 @@
 //! - depthwise (one input channel per group): [`depthwise`], a direct kernel;
 //! - at most [`gemv::MAX_COLS`] columns in all (fully connected layers at small batch):
 //!   [`gemv`], dot products over row-major weights;
+//! - a compact input (reads through the previous layer's map) on an AVX-512 CPU, when the
+//!   layer has enough work per input value: [`hwc_conv`], channel-vectorised over a
+//!   channel-last copy of the input;
 //! - everything else: [`implicit_gemm`].
 
 mod depthwise;
 pub(crate) mod elementwise;
 mod gemv;
+mod hwc_conv;
 mod implicit_gemm;
 mod pack;
 pub(crate) mod pool;
@@ -50,6 +54,9 @@ pub enum FastConv {
     /// Dot products for a few columns.
     #[allow(private_interfaces)]
     Gemv(gemv::Gemv),
+    /// Channel-vectorised conv over a channel-last copy of the input (irregular reads).
+    #[allow(private_interfaces)]
+    Hwc(hwc_conv::HwcConv),
 }
 
 impl FastConv {
@@ -63,6 +70,8 @@ impl FastConv {
             FastConv::Depthwise(depthwise::Depthwise::new(layer, relu))
         } else if cols <= gemv::MAX_COLS {
             FastConv::Gemv(gemv::Gemv::new(layer, relu))
+        } else if kern.name == "avx512" && irregular(layer) && hwc_conv::HwcConv::available(layer) {
+            FastConv::Hwc(hwc_conv::HwcConv::new(layer, relu))
         } else {
             FastConv::Gemm(implicit_gemm::ImplicitGemm::new(layer, relu, kern))
         }
@@ -74,6 +83,7 @@ impl FastConv {
             FastConv::Gemm(_) => "implicit_gemm",
             FastConv::Depthwise(_) => "depthwise",
             FastConv::Gemv(_) => "gemv",
+            FastConv::Hwc(_) => "hwc_conv",
         }
     }
 
@@ -89,6 +99,25 @@ impl FastConv {
             FastConv::Gemm(k) => k.run(x, out),
             FastConv::Depthwise(k) => k.run(x, out),
             FastConv::Gemv(k) => k.run(x, out),
+            FastConv::Hwc(k) => k.run(x, out),
         }
     }
+}
+
+/// Whether the HWC path pays off: the input is compact (the implicit GEMM would gather
+/// every read through the map) and the layer has enough work per input value to amortise
+/// the transposition (`PERFORATE_HWC=0` turns the path off, for comparisons).
+fn irregular(layer: &ConvLayer) -> bool {
+    if std::env::var("PERFORATE_HWC").is_ok_and(|v| v == "0") {
+        return false;
+    }
+    let g = layer.geometry();
+    // Measured on ResNet-18 at q = 1/2: a clear win where the input is compact (the implicit
+    // GEMM gathers every read through the map); no better for perforated outputs or strides
+    // over a dense input, where the implicit GEMM's gathers read a dense plane.
+    let irregular = layer.input_map().is_some();
+    // The channel-last copy costs about ten cycles per input value, a multiply-add 1/32:
+    // the layer must do a few hundred multiply-adds per input value, and enough per tap.
+    let macs = g.out_channels * layer.mask().len() * g.kernel_h * g.kernel_w * g.in_channels_per_group();
+    irregular && g.in_channels_per_group() >= 8 && macs >= 256 * g.in_channels * layer.input_plane()
 }

@@ -166,3 +166,57 @@ unsafe fn tile_indirect(
         }
     }
 }
+
+/// The channel-vectorised tile of [`crate::cpu::FastConv`]'s HWC path: `MR` output
+/// positions × `16·NV` output channels, over `taps` kernel offsets × `cg` input channels.
+///
+/// Registers: `MR·NV` accumulators (8 × 2 or 16 × 1: 16 zmm), `NV` weight vectors, one
+/// broadcast. Loop: for each tap, the `MR` positions' input rows (`rows[tap·MR + i]`, `cg`
+/// channel values each, channel-last); for each input channel, load the weights
+/// `w[tap][ci][0..16·NV]`, broadcast each position's value and issue `MR·NV` FMAs. The
+/// result is stored row-major `out[i][0..16·NV]` (positions × channels).
+///
+/// # Safety
+/// The CPU has AVX-512F; `rows` holds `taps·MR` pointers to `cg` readable floats each; `w`
+/// holds `taps·cg·16·NV` floats; `out` holds `MR·16·NV` floats.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn hwc_tile<const MR: usize, const NV: usize>(
+    taps: usize,
+    cg: usize,
+    rows: *const *const f32,
+    w: *const f32,
+    out: *mut f32,
+) {
+    let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+    let mut w = w;
+    for t in 0..taps {
+        // SAFETY: the caller's contract: MR row pointers per tap, cg floats each; w advances
+        // by 16·NV floats per input channel, taps·cg times in all.
+        unsafe {
+            let r = rows.add(t * MR);
+            let mut p = [std::ptr::null::<f32>(); MR];
+            for (i, x) in p.iter_mut().enumerate() {
+                *x = *r.add(i);
+            }
+            for ci in 0..cg {
+                let mut wv = [_mm512_setzero_ps(); NV];
+                for (v, x) in wv.iter_mut().enumerate() {
+                    *x = _mm512_loadu_ps(w.add(16 * v));
+                }
+                for (row, &pi) in acc.iter_mut().zip(&p) {
+                    let a = _mm512_set1_ps(*pi.add(ci));
+                    for (r, &x) in row.iter_mut().zip(&wv) {
+                        *r = _mm512_fmadd_ps(a, x, *r);
+                    }
+                }
+                w = w.add(16 * NV);
+            }
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        for (v, &r) in row.iter().enumerate() {
+            // SAFETY: out holds MR rows of 16·NV floats.
+            unsafe { _mm512_storeu_ps(out.add(i * 16 * NV + 16 * v), r) };
+        }
+    }
+}

@@ -18,7 +18,7 @@
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
-mod avx512;
+pub(crate) mod avx512;
 mod generic;
 #[cfg(target_arch = "aarch64")]
 mod neon;
