@@ -55,7 +55,11 @@ pub(crate) struct HwcConv {
 
 impl std::fmt::Debug for HwcConv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "HwcConv({}x{} tiles, groups {}, m {}, n {})", self.mr, self.nr, self.groups, self.tg, self.taps.n_pos)
+        write!(
+            f,
+            "HwcConv({}x{} tiles, groups {}, m {}, n {})",
+            self.mr, self.nr, self.groups, self.tg, self.taps.n_pos
+        )
     }
 }
 
@@ -88,7 +92,8 @@ impl HwcConv {
                 let o = grp * tg + m;
                 for ci in 0..cg {
                     for c in 0..khkw {
-                        w[((((grp * cblocks + cb) * khkw + c) * cg + ci) * nr) + j] = weights[(o * cg + ci) * khkw + c];
+                        w[((((grp * cblocks + cb) * khkw + c) * cg + ci) * nr) + j] =
+                            weights[(o * cg + ci) * khkw + c];
                     }
                 }
             }
@@ -152,7 +157,9 @@ impl HwcConv {
             let (eb, rest) = (t % eblocks, t / eblocks);
             let (cb, rest) = (rest % self.cblocks, rest / self.cblocks);
             let (grp, img) = (rest % self.groups, rest / self.groups);
-            ROWS.with(|rows| self.task(&mut rows.borrow_mut(), &hwc[img * image_len..][..image_len], out, img, grp, cb, eb));
+            ROWS.with(|rows| {
+                self.task(&mut rows.borrow_mut(), &hwc[img * image_len..][..image_len], out, img, grp, cb, eb)
+            });
         };
         if parallel {
             (0..tasks).into_par_iter().for_each(run_task);
@@ -193,9 +200,21 @@ impl HwcConv {
             // block's taps·cg·NR weights, and the tile 256 floats.
             unsafe {
                 if mr == 8 {
-                    crate::cpu::gemm::avx512::hwc_tile::<8, 2>(self.khkw, self.cg, rows.as_ptr(), w, tile.as_mut_ptr());
+                    crate::cpu::gemm::avx512::hwc_tile::<8, 2>(
+                        self.khkw,
+                        self.cg,
+                        rows.as_ptr(),
+                        w,
+                        tile.as_mut_ptr(),
+                    );
                 } else {
-                    crate::cpu::gemm::avx512::hwc_tile::<16, 1>(self.khkw, self.cg, rows.as_ptr(), w, tile.as_mut_ptr());
+                    crate::cpu::gemm::avx512::hwc_tile::<16, 1>(
+                        self.khkw,
+                        self.cg,
+                        rows.as_ptr(),
+                        w,
+                        tile.as_mut_ptr(),
+                    );
                 }
             }
             let valid = mr.min(n_pos - e0);
@@ -204,7 +223,10 @@ impl HwcConv {
                 // SAFETY: (img, channel ch0 + j, positions e0..e0 + valid) is inside the
                 // output; only this task writes this channel block's positions.
                 let dst = unsafe {
-                    std::slice::from_raw_parts_mut(out.ptr().add((img * self.out_channels + ch0 + j) * n_pos + e0), valid)
+                    std::slice::from_raw_parts_mut(
+                        out.ptr().add((img * self.out_channels + ch0 + j) * n_pos + e0),
+                        valid,
+                    )
                 };
                 for (i, d) in dst.iter_mut().enumerate() {
                     let v = tile[i * nr + j] + beta;

@@ -218,6 +218,11 @@ fn horizontal(g: &RowGeometry, ranges: &[(usize, usize)], row: &[f32], orow: &mu
 
 #[inline(always)]
 fn combine(outs: &mut [f32], taps: &[f32], avg: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the feature was detected.
+        return unsafe { combine_avx512(outs, taps, avg) };
+    }
     if avg {
         for (o, &v) in outs.iter_mut().zip(taps) {
             *o += v;
@@ -239,5 +244,27 @@ fn combine_iter(outs: &mut [f32], taps: impl Iterator<Item = f32>, avg: bool) {
         for (o, v) in outs.iter_mut().zip(taps) {
             *o = if v > *o { v } else { *o };
         }
+    }
+}
+
+/// [`combine`] in 16-lane vectors with a masked tail. `max_ps(v, o)` is `v > o ? v : o`,
+/// the portable loop's expression (a NaN input never replaces the running value).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn combine_avx512(outs: &mut [f32], taps: &[f32], avg: bool) {
+    use std::arch::x86_64::*;
+    let n = outs.len().min(taps.len());
+    let (o, t) = (outs.as_mut_ptr(), taps.as_ptr());
+    let mut i = 0;
+    while i < n {
+        let m: __mmask16 = if n - i >= 16 { 0xffff } else { (1u16 << (n - i)) - 1 };
+        // SAFETY: lanes i..i+16 under the mask are inside both slices.
+        unsafe {
+            let a = _mm512_maskz_loadu_ps(m, o.add(i));
+            let v = _mm512_maskz_loadu_ps(m, t.add(i));
+            let r = if avg { _mm512_add_ps(a, v) } else { _mm512_max_ps(v, a) };
+            _mm512_mask_storeu_ps(o.add(i), m, r);
+        }
+        i += 16;
     }
 }
