@@ -70,6 +70,7 @@ def main():
     a = ap.parse_args()
     peak = peak_gflops(a.threads)
     rows = []
+    kernel = "?"
     print(f"| model | batch | ORT ms | dense ms | dense / ORT | q=1/2 ms | ORT / q=1/2 | q=1/4 ms | ORT / q=1/4 "
           f"| theor. q=1/2 | meas. q=1/2 | meas./theor. | GFLOP/s dense (ORT) | % peak dense (ORT) |")
     print("|" + " --- |" * 14)
@@ -85,9 +86,10 @@ def main():
         mflop = sum(l["dense_mflops"] or 0.0 for l in info["layers"])
         res = {}
         for q in (0.5, 0.25):
-            b = perforate(a.binary, ["bench", path, "--device", "cpu", "--batch", str(batch), "--q", str(q),
-                                     "--runs", str(runs)])["rows"][0]
-            res[q] = b
+            out = perforate(a.binary, ["bench", path, "--device", "cpu", "--batch", str(batch), "--q", str(q),
+                                       "--runs", str(runs)])
+            res[q] = out["rows"][0]
+            kernel = out.get("cpu_kernel", "?")
         dense = min(res[0.5]["dense_ms"], res[0.25]["dense_ms"])
         h, f = res[0.5], res[0.25]
         gf = mflop * batch / dense
@@ -100,7 +102,8 @@ def main():
               f"| {ort_t / h['perforated_ms']:.2f}x | {f['perforated_ms']:.2f} | {ort_t / f['perforated_ms']:.2f}x "
               f"| {h['theoretical']:.2f} | {h['measured']:.2f} | {h['measured'] / h['theoretical']:.2f} "
               f"| {gf:.0f} ({gf_ort:.0f}) | {100 * gf / peak:.0f}% ({100 * gf_ort / peak:.0f}%) |", flush=True)
-    print(f"\npeak: {a.threads} cores x 2 FMA x 16 lanes x 2 FLOP x {peak / a.threads / 64:.2f} GHz "
+    print(f"\nperforate CPU microkernel: {kernel}")
+    print(f"peak: {a.threads} cores x 2 FMA x 16 lanes x 2 FLOP x {peak / a.threads / 64:.2f} GHz "
           f"= {peak:.0f} GFLOP/s; onnxruntime {ort.__version__}")
     with open(os.path.join(a.models, "results.json"), "w") as fh:
         json.dump(rows, fh, indent=1)

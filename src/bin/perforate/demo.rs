@@ -209,16 +209,21 @@ pub fn bench(
     }
     let adapter = ctx.as_ref().map(|c| c.describe());
     let cpu_threads = rayon::current_num_threads();
+    let kern = perforate::cpu::gemm::Microkernel::detect();
+    let cpu_kernel = format!("{} {}x{}", kern.name, kern.mr, kern.nr);
     if json_out {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({"adapter": adapter, "cpu_threads": cpu_threads, "rows": rows})
+                &json!({"adapter": adapter, "cpu_threads": cpu_threads, "cpu_kernel": cpu_kernel, "rows": rows})
             )
             .unwrap_or_default()
         );
     } else {
-        println!("GPU adapter: {}; CPU threads: {cpu_threads}", adapter.as_deref().unwrap_or("none"));
+        println!(
+            "GPU adapter: {}; CPU threads: {cpu_threads}; CPU microkernel: {cpu_kernel}",
+            adapter.as_deref().unwrap_or("none")
+        );
         println!(
             "{:<12} {:<4} {:>10} {:>14} {:>12} {:>9} {:>6}",
             "network", "exec", "dense ms", "perforated ms", "theoretical", "measured", "ratio"
