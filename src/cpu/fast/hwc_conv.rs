@@ -198,25 +198,18 @@ impl HwcConv {
             // SAFETY: AVX-512 was detected (`available`); every pointer has cg readable values
             // (a row of the image's channel-last copy, offset by the group), w holds the
             // block's taps·cg·NR weights, and the tile 256 floats.
+            #[cfg(target_arch = "x86_64")]
             unsafe {
+                use crate::cpu::gemm::avx512::hwc_tile;
                 if mr == 8 {
-                    crate::cpu::gemm::avx512::hwc_tile::<8, 2>(
-                        self.khkw,
-                        self.cg,
-                        rows.as_ptr(),
-                        w,
-                        tile.as_mut_ptr(),
-                    );
+                    hwc_tile::<8, 2>(self.khkw, self.cg, rows.as_ptr(), w, tile.as_mut_ptr());
                 } else {
-                    crate::cpu::gemm::avx512::hwc_tile::<16, 1>(
-                        self.khkw,
-                        self.cg,
-                        rows.as_ptr(),
-                        w,
-                        tile.as_mut_ptr(),
-                    );
+                    hwc_tile::<16, 1>(self.khkw, self.cg, rows.as_ptr(), w, tile.as_mut_ptr());
                 }
             }
+            // `available` is false off x86_64, so no HwcConv exists there.
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = (w, &mut tile);
             let valid = mr.min(n_pos - e0);
             for j in 0..channels {
                 let beta = self.bias[ch0 + j];
