@@ -145,3 +145,52 @@ fn random_geometries_match_reference() {
         check(&p);
     }
 }
+
+/// The executor's fast pooling (stride-phase planes for planes of 16+ outputs, rows below)
+/// against the reference executor's `pool2d` twin: seeded random windows, strides, pads,
+/// ceil mode, max/average, count_include_pad, on a dense input and on the compact output of
+/// a perforated conv (nearest, zeros and barycentric maps).
+#[test]
+fn random_pooling_matches_the_twin() {
+    use ndarray::{ArrayD, IxDyn};
+    use perforate::cpu::CpuExecutor;
+    use perforate::network::{Conv, InputSpec, Network, Op, Perforation, Pool};
+    use perforate::plan::{Plan, PlanOptions};
+    use perforate::Interpolation;
+
+    let mut rng = SeededRng::new(77);
+    let mut pick = |n: usize| (rng.next_u64() % n as u64) as usize;
+    let mut checked = 0;
+    for case in 0..80u64 {
+        let (h, w) = (1 + pick(24), 1 + pick(24));
+        let kernel = [1 + pick(4), 1 + pick(4)];
+        let stride = [1 + pick(3), 1 + pick(3)];
+        let pads = [pick(kernel[0]), pick(kernel[1]), pick(kernel[0]), pick(kernel[1])];
+        let pool = Pool { kernel, stride, pads, ceil_mode: pick(2) == 0, count_include_pad: pick(2) == 0 };
+        let op = if pick(2) == 0 { Op::MaxPool(pool) } else { Op::AvgPool(pool) };
+        let interpolation =
+            [Interpolation::Nearest, Interpolation::Zeros, Interpolation::Barycentric][pick(3)];
+        let perforation = match pick(3) {
+            0 => None,
+            _ => Some(Perforation { interpolation, ..Perforation::uniform(0.4, case) }),
+        };
+        let mut net =
+            Network::new("pool", InputSpec { name: "input".into(), channels: 2, height: h, width: w });
+        let weights = SeededRng::new(case).vec_f32(3 * 2 * 9, -0.5, 0.5);
+        let conv = Conv { perforation, ..Conv::new(3, [3, 3], 1, weights, None) };
+        net.push("conv", Op::Conv(conv), &["input"]);
+        net.then("pool", op);
+        let Ok(plan) = Plan::compile(&net, 2, PlanOptions::default()) else { continue };
+        let x = ArrayD::from_shape_vec(
+            IxDyn(&[2, 2, h, w]),
+            SeededRng::new(case + 9).vec_f32(4 * h * w, -1.0, 1.0),
+        )
+        .unwrap();
+        let fast = CpuExecutor::new(&plan).unwrap().run(x.view()).unwrap();
+        let twin = CpuExecutor::reference(&plan).unwrap().run(x.view()).unwrap();
+        let label = format!("case {case}: {h}x{w} {:?}", plan.steps().last().map(|s| &s.op));
+        assert_close(&label, fast.as_slice().unwrap(), &to_f64(twin.as_slice().unwrap()), 1e-5);
+        checked += 1;
+    }
+    assert!(checked > 40, "only {checked} pooling cases compiled");
+}
