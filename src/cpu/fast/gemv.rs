@@ -29,6 +29,8 @@ pub(crate) struct Gemv {
     bias: Vec<f32>,
     relu: bool,
     taps: Taps,
+    /// The packed columns, reused between runs.
+    cols: std::sync::Mutex<Vec<f32>>,
 }
 
 impl Gemv {
@@ -47,6 +49,7 @@ impl Gemv {
             bias: layer.bias().to_vec(),
             relu,
             taps: Taps::new(layer),
+            cols: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -56,7 +59,10 @@ impl Gemv {
         let image_stride = self.cg * self.groups * self.plane;
         assert!(out.len() >= cols * self.out_channels, "conv output buffer too small");
         // The columns, each k contiguous values per group: [group][col][k].
-        let mut b = vec![0.0f32; self.groups * cols * self.k];
+        let mut fallback = Vec::new();
+        let mut guard = self.cols.try_lock().ok();
+        let b = guard.as_deref_mut().unwrap_or(&mut fallback);
+        b.resize(self.groups * cols * self.k, 0.0);
         for grp in 0..self.groups {
             for j in 0..cols {
                 let (img, e) = (j / n_pos, j % n_pos);
