@@ -146,8 +146,7 @@ fn random_geometries_match_reference() {
     }
 }
 
-/// The executor's fast pooling (stride-phase planes for planes of 16+ outputs, rows below)
-/// against the reference executor's `pool2d` twin: seeded random windows, strides, pads,
+/// The executor's fast pooling (separable rows, compact inputs expanded per plane) against the reference executor's `pool2d` twin: seeded random windows, strides, pads,
 /// ceil mode, max/average, count_include_pad, on a dense input and on the compact output of
 /// a perforated conv (nearest, zeros and barycentric maps).
 #[test]

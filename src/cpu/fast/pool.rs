@@ -54,8 +54,7 @@ pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
         })
         .collect();
     let per_task = planes.div_ceil(4 * rayon::current_num_threads()).max(1);
-    let geo =
-        RowGeometry { in_w, in_h, out_w, out_h: p.out_h as usize, kw, kh, sh, sw, pt, pl, avg: p.mode == 1 };
+    let geo = RowGeometry { in_w, in_h, out_w, kh, sh, sw, pt, pl, avg: p.mode == 1 };
     let body = |(dst, src): (&mut [f32], &[f32])| {
         let mut dense = vec![0.0f32; if kind == 0 { 0 } else { in_plane }];
         for (dst, src) in dst.chunks_exact_mut(out_plane).zip(src.chunks_exact(src_plane)) {
@@ -96,73 +95,11 @@ fn expand(kind: u32, map: &[u32], src: &[f32], dense: &mut [f32]) {
     }
 }
 
-thread_local! {
-    /// Per-thread phase planes and accumulators of [`pool_plane_flat`].
-    static PLANE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// One plane through stride-phase planes, as the depthwise kernel does: the input, padded
-/// with the mode's neutral value (`f32::MIN` for max, 0 for average; enough rows and
-/// columns for ceil-mode windows), is split into `sh × sw` phases so that each tap of the
-/// whole output grid (`oh × wq`) is one flat run; outputs combine their taps in (ky, kx)
-/// order, then the first `ow` columns of each grid row are kept (averages divided by the
-/// twin's divisor). Used for every plane of at least 16 outputs (rows of a few elements
-/// spend their time in loop overhead otherwise).
-fn pool_plane_flat(g: &RowGeometry, windows: &[Window], src: &[f32], dst: &mut [f32], buf: &mut Vec<f32>) {
-    let (sh, sw, oh, ow) = (g.sh, g.sw, g.out_h, g.out_w);
-    let neutral = if g.avg { 0.0 } else { f32::MIN };
-    let hp = (g.pt + g.in_h).max((oh - 1) * sh + g.kh);
-    let wp = (g.pl + g.in_w).max((ow - 1) * sw + g.kw);
-    let (hq, wq) = (hp.div_ceil(sh), wp.div_ceil(sw));
-    let phase_len = (hq + 1) * wq;
-    let grid = oh * wq;
-    buf.clear();
-    buf.resize(sh * sw * phase_len + grid, neutral);
-    let (phases, acc) = buf.split_at_mut(sh * sw * phase_len);
-    for (y, row) in src.chunks_exact(g.in_w).enumerate().take(g.in_h) {
-        let yp = y + g.pt;
-        let base = (yp % sh) * sw * phase_len + (yp / sh) * wq;
-        for rx in 0..sw {
-            let j0 = g.pl.saturating_sub(rx).div_ceil(sw);
-            let x0 = j0 * sw + rx - g.pl;
-            if x0 >= g.in_w {
-                continue;
-            }
-            let dst_row = &mut phases[base + rx * phase_len + j0..base + rx * phase_len + wq];
-            for (d, &v) in dst_row.iter_mut().zip(row[x0..].iter().step_by(sw)) {
-                *d = v;
-            }
-        }
-    }
-    let band = (2048 / wq).max(1);
-    for y0 in (0..oh).step_by(band) {
-        let rows = band.min(oh - y0);
-        let acc = &mut acc[y0 * wq..(y0 + rows) * wq];
-        for ky in 0..g.kh {
-            for kx in 0..g.kw {
-                let phase = &phases[((ky % sh) * sw + kx % sw) * phase_len..][..phase_len];
-                let run = &phase[(y0 + ky / sh) * wq + kx / sw..][..rows * wq];
-                combine(acc, run, g.avg);
-            }
-        }
-    }
-    for (oy, (orow, arow)) in dst.chunks_exact_mut(ow).zip(acc.chunks_exact(wq)).enumerate() {
-        orow.copy_from_slice(&arow[..ow]);
-        if g.avg {
-            for (o, w) in orow.iter_mut().zip(&windows[oy * ow..]) {
-                *o /= w.4;
-            }
-        }
-    }
-}
-
 /// The shape arithmetic one plane needs.
 struct RowGeometry {
     in_w: usize,
     in_h: usize,
     out_w: usize,
-    out_h: usize,
-    kw: usize,
     kh: usize,
     sh: usize,
     sw: usize,
@@ -180,9 +117,6 @@ fn pool_plane_dispatch(
     src: &[f32],
     dst: &mut [f32],
 ) {
-    if g.out_w * g.out_h >= 16 {
-        return PLANE.with(|buf| pool_plane_flat(g, windows, src, dst, &mut buf.borrow_mut()));
-    }
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
