@@ -167,6 +167,7 @@ fn pool_plane(g: &RowGeometry, ranges: &[(usize, usize)], windows: &[Window], sr
     // loads of the same bytes stalls on store forwarding.
     let init = [if g.avg { 0.0 } else { f32::MIN }; 512];
     let mut v = [0.0f32; 512];
+    let mut ph = [0.0f32; 544];
     let wide = g.in_w <= v.len() && g.out_w <= init.len();
     for (oy, orow) in dst.chunks_exact_mut(g.out_w).enumerate() {
         let mut ys = (0..g.kh).map(|ky| oy * g.sh + ky).filter(|&y| y >= g.pt && y - g.pt < g.in_h);
@@ -185,7 +186,11 @@ fn pool_plane(g: &RowGeometry, ranges: &[(usize, usize)], windows: &[Window], sr
                 for y in ys {
                     combine(v, &src[(y - g.pt) * g.in_w..][..g.in_w], g.avg);
                 }
-                horizontal(g, ranges, v, orow);
+                if g.sw == 2 && !horizontal_stride2(g, ranges, v, orow, &mut ph) {
+                    horizontal(g, ranges, v, orow);
+                } else if g.sw != 2 {
+                    horizontal(g, ranges, v, orow);
+                }
             }
         }
         if g.avg {
@@ -212,6 +217,68 @@ fn horizontal(g: &RowGeometry, ranges: &[(usize, usize)], row: &[f32], orow: &mu
                 combine_iter(outs, taps[..2 * n].chunks_exact(2).map(|p| p[0]), g.avg)
             }
             s => combine_iter(outs, taps.iter().step_by(s).copied(), g.avg),
+        }
+    }
+}
+
+/// [`horizontal`] for stride 2 on AVX-512: the row is split into its even and odd columns
+/// with two permutes per 32 values (`ph[..half]` even, `ph[half..]` odd), so each kx reads one
+/// contiguous run. Returns false (nothing done) without AVX-512, or for rows under 32
+/// (measured slower there than the strided loop) or over 512.
+#[inline(always)]
+fn horizontal_stride2(
+    g: &RowGeometry,
+    ranges: &[(usize, usize)],
+    row: &[f32],
+    orow: &mut [f32],
+    ph: &mut [f32; 544],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") && (32..=512).contains(&row.len()) {
+        let half = row.len().div_ceil(32) * 16;
+        // SAFETY: the feature was detected; ph holds 2·half ≤ 544 floats.
+        unsafe { deinterleave2_avx512(row, ph, half) };
+        for (kx, &(lo, hi)) in ranges.iter().enumerate() {
+            if lo >= hi {
+                continue;
+            }
+            let c = lo * 2 + kx - g.pl;
+            let start = (c % 2) * half + c / 2;
+            combine(&mut orow[lo..hi], &ph[start..start + (hi - lo)], g.avg);
+        }
+        return true;
+    }
+    let _ = (g, ranges, row, orow, ph);
+    false
+}
+
+/// `ph[j] = row[2j]`, `ph[half + j] = row[2j + 1]`, 32 values at a time (masked tail).
+///
+/// # Safety
+/// The CPU has AVX-512F; `ph` holds `2·half` floats with `half = ceil(row.len() / 32)·16`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn deinterleave2_avx512(row: &[f32], ph: &mut [f32], half: usize) {
+    use std::arch::x86_64::*;
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let n = row.len();
+    let mask = |from: usize| -> __mmask16 {
+        let left = n.saturating_sub(from);
+        if left >= 16 {
+            0xffff
+        } else {
+            ((1u32 << left) - 1) as u16
+        }
+    };
+    for (t, i) in (0..n).step_by(32).enumerate() {
+        // SAFETY: masked loads read only lanes inside `row`; the stores write 16 floats at
+        // t·16 < half and half + t·16 < 2·half.
+        unsafe {
+            let a = _mm512_maskz_loadu_ps(mask(i), row.as_ptr().add(i));
+            let b = _mm512_maskz_loadu_ps(mask(i + 16), row.as_ptr().wrapping_add(i + 16));
+            _mm512_storeu_ps(ph.as_mut_ptr().add(t * 16), _mm512_permutex2var_ps(a, even, b));
+            _mm512_storeu_ps(ph.as_mut_ptr().add(half + t * 16), _mm512_permutex2var_ps(a, odd, b));
         }
     }
 }
