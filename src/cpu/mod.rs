@@ -17,7 +17,7 @@ mod lrn;
 mod matmul_narrow;
 mod matmul_tiled;
 mod network;
-mod pool2d;
+pub(crate) mod pool2d;
 mod read_mapped;
 mod relu;
 mod softmax;

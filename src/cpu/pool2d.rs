@@ -15,23 +15,7 @@ pub fn pool2d(params: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
     let out_plane = (p.out_h * p.out_w) as usize;
     let in_plane = p.in_plane as usize;
     assert!(out.len() >= out_plane * p.planes as usize && input.len() >= in_plane * p.planes as usize);
-    // Per output position: the clipped window (padded coordinates) and its divisor.
-    let windows: Vec<(u32, u32, u32, u32, f32)> = (0..p.out_h * p.out_w)
-        .map(|o| {
-            let hs = (o / p.out_w) * p.stride_h;
-            let ws = (o % p.out_w) * p.stride_w;
-            let he_pad = (hs + p.kernel_h).min(p.in_h + p.pad_top + p.pad_bottom);
-            let we_pad = (ws + p.kernel_w).min(p.in_w + p.pad_left + p.pad_right);
-            let (h0, w0) = (hs.max(p.pad_top), ws.max(p.pad_left));
-            let (h1, w1) = (he_pad.min(p.in_h + p.pad_top), we_pad.min(p.in_w + p.pad_left));
-            let divisor = if p.count_include_pad != 0 {
-                (he_pad - hs) * (we_pad - ws)
-            } else {
-                h1.saturating_sub(h0) * w1.saturating_sub(w0)
-            };
-            (h0, h1, w0, w1, divisor as f32)
-        })
-        .collect();
+    let windows = pool_windows(p);
     out[..out_plane * p.planes as usize].par_chunks_mut(out_plane).zip(input.par_chunks(in_plane)).for_each(
         |(dst, src)| {
             for (o, &(h0, h1, w0, w1, divisor)) in dst.iter_mut().zip(&windows) {
@@ -51,4 +35,26 @@ pub fn pool2d(params: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
             }
         },
     );
+}
+
+/// Per output position: the window clipped to the input (padded coordinates: rows
+/// `h0..h1`, columns `w0..w1`) and the average's divisor. The one place this arithmetic
+/// lives; the fast pooling path reads its divisors from here.
+pub(crate) fn pool_windows(p: &Pool2dParams) -> Vec<(u32, u32, u32, u32, f32)> {
+    (0..p.out_h * p.out_w)
+        .map(|o| {
+            let hs = (o / p.out_w) * p.stride_h;
+            let ws = (o % p.out_w) * p.stride_w;
+            let he_pad = (hs + p.kernel_h).min(p.in_h + p.pad_top + p.pad_bottom);
+            let we_pad = (ws + p.kernel_w).min(p.in_w + p.pad_left + p.pad_right);
+            let (h0, w0) = (hs.max(p.pad_top), ws.max(p.pad_left));
+            let (h1, w1) = (he_pad.min(p.in_h + p.pad_top), we_pad.min(p.in_w + p.pad_left));
+            let divisor = if p.count_include_pad != 0 {
+                (he_pad - hs) * (we_pad - ws)
+            } else {
+                h1.saturating_sub(h0) * w1.saturating_sub(w0)
+            };
+            (h0, h1, w0, w1, divisor as f32)
+        })
+        .collect()
 }

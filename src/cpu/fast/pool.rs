@@ -4,6 +4,7 @@
 
 use rayon::prelude::*;
 
+use crate::cpu::pool2d::pool_windows;
 use crate::cpu::read_mapped;
 use crate::params::Pool2dParams;
 
@@ -21,25 +22,8 @@ pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
     let planes = p.planes as usize;
     let kind = p.in_map_kind;
     assert!(out.len() >= out_plane * planes && input.len() >= src_plane * planes);
-    // Window bounds in input coordinates (clipped to the input) and the average's divisor.
-    let windows: Vec<Window> = (0..p.out_h * p.out_w)
-        .map(|o| {
-            let hs = (o / p.out_w) * p.stride_h;
-            let ws = (o % p.out_w) * p.stride_w;
-            let he_pad = (hs + p.kernel_h).min(p.in_h + p.pad_top + p.pad_bottom);
-            let we_pad = (ws + p.kernel_w).min(p.in_w + p.pad_left + p.pad_right);
-            let (h0, w0) = (hs.max(p.pad_top), ws.max(p.pad_left));
-            let (h1, w1) = (he_pad.min(p.in_h + p.pad_top), we_pad.min(p.in_w + p.pad_left));
-            let divisor = if p.count_include_pad != 0 {
-                (he_pad - hs) * (we_pad - ws)
-            } else {
-                h1.saturating_sub(h0) * w1.saturating_sub(w0)
-            };
-            let (h0, h1) = ((h0 - p.pad_top) as usize, (h1.max(h0) - p.pad_top) as usize);
-            let (w0, w1) = ((w0 - p.pad_left) as usize, (w1.max(w0) - p.pad_left) as usize);
-            (h0, h1, w0, w1, divisor as f32)
-        })
-        .collect();
+    // The average's divisor per output position (the twin's window arithmetic).
+    let windows: Vec<f32> = pool_windows(p).iter().map(|w| w.4).collect();
     let in_w = p.in_w as usize;
     let (in_h, out_w) = (p.in_h as usize, p.out_w as usize);
     let (kh, kw, sh, sw) =
@@ -108,12 +92,10 @@ struct RowGeometry {
     avg: bool,
 }
 
-type Window = (usize, usize, usize, usize, f32);
-
 fn pool_plane_dispatch(
     g: &RowGeometry,
     ranges: &[(usize, usize)],
-    windows: &[Window],
+    windows: &[f32],
     src: &[f32],
     dst: &mut [f32],
 ) {
@@ -136,7 +118,7 @@ fn pool_plane_dispatch(
 unsafe fn pool_plane_avx512(
     g: &RowGeometry,
     ranges: &[(usize, usize)],
-    windows: &[Window],
+    windows: &[f32],
     src: &[f32],
     dst: &mut [f32],
 ) {
@@ -148,7 +130,7 @@ unsafe fn pool_plane_avx512(
 unsafe fn pool_plane_avx2(
     g: &RowGeometry,
     ranges: &[(usize, usize)],
-    windows: &[Window],
+    windows: &[f32],
     src: &[f32],
     dst: &mut [f32],
 ) {
@@ -162,7 +144,7 @@ unsafe fn pool_plane_avx2(
 /// row-major order). The max is `if v > o`, which, like the twin's `f32::max`, never lets a
 /// NaN input replace the running value.
 #[inline(always)]
-fn pool_plane(g: &RowGeometry, ranges: &[(usize, usize)], windows: &[Window], src: &[f32], dst: &mut [f32]) {
+fn pool_plane(g: &RowGeometry, ranges: &[(usize, usize)], windows: &[f32], src: &[f32], dst: &mut [f32]) {
     // Rows are started with block copies, not `fill`: a small scalar fill followed by vector
     // loads of the same bytes stalls on store forwarding.
     let init = [if g.avg { 0.0 } else { f32::MIN }; 512];
@@ -194,8 +176,8 @@ fn pool_plane(g: &RowGeometry, ranges: &[(usize, usize)], windows: &[Window], sr
             }
         }
         if g.avg {
-            for (o, w) in orow.iter_mut().zip(&windows[oy * g.out_w..]) {
-                *o /= w.4;
+            for (o, &d) in orow.iter_mut().zip(&windows[oy * g.out_w..]) {
+                *o /= d;
             }
         }
     }
