@@ -142,6 +142,13 @@ impl ConvLayer {
         self.relu
     }
 
+    /// Whether the fused ReLU must wait for the gather: relu(barycentric(x)) is not
+    /// barycentric(relu(x)), so a perforated barycentric layer applies it after
+    /// interpolating, and its GEMM epilogue has none.
+    pub(crate) fn relu_after_gather(&self) -> bool {
+        self.relu && self.map.kind() == MapKind::Barycentric && !self.mask.is_dense()
+    }
+
     /// Elements per input channel plane: H·W, or N_prev for a compact input.
     pub fn input_plane(&self) -> usize {
         match &self.input_map {
@@ -257,9 +264,7 @@ impl ConvSchedule {
         let n = layer.mask().len();
         let k = g.k_per_group();
         let batch_cols = g.batch * n;
-        // relu(barycentric(x)) != barycentric(relu(x)): the ReLU moves to the gather.
-        let relu_after_gather =
-            layer.relu() && layer.map.kind() == MapKind::Barycentric && !layer.mask().is_dense();
+        let relu_after_gather = layer.relu_after_gather();
         if relu_after_gather && settings.output == OutputForm::Compact {
             return Err(Error::InvalidArgument(
                 "a barycentric layer with a fused ReLU has no compact output: the ReLU must follow the \

@@ -51,7 +51,7 @@ fn problem(name: &'static str, geometry: ConvGeometry, keep: Keep, seed: u64) ->
         geometry,
         keep,
         compact_input: false,
-        relu: seed % 2 == 0,
+        relu: seed.is_multiple_of(2),
         seed,
         interp: MapKind::Nearest,
         in_interp: MapKind::Nearest,
@@ -110,7 +110,7 @@ fn blocking_boundaries_depthwise_and_narrow_products() {
 fn random_geometries_match_reference() {
     let mut rng = SeededRng::new(2016);
     let kinds = [MapKind::Nearest, MapKind::Zeros, MapKind::Barycentric];
-    let mut pick = |n: usize| (rng.next_u64() % n as u64) as usize;
+    let mut pick = |n: usize| usize::try_from(rng.next_u64() % n as u64).expect("below n");
     for seed in 0..60u64 {
         let groups = [1, 1, 2, 3][pick(4)];
         let in_channels = groups * (1 + pick(6));
@@ -158,7 +158,7 @@ fn random_pooling_matches_the_twin() {
     use perforate::Interpolation;
 
     let mut rng = SeededRng::new(77);
-    let mut pick = |n: usize| (rng.next_u64() % n as u64) as usize;
+    let mut pick = |n: usize| usize::try_from(rng.next_u64() % n as u64).expect("below n");
     let mut checked = 0;
     for case in 0..80u64 {
         let (h, w) = (1 + pick(24), 1 + pick(24));

@@ -10,8 +10,10 @@ use crate::params::AddParams;
 pub fn add(params: &AddParams, a: &[f32], b: &[f32], out: &mut [f32]) {
     let n = params.len as usize;
     let relu = params.relu != 0;
-    out[..n].par_iter_mut().zip(&a[..n]).zip(&b[..n]).for_each(|((o, &x), &y)| {
-        let v = x + y;
-        *o = if relu { v.max(0.0) } else { v };
-    });
+    out[..n].par_iter_mut().zip(&a[..n]).zip(&b[..n]).with_min_len(super::MIN_PARALLEL_ELEMENTS).for_each(
+        |((o, &x), &y)| {
+            let v = x + y;
+            *o = if relu { v.max(0.0) } else { v };
+        },
+    );
 }

@@ -9,5 +9,9 @@ use crate::params::ClipParams;
 /// Arguments follow the shader's bindings: params, input, out.
 pub fn clip(params: &ClipParams, input: &[f32], out: &mut [f32]) {
     let n = params.len as usize;
-    out[..n].par_iter_mut().zip(&input[..n]).for_each(|(o, &x)| *o = x.max(params.min).min(params.max));
+    out[..n]
+        .par_iter_mut()
+        .zip(&input[..n])
+        .with_min_len(super::MIN_PARALLEL_ELEMENTS)
+        .for_each(|(o, &x)| *o = x.max(params.min).min(params.max));
 }

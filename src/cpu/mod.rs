@@ -22,6 +22,10 @@ mod read_mapped;
 mod relu;
 mod softmax;
 
+/// Element-wise and pooling steps over fewer elements than this run on the calling thread
+/// (rayon's `with_min_len`): at batch 1 a parallel region costs more than the work.
+pub(crate) const MIN_PARALLEL_ELEMENTS: usize = 1 << 15;
+
 pub use add::add;
 pub use channel_affine::channel_affine;
 pub use clip::clip;

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use super::conv::{conv_forward, CPU_DEFAULT_CHUNK_BYTES};
-use super::fast::elementwise::{add_fast, clip_fast, gather_fast, relu_fast};
+use super::fast::elementwise::gather_fast;
 use super::fast::pool::pool2d_fast;
 use super::fast::FastConv;
 use super::gemm::Microkernel;
@@ -18,7 +18,7 @@ use crate::plan::{Executor, Plan, StepOp};
 /// weights (the reference executor).
 #[derive(Debug)]
 enum ConvState {
-    Fast(FastConv),
+    Fast(Box<FastConv>),
     Twin { schedule: ConvSchedule, packed: Vec<f32> },
 }
 
@@ -60,9 +60,11 @@ impl CpuExecutor {
             .iter()
             .map(|s| match &s.op {
                 StepOp::Conv { layer, settings } => {
+                    // Resolving the schedule also validates the layer for either path (for
+                    // example a barycentric conv with a fused ReLU has no compact output).
                     let schedule = ConvSchedule::new(layer, settings, CPU_DEFAULT_CHUNK_BYTES)?;
                     Ok(Some(match fast {
-                        Some(kern) => ConvState::Fast(FastConv::new(layer, kern)),
+                        Some(kern) => ConvState::Fast(Box::new(FastConv::new(layer, kern))),
                         None => ConvState::Twin { schedule, packed: layer.packed_weights().0 },
                     }))
                 }
@@ -152,11 +154,8 @@ impl CpuExecutor {
                     pool2d(params, arg(0), in_map.as_ref().map_or(&[][..], |m| m.table()), dst)
                 }
                 StepOp::Lrn(p) => lrn(p, arg(0), dst),
-                StepOp::Relu(p) if self.fast => relu_fast(p, arg(0), dst),
                 StepOp::Relu(p) => relu(p, arg(0), dst),
-                StepOp::Clip(p) if self.fast => clip_fast(p, arg(0), dst),
                 StepOp::Clip(p) => clip(p, arg(0), dst),
-                StepOp::Add(p) if self.fast => add_fast(p, arg(0), arg(1), dst),
                 StepOp::Add(p) => add(p, arg(0), arg(1), dst),
                 StepOp::Affine { params, scale, shift } => channel_affine(params, arg(0), scale, shift, dst),
                 StepOp::Softmax(p) => softmax(p, arg(0), dst),

@@ -12,10 +12,12 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use super::taps::{Taps, PAD};
-use super::SendPtr;
 use crate::cpu::read_mapped;
 use crate::geometry::ConvGeometry;
 use crate::layer::ConvLayer;
+
+/// Layers under this many multiply-adds run on the calling thread.
+const SEQUENTIAL_MACS: usize = 1 << 20;
 
 /// A depthwise convolution.
 #[derive(Debug)]
@@ -27,7 +29,7 @@ pub(crate) struct Depthwise {
     bias: Vec<f32>,
     relu: bool,
     plane: usize,
-    /// Dense input and dense mask: the row-range path applies.
+    /// Dense input and dense mask: the stride-phase path (`plane_phases`) applies.
     direct: bool,
     taps: Taps,
 }
@@ -58,35 +60,36 @@ impl Depthwise {
         let n_pos = self.taps.n_pos;
         let planes = g.batch * g.out_channels;
         assert!(out.len() >= planes * n_pos, "conv output buffer too small");
-        let out = SendPtr(out.as_mut_ptr());
-        // About 8 tasks per thread; each a run of whole output planes.
+        // Whole output planes, about 8 tasks per thread; small layers on the calling thread.
         let per_task = planes.div_ceil(8 * rayon::current_num_threads()).max(1);
-        let body = |t: usize| {
-            for p in t * per_task..((t + 1) * per_task).min(planes) {
-                let (img, o) = (p / g.out_channels, p % g.out_channels);
-                let ci = o / self.mult;
-                let src = &x[(img * g.in_channels + ci) * self.plane..][..self.plane];
-                // SAFETY: plane p of the [B, T, N] output belongs to this iteration only.
-                let dst = unsafe { std::slice::from_raw_parts_mut(out.ptr().add(p * n_pos), n_pos) };
-                let w = &self.weights[o * g.kernel_h * g.kernel_w..(o + 1) * g.kernel_h * g.kernel_w];
-                dst.fill(self.bias[o]);
-                if self.direct {
-                    self.plane_direct(src, w, dst);
-                } else {
-                    self.plane_taps(src, w, dst);
-                }
-                if self.relu {
-                    for v in dst.iter_mut() {
-                        *v = v.max(0.0);
-                    }
+        let taps = g.kernel_h * g.kernel_w;
+        let plane_out = |p: usize, dst: &mut [f32]| {
+            let (img, o) = (p / g.out_channels, p % g.out_channels);
+            let ci = o / self.mult;
+            let src = &x[(img * g.in_channels + ci) * self.plane..][..self.plane];
+            let w = &self.weights[o * taps..(o + 1) * taps];
+            dst.fill(self.bias[o]);
+            if self.direct {
+                self.plane_direct(src, w, dst);
+            } else {
+                self.plane_taps(src, w, dst);
+            }
+            if self.relu {
+                for v in dst.iter_mut() {
+                    *v = v.max(0.0);
                 }
             }
         };
-        let tasks = planes.div_ceil(per_task);
-        if planes * n_pos * g.kernel_h * g.kernel_w < 1 << 20 {
-            (0..tasks).for_each(body);
+        let body = |(t, chunk): (usize, &mut [f32])| {
+            for (k, dst) in chunk.chunks_exact_mut(n_pos).enumerate() {
+                plane_out(t * per_task + k, dst);
+            }
+        };
+        let out = &mut out[..planes * n_pos];
+        if planes * n_pos * taps < SEQUENTIAL_MACS {
+            out.chunks_mut(per_task * n_pos).enumerate().for_each(body);
         } else {
-            (0..tasks).into_par_iter().for_each(body);
+            out.par_chunks_mut(per_task * n_pos).enumerate().for_each(body);
         }
     }
 

@@ -1,6 +1,6 @@
-//! Channel-vectorised ("HWC") convolution for layers whose reads are irregular: perforated
-//! outputs (any mask), compact inputs read through a nearest or zeros map, strides. The
-//! implicit GEMM would gather every B value; here the input is transposed once per run to
+//! Channel-vectorised ("HWC") convolution. It runs any conv whose input is dense or read
+//! through a nearest or zeros map; [`super::FastConv::new`] picks it for compact inputs, where
+//! the implicit GEMM would gather every B value. Here the input is transposed once per run to
 //! channel-last rows (`[B][plane + 1][C]`, the last row zeros for padding taps), and each
 //! output position's tap is one pointer to a row of `C` contiguous values. The microkernel
 //! (`gemm::avx512::hwc_tile`) then vectorises over output channels: a tile is 8 positions ×

@@ -77,6 +77,8 @@ pub(crate) struct ImplicitGemm {
     /// connected layers, small maps at batch > 1) runs as one "image" of `B·N` columns, the
     /// image offsets in the tap table and every tile copied out through the edge buffer.
     fold: bool,
+    /// Columns of one (virtual) image: N, or B·N when folded.
+    width: usize,
     /// Per tile: every kernel offset reads it regularly, so the indirect microkernel can
     /// read B straight from the input (all false without an indirect kernel).
     regular: Vec<bool>,
@@ -133,7 +135,8 @@ impl ImplicitGemm {
                 *d = if t == PAD || taps.map_kind == 3 {
                     t
                 } else {
-                    t + ((j / taps.n_pos) * image_stride) as u32
+                    t + u32::try_from((j / taps.n_pos) * image_stride)
+                        .expect("validated geometry: input indices fit in u32")
                 };
             }
         }
@@ -170,6 +173,7 @@ impl ImplicitGemm {
             cols,
             reads,
             fold,
+            width,
         }
     }
 
@@ -180,8 +184,7 @@ impl ImplicitGemm {
         assert!(x.len() >= self.batch * self.cg * self.groups * self.plane, "conv input too short");
         assert!(x.len() < i32::MAX as usize, "conv input indices must fit in i32 (gather offsets)");
         let images = if self.fold { 1 } else { self.batch };
-        let width = if self.fold { self.batch * n_pos } else { n_pos };
-        let flops = 2 * self.groups * images * self.tg * self.k * width;
+        let flops = 2 * self.groups * images * self.tg * self.k * self.width;
         // A layer this small costs less than waking the other threads: run it here.
         let want = if flops < SEQUENTIAL_FLOPS { 1 } else { 2 * rayon::current_num_threads() };
         // Tile blocks per image of about NC columns; then, if that leaves the threads short
@@ -214,6 +217,48 @@ impl ImplicitGemm {
         }
     }
 
+    /// Whether the tile (`tile`, `panel`) is written straight into the output: all its
+    /// columns are positions of one image and all its rows are channels of the group.
+    /// Other tiles go through the task's edge buffer and are copied out at the end.
+    fn direct(&self, tile: usize, panel: usize) -> bool {
+        !self.fold && (tile + 1) * self.kern.nr <= self.taps.n_pos && (panel + 1) * self.kern.mr <= self.tg
+    }
+
+    /// The packed weight panel from depth `p0` (`(k − p0)·MR` floats) and, for the last
+    /// depth block, its `MR` biases (null otherwise: no epilogue yet).
+    fn weights(&self, grp: usize, panel: usize, p0: usize, last: bool) -> (*const f32, *const f32) {
+        let mr = self.kern.mr;
+        let a = self.a[((grp * self.panels + panel) * self.k + p0) * mr..].as_ptr();
+        let bias =
+            if last { self.bias[(grp * self.panels + panel) * mr..].as_ptr() } else { std::ptr::null() };
+        (a, bias)
+    }
+
+    /// Where the microkernel writes tile `tile` (the task's `t`-th) × weight panel `panel`
+    /// (the task's `i`-th): the output itself at row stride N for a [`Self::direct`] tile,
+    /// else the edge buffer `c` (stride `ldc`). Either holds `MR` rows of `NR` floats.
+    #[allow(clippy::too_many_arguments)]
+    fn destination(
+        &self,
+        out: SendPtr,
+        out_base: usize,
+        c: &mut [f32],
+        ldc: usize,
+        i: usize,
+        t: usize,
+        tile: usize,
+        panel: usize,
+    ) -> (*mut f32, usize) {
+        let (mr, nr, n_pos) = (self.kern.mr, self.kern.nr, self.taps.n_pos);
+        if self.direct(tile, panel) {
+            // SAFETY: rows panel·MR.. of this group and columns tile·NR.. of this image lie
+            // inside the output (`direct`); only the task owning them writes there.
+            (unsafe { out.ptr().add(out_base + panel * mr * n_pos + tile * nr) }, n_pos)
+        } else {
+            (c[i * mr * ldc + t * nr..].as_mut_ptr(), ldc)
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn task(
         &self,
@@ -226,8 +271,6 @@ impl ImplicitGemm {
         tiles: std::ops::Range<usize>,
     ) {
         let (mr, nr, n_pos) = (self.kern.mr, self.kern.nr, self.taps.n_pos);
-        // Columns of this (virtual) image.
-        let width = if self.fold { self.batch * n_pos } else { n_pos };
         let ldi = self.tiles * nr;
         let nt = tiles.len();
         let ldc = nt * nr;
@@ -257,23 +300,12 @@ impl ImplicitGemm {
                         let ptr = x_img[base..].as_ptr().wrapping_offset(read.start);
                         s.rows.push(BRow { ptr, keep: !read.pad & keep_all });
                     }
-                    let full_cols = !self.fold && (tile + 1) * nr <= n_pos;
                     let t = tile - tiles.start;
                     for (i, panel) in panels.clone().enumerate() {
-                        let a = self.a[((grp * self.panels + panel) * self.k + p0) * mr..].as_ptr();
-                        let bias = if last {
-                            self.bias[(grp * self.panels + panel) * mr..].as_ptr()
-                        } else {
-                            std::ptr::null()
-                        };
-                        let (c, ldc) = if full_cols && (panel + 1) * mr <= self.tg {
-                            // SAFETY: as in the packed path below.
-                            (unsafe { out.ptr().add(out_base + panel * mr * n_pos + tile * nr) }, n_pos)
-                        } else {
-                            (s.c[i * mr * ldc + t * nr..].as_mut_ptr(), ldc)
-                        };
+                        let (a, bias) = self.weights(grp, panel, p0, last);
+                        let (c, ldc) = self.destination(out, out_base, &mut s.c, ldc, i, t, tile, panel);
                         // SAFETY: kept lanes of every row lie inside the input (regular taps);
-                        // A, C and bias as in the packed path.
+                        // A, C and bias as `weights` and `destination` give them.
                         unsafe { self.kern.run_indirect(kcb, a, &s.rows, c, ldc, p0 > 0, bias, self.relu) };
                     }
                 }
@@ -312,25 +344,11 @@ impl ImplicitGemm {
             }
             for (t, tile) in tiles.clone().enumerate() {
                 let b = s.b[t * kcb * nr..].as_ptr();
-                let full_cols = !self.fold && (tile + 1) * nr <= n_pos;
                 for (i, panel) in panels.clone().enumerate() {
-                    let a = self.a[((grp * self.panels + panel) * self.k + p0) * mr..].as_ptr();
-                    let bias = if last {
-                        self.bias[(grp * self.panels + panel) * mr..].as_ptr()
-                    } else {
-                        std::ptr::null()
-                    };
-                    let direct = full_cols && (panel + 1) * mr <= self.tg;
-                    let (c, ldc) = if direct {
-                        // SAFETY: rows panel·MR.. of this group and columns tile·NR.. of this
-                        // image lie inside the output; only this task writes them.
-                        (unsafe { out.ptr().add(out_base + panel * mr * n_pos + tile * nr) }, n_pos)
-                    } else {
-                        (s.c[i * mr * ldc + t * nr..].as_mut_ptr(), ldc)
-                    };
-                    // SAFETY: the A panel holds k·MR floats from p0 (kcb·MR read), the B
-                    // micro-panel kcb·NR, C has MR rows of NR floats at stride ldc, and the
-                    // bias (when given) MR floats.
+                    let (a, bias) = self.weights(grp, panel, p0, last);
+                    let (c, ldc) = self.destination(out, out_base, &mut s.c, ldc, i, t, tile, panel);
+                    // SAFETY: the B micro-panel holds kcb·NR floats; A, C and bias as
+                    // `weights` and `destination` give them.
                     unsafe { self.kern.run(kcb, a, b, c, ldc, p0 > 0, bias, self.relu) };
                 }
             }
@@ -338,9 +356,9 @@ impl ImplicitGemm {
 
         // Edge tiles: copy their real rows and columns out of the buffer.
         for (t, tile) in tiles.clone().enumerate() {
-            let cols = nr.min(width.saturating_sub(tile * nr));
+            let cols = nr.min(self.width.saturating_sub(tile * nr));
             for (i, panel) in panels.clone().enumerate() {
-                if !self.fold && (tile + 1) * nr <= n_pos && (panel + 1) * mr <= self.tg {
+                if self.direct(tile, panel) {
                     continue;
                 }
                 for row in 0..mr.min(self.tg.saturating_sub(panel * mr)) {

@@ -22,7 +22,6 @@ pub(crate) mod pool;
 mod taps;
 
 use crate::cpu::gemm::Microkernel;
-use crate::interp::MapKind;
 use crate::layer::ConvLayer;
 
 /// A raw output pointer shared by the tasks of one parallel region, each of which writes a
@@ -54,7 +53,7 @@ pub enum FastConv {
     /// Dot products for a few columns.
     #[allow(private_interfaces)]
     Gemv(gemv::Gemv),
-    /// Channel-vectorised conv over a channel-last copy of the input (irregular reads).
+    /// Channel-vectorised conv over a channel-last copy of a compact input.
     #[allow(private_interfaces)]
     Hwc(hwc_conv::HwcConv),
 }
@@ -63,14 +62,13 @@ impl FastConv {
     /// Prepares `layer` (validated by [`crate::ConvSchedule::new`]) to write its compact
     /// `[B, T, N]` output; the ReLU is fused unless it must follow a barycentric gather.
     pub fn new(layer: &ConvLayer, kern: Microkernel) -> FastConv {
-        let relu = layer.relu()
-            && !(layer.interpolation_map().kind() == MapKind::Barycentric && !layer.mask().is_dense());
+        let relu = layer.relu() && !layer.relu_after_gather();
         let cols = layer.geometry().batch * layer.mask().len();
         if depthwise::Depthwise::applies(layer) {
             FastConv::Depthwise(depthwise::Depthwise::new(layer, relu))
         } else if cols <= gemv::MAX_COLS {
             FastConv::Gemv(gemv::Gemv::new(layer, relu))
-        } else if kern.name == "avx512" && irregular(layer) && hwc_conv::HwcConv::available(layer) {
+        } else if kern.name == "avx512" && hwc_pays_off(layer) && hwc_conv::HwcConv::available(layer) {
             FastConv::Hwc(hwc_conv::HwcConv::new(layer, relu))
         } else {
             FastConv::Gemm(implicit_gemm::ImplicitGemm::new(layer, relu, kern))
@@ -107,7 +105,7 @@ impl FastConv {
 /// Whether the HWC path pays off: the input is compact (the implicit GEMM would gather
 /// every read through the map) and the layer has enough work per input value to amortise
 /// the transposition (`PERFORATE_HWC=0` turns the path off, for comparisons).
-fn irregular(layer: &ConvLayer) -> bool {
+fn hwc_pays_off(layer: &ConvLayer) -> bool {
     if std::env::var("PERFORATE_HWC").is_ok_and(|v| v == "0") {
         return false;
     }
@@ -115,9 +113,9 @@ fn irregular(layer: &ConvLayer) -> bool {
     // Measured on ResNet-18 at q = 1/2: a clear win where the input is compact (the implicit
     // GEMM gathers every read through the map); no better for perforated outputs or strides
     // over a dense input, where the implicit GEMM's gathers read a dense plane.
-    let irregular = layer.input_map().is_some();
+    let compact_input = layer.input_map().is_some();
     // The channel-last copy costs about ten cycles per input value, a multiply-add 1/32:
     // the layer must do a few hundred multiply-adds per input value, and enough per tap.
     let macs = g.out_channels * layer.mask().len() * g.kernel_h * g.kernel_w * g.in_channels_per_group();
-    irregular && g.in_channels_per_group() >= 8 && macs >= 256 * g.in_channels * layer.input_plane()
+    compact_input && g.in_channels_per_group() >= 8 && macs >= 256 * g.in_channels * layer.input_plane()
 }

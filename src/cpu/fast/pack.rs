@@ -116,6 +116,8 @@ unsafe fn pack_avx512_inner(
     let pad_idx = _mm512_set1_epi32(PAD as i32);
     for (t, r) in reads.iter().enumerate() {
         for v in (0..nr).step_by(16) {
+            // Lanes v..v + 16 of the tile's 64-bit mask: the truncation is the point.
+            #[allow(clippy::cast_possible_truncation)]
             let keep = !(r.pad >> v) as u16;
             // SAFETY: dst holds this tile's nr floats; masked-out lanes read no memory, the
             // others read inside the buffer (regular: start + j; gather: the tap).

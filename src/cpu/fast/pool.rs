@@ -5,11 +5,8 @@
 use rayon::prelude::*;
 
 use crate::cpu::pool2d::pool_windows;
-use crate::cpu::read_mapped;
+use crate::cpu::{read_mapped, MIN_PARALLEL_ELEMENTS};
 use crate::params::Pool2dParams;
-
-/// Inputs under this many elements are pooled on the calling thread.
-pub(crate) const SEQUENTIAL_ELEMENTS: usize = 1 << 16;
 
 /// Max or average pooling with the `pool2d` twin's arguments: a dense `[planes, in_h,
 /// in_w]` input, or a compact `[planes, N]` one read through `in_map` (each plane is first
@@ -51,7 +48,7 @@ pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
         }
     };
     let (dst, src) = (&mut out[..out_plane * planes], &input[..src_plane * planes]);
-    if planes * in_plane < SEQUENTIAL_ELEMENTS {
+    if planes * in_plane < MIN_PARALLEL_ELEMENTS {
         body((dst, src));
     } else {
         dst.par_chunks_mut(out_plane * per_task).zip(src.par_chunks(src_plane * per_task)).for_each(body);
@@ -168,9 +165,7 @@ fn pool_plane(g: &RowGeometry, ranges: &[(usize, usize)], windows: &[f32], src: 
                 for y in ys {
                     combine(v, &src[(y - g.pt) * g.in_w..][..g.in_w], g.avg);
                 }
-                if g.sw == 2 && !horizontal_stride2(g, ranges, v, orow, &mut ph) {
-                    horizontal(g, ranges, v, orow);
-                } else if g.sw != 2 {
+                if !(g.sw == 2 && horizontal_stride2(g, ranges, v, orow, &mut ph)) {
                     horizontal(g, ranges, v, orow);
                 }
             }
@@ -250,7 +245,10 @@ unsafe fn deinterleave2_avx512(row: &[f32], ph: &mut [f32], half: usize) {
         if left >= 16 {
             0xffff
         } else {
-            ((1u32 << left) - 1) as u16
+            // left < 16: the mask fits.
+            #[allow(clippy::cast_possible_truncation)]
+            let m = ((1u32 << left) - 1) as u16;
+            m
         }
     };
     for (t, i) in (0..n).step_by(32).enumerate() {

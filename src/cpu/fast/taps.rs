@@ -49,8 +49,8 @@ impl Taps {
                     {
                         return PAD;
                     }
-                    // validate() bounds every tensor by 2^30 elements, so a plane index fits.
-                    let s = ((yp - g.pad_top) * g.in_w + (xp - g.pad_left)) as u32;
+                    let s = u32::try_from((yp - g.pad_top) * g.in_w + (xp - g.pad_left))
+                        .expect("validated geometry: input indices fit in u32");
                     match map_kind {
                         1 | 2 => match map_table[s as usize] {
                             ZERO_TAP => PAD,

@@ -133,8 +133,11 @@ unsafe fn tile_indirect(
         // read no memory); `a` advances by MR floats, kc times.
         unsafe {
             let r = *rows.add(p);
-            let b0 = _mm512_maskz_loadu_ps(r.keep as u16, r.ptr);
-            let b1 = _mm512_maskz_loadu_ps((r.keep >> 16) as u16, r.ptr.wrapping_add(16));
+            // Lanes 0..16 and 16..32 of the row's mask: the truncations are the point.
+            #[allow(clippy::cast_possible_truncation)]
+            let (k0, k1) = (r.keep as u16, (r.keep >> 16) as u16);
+            let b0 = _mm512_maskz_loadu_ps(k0, r.ptr);
+            let b1 = _mm512_maskz_loadu_ps(k1, r.ptr.wrapping_add(16));
             for (i, row) in acc.iter_mut().enumerate() {
                 let ai = _mm512_set1_ps(*a.add(i));
                 row[0] = _mm512_fmadd_ps(ai, b0, row[0]);

@@ -142,11 +142,13 @@ impl Microkernel {
         self.indirect.is_some()
     }
 
-    /// Runs the indirect variant; a family without one packs the rows and runs [`Microkernel::run`].
+    /// Runs the indirect variant (only families with [`Microkernel::has_indirect`] have one;
+    /// callers check, so asking another family is an internal error).
     ///
     /// # Safety
     /// As [`IndirectFn`]: `rows` holds `kc` rows whose kept lanes are readable.
     #[allow(clippy::too_many_arguments)]
+    #[track_caller]
     pub unsafe fn run_indirect(
         &self,
         kc: usize,
@@ -159,19 +161,9 @@ impl Microkernel {
         relu: bool,
     ) {
         assert!(rows.len() >= kc, "indirect B needs kc rows");
-        if let Some(f) = self.indirect {
-            // SAFETY: forwarded contract.
-            return unsafe { f(kc, a, rows.as_ptr(), c, ldc, accumulate, bias, relu) };
-        }
-        let mut b = vec![0.0f32; kc * self.nr];
-        for (dst, r) in b.chunks_exact_mut(self.nr).zip(rows) {
-            for (j, d) in dst.iter_mut().enumerate() {
-                // SAFETY: kept lanes are readable.
-                *d = if r.keep >> j & 1 == 1 { unsafe { *r.ptr.wrapping_add(j) } } else { 0.0 };
-            }
-        }
-        // SAFETY: b is a packed panel of kc·NR.
-        unsafe { self.run(kc, a, b.as_ptr(), c, ldc, accumulate, bias, relu) }
+        let f = self.indirect.expect("run_indirect on a family without an indirect kernel");
+        // SAFETY: forwarded contract.
+        unsafe { f(kc, a, rows.as_ptr(), c, ldc, accumulate, bias, relu) }
     }
 }
 
@@ -221,23 +213,28 @@ mod tests {
             // Overwrite with the epilogue: bias per row, then the ReLU.
             let bias: Vec<f32> = (0..mr).map(|i| i as f32 - 2.5).collect();
             unsafe { kern.run(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, false, bias.as_ptr(), true) };
-            // The indirect variant over the same B (rows pointing into b), with lanes 1 and
-            // NR-1 masked out of every row: those columns must come out as bias + ReLU only.
-            let keep = ((1u64 << nr) - 1) & !(1 << 1) & !(1 << (nr - 1));
-            let rows: Vec<BRow> = (0..kc).map(|p| BRow { ptr: b[p * nr..].as_ptr(), keep }).collect();
-            let mut d = vec![7.0f32; mr * ldc];
-            unsafe {
-                kern.run_indirect(kc, a.as_ptr(), &rows, d.as_mut_ptr(), ldc, false, bias.as_ptr(), true)
-            };
-            for i in 0..mr {
-                for j in 0..nr {
-                    let r: f64 = if keep >> j & 1 == 1 {
-                        (0..kc).map(|p| f64::from(a[p * mr + i]) * f64::from(b[p * nr + j])).sum()
-                    } else {
-                        0.0
-                    };
-                    let want = (r + f64::from(bias[i])).max(0.0);
-                    assert!((f64::from(d[i * ldc + j]) - want).abs() < 1e-4, "{kern:?} indirect ({i},{j})");
+            if kern.has_indirect() {
+                // The indirect variant over the same B (rows pointing into b), with lanes 1 and
+                // NR-1 masked out of every row: those columns must come out as bias + ReLU only.
+                let keep = ((1u64 << nr) - 1) & !(1 << 1) & !(1 << (nr - 1));
+                let rows: Vec<BRow> = (0..kc).map(|p| BRow { ptr: b[p * nr..].as_ptr(), keep }).collect();
+                let mut d = vec![7.0f32; mr * ldc];
+                unsafe {
+                    kern.run_indirect(kc, a.as_ptr(), &rows, d.as_mut_ptr(), ldc, false, bias.as_ptr(), true)
+                };
+                for i in 0..mr {
+                    for j in 0..nr {
+                        let r: f64 = if keep >> j & 1 == 1 {
+                            (0..kc).map(|p| f64::from(a[p * mr + i]) * f64::from(b[p * nr + j])).sum()
+                        } else {
+                            0.0
+                        };
+                        let want = (r + f64::from(bias[i])).max(0.0);
+                        assert!(
+                            (f64::from(d[i * ldc + j]) - want).abs() < 1e-4,
+                            "{kern:?} indirect ({i},{j})"
+                        );
+                    }
                 }
             }
             for i in 0..mr {
