@@ -260,3 +260,49 @@ pub struct ClipParams {
     /// Upper bound.
     pub max: f32,
 }
+
+/// `unary`: `out[i] = f(x[i])` for `len` elements, f chosen by `op`
+/// ([`crate::network::Unary::code`]) with its constants `alpha`, `beta`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct UnaryParams {
+    /// Elements.
+    pub len: u32,
+    /// Function code.
+    pub op: u32,
+    /// First constant of the function.
+    pub alpha: f32,
+    /// Second constant of the function.
+    pub beta: f32,
+}
+
+/// `binary`: `out[i] = f(a[i], b[j])` for `len` elements, f chosen by `op`
+/// ([`crate::network::Binary::code`]). `broadcast` 0: `j = i`; 1: `b` holds one value per
+/// plane of `a` (`j = i / plane`); 2: `a` holds one value per plane of `b`
+/// (`out[i] = f(a[i / plane], b[i])`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct BinaryParams {
+    /// Elements of the output.
+    pub len: u32,
+    /// Function code.
+    pub op: u32,
+    /// Elements per plane (H·W, or N for a compact tensor) of the full-size operand.
+    pub plane: u32,
+    /// Which operand, if any, is one value per plane.
+    pub broadcast: u32,
+}
+
+/// `select_channels`: `out[b, k, p] = x[b, channels[k], p]`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct SelectChannelsParams {
+    /// Images.
+    pub images: u32,
+    /// Channels of the input.
+    pub in_channels: u32,
+    /// Channels of the output (entries of the channel table).
+    pub out_channels: u32,
+    /// Elements per channel plane (H·W, or N for a compact tensor).
+    pub plane: u32,
+}

@@ -8,7 +8,9 @@ use common::{assert_close, gpu_or_skip, naive, naive_conv, to_f64};
 use ndarray::{ArrayD, IxDyn};
 use perforate::cpu::CpuExecutor;
 use perforate::gpu::GpuExecutor;
-use perforate::network::{BatchNorm, Conv, InputSpec, Linear, Lrn, Network, Op, Perforation, Pool};
+use perforate::network::{
+    Affine, BatchNorm, Binary, Conv, InputSpec, Linear, Lrn, Network, Op, Perforation, Pool, Unary,
+};
 use perforate::plan::{Plan, PlanOptions};
 use perforate::rng::SeededRng;
 use perforate::{ConvGeometry, Interpolation, Mask};
@@ -245,5 +247,162 @@ fn flatten_linear_softmax() {
         verify(&format!("linear q={q:?}"), &p.net, &p.x, &logits, &[B, outs, 1, 1]);
         probs.then("prob", Op::Softmax);
         verify(&format!("softmax q={q:?}"), &probs, &p.x, &naive::softmax(&logits, outs), &[B, outs, 1, 1]);
+    }
+}
+
+/// erf(x) in f64 by its Maclaurin series (|x| < 3 here), independent of the library's
+/// rational approximation.
+fn erf64(x: f64) -> f64 {
+    let (mut sum, mut term, mut n) = (0.0f64, x, 0.0f64);
+    while term.abs() > 1e-17 * sum.abs().max(1e-300) || n < 3.0 {
+        sum += term / (2.0 * n + 1.0);
+        n += 1.0;
+        term *= -x * x / n;
+        if n > 200.0 {
+            break;
+        }
+    }
+    sum * 2.0 / std::f64::consts::PI.sqrt()
+}
+
+fn unary64(f: Unary, x: f64) -> f64 {
+    let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
+    match f {
+        Unary::Sigmoid => sigmoid(x),
+        Unary::HardSigmoid { alpha, beta } => (f64::from(alpha) * x + f64::from(beta)).clamp(0.0, 1.0),
+        Unary::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        Unary::Tanh => x.tanh(),
+        Unary::LeakyRelu { alpha } => {
+            if x >= 0.0 {
+                x
+            } else {
+                f64::from(alpha) * x
+            }
+        }
+        Unary::Elu { alpha } => {
+            if x > 0.0 {
+                x
+            } else {
+                f64::from(alpha) * (x.exp() - 1.0)
+            }
+        }
+        Unary::Erf => erf64(x),
+        Unary::Gelu => 0.5 * x * (1.0 + erf64(x / 2f64.sqrt())),
+        Unary::GeluTanh => {
+            0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh())
+        }
+        Unary::Exp => x.exp(),
+        Unary::Log => x.ln(),
+        Unary::Sqrt => x.sqrt(),
+        Unary::Neg => -x,
+        Unary::Abs => x.abs(),
+        Unary::Reciprocal => 1.0 / x,
+        Unary::Softplus => (1.0 + x.exp()).ln(),
+        Unary::Pow { exponent } => x.powf(f64::from(exponent)),
+    }
+}
+
+#[test]
+fn unary_functions_affine_and_channel_selection_on_dense_and_compact() {
+    let all = [
+        Unary::Sigmoid,
+        Unary::HardSigmoid { alpha: 0.2, beta: 0.5 },
+        Unary::HardSwish,
+        Unary::Tanh,
+        Unary::LeakyRelu { alpha: 0.1 },
+        Unary::Elu { alpha: 1.0 },
+        Unary::Erf,
+        Unary::Gelu,
+        Unary::GeluTanh,
+        Unary::Exp,
+        Unary::Neg,
+        Unary::Abs,
+        Unary::Softplus,
+        Unary::Pow { exponent: 3.0 },
+        Unary::Pow { exponent: 2.0 },
+    ];
+    for q in KEEPS {
+        for f in all {
+            let mut p = pre(q);
+            p.net.then("f", Op::Unary(f));
+            let expected: Vec<f64> = p.d.iter().map(|&v| unary64(f, v)).collect();
+            verify(&format!("{} q={q:?}", f.name()), &p.net, &p.x, &expected, &[B, C, H, W]);
+        }
+        // ln, sqrt, 1/x on |x| + 0.5.
+        for f in [Unary::Log, Unary::Sqrt, Unary::Reciprocal] {
+            let mut p = pre(q);
+            p.net.then("abs", Op::Unary(Unary::Abs));
+            p.net.then("shift", Op::Affine(Affine { scale: vec![1.0], shift: vec![0.5] }));
+            p.net.then("f", Op::Unary(f));
+            let expected: Vec<f64> = p.d.iter().map(|&v| unary64(f, v.abs() + 0.5)).collect();
+            verify(&format!("{} q={q:?}", f.name()), &p.net, &p.x, &expected, &[B, C, H, W]);
+        }
+        // Per-channel affine (with the ReLU after it fused), then a channel shuffle and a slice.
+        let (scale, shift) = (vec![0.5f32, -1.5, 2.0, 0.25], vec![0.1f32, 0.0, -0.3, 0.2]);
+        let mut p = pre(q);
+        p.net.then("a", Op::Affine(Affine { scale: scale.clone(), shift: shift.clone() }));
+        p.net.then("r", Op::Relu);
+        p.net.then("shuffle", Op::SelectChannels { channels: vec![0, 2, 1, 3] });
+        p.net.then("slice", Op::SelectChannels { channels: vec![3, 1, 0] });
+        let plane = H * W;
+        let affine = |k: usize| {
+            let (img, c, at) = (k / (C * plane), (k / plane) % C, k % plane);
+            let v = p.d[(img * C + c) * plane + at];
+            (v * f64::from(scale[c]) + f64::from(shift[c])).max(0.0)
+        };
+        // Output channel k reads input channel shuffle[slice[k]].
+        let source = [3usize, 2, 0];
+        let expected: Vec<f64> = (0..B)
+            .flat_map(|img| {
+                source.iter().flat_map(move |&c| (0..plane).map(move |at| (img * C + c) * plane + at))
+            })
+            .map(affine)
+            .collect();
+        verify(&format!("affine+relu+select q={q:?}"), &p.net, &p.x, &expected, &[B, 3, H, W]);
+    }
+}
+
+#[test]
+fn binary_functions_with_broadcasting_on_dense_and_compact() {
+    let plane = H * W;
+    for q in KEEPS {
+        for f in [Binary::Add, Binary::Sub, Binary::Mul, Binary::Div, Binary::Max, Binary::Min] {
+            // Squeeze-and-excitation shape: x op t and t op y with t = sigmoid(mean(x)) + 0.5
+            // per image and channel, then two operands of equal shape (denominators stay
+            // away from 0).
+            let mut p = pre(q);
+            p.net.push("g", Op::GlobalAvgPool, &["pre"]);
+            p.net.push("s", Op::Unary(Unary::Sigmoid), &["g"]);
+            p.net.push("t", Op::Affine(Affine { scale: vec![1.0], shift: vec![0.5] }), &["s"]);
+            p.net.push("e1", Op::Binary(f), &["pre", "t"]);
+            p.net.push("s1", Op::Unary(Unary::Sigmoid), &["e1"]);
+            p.net.push("e2", Op::Binary(f), &["t", "s1"]);
+            p.net.push("s2", Op::Unary(Unary::Sigmoid), &["e2"]);
+            p.net.push("e3", Op::Binary(f), &["e1", "s2"]);
+            let g = |f: Binary, a: f64, b: f64| match f {
+                Binary::Add => a + b,
+                Binary::Sub => a - b,
+                Binary::Mul => a * b,
+                Binary::Div => a / b,
+                Binary::Max => a.max(b),
+                Binary::Min => a.min(b),
+            };
+            let s: Vec<f64> =
+                p.d.chunks(plane)
+                    .map(|c| 1.0 / (1.0 + (-c.iter().sum::<f64>() / plane as f64).exp()) + 0.5)
+                    .collect();
+            let expected: Vec<f64> =
+                p.d.iter()
+                    .enumerate()
+                    .map(|(k, &x)| {
+                        let t = s[k / plane];
+                        let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+                        let e1 = g(f, x, t);
+                        let e2 = g(f, t, sig(e1));
+                        g(f, e1, sig(e2))
+                    })
+                    .collect();
+            verify(&format!("binary {} q={q:?}", f.name()), &p.net, &p.x, &expected, &[B, C, H, W]);
+        }
     }
 }

@@ -2,7 +2,9 @@
 //! with each interpolation and the stride baseline, training-mode BatchNorm and dropout,
 //! and a small perforated network end to end.
 
-use perforate::network::{BatchNorm, Conv, InputSpec, Linear, Lrn, Network, Op, Perforation, Pool};
+use perforate::network::{
+    Affine, BatchNorm, Binary, Conv, InputSpec, Linear, Lrn, Network, Op, Perforation, Pool, Unary,
+};
 use perforate::rng::SeededRng;
 use perforate::train::{Mode, Model, Tensor};
 use perforate::{Interpolation, MaskStrategy};
@@ -159,6 +161,60 @@ fn pointwise_layers() {
     check("bn frozen", &net_with(p.clone(), &[("bn", Op::BatchNorm(bn.clone()))], 4 * 81), Mode::Eval);
     check("bn training", &net_with(p.clone(), &[("bn", Op::BatchNorm(bn))], 4 * 81), Mode::Train { seed: 1 });
     check("dropout", &net_with(p, &[("d", Op::Dropout { ratio: 0.3 })], 4 * 81), Mode::Train { seed: 5 });
+}
+
+#[test]
+fn elementwise_and_channel_layers() {
+    let p = Some(Perforation::uniform(0.5, 2));
+    let unary = [
+        Unary::Sigmoid,
+        Unary::HardSigmoid { alpha: 0.3, beta: 0.4 },
+        Unary::HardSwish,
+        Unary::Tanh,
+        Unary::LeakyRelu { alpha: 0.1 },
+        Unary::Elu { alpha: 0.8 },
+        Unary::Erf,
+        Unary::Gelu,
+        Unary::GeluTanh,
+        Unary::Exp,
+        Unary::Neg,
+        Unary::Softplus,
+        Unary::Pow { exponent: 3.0 },
+    ];
+    for f in unary {
+        check(f.name(), &net_with(p.clone(), &[("u", Op::Unary(f))], 4 * 81), Mode::Eval);
+    }
+    // Positive inputs for ln, sqrt and 1/x: |x| + 1 through an affine layer.
+    for f in [Unary::Log, Unary::Sqrt, Unary::Reciprocal] {
+        let tail = [
+            ("abs", Op::Unary(Unary::Abs)),
+            ("shift", Op::Affine(Affine { scale: vec![1.0], shift: vec![1.0] })),
+            ("u", Op::Unary(f)),
+        ];
+        check(f.name(), &net_with(p.clone(), &tail, 4 * 81), Mode::Eval);
+    }
+    let affine = Op::Affine(Affine { scale: vec![0.5, -1.5, 2.0, 0.25], shift: vec![0.1, 0.0, -0.3, 0.2] });
+    check("affine", &net_with(p.clone(), &[("a", affine)], 4 * 81), Mode::Eval);
+    let select = Op::SelectChannels { channels: vec![3, 1, 1, 0, 2] };
+    check("select_channels", &net_with(p.clone(), &[("s", select)], 5 * 81), Mode::Eval);
+
+    // Binary: same shape (x and relu(x)) and a per-channel operand on either side
+    // (squeeze-and-excitation: global pooling, sigmoid, scale).
+    for f in [Binary::Add, Binary::Sub, Binary::Mul, Binary::Div, Binary::Max, Binary::Min] {
+        let mut net = net_with(p.clone(), &[], 0);
+        net.layers.truncate(1);
+        net.output = "c1".into();
+        net.push("g", Op::GlobalAvgPool, &["c1"]);
+        net.push("s", Op::Unary(Unary::Sigmoid), &["g"]);
+        net.push("t", Op::Affine(Affine { scale: vec![1.0], shift: vec![0.5] }), &["s"]);
+        net.push("e1", Op::Binary(f), &["c1", "t"]);
+        net.push("s1", Op::Unary(Unary::Sigmoid), &["e1"]);
+        net.push("e2", Op::Binary(f), &["t", "s1"]);
+        net.push("s2", Op::Unary(Unary::Sigmoid), &["e2"]);
+        net.push("e3", Op::Binary(f), &["e1", "s2"]);
+        head(&mut net, 4 * 81, 5);
+        check(&format!("binary {}", f.name()), &net, Mode::Eval);
+    }
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! through ndarray's `general_mat_mul`.
 
 mod add;
+mod binary;
 mod channel_affine;
 mod clip;
 mod conv;
@@ -20,13 +21,16 @@ mod network;
 pub(crate) mod pool2d;
 mod read_mapped;
 mod relu;
+mod select_channels;
 mod softmax;
+mod unary;
 
 /// Element-wise and pooling steps over fewer elements than this run on the calling thread
 /// (rayon's `with_min_len`): at batch 1 a parallel region costs more than the work.
 pub(crate) const MIN_PARALLEL_ELEMENTS: usize = 1 << 15;
 
 pub use add::add;
+pub use binary::binary;
 pub use channel_affine::channel_affine;
 pub use clip::clip;
 pub use conv::CpuConv;
@@ -40,4 +44,6 @@ pub use network::CpuExecutor;
 pub use pool2d::pool2d;
 pub use read_mapped::read_mapped;
 pub use relu::relu;
+pub use select_channels::select_channels;
 pub use softmax::softmax;
+pub use unary::unary;

@@ -9,7 +9,9 @@ use super::fast::elementwise::gather_fast;
 use super::fast::pool::pool2d_fast;
 use super::fast::FastConv;
 use super::gemm::Microkernel;
-use super::{add, channel_affine, clip, gather_interp, lrn, pool2d, relu, softmax};
+use super::{
+    add, binary, channel_affine, clip, gather_interp, lrn, pool2d, relu, select_channels, softmax, unary,
+};
 use crate::error::{Error, Result};
 use crate::layer::ConvSchedule;
 use crate::plan::{Executor, Plan, StepOp};
@@ -159,6 +161,9 @@ impl CpuExecutor {
                 StepOp::Add(p) => add(p, arg(0), arg(1), dst),
                 StepOp::Affine { params, scale, shift } => channel_affine(params, arg(0), scale, shift, dst),
                 StepOp::Softmax(p) => softmax(p, arg(0), dst),
+                StepOp::Unary(p) => unary(p, arg(0), dst),
+                StepOp::Binary(p) => binary(p, arg(0), arg(1), dst),
+                StepOp::SelectChannels { params, channels } => select_channels(params, arg(0), channels, dst),
                 StepOp::Concat => {
                     let plane = out_info.plane();
                     let image = out_info.channels * plane;

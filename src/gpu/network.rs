@@ -95,6 +95,12 @@ impl GpuExecutor {
                     kernels::channel_affine::channel_affine(&mut b, params, x, &scale, &shift, out);
                 }
                 StepOp::Softmax(p) => kernels::softmax::softmax(&mut b, p, x, out),
+                StepOp::Unary(p) => kernels::unary::unary(&mut b, p, x, out),
+                StepOp::Binary(p) => kernels::binary::binary(&mut b, p, x, slot(step.inputs[1]), out),
+                StepOp::SelectChannels { params, channels } => {
+                    let channels = table(ctx, "channel table", channels)?;
+                    kernels::select_channels::select_channels(&mut b, params, x, &channels, out);
+                }
                 StepOp::Concat => {
                     let info = plan.tensor(step.output);
                     let image = bytes_of_len(info.channels * info.plane());

@@ -31,11 +31,17 @@ pub enum Kernel {
     Softmax,
     /// `shaders/clip.wgsl`
     Clip,
+    /// `shaders/unary.wgsl`
+    Unary,
+    /// `shaders/binary.wgsl`
+    Binary,
+    /// `shaders/select_channels.wgsl`
+    SelectChannels,
 }
 
 impl Kernel {
     /// All kernels.
-    pub const ALL: [Kernel; 11] = [
+    pub const ALL: [Kernel; 14] = [
         Kernel::Im2colMasked,
         Kernel::MatmulTiled,
         Kernel::MatmulNarrow,
@@ -47,6 +53,9 @@ impl Kernel {
         Kernel::ChannelAffine,
         Kernel::Softmax,
         Kernel::Clip,
+        Kernel::Unary,
+        Kernel::Binary,
+        Kernel::SelectChannels,
     ];
 
     /// The kernel's one name.
@@ -63,6 +72,9 @@ impl Kernel {
             Kernel::ChannelAffine => "channel_affine",
             Kernel::Softmax => "softmax",
             Kernel::Clip => "clip",
+            Kernel::Unary => "unary",
+            Kernel::Binary => "binary",
+            Kernel::SelectChannels => "select_channels",
         }
     }
 
@@ -90,6 +102,9 @@ impl Kernel {
             Kernel::ChannelAffine => include_str!("../../shaders/channel_affine.wgsl"),
             Kernel::Softmax => include_str!("../../shaders/softmax.wgsl"),
             Kernel::Clip => include_str!("../../shaders/clip.wgsl"),
+            Kernel::Unary => include_str!("../../shaders/unary.wgsl"),
+            Kernel::Binary => include_str!("../../shaders/binary.wgsl"),
+            Kernel::SelectChannels => include_str!("../../shaders/select_channels.wgsl"),
         }
     }
 

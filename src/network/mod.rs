@@ -3,9 +3,12 @@
 //! A [`Network`] says *what* to compute; [`crate::plan::Plan::compile`] turns it into the
 //! steps, tensors and buffers of one input shape, and the executors run that plan.
 
+mod elementwise;
 mod plan_file;
 mod report;
 pub mod zoo;
+
+pub use elementwise::{Binary, Unary};
 
 pub use plan_file::{weights_hash, LayerPlan, PerforationPlan, PLAN_VERSION};
 pub use report::{LayerReport, PerforationReport};
@@ -191,6 +194,29 @@ pub struct Linear {
     pub bias: Option<Vec<f32>>,
 }
 
+/// A per-channel affine map `x · scale[c] + shift[c]` (constant operands of Mul, Add, Sub
+/// and Div in imported models). One value in `scale` or `shift` applies to every channel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Affine {
+    /// Factor per channel (or one for all).
+    pub scale: Vec<f32>,
+    /// Offset per channel (or one for all).
+    pub shift: Vec<f32>,
+}
+
+impl Affine {
+    /// Scale and shift expanded to `channels` values each; `None` when a length is neither
+    /// 1 nor `channels`.
+    pub fn per_channel(&self, channels: usize) -> Option<(Vec<f32>, Vec<f32>)> {
+        let expand = |v: &[f32]| match v.len() {
+            1 => Some(vec![v[0]; channels]),
+            n if n == channels => Some(v.to_vec()),
+            _ => None,
+        };
+        Some((expand(&self.scale)?, expand(&self.shift)?))
+    }
+}
+
 /// What a layer computes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -231,6 +257,19 @@ pub enum Op {
         /// Drop probability during training.
         ratio: f32,
     },
+    /// An element-wise function.
+    Unary(Unary),
+    /// An element-wise function of two inputs of the same shape, or of an input and a
+    /// per-image, per-channel value (`[B, C, 1, 1]`, broadcast over the positions; either
+    /// input may be that one).
+    Binary(Binary),
+    /// Per-channel `x · scale + shift`.
+    Affine(Affine),
+    /// Output channel k is input channel `channels[k]` (split, slice and channel shuffle).
+    SelectChannels {
+        /// Input channel of each output channel.
+        channels: Vec<usize>,
+    },
 }
 
 impl Op {
@@ -251,6 +290,10 @@ impl Op {
             Op::Linear(_) => "linear",
             Op::Softmax => "softmax",
             Op::Dropout { .. } => "dropout",
+            Op::Unary(_) => "unary",
+            Op::Binary(_) => "binary",
+            Op::Affine(_) => "affine",
+            Op::SelectChannels { .. } => "select_channels",
         }
     }
 }

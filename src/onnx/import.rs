@@ -3,56 +3,159 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
+use super::fold::{self, fold, shape_of_activation};
+use super::ops::{ARITH_OPS, UNARY_OPS};
 use super::proto::{AttributeProto, ModelProto, NodeProto};
-use super::tensor::Constant;
+use super::tensor::{Constant, UNKNOWN};
 use super::{OnnxModel, OPSETS};
 use crate::error::{Error, Result};
 use crate::network::{BatchNorm, Conv, InputSpec, Linear, Lrn, Network, Op, Pool};
 
-/// Operator types the importer maps (opsets 9 to 21).
-pub const SUPPORTED_OPS: [&str; 19] = [
+/// Operator types the importer maps onto layers (opsets 9 to 21); the operators of
+/// [`fold::FOLDABLE`] are also accepted wherever their inputs are constants.
+pub const SUPPORTED_OPS: [&str; 49] = [
     "Conv",
     "Relu",
     "Clip",
     "MaxPool",
     "AveragePool",
     "GlobalAveragePool",
+    "GlobalMaxPool",
     "ReduceMean",
+    "ReduceMax",
     "LRN",
     "BatchNormalization",
     "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Max",
+    "Min",
+    "Sum",
+    "Pow",
     "Concat",
     "Flatten",
     "Reshape",
+    "Transpose",
+    "Split",
+    "Slice",
+    "Squeeze",
+    "Unsqueeze",
     "Gemm",
     "MatMul",
     "Softmax",
     "Dropout",
     "Identity",
     "Constant",
+    "Sigmoid",
+    "HardSigmoid",
+    "HardSwish",
+    "Tanh",
+    "LeakyRelu",
+    "Elu",
+    "Erf",
+    "Gelu",
+    "Exp",
+    "Log",
+    "Sqrt",
+    "Neg",
+    "Abs",
+    "Reciprocal",
+    "Softplus",
+    "Pad",
 ];
 
-/// Per-image shape of an activation: `[C, H, W]` (a flat tensor has H = W = 1).
+/// Whether the importer knows `op` at all (as a layer, or folded when its inputs are
+/// constants).
+fn known_op(op: &str) -> bool {
+    SUPPORTED_OPS.contains(&op) || fold::FOLDABLE.contains(&op) || op == "PRelu"
+}
+
+/// One message naming every operator the importer does not know, with its nodes.
+fn check_operators(nodes: &[NodeProto], opset: i64) -> Result<()> {
+    let mut missing: Vec<(&str, Vec<String>)> = Vec::new();
+    for node in nodes {
+        let foreign = !(node.domain.is_empty() || node.domain == "ai.onnx");
+        if foreign || !known_op(&node.op_type) {
+            let op = node.op_type.as_str();
+            let label = if foreign {
+                format!("{} (domain '{}')", node_label(node), node.domain)
+            } else {
+                node_label(node)
+            };
+            match missing.iter_mut().find(|(o, _)| *o == op) {
+                Some((_, v)) => v.push(label),
+                None => missing.push((op, vec![label])),
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = missing
+        .iter()
+        .map(|(op, nodes)| {
+            let more = if nodes.len() > 3 { format!(" and {} more", nodes.len() - 3) } else { String::new() };
+            format!("  {op} ({} node(s): {}{more})", nodes.len(), nodes[..nodes.len().min(3)].join(", "))
+        })
+        .collect();
+    Err(Error::Model(format!(
+        "the model (opset {opset}) uses {} unsupported operator type(s):\n{}\nsupported: {}",
+        missing.len(),
+        lines.join("\n"),
+        SUPPORTED_OPS.join(", ")
+    )))
+}
+
+/// Per-image shape of an activation: `[C, H, W]` stored NCHW (a flat tensor has H = W = 1
+/// and ONNX rank 2). `split` marks a 5-D view of the channels, `[N, G, C/G, H, W]`, as
+/// exporters write a channel shuffle; `transposed` when its two channel axes were swapped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Shape {
-    c: usize,
-    h: usize,
-    w: usize,
+pub(super) struct Shape {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    /// Rank of the ONNX tensor (batch included): 2 or 4 (5 for a split view).
+    pub rank: usize,
+    pub split: Option<(usize, usize, bool)>,
 }
 
-struct Importer<'m> {
-    dir: Option<&'m Path>,
-    opset: i64,
-    constants: HashMap<String, Constant>,
+impl Shape {
+    pub(super) fn map(c: usize, h: usize, w: usize) -> Self {
+        Shape { c, h, w, rank: 4, split: None }
+    }
+
+    pub(super) fn flat(features: usize) -> Self {
+        Shape { c: features, h: 1, w: 1, rank: 2, split: None }
+    }
+
+    /// The ONNX dims after the batch.
+    pub(super) fn dims(&self) -> Vec<usize> {
+        match (self.rank, self.split) {
+            (_, Some((g, per, false))) => vec![g, per, self.h, self.w],
+            (_, Some((g, per, true))) => vec![per, g, self.h, self.w],
+            (2, _) => vec![self.c * self.h * self.w],
+            _ => vec![self.c, self.h, self.w],
+        }
+    }
+}
+
+pub(super) struct Importer<'m> {
+    pub dir: Option<&'m Path>,
+    pub opset: i64,
+    pub constants: HashMap<String, Constant>,
     /// ONNX tensor name → (producing layer or input name, shape).
-    values: HashMap<String, (String, Shape)>,
-    net: Network,
-    layer_names: HashSet<String>,
+    pub values: HashMap<String, (String, Shape)>,
+    pub net: Network,
+    pub layer_names: HashSet<String>,
     /// Nodes already absorbed by an earlier one (the Add of a MatMul's bias).
-    consumed: HashSet<usize>,
+    pub consumed: HashSet<usize>,
+    /// Outputs of zero-padding Pad nodes → [top, left, bottom, right]: the padding is
+    /// added to the Conv or AveragePool that reads them.
+    pub zero_pads: HashMap<String, [usize; 4]>,
 }
 
-fn node_label(node: &NodeProto) -> String {
+pub(super) fn node_label(node: &NodeProto) -> String {
     if node.name.is_empty() {
         format!("'{}' node producing '{}'", node.op_type, node.output.first().map_or("", String::as_str))
     } else {
@@ -60,27 +163,27 @@ fn node_label(node: &NodeProto) -> String {
     }
 }
 
-fn bad(node: &NodeProto, message: impl std::fmt::Display) -> Error {
+pub(super) fn bad(node: &NodeProto, message: impl std::fmt::Display) -> Error {
     Error::Model(format!("{}: {message}", node_label(node)))
 }
 
-fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
+pub(super) fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
     node.attribute.iter().find(|a| a.name == name)
 }
 
-fn attr_i(node: &NodeProto, name: &str, default: i64) -> i64 {
+pub(super) fn attr_i(node: &NodeProto, name: &str, default: i64) -> i64 {
     attr(node, name).map_or(default, |a| a.i)
 }
 
-fn attr_f(node: &NodeProto, name: &str, default: f32) -> f32 {
+pub(super) fn attr_f(node: &NodeProto, name: &str, default: f32) -> f32 {
     attr(node, name).map_or(default, |a| a.f)
 }
 
-fn attr_ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
+pub(super) fn attr_ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
     attr(node, name).map(|a| a.ints.clone())
 }
 
-fn attr_s(node: &NodeProto, name: &str) -> String {
+pub(super) fn attr_s(node: &NodeProto, name: &str) -> String {
     attr(node, name).map_or(String::new(), |a| String::from_utf8_lossy(&a.s).into_owned())
 }
 
@@ -103,12 +206,32 @@ fn same_pads(auto_pad: &str, size: usize, kernel: usize, stride: usize, dilation
 }
 
 impl<'m> Importer<'m> {
-    fn value(&self, node: &NodeProto, k: usize) -> Result<(String, Shape)> {
+    /// Input `k` as an activation (a 5-D channel view is refused).
+    pub(super) fn value(&self, node: &NodeProto, k: usize) -> Result<(String, Shape)> {
+        let v = self.value_view(node, k)?;
+        if v.1.split.is_some() {
+            return Err(bad(node, format!("input '{}' is a 5-D view of the channels; only a channel shuffle (Reshape, Transpose, Reshape) is supported on it", node.input[k])));
+        }
+        Ok(v)
+    }
+
+    /// Input `k` as an activation, 5-D channel views included.
+    pub(super) fn value_view(&self, node: &NodeProto, k: usize) -> Result<(String, Shape)> {
         let name = node
             .input
             .get(k)
             .filter(|n| !n.is_empty())
             .ok_or_else(|| bad(node, format!("input {k} is missing")))?;
+        if self.zero_pads.contains_key(name)
+            && !(k == 0 && matches!(node.op_type.as_str(), "Conv" | "AveragePool"))
+        {
+            return Err(bad(
+                node,
+                format!(
+                    "input '{name}' comes from a Pad; only a Conv or an AveragePool can absorb a zero Pad"
+                ),
+            ));
+        }
         self.values.get(name).cloned().ok_or_else(|| {
             if self.constants.contains_key(name) {
                 bad(node, format!("input '{name}' is a constant where an activation is expected"))
@@ -118,7 +241,7 @@ impl<'m> Importer<'m> {
         })
     }
 
-    fn constant(&self, node: &NodeProto, k: usize, what: &str) -> Result<Option<&Constant>> {
+    pub(super) fn constant(&self, node: &NodeProto, k: usize, what: &str) -> Result<Option<&Constant>> {
         let Some(name) = node.input.get(k).filter(|n| !n.is_empty()) else { return Ok(None) };
         match self.constants.get(name) {
             Some(c) => Ok(Some(c)),
@@ -133,11 +256,11 @@ impl<'m> Importer<'m> {
         }
     }
 
-    fn required(&self, node: &NodeProto, k: usize, what: &str) -> Result<&Constant> {
+    pub(super) fn required(&self, node: &NodeProto, k: usize, what: &str) -> Result<&Constant> {
         self.constant(node, k, what)?.ok_or_else(|| bad(node, format!("{what} (input {k}) is missing")))
     }
 
-    fn layer_name(&mut self, node: &NodeProto) -> String {
+    pub(super) fn layer_name(&mut self, node: &NodeProto) -> String {
         let base = if node.name.is_empty() { node.output[0].clone() } else { node.name.clone() };
         let mut name = base.clone();
         let mut k = 1;
@@ -149,13 +272,13 @@ impl<'m> Importer<'m> {
         name
     }
 
-    fn push(&mut self, node: &NodeProto, op: Op, inputs: &[&str], shape: Shape) {
+    pub(super) fn push(&mut self, node: &NodeProto, op: Op, inputs: &[&str], shape: Shape) {
         let name = self.layer_name(node);
         self.net.push(name.clone(), op, inputs);
         self.values.insert(node.output[0].clone(), (name, shape));
     }
 
-    fn alias(&mut self, node: &NodeProto, from: (String, Shape)) {
+    pub(super) fn alias(&mut self, node: &NodeProto, from: (String, Shape)) {
         self.values.insert(node.output[0].clone(), from);
     }
 
@@ -183,12 +306,29 @@ impl<'m> Importer<'m> {
         }
         let ceil_mode = attr_i(node, "ceil_mode", 0) != 0;
         let pads = self.pads(node, s, &kernel, &stride, &[1, 1])?;
+        let mut count_include_pad = attr_i(node, "count_include_pad", 0) != 0;
+        if let Some(extra) = node.input.first().and_then(|i| self.zero_pads.get(i)) {
+            // Zeros of a Pad node are data: they count in every window.
+            if !count_include_pad && pads != *extra {
+                return Err(bad(
+                    node,
+                    "padding of its own with count_include_pad = 0 after a Pad node is not supported",
+                ));
+            }
+            count_include_pad = true;
+            if kernel.iter().zip([extra[0].max(extra[2]), extra[1].max(extra[3])]).any(|(&k, p)| p >= k) {
+                return Err(bad(
+                    node,
+                    format!("a Pad of {extra:?} before a {kernel:?} window is not supported"),
+                ));
+            }
+        }
         let pool = Pool {
             kernel: [kernel[0], kernel[1]],
             stride: [stride[0], stride[1]],
             pads,
             ceil_mode,
-            count_include_pad: attr_i(node, "count_include_pad", 0) != 0,
+            count_include_pad,
         };
         let out = |size: usize, k: usize, st: usize, a: usize, b: usize| -> Result<usize> {
             let span = (size + a + b).checked_sub(k).ok_or_else(|| {
@@ -202,7 +342,7 @@ impl<'m> Importer<'m> {
         };
         let h = out(s.h, kernel[0], stride[0], pads[0], pads[2])?;
         let w = out(s.w, kernel[1], stride[1], pads[1], pads[3])?;
-        Ok((pool, Shape { c: s.c, h, w }))
+        Ok((pool, Shape::map(s.c, h, w)))
     }
 
     /// `[top, left, bottom, right]` from `pads` or `auto_pad`.
@@ -215,6 +355,19 @@ impl<'m> Importer<'m> {
         dilation: &[usize],
     ) -> Result<[usize; 4]> {
         let auto_pad = attr_s(node, "auto_pad");
+        if let Some(extra) = node.input.first().and_then(|i| self.zero_pads.get(i)) {
+            if !matches!(auto_pad.as_str(), "" | "NOTSET" | "VALID") {
+                return Err(bad(node, format!("auto_pad {auto_pad} after a Pad node is not supported")));
+            }
+            let own = match auto_pad.as_str() {
+                "VALID" => vec![0; 4],
+                _ => to_usize(node, "pads", &attr_ints(node, "pads").unwrap_or(vec![0; 4]))?,
+            };
+            if own.len() != 4 {
+                return Err(bad(node, format!("pads {own:?} must have 4 entries for 2-D")));
+            }
+            return Ok([own[0] + extra[0], own[1] + extra[1], own[2] + extra[2], own[3] + extra[3]]);
+        }
         match auto_pad.as_str() {
             "" | "NOTSET" => {
                 let p = to_usize(node, "pads", &attr_ints(node, "pads").unwrap_or(vec![0; 4]))?;
@@ -270,11 +423,11 @@ impl<'m> Importer<'m> {
                 .ok_or_else(|| bad(node, "kernel larger than the padded input"))?;
             Ok(span / st + 1)
         };
-        let shape = Shape {
-            c: m,
-            h: out(s.h, kh, stride[0], dilation[0], pads[0], pads[2])?,
-            w: out(s.w, kw, stride[1], dilation[1], pads[1], pads[3])?,
-        };
+        let shape = Shape::map(
+            m,
+            out(s.h, kh, stride[0], dilation[0], pads[0], pads[2])?,
+            out(s.w, kw, stride[1], dilation[1], pads[1], pads[3])?,
+        );
         let op = Op::Conv(Conv {
             out_channels: m,
             kernel: [kh, kw],
@@ -359,7 +512,7 @@ impl<'m> Importer<'m> {
                 ))
             }
         };
-        let shape = Shape { c: fout, h: 1, w: 1 };
+        let shape = Shape::flat(fout);
         let name = self.layer_name(node);
         self.net.push(name.clone(), Op::Linear(Linear { out_features: fout, weights, bias }), &[&x]);
         self.values.insert(node.output[0].clone(), (name.clone(), shape));
@@ -386,12 +539,28 @@ impl<'m> Importer<'m> {
         if node.output.is_empty() {
             return Err(bad(node, "has no output"));
         }
+        if self.try_fold(node)? {
+            return Ok(());
+        }
+        let op = node.op_type.as_str();
+        if UNARY_OPS.contains(&op) {
+            return self.unary(node);
+        }
+        if ARITH_OPS.contains(&op) {
+            return self.arith(node);
+        }
+        match op {
+            "Transpose" => return self.transpose(node),
+            "Pad" => return self.pad(node),
+            "Split" => return self.split(node),
+            "Slice" => return self.slice(node),
+            "Squeeze" | "Unsqueeze" => return self.squeeze(node),
+            "Reshape" => return self.reshape(node),
+            _ => {}
+        }
         match node.op_type.as_str() {
             "Constant" => {
-                let t = attr(node, "value")
-                    .and_then(|a| a.t.as_ref())
-                    .ok_or_else(|| bad(node, "only tensor-valued Constant nodes are supported"))?;
-                let c = Constant::from_proto(t, self.dir)?;
+                let c = constant_node(node, self.dir)?;
                 self.constants.insert(node.output[0].clone(), c);
             }
             "Conv" => self.conv(node)?,
@@ -421,11 +590,25 @@ impl<'m> Importer<'m> {
             }
             "GlobalAveragePool" => {
                 let (x, s) = self.value(node, 0)?;
-                self.push(node, Op::GlobalAvgPool, &[&x], Shape { c: s.c, h: 1, w: 1 });
+                self.push(node, Op::GlobalAvgPool, &[&x], Shape::map(s.c, 1, 1));
             }
-            "ReduceMean" => {
-                // Only the spatial mean (global average pooling as newer exporters write it).
+            "GlobalMaxPool" => {
                 let (x, s) = self.value(node, 0)?;
+                let pool = Pool {
+                    kernel: [s.h, s.w],
+                    stride: [1, 1],
+                    pads: [0; 4],
+                    ceil_mode: false,
+                    count_include_pad: false,
+                };
+                self.push(node, Op::MaxPool(pool), &[&x], Shape::map(s.c, 1, 1));
+            }
+            "ReduceMean" | "ReduceMax" => {
+                // Only over the spatial axes (global pooling as newer exporters write it).
+                let (x, s) = self.value(node, 0)?;
+                if s.rank != 4 {
+                    return Err(bad(node, format!("reduction of a [N, {:?}] tensor is not supported (only over H and W of [N, C, H, W])", s.dims())));
+                }
                 let axes = if self.opset < 18 {
                     attr_ints(node, "axes").unwrap_or_default()
                 } else {
@@ -436,10 +619,24 @@ impl<'m> Importer<'m> {
                 if spatial != [2, 3] {
                     return Err(bad(
                         node,
-                        format!("mean over axes {axes:?} is not supported (only over H and W)"),
+                        format!("reduction over axes {axes:?} is not supported (only over H and W)"),
                     ));
                 }
-                self.push(node, Op::GlobalAvgPool, &[&x], Shape { c: s.c, h: 1, w: 1 });
+                let shape =
+                    if attr_i(node, "keepdims", 1) == 0 { Shape::flat(s.c) } else { Shape::map(s.c, 1, 1) };
+                let op = if node.op_type == "ReduceMean" {
+                    Op::GlobalAvgPool
+                } else {
+                    let whole = Pool {
+                        kernel: [s.h, s.w],
+                        stride: [1, 1],
+                        pads: [0; 4],
+                        ceil_mode: false,
+                        count_include_pad: false,
+                    };
+                    Op::MaxPool(whole)
+                };
+                self.push(node, op, &[&x], shape);
             }
             "LRN" => {
                 let (x, s) = self.value(node, 0)?;
@@ -474,17 +671,6 @@ impl<'m> Importer<'m> {
                 };
                 self.push(node, Op::BatchNorm(bn), &[&x], s);
             }
-            "Add" => {
-                let (a, sa) = self.value(node, 0)?;
-                let (b, sb) = self.value(node, 1)?;
-                if sa != sb {
-                    return Err(bad(
-                        node,
-                        format!("operands of shapes {sa:?} and {sb:?}: broadcasting is not supported"),
-                    ));
-                }
-                self.push(node, Op::Add, &[&a, &b], sa);
-            }
             "Concat" => {
                 let axis = attr_i(node, "axis", 1);
                 let parts: Vec<(String, Shape)> =
@@ -505,21 +691,11 @@ impl<'m> Importer<'m> {
                 if attr_i(node, "axis", 1) != 1 {
                     return Err(bad(node, "only Flatten with axis 1 is supported"));
                 }
-                self.push(node, Op::Flatten, &[&x], Shape { c: s.c * s.h * s.w, h: 1, w: 1 });
-            }
-            "Reshape" => {
-                let (x, s) = self.value(node, 0)?;
-                let target = &self.required(node, 1, "shape")?.ints;
-                let features = (s.c * s.h * s.w) as i64;
-                let literal_zero = attr_i(node, "allowzero", 0) != 0 && target.contains(&0);
-                let flattens = !literal_zero
-                    && target.len() == 2
-                    && matches!(target[0], -1..=1)
-                    && (target[1] == -1 || target[1] == features);
-                if !flattens {
-                    return Err(bad(node, format!("reshape to {target:?} is not supported; only flattening [N, C, H, W] to [N, C*H*W] is")));
+                if s.rank == 2 {
+                    self.alias(node, (x, s));
+                } else {
+                    self.push(node, Op::Flatten, &[&x], Shape::flat(s.c * s.h * s.w));
                 }
-                self.push(node, Op::Flatten, &[&x], Shape { c: s.c * s.h * s.w, h: 1, w: 1 });
             }
             "Gemm" | "MatMul" => self.gemm(node, nodes, index)?,
             "Softmax" => {
@@ -546,6 +722,60 @@ impl<'m> Importer<'m> {
         }
         Ok(())
     }
+}
+
+impl Importer<'_> {
+    /// Folds `node` when its inputs are constants (or it is the Shape of an activation);
+    /// true when it did.
+    fn try_fold(&mut self, node: &NodeProto) -> Result<bool> {
+        let op = node.op_type.as_str();
+        let present: Vec<&String> = node.input.iter().filter(|n| !n.is_empty()).collect();
+        if op == "Shape" {
+            if let Some((_, s)) = present.first().and_then(|n| self.values.get(*n)) {
+                let c = shape_of_activation(node, &s.dims());
+                self.constants.insert(node.output[0].clone(), c);
+                return Ok(true);
+            }
+        }
+        if op == "Size" && present.first().is_some_and(|n| self.values.contains_key(*n)) {
+            self.constants.insert(node.output[0].clone(), Constant::from_ints(vec![], vec![UNKNOWN]));
+            return Ok(true);
+        }
+        if !fold::FOLDABLE.contains(&op)
+            || present.is_empty()
+            || !present.iter().all(|n| self.constants.contains_key(*n))
+        {
+            return Ok(false);
+        }
+        if op == "Dropout" && node.output.get(1).is_some_and(|o| !o.is_empty()) {
+            return Err(bad(node, "the mask output of Dropout is not supported"));
+        }
+        let inputs: Vec<Option<&Constant>> =
+            node.input.iter().map(|n| if n.is_empty() { None } else { self.constants.get(n) }).collect();
+        let c = fold(node, &inputs, self.opset)?;
+        self.constants.insert(node.output[0].clone(), c);
+        Ok(true)
+    }
+}
+
+/// The tensor of a Constant node (`value`, or the scalar and list forms of opset 12+).
+fn constant_node(node: &NodeProto, dir: Option<&Path>) -> Result<Constant> {
+    if let Some(t) = attr(node, "value").and_then(|a| a.t.as_ref()) {
+        return Constant::from_proto(t, dir);
+    }
+    if let Some(a) = attr(node, "value_float") {
+        return Ok(Constant::from_floats(vec![], vec![a.f]));
+    }
+    if let Some(a) = attr(node, "value_floats") {
+        return Ok(Constant::from_floats(vec![a.floats.len()], a.floats.clone()));
+    }
+    if let Some(a) = attr(node, "value_int") {
+        return Ok(Constant::from_ints(vec![], vec![a.i]));
+    }
+    if let Some(a) = attr(node, "value_ints") {
+        return Ok(Constant::from_ints(vec![a.ints.len()], a.ints.clone()));
+    }
+    Err(bad(node, "only tensor, float and int Constant values are supported"))
 }
 
 /// Converts a decoded model.
@@ -609,11 +839,13 @@ pub(super) fn import(model: &ModelProto, dir: Option<&Path>) -> Result<OnnxModel
         dir,
         opset,
         constants,
-        values: HashMap::from([(input.name.clone(), (input.name.clone(), Shape { c, h, w }))]),
+        values: HashMap::from([(input.name.clone(), (input.name.clone(), Shape::map(c, h, w)))]),
         net: Network::new(graph.name.clone(), spec),
         layer_names: HashSet::new(),
         consumed: HashSet::new(),
+        zero_pads: HashMap::new(),
     };
+    check_operators(&graph.node, opset)?;
     for i in 0..graph.node.len() {
         im.node(&graph.node, i)?;
     }

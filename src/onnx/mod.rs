@@ -3,7 +3,9 @@
 //! onto layers and reports everything it cannot map with the op type, the node name and
 //! the supported list.
 
+mod fold;
 mod import;
+mod ops;
 pub mod proto;
 mod tensor;
 

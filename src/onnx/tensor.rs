@@ -11,12 +11,39 @@ use std::path::Path;
 use super::proto::{data_type, TensorProto, EXTERNAL};
 use crate::error::{Error, Result};
 
-/// A constant tensor of the graph.
+/// A constant tensor of the graph (an initializer, a Constant node, or a value folded at
+/// import). Integer tensors keep `ints` (with [`BATCH`] and [`UNKNOWN`] for dimensions that
+/// depend on the batch size) and mirror them in `floats`.
 #[derive(Clone, Debug)]
 pub(crate) struct Constant {
     pub dims: Vec<usize>,
     pub floats: Vec<f32>,
     pub ints: Vec<i64>,
+    pub int: bool,
+}
+
+/// An integer element equal to the (symbolic) batch size: a folded `Shape` of an
+/// activation holds it in place of the first dimension.
+pub(crate) const BATCH: i64 = i64::MIN;
+/// An integer element computed from the batch size in a way the importer does not track.
+pub(crate) const UNKNOWN: i64 = i64::MIN + 1;
+
+impl Constant {
+    /// An integer tensor.
+    pub(crate) fn from_ints(dims: Vec<usize>, ints: Vec<i64>) -> Self {
+        let floats = ints.iter().map(|&v| if v <= UNKNOWN { f32::NAN } else { v as f32 }).collect();
+        Constant { dims, floats, ints, int: true }
+    }
+
+    /// A floating-point tensor.
+    pub(crate) fn from_floats(dims: Vec<usize>, floats: Vec<f32>) -> Self {
+        Constant { dims, floats, ints: Vec::new(), int: false }
+    }
+
+    /// Elements.
+    pub(crate) fn len(&self) -> usize {
+        self.floats.len()
+    }
 }
 
 fn fail(name: &str, message: impl std::fmt::Display) -> Error {
@@ -82,10 +109,11 @@ impl Constant {
         let width = match t.data_type {
             data_type::FLOAT | data_type::INT32 => 4,
             data_type::INT64 | data_type::DOUBLE => 8,
+            data_type::BOOL => 1,
             other => {
                 return Err(fail(
                     &t.name,
-                    format!("data type {other} is not supported (float, double, int32, int64 are)"),
+                    format!("data type {other} is not supported (float, double, int32, int64, bool are)"),
                 ))
             }
         };
@@ -107,6 +135,7 @@ impl Constant {
                         .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
                         .collect()
                 }
+                data_type::BOOL => ints = raw.iter().map(|&b| i64::from(b != 0)).collect(),
                 data_type::INT32 => {
                     ints = raw
                         .chunks_exact(4)
@@ -124,7 +153,9 @@ impl Constant {
             match t.data_type {
                 data_type::FLOAT => floats = t.float_data.clone(),
                 data_type::DOUBLE => floats = t.double_data.iter().map(|&v| v as f32).collect(),
-                data_type::INT32 => ints = t.int32_data.iter().map(|&v| i64::from(v)).collect(),
+                data_type::INT32 | data_type::BOOL => {
+                    ints = t.int32_data.iter().map(|&v| i64::from(v)).collect()
+                }
                 _ => ints = t.int64_data.clone(),
             }
             let got = floats.len().max(ints.len());
@@ -132,9 +163,10 @@ impl Constant {
                 return Err(fail(&t.name, format!("{got} values for dims {dims:?} ({count} elements)")));
             }
         }
-        if !ints.is_empty() {
+        let int = !matches!(t.data_type, data_type::FLOAT | data_type::DOUBLE);
+        if int {
             floats = ints.iter().map(|&v| v as f32).collect();
         }
-        Ok(Constant { dims, floats, ints })
+        Ok(Constant { dims, floats, ints, int })
     }
 }

@@ -11,10 +11,10 @@ use crate::geometry::ConvGeometry;
 use crate::interp::MapKind;
 use crate::layer::{ConvLayer, ConvSettings, OutputForm};
 use crate::mask::Mask;
-use crate::network::{BatchNorm, Conv, Layer, Linear, Lrn, Network, Op, Pool};
+use crate::network::{Affine, BatchNorm, Binary, Conv, Layer, Linear, Lrn, Network, Op, Pool};
 use crate::params::{
-    AddParams, ChannelAffineParams, ClipParams, GatherInterpParams, LrnParams, Pool2dParams, ReluParams,
-    SoftmaxParams,
+    AddParams, BinaryParams, ChannelAffineParams, ClipParams, GatherInterpParams, LrnParams, Pool2dParams,
+    ReluParams, SelectChannelsParams, SoftmaxParams, UnaryParams,
 };
 use crate::strategy::{Interpolation, MaskStrategy, PoolWindows};
 
@@ -91,7 +91,8 @@ impl<'n> Builder<'n> {
             StepOp::Add(_) => out * (inputs.len() as u64 - 1),
             StepOp::Affine { .. } => 2 * out,
             StepOp::Softmax(_) => 3 * out,
-            StepOp::Gather { .. } | StepOp::Concat => 0,
+            StepOp::Gather { .. } | StepOp::Concat | StepOp::SelectChannels { .. } => 0,
+            StepOp::Unary(_) | StepOp::Binary(_) => out,
         }
     }
 
@@ -430,7 +431,8 @@ impl<'n> Builder<'n> {
             self.names.insert(layer.name.clone(), out);
             return Ok(());
         }
-        if matches!(layer.op, Op::Clip { .. } | Op::BatchNorm(_) | Op::Lrn(_)) {
+        if matches!(layer.op, Op::Clip { .. } | Op::BatchNorm(_) | Op::Lrn(_) | Op::Unary(_) | Op::Affine(_))
+        {
             x = self.readable(x, &layer.op, &layer.name)?;
         }
         let t = self.tensors[x].clone();
@@ -500,6 +502,36 @@ impl<'n> Builder<'n> {
                 (out, vec![])
             }
             Op::Add => self.add(layer, &inputs)?,
+            Op::Binary(f) => self.binary(layer, *f, &inputs)?,
+            Op::Unary(f) => {
+                let out = self.tensor(&layer.name, t.channels, t.height, t.width, t.form.clone());
+                let (alpha, beta) = f.constants();
+                let params = UnaryParams { len: to_u32(t.len(), "length")?, op: f.code(), alpha, beta };
+                self.step(&layer.name, StepOp::Unary(params), vec![x], out);
+                (out, vec![])
+            }
+            Op::Affine(a) => self.affine(layer, a, x)?,
+            Op::SelectChannels { channels } => {
+                if channels.is_empty() {
+                    return Err(layer_error(layer, "selects no channels"));
+                }
+                if let Some(bad) = channels.iter().find(|&&c| c >= t.channels) {
+                    return Err(layer_error(
+                        layer,
+                        format!("selects channel {bad} of a {}-channel input", t.channels),
+                    ));
+                }
+                let params = SelectChannelsParams {
+                    images: to_u32(t.batch, "batch")?,
+                    in_channels: to_u32(t.channels, "channels")?,
+                    out_channels: to_u32(channels.len(), "channels")?,
+                    plane: to_u32(t.plane(), "plane")?,
+                };
+                let table = channels.iter().map(|&c| to_u32(c, "channel")).collect::<Result<_>>()?;
+                let out = self.tensor(&layer.name, channels.len(), t.height, t.width, t.form.clone());
+                self.step(&layer.name, StepOp::SelectChannels { params, channels: table }, vec![x], out);
+                (out, vec![])
+            }
             Op::Concat => {
                 let parts: Vec<TensorId> =
                     inputs.iter().map(|&i| self.dense(i, &layer.name)).collect::<Result<_>>()?;
@@ -590,6 +622,115 @@ impl<'n> Builder<'n> {
     }
 }
 
+impl<'n> Builder<'n> {
+    fn affine(&mut self, layer: &Layer, a: &Affine, x: TensorId) -> Result<(TensorId, Vec<&'n Layer>)> {
+        let t = self.tensors[x].clone();
+        let (scale, shift) = a.per_channel(t.channels).ok_or_else(|| {
+            layer_error(
+                layer,
+                format!(
+                    "{} scale and {} shift values for {} channels (one or one per channel)",
+                    a.scale.len(),
+                    a.shift.len(),
+                    t.channels
+                ),
+            )
+        })?;
+        let (absorbed, _, relu) = self.absorb(&layer.name, false, t.map().map(|m| m.kind()));
+        let params = ChannelAffineParams {
+            len: to_u32(t.len(), "length")?,
+            channels: to_u32(t.channels, "channels")?,
+            plane: to_u32(t.plane(), "plane")?,
+            relu: u32::from(relu),
+        };
+        let out = self.tensor(&layer.name, t.channels, t.height, t.width, t.form.clone());
+        self.step(&layer.name, StepOp::Affine { params, scale, shift }, vec![x], out);
+        Ok((out, absorbed))
+    }
+
+    /// `a op b` for equal shapes, or with one operand one value per image and channel
+    /// (`[B, C, 1, 1]`) broadcast over the other's positions.
+    fn binary(
+        &mut self,
+        layer: &Layer,
+        f: Binary,
+        inputs: &[TensorId],
+    ) -> Result<(TensorId, Vec<&'n Layer>)> {
+        let (ta, tb) = (self.tensors[inputs[0]].clone(), self.tensors[inputs[1]].clone());
+        let dims = |t: &TensorInfo| (t.channels, t.height, t.width);
+        let per_channel =
+            |t: &TensorInfo, of: &TensorInfo| t.height * t.width == 1 && t.channels == of.channels;
+        let broadcast = if dims(&ta) == dims(&tb) {
+            0
+        } else if per_channel(&tb, &ta) {
+            1
+        } else if per_channel(&ta, &tb) {
+            2
+        } else {
+            return Err(layer_error(
+                layer,
+                format!(
+                    "operands of shapes {}x{}x{} ('{}') and {}x{}x{} ('{}') do not broadcast (equal shapes, \
+                     or one value per channel, are supported)",
+                    ta.channels,
+                    ta.height,
+                    ta.width,
+                    ta.producer,
+                    tb.channels,
+                    tb.height,
+                    tb.width,
+                    tb.producer
+                ),
+            ));
+        };
+        let (a, b) = match broadcast {
+            0 => {
+                let (ma, mb) = (ta.map(), tb.map());
+                let same = ma.zip(mb).is_some_and(|(m, n)| Arc::ptr_eq(m, n));
+                let keeps = ma.is_some_and(|m| match m.kind() {
+                    MapKind::Nearest => true,
+                    MapKind::Barycentric => matches!(f, Binary::Add | Binary::Sub),
+                    MapKind::Zeros => f != Binary::Div,
+                });
+                if same && keeps {
+                    (inputs[0], inputs[1])
+                } else {
+                    (self.dense(inputs[0], &layer.name)?, self.dense(inputs[1], &layer.name)?)
+                }
+            }
+            1 => {
+                let a = match ta.map() {
+                    Some(m) if !f.commutes_with_per_channel(m.kind(), false) => {
+                        self.dense(inputs[0], &layer.name)?
+                    }
+                    _ => inputs[0],
+                };
+                (a, self.dense(inputs[1], &layer.name)?)
+            }
+            _ => {
+                let b = match tb.map() {
+                    Some(m) if !f.commutes_with_per_channel(m.kind(), true) => {
+                        self.dense(inputs[1], &layer.name)?
+                    }
+                    _ => inputs[1],
+                };
+                (self.dense(inputs[0], &layer.name)?, b)
+            }
+        };
+        let full = if broadcast == 2 { b } else { a };
+        let info = self.tensors[full].clone();
+        let params = BinaryParams {
+            len: to_u32(info.len(), "length")?,
+            op: f.code(),
+            plane: to_u32(if broadcast == 0 { info.len() } else { info.plane() }, "plane")?,
+            broadcast,
+        };
+        let out = self.tensor(&layer.name, info.channels, info.height, info.width, info.form.clone());
+        self.step(&layer.name, StepOp::Binary(params), vec![a, b], out);
+        Ok((out, vec![]))
+    }
+}
+
 fn form_kind(form: &Form) -> Option<MapKind> {
     match form {
         Form::Dense => None,
@@ -606,7 +747,9 @@ fn commutes(op: &Op, kind: MapKind) -> bool {
         (_, MapKind::Nearest) | (Op::Dropout { .. }, _) => true,
         (Op::Relu | Op::Lrn(_), MapKind::Zeros) => true,
         (Op::Clip { min, max }, MapKind::Zeros) => *min <= 0.0 && *max >= 0.0,
-        (Op::BatchNorm(_), MapKind::Barycentric) => true,
+        (Op::BatchNorm(_) | Op::Affine(_), MapKind::Barycentric) | (Op::SelectChannels { .. }, _) => true,
+        (Op::Affine(a), MapKind::Zeros) => a.shift.iter().all(|&s| s == 0.0),
+        (Op::Unary(f), kind) => f.commutes(kind),
         _ => false,
     }
 }

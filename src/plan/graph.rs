@@ -34,6 +34,7 @@ pub(crate) fn order(net: &Network) -> Result<Vec<&Layer>> {
     for l in &net.layers {
         let arity_ok = match l.op {
             Op::Add => l.inputs.len() >= 2,
+            Op::Binary(_) => l.inputs.len() == 2,
             Op::Concat => !l.inputs.is_empty(),
             _ => l.inputs.len() == 1,
         };

@@ -17,8 +17,8 @@ use crate::error::Result;
 use crate::interp::InterpMap;
 use crate::layer::{ConvLayer, ConvSettings};
 use crate::params::{
-    AddParams, ChannelAffineParams, ClipParams, GatherInterpParams, LrnParams, Pool2dParams, ReluParams,
-    SoftmaxParams,
+    AddParams, BinaryParams, ChannelAffineParams, ClipParams, GatherInterpParams, LrnParams, Pool2dParams,
+    ReluParams, SelectChannelsParams, SoftmaxParams, UnaryParams,
 };
 
 /// Index of a tensor in [`Plan::tensors`].
@@ -140,6 +140,17 @@ pub enum StepOp {
     Softmax(SoftmaxParams),
     /// Channel concatenation of the inputs (buffer copies).
     Concat,
+    /// `unary`.
+    Unary(UnaryParams),
+    /// `binary` of the two inputs.
+    Binary(BinaryParams),
+    /// `select_channels`.
+    SelectChannels {
+        /// Launch parameters.
+        params: SelectChannelsParams,
+        /// Input channel of each output channel.
+        channels: Vec<u32>,
+    },
 }
 
 impl StepOp {
@@ -156,6 +167,9 @@ impl StepOp {
             StepOp::Affine { .. } => "channel_affine",
             StepOp::Softmax(_) => "softmax",
             StepOp::Concat => "concat",
+            StepOp::Unary(_) => "unary",
+            StepOp::Binary(_) => "binary",
+            StepOp::SelectChannels { .. } => "select_channels",
         }
     }
 }

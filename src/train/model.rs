@@ -292,6 +292,47 @@ impl Model {
                     }
                     (Tensor { data: y, ..x.clone() }, Aux::None)
                 }
+                Op::Unary(f) => {
+                    (Tensor { data: x.data.iter().map(|&v| f.apply(v)).collect(), ..x.clone() }, Aux::None)
+                }
+                Op::Affine(a) => {
+                    let (scale, shift) = a.per_channel(ch).ok_or_else(|| {
+                        Error::InvalidArgument(format!(
+                            "layer '{}': affine values do not fit {ch} channels",
+                            layer.name
+                        ))
+                    })?;
+                    let plane = h * w;
+                    let y = x.data.iter().enumerate().map(|(k, v)| {
+                        let c = (k / plane) % ch;
+                        v * scale[c] + shift[c]
+                    });
+                    (Tensor { data: y.collect(), ..x.clone() }, Aux::None)
+                }
+                Op::Binary(f) => {
+                    let other = &values[&layer.inputs[1]];
+                    let (full, plane) = broadcast_of(x, other, &layer.name)?;
+                    let (a_at, b_at) = operand_index(x, other, plane);
+                    let y = (0..full.data.len()).map(|k| f.apply(x.data[a_at(k)], other.data[b_at(k)]));
+                    (Tensor { data: y.collect(), ..full.clone() }, Aux::None)
+                }
+                Op::SelectChannels { channels } => {
+                    let plane = h * w;
+                    let mut y = Vec::with_capacity(b * channels.len() * plane);
+                    for img in 0..b {
+                        for &c in channels {
+                            if c >= ch {
+                                return Err(Error::InvalidArgument(format!(
+                                    "layer '{}' selects channel {c} of {ch}",
+                                    layer.name
+                                )));
+                            }
+                            let at = (img * ch + c) * plane;
+                            y.extend_from_slice(&x.data[at..at + plane]);
+                        }
+                    }
+                    (Tensor { shape: [b, channels.len(), h, w], data: y }, Aux::None)
+                }
                 Op::Dropout { ratio } => match mode {
                     Mode::Train { seed } if *ratio > 0.0 => {
                         let keep = 1.0 - ratio;
@@ -419,6 +460,46 @@ impl Model {
                     Some(Aux::Dropout(mask)) => dy.iter().zip(mask).map(|(g, m)| g * m).collect(),
                     _ => dy,
                 },
+                Op::Unary(f) => dy
+                    .iter()
+                    .zip(x.data.iter().zip(&y.data))
+                    .map(|(g, (&xv, &yv))| g * f.derivative(xv, yv))
+                    .collect(),
+                Op::Affine(a) => {
+                    let (scale, _) = a.per_channel(ch).unwrap_or_default();
+                    let plane = h * w;
+                    dy.iter().enumerate().map(|(k, g)| g * scale[(k / plane) % ch]).collect()
+                }
+                Op::Binary(f) => {
+                    let other = &tape.values[&layer.inputs[1]];
+                    let (_, plane) = broadcast_of(x, other, &layer.name)?;
+                    let (a_at, b_at) = operand_index(x, other, plane);
+                    let mut da = vec![0.0f32; x.data.len()];
+                    let mut db = vec![0.0f32; other.data.len()];
+                    for (k, g) in dy.iter().enumerate() {
+                        let (ia, ib) = (a_at(k), b_at(k));
+                        let (pa, pb) = f.partials(x.data[ia], other.data[ib]);
+                        da[ia] += g * pa;
+                        db[ib] += g * pb;
+                    }
+                    add(&mut grad, &layer.inputs[1], db);
+                    da
+                }
+                Op::SelectChannels { channels } => {
+                    let plane = h * w;
+                    let mut dx = vec![0.0f32; x.data.len()];
+                    for img in 0..b {
+                        for (k, &c) in channels.iter().enumerate() {
+                            let src = (img * channels.len() + k) * plane;
+                            let dst = (img * ch + c) * plane;
+                            dx[dst..dst + plane]
+                                .iter_mut()
+                                .zip(&dy[src..src + plane])
+                                .for_each(|(d, g)| *d += g);
+                        }
+                    }
+                    dx
+                }
                 Op::Linear(l) => {
                     let (dx, dw, db) = layers::linear_backward(&x.data, &dy, b, &l.weights, l.out_features);
                     let mut p = vec![dw];
@@ -442,4 +523,30 @@ impl Model {
         out.input = grad.remove(&self.net.input.name).unwrap_or_default();
         Ok(out)
     }
+}
+
+/// The larger of a binary layer's operands (the output's shape) and the plane a per-channel
+/// operand is broadcast over (0 when the shapes are equal).
+fn broadcast_of<'t>(a: &'t Tensor, b: &'t Tensor, layer: &str) -> Result<(&'t Tensor, usize)> {
+    let per_channel = |s: &Tensor, of: &Tensor| s.shape[2] * s.shape[3] == 1 && s.shape[..2] == of.shape[..2];
+    if a.shape == b.shape {
+        Ok((a, 0))
+    } else if per_channel(b, a) {
+        Ok((a, a.plane()))
+    } else if per_channel(a, b) {
+        Ok((b, b.plane()))
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "layer '{layer}': operands {:?} and {:?} do not broadcast",
+            a.shape, b.shape
+        )))
+    }
+}
+
+/// Index maps from an output element to the element of each operand it reads.
+fn operand_index(a: &Tensor, b: &Tensor, plane: usize) -> (impl Fn(usize) -> usize, impl Fn(usize) -> usize) {
+    let (a_small, b_small) =
+        (plane > 0 && a.data.len() < b.data.len(), plane > 0 && b.data.len() < a.data.len());
+    let p = plane.max(1);
+    (move |k| if a_small { k / p } else { k }, move |k| if b_small { k / p } else { k })
 }

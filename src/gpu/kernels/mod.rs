@@ -7,6 +7,7 @@
 //! (launches and buffer copies, in order) and replays them every run.
 
 pub mod add;
+pub mod binary;
 pub mod channel_affine;
 pub mod clip;
 pub mod gather_interp;
@@ -16,7 +17,9 @@ pub mod matmul_narrow;
 pub mod matmul_tiled;
 pub mod pool2d;
 pub mod relu;
+pub mod select_channels;
 pub mod softmax;
+pub mod unary;
 
 use super::buffers::{UniformArena, UniformSlot};
 use super::context::GpuContext;

@@ -1,0 +1,102 @@
+"""Tries torchvision classifiers as a new user would: export with either PyTorch exporter,
+run onnxruntime, run `perforate classify`, compare.
+
+Usage (from the repository root, in the peers venv of run.sh):
+    python benches/peers/zoo.py OUTDIR [--models a,b] [--exporters ts9,ts11,ts13,ts17,dynamo18]
+Writes OUTDIR/<model>.<exporter>.onnx with .input.npy and .out.npy (onnxruntime's), then prints
+one line per model and exporter: loads or not (the first line of the error), and the largest
+relative difference to onnxruntime. Random (seeded) weights, eval mode, batch 2, dynamic batch.
+"""
+import argparse
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import torch
+import torchvision.models as tvm
+
+MODELS = {
+    "alexnet": (lambda: tvm.alexnet(), 224),
+    "vgg11": (lambda: tvm.vgg11(), 224),
+    "resnet18": (lambda: tvm.resnet18(), 224),
+    "resnet50": (lambda: tvm.resnet50(), 224),
+    "squeezenet1_1": (lambda: tvm.squeezenet1_1(), 224),
+    "googlenet": (lambda: tvm.googlenet(aux_logits=False, init_weights=True), 224),
+    "inception_v3": (lambda: tvm.inception_v3(aux_logits=False, init_weights=True), 299),
+    "densenet121": (lambda: tvm.densenet121(), 224),
+    "mobilenet_v2": (lambda: tvm.mobilenet_v2(), 224),
+    "mobilenet_v3_small": (lambda: tvm.mobilenet_v3_small(), 224),
+    "shufflenet_v2_x0_5": (lambda: tvm.shufflenet_v2_x0_5(), 224),
+    "mnasnet0_5": (lambda: tvm.mnasnet0_5(), 224),
+    "efficientnet_b0": (lambda: tvm.efficientnet_b0(), 224),
+    "regnet_y_400mf": (lambda: tvm.regnet_y_400mf(), 224),
+    "resnext50_32x4d": (lambda: tvm.resnext50_32x4d(), 224),
+    "convnext_tiny": (lambda: tvm.convnext_tiny(), 224),
+}
+EXPORTERS = ["ts9", "ts11", "ts13", "ts17", "dynamo18"]
+
+
+def export(model, size, path, exporter):
+    x = torch.randn(2, 3, size, size)
+    kw = dict(input_names=["input"], output_names=["logits"])
+    if exporter.startswith("ts"):
+        torch.onnx.export(model, (x,), path, dynamo=False, opset_version=int(exporter[2:]),
+                          dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, **kw)
+    else:
+        torch.onnx.export(model, (x,), path, dynamo=True, opset_version=int(exporter[6:]),
+                          dynamic_shapes=({0: torch.export.Dim("N", min=1, max=64)},),
+                          external_data=False, **kw)
+    return x.numpy()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("outdir")
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--exporters", default=",".join(EXPORTERS))
+    ap.add_argument("--perforate", default="target/release/perforate")
+    ap.add_argument("--no-export", action="store_true", help="reuse the files in OUTDIR")
+    args = ap.parse_args()
+    os.makedirs(args.outdir, exist_ok=True)
+    rows = []
+    for name in args.models.split(","):
+        build, size = MODELS[name]
+        for ex in args.exporters.split(","):
+            base = os.path.join(args.outdir, f"{name}.{ex}")
+            if not args.no_export or not os.path.exists(base + ".onnx"):
+                torch.manual_seed(2016)
+                model = build().eval()
+                try:
+                    with torch.no_grad():
+                        x = export(model, size, base + ".onnx", ex)
+                except Exception as e:  # noqa: BLE001 - report and go on
+                    rows.append((name, ex, "export failed: " + str(e).splitlines()[0][:80], ""))
+                    print(rows[-1], flush=True)
+                    continue
+                sess = ort.InferenceSession(base + ".onnx", providers=["CPUExecutionProvider"])
+                y = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+                np.save(base + ".input.npy", x)
+                np.save(base + ".out.npy", y)
+            r = subprocess.run([args.perforate, "run", base + ".onnx", base + ".input.npy",
+                                "--output", base + ".ours.npy", "--top", "1"],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                msg = (r.stderr.strip().splitlines() or ["?"])[0]
+                rows.append((name, ex, "FAIL", msg[:300]))
+            else:
+                ours = np.load(base + ".ours.npy").reshape(-1)
+                ref = np.load(base + ".out.npy").reshape(-1)
+                rel = float(np.max(np.abs(ours - ref)) / max(np.max(np.abs(ref)), 1e-12))
+                rows.append((name, ex, "ok" if rel < 1e-4 else "MISMATCH", f"max rel diff {rel:.2e}"))
+            print(rows[-1], flush=True)
+    ok = sum(r[2] == "ok" for r in rows)
+    print(f"\n{ok} of {len(rows)} load and match onnxruntime within 1e-4")
+    for r in rows:
+        print(f"{r[0]:20} {r[1]:9} {r[2]:9} {r[3]}")
+    return 0 if ok == len(rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

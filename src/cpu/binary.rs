@@ -1,0 +1,44 @@
+//! CPU twin of `shaders/binary.wgsl`.
+
+use rayon::prelude::*;
+
+use crate::network::Binary;
+use crate::params::BinaryParams;
+
+/// `out[i] = f(a[ia], b[ib])`: both indices `i` when `params.broadcast` is 0; `ib = i / plane`
+/// when it is 1 (`b` one value per plane); `ia = i / plane` when it is 2.
+///
+/// Arguments follow the shader's bindings: params, a, b, out.
+pub fn binary(params: &BinaryParams, a: &[f32], b: &[f32], out: &mut [f32]) {
+    let n = params.len as usize;
+    let plane = (params.plane as usize).max(1);
+    let f = match params.op {
+        0 => Binary::Add,
+        1 => Binary::Sub,
+        2 => Binary::Mul,
+        3 => Binary::Div,
+        4 => Binary::Max,
+        _ => Binary::Min,
+    };
+    // Planes are the unit of work: a broadcast operand's value is read once per plane.
+    out[..n]
+        .par_chunks_mut(plane)
+        .enumerate()
+        .with_min_len(super::MIN_PARALLEL_ELEMENTS / plane + 1)
+        .for_each(|(p, o)| {
+            let start = p * plane;
+            match params.broadcast {
+                1 => {
+                    let y = b[p];
+                    o.iter_mut().zip(&a[start..]).for_each(|(o, &x)| *o = f.apply(x, y));
+                }
+                2 => {
+                    let x = a[p];
+                    o.iter_mut().zip(&b[start..]).for_each(|(o, &y)| *o = f.apply(x, y));
+                }
+                _ => o.iter_mut().zip(a[start..].iter().zip(&b[start..])).for_each(|(o, (&x, &y))| {
+                    *o = f.apply(x, y);
+                }),
+            }
+        });
+}

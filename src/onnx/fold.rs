@@ -1,0 +1,596 @@
+//! Constant folding at import: a node whose inputs are all constants is evaluated here, so
+//! the shape arithmetic exporters write (Shape → Gather → Unsqueeze → Concat → Reshape,
+//! Identity around shared weights, Cast, Range, ...) is gone before lowering. Integer
+//! values that depend on the batch size stay symbolic ([`BATCH`], [`UNKNOWN`]).
+
+// Shapes and indices are small integers read from the model; they are checked before use.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss
+)]
+
+use super::proto::NodeProto;
+use super::tensor::{Constant, BATCH, UNKNOWN};
+use crate::error::{Error, Result};
+
+/// Largest tensor (elements) the importer computes at import time.
+const MAX_FOLDED: usize = 1 << 26;
+
+fn check_size(node: &NodeProto, dims: &[usize]) -> Result<()> {
+    match dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) {
+        Some(n) if n <= MAX_FOLDED => Ok(()),
+        _ => Err(bad(node, format!("a constant of shape {dims:?} is too large to compute at import (more than {MAX_FOLDED} elements)"))),
+    }
+}
+
+/// Operators folded when all their inputs are constants.
+pub(super) const FOLDABLE: [&str; 34] = [
+    "Identity",
+    "Dropout",
+    "Cast",
+    "Shape",
+    "Size",
+    "Gather",
+    "Unsqueeze",
+    "Squeeze",
+    "Reshape",
+    "Flatten",
+    "Concat",
+    "Slice",
+    "Range",
+    "ConstantOfShape",
+    "Transpose",
+    "Expand",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Pow",
+    "Equal",
+    "Less",
+    "Greater",
+    "Where",
+    "Max",
+    "Min",
+    "Neg",
+    "Sqrt",
+    "Floor",
+    "Ceil",
+    "Abs",
+    "Reciprocal",
+    "Not",
+];
+
+fn bad(node: &NodeProto, message: impl std::fmt::Display) -> Error {
+    let name = if node.name.is_empty() {
+        node.output.first().cloned().unwrap_or_default()
+    } else {
+        node.name.clone()
+    };
+    Error::Model(format!("'{}' node '{name}': {message}", node.op_type))
+}
+
+fn attr_i(node: &NodeProto, name: &str) -> Option<i64> {
+    node.attribute.iter().find(|a| a.name == name).map(|a| a.i)
+}
+
+fn attr_ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
+    node.attribute.iter().find(|a| a.name == name).map(|a| a.ints.clone())
+}
+
+/// `axis` (negative counts from the end) as an index below `rank`.
+pub(super) fn axis(node: &NodeProto, axis: i64, rank: usize) -> Result<usize> {
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    if a < 0 || a >= rank as i64 {
+        return Err(bad(node, format!("axis {axis} is out of range for rank {rank}")));
+    }
+    Ok(a as usize)
+}
+
+fn strides(dims: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; dims.len()];
+    for i in (0..dims.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * dims[i + 1];
+    }
+    s
+}
+
+/// Picks elements `index` of `c` into a tensor of `dims`, keeping its type.
+fn pick(c: &Constant, dims: Vec<usize>, index: impl Iterator<Item = usize>) -> Constant {
+    if c.int {
+        Constant::from_ints(dims, index.map(|i| c.ints[i]).collect())
+    } else {
+        Constant::from_floats(dims, index.map(|i| c.floats[i]).collect())
+    }
+}
+
+fn with_dims(c: &Constant, dims: Vec<usize>) -> Constant {
+    Constant { dims, ..c.clone() }
+}
+
+/// The integer values of `c` (a shape, axes, indices), refused if symbolic.
+fn known_ints(node: &NodeProto, c: &Constant, what: &str) -> Result<Vec<i64>> {
+    let v: Vec<i64> = if c.int { c.ints.clone() } else { c.floats.iter().map(|&f| f as i64).collect() };
+    if v.iter().any(|&x| x <= UNKNOWN) {
+        return Err(bad(
+            node,
+            format!("{what} depends on the batch size, which is only known when a plan is compiled"),
+        ));
+    }
+    Ok(v)
+}
+
+/// Numpy broadcasting of two shapes.
+fn broadcast(node: &NodeProto, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+    let rank = a.len().max(b.len());
+    let at = |d: &[usize], i: usize| if i + d.len() >= rank { d[i + d.len() - rank] } else { 1 };
+    (0..rank)
+        .map(|i| match (at(a, i), at(b, i)) {
+            (x, y) if x == y || y == 1 => Ok(x),
+            (1, y) => Ok(y),
+            (x, y) => Err(bad(node, format!("shapes {a:?} and {b:?} do not broadcast ({x} vs {y})"))),
+        })
+        .collect()
+}
+
+/// For each element of the broadcast shape `out`, the index into a tensor of `dims`.
+fn broadcast_index(dims: &[usize], out: &[usize]) -> Vec<usize> {
+    let total: usize = out.iter().product();
+    let offset = out.len() - dims.len();
+    let own = strides(dims);
+    let outs = strides(out);
+    (0..total)
+        .map(|k| {
+            let mut idx = 0;
+            for (i, &d) in dims.iter().enumerate() {
+                let coord = (k / outs[i + offset]) % out[i + offset];
+                if d != 1 {
+                    idx += coord * own[i];
+                }
+            }
+            idx
+        })
+        .collect()
+}
+
+fn int_op(op: &str, x: i64, y: i64) -> i64 {
+    if x <= UNKNOWN || y <= UNKNOWN {
+        // x·1 and x/1 keep a symbolic batch size; anything else loses it.
+        return match op {
+            "Mul" if y == 1 => x,
+            "Mul" if x == 1 => y,
+            "Div" if y == 1 => x,
+            _ => UNKNOWN,
+        };
+    }
+    match op {
+        "Add" => x.wrapping_add(y),
+        "Sub" => x.wrapping_sub(y),
+        "Mul" => x.wrapping_mul(y),
+        "Div" if y != 0 => x.wrapping_div(y),
+        "Div" => 0,
+        "Pow" => x.checked_pow(u32::try_from(y).unwrap_or(0)).unwrap_or(0),
+        "Equal" => i64::from(x == y),
+        "Less" => i64::from(x < y),
+        "Greater" => i64::from(x > y),
+        "Max" => x.max(y),
+        _ => x.min(y),
+    }
+}
+
+fn float_op(op: &str, x: f32, y: f32) -> f32 {
+    match op {
+        "Add" => x + y,
+        "Sub" => x - y,
+        "Mul" => x * y,
+        "Div" => x / y,
+        "Pow" => x.powf(y),
+        "Equal" => f32::from(u8::from(x == y)),
+        "Less" => f32::from(u8::from(x < y)),
+        "Greater" => f32::from(u8::from(x > y)),
+        "Max" => x.max(y),
+        _ => x.min(y),
+    }
+}
+
+/// Evaluates `node` on constant `inputs` (`None` for an absent optional input).
+pub(super) fn fold(node: &NodeProto, inputs: &[Option<&Constant>], opset: i64) -> Result<Constant> {
+    let input = |k: usize| -> Result<&Constant> {
+        inputs.get(k).copied().flatten().ok_or_else(|| bad(node, format!("input {k} is missing")))
+    };
+    let x = input(0)?;
+    let op = node.op_type.as_str();
+    Ok(match op {
+        "Identity" | "Dropout" => x.clone(),
+        "Cast" => {
+            let to = attr_i(node, "to").unwrap_or(1);
+            match to {
+                1 | 10 | 11 | 16 => Constant::from_floats(x.dims.clone(), x.floats.clone()),
+                9 => Constant::from_ints(
+                    x.dims.clone(),
+                    if x.int {
+                        x.ints.iter().map(|&v| i64::from(v != 0)).collect()
+                    } else {
+                        x.floats.iter().map(|&v| i64::from(v != 0.0)).collect()
+                    },
+                ),
+                2..=7 | 12 | 13 => Constant::from_ints(
+                    x.dims.clone(),
+                    if x.int { x.ints.clone() } else { x.floats.iter().map(|&v| v.trunc() as i64).collect() },
+                ),
+                other => return Err(bad(node, format!("cast to data type {other} is not supported"))),
+            }
+        }
+        "Shape" => {
+            let dims: Vec<i64> = x.dims.iter().map(|&d| d as i64).collect();
+            let rank = dims.len() as i64;
+            let clampi = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
+            let start = clampi(attr_i(node, "start").unwrap_or(0));
+            let end = clampi(attr_i(node, "end").unwrap_or(rank));
+            let v = dims[start..end.max(start)].to_vec();
+            Constant::from_ints(vec![v.len()], v)
+        }
+        "Size" => Constant::from_ints(vec![], vec![x.len() as i64]),
+        "Gather" => {
+            let idx = input(1)?;
+            let ax = axis(node, attr_i(node, "axis").unwrap_or(0), x.dims.len())?;
+            let n = x.dims[ax];
+            let indices = known_ints(node, idx, "gather indices")?
+                .into_iter()
+                .map(|i| {
+                    let j = if i < 0 { i + n as i64 } else { i };
+                    usize::try_from(j)
+                        .ok()
+                        .filter(|&j| j < n)
+                        .ok_or_else(|| bad(node, format!("index {i} out of range for {n}")))
+                })
+                .collect::<Result<Vec<usize>>>()?;
+            let outer: usize = x.dims[..ax].iter().product();
+            let inner: usize = x.dims[ax + 1..].iter().product();
+            let mut dims = x.dims[..ax].to_vec();
+            dims.extend(&idx.dims);
+            dims.extend(&x.dims[ax + 1..]);
+            let order = (0..outer).flat_map(|o| {
+                indices.iter().flat_map(move |&i| (0..inner).map(move |k| (o * n + i) * inner + k))
+            });
+            pick(x, dims, order.collect::<Vec<_>>().into_iter())
+        }
+        "Unsqueeze" => {
+            let axes = if opset < 13 {
+                attr_ints(node, "axes").unwrap_or_default()
+            } else {
+                known_ints(node, input(1)?, "axes")?
+            };
+            let rank = x.dims.len() + axes.len();
+            let mut axes: Vec<usize> = axes.iter().map(|&a| axis(node, a, rank)).collect::<Result<_>>()?;
+            axes.sort_unstable();
+            let mut dims = x.dims.clone();
+            for a in axes {
+                dims.insert(a.min(dims.len()), 1);
+            }
+            with_dims(x, dims)
+        }
+        "Squeeze" => {
+            let axes = if opset < 13 {
+                attr_ints(node, "axes")
+            } else {
+                inputs.get(1).copied().flatten().map(|c| known_ints(node, c, "axes")).transpose()?
+            };
+            let dims = match axes {
+                None => x.dims.iter().copied().filter(|&d| d != 1).collect(),
+                Some(axes) => {
+                    let axes: Vec<usize> =
+                        axes.iter().map(|&a| axis(node, a, x.dims.len())).collect::<Result<_>>()?;
+                    x.dims.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect()
+                }
+            };
+            with_dims(x, dims)
+        }
+        "Reshape" => {
+            let target = known_ints(node, input(1)?, "target shape")?;
+            with_dims(x, reshape_dims(node, &x.dims, &target, attr_i(node, "allowzero").unwrap_or(0) != 0)?)
+        }
+        "Flatten" => {
+            let ax = attr_i(node, "axis").unwrap_or(1);
+            let a = if ax < 0 { ax + x.dims.len() as i64 } else { ax }.clamp(0, x.dims.len() as i64) as usize;
+            with_dims(x, vec![x.dims[..a].iter().product(), x.dims[a..].iter().product()])
+        }
+        "Concat" => {
+            let parts: Vec<&Constant> = (0..inputs.len()).map(input).collect::<Result<_>>()?;
+            let rank = x.dims.len();
+            if rank == 0 {
+                return Err(bad(node, "cannot concatenate scalars"));
+            }
+            let ax = axis(node, attr_i(node, "axis").unwrap_or(0), rank)?;
+            if parts.iter().any(|p| p.dims.len() != rank) {
+                return Err(bad(node, "inputs of different ranks"));
+            }
+            let outer: usize = x.dims[..ax].iter().product();
+            let mut dims = x.dims.clone();
+            dims[ax] = parts.iter().map(|p| p.dims[ax]).sum();
+            let int = parts.iter().all(|p| p.int);
+            let (mut fl, mut it) = (Vec::new(), Vec::new());
+            for o in 0..outer {
+                for p in &parts {
+                    let chunk: usize = p.dims[ax..].iter().product();
+                    if int {
+                        it.extend_from_slice(&p.ints[o * chunk..(o + 1) * chunk]);
+                    } else {
+                        fl.extend_from_slice(&p.floats[o * chunk..(o + 1) * chunk]);
+                    }
+                }
+            }
+            if int {
+                Constant::from_ints(dims, it)
+            } else {
+                Constant::from_floats(dims, fl)
+            }
+        }
+        "Slice" => {
+            let rank = x.dims.len();
+            let (starts, ends, axes, steps) = if opset < 10 {
+                (
+                    attr_ints(node, "starts").unwrap_or_default(),
+                    attr_ints(node, "ends").unwrap_or_default(),
+                    attr_ints(node, "axes"),
+                    None,
+                )
+            } else {
+                let opt = |k: usize, what: &str| {
+                    inputs.get(k).copied().flatten().map(|c| known_ints(node, c, what)).transpose()
+                };
+                (
+                    known_ints(node, input(1)?, "starts")?,
+                    known_ints(node, input(2)?, "ends")?,
+                    opt(3, "axes")?,
+                    opt(4, "steps")?,
+                )
+            };
+            let axes: Vec<usize> = match axes {
+                Some(a) => a.iter().map(|&v| axis(node, v, rank)).collect::<Result<_>>()?,
+                None => (0..starts.len()).collect(),
+            };
+            let ranges = slice_ranges(node, &x.dims, &starts, &ends, &axes, steps.as_deref())?;
+            let dims: Vec<usize> = ranges.iter().map(Vec::len).collect();
+            let st = strides(&x.dims);
+            let total: usize = dims.iter().product();
+            let os = strides(&dims);
+            let order: Vec<usize> = (0..total)
+                .map(|k| ranges.iter().enumerate().map(|(i, r)| r[(k / os[i]) % dims[i]] * st[i]).sum())
+                .collect();
+            pick(x, dims, order.into_iter())
+        }
+        "Range" => {
+            let (s, l, d) = (input(0)?, input(1)?, input(2)?);
+            if s.int && l.int && d.int {
+                let (s, l, d) = (
+                    known_ints(node, s, "start")?[0],
+                    known_ints(node, l, "limit")?[0],
+                    known_ints(node, d, "delta")?[0],
+                );
+                if d == 0 {
+                    return Err(bad(node, "delta is 0"));
+                }
+                let n = ((l - s) as f64 / d as f64).ceil().max(0.0) as usize;
+                check_size(node, &[n])?;
+                Constant::from_ints(vec![n], (0..n as i64).map(|i| s + i * d).collect())
+            } else {
+                let (s, l, d) = (s.floats[0], l.floats[0], d.floats[0]);
+                let n = ((l - s) / d).ceil().max(0.0) as usize;
+                check_size(node, &[n])?;
+                Constant::from_floats(vec![n], (0..n).map(|i| s + i as f32 * d).collect())
+            }
+        }
+        "ConstantOfShape" => {
+            let dims: Vec<usize> = known_ints(node, x, "shape")?.iter().map(|&d| d.max(0) as usize).collect();
+            check_size(node, &dims)?;
+            let n: usize = dims.iter().product();
+            let value = node.attribute.iter().find(|a| a.name == "value").and_then(|a| a.t.as_ref());
+            match value {
+                Some(t) => {
+                    let v = Constant::from_proto(t, None)?;
+                    if v.int {
+                        Constant::from_ints(dims, vec![v.ints.first().copied().unwrap_or(0); n])
+                    } else {
+                        Constant::from_floats(dims, vec![v.floats.first().copied().unwrap_or(0.0); n])
+                    }
+                }
+                None => Constant::from_floats(dims, vec![0.0; n]),
+            }
+        }
+        "Transpose" => {
+            let rank = x.dims.len();
+            let perm: Vec<usize> = match attr_ints(node, "perm") {
+                Some(p) => p.iter().map(|&a| axis(node, a, rank)).collect::<Result<_>>()?,
+                None => (0..rank).rev().collect(),
+            };
+            let mut sorted = perm.clone();
+            sorted.sort_unstable();
+            if sorted != (0..rank).collect::<Vec<_>>() {
+                return Err(bad(node, format!("perm {perm:?} is not a permutation of {rank} axes")));
+            }
+            let dims: Vec<usize> = perm.iter().map(|&p| x.dims[p]).collect();
+            let st = strides(&x.dims);
+            let os = strides(&dims);
+            let total = x.len();
+            let order: Vec<usize> = (0..total)
+                .map(|k| perm.iter().enumerate().map(|(i, &p)| ((k / os[i]) % dims[i]) * st[p]).sum())
+                .collect();
+            pick(x, dims, order.into_iter())
+        }
+        "Expand" => {
+            let shape: Vec<usize> =
+                known_ints(node, input(1)?, "shape")?.iter().map(|&d| d.max(0) as usize).collect();
+            let dims = broadcast(node, &x.dims, &shape)?;
+            check_size(node, &dims)?;
+            let idx = broadcast_index(&x.dims, &dims);
+            pick(x, dims, idx.into_iter())
+        }
+        "Where" => {
+            let (c, a, b) = (input(0)?, input(1)?, input(2)?);
+            let dims = broadcast(node, &broadcast(node, &c.dims, &a.dims)?, &b.dims)?;
+            check_size(node, &dims)?;
+            let (ic, ia, ib) = (
+                broadcast_index(&c.dims, &dims),
+                broadcast_index(&a.dims, &dims),
+                broadcast_index(&b.dims, &dims),
+            );
+            let cond = |k: usize| c.floats[ic[k]] != 0.0;
+            if a.int && b.int {
+                Constant::from_ints(
+                    dims.clone(),
+                    (0..ic.len()).map(|k| if cond(k) { a.ints[ia[k]] } else { b.ints[ib[k]] }).collect(),
+                )
+            } else {
+                Constant::from_floats(
+                    dims.clone(),
+                    (0..ic.len()).map(|k| if cond(k) { a.floats[ia[k]] } else { b.floats[ib[k]] }).collect(),
+                )
+            }
+        }
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Less" | "Greater" | "Max" | "Min" => {
+            let mut acc = x.clone();
+            for k in 1..inputs.len() {
+                let y = input(k)?;
+                let dims = broadcast(node, &acc.dims, &y.dims)?;
+                check_size(node, &dims)?;
+                let (ia, ib) = (broadcast_index(&acc.dims, &dims), broadcast_index(&y.dims, &dims));
+                let compare = matches!(op, "Equal" | "Less" | "Greater");
+                acc = if acc.int && y.int {
+                    Constant::from_ints(
+                        dims,
+                        ia.iter().zip(&ib).map(|(&i, &j)| int_op(op, acc.ints[i], y.ints[j])).collect(),
+                    )
+                } else {
+                    let v: Vec<f32> =
+                        ia.iter().zip(&ib).map(|(&i, &j)| float_op(op, acc.floats[i], y.floats[j])).collect();
+                    if compare {
+                        Constant::from_ints(dims, v.iter().map(|&f| f as i64).collect())
+                    } else {
+                        Constant::from_floats(dims, v)
+                    }
+                };
+            }
+            acc
+        }
+        "Neg" | "Sqrt" | "Floor" | "Ceil" | "Abs" | "Reciprocal" | "Not" => {
+            if x.int && matches!(op, "Neg" | "Abs" | "Floor" | "Ceil" | "Not") {
+                let f = |v: i64| match op {
+                    _ if v <= UNKNOWN => UNKNOWN,
+                    "Neg" => -v,
+                    "Abs" => v.abs(),
+                    "Not" => i64::from(v == 0),
+                    _ => v,
+                };
+                Constant::from_ints(x.dims.clone(), x.ints.iter().map(|&v| f(v)).collect())
+            } else {
+                let f = |v: f32| match op {
+                    "Neg" => -v,
+                    "Sqrt" => v.sqrt(),
+                    "Floor" => v.floor(),
+                    "Ceil" => v.ceil(),
+                    "Abs" => v.abs(),
+                    _ => 1.0 / v,
+                };
+                Constant::from_floats(x.dims.clone(), x.floats.iter().map(|&v| f(v)).collect())
+            }
+        }
+        other => return Err(bad(node, format!("cannot fold '{other}'"))),
+    })
+}
+
+/// The output dims of reshaping `dims` to `target` (ONNX rules: 0 copies the input's
+/// dimension unless `allowzero`, one −1 is inferred).
+pub(super) fn reshape_dims(
+    node: &NodeProto,
+    dims: &[usize],
+    target: &[i64],
+    allowzero: bool,
+) -> Result<Vec<usize>> {
+    let total: usize = dims.iter().product();
+    let mut out = Vec::with_capacity(target.len());
+    let mut infer = None;
+    for (i, &t) in target.iter().enumerate() {
+        match t {
+            -1 if infer.is_none() => {
+                infer = Some(i);
+                out.push(1);
+            }
+            0 if !allowzero => out.push(*dims.get(i).ok_or_else(|| {
+                bad(node, format!("0 at position {i} copies a dimension the input does not have"))
+            })?),
+            t if t >= 0 => out.push(t as usize),
+            _ => return Err(bad(node, format!("target shape {target:?} is invalid"))),
+        }
+    }
+    let known: usize = out.iter().product();
+    if let Some(i) = infer {
+        if known == 0 || !total.is_multiple_of(known) {
+            return Err(bad(node, format!("cannot reshape {dims:?} to {target:?}")));
+        }
+        out[i] = total / known;
+    } else if known != total {
+        return Err(bad(node, format!("cannot reshape {dims:?} ({total} elements) to {target:?}")));
+    }
+    Ok(out)
+}
+
+/// Per axis, the indices a Slice keeps (all of them on axes it does not name).
+pub(super) fn slice_ranges(
+    node: &NodeProto,
+    dims: &[usize],
+    starts: &[i64],
+    ends: &[i64],
+    axes: &[usize],
+    steps: Option<&[i64]>,
+) -> Result<Vec<Vec<usize>>> {
+    if starts.len() != axes.len() || ends.len() != axes.len() || steps.is_some_and(|s| s.len() != axes.len())
+    {
+        return Err(bad(node, "starts, ends, axes and steps must have the same length"));
+    }
+    let mut ranges: Vec<Vec<usize>> = dims.iter().map(|&d| (0..d).collect()).collect();
+    for (k, &a) in axes.iter().enumerate() {
+        let n = dims[a] as i64;
+        let step = steps.map_or(1, |s| s[k]);
+        if step == 0 {
+            return Err(bad(node, "a step of 0"));
+        }
+        let norm = |v: i64| if v < 0 { v + n } else { v };
+        let (mut s, mut e) = (norm(starts[k]), norm(ends[k]));
+        let mut r = Vec::new();
+        if step > 0 {
+            s = s.clamp(0, n);
+            e = e.clamp(0, n);
+            let mut i = s;
+            while i < e {
+                r.push(i as usize);
+                i += step;
+            }
+        } else {
+            s = s.clamp(-1, n - 1);
+            e = e.clamp(-1, n - 1);
+            let mut i = s;
+            while i > e {
+                r.push(i as usize);
+                i += step;
+            }
+        }
+        ranges[a] = r;
+    }
+    Ok(ranges)
+}
+
+/// The dims of `Shape` of an activation: `[batch, per-image dims...]` with the batch
+/// symbolic.
+pub(super) fn shape_of_activation(node: &NodeProto, per_image: &[usize]) -> Constant {
+    let mut v = vec![BATCH];
+    v.extend(per_image.iter().map(|&d| d as i64));
+    let rank = v.len() as i64;
+    let clampi = |x: i64| (if x < 0 { x + rank } else { x }).clamp(0, rank) as usize;
+    let start = clampi(attr_i(node, "start").unwrap_or(0));
+    let end = clampi(attr_i(node, "end").unwrap_or(rank));
+    let v = v[start..end.max(start)].to_vec();
+    Constant::from_ints(vec![v.len()], v)
+}
