@@ -1,11 +1,13 @@
 // binary: out[i] = f(a[ia], b[ib]), f chosen by params.op (`network::Binary::code`).
-// broadcast 0: ia = ib = i; 1: b holds one value per plane, ib = i / plane; 2: a holds one
-// value per plane, ia = i / plane (squeeze-and-excitation scales, per image and channel).
+// broadcast 0: ia = ib = i; 1: b holds one value per plane, ib = i / plane; 2: a does
+// (squeeze-and-excitation scales, per image and channel); 3: b holds one value per image
+// and position, ib = (i / (channels * plane)) * plane + i % plane; 4: a does (statistics
+// over the channels, as in a layer norm).
 //
 // Bindings (CPU twin `cpu::binary` takes them in this order):
 //   0 params  uniform  Params (Rust: `params::BinaryParams`)
-//   1 a       storage  f32 [len or len / plane]
-//   2 b       storage  f32 [len or len / plane]
+//   1 a       storage  f32 [len, or its broadcast size]
+//   2 b       storage  f32 [len, or its broadcast size]
 //   3 out     storage  f32 [len]
 // Dispatch (`gpu::kernels::binary`): 1-D over len (`kernels::linear_workgroups`).
 
@@ -14,6 +16,10 @@ struct Params {
     op: u32,
     plane: u32,
     broadcast: u32,
+    channels: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -40,8 +46,16 @@ fn main(
     let i = gid.x + gid.y * groups.x * 256u;
     if i < params.len {
         let p = i / params.plane;
-        let ia = select(i, p, params.broadcast == 2u);
-        let ib = select(i, p, params.broadcast == 1u);
+        let q = (i / (params.channels * params.plane)) * params.plane + i % params.plane;
+        var ia = i;
+        var ib = i;
+        switch params.broadcast {
+            case 1u: { ib = p; }
+            case 2u: { ia = p; }
+            case 3u: { ib = q; }
+            case 4u: { ia = q; }
+            default: {}
+        }
         out[i] = apply(a[ia], b[ib]);
     }
 }

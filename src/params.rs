@@ -276,10 +276,11 @@ pub struct UnaryParams {
     pub beta: f32,
 }
 
-/// `binary`: `out[i] = f(a[i], b[j])` for `len` elements, f chosen by `op`
-/// ([`crate::network::Binary::code`]). `broadcast` 0: `j = i`; 1: `b` holds one value per
-/// plane of `a` (`j = i / plane`); 2: `a` holds one value per plane of `b`
-/// (`out[i] = f(a[i / plane], b[i])`).
+/// `binary`: `out[i] = f(a[ia], b[ib])` for `len` elements, f chosen by `op`
+/// ([`crate::network::Binary::code`]). `broadcast` 0: both indices `i`; 1: `b` holds one
+/// value per plane (per image and channel, `ib = i / plane`); 2: `a` does; 3: `b` holds
+/// one value per image and position (one channel, `ib = (i / (channels · plane)) · plane +
+/// i mod plane`); 4: `a` does.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct BinaryParams {
@@ -289,8 +290,16 @@ pub struct BinaryParams {
     pub op: u32,
     /// Elements per plane (H·W, or N for a compact tensor) of the full-size operand.
     pub plane: u32,
-    /// Which operand, if any, is one value per plane.
+    /// How the operands broadcast (see above).
     pub broadcast: u32,
+    /// Channels of the full-size operand.
+    pub channels: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad0: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad1: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad2: u32,
 }
 
 /// `select_channels`: `out[b, k, p] = x[b, channels[k], p]`.
@@ -305,4 +314,19 @@ pub struct SelectChannelsParams {
     pub out_channels: u32,
     /// Elements per channel plane (H·W, or N for a compact tensor).
     pub plane: u32,
+}
+
+/// `reduce_channels`: `out[n, 0, p] = reduce_c x[n, c, p]` (mean, sum or max over the
+/// channels at each position; `op` 0, 1, 2).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct ReduceChannelsParams {
+    /// Images.
+    pub images: u32,
+    /// Channels reduced.
+    pub channels: u32,
+    /// Elements per channel plane (H·W, or N for a compact tensor).
+    pub plane: u32,
+    /// 0 mean, 1 sum, 2 max.
+    pub op: u32,
 }

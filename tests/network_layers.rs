@@ -9,7 +9,7 @@ use ndarray::{ArrayD, IxDyn};
 use perforate::cpu::CpuExecutor;
 use perforate::gpu::GpuExecutor;
 use perforate::network::{
-    Affine, BatchNorm, Binary, Conv, InputSpec, Linear, Lrn, Network, Op, Perforation, Pool, Unary,
+    Affine, BatchNorm, Binary, Conv, InputSpec, Linear, Lrn, Network, Op, Perforation, Pool, Reduce, Unary,
 };
 use perforate::plan::{Plan, PlanOptions};
 use perforate::rng::SeededRng;
@@ -404,5 +404,50 @@ fn binary_functions_with_broadcasting_on_dense_and_compact() {
                     .collect();
             verify(&format!("binary {} q={q:?}", f.name()), &p.net, &p.x, &expected, &[B, C, H, W]);
         }
+    }
+}
+
+#[test]
+fn channel_reductions_and_a_layer_norm_over_the_channels() {
+    let plane = H * W;
+    for q in KEEPS {
+        // Mean, sum and max over the channels at each position.
+        for r in [Reduce::Mean, Reduce::Sum, Reduce::Max] {
+            let mut p = pre(q);
+            p.net.then("r", Op::ReduceChannels(r));
+            let expected: Vec<f64> = (0..B * plane)
+                .map(|k| {
+                    let (img, at) = (k / plane, k % plane);
+                    let vals = (0..C).map(|c| p.d[(img * C + c) * plane + at]);
+                    match r {
+                        Reduce::Mean => vals.sum::<f64>() / C as f64,
+                        Reduce::Sum => vals.sum(),
+                        Reduce::Max => vals.fold(f64::MIN, f64::max),
+                    }
+                })
+                .collect();
+            verify(&format!("reduce {r:?} q={q:?}"), &p.net, &p.x, &expected, &[B, 1, H, W]);
+        }
+        // Layer norm over the channels as an importer expands it, and mean − x (the
+        // per-position operand first).
+        let mut p = pre(q);
+        p.net.push("mean", Op::ReduceChannels(Reduce::Mean), &["pre"]);
+        p.net.push("centred", Op::Binary(Binary::Sub), &["pre", "mean"]);
+        p.net.push("square", Op::Binary(Binary::Mul), &["centred", "centred"]);
+        p.net.push("var", Op::ReduceChannels(Reduce::Mean), &["square"]);
+        p.net.push("var_eps", Op::Affine(Affine { scale: vec![1.0], shift: vec![1e-3] }), &["var"]);
+        p.net.push("std", Op::Unary(Unary::Sqrt), &["var_eps"]);
+        p.net.push("normed", Op::Binary(Binary::Div), &["centred", "std"]);
+        p.net.push("flipped", Op::Binary(Binary::Sub), &["mean", "normed"]);
+        let expected: Vec<f64> = (0..B * C * plane)
+            .map(|k| {
+                let (img, at) = (k / (C * plane), k % plane);
+                let vals: Vec<f64> = (0..C).map(|c| p.d[(img * C + c) * plane + at]).collect();
+                let mean = vals.iter().sum::<f64>() / C as f64;
+                let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / C as f64;
+                mean - (p.d[k] - mean) / (var + 1e-3).sqrt()
+            })
+            .collect();
+        verify(&format!("layer norm over channels q={q:?}"), &p.net, &p.x, &expected, &[B, C, H, W]);
     }
 }

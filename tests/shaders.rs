@@ -163,7 +163,16 @@ fn network_kernel_params_mirror() {
     check(Kernel::Softmax, std::mem::size_of::<SoftmaxParams>(), &["rows", "cols", "_pad0", "_pad1"]);
     check(Kernel::Clip, std::mem::size_of::<ClipParams>(), &["len", "_pad", "min", "max"]);
     check(Kernel::Unary, std::mem::size_of::<UnaryParams>(), &["len", "op", "alpha", "beta"]);
-    check(Kernel::Binary, std::mem::size_of::<BinaryParams>(), &["len", "op", "plane", "broadcast"]);
+    check(
+        Kernel::Binary,
+        std::mem::size_of::<BinaryParams>(),
+        &["len", "op", "plane", "broadcast", "channels", "_pad0", "_pad1", "_pad2"],
+    );
+    check(
+        Kernel::ReduceChannels,
+        std::mem::size_of::<ReduceChannelsParams>(),
+        &["images", "channels", "plane", "op"],
+    );
     check(
         Kernel::SelectChannels,
         std::mem::size_of::<SelectChannelsParams>(),

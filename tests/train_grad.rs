@@ -3,7 +3,7 @@
 //! and a small perforated network end to end.
 
 use perforate::network::{
-    Affine, BatchNorm, Binary, Conv, InputSpec, Linear, Lrn, Network, Op, Perforation, Pool, Unary,
+    Affine, BatchNorm, Binary, Conv, InputSpec, Linear, Lrn, Network, Op, Perforation, Pool, Reduce, Unary,
 };
 use perforate::rng::SeededRng;
 use perforate::train::{Mode, Model, Tensor};
@@ -215,6 +215,28 @@ fn elementwise_and_channel_layers() {
         head(&mut net, 4 * 81, 5);
         check(&format!("binary {}", f.name()), &net, Mode::Eval);
     }
+
+    // Reductions over the channels and a layer norm built from them (per-position operands).
+    for r in [Reduce::Mean, Reduce::Sum, Reduce::Max] {
+        check(
+            &format!("reduce {r:?}"),
+            &net_with(p.clone(), &[("r", Op::ReduceChannels(r))], 81),
+            Mode::Eval,
+        );
+    }
+    let mut net = net_with(p, &[], 0);
+    net.layers.truncate(1);
+    net.output = "c1".into();
+    net.push("mean", Op::ReduceChannels(Reduce::Mean), &["c1"]);
+    net.push("centred", Op::Binary(Binary::Sub), &["c1", "mean"]);
+    net.push("square", Op::Binary(Binary::Mul), &["centred", "centred"]);
+    net.push("var", Op::ReduceChannels(Reduce::Mean), &["square"]);
+    net.push("var_eps", Op::Affine(Affine { scale: vec![1.0], shift: vec![0.1] }), &["var"]);
+    net.push("std", Op::Unary(Unary::Sqrt), &["var_eps"]);
+    net.push("normed", Op::Binary(Binary::Div), &["centred", "std"]);
+    net.push("flipped", Op::Binary(Binary::Sub), &["mean", "normed"]);
+    head(&mut net, 4 * 81, 5);
+    check("layer norm over channels", &net, Mode::Eval);
 }
 
 #[test]

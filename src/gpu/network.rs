@@ -97,6 +97,7 @@ impl GpuExecutor {
                 StepOp::Softmax(p) => kernels::softmax::softmax(&mut b, p, x, out),
                 StepOp::Unary(p) => kernels::unary::unary(&mut b, p, x, out),
                 StepOp::Binary(p) => kernels::binary::binary(&mut b, p, x, slot(step.inputs[1]), out),
+                StepOp::ReduceChannels(p) => kernels::reduce_channels::reduce_channels(&mut b, p, x, out),
                 StepOp::SelectChannels { params, channels } => {
                     let channels = table(ctx, "channel table", channels)?;
                     kernels::select_channels::select_channels(&mut b, params, x, &channels, out);

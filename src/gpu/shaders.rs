@@ -37,11 +37,13 @@ pub enum Kernel {
     Binary,
     /// `shaders/select_channels.wgsl`
     SelectChannels,
+    /// `shaders/reduce_channels.wgsl`
+    ReduceChannels,
 }
 
 impl Kernel {
     /// All kernels.
-    pub const ALL: [Kernel; 14] = [
+    pub const ALL: [Kernel; 15] = [
         Kernel::Im2colMasked,
         Kernel::MatmulTiled,
         Kernel::MatmulNarrow,
@@ -56,6 +58,7 @@ impl Kernel {
         Kernel::Unary,
         Kernel::Binary,
         Kernel::SelectChannels,
+        Kernel::ReduceChannels,
     ];
 
     /// The kernel's one name.
@@ -75,6 +78,7 @@ impl Kernel {
             Kernel::Unary => "unary",
             Kernel::Binary => "binary",
             Kernel::SelectChannels => "select_channels",
+            Kernel::ReduceChannels => "reduce_channels",
         }
     }
 
@@ -105,6 +109,7 @@ impl Kernel {
             Kernel::Unary => include_str!("../../shaders/unary.wgsl"),
             Kernel::Binary => include_str!("../../shaders/binary.wgsl"),
             Kernel::SelectChannels => include_str!("../../shaders/select_channels.wgsl"),
+            Kernel::ReduceChannels => include_str!("../../shaders/reduce_channels.wgsl"),
         }
     }
 

@@ -347,6 +347,38 @@ impl Binary {
     }
 }
 
+/// A reduction over the channels at each position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reduce {
+    /// The mean.
+    Mean,
+    /// The sum.
+    Sum,
+    /// The maximum.
+    Max,
+}
+
+impl Reduce {
+    /// The code `shaders/reduce_channels.wgsl` switches on.
+    pub fn code(self) -> u32 {
+        match self {
+            Reduce::Mean => 0,
+            Reduce::Sum => 1,
+            Reduce::Max => 2,
+        }
+    }
+
+    /// Whether the reduction may run on a tensor stored compact through a map of `kind`:
+    /// the mean and the sum are linear; the maximum only copies values.
+    pub fn commutes(self, kind: MapKind) -> bool {
+        match self {
+            Reduce::Mean | Reduce::Sum => true,
+            Reduce::Max => kind != MapKind::Barycentric,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ mod plan_file;
 mod report;
 pub mod zoo;
 
-pub use elementwise::{Binary, Unary};
+pub use elementwise::{Binary, Reduce, Unary};
 
 pub use plan_file::{weights_hash, LayerPlan, PerforationPlan, PLAN_VERSION};
 pub use report::{LayerReport, PerforationReport};
@@ -260,8 +260,9 @@ pub enum Op {
     /// An element-wise function.
     Unary(Unary),
     /// An element-wise function of two inputs of the same shape, or of an input and a
-    /// per-image, per-channel value (`[B, C, 1, 1]`, broadcast over the positions; either
-    /// input may be that one).
+    /// per-image, per-channel value (`[B, C, 1, 1]`, broadcast over the positions) or a
+    /// per-image, per-position value (`[B, 1, H, W]`, broadcast over the channels); either
+    /// input may be the broadcast one.
     Binary(Binary),
     /// Per-channel `x · scale + shift`.
     Affine(Affine),
@@ -270,6 +271,8 @@ pub enum Op {
         /// Input channel of each output channel.
         channels: Vec<usize>,
     },
+    /// One channel: the mean, sum or maximum over the channels at each position.
+    ReduceChannels(Reduce),
 }
 
 impl Op {
@@ -294,6 +297,7 @@ impl Op {
             Op::Binary(_) => "binary",
             Op::Affine(_) => "affine",
             Op::SelectChannels { .. } => "select_channels",
+            Op::ReduceChannels(_) => "reduce_channels",
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::network::{BatchNorm, Conv, InputSpec, Linear, Lrn, Network, Op, Pool}
 
 /// Operator types the importer maps onto layers (opsets 9 to 21); the operators of
 /// [`fold::FOLDABLE`] are also accepted wherever their inputs are constants.
-pub const SUPPORTED_OPS: [&str; 49] = [
+pub const SUPPORTED_OPS: [&str; 51] = [
     "Conv",
     "Relu",
     "Clip",
@@ -63,6 +63,8 @@ pub const SUPPORTED_OPS: [&str; 49] = [
     "Reciprocal",
     "Softplus",
     "Pad",
+    "ReduceSum",
+    "LayerNormalization",
 ];
 
 /// Whether the importer knows `op` at all (as a layer, or folded when its inputs are
@@ -110,6 +112,9 @@ fn check_operators(nodes: &[NodeProto], opset: i64) -> Result<()> {
 /// Per-image shape of an activation: `[C, H, W]` stored NCHW (a flat tensor has H = W = 1
 /// and ONNX rank 2). `split` marks a 5-D view of the channels, `[N, G, C/G, H, W]`, as
 /// exporters write a channel shuffle; `transposed` when its two channel axes were swapped.
+/// `channels_last` marks the `[N, H, W, C]` view a Transpose makes (ConvNeXt's layer norm
+/// and pointwise MatMuls): the data stay NCHW and the operators that act on the last axis
+/// act on the channels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Shape {
     pub c: usize,
@@ -118,15 +123,16 @@ pub(super) struct Shape {
     /// Rank of the ONNX tensor (batch included): 2 or 4 (5 for a split view).
     pub rank: usize,
     pub split: Option<(usize, usize, bool)>,
+    pub channels_last: bool,
 }
 
 impl Shape {
     pub(super) fn map(c: usize, h: usize, w: usize) -> Self {
-        Shape { c, h, w, rank: 4, split: None }
+        Shape { c, h, w, rank: 4, split: None, channels_last: false }
     }
 
     pub(super) fn flat(features: usize) -> Self {
-        Shape { c: features, h: 1, w: 1, rank: 2, split: None }
+        Shape { c: features, h: 1, w: 1, rank: 2, split: None, channels_last: false }
     }
 
     /// The ONNX dims after the batch.
@@ -135,6 +141,7 @@ impl Shape {
             (_, Some((g, per, false))) => vec![g, per, self.h, self.w],
             (_, Some((g, per, true))) => vec![per, g, self.h, self.w],
             (2, _) => vec![self.c * self.h * self.w],
+            _ if self.channels_last => vec![self.h, self.w, self.c],
             _ => vec![self.c, self.h, self.w],
         }
     }
@@ -206,8 +213,17 @@ fn same_pads(auto_pad: &str, size: usize, kernel: usize, stride: usize, dilation
 }
 
 impl<'m> Importer<'m> {
-    /// Input `k` as an activation (a 5-D channel view is refused).
+    /// Input `k` as an activation (5-D and channels-last views are refused).
     pub(super) fn value(&self, node: &NodeProto, k: usize) -> Result<(String, Shape)> {
+        let v = self.value_cl(node, k)?;
+        if v.1.channels_last {
+            return Err(bad(node, format!("input '{}' is a channels-last view [N, H, W, C] (after a Transpose); only element-wise operators, reductions, LayerNormalization and MatMul over the channels, and the Transpose back are supported on it", node.input[k])));
+        }
+        Ok(v)
+    }
+
+    /// Input `k` as an activation, channels-last views included (5-D views are refused).
+    pub(super) fn value_cl(&self, node: &NodeProto, k: usize) -> Result<(String, Shape)> {
         let v = self.value_view(node, k)?;
         if v.1.split.is_some() {
             return Err(bad(node, format!("input '{}' is a 5-D view of the channels; only a channel shuffle (Reshape, Transpose, Reshape) is supported on it", node.input[k])));
@@ -603,6 +619,9 @@ impl<'m> Importer<'m> {
                 };
                 self.push(node, Op::MaxPool(pool), &[&x], Shape::map(s.c, 1, 1));
             }
+            "ReduceMean" | "ReduceMax" | "ReduceSum" if self.reduces_channels(node)? => {
+                self.reduce_channels(node)?
+            }
             "ReduceMean" | "ReduceMax" => {
                 // Only over the spatial axes (global pooling as newer exporters write it).
                 let (x, s) = self.value(node, 0)?;
@@ -697,6 +716,10 @@ impl<'m> Importer<'m> {
                     self.push(node, Op::Flatten, &[&x], Shape::flat(s.c * s.h * s.w));
                 }
             }
+            "MatMul" if self.value_cl(node, 0).is_ok_and(|(_, s)| s.channels_last) => {
+                self.matmul_channels_last(node, nodes, index)?
+            }
+            "LayerNormalization" => self.layer_norm(node)?,
             "Gemm" | "MatMul" => self.gemm(node, nodes, index)?,
             "Softmax" => {
                 let (x, s) = self.value(node, 0)?;

@@ -49,7 +49,7 @@ impl Importer<'_> {
             .ok_or_else(|| bad(node, format!("input {k} is missing")))?;
         match self.constants.get(name) {
             Some(c) => Ok(Operand::Constant(c.clone())),
-            None => self.value(node, k).map(|(n, s)| Operand::Value(n, s)),
+            None => self.value_cl(node, k).map(|(n, s)| Operand::Value(n, s)),
         }
     }
 
@@ -68,7 +68,7 @@ impl Importer<'_> {
     }
 
     pub(super) fn unary(&mut self, node: &NodeProto) -> Result<()> {
-        let (x, s) = self.value(node, 0)?;
+        let (x, s) = self.value_cl(node, 0)?;
         let f = match node.op_type.as_str() {
             "Sigmoid" => Unary::Sigmoid,
             "HardSigmoid" => {
@@ -123,6 +123,7 @@ impl Importer<'_> {
         }
         let fits = match s.rank {
             2 => dims == [s.c],
+            _ if s.channels_last => dims == [s.c],
             _ => dims == [s.c, 1, 1] && s.split.is_none(),
         };
         fits.then(|| c.floats.clone())
@@ -133,7 +134,7 @@ impl Importer<'_> {
         if node.input.len() < 2 {
             return match op {
                 "Sum" | "Max" | "Min" => {
-                    let v = self.value(node, 0)?;
+                    let v = self.value_cl(node, 0)?;
                     self.alias(node, v);
                     Ok(())
                 }
@@ -142,7 +143,7 @@ impl Importer<'_> {
         }
         if op == "Sum" || (op == "Add" && node.input.len() > 2) {
             let parts: Vec<(String, Shape)> =
-                (0..node.input.len()).map(|k| self.value(node, k)).collect::<Result<_>>()?;
+                (0..node.input.len()).map(|k| self.value_cl(node, k)).collect::<Result<_>>()?;
             let s = parts[0].1;
             if let Some((_, t)) = parts.iter().find(|(_, t)| *t != s) {
                 return Err(bad(
@@ -174,19 +175,30 @@ impl Importer<'_> {
                         "Pow with a computed exponent is not supported (a constant exponent is)",
                     ));
                 }
-                let per_channel =
-                    |t: Shape, of: Shape| t.h * t.w == 1 && t.c == of.c && t.rank == of.rank && of.rank == 4;
+                let per_channel = |t: Shape, of: Shape| {
+                    t.h * t.w == 1
+                        && t.c == of.c
+                        && t.rank == of.rank
+                        && of.rank == 4
+                        && !t.channels_last
+                        && !of.channels_last
+                };
+                let per_position = |t: Shape, of: Shape| {
+                    t.c == 1
+                        && of.c > 1
+                        && (t.h, t.w, t.rank, t.channels_last) == (of.h, of.w, of.rank, of.channels_last)
+                };
                 if sa == sb && f == Binary::Add {
                     self.push(node, Op::Add, &[&a, &b], sa);
-                } else if sa == sb || per_channel(sb, sa) {
+                } else if sa == sb || per_channel(sb, sa) || per_position(sb, sa) {
                     self.push(node, Op::Binary(f), &[&a, &b], sa);
-                } else if per_channel(sa, sb) {
+                } else if per_channel(sa, sb) || per_position(sa, sb) {
                     self.push(node, Op::Binary(f), &[&a, &b], sb);
                 } else {
                     return Err(bad(
                         node,
                         format!(
-                            "operands of shapes [N, {:?}] and [N, {:?}] do not broadcast (equal shapes, or one value per channel [N, C, 1, 1], are supported)",
+                            "operands of shapes [N, {:?}] and [N, {:?}] do not broadcast (equal shapes, one value per channel [N, C, 1, 1] or one per position [N, 1, H, W] are supported)",
                             sa.dims(),
                             sb.dims()
                         ),
@@ -347,11 +359,11 @@ impl Importer<'_> {
         };
         let keeps_batch =
             first == BATCH || first == -1 && !rest.contains(&-1) || first == 0 && !allowzero || first == 1;
-        if !keeps_batch || rest.iter().any(|&d| d <= UNKNOWN) {
+        if rest.is_empty() || !keeps_batch || rest.iter().any(|&d| d <= UNKNOWN) {
             return Err(bad(
                 node,
                 format!(
-                    "reshape to {} moves the batch dimension; only per-image reshapes are supported",
+                    "reshape to {} merges or moves the batch dimension; only per-image reshapes are supported",
                     show(&target)
                 ),
             ));
@@ -398,10 +410,14 @@ impl Importer<'_> {
             self.alias(node, (x, s));
         } else if let (Some((g, per, t)), [0, 2, 1, 3, 4]) = (s.split, &perm[..]) {
             self.alias(node, (x, Shape { split: Some((g, per, !t)), ..s }));
+        } else if let (4, None, false, [0, 2, 3, 1]) = (s.rank, s.split, s.channels_last, &perm[..]) {
+            self.alias(node, (x, Shape { channels_last: true, ..s }));
+        } else if let (true, [0, 3, 1, 2]) = (s.channels_last, &perm[..]) {
+            self.alias(node, (x, Shape { channels_last: false, ..s }));
         } else {
             return Err(bad(
                 node,
-                format!("transpose {perm:?} of [N, {:?}] is not supported (only the channel transpose of a shuffle is)", s.dims()),
+                format!("transpose {perm:?} of [N, {:?}] is not supported (only the channel transpose of a shuffle and the channels-last view [0, 2, 3, 1] and its inverse are)", s.dims()),
             ));
         }
         Ok(())

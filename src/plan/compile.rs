@@ -14,7 +14,7 @@ use crate::mask::Mask;
 use crate::network::{Affine, BatchNorm, Binary, Conv, Layer, Linear, Lrn, Network, Op, Pool};
 use crate::params::{
     AddParams, BinaryParams, ChannelAffineParams, ClipParams, GatherInterpParams, LrnParams, Pool2dParams,
-    ReluParams, SelectChannelsParams, SoftmaxParams, UnaryParams,
+    ReduceChannelsParams, ReluParams, SelectChannelsParams, SoftmaxParams, UnaryParams,
 };
 use crate::strategy::{Interpolation, MaskStrategy, PoolWindows};
 
@@ -93,6 +93,7 @@ impl<'n> Builder<'n> {
             StepOp::Softmax(_) => 3 * out,
             StepOp::Gather { .. } | StepOp::Concat | StepOp::SelectChannels { .. } => 0,
             StepOp::Unary(_) | StepOp::Binary(_) => out,
+            StepOp::ReduceChannels(_) => self.tensors[inputs[0]].len() as u64,
         }
     }
 
@@ -431,8 +432,10 @@ impl<'n> Builder<'n> {
             self.names.insert(layer.name.clone(), out);
             return Ok(());
         }
-        if matches!(layer.op, Op::Clip { .. } | Op::BatchNorm(_) | Op::Lrn(_) | Op::Unary(_) | Op::Affine(_))
-        {
+        if matches!(
+            layer.op,
+            Op::Clip { .. } | Op::BatchNorm(_) | Op::Lrn(_) | Op::Unary(_) | Op::Affine(_) | Op::ReduceChannels(_)
+        ) {
             x = self.readable(x, &layer.op, &layer.name)?;
         }
         let t = self.tensors[x].clone();
@@ -511,6 +514,17 @@ impl<'n> Builder<'n> {
                 (out, vec![])
             }
             Op::Affine(a) => self.affine(layer, a, x)?,
+            Op::ReduceChannels(r) => {
+                let params = ReduceChannelsParams {
+                    images: to_u32(t.batch, "batch")?,
+                    channels: to_u32(t.channels, "channels")?,
+                    plane: to_u32(t.plane(), "plane")?,
+                    op: r.code(),
+                };
+                let out = self.tensor(&layer.name, 1, t.height, t.width, t.form.clone());
+                self.step(&layer.name, StepOp::ReduceChannels(params), vec![x], out);
+                (out, vec![])
+            }
             Op::SelectChannels { channels } => {
                 if channels.is_empty() {
                     return Err(layer_error(layer, "selects no channels"));
@@ -649,7 +663,8 @@ impl<'n> Builder<'n> {
     }
 
     /// `a op b` for equal shapes, or with one operand one value per image and channel
-    /// (`[B, C, 1, 1]`) broadcast over the other's positions.
+    /// (`[B, C, 1, 1]`, broadcast over the other's positions) or per image and position
+    /// (`[B, 1, H, W]`, broadcast over the other's channels).
     fn binary(
         &mut self,
         layer: &Layer,
@@ -660,18 +675,25 @@ impl<'n> Builder<'n> {
         let dims = |t: &TensorInfo| (t.channels, t.height, t.width);
         let per_channel =
             |t: &TensorInfo, of: &TensorInfo| t.height * t.width == 1 && t.channels == of.channels;
+        let per_position = |t: &TensorInfo, of: &TensorInfo| {
+            t.channels == 1 && of.channels > 1 && (t.height, t.width) == (of.height, of.width)
+        };
         let broadcast = if dims(&ta) == dims(&tb) {
             0
         } else if per_channel(&tb, &ta) {
             1
         } else if per_channel(&ta, &tb) {
             2
+        } else if per_position(&tb, &ta) {
+            3
+        } else if per_position(&ta, &tb) {
+            4
         } else {
             return Err(layer_error(
                 layer,
                 format!(
                     "operands of shapes {}x{}x{} ('{}') and {}x{}x{} ('{}') do not broadcast (equal shapes, \
-                     or one value per channel, are supported)",
+                     one value per channel or one value per position are supported)",
                     ta.channels,
                     ta.height,
                     ta.width,
@@ -684,7 +706,27 @@ impl<'n> Builder<'n> {
             ));
         };
         let (a, b) = match broadcast {
-            0 => {
+            1 => {
+                let a = match ta.map() {
+                    Some(m) if !f.commutes_with_per_channel(m.kind(), false) => {
+                        self.dense(inputs[0], &layer.name)?
+                    }
+                    _ => inputs[0],
+                };
+                (a, self.dense(inputs[1], &layer.name)?)
+            }
+            2 => {
+                let b = match tb.map() {
+                    Some(m) if !f.commutes_with_per_channel(m.kind(), true) => {
+                        self.dense(inputs[1], &layer.name)?
+                    }
+                    _ => inputs[1],
+                };
+                (self.dense(inputs[0], &layer.name)?, b)
+            }
+            _ => {
+                // Both operands vary over the positions: compact only through one shared map
+                // the function commutes with, position by position.
                 let (ma, mb) = (ta.map(), tb.map());
                 let same = ma.zip(mb).is_some_and(|(m, n)| Arc::ptr_eq(m, n));
                 let keeps = ma.is_some_and(|m| match m.kind() {
@@ -698,32 +740,16 @@ impl<'n> Builder<'n> {
                     (self.dense(inputs[0], &layer.name)?, self.dense(inputs[1], &layer.name)?)
                 }
             }
-            1 => {
-                let a = match ta.map() {
-                    Some(m) if !f.commutes_with_per_channel(m.kind(), false) => {
-                        self.dense(inputs[0], &layer.name)?
-                    }
-                    _ => inputs[0],
-                };
-                (a, self.dense(inputs[1], &layer.name)?)
-            }
-            _ => {
-                let b = match tb.map() {
-                    Some(m) if !f.commutes_with_per_channel(m.kind(), true) => {
-                        self.dense(inputs[1], &layer.name)?
-                    }
-                    _ => inputs[1],
-                };
-                (self.dense(inputs[0], &layer.name)?, b)
-            }
         };
-        let full = if broadcast == 2 { b } else { a };
+        let full = if matches!(broadcast, 2 | 4) { b } else { a };
         let info = self.tensors[full].clone();
         let params = BinaryParams {
             len: to_u32(info.len(), "length")?,
             op: f.code(),
             plane: to_u32(if broadcast == 0 { info.len() } else { info.plane() }, "plane")?,
             broadcast,
+            channels: to_u32(info.channels, "channels")?,
+            ..Default::default()
         };
         let out = self.tensor(&layer.name, info.channels, info.height, info.width, info.form.clone());
         self.step(&layer.name, StepOp::Binary(params), vec![a, b], out);
@@ -750,6 +776,7 @@ fn commutes(op: &Op, kind: MapKind) -> bool {
         (Op::BatchNorm(_) | Op::Affine(_), MapKind::Barycentric) | (Op::SelectChannels { .. }, _) => true,
         (Op::Affine(a), MapKind::Zeros) => a.shift.iter().all(|&s| s == 0.0),
         (Op::Unary(f), kind) => f.commutes(kind),
+        (Op::ReduceChannels(r), kind) => r.commutes(kind),
         _ => false,
     }
 }

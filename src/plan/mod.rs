@@ -18,7 +18,7 @@ use crate::interp::InterpMap;
 use crate::layer::{ConvLayer, ConvSettings};
 use crate::params::{
     AddParams, BinaryParams, ChannelAffineParams, ClipParams, GatherInterpParams, LrnParams, Pool2dParams,
-    ReluParams, SelectChannelsParams, SoftmaxParams, UnaryParams,
+    ReduceChannelsParams, ReluParams, SelectChannelsParams, SoftmaxParams, UnaryParams,
 };
 
 /// Index of a tensor in [`Plan::tensors`].
@@ -144,6 +144,8 @@ pub enum StepOp {
     Unary(UnaryParams),
     /// `binary` of the two inputs.
     Binary(BinaryParams),
+    /// `reduce_channels`.
+    ReduceChannels(ReduceChannelsParams),
     /// `select_channels`.
     SelectChannels {
         /// Launch parameters.
@@ -170,6 +172,7 @@ impl StepOp {
             StepOp::Unary(_) => "unary",
             StepOp::Binary(_) => "binary",
             StepOp::SelectChannels { .. } => "select_channels",
+            StepOp::ReduceChannels(_) => "reduce_channels",
         }
     }
 }

@@ -8,7 +8,7 @@ use super::conv::{self, Sampling};
 use super::layers::{self, BnBatch};
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
-use crate::network::{Conv, Network, Op};
+use crate::network::{Conv, Network, Op, Reduce};
 use crate::plan::{order, pool_out, Plan, PlanOptions, StepOp};
 use crate::rng::hash2;
 use crate::strategy::Interpolation;
@@ -311,10 +311,27 @@ impl Model {
                 }
                 Op::Binary(f) => {
                     let other = &values[&layer.inputs[1]];
-                    let (full, plane) = broadcast_of(x, other, &layer.name)?;
-                    let (a_at, b_at) = operand_index(x, other, plane);
+                    let (full, cast) = broadcast_of(x, other, &layer.name)?;
+                    let (a_at, b_at) = operand_index(cast);
                     let y = (0..full.data.len()).map(|k| f.apply(x.data[a_at(k)], other.data[b_at(k)]));
                     (Tensor { data: y.collect(), ..full.clone() }, Aux::None)
+                }
+                Op::ReduceChannels(r) => {
+                    let plane = h * w;
+                    let mut y = vec![0.0f32; b * plane];
+                    for img in 0..b {
+                        for p in 0..plane {
+                            let at = |c: usize| x.data[(img * ch + c) * plane + p];
+                            let v = match r {
+                                Reduce::Max => (1..ch).map(at).fold(at(0), f32::max),
+                                Reduce::Sum | Reduce::Mean => (0..ch).map(at).sum::<f32>(),
+                            };
+                            #[allow(clippy::cast_precision_loss)]
+                            let n = ch as f32;
+                            y[img * plane + p] = if *r == Reduce::Mean { v / n } else { v };
+                        }
+                    }
+                    (Tensor { shape: [b, 1, h, w], data: y }, Aux::None)
                 }
                 Op::SelectChannels { channels } => {
                     let plane = h * w;
@@ -472,8 +489,8 @@ impl Model {
                 }
                 Op::Binary(f) => {
                     let other = &tape.values[&layer.inputs[1]];
-                    let (_, plane) = broadcast_of(x, other, &layer.name)?;
-                    let (a_at, b_at) = operand_index(x, other, plane);
+                    let (_, cast) = broadcast_of(x, other, &layer.name)?;
+                    let (a_at, b_at) = operand_index(cast);
                     let mut da = vec![0.0f32; x.data.len()];
                     let mut db = vec![0.0f32; other.data.len()];
                     for (k, g) in dy.iter().enumerate() {
@@ -484,6 +501,31 @@ impl Model {
                     }
                     add(&mut grad, &layer.inputs[1], db);
                     da
+                }
+                Op::ReduceChannels(r) => {
+                    let plane = h * w;
+                    let mut dx = vec![0.0f32; x.data.len()];
+                    #[allow(clippy::cast_precision_loss)]
+                    let n = ch as f32;
+                    for img in 0..b {
+                        for p in 0..plane {
+                            let g = dy[img * plane + p];
+                            let at = |c: usize| (img * ch + c) * plane + p;
+                            match r {
+                                Reduce::Max => {
+                                    let best =
+                                        (1..ch).fold(
+                                            0,
+                                            |m, c| if x.data[at(c)] > x.data[at(m)] { c } else { m },
+                                        );
+                                    dx[at(best)] += g;
+                                }
+                                Reduce::Sum => (0..ch).for_each(|c| dx[at(c)] += g),
+                                Reduce::Mean => (0..ch).for_each(|c| dx[at(c)] += g / n),
+                            }
+                        }
+                    }
+                    dx
                 }
                 Op::SelectChannels { channels } => {
                     let plane = h * w;
@@ -525,28 +567,60 @@ impl Model {
     }
 }
 
-/// The larger of a binary layer's operands (the output's shape) and the plane a per-channel
-/// operand is broadcast over (0 when the shapes are equal).
-fn broadcast_of<'t>(a: &'t Tensor, b: &'t Tensor, layer: &str) -> Result<(&'t Tensor, usize)> {
+/// How a binary layer's operands broadcast: the larger one (the output's shape), and for
+/// each output element the element of `a` and of `b` it reads.
+fn broadcast_of<'t>(a: &'t Tensor, b: &'t Tensor, layer: &str) -> Result<(&'t Tensor, Broadcast)> {
     let per_channel = |s: &Tensor, of: &Tensor| s.shape[2] * s.shape[3] == 1 && s.shape[..2] == of.shape[..2];
-    if a.shape == b.shape {
-        Ok((a, 0))
+    let per_position = |s: &Tensor, of: &Tensor| {
+        s.shape[1] == 1 && of.shape[1] > 1 && s.shape[0] == of.shape[0] && s.shape[2..] == of.shape[2..]
+    };
+    let (full, mode) = if a.shape == b.shape {
+        (a, 0)
     } else if per_channel(b, a) {
-        Ok((a, a.plane()))
+        (a, 1)
     } else if per_channel(a, b) {
-        Ok((b, b.plane()))
+        (b, 2)
+    } else if per_position(b, a) {
+        (a, 3)
+    } else if per_position(a, b) {
+        (b, 4)
     } else {
-        Err(Error::InvalidArgument(format!(
+        return Err(Error::InvalidArgument(format!(
             "layer '{layer}': operands {:?} and {:?} do not broadcast",
             a.shape, b.shape
-        )))
-    }
+        )));
+    };
+    Ok((full, Broadcast { mode, plane: full.plane(), channels: full.shape[1] }))
+}
+
+/// A binary layer's broadcast: mode as in `params::BinaryParams`.
+#[derive(Clone, Copy)]
+struct Broadcast {
+    mode: u32,
+    plane: usize,
+    channels: usize,
 }
 
 /// Index maps from an output element to the element of each operand it reads.
-fn operand_index(a: &Tensor, b: &Tensor, plane: usize) -> (impl Fn(usize) -> usize, impl Fn(usize) -> usize) {
-    let (a_small, b_small) =
-        (plane > 0 && a.data.len() < b.data.len(), plane > 0 && b.data.len() < a.data.len());
-    let p = plane.max(1);
-    (move |k| if a_small { k / p } else { k }, move |k| if b_small { k / p } else { k })
+fn operand_index(cast: Broadcast) -> (impl Fn(usize) -> usize, impl Fn(usize) -> usize) {
+    let Broadcast { mode, plane, channels } = cast;
+    let small = move |k: usize, per_channel: bool| {
+        if per_channel {
+            k / plane
+        } else {
+            (k / (channels * plane)) * plane + k % plane
+        }
+    };
+    (
+        move |k| match mode {
+            2 => small(k, true),
+            4 => small(k, false),
+            _ => k,
+        },
+        move |k| match mode {
+            1 => small(k, true),
+            3 => small(k, false),
+            _ => k,
+        },
+    )
 }

@@ -16,6 +16,7 @@ pub mod lrn;
 pub mod matmul_narrow;
 pub mod matmul_tiled;
 pub mod pool2d;
+pub mod reduce_channels;
 pub mod relu;
 pub mod select_channels;
 pub mod softmax;

@@ -1,0 +1,178 @@
+//! Operators over the channel axis: reductions with `keepdims`, LayerNormalization over the
+//! channels (expanded into reductions and element-wise layers), and MatMul of a
+//! channels-last view with a constant matrix (a pointwise convolution), as ConvNeXt-style
+//! blocks and TorchScript's decomposed layer norms write them.
+
+// Axes are integers read from the model; they are range-checked where used.
+#![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+
+use super::fold;
+use super::import::{attr_f, attr_i, attr_ints, bad, Importer, Shape};
+use super::proto::NodeProto;
+use crate::error::Result;
+use crate::network::{Affine, Binary, Conv, Op, Reduce, Unary};
+
+impl Importer<'_> {
+    /// The reduction axes of a Reduce* node, normalised to `0..rank`, sorted.
+    fn reduce_axes(&self, node: &NodeProto, rank: usize) -> Result<Vec<usize>> {
+        let from_input = self.opset >= 18 || (node.op_type == "ReduceSum" && self.opset >= 13);
+        let axes = if from_input {
+            self.constant(node, 1, "axes")?.map(|c| c.ints.clone()).unwrap_or_default()
+        } else {
+            attr_ints(node, "axes").unwrap_or_default()
+        };
+        let mut axes: Vec<usize> = axes.iter().map(|&a| fold::axis(node, a, rank)).collect::<Result<_>>()?;
+        axes.sort_unstable();
+        axes.dedup();
+        Ok(axes)
+    }
+
+    /// The axis that holds the channels in the ONNX view of `s`.
+    fn channel_axis_of(s: Shape) -> usize {
+        if s.channels_last {
+            3
+        } else {
+            1
+        }
+    }
+
+    /// Whether a Reduce* node reduces exactly the channel axis of its input.
+    pub(super) fn reduces_channels(&self, node: &NodeProto) -> Result<bool> {
+        let Ok((_, s)) = self.value_cl(node, 0) else { return Ok(false) };
+        if s.rank != 4 {
+            return Ok(false);
+        }
+        Ok(self.reduce_axes(node, 4)? == [Self::channel_axis_of(s)])
+    }
+
+    /// ReduceMean, ReduceSum or ReduceMax over the channels, one channel kept.
+    pub(super) fn reduce_channels(&mut self, node: &NodeProto) -> Result<()> {
+        let (x, s) = self.value_cl(node, 0)?;
+        if attr_i(node, "keepdims", 1) == 0 {
+            return Err(bad(node, "a reduction over the channels without keepdims is not supported"));
+        }
+        let r = match node.op_type.as_str() {
+            "ReduceMean" => Reduce::Mean,
+            "ReduceSum" => Reduce::Sum,
+            _ => Reduce::Max,
+        };
+        self.push(node, Op::ReduceChannels(r), &[&x], Shape { c: 1, ..s });
+        Ok(())
+    }
+
+    /// A helper layer named after `node` with `suffix`; returns its name.
+    fn push_named(&mut self, node: &NodeProto, suffix: &str, op: Op, inputs: &[&str]) -> String {
+        let base = format!("{}/{suffix}", if node.name.is_empty() { &node.output[0] } else { &node.name });
+        let mut name = base.clone();
+        let mut k = 1;
+        while self.layer_names.contains(&name) || name == self.net.input.name {
+            name = format!("{base}_{k}");
+            k += 1;
+        }
+        self.layer_names.insert(name.clone());
+        self.net.push(name.clone(), op, inputs);
+        name
+    }
+
+    /// LayerNormalization over the channels (the last axis of a channels-last view, or the
+    /// features of a flat tensor): `(x − mean) / sqrt(var + ε) · scale + bias`.
+    pub(super) fn layer_norm(&mut self, node: &NodeProto) -> Result<()> {
+        let (x, s) = self.value_cl(node, 0)?;
+        let rank = s.dims().len() + 1;
+        let axis = fold::axis(node, attr_i(node, "axis", -1), rank)?;
+        let over_channels = axis == rank - 1 && (s.channels_last || s.rank == 2)
+            || axis == 1 && s.rank == 4 && !s.channels_last && s.h * s.w == 1;
+        if !over_channels || s.split.is_some() {
+            return Err(bad(
+                node,
+                format!(
+                    "normalising [N, {:?}] from axis {axis} is not supported (only over the channels)",
+                    s.dims()
+                ),
+            ));
+        }
+        if node.output.iter().skip(1).any(|o| !o.is_empty()) {
+            return Err(bad(node, "the Mean and InvStdDev outputs are not supported"));
+        }
+        let scale = self.required(node, 1, "scale")?.floats.clone();
+        let bias = self.constant(node, 2, "bias")?.map_or_else(|| vec![0.0], |c| c.floats.clone());
+        if scale.len() != s.c || !(bias.len() == s.c || bias.len() == 1) {
+            return Err(bad(
+                node,
+                format!("{} scale and {} bias values for {} channels", scale.len(), bias.len(), s.c),
+            ));
+        }
+        let epsilon = attr_f(node, "epsilon", 1e-5);
+        let mean = self.push_named(node, "mean", Op::ReduceChannels(Reduce::Mean), &[&x]);
+        let centred = self.push_named(node, "centred", Op::Binary(Binary::Sub), &[&x, &mean]);
+        let square = self.push_named(node, "square", Op::Binary(Binary::Mul), &[&centred, &centred]);
+        let var = self.push_named(node, "var", Op::ReduceChannels(Reduce::Mean), &[&square]);
+        let shifted = self.push_named(
+            node,
+            "var_eps",
+            Op::Affine(Affine { scale: vec![1.0], shift: vec![epsilon] }),
+            &[&var],
+        );
+        let std = self.push_named(node, "std", Op::Unary(Unary::Sqrt), &[&shifted]);
+        let normed = self.push_named(node, "normed", Op::Binary(Binary::Div), &[&centred, &std]);
+        self.push(node, Op::Affine(Affine { scale, shift: bias }), &[&normed], s);
+        Ok(())
+    }
+
+    /// MatMul of a channels-last view `[N, H, W, C]` with a constant `[C, C']`: a pointwise
+    /// convolution. A following Add of a constant `[C']` becomes its bias.
+    pub(super) fn matmul_channels_last(
+        &mut self,
+        node: &NodeProto,
+        nodes: &[NodeProto],
+        index: usize,
+    ) -> Result<()> {
+        let (x, s) = self.value_cl(node, 0)?;
+        let b = self.required(node, 1, "weight")?.clone();
+        let [cin, cout] = b.dims[..] else {
+            return Err(bad(node, format!("weights of shape {:?}: a [C, C'] matrix is supported", b.dims)));
+        };
+        if cin != s.c || cout == 0 {
+            return Err(bad(
+                node,
+                format!("weights {:?} do not fit the {} channels of [N, {:?}]", b.dims, s.c, s.dims()),
+            ));
+        }
+        let mut weights = vec![0.0f32; cin * cout];
+        for i in 0..cin {
+            for o in 0..cout {
+                weights[o * cin + i] = b.floats[i * cout + o];
+            }
+        }
+        // A sole consumer Add of a constant vector is the bias.
+        let out = &node.output[0];
+        let users: Vec<usize> = nodes
+            .iter()
+            .enumerate()
+            .skip(index + 1)
+            .filter(|(_, n)| n.input.contains(out))
+            .map(|(i, _)| i)
+            .collect();
+        let mut bias = None;
+        if let [only] = users[..] {
+            let add = &nodes[only];
+            let other = add.input.iter().find(|n| *n != out);
+            if add.op_type == "Add" && add.input.len() == 2 && !add.output.is_empty() {
+                if let Some(c) = other.and_then(|n| self.constants.get(n)).filter(|c| c.len() == cout) {
+                    if c.dims.iter().rev().skip(1).all(|&d| d == 1) {
+                        bias = Some((c.floats.clone(), only, add.output[0].clone()));
+                    }
+                }
+            }
+        }
+        let conv = Conv::new(cout, [1, 1], 0, weights, bias.as_ref().map(|(b, _, _)| b.clone()));
+        let shape = Shape { c: cout, ..s };
+        self.push(node, Op::Conv(conv), &[&x], shape);
+        if let Some((_, at, output)) = bias {
+            self.consumed.insert(at);
+            let produced = self.values[&node.output[0]].clone();
+            self.values.insert(output, produced);
+        }
+        Ok(())
+    }
+}
