@@ -65,6 +65,7 @@ fn apply(x: f32) -> f32 {
         case 13u: { return abs(x); }
         case 14u: { return 1.0 / x; }
         case 15u: { return max(x, 0.0) + log(1.0 + exp(-abs(x))); }
+        case 17u: { return x / (1.0 + exp(-x)); }
         default: { return power(x, a); }
     }
 }

@@ -299,6 +299,7 @@ fn unary64(f: Unary, x: f64) -> f64 {
         Unary::Reciprocal => 1.0 / x,
         Unary::Softplus => (1.0 + x.exp()).ln(),
         Unary::Pow { exponent } => x.powf(f64::from(exponent)),
+        Unary::Silu => x * sigmoid(x),
     }
 }
 
@@ -320,6 +321,7 @@ fn unary_functions_affine_and_channel_selection_on_dense_and_compact() {
         Unary::Softplus,
         Unary::Pow { exponent: 3.0 },
         Unary::Pow { exponent: 2.0 },
+        Unary::Silu,
     ];
     for q in KEEPS {
         for f in all {

@@ -180,6 +180,7 @@ fn elementwise_and_channel_layers() {
         Unary::Neg,
         Unary::Softplus,
         Unary::Pow { exponent: 3.0 },
+        Unary::Silu,
     ];
     for f in unary {
         check(f.name(), &net_with(p.clone(), &[("u", Op::Unary(f))], 4 * 81), Mode::Eval);

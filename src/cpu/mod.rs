@@ -6,7 +6,7 @@
 //! through ndarray's `general_mat_mul`.
 
 mod add;
-mod binary;
+pub(crate) mod binary;
 mod channel_affine;
 mod clip;
 mod conv;
@@ -24,7 +24,7 @@ mod reduce_channels;
 mod relu;
 mod select_channels;
 mod softmax;
-mod unary;
+pub(crate) mod unary;
 
 /// Element-wise and pooling steps over fewer elements than this run on the calling thread
 /// (rayon's `with_min_len`): at batch 1 a parallel region costs more than the work.

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use super::conv::{conv_forward, CPU_DEFAULT_CHUNK_BYTES};
-use super::fast::elementwise::gather_fast;
+use super::fast::elementwise::{binary_fast, gather_fast, unary_fast};
 use super::fast::pool::pool2d_fast;
 use super::fast::FastConv;
 use super::gemm::Microkernel;
@@ -162,7 +162,9 @@ impl CpuExecutor {
                 StepOp::Add(p) => add(p, arg(0), arg(1), dst),
                 StepOp::Affine { params, scale, shift } => channel_affine(params, arg(0), scale, shift, dst),
                 StepOp::Softmax(p) => softmax(p, arg(0), dst),
+                StepOp::Unary(p) if self.fast => unary_fast(p, arg(0), dst),
                 StepOp::Unary(p) => unary(p, arg(0), dst),
+                StepOp::Binary(p) if self.fast => binary_fast(p, arg(0), arg(1), dst),
                 StepOp::Binary(p) => binary(p, arg(0), arg(1), dst),
                 StepOp::SelectChannels { params, channels } => select_channels(params, arg(0), channels, dst),
                 StepOp::ReduceChannels(p) => reduce_channels(p, arg(0), dst),

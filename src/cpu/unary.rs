@@ -19,7 +19,8 @@ pub fn unary(params: &UnaryParams, input: &[f32], out: &mut [f32]) {
         .for_each(|(o, &x)| *o = f.apply(x));
 }
 
-fn from_code(p: &UnaryParams) -> Unary {
+/// The function whose code and constants `p` carries.
+pub(crate) fn from_code(p: &UnaryParams) -> Unary {
     let (alpha, beta) = (p.alpha, p.beta);
     match p.op {
         0 => Unary::Sigmoid,
@@ -38,6 +39,7 @@ fn from_code(p: &UnaryParams) -> Unary {
         13 => Unary::Abs,
         14 => Unary::Reciprocal,
         15 => Unary::Softplus,
+        17 => Unary::Silu,
         _ => Unary::Pow { exponent: alpha },
     }
 }

@@ -58,6 +58,8 @@ pub enum Unary {
         /// The exponent.
         exponent: f32,
     },
+    /// x · sigmoid(x) (SiLU, swish).
+    Silu,
 }
 
 /// erf(x): its Maclaurin series to x¹¹ for |x| < 0.5 (relative error below 1e-7), and
@@ -99,6 +101,7 @@ impl Unary {
             Unary::Reciprocal => 14,
             Unary::Softplus => 15,
             Unary::Pow { .. } => 16,
+            Unary::Silu => 17,
         }
     }
 
@@ -132,6 +135,7 @@ impl Unary {
             Unary::Reciprocal => "reciprocal",
             Unary::Softplus => "softplus",
             Unary::Pow { .. } => "pow",
+            Unary::Silu => "silu",
         }
     }
 
@@ -170,6 +174,7 @@ impl Unary {
                 x.max(0.0) + (-x.abs()).exp().ln_1p()
             }
             Unary::Pow { exponent } => x.powf(exponent),
+            Unary::Silu => x / (1.0 + (-x).exp()),
         }
     }
 
@@ -236,6 +241,10 @@ impl Unary {
             Unary::Reciprocal => -y * y,
             Unary::Softplus => 1.0 / (1.0 + (-x).exp()),
             Unary::Pow { exponent } => exponent * x.powf(exponent - 1.0),
+            Unary::Silu => {
+                let s = 1.0 / (1.0 + (-x).exp());
+                s * (1.0 + x * (1.0 - s))
+            }
         }
     }
 
@@ -424,6 +433,7 @@ mod tests {
             Unary::Reciprocal,
             Unary::Softplus,
             Unary::Pow { exponent: 3.0 },
+            Unary::Silu,
         ];
         for f in all {
             for x in [0.3f32, 1.7, -0.8, 2.2] {

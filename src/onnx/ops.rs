@@ -188,7 +188,11 @@ impl Importer<'_> {
                         && of.c > 1
                         && (t.h, t.w, t.rank, t.channels_last) == (of.h, of.w, of.rank, of.channels_last)
                 };
-                if sa == sb && f == Binary::Add {
+                if sa == sb && f == Binary::Mul && (self.sigmoid_of(&b, &a) || self.sigmoid_of(&a, &b)) {
+                    // x · sigmoid(x): one SiLU layer (the sigmoid is dropped if nothing else reads it).
+                    let x = if self.sigmoid_of(&b, &a) { a } else { b };
+                    self.push(node, Op::Unary(Unary::Silu), &[&x], sa);
+                } else if sa == sb && f == Binary::Add {
                     self.push(node, Op::Add, &[&a, &b], sa);
                 } else if sa == sb || per_channel(sb, sa) || per_position(sb, sa) {
                     self.push(node, Op::Binary(f), &[&a, &b], sa);
@@ -215,6 +219,11 @@ impl Importer<'_> {
             (Operand::Constant(_), Operand::Constant(_)) => unreachable!("constant operands are folded"),
         }
         Ok(())
+    }
+
+    /// Whether layer `s` is a sigmoid of layer `x`.
+    fn sigmoid_of(&self, s: &str, x: &str) -> bool {
+        self.net.layer(s).is_some_and(|l| l.op == Op::Unary(Unary::Sigmoid) && l.inputs == [x])
     }
 
     /// `x op k` (or `k op x` when `constant_first`) for a constant `k`.

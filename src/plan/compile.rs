@@ -434,7 +434,12 @@ impl<'n> Builder<'n> {
         }
         if matches!(
             layer.op,
-            Op::Clip { .. } | Op::BatchNorm(_) | Op::Lrn(_) | Op::Unary(_) | Op::Affine(_) | Op::ReduceChannels(_)
+            Op::Clip { .. }
+                | Op::BatchNorm(_)
+                | Op::Lrn(_)
+                | Op::Unary(_)
+                | Op::Affine(_)
+                | Op::ReduceChannels(_)
         ) {
             x = self.readable(x, &layer.op, &layer.name)?;
         }

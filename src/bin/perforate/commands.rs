@@ -334,6 +334,13 @@ fn info(model: &str, plan: Option<&Path>, json_out: bool) -> Result<(), Failure>
     let eligible = net.eligible_convs().map_err(|e| Failure::input(e, ""))?;
     let report = PerforationReport::new(&net).map_err(|e| Failure::input(e, ""))?;
     let adapter = GpuContext::new().map(|c| c.describe()).unwrap_or_else(|e| format!("none ({e})"));
+    // The opset and producer an ONNX file declares (it loaded above, so it loads again).
+    let onnx = Path::new(model)
+        .extension()
+        .is_some_and(|e| e == "onnx")
+        .then(|| perforate::onnx::load(model).ok())
+        .flatten()
+        .map(|m| (m.opset, m.producer));
     let mut rows = Vec::new();
     for l in &net.layers {
         let Some(t) = compiled.output_of(&l.name) else { continue };
@@ -350,7 +357,7 @@ fn info(model: &str, plan: Option<&Path>, json_out: bool) -> Result<(), Failure>
     #[allow(clippy::cast_precision_loss)]
     let total = compiled.flops() as f64 / 1e6;
     if json_out {
-        let out = json!({"name": net.name, "input": [net.input.channels, net.input.height, net.input.width], "layers": rows, "mflops": total, "perforable": eligible, "adapter": adapter});
+        let out = json!({"name": net.name, "input": [net.input.channels, net.input.height, net.input.width], "layers": rows, "mflops": total, "perforable": eligible, "adapter": adapter, "onnx_opset": onnx.as_ref().map(|o| o.0), "onnx_producer": onnx.as_ref().map(|o| o.1.clone())});
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(());
     }
@@ -358,6 +365,12 @@ fn info(model: &str, plan: Option<&Path>, json_out: bool) -> Result<(), Failure>
         "{}: input {}x{}x{}, {:.1} MFLOP per image",
         net.name, net.input.channels, net.input.height, net.input.width, total
     );
+    if let Some((opset, producer)) = &onnx {
+        println!(
+            "ONNX opset {opset}, produced by {}",
+            if producer.is_empty() { "(unknown)" } else { producer }
+        );
+    }
     println!("{:<28} {:<16} {:>16} {:>12} {:>10}", "layer", "op", "output", "conv MFLOP", "perforable");
     for r in &rows {
         let shape = &r["output"];

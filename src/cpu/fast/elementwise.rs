@@ -1,10 +1,12 @@
-//! Gathers on the fast path: the `gather_interp` twin's arithmetic, with AVX-512 gathers for
-//! nearest maps and small tensors on the calling thread.
+//! Element-wise steps on the fast path: the `gather_interp` twin's arithmetic with AVX-512
+//! gathers for nearest maps, and the `unary` and `binary` twins with the function chosen
+//! once per call (so the loops vectorise) and a polynomial exponential.
 
 use rayon::prelude::*;
 
 use crate::cpu::{read_mapped, MIN_PARALLEL_ELEMENTS};
-use crate::params::GatherInterpParams;
+use crate::network::{Binary, Unary};
+use crate::params::{BinaryParams, GatherInterpParams, UnaryParams};
 
 /// The `gather_interp` twin: compact planes to dense through the map.
 pub(crate) fn gather_fast(p: &GatherInterpParams, input: &[f32], map: &[u32], dense: &mut [f32]) {
@@ -59,5 +61,129 @@ unsafe fn gather_nearest_avx512(dst: &mut [f32], src: &[f32], map: &[u32]) {
     }
     for (d, &m) in dst[i..n].iter_mut().zip(&map[i..n]) {
         *d = src[m as usize];
+    }
+}
+
+/// e^x to about 2 ulp for x in [−87, 88] (clamped outside): Cody–Waite reduction
+/// x = n·ln 2 + r, |r| ≤ ln 2 / 2, a degree-7 Taylor polynomial for e^r and 2^n from the
+/// exponent bits. Branch-free, so loops over it vectorise.
+#[inline(always)]
+fn exp_approx(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let x = x.clamp(-87.0, 88.0);
+    let t = x * std::f32::consts::LOG2_E + MAGIC;
+    let n = t - MAGIC;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0
+                    + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    // t's low mantissa bits hold n + 2^22; n + 127 is the biased exponent of 2^n.
+    let biased = t.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127) << 23;
+    p * f32::from_bits(biased)
+}
+
+/// Applies `f` to every element, in chunks the compiler vectorises (`f` is inlined).
+fn map_elements(input: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
+    const CHUNK: usize = 4096;
+    out.par_chunks_mut(CHUNK)
+        .zip(input.par_chunks(CHUNK))
+        .with_min_len(MIN_PARALLEL_ELEMENTS / CHUNK)
+        .for_each(|(o, i)| o.iter_mut().zip(i).for_each(|(o, &x)| *o = f(x)));
+}
+
+/// The `unary` twin with the function chosen once per call, and the exponential of the
+/// logistic functions computed by [`exp_approx`].
+pub(crate) fn unary_fast(p: &UnaryParams, input: &[f32], out: &mut [f32]) {
+    let n = p.len as usize;
+    let (input, out) = (&input[..n], &mut out[..n]);
+    match crate::cpu::unary::from_code(p) {
+        Unary::Sigmoid => map_elements(input, out, |x| 1.0 / (1.0 + exp_approx(-x))),
+        Unary::Silu => map_elements(input, out, |x| x / (1.0 + exp_approx(-x))),
+        Unary::Exp => map_elements(input, out, exp_approx),
+        Unary::HardSwish => map_elements(input, out, |x| x * (x / 6.0 + 0.5).clamp(0.0, 1.0)),
+        Unary::HardSigmoid { alpha, beta } => {
+            map_elements(input, out, |x| (alpha * x + beta).clamp(0.0, 1.0))
+        }
+        Unary::Neg => map_elements(input, out, |x| -x),
+        Unary::Abs => map_elements(input, out, f32::abs),
+        Unary::LeakyRelu { alpha } => map_elements(input, out, |x| if x >= 0.0 { x } else { alpha * x }),
+        f => map_elements(input, out, |x| f.apply(x)),
+    }
+}
+
+/// The `binary` twin with the function chosen once per call and whole planes per step.
+pub(crate) fn binary_fast(p: &BinaryParams, a: &[f32], b: &[f32], out: &mut [f32]) {
+    match crate::cpu::binary::from_code(p.op) {
+        Binary::Add => binary_with(p, a, b, out, |x, y| x + y),
+        Binary::Sub => binary_with(p, a, b, out, |x, y| x - y),
+        Binary::Mul => binary_with(p, a, b, out, |x, y| x * y),
+        Binary::Div => binary_with(p, a, b, out, |x, y| x / y),
+        Binary::Max => binary_with(p, a, b, out, f32::max),
+        Binary::Min => binary_with(p, a, b, out, f32::min),
+    }
+}
+
+fn binary_with(
+    p: &BinaryParams,
+    a: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+    f: impl Fn(f32, f32) -> f32 + Sync + Copy,
+) {
+    let n = p.len as usize;
+    let plane = (p.plane as usize).max(1);
+    let channels = (p.channels as usize).max(1);
+    // Rows: one plane (per channel of an image) for the broadcast modes, chunks otherwise.
+    let row = if p.broadcast == 0 { 4096 } else { plane };
+    out[..n].par_chunks_mut(row).enumerate().with_min_len(MIN_PARALLEL_ELEMENTS / row + 1).for_each(
+        |(k, o)| {
+            let start = k * row;
+            let len = o.len();
+            match p.broadcast {
+                1 => {
+                    let y = b[k];
+                    o.iter_mut().zip(&a[start..start + len]).for_each(|(o, &x)| *o = f(x, y));
+                }
+                2 => {
+                    let x = a[k];
+                    o.iter_mut().zip(&b[start..start + len]).for_each(|(o, &y)| *o = f(x, y));
+                }
+                3 => {
+                    let at = (k / channels) * plane;
+                    let per = &b[at..at + plane];
+                    o.iter_mut().zip(&a[start..start + len]).zip(per).for_each(|((o, &x), &y)| *o = f(x, y));
+                }
+                4 => {
+                    let at = (k / channels) * plane;
+                    let per = &a[at..at + plane];
+                    o.iter_mut().zip(&b[start..start + len]).zip(per).for_each(|((o, &y), &x)| *o = f(x, y));
+                }
+                _ => {
+                    let (x, y) = (&a[start..start + len], &b[start..start + len]);
+                    o.iter_mut().zip(x.iter().zip(y)).for_each(|(o, (&x, &y))| *o = f(x, y));
+                }
+            }
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exp_approx;
+
+    #[test]
+    fn exp_approx_is_within_a_few_ulp() {
+        let mut worst = 0.0f64;
+        for k in -8699..8799 {
+            let x = k as f32 * 0.01 + 0.003;
+            let want = f64::from(x).exp();
+            let err = (f64::from(exp_approx(x)) - want).abs() / want;
+            worst = worst.max(err);
+        }
+        assert!(worst < 5e-7, "worst relative error {worst:e}");
     }
 }
