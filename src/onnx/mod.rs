@@ -4,6 +4,7 @@
 //! the supported list.
 
 mod channels;
+mod conv;
 mod fold;
 mod import;
 mod ops;

@@ -11,26 +11,26 @@ use crate::geometry::ConvGeometry;
 use crate::interp::MapKind;
 use crate::layer::{ConvLayer, ConvSettings, OutputForm};
 use crate::mask::Mask;
-use crate::network::{Affine, BatchNorm, Binary, Conv, Layer, Linear, Lrn, Network, Op, Pool};
+use crate::network::{BatchNorm, Conv, Layer, Linear, Lrn, Network, Op, Pool};
 use crate::params::{
-    AddParams, BinaryParams, ChannelAffineParams, ClipParams, GatherInterpParams, LrnParams, Pool2dParams,
-    ReduceChannelsParams, ReluParams, SelectChannelsParams, SoftmaxParams, UnaryParams,
+    ChannelAffineParams, ClipParams, GatherInterpParams, LrnParams, Pool2dParams, ReduceChannelsParams,
+    ReluParams, SelectChannelsParams, SoftmaxParams, UnaryParams,
 };
 use crate::strategy::{Interpolation, MaskStrategy, PoolWindows};
 
-struct Builder<'n> {
-    net: &'n Network,
-    batch: usize,
-    options: PlanOptions,
-    tensors: Vec<TensorInfo>,
-    steps: Vec<Step>,
-    names: HashMap<String, TensorId>,
-    gathered: HashMap<TensorId, TensorId>,
-    consumers: HashMap<&'n str, Vec<&'n Layer>>,
+pub(super) struct Builder<'n> {
+    pub(super) net: &'n Network,
+    pub(super) batch: usize,
+    pub(super) options: PlanOptions,
+    pub(super) tensors: Vec<TensorInfo>,
+    pub(super) steps: Vec<Step>,
+    pub(super) names: HashMap<String, TensorId>,
+    pub(super) gathered: HashMap<TensorId, TensorId>,
+    pub(super) consumers: HashMap<&'n str, Vec<&'n Layer>>,
 }
 
 impl<'n> Builder<'n> {
-    fn tensor(
+    pub(super) fn tensor(
         &mut self,
         producer: &str,
         channels: usize,
@@ -52,7 +52,7 @@ impl<'n> Builder<'n> {
         id
     }
 
-    fn alias(
+    pub(super) fn alias(
         &mut self,
         of: TensorId,
         producer: &str,
@@ -74,14 +74,14 @@ impl<'n> Builder<'n> {
         self.tensors.len() - 1
     }
 
-    fn step(&mut self, layer: &str, op: StepOp, inputs: Vec<TensorId>, output: TensorId) {
+    pub(super) fn step(&mut self, layer: &str, op: StepOp, inputs: Vec<TensorId>, output: TensorId) {
         let flops = self.flops(&op, &inputs, output);
         self.steps.push(Step { layer: layer.to_string(), op, inputs, output, flops });
     }
 
     /// Cost model: convolutions and fully connected layers by METHOD.md §1, other layers
     /// by a small per-element count (pool windows, LRN windows); data movement is free.
-    fn flops(&self, op: &StepOp, inputs: &[TensorId], output: TensorId) -> u64 {
+    pub(super) fn flops(&self, op: &StepOp, inputs: &[TensorId], output: TensorId) -> u64 {
         let out = self.tensors[output].len() as u64;
         match op {
             StepOp::Conv { layer, .. } => layer.flops(),
@@ -98,7 +98,7 @@ impl<'n> Builder<'n> {
     }
 
     /// The single layer reading `name`, unless the network also returns it.
-    fn sole_consumer(&self, name: &str) -> Option<&'n Layer> {
+    pub(super) fn sole_consumer(&self, name: &str) -> Option<&'n Layer> {
         match self.consumers.get(name).map(Vec::as_slice) {
             Some([only]) if self.net.output != name => Some(only),
             _ => None,
@@ -109,7 +109,7 @@ impl<'n> Builder<'n> {
     /// `fold_bn`, then a ReLU), the BN, and whether a ReLU was absorbed. When the step's
     /// output is compact through a map of `kind`, only layers that commute with that
     /// interpolation are absorbed (see [`commutes`]).
-    fn absorb(
+    pub(super) fn absorb(
         &self,
         name: &str,
         fold_bn: bool,
@@ -141,7 +141,7 @@ impl<'n> Builder<'n> {
 
     /// The windows of the pooling layer that reads `name`'s `h×w` output, following single
     /// consumers through layers that keep the map (a pooling-structure mask's source).
-    fn pool_windows_after(&self, name: &str, h: usize, w: usize) -> Option<PoolWindows> {
+    pub(super) fn pool_windows_after(&self, name: &str, h: usize, w: usize) -> Option<PoolWindows> {
         let mut tail = name;
         loop {
             let next = self.sole_consumer(tail)?;
@@ -170,7 +170,7 @@ impl<'n> Builder<'n> {
     }
 
     /// `t` as a dense tensor: itself, or its (shared) gather through the map.
-    fn dense(&mut self, t: TensorId, consumer: &str) -> Result<TensorId> {
+    pub(super) fn dense(&mut self, t: TensorId, consumer: &str) -> Result<TensorId> {
         if self.tensors[t].map().is_none() {
             return Ok(t);
         }
@@ -185,7 +185,7 @@ impl<'n> Builder<'n> {
     /// A gather of the compact tensor `t` into a new dense tensor, with a ReLU after the
     /// interpolation when `relu` (a ReLU layer on a barycentric tensor).
     #[track_caller]
-    fn gather(&mut self, t: TensorId, consumer: &str, relu: bool) -> Result<TensorId> {
+    pub(super) fn gather(&mut self, t: TensorId, consumer: &str, relu: bool) -> Result<TensorId> {
         let map = self.tensors[t].map().cloned().expect("gather of a compact tensor");
         let info = self.tensors[t].clone();
         let name = if relu { consumer.to_string() } else { format!("{}/gather", info.producer) };
@@ -203,14 +203,19 @@ impl<'n> Builder<'n> {
     }
 
     /// `t` itself when `op` may run on it as stored, else its dense gather.
-    fn readable(&mut self, t: TensorId, op: &Op, consumer: &str) -> Result<TensorId> {
+    pub(super) fn readable(&mut self, t: TensorId, op: &Op, consumer: &str) -> Result<TensorId> {
         match self.tensors[t].map() {
             Some(m) if !commutes(op, m.kind()) => self.dense(t, consumer),
             _ => Ok(t),
         }
     }
 
-    fn conv(&mut self, layer: &Layer, c: &Conv, input: TensorId) -> Result<(TensorId, Vec<&'n Layer>)> {
+    pub(super) fn conv(
+        &mut self,
+        layer: &Layer,
+        c: &Conv,
+        input: TensorId,
+    ) -> Result<(TensorId, Vec<&'n Layer>)> {
         let t = self.tensors[input].clone();
         let [kh, kw] = c.kernel;
         if c.out_channels == 0 || kh == 0 || kw == 0 || c.groups == 0 {
@@ -344,7 +349,12 @@ impl<'n> Builder<'n> {
         Ok((out, absorbed))
     }
 
-    fn linear(&mut self, layer: &Layer, l: &Linear, input: TensorId) -> Result<(TensorId, Vec<&'n Layer>)> {
+    pub(super) fn linear(
+        &mut self,
+        layer: &Layer,
+        l: &Linear,
+        input: TensorId,
+    ) -> Result<(TensorId, Vec<&'n Layer>)> {
         let x = self.dense(input, &layer.name)?;
         let t = &self.tensors[x];
         let features = t.channels * t.height * t.width;
@@ -373,7 +383,7 @@ impl<'n> Builder<'n> {
         Ok((out, absorbed))
     }
 
-    fn pool(&mut self, layer: &Layer, p: &Pool, avg: bool, input: TensorId) -> Result<TensorId> {
+    pub(super) fn pool(&mut self, layer: &Layer, p: &Pool, avg: bool, input: TensorId) -> Result<TensorId> {
         let t = self.tensors[input].clone();
         let [kh, kw] = p.kernel;
         let [pt, pl, pb, pr] = p.pads;
@@ -419,7 +429,7 @@ impl<'n> Builder<'n> {
         Ok(out)
     }
 
-    fn lower(&mut self, layer: &'n Layer) -> Result<()> {
+    pub(super) fn lower(&mut self, layer: &'n Layer) -> Result<()> {
         if self.names.contains_key(&layer.name) {
             return Ok(()); // absorbed by its producer's step
         }
@@ -596,173 +606,9 @@ impl<'n> Builder<'n> {
         }
         Ok(())
     }
-
-    fn add(&mut self, layer: &Layer, inputs: &[TensorId]) -> Result<(TensorId, Vec<&'n Layer>)> {
-        let first = self.tensors[inputs[0]].clone();
-        for &i in &inputs[1..] {
-            let t = &self.tensors[i];
-            if (t.channels, t.height, t.width) != (first.channels, first.height, first.width) {
-                return Err(layer_error(
-                    layer,
-                    format!(
-                        "inputs have different shapes: {}x{}x{} ('{}') and {}x{}x{} ('{}')",
-                        first.channels,
-                        first.height,
-                        first.width,
-                        first.producer,
-                        t.channels,
-                        t.height,
-                        t.width,
-                        t.producer
-                    ),
-                ));
-            }
-        }
-        // Compact only when every operand is compact through the very same map.
-        let shared = first
-            .map()
-            .filter(|m| inputs.iter().all(|&i| self.tensors[i].map().is_some_and(|n| Arc::ptr_eq(m, n))));
-        let (form, operands) = match shared {
-            Some(m) => (Form::Compact(m.clone()), inputs.to_vec()),
-            None => (Form::Dense, inputs.iter().map(|&i| self.dense(i, &layer.name)).collect::<Result<_>>()?),
-        };
-        let (absorbed, _, relu) = self.absorb(&layer.name, false, form_kind(&form));
-        // Length of the operands as stored (compact or gathered), not of the first input.
-        let len = to_u32(self.tensors[operands[0]].len(), "length")?;
-        let mut acc = operands[0];
-        for (k, &next) in operands[1..].iter().enumerate() {
-            let last = k + 2 == operands.len();
-            let out = self.tensor(&layer.name, first.channels, first.height, first.width, form.clone());
-            let params = AddParams { len, relu: u32::from(last && relu), ..Default::default() };
-            self.step(&layer.name, StepOp::Add(params), vec![acc, next], out);
-            acc = out;
-        }
-        Ok((acc, absorbed))
-    }
 }
 
-impl<'n> Builder<'n> {
-    fn affine(&mut self, layer: &Layer, a: &Affine, x: TensorId) -> Result<(TensorId, Vec<&'n Layer>)> {
-        let t = self.tensors[x].clone();
-        let (scale, shift) = a.per_channel(t.channels).ok_or_else(|| {
-            layer_error(
-                layer,
-                format!(
-                    "{} scale and {} shift values for {} channels (one or one per channel)",
-                    a.scale.len(),
-                    a.shift.len(),
-                    t.channels
-                ),
-            )
-        })?;
-        let (absorbed, _, relu) = self.absorb(&layer.name, false, t.map().map(|m| m.kind()));
-        let params = ChannelAffineParams {
-            len: to_u32(t.len(), "length")?,
-            channels: to_u32(t.channels, "channels")?,
-            plane: to_u32(t.plane(), "plane")?,
-            relu: u32::from(relu),
-        };
-        let out = self.tensor(&layer.name, t.channels, t.height, t.width, t.form.clone());
-        self.step(&layer.name, StepOp::Affine { params, scale, shift }, vec![x], out);
-        Ok((out, absorbed))
-    }
-
-    /// `a op b` for equal shapes, or with one operand one value per image and channel
-    /// (`[B, C, 1, 1]`, broadcast over the other's positions) or per image and position
-    /// (`[B, 1, H, W]`, broadcast over the other's channels).
-    fn binary(
-        &mut self,
-        layer: &Layer,
-        f: Binary,
-        inputs: &[TensorId],
-    ) -> Result<(TensorId, Vec<&'n Layer>)> {
-        let (ta, tb) = (self.tensors[inputs[0]].clone(), self.tensors[inputs[1]].clone());
-        let dims = |t: &TensorInfo| (t.channels, t.height, t.width);
-        let per_channel =
-            |t: &TensorInfo, of: &TensorInfo| t.height * t.width == 1 && t.channels == of.channels;
-        let per_position = |t: &TensorInfo, of: &TensorInfo| {
-            t.channels == 1 && of.channels > 1 && (t.height, t.width) == (of.height, of.width)
-        };
-        let broadcast = if dims(&ta) == dims(&tb) {
-            0
-        } else if per_channel(&tb, &ta) {
-            1
-        } else if per_channel(&ta, &tb) {
-            2
-        } else if per_position(&tb, &ta) {
-            3
-        } else if per_position(&ta, &tb) {
-            4
-        } else {
-            return Err(layer_error(
-                layer,
-                format!(
-                    "operands of shapes {}x{}x{} ('{}') and {}x{}x{} ('{}') do not broadcast (equal shapes, \
-                     one value per channel or one value per position are supported)",
-                    ta.channels,
-                    ta.height,
-                    ta.width,
-                    ta.producer,
-                    tb.channels,
-                    tb.height,
-                    tb.width,
-                    tb.producer
-                ),
-            ));
-        };
-        let (a, b) = match broadcast {
-            1 => {
-                let a = match ta.map() {
-                    Some(m) if !f.commutes_with_per_channel(m.kind(), false) => {
-                        self.dense(inputs[0], &layer.name)?
-                    }
-                    _ => inputs[0],
-                };
-                (a, self.dense(inputs[1], &layer.name)?)
-            }
-            2 => {
-                let b = match tb.map() {
-                    Some(m) if !f.commutes_with_per_channel(m.kind(), true) => {
-                        self.dense(inputs[1], &layer.name)?
-                    }
-                    _ => inputs[1],
-                };
-                (self.dense(inputs[0], &layer.name)?, b)
-            }
-            _ => {
-                // Both operands vary over the positions: compact only through one shared map
-                // the function commutes with, position by position.
-                let (ma, mb) = (ta.map(), tb.map());
-                let same = ma.zip(mb).is_some_and(|(m, n)| Arc::ptr_eq(m, n));
-                let keeps = ma.is_some_and(|m| match m.kind() {
-                    MapKind::Nearest => true,
-                    MapKind::Barycentric => matches!(f, Binary::Add | Binary::Sub),
-                    MapKind::Zeros => f != Binary::Div,
-                });
-                if same && keeps {
-                    (inputs[0], inputs[1])
-                } else {
-                    (self.dense(inputs[0], &layer.name)?, self.dense(inputs[1], &layer.name)?)
-                }
-            }
-        };
-        let full = if matches!(broadcast, 2 | 4) { b } else { a };
-        let info = self.tensors[full].clone();
-        let params = BinaryParams {
-            len: to_u32(info.len(), "length")?,
-            op: f.code(),
-            plane: to_u32(if broadcast == 0 { info.len() } else { info.plane() }, "plane")?,
-            broadcast,
-            channels: to_u32(info.channels, "channels")?,
-            ..Default::default()
-        };
-        let out = self.tensor(&layer.name, info.channels, info.height, info.width, info.form.clone());
-        self.step(&layer.name, StepOp::Binary(params), vec![a, b], out);
-        Ok((out, vec![]))
-    }
-}
-
-fn form_kind(form: &Form) -> Option<MapKind> {
+pub(super) fn form_kind(form: &Form) -> Option<MapKind> {
     match form {
         Form::Dense => None,
         Form::Compact(m) => Some(m.kind()),
@@ -773,7 +619,7 @@ fn form_kind(form: &Form) -> Option<MapKind> {
 /// compact through a map of `kind`: `op(interp(x)) = interp(op(x))`. Nearest copies values,
 /// so everything commutes; zeros needs `op(0) = 0`; barycentric needs an affine map per
 /// position (the weights sum to 1).
-fn commutes(op: &Op, kind: MapKind) -> bool {
+pub(super) fn commutes(op: &Op, kind: MapKind) -> bool {
     match (op, kind) {
         (_, MapKind::Nearest) | (Op::Dropout { .. }, _) => true,
         (Op::Relu | Op::Lrn(_), MapKind::Zeros) => true,

@@ -3,6 +3,7 @@
 //! same plan ([`crate::cpu::CpuExecutor`], [`crate::gpu::GpuExecutor`]).
 
 mod compile;
+mod elementwise;
 mod graph;
 pub(crate) use graph::{order, pool_out};
 mod memory;
