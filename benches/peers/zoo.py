@@ -35,7 +35,7 @@ MODELS = {
     "resnext50_32x4d": (lambda: tvm.resnext50_32x4d(), 224),
     "convnext_tiny": (lambda: tvm.convnext_tiny(), 224),
 }
-EXPORTERS = ["ts9", "ts11", "ts13", "ts17", "dynamo18"]
+EXPORTERS = ["ts9", "ts11", "ts13", "ts17", "dynamo18"]  # also accepted: ts<N>, dynamo<N>
 
 
 def export(model, size, path, exporter):
