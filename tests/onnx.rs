@@ -38,7 +38,7 @@ const MODELS: [&str; 12] = [
     "gemm_trans_b",
 ];
 
-const MORE: [&str; 2] = ["clip_relu6", "clip_opset9"];
+const MORE: [&str; 3] = ["clip_relu6", "clip_opset9", "operators_mix"];
 
 /// Exported by torch.onnx.export (export_torch.py): TorchScript and torch.export exporters.
 const TORCH: [&str; 8] = [
@@ -55,7 +55,7 @@ const TORCH: [&str; 8] = [
 /// torchvision model classes at narrow widths (export_zoo.py), from the TorchScript exporter
 /// at opsets 9 to 17 and the torch.export exporter at 18: constant folding of shape
 /// arithmetic, squeeze-excitation, Hardswish, SiLU, GELU, channel shuffle, split.
-const ZOO: [&str; 19] = [
+const ZOO: [&str; 20] = [
     "zoo_mobilenet_v3_ts11",
     "zoo_mobilenet_v3_ts17",
     "zoo_mobilenet_v3_dynamo18",
@@ -75,6 +75,7 @@ const ZOO: [&str; 19] = [
     "zoo_gelu_mlp_ts17",
     "zoo_convnext_ts11",
     "zoo_convnext_ts17",
+    "zoo_convnext_dynamo18",
 ];
 
 #[test]
@@ -83,9 +84,14 @@ fn torch_export_patterns_left_unmapped_are_clear_errors() {
     // the importer does not map (constant comparisons fold).
     let e = onnx::load(fixtures().join("zoo_gelu_mlp_dynamo18.onnx")).unwrap_err().to_string();
     assert!(e.contains("'Greater' node 'n9': unsupported ONNX op 'Greater'"), "{e}");
-    // torch.export writes ConvNeXt's flatten as a Gather over the whole batch (as_strided).
-    let e = onnx::load(fixtures().join("zoo_convnext_dynamo18.onnx")).unwrap_err().to_string();
-    assert!(e.contains("merges or moves the batch dimension"), "{e}");
+    // torch.export writes ConvNeXt's flatten as a Gather of whole images from the flattened
+    // batch (as_strided); a Gather from it that does not take whole images is refused.
+    let mut m = decoded("zoo_convnext_dynamo18");
+    let g = m.graph.as_mut().unwrap();
+    let gather = g.node.iter_mut().find(|n| n.op_type == "Gather").unwrap();
+    gather.attribute.iter_mut().find(|a| a.name == "axis").unwrap().i = 1;
+    let e = err(&m.encode_to_vec());
+    assert!(e.contains("does not take whole images"), "{e}");
 }
 
 #[test]

@@ -63,7 +63,7 @@ pub(super) const FOLDABLE: [&str; 34] = [
     "Not",
 ];
 
-fn bad(node: &NodeProto, message: impl std::fmt::Display) -> Error {
+pub(super) fn bad(node: &NodeProto, message: impl std::fmt::Display) -> Error {
     let name = if node.name.is_empty() {
         node.output.first().cloned().unwrap_or_default()
     } else {
@@ -76,7 +76,7 @@ fn attr_i(node: &NodeProto, name: &str) -> Option<i64> {
     node.attribute.iter().find(|a| a.name == name).map(|a| a.i)
 }
 
-fn attr_ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
+pub(super) fn attr_ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
     node.attribute.iter().find(|a| a.name == name).map(|a| a.ints.clone())
 }
 
@@ -111,7 +111,10 @@ fn with_dims(c: &Constant, dims: Vec<usize>) -> Constant {
 }
 
 /// The integer values of `c` (a shape, axes, indices), refused if symbolic.
-fn known_ints(node: &NodeProto, c: &Constant, what: &str) -> Result<Vec<i64>> {
+pub(super) fn known_ints(node: &NodeProto, c: &Constant, what: &str) -> Result<Vec<i64>> {
+    if c.batch_stride.is_some() {
+        return Err(bad(node, format!("{what} depends on the batch index")));
+    }
     let v: Vec<i64> = if c.int { c.ints.clone() } else { c.floats.iter().map(|&f| f as i64).collect() };
     if v.iter().any(|&x| x <= UNKNOWN) {
         return Err(bad(
@@ -123,7 +126,7 @@ fn known_ints(node: &NodeProto, c: &Constant, what: &str) -> Result<Vec<i64>> {
 }
 
 /// Numpy broadcasting of two shapes.
-fn broadcast(node: &NodeProto, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+pub(super) fn broadcast(node: &NodeProto, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
     let rank = a.len().max(b.len());
     let at = |d: &[usize], i: usize| if i + d.len() >= rank { d[i + d.len() - rank] } else { 1 };
     (0..rank)
@@ -136,7 +139,7 @@ fn broadcast(node: &NodeProto, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
 }
 
 /// For each element of the broadcast shape `out`, the index into a tensor of `dims`.
-fn broadcast_index(dims: &[usize], out: &[usize]) -> Vec<usize> {
+pub(super) fn broadcast_index(dims: &[usize], out: &[usize]) -> Vec<usize> {
     let total: usize = out.iter().product();
     let offset = out.len() - dims.len();
     let own = strides(dims);
@@ -202,6 +205,12 @@ pub(super) fn fold(node: &NodeProto, inputs: &[Option<&Constant>], opset: i64) -
     };
     let x = input(0)?;
     let op = node.op_type.as_str();
+    if inputs.iter().flatten().any(|c| c.batch_stride.is_some()) {
+        return super::batch_index::fold(node, inputs, opset);
+    }
+    if inputs.iter().flatten().any(|c| c.len() == 0) && matches!(op, "Range") {
+        return Err(bad(node, "an empty operand where a scalar is expected"));
+    }
     Ok(match op {
         "Identity" | "Dropout" => x.clone(),
         "Cast" => {
@@ -364,7 +373,17 @@ pub(super) fn fold(node: &NodeProto, inputs: &[Option<&Constant>], opset: i64) -
         }
         "Range" => {
             let (s, l, d) = (input(0)?, input(1)?, input(2)?);
-            if s.int && l.int && d.int {
+            if s.int && l.int && d.int && l.ints[0] == BATCH {
+                // 0, 1, ..., N − 1 (times delta): a batch index.
+                let (s, d) = (known_ints(node, s, "start")?[0], known_ints(node, d, "delta")?[0]);
+                if s != 0 || d == 0 {
+                    return Err(bad(
+                        node,
+                        "a range up to the batch size must start at 0 with a non-zero step",
+                    ));
+                }
+                Constant { batch_stride: Some(d), ..Constant::from_ints(vec![1], vec![0]) }
+            } else if s.int && l.int && d.int {
                 let (s, l, d) = (
                     known_ints(node, s, "start")?[0],
                     known_ints(node, l, "limit")?[0],

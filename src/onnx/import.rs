@@ -13,7 +13,7 @@ use crate::network::{BatchNorm, InputSpec, Lrn, Network, Op, Pool};
 
 /// Operator types the importer maps onto layers (opsets 9 to 21); the operators of
 /// [`fold::FOLDABLE`] are also accepted wherever their inputs are constants.
-pub const SUPPORTED_OPS: [&str; 51] = [
+pub const SUPPORTED_OPS: [&str; 52] = [
     "Conv",
     "Relu",
     "Clip",
@@ -65,6 +65,7 @@ pub const SUPPORTED_OPS: [&str; 51] = [
     "Pad",
     "ReduceSum",
     "LayerNormalization",
+    "Gather",
 ];
 
 /// Whether the importer knows `op` at all (as a layer, or folded when its inputs are
@@ -124,15 +125,18 @@ pub(super) struct Shape {
     pub rank: usize,
     pub split: Option<(usize, usize, bool)>,
     pub channels_last: bool,
+    /// The whole batch flattened to one axis, `[N · C · H · W]` (ONNX rank 1), as
+    /// torch.export writes before a whole-batch Gather; only a Gather may read it.
+    pub merged: bool,
 }
 
 impl Shape {
     pub(super) fn map(c: usize, h: usize, w: usize) -> Self {
-        Shape { c, h, w, rank: 4, split: None, channels_last: false }
+        Shape { c, h, w, rank: 4, split: None, channels_last: false, merged: false }
     }
 
     pub(super) fn flat(features: usize) -> Self {
-        Shape { c: features, h: 1, w: 1, rank: 2, split: None, channels_last: false }
+        Shape { c: features, h: 1, w: 1, rank: 2, split: None, channels_last: false, merged: false }
     }
 
     /// The ONNX dims after the batch.
@@ -310,6 +314,7 @@ impl<'m> Importer<'m> {
         match op {
             "Transpose" => return self.transpose(node),
             "Pad" => return self.pad(node),
+            "Gather" => return self.gather_activation(node),
             "Split" => return self.split(node),
             "Slice" => return self.slice(node),
             "Squeeze" | "Unsqueeze" => return self.squeeze(node),
@@ -497,7 +502,11 @@ impl Importer<'_> {
         let present: Vec<&String> = node.input.iter().filter(|n| !n.is_empty()).collect();
         if op == "Shape" {
             if let Some((_, s)) = present.first().and_then(|n| self.values.get(*n)) {
-                let c = shape_of_activation(node, &s.dims());
+                let c = if s.merged {
+                    Constant::from_ints(vec![1], vec![UNKNOWN])
+                } else {
+                    shape_of_activation(node, &s.dims())
+                };
                 self.constants.insert(node.output[0].clone(), c);
                 return Ok(true);
             }

@@ -3,6 +3,7 @@
 //! onto layers and reports everything it cannot map with the op type, the node name and
 //! the supported list.
 
+mod batch_index;
 mod channels;
 mod conv;
 mod fold;

@@ -304,6 +304,81 @@ impl Importer<'_> {
         Ok(())
     }
 
+    /// Gather from an activation: whole channels (a 1-D index along the channel axis), or
+    /// whole images out of the flattened batch (torch.export's `as_strided` copies).
+    pub(super) fn gather_activation(&mut self, node: &NodeProto) -> Result<()> {
+        let (x, s) = self.value_view(node, 0)?;
+        let idx = self.required(node, 1, "indices")?.clone();
+        let per_image = s.c * s.h * s.w;
+        if s.merged {
+            let offsets: Vec<usize> =
+                idx.ints.iter().map(|&v| usize::try_from(v).unwrap_or(usize::MAX)).collect();
+            let whole_images = attr_i(node, "axis", 0) == 0
+                && idx.batch_stride == Some(per_image as i64)
+                && idx.dims.first() == Some(&1)
+                && offsets.iter().all(|&v| v < per_image);
+            if !whole_images {
+                return Err(bad(node, "a gather from the flattened batch that does not take whole images (index n · C·H·W + offset) is not supported"));
+            }
+            let rest = &idx.dims[1..];
+            let identity = offsets.len() == per_image && offsets.iter().enumerate().all(|(i, &v)| i == v);
+            let base = Shape { merged: false, rank: 4, ..s };
+            match rest {
+                [c, h, w] if identity && [*c, *h, *w] == [s.c, s.h, s.w] => self.alias(node, (x, base)),
+                [f] if identity => {
+                    if s.h * s.w == 1 {
+                        self.alias(node, (x, Shape::flat(*f)));
+                    } else {
+                        self.push(node, Op::Flatten, &[&x], Shape::flat(*f));
+                    }
+                }
+                [c, 1, 1] if s.h * s.w == 1 => {
+                    self.push(node, Op::SelectChannels { channels: offsets }, &[&x], Shape::map(*c, 1, 1));
+                }
+                _ => {
+                    return Err(bad(
+                        node,
+                        format!(
+                            "a gather of whole images into [N, {rest:?}] from [N, {:?}] is not supported",
+                            s.dims()
+                        ),
+                    ))
+                }
+            }
+            return Ok(());
+        }
+        if s.split.is_some() || s.channels_last {
+            return Err(bad(node, "a gather from a 5-D or channels-last view is not supported"));
+        }
+        let rank = s.dims().len() + 1;
+        let ax = fold::axis(node, attr_i(node, "axis", 0), rank)?;
+        if ax != 1 || idx.dims.len() != 1 || idx.batch_stride.is_some() {
+            return Err(bad(
+                node,
+                format!(
+                    "a gather along axis {ax} of [N, {:?}] is not supported (a 1-D index of channels is)",
+                    s.dims()
+                ),
+            ));
+        }
+        let channels = idx
+            .ints
+            .iter()
+            .map(|&v| {
+                let c = if v < 0 { v + s.c as i64 } else { v };
+                usize::try_from(c)
+                    .ok()
+                    .filter(|&c| c < s.c)
+                    .ok_or_else(|| bad(node, format!("index {v} out of range for {} channels", s.c)))
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        if channels.is_empty() {
+            return Err(bad(node, "gathers no channel"));
+        }
+        self.push(node, Op::SelectChannels { channels }, &[&x], Shape { c: idx.ints.len(), ..s });
+        Ok(())
+    }
+
     /// A zero Pad of the spatial axes, absorbed by the Conv or AveragePool that reads it.
     pub(super) fn pad(&mut self, node: &NodeProto) -> Result<()> {
         let (x, s) = self.value(node, 0)?;
@@ -368,6 +443,11 @@ impl Importer<'_> {
         };
         let keeps_batch =
             first == BATCH || first == -1 && !rest.contains(&-1) || first == 0 && !allowzero || first == 1;
+        if target == [-1] && s.split.is_none() && !s.channels_last {
+            // The whole batch as one axis: only a whole-batch Gather may follow.
+            self.alias(node, (x, Shape { merged: true, rank: 1, ..s }));
+            return Ok(());
+        }
         if rest.is_empty() || !keeps_batch || rest.iter().any(|&d| d <= UNKNOWN) {
             return Err(bad(
                 node,

@@ -20,6 +20,10 @@ pub(crate) struct Constant {
     pub floats: Vec<f32>,
     pub ints: Vec<i64>,
     pub int: bool,
+    /// For an integer tensor computed from the batch index (torch.export's whole-batch
+    /// gathers): its first axis is the batch (size 1 in `dims`), and image n holds
+    /// `ints + n · stride`.
+    pub batch_stride: Option<i64>,
 }
 
 /// An integer element equal to the (symbolic) batch size: a folded `Shape` of an
@@ -32,12 +36,12 @@ impl Constant {
     /// An integer tensor.
     pub(crate) fn from_ints(dims: Vec<usize>, ints: Vec<i64>) -> Self {
         let floats = ints.iter().map(|&v| if v <= UNKNOWN { f32::NAN } else { v as f32 }).collect();
-        Constant { dims, floats, ints, int: true }
+        Constant { dims, floats, ints, int: true, batch_stride: None }
     }
 
     /// A floating-point tensor.
     pub(crate) fn from_floats(dims: Vec<usize>, floats: Vec<f32>) -> Self {
-        Constant { dims, floats, ints: Vec::new(), int: false }
+        Constant { dims, floats, ints: Vec::new(), int: false, batch_stride: None }
     }
 
     /// Elements.
@@ -167,6 +171,6 @@ impl Constant {
         if int {
             floats = ints.iter().map(|&v| v as f32).collect();
         }
-        Ok(Constant { dims, floats, ints, int })
+        Ok(Constant { dims, floats, ints, int, batch_stride: None })
     }
 }
