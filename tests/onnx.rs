@@ -54,8 +54,9 @@ const TORCH: [&str; 8] = [
 
 /// torchvision model classes at narrow widths (export_zoo.py), from the TorchScript exporter
 /// at opsets 9 to 17 and the torch.export exporter at 18: constant folding of shape
-/// arithmetic, squeeze-excitation, Hardswish, SiLU, GELU, channel shuffle, split.
-const ZOO: [&str; 20] = [
+/// arithmetic, squeeze-excitation, Hardswish, SiLU, GELU, channel shuffle, split, layer
+/// norms over channels, dense blocks, ReLU6.
+const ZOO: [&str; 24] = [
     "zoo_mobilenet_v3_ts11",
     "zoo_mobilenet_v3_ts17",
     "zoo_mobilenet_v3_dynamo18",
@@ -76,6 +77,10 @@ const ZOO: [&str; 20] = [
     "zoo_convnext_ts11",
     "zoo_convnext_ts17",
     "zoo_convnext_dynamo18",
+    "zoo_densenet_ts9",
+    "zoo_densenet_ts17",
+    "zoo_mobilenet_v2_ts9",
+    "zoo_mobilenet_v2_dynamo18",
 ];
 
 #[test]

@@ -61,7 +61,7 @@ impl Importer<'_> {
     }
 
     /// A helper layer named after `node` with `suffix`; returns its name.
-    fn push_named(&mut self, node: &NodeProto, suffix: &str, op: Op, inputs: &[&str]) -> String {
+    pub(super) fn push_named(&mut self, node: &NodeProto, suffix: &str, op: Op, inputs: &[&str]) -> String {
         let base = format!("{}/{suffix}", if node.name.is_empty() { &node.output[0] } else { &node.name });
         let mut name = base.clone();
         let mut k = 1;
@@ -107,6 +107,39 @@ impl Importer<'_> {
         let centred = self.push_named(node, "centred", Op::Binary(Binary::Sub), &[&x, &mean]);
         let square = self.push_named(node, "square", Op::Binary(Binary::Mul), &[&centred, &centred]);
         let var = self.push_named(node, "var", Op::ReduceChannels(Reduce::Mean), &[&square]);
+        let shifted = self.push_named(
+            node,
+            "var_eps",
+            Op::Affine(Affine { scale: vec![1.0], shift: vec![epsilon] }),
+            &[&var],
+        );
+        let std = self.push_named(node, "std", Op::Unary(Unary::Sqrt), &[&shifted]);
+        let normed = self.push_named(node, "normed", Op::Binary(Binary::Div), &[&centred, &std]);
+        self.push(node, Op::Affine(Affine { scale, shift: bias }), &[&normed], s);
+        Ok(())
+    }
+
+    /// InstanceNormalization: each channel of each image normalised over its positions,
+    /// `(x − mean) / sqrt(var + ε) · scale + bias`, built from global pooling and
+    /// per-channel broadcasting.
+    pub(super) fn instance_norm(&mut self, node: &NodeProto) -> Result<()> {
+        let (x, s) = self.value(node, 0)?;
+        if s.rank != 4 {
+            return Err(bad(node, format!("instance normalisation of [N, {:?}] is not supported", s.dims())));
+        }
+        let scale = self.required(node, 1, "scale")?.floats.clone();
+        let bias = self.required(node, 2, "bias")?.floats.clone();
+        if scale.len() != s.c || bias.len() != s.c {
+            return Err(bad(
+                node,
+                format!("{} scale and {} bias values for {} channels", scale.len(), bias.len(), s.c),
+            ));
+        }
+        let epsilon = attr_f(node, "epsilon", 1e-5);
+        let mean = self.push_named(node, "mean", Op::GlobalAvgPool, &[&x]);
+        let centred = self.push_named(node, "centred", Op::Binary(Binary::Sub), &[&x, &mean]);
+        let square = self.push_named(node, "square", Op::Binary(Binary::Mul), &[&centred, &centred]);
+        let var = self.push_named(node, "var", Op::GlobalAvgPool, &[&square]);
         let shifted = self.push_named(
             node,
             "var_eps",

@@ -13,7 +13,7 @@ use crate::network::{BatchNorm, InputSpec, Lrn, Network, Op, Pool};
 
 /// Operator types the importer maps onto layers (opsets 9 to 21); the operators of
 /// [`fold::FOLDABLE`] are also accepted wherever their inputs are constants.
-pub const SUPPORTED_OPS: [&str; 52] = [
+pub const SUPPORTED_OPS: [&str; 54] = [
     "Conv",
     "Relu",
     "Clip",
@@ -66,12 +66,14 @@ pub const SUPPORTED_OPS: [&str; 52] = [
     "ReduceSum",
     "LayerNormalization",
     "Gather",
+    "InstanceNormalization",
+    "PRelu",
 ];
 
 /// Whether the importer knows `op` at all (as a layer, or folded when its inputs are
 /// constants).
 fn known_op(op: &str) -> bool {
-    SUPPORTED_OPS.contains(&op) || fold::FOLDABLE.contains(&op) || op == "PRelu"
+    SUPPORTED_OPS.contains(&op) || fold::FOLDABLE.contains(&op)
 }
 
 /// One message naming every operator the importer does not know, with its nodes.
@@ -467,6 +469,7 @@ impl<'m> Importer<'m> {
                 self.matmul_channels_last(node, nodes, index)?
             }
             "LayerNormalization" => self.layer_norm(node)?,
+            "InstanceNormalization" => self.instance_norm(node)?,
             "Gemm" | "MatMul" => self.gemm(node, nodes, index)?,
             "Softmax" => {
                 let (x, s) = self.value(node, 0)?;

@@ -92,18 +92,31 @@ impl Importer<'_> {
             "Reciprocal" => Unary::Reciprocal,
             "Softplus" => Unary::Softplus,
             _ => {
-                let slope = self.required(node, 1, "slope")?;
-                match slope.floats[..] {
-                    [alpha] => Unary::LeakyRelu { alpha },
-                    _ => {
-                        return Err(bad(
-                            node,
-                            format!(
-                                "a slope of shape {:?} is not supported (one slope for all channels is)",
-                                slope.dims
-                            ),
-                        ))
-                    }
+                let slope = self.required(node, 1, "slope")?.clone();
+                if let [alpha] = slope.floats[..] {
+                    Unary::LeakyRelu { alpha }
+                } else if Self::per_channel(&slope, s).is_some() {
+                    // One slope per channel: relu(x) − slope · relu(−x).
+                    let neg: Vec<f32> = slope.floats.iter().map(|v| -v).collect();
+                    let pos = self.push_named(node, "positive", Op::Relu, &[&x]);
+                    let flipped = self.push_named(node, "flipped", Op::Unary(Unary::Neg), &[&x]);
+                    let negative = self.push_named(node, "negative", Op::Relu, &[&flipped]);
+                    let scaled = self.push_named(
+                        node,
+                        "scaled",
+                        Op::Affine(Affine { scale: neg, shift: vec![0.0] }),
+                        &[&negative],
+                    );
+                    self.push(node, Op::Add, &[&pos, &scaled], s);
+                    return Ok(());
+                } else {
+                    return Err(bad(
+                        node,
+                        format!(
+                            "a slope of shape {:?} is not supported (one slope, or one per channel, is)",
+                            slope.dims
+                        ),
+                    ));
                 }
             }
         };
