@@ -14,7 +14,7 @@ pub fn binary(params: &BinaryParams, a: &[f32], b: &[f32], out: &mut [f32]) {
     let n = params.len as usize;
     let plane = (params.plane as usize).max(1);
     let channels = (params.channels as usize).max(1);
-    let f = from_code(params.op);
+    let f = Binary::from_code(params.op);
     // Planes are the unit of work: a broadcast operand's value is read once per plane.
     out[..n]
         .par_chunks_mut(plane)
@@ -44,16 +44,4 @@ pub fn binary(params: &BinaryParams, a: &[f32], b: &[f32], out: &mut [f32]) {
                 }),
             }
         });
-}
-
-/// The function of a code (an unknown code is min, as in the shader's `default` case).
-pub(crate) fn from_code(op: u32) -> Binary {
-    match op {
-        0 => Binary::Add,
-        1 => Binary::Sub,
-        2 => Binary::Mul,
-        3 => Binary::Div,
-        4 => Binary::Max,
-        _ => Binary::Min,
-    }
 }

@@ -6,7 +6,7 @@
 //! through ndarray's `general_mat_mul`.
 
 mod add;
-pub(crate) mod binary;
+mod binary;
 mod channel_affine;
 mod clip;
 mod conv;
@@ -24,7 +24,7 @@ mod reduce_channels;
 mod relu;
 mod select_channels;
 mod softmax;
-pub(crate) mod unary;
+mod unary;
 
 /// Element-wise and pooling steps over fewer elements than this run on the calling thread
 /// (rayon's `with_min_len`): at batch 1 a parallel region costs more than the work.

@@ -105,6 +105,31 @@ impl Unary {
         }
     }
 
+    /// The function of a [`Unary::code`] and its constants (an unknown code is the power
+    /// function, as in the shader's `default` case).
+    pub fn from_code(code: u32, alpha: f32, beta: f32) -> Unary {
+        match code {
+            0 => Unary::Sigmoid,
+            1 => Unary::HardSigmoid { alpha, beta },
+            2 => Unary::HardSwish,
+            3 => Unary::Tanh,
+            4 => Unary::LeakyRelu { alpha },
+            5 => Unary::Elu { alpha },
+            6 => Unary::Erf,
+            7 => Unary::Gelu,
+            8 => Unary::GeluTanh,
+            9 => Unary::Exp,
+            10 => Unary::Log,
+            11 => Unary::Sqrt,
+            12 => Unary::Neg,
+            13 => Unary::Abs,
+            14 => Unary::Reciprocal,
+            15 => Unary::Softplus,
+            17 => Unary::Silu,
+            _ => Unary::Pow { exponent: alpha },
+        }
+    }
+
     /// The function's constants (α, β), zeros where it has none.
     pub fn constants(self) -> (f32, f32) {
         match self {
@@ -291,6 +316,19 @@ impl Binary {
         }
     }
 
+    /// The function of a [`Binary::code`] (an unknown code is min, as in the shader's
+    /// `default` case).
+    pub fn from_code(code: u32) -> Binary {
+        match code {
+            0 => Binary::Add,
+            1 => Binary::Sub,
+            2 => Binary::Mul,
+            3 => Binary::Div,
+            4 => Binary::Max,
+            _ => Binary::Min,
+        }
+    }
+
     /// A short lowercase name.
     pub fn name(self) -> &'static str {
         match self {
@@ -356,6 +394,28 @@ impl Binary {
     }
 }
 
+/// How the operands of a binary layer, of per-image shapes `a` and `b` (`[C, H, W]`),
+/// broadcast: 0 equal shapes, 1 `b` one value per channel (`[C, 1, 1]`), 2 `a` is, 3 `b` one
+/// value per position (`[1, H, W]`), 4 `a` is (`params::BinaryParams::broadcast`); `None`
+/// when they do not broadcast.
+pub fn broadcast_mode(a: [usize; 3], b: [usize; 3]) -> Option<u32> {
+    let per_channel = |t: [usize; 3], of: [usize; 3]| t[1] * t[2] == 1 && t[0] == of[0];
+    let per_position = |t: [usize; 3], of: [usize; 3]| t[0] == 1 && of[0] > 1 && t[1..] == of[1..];
+    if a == b {
+        Some(0)
+    } else if per_channel(b, a) {
+        Some(1)
+    } else if per_channel(a, b) {
+        Some(2)
+    } else if per_position(b, a) {
+        Some(3)
+    } else if per_position(a, b) {
+        Some(4)
+    } else {
+        None
+    }
+}
+
 /// A reduction over the channels at each position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -391,6 +451,37 @@ impl Reduce {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codes_round_trip() {
+        let all = [
+            Unary::Sigmoid,
+            Unary::HardSigmoid { alpha: 0.3, beta: 0.4 },
+            Unary::HardSwish,
+            Unary::Tanh,
+            Unary::LeakyRelu { alpha: 0.1 },
+            Unary::Elu { alpha: 1.3 },
+            Unary::Erf,
+            Unary::Gelu,
+            Unary::GeluTanh,
+            Unary::Exp,
+            Unary::Log,
+            Unary::Sqrt,
+            Unary::Neg,
+            Unary::Abs,
+            Unary::Reciprocal,
+            Unary::Softplus,
+            Unary::Pow { exponent: 3.0 },
+            Unary::Silu,
+        ];
+        for f in all {
+            let (a, b) = f.constants();
+            assert_eq!(Unary::from_code(f.code(), a, b), f);
+        }
+        for f in [Binary::Add, Binary::Sub, Binary::Mul, Binary::Div, Binary::Max, Binary::Min] {
+            assert_eq!(Binary::from_code(f.code()), f);
+        }
+    }
 
     #[test]
     fn erf_matches_reference_values() {

@@ -8,7 +8,7 @@ mod plan_file;
 mod report;
 pub mod zoo;
 
-pub use elementwise::{Binary, Reduce, Unary};
+pub use elementwise::{broadcast_mode, Binary, Reduce, Unary};
 
 pub use plan_file::{weights_hash, LayerPlan, PerforationPlan, PLAN_VERSION};
 pub use report::{LayerReport, PerforationReport};

@@ -14,7 +14,7 @@ use crate::network::{Affine, Binary, Conv, Op, Reduce, Unary};
 
 impl Importer<'_> {
     /// The reduction axes of a Reduce* node, normalised to `0..rank`, sorted.
-    fn reduce_axes(&self, node: &NodeProto, rank: usize) -> Result<Vec<usize>> {
+    pub(super) fn reduce_axes(&self, node: &NodeProto, rank: usize) -> Result<Vec<usize>> {
         let from_input = self.opset >= 18 || (node.op_type == "ReduceSum" && self.opset >= 13);
         let axes = if from_input {
             self.constant(node, 1, "axes")?.map(|c| c.ints.clone()).unwrap_or_default()
@@ -63,13 +63,7 @@ impl Importer<'_> {
     /// A helper layer named after `node` with `suffix`; returns its name.
     pub(super) fn push_named(&mut self, node: &NodeProto, suffix: &str, op: Op, inputs: &[&str]) -> String {
         let base = format!("{}/{suffix}", if node.name.is_empty() { &node.output[0] } else { &node.name });
-        let mut name = base.clone();
-        let mut k = 1;
-        while self.layer_names.contains(&name) || name == self.net.input.name {
-            name = format!("{base}_{k}");
-            k += 1;
-        }
-        self.layer_names.insert(name.clone());
+        let name = self.unique_name(base);
         self.net.push(name.clone(), op, inputs);
         name
     }
@@ -103,19 +97,14 @@ impl Importer<'_> {
             ));
         }
         let epsilon = attr_f(node, "epsilon", 1e-5);
-        let mean = self.push_named(node, "mean", Op::ReduceChannels(Reduce::Mean), &[&x]);
-        let centred = self.push_named(node, "centred", Op::Binary(Binary::Sub), &[&x, &mean]);
-        let square = self.push_named(node, "square", Op::Binary(Binary::Mul), &[&centred, &centred]);
-        let var = self.push_named(node, "var", Op::ReduceChannels(Reduce::Mean), &[&square]);
-        let shifted = self.push_named(
+        self.normalise(
             node,
-            "var_eps",
-            Op::Affine(Affine { scale: vec![1.0], shift: vec![epsilon] }),
-            &[&var],
+            &x,
+            s,
+            &Op::ReduceChannels(Reduce::Mean),
+            epsilon,
+            Affine { scale, shift: bias },
         );
-        let std = self.push_named(node, "std", Op::Unary(Unary::Sqrt), &[&shifted]);
-        let normed = self.push_named(node, "normed", Op::Binary(Binary::Div), &[&centred, &std]);
-        self.push(node, Op::Affine(Affine { scale, shift: bias }), &[&normed], s);
         Ok(())
     }
 
@@ -136,20 +125,23 @@ impl Importer<'_> {
             ));
         }
         let epsilon = attr_f(node, "epsilon", 1e-5);
-        let mean = self.push_named(node, "mean", Op::GlobalAvgPool, &[&x]);
-        let centred = self.push_named(node, "centred", Op::Binary(Binary::Sub), &[&x, &mean]);
+        self.normalise(node, &x, s, &Op::GlobalAvgPool, epsilon, Affine { scale, shift: bias });
+        Ok(())
+    }
+
+    /// `(x − mean) / sqrt(var + ε)` then `affine`, the mean and the variance taken by the
+    /// layer `mean` (over the channels for a layer norm, over the positions for an instance
+    /// norm; the binary layers broadcast its result back over `x`). The output is `node`'s.
+    fn normalise(&mut self, node: &NodeProto, x: &str, s: Shape, mean: &Op, epsilon: f32, affine: Affine) {
+        let mu = self.push_named(node, "mean", mean.clone(), &[x]);
+        let centred = self.push_named(node, "centred", Op::Binary(Binary::Sub), &[x, &mu]);
         let square = self.push_named(node, "square", Op::Binary(Binary::Mul), &[&centred, &centred]);
-        let var = self.push_named(node, "var", Op::GlobalAvgPool, &[&square]);
-        let shifted = self.push_named(
-            node,
-            "var_eps",
-            Op::Affine(Affine { scale: vec![1.0], shift: vec![epsilon] }),
-            &[&var],
-        );
+        let var = self.push_named(node, "var", mean.clone(), &[&square]);
+        let eps = Op::Affine(Affine { scale: vec![1.0], shift: vec![epsilon] });
+        let shifted = self.push_named(node, "var_eps", eps, &[&var]);
         let std = self.push_named(node, "std", Op::Unary(Unary::Sqrt), &[&shifted]);
         let normed = self.push_named(node, "normed", Op::Binary(Binary::Div), &[&centred, &std]);
-        self.push(node, Op::Affine(Affine { scale, shift: bias }), &[&normed], s);
-        Ok(())
+        self.push(node, Op::Affine(affine), &[&normed], s);
     }
 
     /// MatMul of a channels-last view `[N, H, W, C]` with a constant `[C, C']`: a pointwise

@@ -232,15 +232,7 @@ pub(super) fn fold(node: &NodeProto, inputs: &[Option<&Constant>], opset: i64) -
                 other => return Err(bad(node, format!("cast to data type {other} is not supported"))),
             }
         }
-        "Shape" => {
-            let dims: Vec<i64> = x.dims.iter().map(|&d| d as i64).collect();
-            let rank = dims.len() as i64;
-            let clampi = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
-            let start = clampi(attr_i(node, "start").unwrap_or(0));
-            let end = clampi(attr_i(node, "end").unwrap_or(rank));
-            let v = dims[start..end.max(start)].to_vec();
-            Constant::from_ints(vec![v.len()], v)
-        }
+        "Shape" => shape_slice(node, x.dims.iter().map(|&d| d as i64).collect()),
         "Size" => Constant::from_ints(vec![], vec![x.len() as i64]),
         "Gather" => {
             let idx = input(1)?;
@@ -606,10 +598,16 @@ pub(super) fn slice_ranges(
 pub(super) fn shape_of_activation(node: &NodeProto, per_image: &[usize]) -> Constant {
     let mut v = vec![BATCH];
     v.extend(per_image.iter().map(|&d| d as i64));
-    let rank = v.len() as i64;
+    shape_slice(node, v)
+}
+
+/// The output of a Shape node whose input has dims `dims`: the part its `start` and `end`
+/// attributes select (opset 15; negative values count from the end, both clamped).
+fn shape_slice(node: &NodeProto, dims: Vec<i64>) -> Constant {
+    let rank = dims.len() as i64;
     let clampi = |x: i64| (if x < 0 { x + rank } else { x }).clamp(0, rank) as usize;
     let start = clampi(attr_i(node, "start").unwrap_or(0));
     let end = clampi(attr_i(node, "end").unwrap_or(rank));
-    let v = v[start..end.max(start)].to_vec();
+    let v = dims[start..end.max(start)].to_vec();
     Constant::from_ints(vec![v.len()], v)
 }

@@ -266,6 +266,12 @@ impl<'m> Importer<'m> {
 
     pub(super) fn layer_name(&mut self, node: &NodeProto) -> String {
         let base = if node.name.is_empty() { node.output[0].clone() } else { node.name.clone() };
+        self.unique_name(base)
+    }
+
+    /// `base`, or `base_1`, `base_2`, ... if a layer (or the input) already has that name;
+    /// the name is reserved.
+    pub(super) fn unique_name(&mut self, base: String) -> String {
         let mut name = base.clone();
         let mut k = 1;
         while self.layer_names.contains(&name) || name == self.net.input.name {
@@ -377,14 +383,8 @@ impl<'m> Importer<'m> {
                 if s.rank != 4 {
                     return Err(bad(node, format!("reduction of a [N, {:?}] tensor is not supported (only over H and W of [N, C, H, W])", s.dims())));
                 }
-                let axes = if self.opset < 18 {
-                    attr_ints(node, "axes").unwrap_or_default()
-                } else {
-                    self.constant(node, 1, "axes")?.map(|c| c.ints.clone()).unwrap_or_default()
-                };
-                let mut spatial: Vec<i64> = axes.iter().map(|&a| if a < 0 { a + 4 } else { a }).collect();
-                spatial.sort_unstable();
-                if spatial != [2, 3] {
+                let axes = self.reduce_axes(node, 4)?;
+                if axes != [2, 3] {
                     return Err(bad(
                         node,
                         format!("reduction over axes {axes:?} is not supported (only over H and W)"),

@@ -56,13 +56,7 @@ impl Importer<'_> {
     /// Layer name for output `k` of a node with several outputs.
     fn push_output(&mut self, node: &NodeProto, k: usize, op: Op, inputs: &[&str], shape: Shape) {
         let base = if node.name.is_empty() { node.output[k].clone() } else { format!("{}_{k}", node.name) };
-        let mut name = base.clone();
-        let mut n = 1;
-        while self.layer_names.contains(&name) || name == self.net.input.name {
-            name = format!("{base}_{n}");
-            n += 1;
-        }
-        self.layer_names.insert(name.clone());
+        let name = self.unique_name(base);
         self.net.push(name.clone(), op, inputs);
         self.values.insert(node.output[k].clone(), (name, shape));
     }
@@ -289,9 +283,7 @@ impl Importer<'_> {
             (Binary::Div, false) => affine(values.iter().map(|v| 1.0 / v).collect(), vec![0.0]),
             (Binary::Div, true) => {
                 // k / x = k · (1 / x): a reciprocal, then the per-channel scale.
-                let name = format!("{}/reciprocal", self.layer_name(node));
-                self.net.push(name.clone(), Op::Unary(Unary::Reciprocal), &[&x]);
-                self.layer_names.insert(name.clone());
+                let name = self.push_named(node, "reciprocal", Op::Unary(Unary::Reciprocal), &[&x]);
                 self.push(node, affine(values, vec![0.0]), &[&name], s);
                 return Ok(());
             }
@@ -525,7 +517,8 @@ impl Importer<'_> {
         Ok(())
     }
 
-    /// Output `k` as the channels `from..to` of the activation `x`.
+    /// Output `k` as the listed channels of the activation `x` (an alias when they are all of
+    /// them, in order).
     fn channel_range(&mut self, node: &NodeProto, k: usize, x: &str, s: Shape, channels: Vec<usize>) {
         let shape = Shape { c: channels.len(), ..s };
         if channels.len() == s.c && channels.iter().enumerate().all(|(i, &c)| i == c) {

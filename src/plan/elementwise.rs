@@ -9,7 +9,7 @@ use super::graph::layer_error;
 use super::{Form, StepOp, TensorId, TensorInfo};
 use crate::error::{to_u32, Result};
 use crate::interp::MapKind;
-use crate::network::{Affine, Binary, Layer};
+use crate::network::{broadcast_mode, Affine, Binary, Layer};
 use crate::params::{AddParams, BinaryParams, ChannelAffineParams};
 
 impl<'n> Builder<'n> {
@@ -98,23 +98,8 @@ impl<'n> Builder<'n> {
         inputs: &[TensorId],
     ) -> Result<(TensorId, Vec<&'n Layer>)> {
         let (ta, tb) = (self.tensors[inputs[0]].clone(), self.tensors[inputs[1]].clone());
-        let dims = |t: &TensorInfo| (t.channels, t.height, t.width);
-        let per_channel =
-            |t: &TensorInfo, of: &TensorInfo| t.height * t.width == 1 && t.channels == of.channels;
-        let per_position = |t: &TensorInfo, of: &TensorInfo| {
-            t.channels == 1 && of.channels > 1 && (t.height, t.width) == (of.height, of.width)
-        };
-        let broadcast = if dims(&ta) == dims(&tb) {
-            0
-        } else if per_channel(&tb, &ta) {
-            1
-        } else if per_channel(&ta, &tb) {
-            2
-        } else if per_position(&tb, &ta) {
-            3
-        } else if per_position(&ta, &tb) {
-            4
-        } else {
+        let dims = |t: &TensorInfo| [t.channels, t.height, t.width];
+        let Some(broadcast) = broadcast_mode(dims(&ta), dims(&tb)) else {
             return Err(layer_error(
                 layer,
                 format!(

@@ -8,7 +8,7 @@ use super::conv::{self, Sampling};
 use super::layers::{self, BnBatch};
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
-use crate::network::{Conv, Network, Op, Reduce};
+use crate::network::{broadcast_mode, Conv, Network, Op, Reduce};
 use crate::plan::{order, pool_out, Plan, PlanOptions, StepOp};
 use crate::rng::hash2;
 use crate::strategy::Interpolation;
@@ -570,26 +570,14 @@ impl Model {
 /// How a binary layer's operands broadcast: the larger one (the output's shape), and for
 /// each output element the element of `a` and of `b` it reads.
 fn broadcast_of<'t>(a: &'t Tensor, b: &'t Tensor, layer: &str) -> Result<(&'t Tensor, Broadcast)> {
-    let per_channel = |s: &Tensor, of: &Tensor| s.shape[2] * s.shape[3] == 1 && s.shape[..2] == of.shape[..2];
-    let per_position = |s: &Tensor, of: &Tensor| {
-        s.shape[1] == 1 && of.shape[1] > 1 && s.shape[0] == of.shape[0] && s.shape[2..] == of.shape[2..]
-    };
-    let (full, mode) = if a.shape == b.shape {
-        (a, 0)
-    } else if per_channel(b, a) {
-        (a, 1)
-    } else if per_channel(a, b) {
-        (b, 2)
-    } else if per_position(b, a) {
-        (a, 3)
-    } else if per_position(a, b) {
-        (b, 4)
-    } else {
-        return Err(Error::InvalidArgument(format!(
+    let dims = |t: &Tensor| [t.shape[1], t.shape[2], t.shape[3]];
+    let mode = broadcast_mode(dims(a), dims(b)).filter(|_| a.shape[0] == b.shape[0]).ok_or_else(|| {
+        Error::InvalidArgument(format!(
             "layer '{layer}': operands {:?} and {:?} do not broadcast",
             a.shape, b.shape
-        )));
-    };
+        ))
+    })?;
+    let full = if matches!(mode, 2 | 4) { b } else { a };
     Ok((full, Broadcast { mode, plane: full.plane(), channels: full.shape[1] }))
 }
 

@@ -100,7 +100,7 @@ fn map_elements(input: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
 pub(crate) fn unary_fast(p: &UnaryParams, input: &[f32], out: &mut [f32]) {
     let n = p.len as usize;
     let (input, out) = (&input[..n], &mut out[..n]);
-    match crate::cpu::unary::from_code(p) {
+    match Unary::from_code(p.op, p.alpha, p.beta) {
         Unary::Sigmoid => map_elements(input, out, |x| 1.0 / (1.0 + exp_approx(-x))),
         Unary::Silu => map_elements(input, out, |x| x / (1.0 + exp_approx(-x))),
         Unary::Exp => map_elements(input, out, exp_approx),
@@ -117,7 +117,7 @@ pub(crate) fn unary_fast(p: &UnaryParams, input: &[f32], out: &mut [f32]) {
 
 /// The `binary` twin with the function chosen once per call and whole planes per step.
 pub(crate) fn binary_fast(p: &BinaryParams, a: &[f32], b: &[f32], out: &mut [f32]) {
-    match crate::cpu::binary::from_code(p.op) {
+    match Binary::from_code(p.op) {
         Binary::Add => binary_with(p, a, b, out, |x, y| x + y),
         Binary::Sub => binary_with(p, a, b, out, |x, y| x - y),
         Binary::Mul => binary_with(p, a, b, out, |x, y| x * y),
