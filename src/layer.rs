@@ -5,7 +5,7 @@ use crate::error::{to_u32, Error, Result};
 use crate::geometry::ConvGeometry;
 use crate::interp::{InterpMap, MapKind};
 use crate::mask::Mask;
-use crate::params::{GatherInterpParams, Im2colMaskedParams, MatmulTiledParams};
+use crate::params::{DepthwiseMaskedParams, GatherInterpParams, Im2colMaskedParams, MatmulTiledParams};
 
 /// A convolution with its weights, its mask and interpolation map, and (when its input
 /// is the compact output of a previous perforated layer) the map to read that input
@@ -221,13 +221,43 @@ pub enum OutputForm {
 pub struct ConvSettings {
     /// Output form.
     pub output: OutputForm,
-    /// Images stacked into one GEMM (microbatching); `None` means ⌊1/q⌋ as in the
-    /// reference code, so a perforated GEMM keeps roughly its dense width.
+    /// Images stacked into one GEMM (microbatching); `None` means ⌊1/q⌋ on the CPU, as in
+    /// the reference code, so a perforated GEMM keeps roughly its dense width, and the
+    /// whole batch (within a column budget) on the GPU, which needs wide products to fill
+    /// its cores.
     pub images_per_gemm: Option<usize>,
     /// Upper bound on the bytes of one im2col chunk. `None` uses the executor's default
     /// (the device's storage-binding limit on the GPU). Tests set it small to force
     /// chunking.
     pub max_chunk_bytes: Option<u64>,
+    /// Which kernels compute the layer (tests force one).
+    pub kernels: ConvKernels,
+    /// The GPU's `matmul_tiled` variant (tests force one; the CPU ignores it).
+    pub gemm_tile: GemmTile,
+}
+
+/// The tile of the GPU's `matmul_tiled`, chosen per product by its shape under
+/// [`GemmTile::Auto`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GemmTile {
+    /// 128×128 when the product has enough such tiles to fill a large GPU, else 64×64.
+    #[default]
+    Auto,
+    /// 64×64 tiles, 4×4 outputs per thread.
+    Medium,
+    /// 128×128 tiles, 8×8 outputs per thread.
+    Large,
+}
+
+/// The kernels a convolution runs on, chosen per layer by [`ConvSchedule::new`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ConvKernels {
+    /// `depthwise_masked` for a grouped conv with one input channel per group,
+    /// `im2col_masked → matmul_tiled` otherwise.
+    #[default]
+    Auto,
+    /// `im2col_masked → matmul_tiled` for every layer (one small GEMM per group).
+    Im2colGemm,
 }
 
 /// One launch pair of the schedule: build the columns of one group and one chunk, then
@@ -254,6 +284,9 @@ pub struct ConvSchedule {
     pub images_per_gemm: usize,
     /// Columns per GEMM chunk.
     pub chunk_cols: usize,
+    /// The single `depthwise_masked` launch that replaces `steps` (then empty) for a
+    /// depthwise layer under [`ConvKernels::Auto`].
+    pub depthwise: Option<DepthwiseMaskedParams>,
 }
 
 impl ConvSchedule {
@@ -343,7 +376,38 @@ impl ConvSchedule {
             }),
             _ => None,
         };
-        Ok(ConvSchedule { steps, col_len, gather, images_per_gemm, chunk_cols })
+        let depthwise = if settings.kernels == ConvKernels::Auto && g.groups > 1 && cg == 1 {
+            steps.clear();
+            Some(DepthwiseMaskedParams {
+                in_h: to_u32(g.in_h, "input height")?,
+                in_w: to_u32(g.in_w, "input width")?,
+                in_plane: to_u32(layer.input_plane(), "input plane")?,
+                channels: to_u32(g.in_channels, "input channels")?,
+                out_channels: to_u32(g.out_channels, "output channels")?,
+                channel_mult: to_u32(tg, "output channels per group")?,
+                kernel_h: to_u32(g.kernel_h, "kernel height")?,
+                kernel_w: to_u32(g.kernel_w, "kernel width")?,
+                stride_h: to_u32(g.stride_h, "stride")?,
+                stride_w: to_u32(g.stride_w, "stride")?,
+                pad_top: to_u32(g.pad_top, "padding")?,
+                pad_left: to_u32(g.pad_left, "padding")?,
+                dilation_h: to_u32(g.dilation_h, "dilation")?,
+                dilation_w: to_u32(g.dilation_w, "dilation")?,
+                out_w: to_u32(g.out_w(), "output width")?,
+                n_pos: to_u32(n, "mask length")?,
+                images: to_u32(g.batch, "batch")?,
+                lda: to_u32(k.next_multiple_of(4), "weight row stride")?,
+                relu: u32::from(layer.relu() && !relu_after_gather),
+                in_map_kind: layer.input_map().map_or(0, |m| m.kind().code()),
+            })
+        } else {
+            None
+        };
+        if depthwise.is_some() {
+            to_u32(g.batch * g.out_channels * n, "depthwise outputs")?;
+        }
+        let col_len = if depthwise.is_some() { 0 } else { col_len };
+        Ok(ConvSchedule { steps, col_len, gather, images_per_gemm, chunk_cols, depthwise })
     }
 
     /// The shape the run returns.

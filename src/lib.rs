@@ -44,6 +44,6 @@ pub mod train;
 pub use error::{Error, Result};
 pub use geometry::ConvGeometry;
 pub use interp::{InterpMap, MapKind, ZERO_TAP};
-pub use layer::{ConvLayer, ConvSchedule, ConvSettings, ConvStep, OutputForm};
+pub use layer::{ConvKernels, ConvLayer, ConvSchedule, ConvSettings, ConvStep, GemmTile, OutputForm};
 pub use mask::{kept_count, Mask};
 pub use strategy::{grid_offsets, grid_sequence, window_counts, Interpolation, MaskStrategy, PoolWindows};

@@ -90,6 +90,55 @@ pub struct MatmulTiledParams {
     pub _pad: u32,
 }
 
+/// `depthwise_masked`: a grouped convolution with one input channel per group, computed
+/// directly at the masked positions into the compact `[images, out_channels, n_pos]`
+/// output (output channel t reads input channel `t / channel_mult`). The input is read as
+/// in [`Im2colMaskedParams`] (dense, or compact through the input map).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct DepthwiseMaskedParams {
+    /// Dense input height H.
+    pub in_h: u32,
+    /// Dense input width W.
+    pub in_w: u32,
+    /// Elements per input channel plane: H·W, or N_prev for a compact input.
+    pub in_plane: u32,
+    /// Input channels C (the batch stride is C·in_plane).
+    pub channels: u32,
+    /// Output channels T = C · channel_mult.
+    pub out_channels: u32,
+    /// Output channels per input channel.
+    pub channel_mult: u32,
+    /// Kernel height.
+    pub kernel_h: u32,
+    /// Kernel width.
+    pub kernel_w: u32,
+    /// Vertical stride.
+    pub stride_h: u32,
+    /// Horizontal stride.
+    pub stride_w: u32,
+    /// Padding above.
+    pub pad_top: u32,
+    /// Padding left.
+    pub pad_left: u32,
+    /// Vertical dilation.
+    pub dilation_h: u32,
+    /// Horizontal dilation.
+    pub dilation_w: u32,
+    /// Output width W'.
+    pub out_w: u32,
+    /// Mask entries per image N.
+    pub n_pos: u32,
+    /// Images in the batch.
+    pub images: u32,
+    /// Row stride of the packed weights (kh·kw rounded up to a multiple of 4).
+    pub lda: u32,
+    /// 1 to apply ReLU after the bias.
+    pub relu: u32,
+    /// 0 for a dense input, else the [`crate::MapKind::code`] of the input map.
+    pub in_map_kind: u32,
+}
+
 /// `gather_interp`: `dense[t, p] = compact[t, map[p]]` for `planes` channel planes
 /// (batch · channels) of `plane = H'·W'` dense and `n_pos` compact entries.
 #[repr(C)]

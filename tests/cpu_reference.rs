@@ -75,6 +75,22 @@ fn microbatching_and_chunking_do_not_change_results() {
     }
 }
 
+/// The depthwise geometries of the sweep run through `depthwise_masked` by default; forced
+/// onto per-group GEMMs they must give the same values.
+#[test]
+fn depthwise_forced_onto_gemms_matches_reference() {
+    for p in common::sweep().into_iter().filter(|p| p.name.contains("depthwise")) {
+        let built = p.build();
+        let auto = CpuConv::new(&built.layer, ConvSettings::default()).unwrap();
+        assert!(auto.schedule().depthwise.is_some() && auto.schedule().steps.is_empty(), "{}", p.label());
+        let settings = ConvSettings { kernels: perforate::ConvKernels::Im2colGemm, ..Default::default() };
+        let gemm = CpuConv::new(&built.layer, settings).unwrap();
+        assert!(gemm.schedule().depthwise.is_none(), "{}", p.label());
+        let out = gemm.run(built.input.view()).unwrap();
+        assert_close(&p.label(), out.as_slice().unwrap(), &built.dense_ref, TOL);
+    }
+}
+
 #[test]
 fn default_microbatch_is_floor_of_inverse_kept_fraction() {
     let g = ConvGeometry::new(2, 8, 8, 2, 3, 3).with_padding(1).with_batch(8);

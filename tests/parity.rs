@@ -7,7 +7,7 @@ mod common;
 use common::{assert_close, gpu_or_skip, sweep, to_f64, Keep, Problem};
 use perforate::cpu::CpuConv;
 use perforate::gpu::GpuConv;
-use perforate::{ConvGeometry, ConvSettings, MapKind, OutputForm};
+use perforate::{ConvGeometry, ConvKernels, ConvSettings, GemmTile, MapKind, OutputForm};
 
 const TOL: f64 = 1e-4;
 
@@ -83,26 +83,59 @@ fn chunked_and_microbatched_gpu_matches_cpu() {
     }
 }
 
-/// A tile-sized GEMM: more than one 64×64 workgroup tile in both directions, k not a
-/// multiple of 16, so partial tiles and the zero-padded vec4 loads are exercised.
+/// A depthwise layer runs as one `depthwise_masked` launch by default and as per-group
+/// GEMMs when forced; both match the CPU and the f64 reference, dense and compact inputs.
+#[test]
+fn depthwise_both_kernels_gpu_matches_cpu() {
+    let Some(ctx) = gpu_or_skip("depthwise_both_kernels_gpu_matches_cpu") else {
+        return;
+    };
+    let g = ConvGeometry::new(5, 12, 11, 10, 3, 3).with_padding(1).with_groups(5).with_batch(2);
+    for (keep, compact_input) in [(1.0, false), (0.5, false), (0.5, true)] {
+        let p = Problem {
+            interp: MapKind::Nearest,
+            in_interp: MapKind::Zeros,
+            name: "depthwise x2",
+            geometry: g,
+            keep: Keep::Frac(keep),
+            compact_input,
+            relu: true,
+            seed: 41,
+        };
+        for kernels in [ConvKernels::Auto, ConvKernels::Im2colGemm] {
+            let settings = ConvSettings { kernels, ..Default::default() };
+            let conv = GpuConv::new(&ctx, &p.build().layer, settings).unwrap();
+            let direct = kernels == ConvKernels::Auto;
+            assert_eq!(conv.schedule().depthwise.is_some(), direct, "{kernels:?}");
+            assert_eq!(conv.schedule().steps.is_empty(), direct, "{kernels:?}");
+            check(&ctx, &p, settings);
+        }
+    }
+}
+
+/// A tile-sized GEMM: more than one tile of either variant in both directions (140 rows,
+/// 288 columns), k not a multiple of 16, so partial tiles, the register prefetch and the
+/// zero-padded vec4 loads are exercised; both `matmul_tiled` variants forced and chosen.
 #[test]
 fn multi_tile_gemm_gpu_matches_cpu() {
     let Some(ctx) = gpu_or_skip("multi_tile_gemm_gpu_matches_cpu") else {
         return;
     };
-    let g = ConvGeometry::new(7, 12, 12, 70, 3, 3).with_padding(1).with_batch(2);
+    let g = ConvGeometry::new(7, 12, 12, 140, 3, 3).with_padding(1).with_batch(2);
     for keep in [1.0, 0.6] {
         let p = Problem {
             interp: MapKind::Nearest,
             in_interp: MapKind::Nearest,
-            name: "70 channels",
+            name: "140 channels",
             geometry: g,
             keep: Keep::Frac(keep),
             compact_input: false,
             relu: false,
             seed: 77,
         };
-        check(&ctx, &p, ConvSettings::default());
+        for gemm_tile in [GemmTile::Auto, GemmTile::Medium, GemmTile::Large] {
+            check(&ctx, &p, ConvSettings { gemm_tile, ..Default::default() });
+        }
     }
 }
 

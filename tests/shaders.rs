@@ -3,7 +3,7 @@
 //! (u32, or f32 where a kernel needs a float constant).
 
 use perforate::gpu::{Kernel, SNIPPETS};
-use perforate::params::{GatherInterpParams, Im2colMaskedParams, MatmulTiledParams};
+use perforate::params::{DepthwiseMaskedParams, GatherInterpParams, Im2colMaskedParams, MatmulTiledParams};
 
 fn params_struct(kernel: Kernel) -> (u32, Vec<(String, u32)>) {
     let module = kernel.validate().unwrap_or_else(|e| panic!("{e}"));
@@ -99,6 +99,36 @@ const MATMUL_FIELDS: [&str; 12] = [
     "out_channel_offset",
     "_pad",
 ];
+
+#[test]
+fn depthwise_masked_params_mirror() {
+    check(
+        Kernel::DepthwiseMasked,
+        std::mem::size_of::<DepthwiseMaskedParams>(),
+        &[
+            "in_h",
+            "in_w",
+            "in_plane",
+            "channels",
+            "out_channels",
+            "channel_mult",
+            "kernel_h",
+            "kernel_w",
+            "stride_h",
+            "stride_w",
+            "pad_top",
+            "pad_left",
+            "dilation_h",
+            "dilation_w",
+            "out_w",
+            "n_pos",
+            "images",
+            "lda",
+            "relu",
+            "in_map_kind",
+        ],
+    );
+}
 
 #[test]
 fn matmul_tiled_params_mirror() {

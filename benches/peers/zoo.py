@@ -3,6 +3,7 @@ run onnxruntime, run `perforate classify`, compare.
 
 Usage (from the repository root, in the peers venv of run.sh):
     python benches/peers/zoo.py OUTDIR [--models a,b] [--exporters ts9,ts11,ts13,ts17,dynamo18]
+        [--device cpu|gpu]
 Writes OUTDIR/<model>.<exporter>.onnx with .input.npy and .out.npy (onnxruntime's), then prints
 one line per model and exporter: loads or not (the first line of the error), and the largest
 relative difference to onnxruntime. Random (seeded) weights, eval mode, batch 2, dynamic batch.
@@ -58,6 +59,7 @@ def main():
     ap.add_argument("--exporters", default=",".join(EXPORTERS))
     ap.add_argument("--perforate", default="target/release/perforate")
     ap.add_argument("--no-export", action="store_true", help="reuse the files in OUTDIR")
+    ap.add_argument("--device", default="cpu", help="perforate's executor: cpu or gpu")
     args = ap.parse_args()
     os.makedirs(args.outdir, exist_ok=True)
     rows = []
@@ -80,7 +82,7 @@ def main():
                 np.save(base + ".input.npy", x)
                 np.save(base + ".out.npy", y)
             r = subprocess.run([args.perforate, "run", base + ".onnx", base + ".input.npy",
-                                "--output", base + ".ours.npy", "--top", "1"],
+                                "--output", base + ".ours.npy", "--top", "1", "--device", args.device],
                                capture_output=True, text=True)
             if r.returncode != 0:
                 msg = (r.stderr.strip().splitlines() or ["?"])[0]

@@ -7,7 +7,7 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use crate::error::{Error, Result};
 use crate::layer::{ConvLayer, ConvSchedule, ConvSettings};
 
-use super::{gather_interp, im2col_masked, matmul_tiled};
+use super::{depthwise_masked, gather_interp, im2col_masked, matmul_tiled};
 
 /// Default bound on one im2col chunk on the CPU: large enough for full-width GEMMs,
 /// small enough not to balloon memory on VGG's first layers at large batch.
@@ -88,7 +88,8 @@ impl CpuConv {
     }
 }
 
-/// Runs the `im2col_masked → matmul_tiled` steps of `schedule`: `x` is the layer's input,
+/// Runs the `im2col_masked → matmul_tiled` steps of `schedule` (or its one
+/// `depthwise_masked` launch): `x` is the layer's input,
 /// `compact` receives the `[B, T, N]` output, `col` is workspace (grown as needed; stale
 /// contents are fine because im2col writes every element the GEMM reads).
 pub(crate) fn conv_forward(
@@ -99,11 +100,15 @@ pub(crate) fn conv_forward(
     col: &mut Vec<f32>,
     compact: &mut [f32],
 ) {
+    let mask = layer.mask().positions();
+    let in_map = layer.input_map().map_or(&[][..], |m| m.table());
+    if let Some(p) = &schedule.depthwise {
+        depthwise_masked(p, x, mask, in_map, packed_weights, layer.bias(), compact);
+        return;
+    }
     if col.len() < schedule.col_len {
         col.resize(schedule.col_len, 0.0);
     }
-    let mask = layer.mask().positions();
-    let in_map = layer.input_map().map_or(&[][..], |m| m.table());
     for step in &schedule.steps {
         im2col_masked(&step.im2col, x, mask, in_map, col);
         matmul_tiled(&step.matmul, packed_weights, col, layer.bias(), compact);

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 
+use super::kernels::Specialization;
 use super::shaders::Kernel;
 
 /// A wgpu device and queue with this crate's pipelines, created once per adapter and
@@ -24,7 +25,7 @@ struct Inner {
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
-    pipelines: Mutex<HashMap<Kernel, wgpu::ComputePipeline>>,
+    pipelines: Mutex<HashMap<(Kernel, Specialization), wgpu::ComputePipeline>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
     lost: Arc<Mutex<Option<String>>>,
 }
@@ -140,29 +141,37 @@ impl GpuContext {
         l.max_storage_buffer_binding_size.min(l.max_buffer_size)
     }
 
-    /// The compute pipeline of `kernel`, compiled on first use and cached.
-    pub(crate) fn pipeline(&self, kernel: Kernel) -> Result<wgpu::ComputePipeline> {
+    /// The compute pipeline of `kernel` with the override constants of `spec`, compiled
+    /// on first use and cached.
+    pub(crate) fn pipeline(&self, kernel: Kernel, spec: Specialization) -> Result<wgpu::ComputePipeline> {
         let mut cache =
             self.inner.pipelines.lock().map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?;
-        if let Some(p) = cache.get(&kernel) {
+        if let Some(p) = cache.get(&(kernel, spec)) {
             return Ok(p.clone());
         }
         let device = &self.inner.device;
+        let label = match spec.name {
+            "" => kernel.label().to_string(),
+            name => format!("{}/{name}", kernel.label()),
+        };
         let pipeline = self.scoped(|| {
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(kernel.label()),
                 source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
             });
             device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(kernel.label()),
+                label: Some(&label),
                 layout: None,
                 module: &module,
                 entry_point: Some("main"),
-                compilation_options: Default::default(),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: spec.constants,
+                    ..Default::default()
+                },
                 cache: None,
             })
         })?;
-        cache.insert(kernel, pipeline.clone());
+        cache.insert((kernel, spec), pipeline.clone());
         Ok(pipeline)
     }
 

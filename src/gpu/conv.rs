@@ -8,11 +8,35 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use super::buffers::{read_f32, staging, storage, storage_init};
 use super::context::GpuContext;
 use super::kernels::{
-    encode_commands, gather_interp::gather_interp, im2col_masked::im2col_masked, matmul_narrow,
-    matmul_tiled::matmul_tiled, Command, LaunchBuilder,
+    depthwise_masked::depthwise_masked,
+    encode_commands,
+    gather_interp::gather_interp,
+    im2col_masked::im2col_masked,
+    matmul_narrow,
+    matmul_tiled::{matmul_tiled, MatmulTile},
+    Command, LaunchBuilder,
 };
 use crate::error::{Error, Result};
-use crate::layer::{ConvLayer, ConvSchedule, ConvSettings};
+use crate::layer::{ConvLayer, ConvSchedule, ConvSettings, GemmTile};
+
+/// Upper bound on the bytes of one im2col chunk on the GPU when the settings give none:
+/// large enough that a chunk spans several images (a whole-batch GEMM keeps every core of
+/// a real GPU busy), small enough that the workspace stays modest.
+pub const GPU_COLUMN_BUDGET_BYTES: u64 = 256 << 20;
+
+/// The settings a GPU executor schedules with: `images_per_gemm: None` stacks the whole
+/// batch into each GEMM (bounded by [`GPU_COLUMN_BUDGET_BYTES`] unless `max_chunk_bytes`
+/// is given) instead of the CPU's ⌊1/q⌋ microbatches, which leave a GPU mostly idle.
+pub(crate) fn gpu_settings(settings: &ConvSettings) -> ConvSettings {
+    match settings.images_per_gemm {
+        Some(_) => *settings,
+        None => ConvSettings {
+            images_per_gemm: Some(usize::MAX),
+            max_chunk_bytes: Some(settings.max_chunk_bytes.unwrap_or(GPU_COLUMN_BUDGET_BYTES)),
+            ..*settings
+        },
+    }
+}
 
 /// Bytes of `len` floats.
 pub(crate) fn bytes_of_len(len: usize) -> u64 {
@@ -43,7 +67,8 @@ impl ConvTables {
         })
     }
 
-    /// Queues the `im2col_masked → matmul_tiled` pairs of `schedule`, reading `input` and
+    /// Queues the `im2col_masked → matmul_tiled` pairs of `schedule` (or its one
+    /// `depthwise_masked` launch), reading `input` and
     /// writing the `[B, T, N]` compact output into `compact`, with `col` as workspace.
     pub(crate) fn queue(
         &self,
@@ -52,13 +77,18 @@ impl ConvTables {
         input: &wgpu::Buffer,
         col: &wgpu::Buffer,
         compact: &wgpu::Buffer,
+        tile: GemmTile,
     ) {
+        if let Some(p) = &schedule.depthwise {
+            depthwise_masked(b, p, input, &self.mask, &self.in_map, &self.weights, &self.bias, compact);
+        }
         for step in &schedule.steps {
             im2col_masked(b, &step.im2col, input, &self.mask, &self.in_map, col);
             if step.matmul.ldb <= matmul_narrow::MAX_COLUMNS {
                 matmul_narrow::matmul_narrow(b, &step.matmul, &self.weights, col, &self.bias, compact);
             } else {
-                matmul_tiled(b, &step.matmul, &self.weights, col, &self.bias, compact);
+                let variant = MatmulTile::choose(&step.matmul, tile);
+                matmul_tiled(b, variant, &step.matmul, &self.weights, col, &self.bias, compact);
             }
         }
     }
@@ -99,7 +129,7 @@ impl GpuConv {
     /// `settings.max_chunk_bytes`); tensors that cannot be bound at all give
     /// [`Error::TooLarge`].
     pub fn new(ctx: &GpuContext, layer: &ConvLayer, settings: ConvSettings) -> Result<Self> {
-        let schedule = ConvSchedule::new(layer, &settings, ctx.max_binding_bytes())?;
+        let schedule = ConvSchedule::new(layer, &gpu_settings(&settings), ctx.max_binding_bytes())?;
         let input_shape = layer.input_shape();
         let output_shape = ConvSchedule::output_shape(layer, &settings);
         let input_len: usize = input_shape.iter().product();
@@ -111,7 +141,7 @@ impl GpuConv {
         let col = storage(ctx, "im2col columns", bytes_of_len(schedule.col_len))?;
         let compact = storage(ctx, "conv compact output", bytes_of_len(compact_len))?;
         let mut builder = LaunchBuilder::new(ctx);
-        tables.queue(&mut builder, &schedule, &input, &col, &compact);
+        tables.queue(&mut builder, &schedule, &input, &col, &compact, settings.gemm_tile);
         let output = match &schedule.gather {
             Some(g) => {
                 let map = layer.interpolation_map().table();
@@ -168,6 +198,19 @@ impl GpuConv {
     pub fn execute(&self) -> Result<()> {
         let _guard = self.running.lock().map_err(|_| Error::Gpu("a previous run panicked".into()))?;
         self.ctx.submit_and_wait(self.encode(false))
+    }
+
+    /// Executes the layer `reps` times in one command buffer and waits once: kernel
+    /// throughput without per-submission overhead (benchmarks).
+    pub fn execute_repeated(&self, reps: usize) -> Result<()> {
+        let _guard = self.running.lock().map_err(|_| Error::Gpu("a previous run panicked".into()))?;
+        let mut encoder = self.ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("perforate repeated run"),
+        });
+        for _ in 0..reps {
+            encode_commands(&mut encoder, &self.commands);
+        }
+        self.ctx.submit_and_wait(encoder.finish())
     }
 
     fn encode(&self, readback: bool) -> wgpu::CommandBuffer {

@@ -11,7 +11,7 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use super::buffers::{read_f32, staging, storage, storage_init};
 use super::context::GpuContext;
-use super::conv::{bytes_of_len, encode_run, upload_input, ConvTables};
+use super::conv::{bytes_of_len, encode_run, gpu_settings, upload_input, ConvTables};
 use super::kernels::{self, Command, LaunchBuilder};
 use crate::error::{Error, Result};
 use crate::layer::ConvSchedule;
@@ -57,7 +57,7 @@ impl GpuExecutor {
         let mut schedules = Vec::new();
         for step in plan.steps() {
             if let StepOp::Conv { layer, settings } = &step.op {
-                schedules.push(ConvSchedule::new(layer, settings, ctx.max_binding_bytes())?);
+                schedules.push(ConvSchedule::new(layer, &gpu_settings(settings), ctx.max_binding_bytes())?);
             }
         }
         let col_len = schedules.iter().map(|s| s.col_len).max().unwrap_or(4);
@@ -70,9 +70,16 @@ impl GpuExecutor {
             let slot = |t| &slots[plan.slot(t)];
             let (x, out) = (slot(step.inputs[0]), slot(step.output));
             match &step.op {
-                StepOp::Conv { layer, .. } => {
+                StepOp::Conv { layer, settings } => {
                     let schedule = schedules.next().expect("one schedule per conv step");
-                    ConvTables::upload(ctx, layer)?.queue(&mut b, &schedule, x, &col, out);
+                    ConvTables::upload(ctx, layer)?.queue(
+                        &mut b,
+                        &schedule,
+                        x,
+                        &col,
+                        out,
+                        settings.gemm_tile,
+                    );
                 }
                 StepOp::Gather { params, map } => {
                     let map = table(ctx, "interpolation map", map.table())?;

@@ -13,6 +13,8 @@ pub enum Kernel {
     Im2colMasked,
     /// `shaders/matmul_tiled.wgsl`
     MatmulTiled,
+    /// `shaders/depthwise_masked.wgsl`
+    DepthwiseMasked,
     /// `shaders/matmul_narrow.wgsl`
     MatmulNarrow,
     /// `shaders/gather_interp.wgsl`
@@ -43,9 +45,10 @@ pub enum Kernel {
 
 impl Kernel {
     /// All kernels.
-    pub const ALL: [Kernel; 15] = [
+    pub const ALL: [Kernel; 16] = [
         Kernel::Im2colMasked,
         Kernel::MatmulTiled,
+        Kernel::DepthwiseMasked,
         Kernel::MatmulNarrow,
         Kernel::GatherInterp,
         Kernel::Pool2d,
@@ -66,6 +69,7 @@ impl Kernel {
         match self {
             Kernel::Im2colMasked => "im2col_masked",
             Kernel::MatmulTiled => "matmul_tiled",
+            Kernel::DepthwiseMasked => "depthwise_masked",
             Kernel::MatmulNarrow => "matmul_narrow",
             Kernel::GatherInterp => "gather_interp",
             Kernel::Pool2d => "pool2d",
@@ -91,6 +95,10 @@ impl Kernel {
                 include_str!("../../shaders/read_mapped.wgsl")
             ),
             Kernel::MatmulTiled => include_str!("../../shaders/matmul_tiled.wgsl"),
+            Kernel::DepthwiseMasked => concat!(
+                include_str!("../../shaders/depthwise_masked.wgsl"),
+                include_str!("../../shaders/read_mapped.wgsl")
+            ),
             Kernel::MatmulNarrow => include_str!("../../shaders/matmul_narrow.wgsl"),
             Kernel::GatherInterp => concat!(
                 include_str!("../../shaders/gather_interp.wgsl"),
@@ -116,7 +124,9 @@ impl Kernel {
     /// The shared WGSL snippets appended to this kernel's own file (by file stem).
     pub fn snippets(self) -> &'static [&'static str] {
         match self {
-            Kernel::Im2colMasked | Kernel::GatherInterp | Kernel::Pool2d => &["read_mapped"],
+            Kernel::Im2colMasked | Kernel::DepthwiseMasked | Kernel::GatherInterp | Kernel::Pool2d => {
+                &["read_mapped"]
+            }
             _ => &[],
         }
     }

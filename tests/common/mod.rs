@@ -224,6 +224,11 @@ pub fn geometries() -> Vec<(&'static str, ConvGeometry)> {
         ("3x3_stride2", ConvGeometry::new(4, 17, 17, 6, 3, 3).with_stride(2).with_padding(1)),
         ("out_1x1", ConvGeometry::new(4, 3, 3, 5, 3, 3)),
         ("out_33x33", ConvGeometry::new(3, 33, 33, 4, 3, 3).with_padding(1)),
+        ("3x3_depthwise", ConvGeometry::new(6, 13, 13, 6, 3, 3).with_padding(1).with_groups(6)),
+        (
+            "5x5_depthwise_mult2_stride2",
+            ConvGeometry::new(4, 15, 14, 8, 5, 5).with_padding(2).with_stride(2).with_groups(4),
+        ),
     ]
 }
 

@@ -10,6 +10,7 @@ pub mod add;
 pub mod binary;
 pub mod channel_affine;
 pub mod clip;
+pub mod depthwise_masked;
 pub mod gather_interp;
 pub mod im2col_masked;
 pub mod lrn;
@@ -97,9 +98,47 @@ pub fn encode_commands(encoder: &mut wgpu::CommandEncoder, commands: &[Command])
     }
 }
 
+/// Values for a kernel's pipeline-overridable constants (`override` in WGSL): one
+/// compiled variant of a shader. `name` tells variants apart in the pipeline cache and the
+/// pipeline label (`kernel/name`); the default (no constants) has an empty name.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Specialization {
+    /// Variant name, unique per kernel.
+    pub name: &'static str,
+    /// `(override name, value)` pairs.
+    pub constants: &'static [(&'static str, f64)],
+}
+
+// The name identifies a variant (f64 constants are neither Eq nor Hash).
+impl PartialEq for Specialization {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Specialization {}
+
+impl std::hash::Hash for Specialization {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state)
+    }
+}
+
 enum Pending {
-    Launch { kernel: Kernel, slot: UniformSlot, buffers: Vec<wgpu::Buffer>, workgroups: [u32; 3] },
-    Copy { src: wgpu::Buffer, src_offset: u64, dst: wgpu::Buffer, dst_offset: u64, size: u64 },
+    Launch {
+        kernel: Kernel,
+        spec: Specialization,
+        slot: UniformSlot,
+        buffers: Vec<wgpu::Buffer>,
+        workgroups: [u32; 3],
+    },
+    Copy {
+        src: wgpu::Buffer,
+        src_offset: u64,
+        dst: wgpu::Buffer,
+        dst_offset: u64,
+        size: u64,
+    },
 }
 
 /// Collects launches (parameters and buffers) and copies, then builds every bind group at
@@ -123,9 +162,21 @@ impl<'c> LaunchBuilder<'c> {
         buffers: &[&wgpu::Buffer],
         workgroups: [u32; 3],
     ) {
+        self.push_specialized(kernel, Specialization::default(), params, buffers, workgroups)
+    }
+
+    /// Queues a launch of the variant `spec` of `kernel`.
+    pub(crate) fn push_specialized<P: bytemuck::Pod>(
+        &mut self,
+        kernel: Kernel,
+        spec: Specialization,
+        params: &P,
+        buffers: &[&wgpu::Buffer],
+        workgroups: [u32; 3],
+    ) {
         let slot = self.arena.push(params);
         let buffers = buffers.iter().map(|&b| b.clone()).collect();
-        self.pending.push(Pending::Launch { kernel, slot, buffers, workgroups });
+        self.pending.push(Pending::Launch { kernel, spec, slot, buffers, workgroups });
     }
 
     /// Queues a copy of `size` bytes.
@@ -148,15 +199,15 @@ impl<'c> LaunchBuilder<'c> {
         self.pending
             .into_iter()
             .map(|p| {
-                let (kernel, slot, buffers, workgroups) = match p {
+                let (kernel, spec, slot, buffers, workgroups) = match p {
                     Pending::Copy { src, src_offset, dst, dst_offset, size } => {
                         return Ok(Command::Copy { src, src_offset, dst, dst_offset, size })
                     }
-                    Pending::Launch { kernel, slot, buffers, workgroups } => {
-                        (kernel, slot, buffers, workgroups)
+                    Pending::Launch { kernel, spec, slot, buffers, workgroups } => {
+                        (kernel, spec, slot, buffers, workgroups)
                     }
                 };
-                let pipeline = ctx.pipeline(kernel)?;
+                let pipeline = ctx.pipeline(kernel, spec)?;
                 let layout = pipeline.get_bind_group_layout(0);
                 let mut entries = vec![wgpu::BindGroupEntry {
                     binding: 0,
