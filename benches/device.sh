@@ -54,7 +54,8 @@ if [ "$quick" = 1 ]; then
 else
     for model in resnet18 vgg16; do
         for batch in 1 8 32; do
-            step "net_${model}_b${batch}" "$bin/perforate" bench "$model" --device gpu --batch "$batch" --q 0.5 --runs 10
+            step "net_${model}_b${batch}" "$bin/perforate" bench "$model" --device gpu --batch "$batch" --q 0.5 --runs 10 \
+                ${peak:+--peak-gflops "$peak"}
         done
     done
 fi

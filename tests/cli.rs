@@ -185,11 +185,17 @@ fn search_finetune_train_bench() {
         "1",
         "--plot",
         svg.to_str().unwrap(),
+        "--peak-gflops",
+        "1000",
         "--json",
     ]);
     let row = &b["rows"][0];
     assert_eq!(row["executor"], "cpu");
     assert!(row["theoretical"].as_f64().unwrap() > 1.5 && row["measured"].as_f64().unwrap() > 0.0);
+    // GFLOP/s is the plan's FLOPs over the latency, and the percent is of the given peak.
+    let gflops = row["dense_gflops"].as_f64().unwrap();
+    assert!(gflops > 0.0);
+    assert!((row["dense_percent_of_peak"].as_f64().unwrap() - gflops / 10.0).abs() < 1e-9 * gflops.max(1.0));
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
 }
 

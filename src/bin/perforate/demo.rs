@@ -163,16 +163,27 @@ fn suite() -> Vec<Network> {
         .collect()
 }
 
+/// What `bench` measures: kept fraction, batch, timed runs, and the peak for percentages.
+pub struct BenchCase {
+    /// Kept fraction of every perforable conv.
+    pub q: f64,
+    /// Images per run.
+    pub batch: usize,
+    /// Timed runs (best reported).
+    pub runs: usize,
+    /// fp32 peak in GFLOP/s, if known.
+    pub peak_gflops: Option<f64>,
+}
+
 /// The portable benchmark.
 pub fn bench(
     model: Option<&str>,
     device: Device,
-    q: f64,
-    batch: usize,
-    runs: usize,
+    case: BenchCase,
     plot: Option<&Path>,
     json_out: bool,
 ) -> Result<(), Failure> {
+    let BenchCase { q, batch, runs, peak_gflops } = case;
     let nets = match model {
         Some(m) => vec![inputs::model(m)?],
         None => suite(),
@@ -200,11 +211,21 @@ pub fn bench(
         let mut perforated = net.clone();
         perforated.perforate_all(q, 1).map_err(|e| Failure::input(e, ""))?;
         let theoretical = perforated.theoretical_speedup().map_err(|e| Failure::input(e, ""))?;
+        let flops = |n: &Network| {
+            Plan::compile(n, batch, PlanOptions::default())
+                .map(|p| p.flops() as f64)
+                .map_err(|e| Failure::input(e, ""))
+        };
+        let (dense_flops, perf_flops) = (flops(net)?, flops(&perforated)?);
         for (exec, gpu) in &executors {
             let dense = latency(net, batch, runs, *gpu)?;
             let perf = latency(&perforated, batch, runs, *gpu)?;
+            let (dense_gflops, perf_gflops) = (dense_flops / dense / 1e9, perf_flops / perf / 1e9);
+            let percent = |g: f64| peak_gflops.map(|p| 100.0 * g / p);
             rows.push(json!({"network": net.name, "executor": exec, "batch": batch, "q": q,
-                "dense_ms": dense * 1e3, "perforated_ms": perf * 1e3, "theoretical": theoretical, "measured": dense / perf}));
+                "dense_ms": dense * 1e3, "perforated_ms": perf * 1e3, "theoretical": theoretical, "measured": dense / perf,
+                "dense_gflops": dense_gflops, "perforated_gflops": perf_gflops,
+                "dense_percent_of_peak": percent(dense_gflops), "perforated_percent_of_peak": percent(perf_gflops)}));
         }
     }
     let adapter = ctx.as_ref().map(|c| c.describe());
@@ -225,20 +246,30 @@ pub fn bench(
             adapter.as_deref().unwrap_or("none")
         );
         println!(
-            "{:<12} {:<4} {:>10} {:>14} {:>12} {:>9} {:>6}",
-            "network", "exec", "dense ms", "perforated ms", "theoretical", "measured", "ratio"
+            "{:<12} {:<4} {:>10} {:>14} {:>12} {:>9} {:>6} {:>13}{}",
+            "network",
+            "exec",
+            "dense ms",
+            "perforated ms",
+            "theoretical",
+            "measured",
+            "ratio",
+            "dense GFLOP/s",
+            if peak_gflops.is_some() { "  % peak" } else { "" }
         );
         for r in &rows {
             let (t, m) = (r["theoretical"].as_f64().unwrap_or(1.0), r["measured"].as_f64().unwrap_or(1.0));
             println!(
-                "{:<12} {:<4} {:>10.2} {:>14.2} {:>12.2} {:>9.2} {:>6.2}",
+                "{:<12} {:<4} {:>10.2} {:>14.2} {:>12.2} {:>9.2} {:>6.2} {:>13.1}{}",
                 r["network"].as_str().unwrap_or(""),
                 r["executor"].as_str().unwrap_or(""),
                 r["dense_ms"].as_f64().unwrap_or(0.0),
                 r["perforated_ms"].as_f64().unwrap_or(0.0),
                 t,
                 m,
-                m / t
+                m / t,
+                r["dense_gflops"].as_f64().unwrap_or(0.0),
+                r["dense_percent_of_peak"].as_f64().map(|p| format!(" {p:>7.1}%")).unwrap_or_default()
             );
         }
     }

@@ -219,6 +219,9 @@ pub enum Command {
         /// Write a latency bar chart (SVG) here.
         #[arg(long)]
         plot: Option<PathBuf>,
+        /// The executor's fp32 peak in GFLOP/s: adds percent-of-peak to every row.
+        #[arg(long)]
+        peak_gflops: Option<f64>,
     },
     /// CPU vs GPU on the same input, per layer: max and mean absolute difference.
     Parity {
@@ -290,12 +293,20 @@ fn main() -> ExitCode {
     let json = cli.json;
     let result = match cli.command {
         Command::Demo { data } => demo::demo(data.as_deref(), json),
-        Command::Bench { model, suite, device, q, batch, runs, plot } => match suite.as_deref() {
-            Some(s) if s != "standard" => {
-                Err(Failure::usage(format!("unknown suite '{s}'; the one suite is 'standard'")))
+        Command::Bench { model, suite, device, q, batch, runs, plot, peak_gflops } => {
+            match suite.as_deref() {
+                Some(s) if s != "standard" => {
+                    Err(Failure::usage(format!("unknown suite '{s}'; the one suite is 'standard'")))
+                }
+                _ if peak_gflops.is_some_and(|p| !(p > 0.0 && p.is_finite())) => {
+                    Err(Failure::usage("--peak-gflops must be a positive number".to_string()))
+                }
+                _ => {
+                    let case = demo::BenchCase { q, batch, runs, peak_gflops };
+                    demo::bench(model.as_deref(), device, case, plot.as_deref(), json)
+                }
             }
-            _ => demo::bench(model.as_deref(), device, q, batch, runs, plot.as_deref(), json),
-        },
+        }
         Command::Parity { model, plan, batch } => demo::parity(&model, plan.as_deref(), batch, json),
         other => commands::run(other, json),
     };
