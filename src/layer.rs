@@ -376,35 +376,38 @@ impl ConvSchedule {
             }),
             _ => None,
         };
-        let depthwise = if settings.kernels == ConvKernels::Auto && g.groups > 1 && cg == 1 {
-            steps.clear();
-            Some(DepthwiseMaskedParams {
-                in_h: to_u32(g.in_h, "input height")?,
-                in_w: to_u32(g.in_w, "input width")?,
-                in_plane: to_u32(layer.input_plane(), "input plane")?,
-                channels: to_u32(g.in_channels, "input channels")?,
-                out_channels: to_u32(g.out_channels, "output channels")?,
-                channel_mult: to_u32(tg, "output channels per group")?,
-                kernel_h: to_u32(g.kernel_h, "kernel height")?,
-                kernel_w: to_u32(g.kernel_w, "kernel width")?,
-                stride_h: to_u32(g.stride_h, "stride")?,
-                stride_w: to_u32(g.stride_w, "stride")?,
-                pad_top: to_u32(g.pad_top, "padding")?,
-                pad_left: to_u32(g.pad_left, "padding")?,
-                dilation_h: to_u32(g.dilation_h, "dilation")?,
-                dilation_w: to_u32(g.dilation_w, "dilation")?,
-                out_w: to_u32(g.out_w(), "output width")?,
-                n_pos: to_u32(n, "mask length")?,
-                images: to_u32(g.batch, "batch")?,
-                lda: to_u32(k.next_multiple_of(4), "weight row stride")?,
-                relu: u32::from(layer.relu() && !relu_after_gather),
-                in_map_kind: layer.input_map().map_or(0, |m| m.kind().code()),
-            })
-        } else {
-            None
+        // The depthwise launch reads the geometry the first step already validated.
+        let depthwise = match steps.first() {
+            Some(first) if settings.kernels == ConvKernels::Auto && g.groups > 1 && cg == 1 => {
+                let (i, m) = (first.im2col, first.matmul);
+                to_u32(g.batch * g.out_channels * n, "depthwise outputs")?;
+                Some(DepthwiseMaskedParams {
+                    in_h: i.in_h,
+                    in_w: i.in_w,
+                    in_plane: i.in_plane,
+                    channels: i.channels,
+                    out_channels: m.out_channels,
+                    channel_mult: m.m,
+                    kernel_h: i.kernel_h,
+                    kernel_w: i.kernel_w,
+                    stride_h: i.stride_h,
+                    stride_w: i.stride_w,
+                    pad_top: i.pad_top,
+                    pad_left: i.pad_left,
+                    dilation_h: i.dilation_h,
+                    dilation_w: i.dilation_w,
+                    out_w: i.out_w,
+                    n_pos: i.n_pos,
+                    images: to_u32(g.batch, "batch")?,
+                    lda: m.lda,
+                    relu: m.relu,
+                    in_map_kind: i.in_map_kind,
+                })
+            }
+            _ => None,
         };
         if depthwise.is_some() {
-            to_u32(g.batch * g.out_channels * n, "depthwise outputs")?;
+            steps.clear();
         }
         let col_len = if depthwise.is_some() { 0 } else { col_len };
         Ok(ConvSchedule { steps, col_len, gather, images_per_gemm, chunk_cols, depthwise })
