@@ -182,7 +182,7 @@ impl GpuConv {
         let _guard = self.running.lock().map_err(|_| Error::Gpu("a previous run panicked".into()))?;
         self.upload(input)?;
         let output_len: usize = self.output_shape.iter().product();
-        let commands = self.encode(true);
+        let commands = self.encode_with_readback();
         self.ctx.submit_and_wait(commands)?;
         let data = read_f32(&self.ctx, &self.staging, output_len)?;
         Ok(ArrayD::from_shape_vec(IxDyn(&self.output_shape), data).expect("output length matches its shape"))
@@ -196,8 +196,7 @@ impl GpuConv {
     /// Executes the layer on the last uploaded input and waits for the GPU, without
     /// reading the result back.
     pub fn execute(&self) -> Result<()> {
-        let _guard = self.running.lock().map_err(|_| Error::Gpu("a previous run panicked".into()))?;
-        self.ctx.submit_and_wait(self.encode(false))
+        self.execute_repeated(1)
     }
 
     /// Executes the layer `reps` times in one command buffer and waits once: kernel
@@ -213,10 +212,10 @@ impl GpuConv {
         self.ctx.submit_and_wait(encoder.finish())
     }
 
-    fn encode(&self, readback: bool) -> wgpu::CommandBuffer {
+    /// One run followed by the copy of the output into the staging buffer.
+    fn encode_with_readback(&self) -> wgpu::CommandBuffer {
         let output_bytes = bytes_of_len(self.output_shape.iter().product());
-        let readback = readback.then_some((&self.output, &self.staging, output_bytes));
-        encode_run(&self.ctx, &self.commands, readback)
+        encode_run(&self.ctx, &self.commands, Some((&self.output, &self.staging, output_bytes)))
     }
 }
 
