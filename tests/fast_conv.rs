@@ -85,6 +85,15 @@ fn blocking_boundaries_depthwise_and_narrow_products() {
             "depthwise_5x5_s2",
             ConvGeometry::new(5, 16, 16, 5, 5, 5).with_padding(2).with_stride(2).with_groups(5),
         ),
+        // Depthwise past one block of 16 channels (channel-interleaved path): 40 output
+        // channels from 20 inputs (multiplier 2), and 35 channels at stride 2.
+        ("depthwise_40_x2", ConvGeometry::new(20, 9, 9, 40, 3, 3).with_padding(1).with_groups(20)),
+        (
+            "depthwise_35_s2",
+            ConvGeometry::new(35, 12, 10, 35, 3, 3).with_padding(1).with_stride(2).with_groups(35),
+        ),
+        // Depthwise with a plane above the interleaving threshold (per-plane path).
+        ("depthwise_24x24", ConvGeometry::new(18, 24, 24, 18, 3, 3).with_padding(1).with_groups(18)),
         // Grouped (ResNeXt-like) with many groups.
         ("groups8", ConvGeometry::new(32, 9, 9, 48, 3, 3).with_padding(1).with_groups(8)),
         // Fully connected as a 1x1 conv of a 1x1 map: the narrow-product path.
