@@ -92,8 +92,13 @@ fn blocking_boundaries_depthwise_and_narrow_products() {
             "depthwise_35_s2",
             ConvGeometry::new(35, 12, 10, 35, 3, 3).with_padding(1).with_stride(2).with_groups(35),
         ),
-        // Depthwise with a plane above the interleaving threshold (per-plane path).
+        // Depthwise with planes above the interleaving threshold (per-plane path), at
+        // stride 1 and 2.
         ("depthwise_24x24", ConvGeometry::new(18, 24, 24, 18, 3, 3).with_padding(1).with_groups(18)),
+        (
+            "depthwise_44x44_s2",
+            ConvGeometry::new(3, 44, 44, 3, 3, 3).with_padding(1).with_stride(2).with_groups(3),
+        ),
         // Grouped (ResNeXt-like) with many groups.
         ("groups8", ConvGeometry::new(32, 9, 9, 48, 3, 3).with_padding(1).with_groups(8)),
         // Fully connected as a 1x1 conv of a 1x1 map: the narrow-product path.

@@ -47,10 +47,12 @@ pub(crate) struct Depthwise {
 /// Output channels computed together by the channel-interleaved path: one 512-bit vector.
 const LANES: usize = 16;
 
-/// Input planes up to this many positions take the channel-interleaved path: there a
-/// plane is too short for the per-plane path's vectors and setup to pay off, while the
-/// interleaving (scalar copies in and out) stays cheaper than the per-plane overhead.
-/// Measured on MobileNetV2 at batch 1 (AVX-512): 7×7 and 14×14 inputs gain, 28×28 lose.
+/// Input planes up to this many positions (times the stride's area: a strided layer's
+/// per-plane path copies stride² more input per output) take the channel-interleaved
+/// path: there a plane is too short for the per-plane path's vectors and setup to pay
+/// off, while the interleaving (scalar copies in and out) stays cheaper. Measured on
+/// MobileNetV2 at batch 1 (AVX-512): 7×7, 14×14 and stride-2 28×28 inputs gain; 28×28 at
+/// stride 1 and 112×112 at stride 2 lose.
 const INTERLEAVED_MAX_POSITIONS: usize = 20 * 20;
 
 /// The channel-interleaved path runs in parallel from this many multiply-adds: its tasks
@@ -86,7 +88,7 @@ impl Depthwise {
             relu,
             plane: layer.input_plane(),
             direct,
-            interleaved: g.in_h * g.in_w <= INTERLEAVED_MAX_POSITIONS,
+            interleaved: g.in_h * g.in_w <= INTERLEAVED_MAX_POSITIONS * g.stride_h * g.stride_w,
             mask: layer.mask().positions().to_vec(),
             weights_lanes,
             bias_lanes,
