@@ -88,7 +88,10 @@ impl Depthwise {
             relu,
             plane: layer.input_plane(),
             direct,
-            interleaved: g.in_h * g.in_w <= INTERLEAVED_MAX_POSITIONS * g.stride_h * g.stride_w,
+            // Unstrided perforated layers always: the tap table's scalar reads are slower than
+            // interleaving at any plane size; strided ones read stride² more input per output.
+            interleaved: g.in_h * g.in_w <= INTERLEAVED_MAX_POSITIONS * g.stride_h * g.stride_w
+                || !direct && g.stride_h == 1 && g.stride_w == 1,
             mask: layer.mask().positions().to_vec(),
             weights_lanes,
             bias_lanes,
