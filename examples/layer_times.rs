@@ -36,9 +36,11 @@ fn main() -> perforate::Result<()> {
         total = total.min(start.elapsed().as_secs_f64());
     }
     println!("{:<28} {:<28} {:>20} {:>9} {:>7}", "layer", "kernel", "output", "ms", "GFLOP/s");
-    for (step, t) in plan.steps().iter().zip(&best) {
+    for (i, (step, t)) in plan.steps().iter().zip(&best).enumerate() {
         let kernel = match &step.op {
-            StepOp::Conv { layer, .. } => format!("conv {}", layer.geometry()),
+            StepOp::Conv { layer, .. } => {
+                format!("{} {}", exec.conv_kernel(i).unwrap_or("conv"), layer.geometry())
+            }
             other => other.kernel().to_string(),
         };
         let kernel: String = kernel.chars().take(28).collect();

@@ -207,3 +207,58 @@ fn random_pooling_matches_the_twin() {
     }
     assert!(checked > 40, "only {checked} pooling cases compiled");
 }
+
+/// Global pooling (one window over the whole unpadded plane), which the fast path reduces
+/// directly: max and average, dense and through every map kind, planes shorter and longer
+/// than a vector, against the twin.
+#[test]
+fn global_pooling_matches_the_twin() {
+    use ndarray::{ArrayD, IxDyn};
+    use perforate::cpu::CpuExecutor;
+    use perforate::network::{Conv, InputSpec, Network, Op, Perforation, Pool};
+    use perforate::plan::{Plan, PlanOptions};
+    use perforate::Interpolation;
+
+    let kinds =
+        [None, Some(Interpolation::Nearest), Some(Interpolation::Zeros), Some(Interpolation::Barycentric)];
+    for (case, &(h, w)) in [(1usize, 1usize), (3, 5), (7, 7), (9, 13), (2, 33)].iter().enumerate() {
+        for (k, interp) in kinds.iter().enumerate() {
+            for max in [false, true] {
+                let pool = Pool {
+                    kernel: [h, w],
+                    stride: [1, 1],
+                    pads: [0; 4],
+                    ceil_mode: false,
+                    count_include_pad: false,
+                };
+                let op = if max { Op::MaxPool(pool) } else { Op::AvgPool(pool) };
+                let perforation = interp.map(|interpolation| Perforation {
+                    interpolation,
+                    ..Perforation::uniform(0.5, case as u64)
+                });
+                let mut net = Network::new(
+                    "global",
+                    InputSpec { name: "input".into(), channels: 2, height: h, width: w },
+                );
+                let weights = SeededRng::new(case as u64).vec_f32(5 * 2 * 9, -0.5, 0.5);
+                let conv = Conv { perforation, ..Conv::new(5, [3, 3], 1, weights, None) };
+                net.push("conv", Op::Conv(conv), &["input"]);
+                net.then("pool", op);
+                let Ok(plan) = Plan::compile(&net, 3, PlanOptions::default()) else {
+                    assert!(interp.is_some() && h * w < 4, "{h}x{w} dense must compile");
+                    continue;
+                };
+                let x = ArrayD::from_shape_vec(
+                    IxDyn(&[3, 2, h, w]),
+                    SeededRng::new(case as u64 + 5).vec_f32(6 * h * w, -1.0, 1.0),
+                )
+                .unwrap();
+                let fast = CpuExecutor::new(&plan).unwrap().run(x.view()).unwrap();
+                let twin = CpuExecutor::reference(&plan).unwrap().run(x.view()).unwrap();
+                assert_eq!(fast.shape(), &[3, 5, 1, 1]);
+                let label = format!("{h}x{w} map {k} max {max}");
+                assert_close(&label, fast.as_slice().unwrap(), &to_f64(twin.as_slice().unwrap()), 1e-5);
+            }
+        }
+    }
+}

@@ -82,6 +82,15 @@ impl CpuExecutor {
         })
     }
 
+    /// The fast kernel family that runs step `step` when it is a conv on the fast path
+    /// (`implicit_gemm`, `depthwise`, `gemv`, `hwc_conv`; for benches and profiles).
+    pub fn conv_kernel(&self, step: usize) -> Option<&'static str> {
+        match self.convs.get(step)? {
+            Some(ConvState::Fast(k)) => Some(k.name()),
+            _ => None,
+        }
+    }
+
     /// The plan being run.
     pub fn plan(&self) -> &Plan {
         &self.plan

@@ -34,10 +34,14 @@ impl<'n> Builder<'n> {
                 ));
             }
         }
-        // Compact only when every operand is compact through the very same map.
-        let shared = first
-            .map()
-            .filter(|m| inputs.iter().all(|&i| self.tensors[i].map().is_some_and(|n| Arc::ptr_eq(m, n))));
+        // Compact only when every operand is compact through an equal map (the same table
+        // reads the same compact index at every position, so the sum commutes with it; two
+        // perforated convs of one geometry and mask, as in a residual block, give equal maps).
+        let shared = first.map().filter(|m| {
+            inputs.iter().all(|&i| {
+                self.tensors[i].map().is_some_and(|n| Arc::ptr_eq(m, n) || m.as_ref() == n.as_ref())
+            })
+        });
         let (form, operands) = match shared {
             Some(m) => (Form::Compact(m.clone()), inputs.to_vec()),
             None => (Form::Dense, inputs.iter().map(|&i| self.dense(i, &layer.name)).collect::<Result<_>>()?),

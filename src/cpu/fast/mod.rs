@@ -104,10 +104,14 @@ impl FastConv {
 
 /// Whether the HWC path pays off: the input is compact (the implicit GEMM would gather
 /// every read through the map) and the layer has enough work per input value to amortise
-/// the transposition (`PERFORATE_HWC=0` turns the path off, for comparisons).
+/// the transposition (`PERFORATE_HWC=0` turns the path off, `PERFORATE_HWC=1` on wherever it is
+/// available: comparisons only).
 fn hwc_pays_off(layer: &ConvLayer) -> bool {
     if std::env::var("PERFORATE_HWC").is_ok_and(|v| v == "0") {
         return false;
+    }
+    if std::env::var("PERFORATE_HWC").is_ok_and(|v| v == "1") {
+        return true;
     }
     let g = layer.geometry();
     // Measured on ResNet-18 at q = 1/2: a clear win where the input is compact (the implicit

@@ -36,14 +36,21 @@ pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
         .collect();
     let per_task = planes.div_ceil(4 * rayon::current_num_threads()).max(1);
     let geo = RowGeometry { in_w, in_h, out_w, kh, sh, sw, pt, pl, avg: p.mode == 1 };
+    // One window over the whole unpadded plane (global pooling): a plain reduction.
+    let global = out_plane == 1 && (kh, kw) == (in_h, in_w) && pt == 0 && pl == 0;
     let body = |(dst, src): (&mut [f32], &[f32])| {
         let mut dense = vec![0.0f32; if kind == 0 { 0 } else { in_plane }];
         for (dst, src) in dst.chunks_exact_mut(out_plane).zip(src.chunks_exact(src_plane)) {
-            if kind == 0 {
-                pool_plane_dispatch(&geo, &ranges, &windows, src, dst);
+            let plane = if kind == 0 {
+                &src[..in_plane]
             } else {
                 expand(kind, in_map, src, &mut dense);
-                pool_plane_dispatch(&geo, &ranges, &windows, &dense, dst);
+                &dense[..]
+            };
+            if global {
+                dst[0] = if geo.avg { sum_lanes(plane) / windows[0] } else { max_lanes(plane) };
+            } else {
+                pool_plane_dispatch(&geo, &ranges, &windows, plane, dst);
             }
         }
     };
@@ -53,6 +60,38 @@ pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
     } else {
         dst.par_chunks_mut(out_plane * per_task).zip(src.par_chunks(src_plane * per_task)).for_each(body);
     }
+}
+
+/// Lanes of the global reductions: independent partial results, so the loops vectorise.
+const LANES: usize = 16;
+
+/// The sum of `v` in [`LANES`] interleaved partial sums (a different order from the twin's
+/// sequential one: equal up to float rounding).
+fn sum_lanes(v: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = v.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// The maximum of `v` from `f32::MIN`, as the twin's window: `if x > m`, so a NaN never
+/// replaces the running value (exact in any order).
+fn max_lanes(v: &[f32]) -> f32 {
+    let pick = |m: f32, x: f32| if x > m { x } else { m };
+    let mut acc = [f32::MIN; LANES];
+    let chunks = v.chunks_exact(LANES);
+    let tail = chunks.remainder().iter().fold(f32::MIN, |m, &x| pick(m, x));
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a = pick(*a, x);
+        }
+    }
+    acc.iter().fold(tail, |m, &x| pick(m, x))
 }
 
 /// A compact plane through its map into `dense` (the twin's `read_mapped`, per kind).
