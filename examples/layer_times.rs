@@ -1,5 +1,5 @@
 //! Where a CPU run spends its time, step by step: `cargo run --release --example
-//! layer_times -- MODEL.onnx [BATCH] [Q]` prints each plan step's kernel, output shape and
+//! layer_times -- MODEL.onnx [BATCH] [Q] [alternate]` prints each plan step's kernel, output shape and
 //! best time over 20 runs (dense, or every perforable conv at kept fraction Q).
 
 use std::time::Instant;
@@ -14,7 +14,13 @@ fn main() -> perforate::Result<()> {
     let batch: usize = args.get(2).map_or(1, |b| b.parse().expect("batch"));
     let q: f64 = args.get(3).map_or(1.0, |b| b.parse().expect("kept fraction"));
     let mut net = perforate::onnx::load(path)?.network;
-    if q < 1.0 {
+    // A fourth argument `alternate` perforates every other eligible conv only (dense convs
+    // reading compact inputs and the reverse, as a searched plan has them).
+    if q < 1.0 && args.get(4).is_some_and(|a| a == "alternate") {
+        for (i, name) in net.eligible_convs()?.iter().enumerate().step_by(2) {
+            net.set_perforation(name, q, 1 + i as u64)?;
+        }
+    } else if q < 1.0 {
         net.perforate_all(q, 1)?;
     }
     let plan = Plan::compile(&net, batch, PlanOptions::default())?;

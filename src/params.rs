@@ -140,7 +140,9 @@ pub struct DepthwiseMaskedParams {
 }
 
 /// `gather_interp`: `dense[t, p] = compact[t, map[p]]` for `planes` channel planes
-/// (batch · channels) of `plane = H'·W'` dense and `n_pos` compact entries.
+/// (batch · channels) of `plane = H'·W'` dense and `n_pos` compact entries, plus a dense
+/// `addend[t, p]` when `residual` is 1 (a residual Add that reads its compact operand
+/// through the map, with no gathered temporary).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct GatherInterpParams {
@@ -152,14 +154,14 @@ pub struct GatherInterpParams {
     pub planes: u32,
     /// The map's [`crate::MapKind::code`].
     pub map_kind: u32,
-    /// 1 to apply a ReLU after the interpolation.
+    /// 1 to apply a ReLU after the interpolation (and the addend).
     pub relu: u32,
+    /// 1 to add the dense `addend` tensor (same shape as the output) before the ReLU.
+    pub residual: u32,
     /// Padding to a multiple of 16 bytes.
     pub _pad0: u32,
     /// Padding to a multiple of 16 bytes.
     pub _pad1: u32,
-    /// Padding to a multiple of 16 bytes.
-    pub _pad2: u32,
 }
 
 /// `pool2d`: max or average pooling of `planes` channel planes, reading a compact input

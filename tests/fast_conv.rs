@@ -119,6 +119,47 @@ fn blocking_boundaries_depthwise_and_narrow_products() {
     }
 }
 
+/// Dense outputs on compact inputs, which the implicit GEMM expands per task (one image, or
+/// the images a folded tile block spans) before reading them as a dense input: every map
+/// kind, groups, padding and dilation, batches that fold and that do not; the expansion
+/// must be what runs.
+#[test]
+fn compact_inputs_expanded_per_task() {
+    let cases = [
+        ("12x12", ConvGeometry::new(16, 12, 12, 16, 3, 3).with_padding(1)),
+        ("7x7_fold", ConvGeometry::new(8, 7, 7, 24, 3, 3).with_padding(1)),
+        ("groups2", ConvGeometry::new(12, 10, 9, 8, 3, 3).with_padding(1).with_groups(2)),
+        ("dilated", ConvGeometry::new(6, 11, 11, 10, 3, 3).with_padding(2).with_dilation(2)),
+    ];
+    let mut seed = 500;
+    for (name, g) in cases {
+        for batch in [1, 2, 5] {
+            for in_interp in [MapKind::Nearest, MapKind::Zeros, MapKind::Barycentric] {
+                seed += 1;
+                let p = Problem {
+                    compact_input: true,
+                    in_interp,
+                    ..problem(name, g.with_batch(batch), Keep::Frac(1.0), seed)
+                };
+                let built = p.build();
+                for kern in Microkernel::available() {
+                    let fast = FastConv::new(&built.layer, kern);
+                    if fast.name() == "implicit_gemm" {
+                        assert!(format!("{fast:?}").contains("input expanded"), "{}: {fast:?}", p.label());
+                    }
+                    // A second run on new input must not reuse the first run's expansion.
+                    let x = built.input.as_slice().unwrap();
+                    let mut out = vec![0.0; built.compact_ref.len()];
+                    fast.run(&vec![0.0; x.len()], &mut out);
+                    fast.run(x, &mut out);
+                    assert_close(&format!("{} second run", p.label()), &out, &built.compact_ref, TOL);
+                }
+                check(&p);
+            }
+        }
+    }
+}
+
 /// Seeded random geometries: a property test over the whole parameter space.
 #[test]
 fn random_geometries_match_reference() {

@@ -201,21 +201,59 @@ fn convs_after_a_perforated_conv() {
 
 #[test]
 fn add_and_concat_of_compact_and_dense_branches() {
+    let interps = [Interpolation::Nearest, Interpolation::Zeros, Interpolation::Barycentric];
     for (q1, q2) in [(None, None), (Some(0.5), None), (Some(0.5), Some(0.3)), (None, Some(0.7))] {
-        let mut p = pre((q1, Interpolation::Nearest));
-        let other = conv_op(3, C, 3, 1, 12, q2.map(|kept_fraction| Perforation::uniform(kept_fraction, 6)));
-        let d2 = reference_conv(&other, &p.x64, 3, H, W);
-        p.net.push("other", Op::Conv(other), &["input"]);
-        let mut add = p.net.clone();
-        add.push("sum", Op::Add, &["pre", "other"]);
-        add.then("relu", Op::Relu);
-        let expected: Vec<f64> = p.d.iter().zip(&d2).map(|(a, b)| (a + b).max(0.0)).collect();
-        verify(&format!("add q={q1:?},{q2:?}"), &add, &p.x, &expected, &[B, C, H, W]);
-        let mut cat = p.net.clone();
-        cat.push("cat", Op::Concat, &["other", "pre", "other"]);
-        let expected = naive::concat(&[&d2, &p.d, &d2], &[C, C, C], B, H * W);
-        verify(&format!("concat q={q1:?},{q2:?}"), &cat, &p.x, &expected, &[B, 3 * C, H, W]);
+        for interpolation in interps {
+            let mut p = pre((q1, interpolation));
+            let perforation = q2.map(|q| Perforation { interpolation, ..Perforation::uniform(q, 6) });
+            let other = conv_op(3, C, 3, 1, 12, perforation);
+            let d2 = reference_conv(&other, &p.x64, 3, H, W);
+            p.net.push("other", Op::Conv(other), &["input"]);
+            let label = format!("q={q1:?},{q2:?} {interpolation:?}");
+            let mut add = p.net.clone();
+            add.push("sum", Op::Add, &["pre", "other"]);
+            add.then("relu", Op::Relu);
+            let expected: Vec<f64> = p.d.iter().zip(&d2).map(|(a, b)| (a + b).max(0.0)).collect();
+            verify(&format!("add {label}"), &add, &p.x, &expected, &[B, C, H, W]);
+            // A compact operand is read through its map by the gather that adds the other
+            // operand: no separate add pass.
+            let plan = Plan::compile(&add, B, PlanOptions::default()).unwrap();
+            let adds = plan.steps().iter().filter(|s| s.op.kernel() == "add").count();
+            let gathers = plan.steps().iter().filter(|s| s.op.kernel() == "gather_interp").count();
+            let compact = usize::from(q1.is_some()) + usize::from(q2.is_some());
+            assert_eq!(
+                (adds, gathers),
+                (usize::from(compact == 0), compact),
+                "{label}: add and gather steps"
+            );
+            let mut cat = p.net.clone();
+            cat.push("cat", Op::Concat, &["other", "pre", "other"]);
+            let expected = naive::concat(&[&d2, &p.d, &d2], &[C, C, C], B, H * W);
+            verify(&format!("concat {label}"), &cat, &p.x, &expected, &[B, 3 * C, H, W]);
+        }
     }
+    // Three operands (two compact through different maps, one dense).
+    let mut p = pre((Some(0.5), Interpolation::Nearest));
+    let other = conv_op(3, C, 3, 1, 12, Some(Perforation::uniform(0.4, 8)));
+    let third = conv_op(3, C, 1, 0, 13, None);
+    let (d2, d3) = (reference_conv(&other, &p.x64, 3, H, W), reference_conv(&third, &p.x64, 3, H, W));
+    p.net.push("other", Op::Conv(other), &["input"]);
+    p.net.push("third", Op::Conv(third), &["input"]);
+    p.net.push("sum", Op::Add, &["other", "third", "pre"]);
+    let expected: Vec<f64> = p.d.iter().zip(&d2).zip(&d3).map(|((a, b), c)| a + b + c).collect();
+    verify("add of three", &p.net, &p.x, &expected, &[B, C, H, W]);
+    // Two perforated convs of one geometry and mask (same seed): their maps are equal, so
+    // the add runs on the compact tensors and only its output is gathered.
+    let mut p = pre((Some(0.5), Interpolation::Nearest));
+    let twin = conv_op(3, C, 3, 1, 14, Some(Perforation::uniform(0.5, 5)));
+    let d2 = reference_conv(&twin, &p.x64, 3, H, W);
+    p.net.push("twin", Op::Conv(twin), &["input"]);
+    p.net.push("sum", Op::Add, &["pre", "twin"]);
+    let plan = Plan::compile(&p.net, B, PlanOptions::default()).unwrap();
+    let gathers = plan.steps().iter().filter(|s| s.op.kernel() == "gather_interp").count();
+    assert_eq!(gathers, 1, "equal maps: only the output is gathered");
+    let expected: Vec<f64> = p.d.iter().zip(&d2).map(|(a, b)| a + b).collect();
+    verify("add of equal maps", &p.net, &p.x, &expected, &[B, C, H, W]);
     // Two operands through the very same map: the add runs on the compact tensor.
     let mut p = pre((Some(0.5), Interpolation::Nearest));
     p.net.then("relu", Op::Relu);

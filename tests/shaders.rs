@@ -145,7 +145,7 @@ fn gather_interp_params_mirror() {
     check(
         Kernel::GatherInterp,
         std::mem::size_of::<GatherInterpParams>(),
-        &["n_pos", "plane", "planes", "map_kind", "relu", "_pad0", "_pad1", "_pad2"],
+        &["n_pos", "plane", "planes", "map_kind", "relu", "residual", "_pad0", "_pad1"],
     );
 }
 

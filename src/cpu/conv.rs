@@ -78,7 +78,7 @@ impl CpuConv {
         let data = match &self.schedule.gather {
             Some(g) => {
                 let mut dense = vec![0.0f32; (g.plane * g.planes) as usize];
-                gather_interp(g, compact, self.layer.interpolation_map().table(), &mut dense);
+                gather_interp(g, compact, self.layer.interpolation_map().table(), &[], &mut dense);
                 dense
             }
             None => fresh,

@@ -157,8 +157,20 @@ impl CpuExecutor {
                         }
                     }
                 }
-                StepOp::Gather { params, map } if self.fast => gather_fast(params, arg(0), map.table(), dst),
-                StepOp::Gather { params, map } => gather_interp(params, arg(0), map.table(), dst),
+                StepOp::Gather { params, map } if self.fast => gather_fast(
+                    params,
+                    arg(0),
+                    map.table(),
+                    if params.residual != 0 { arg(1) } else { &[] },
+                    dst,
+                ),
+                StepOp::Gather { params, map } => gather_interp(
+                    params,
+                    arg(0),
+                    map.table(),
+                    if params.residual != 0 { arg(1) } else { &[] },
+                    dst,
+                ),
                 StepOp::Pool { params, in_map } if self.fast => {
                     pool2d_fast(params, arg(0), in_map.as_ref().map_or(&[][..], |m| m.table()), dst)
                 }

@@ -147,7 +147,8 @@ impl GpuConv {
                 let map = layer.interpolation_map().table();
                 let map = storage_init(ctx, "conv interpolation map", bytemuck::cast_slice(map))?;
                 let dense = storage(ctx, "conv dense output", bytes_of_len(output_len))?;
-                gather_interp(&mut builder, g, &compact, &map, &dense);
+                // No addend: the map buffer stands in for the unread binding.
+                gather_interp(&mut builder, g, &compact, &map, &map, &dense);
                 dense
             }
             None => compact,

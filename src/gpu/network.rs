@@ -83,7 +83,11 @@ impl GpuExecutor {
                 }
                 StepOp::Gather { params, map } => {
                     let map = table(ctx, "interpolation map", map.table())?;
-                    kernels::gather_interp::gather_interp(&mut b, params, x, &map, out);
+                    let addend = match step.inputs.get(1) {
+                        Some(&t) => slot(t),
+                        None => &unused_map,
+                    };
+                    kernels::gather_interp::gather_interp(&mut b, params, x, &map, addend, out);
                 }
                 StepOp::Pool { params, in_map } => {
                     let map = match in_map {

@@ -89,6 +89,8 @@ impl<'n> Builder<'n> {
             StepOp::Lrn(p) => out * (2 * u64::from(p.size) + 4),
             StepOp::Relu(_) | StepOp::Clip(_) => out,
             StepOp::Add(_) => out * (inputs.len() as u64 - 1),
+            // A residual gather is the Add of its two operands.
+            StepOp::Gather { params, .. } if params.residual != 0 => out,
             StepOp::Affine { .. } => 2 * out,
             StepOp::Softmax(_) => 3 * out,
             StepOp::Gather { .. } | StepOp::Concat | StepOp::SelectChannels { .. } => 0,

@@ -10,7 +10,7 @@ use super::{Form, StepOp, TensorId, TensorInfo};
 use crate::error::{to_u32, Result};
 use crate::interp::MapKind;
 use crate::network::{broadcast_mode, Affine, Binary, Layer};
-use crate::params::{AddParams, BinaryParams, ChannelAffineParams};
+use crate::params::{AddParams, BinaryParams, ChannelAffineParams, GatherInterpParams};
 
 impl<'n> Builder<'n> {
     pub(super) fn add(&mut self, layer: &Layer, inputs: &[TensorId]) -> Result<(TensorId, Vec<&'n Layer>)> {
@@ -42,11 +42,54 @@ impl<'n> Builder<'n> {
                 self.tensors[i].map().is_some_and(|n| Arc::ptr_eq(m, n) || m.as_ref() == n.as_ref())
             })
         });
-        let (form, operands) = match shared {
-            Some(m) => (Form::Compact(m.clone()), inputs.to_vec()),
-            None => (Form::Dense, inputs.iter().map(|&i| self.dense(i, &layer.name)).collect::<Result<_>>()?),
+        if let Some(m) = shared {
+            let form = Form::Compact(m.clone());
+            let (absorbed, _, relu) = self.absorb(&layer.name, false, form_kind(&form));
+            let acc = self.add_chain(layer, &first, inputs, form, relu)?;
+            return Ok((acc, absorbed));
+        }
+        // A dense sum. One compact operand (not gathered already for another consumer) is
+        // read through its map by the last step, `gather_interp` with the others' sum as its
+        // residual addend: no gathered temporary and no separate add pass.
+        let mapped =
+            inputs.iter().position(|&i| self.tensors[i].map().is_some() && !self.gathered.contains_key(&i));
+        let rest = inputs
+            .iter()
+            .enumerate()
+            .filter(|&(k, _)| Some(k) != mapped)
+            .map(|(_, &i)| self.dense(i, &layer.name))
+            .collect::<Result<Vec<_>>>()?;
+        let (absorbed, _, relu) = self.absorb(&layer.name, false, None);
+        let Some(k) = mapped else {
+            return Ok((self.add_chain(layer, &first, &rest, Form::Dense, relu)?, absorbed));
         };
-        let (absorbed, _, relu) = self.absorb(&layer.name, false, form_kind(&form));
+        let addend = self.add_chain(layer, &first, &rest, Form::Dense, false)?;
+        let compact = inputs[k];
+        let map = self.tensors[compact].map().cloned().expect("the mapped operand is compact");
+        let out = self.tensor(&layer.name, first.channels, first.height, first.width, Form::Dense);
+        let params = GatherInterpParams {
+            n_pos: to_u32(map.compact_len(), "compact length")?,
+            plane: to_u32(first.height * first.width, "plane")?,
+            planes: to_u32(first.batch * first.channels, "planes")?,
+            map_kind: map.kind().code(),
+            relu: u32::from(relu),
+            residual: 1,
+            ..Default::default()
+        };
+        self.step(&layer.name, StepOp::Gather { params, map }, vec![compact, addend], out);
+        Ok((out, absorbed))
+    }
+
+    /// The sum of `operands` (all stored in `form`, at least one) by a chain of `add` steps,
+    /// the ReLU on the last; a single operand is returned as it is.
+    fn add_chain(
+        &mut self,
+        layer: &Layer,
+        first: &TensorInfo,
+        operands: &[TensorId],
+        form: Form,
+        relu: bool,
+    ) -> Result<TensorId> {
         // Length of the operands as stored (compact or gathered), not of the first input.
         let len = to_u32(self.tensors[operands[0]].len(), "length")?;
         let mut acc = operands[0];
@@ -57,7 +100,7 @@ impl<'n> Builder<'n> {
             self.step(&layer.name, StepOp::Add(params), vec![acc, next], out);
             acc = out;
         }
-        Ok((acc, absorbed))
+        Ok(acc)
     }
 }
 

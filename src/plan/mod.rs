@@ -106,7 +106,8 @@ pub enum StepOp {
         /// Executor settings (output always compact; microbatching).
         settings: ConvSettings,
     },
-    /// `gather_interp`: compact → dense.
+    /// `gather_interp`: compact → dense; with `params.residual`, plus the dense second
+    /// input (a residual Add reading its compact operand through the map).
     Gather {
         /// Launch parameters.
         params: GatherInterpParams,

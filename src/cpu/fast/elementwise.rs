@@ -8,38 +8,80 @@ use crate::cpu::{read_mapped, MIN_PARALLEL_ELEMENTS};
 use crate::network::{Binary, Unary};
 use crate::params::{BinaryParams, GatherInterpParams, UnaryParams};
 
-/// The `gather_interp` twin: compact planes to dense through the map.
-pub(crate) fn gather_fast(p: &GatherInterpParams, input: &[f32], map: &[u32], dense: &mut [f32]) {
+/// The `gather_interp` twin: compact planes to dense through the map, plus the addend of a
+/// residual Add (`addend` may be empty when `p.residual` is 0), then the ReLU.
+pub(crate) fn gather_fast(
+    p: &GatherInterpParams,
+    input: &[f32],
+    map: &[u32],
+    addend: &[f32],
+    dense: &mut [f32],
+) {
     let (n_pos, plane, planes) = (p.n_pos as usize, p.plane as usize, p.planes as usize);
     let words = if p.map_kind == 3 { 6 } else { 1 };
     assert!(dense.len() >= plane * planes && input.len() >= n_pos * planes && map.len() >= plane * words);
-    let (kind, relu) = (p.map_kind, p.relu != 0);
+    let (kind, relu, residual) = (p.map_kind, p.relu != 0, p.residual != 0);
+    assert!(!residual || addend.len() >= plane * planes, "gather_interp addend shorter than the output");
     dense[..plane * planes]
         .par_chunks_mut(plane)
+        .enumerate()
         .zip(input.par_chunks(n_pos))
         .with_min_len(MIN_PARALLEL_ELEMENTS.div_ceil(plane))
-        .for_each(|(dst, src)| {
-            if kind == 1 && !relu {
-                gather_nearest(dst, src, &map[..plane]);
+        .for_each(|((t, dst), src)| {
+            let add = if residual { &addend[t * plane..(t + 1) * plane] } else { &[][..] };
+            if kind == 1 {
+                gather_nearest(dst, src, &map[..plane], add, relu);
                 return;
             }
             for (s, d) in dst.iter_mut().enumerate() {
-                let v = read_mapped(kind, map, src, s);
+                let mut v = read_mapped(kind, map, src, s);
+                if let Some(a) = add.get(s) {
+                    v += a;
+                }
                 *d = if relu { v.max(0.0) } else { v };
             }
         });
 }
 
-/// `dst[i] = src[map[i]]` (a nearest map: every index is inside `src`).
-fn gather_nearest(dst: &mut [f32], src: &[f32], map: &[u32]) {
+/// One compact plane through its map (a [`crate::MapKind::code`] and table) into the dense
+/// plane `dense`: the `gather_interp` twin's values, with the hardware gather for nearest
+/// maps.
+pub(crate) fn expand_plane(kind: u32, map: &[u32], src: &[f32], dense: &mut [f32]) {
+    match kind {
+        1 => gather_nearest(dense, src, &map[..dense.len()], &[], false),
+        2 => {
+            for (d, &i) in dense.iter_mut().zip(map) {
+                *d = if i == crate::interp::ZERO_TAP { 0.0 } else { src[i as usize] };
+            }
+        }
+        _ => {
+            for (s, d) in dense.iter_mut().enumerate() {
+                *d = read_mapped(kind, map, src, s);
+            }
+        }
+    }
+}
+
+/// `dst[i] = act(src[map[i]] + add[i])` (a nearest map: every index is inside `src`; `add`
+/// is empty or as long as `dst`; `act` a ReLU when `relu`).
+fn gather_nearest(dst: &mut [f32], src: &[f32], map: &[u32], add: &[f32], relu: bool) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") && src.len() < i32::MAX as usize {
         assert!(map.iter().all(|&m| (m as usize) < src.len()), "nearest map index outside the compact plane");
         // SAFETY: the feature was detected and every index was checked against `src`.
-        return unsafe { gather_nearest_avx512(dst, src, map) };
+        return unsafe { gather_nearest_avx512(dst, src, map, add, relu) };
     }
-    for (d, &m) in dst.iter_mut().zip(map) {
-        *d = src[m as usize];
+    gather_nearest_scalar(dst, src, map, add, relu);
+}
+
+#[inline(always)]
+fn gather_nearest_scalar(dst: &mut [f32], src: &[f32], map: &[u32], add: &[f32], relu: bool) {
+    for (i, (d, &m)) in dst.iter_mut().zip(map).enumerate() {
+        let mut v = src[m as usize];
+        if let Some(a) = add.get(i) {
+            v += a;
+        }
+        *d = if relu { v.max(0.0) } else { v };
     }
 }
 
@@ -47,21 +89,32 @@ fn gather_nearest(dst: &mut [f32], src: &[f32], map: &[u32]) {
 /// The CPU has AVX-512F; every `map` entry indexes `src`, which is shorter than 2^31.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn gather_nearest_avx512(dst: &mut [f32], src: &[f32], map: &[u32]) {
+unsafe fn gather_nearest_avx512(dst: &mut [f32], src: &[f32], map: &[u32], add: &[f32], relu: bool) {
     use std::arch::x86_64::*;
     let n = dst.len().min(map.len());
+    let residual = !add.is_empty();
+    assert!(!residual || add.len() >= n, "addend shorter than the plane");
+    let zero = _mm512_setzero_ps();
     let mut i = 0;
     while i + 16 <= n {
-        // SAFETY: 16 indices and 16 outputs at i are in bounds; every index is inside src.
+        // SAFETY: 16 indices, addends and outputs at i are in bounds; every index is inside
+        // src.
         unsafe {
             let idx = _mm512_loadu_si512(map.as_ptr().add(i).cast());
-            _mm512_storeu_ps(dst.as_mut_ptr().add(i), _mm512_i32gather_ps::<4>(idx, src.as_ptr()));
+            let mut v = _mm512_i32gather_ps::<4>(idx, src.as_ptr());
+            if residual {
+                v = _mm512_add_ps(v, _mm512_loadu_ps(add.as_ptr().add(i)));
+            }
+            if relu {
+                // max(v, 0) returns 0 for a NaN v, as the twin's `f32::max` does.
+                v = _mm512_max_ps(v, zero);
+            }
+            _mm512_storeu_ps(dst.as_mut_ptr().add(i), v);
         }
         i += 16;
     }
-    for (d, &m) in dst[i..n].iter_mut().zip(&map[i..n]) {
-        *d = src[m as usize];
-    }
+    let add = if residual { &add[i..n] } else { &[][..] };
+    gather_nearest_scalar(&mut dst[i..n], src, &map[i..n], add, relu);
 }
 
 /// e^x to about 2 ulp for x in [−87, 88] (clamped outside): Cody–Waite reduction

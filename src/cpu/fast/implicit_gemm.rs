@@ -10,11 +10,18 @@
 //! microkernel over every weight panel of the block (L2-resident). Full tiles accumulate in
 //! the output itself and the last depth block applies bias and ReLU there; tiles with
 //! padding columns or rows go through the task's edge buffer.
+//!
+//! A compact input (the previous layer's `[B, C, N_prev]`) whose taps read each dense
+//! position about once or more is first *expanded*: each task writes the images it reads,
+//! through the map, into a per-thread dense `[C, H·W]` buffer (L2-resident, reused by the
+//! thread's next task of the same images), and the taps then read that buffer as a dense
+//! input: one gather per input value instead of one per tap, and regular tiles again.
 
 use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use super::elementwise::expand_plane;
 use super::pack::{pack_fn, PackFn, TileRead};
 use super::taps::{Taps, PAD};
 use super::SendPtr;
@@ -31,6 +38,8 @@ const INDIRECT_MAX_M: usize = 32;
 /// Layers under this many FLOPs run on the calling thread: measured on the 28x28 networks
 /// at batch 1 (2 cores), one thread beats two below about 8 MFLOP.
 const SEQUENTIAL_FLOPS: usize = 1 << 23;
+/// Largest per-task expanded input (floats): beyond it, the taps gather through the map.
+const MAX_EXPANDED: usize = 1 << 19;
 
 /// Per-thread workspace, grown on first use and reused (no allocation in steady state).
 #[derive(Default)]
@@ -41,6 +50,10 @@ struct Scratch {
     c: Vec<f32>,
     /// Row descriptors of one tile's indirect B.
     rows: Vec<BRow>,
+    /// An expanded compact input: images `key.1 .. key.2` of the input of run `key.0`
+    /// (numbered across all layers), `[image][C][H·W]`.
+    dense: Vec<f32>,
+    dense_key: Option<(u64, usize, usize)>,
 }
 
 thread_local! {
@@ -82,14 +95,59 @@ pub(crate) struct ImplicitGemm {
     /// Per tile: every kernel offset reads it regularly, so the indirect microkernel can
     /// read B straight from the input (all false without an indirect kernel).
     regular: Vec<bool>,
+    /// Floats per input plane as stored (`N_prev` for a compact input).
+    stored_plane: usize,
+    /// The compact input's map, when each task expands it (`plane` is then `H·W`, and the
+    /// taps read the dense expansion).
+    expand: Option<Expand>,
+}
+
+/// Numbers every run of every layer, so an expansion left in a thread's scratch by another
+/// run (of this layer or of any other, alive or dropped) is never reused.
+static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Whether a compact input is expanded per task: when the output is dense (its tiles then
+/// read the expansion regularly, with no gathers; a perforated output's taps gather either
+/// way, and through the map directly costs no expansion), the taps read each dense position
+/// about once or more (not a strided 1x1 conv), and an image's expansion stays L2-sized.
+/// `PERFORATE_EXPAND=0` turns it off (comparisons only).
+pub(crate) fn expansion_pays_off(layer: &ConvLayer) -> bool {
+    if std::env::var("PERFORATE_EXPAND").is_ok_and(|v| v == "0") {
+        return false;
+    }
+    let g = layer.geometry();
+    let dense_plane = g.in_h * g.in_w;
+    layer.input_map().is_some()
+        && layer.mask().is_dense()
+        && g.kernel_h * g.kernel_w * layer.mask().len() >= dense_plane
+        && g.in_channels * dense_plane <= MAX_EXPANDED / 2
+}
+
+/// Whether the layer's columns fill `nr`-wide tiles (at most 1/16 padding), or can be
+/// folded across images to fill them (batch > 1).
+pub(crate) fn fills_tiles(layer: &ConvLayer, nr: usize) -> bool {
+    let n = layer.mask().len();
+    let padded = n.next_multiple_of(nr);
+    layer.geometry().batch > 1 || 16 * (padded - n) <= padded
+}
+
+/// A compact input's map, for the per-task expansion.
+struct Expand {
+    kind: u32,
+    table: Vec<u32>,
 }
 
 impl std::fmt::Debug for ImplicitGemm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "ImplicitGemm({:?}, groups {}, m {}, k {}, n {})",
-            self.kern, self.groups, self.tg, self.k, self.taps.n_pos
+            "ImplicitGemm({:?}, groups {}, m {}, k {}, n {}{})",
+            self.kern,
+            self.groups,
+            self.tg,
+            self.k,
+            self.taps.n_pos,
+            if self.expand.is_some() { ", input expanded" } else { "" }
         )
     }
 }
@@ -116,15 +174,21 @@ impl ImplicitGemm {
         for grp in 0..g.groups {
             bias[grp * panels * kern.mr..][..tg].copy_from_slice(&layer.bias()[grp * tg..(grp + 1) * tg]);
         }
-        let taps = Taps::new(layer);
         let khkw = g.kernel_h * g.kernel_w;
+        let dense_plane = g.in_h * g.in_w;
+        let expand = layer
+            .input_map()
+            .filter(|_| expansion_pays_off(layer))
+            .map(|m| Expand { kind: m.kind().code(), table: m.table().to_vec() });
+        let taps = if expand.is_some() { Taps::dense(layer) } else { Taps::new(layer) };
+        let plane = if expand.is_some() { dense_plane } else { layer.input_plane() };
         // Fold when an image's positions fill tiles poorly: fewer than a tile, or more than
         // 1/16 of the padded columns wasted (14x14 maps: 196 of 224; 7x7: 49 of 64).
         let padded = taps.n_pos.next_multiple_of(nr);
         let fold = g.batch > 1 && (taps.n_pos < nr || 16 * (padded - taps.n_pos) > padded);
         // Columns of one (virtual) image and their taps.
         let (width, image_stride) =
-            if fold { (g.batch * taps.n_pos, g.in_channels * layer.input_plane()) } else { (taps.n_pos, 0) };
+            if fold { (g.batch * taps.n_pos, g.in_channels * plane) } else { (taps.n_pos, 0) };
         let tiles = width.div_ceil(nr);
         let ldi = tiles * nr;
         let mut cols = vec![PAD; khkw * ldi];
@@ -162,7 +226,9 @@ impl ImplicitGemm {
             k,
             khkw,
             batch: g.batch,
-            plane: layer.input_plane(),
+            plane,
+            stored_plane: layer.input_plane(),
+            expand,
             out_channels: g.out_channels,
             panels,
             a,
@@ -181,7 +247,7 @@ impl ImplicitGemm {
     pub fn run(&self, x: &[f32], out: &mut [f32]) {
         let n_pos = self.taps.n_pos;
         assert!(out.len() >= self.batch * n_pos * self.out_channels, "conv output buffer too small");
-        assert!(x.len() >= self.batch * self.cg * self.groups * self.plane, "conv input too short");
+        assert!(x.len() >= self.batch * self.cg * self.groups * self.stored_plane, "conv input too short");
         assert!(x.len() < i32::MAX as usize, "conv input indices must fit in i32 (gather offsets)");
         let images = if self.fold { 1 } else { self.batch };
         let flops = 2 * self.groups * images * self.tg * self.k * self.width;
@@ -202,19 +268,54 @@ impl ImplicitGemm {
         let tile_blocks = self.tiles.div_ceil(per_tb);
         let tasks = units * m_blocks * tile_blocks;
         let out = SendPtr(out.as_mut_ptr());
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let run_task = |t: usize| {
             let (grp, rest) = (t % self.groups, t / self.groups);
             let (mb, rest) = (rest % m_blocks, rest / m_blocks);
             let (tb, img) = (rest % tile_blocks, rest / tile_blocks);
             let panels = mb * per_mb..((mb + 1) * per_mb).min(self.panels);
             let tiles = tb * per_tb..((tb + 1) * per_tb).min(self.tiles);
-            SCRATCH.with(|s| self.task(&mut s.borrow_mut(), x, out, grp, panels, img, tiles));
+            SCRATCH.with(|s| self.task(&mut s.borrow_mut(), x, run, out, grp, panels, img, tiles));
         };
         if want == 1 {
             (0..tasks).for_each(run_task);
         } else {
             (0..tasks).into_par_iter().for_each(run_task);
         }
+    }
+
+    /// Makes `s.dense` the expansion of the images this task reads (image `img`, or the
+    /// images its folded columns span) and returns the first of them; an expansion of the
+    /// same images in the same run is reused.
+    fn expanded(
+        &self,
+        s: &mut Scratch,
+        e: &Expand,
+        x: &[f32],
+        run: u64,
+        img: usize,
+        tiles: &std::ops::Range<usize>,
+    ) -> usize {
+        let (first, end) = if self.fold {
+            let nr = self.kern.nr;
+            let last_col = (tiles.end * nr).min(self.width) - 1;
+            (tiles.start * nr / self.taps.n_pos, last_col / self.taps.n_pos + 1)
+        } else {
+            (img, img + 1)
+        };
+        let key = (run, first, end);
+        if s.dense_key == Some(key) {
+            return first;
+        }
+        let channels = self.cg * self.groups;
+        s.dense.resize((end - first) * channels * self.plane, 0.0);
+        let src = x[first * channels * self.stored_plane..end * channels * self.stored_plane]
+            .chunks_exact(self.stored_plane);
+        for (dst, src) in s.dense.chunks_exact_mut(self.plane).zip(src) {
+            expand_plane(e.kind, &e.table, src, dst);
+        }
+        s.dense_key = Some(key);
+        first
     }
 
     /// Whether the tile (`tile`, `panel`) is written straight into the output: all its
@@ -264,6 +365,7 @@ impl ImplicitGemm {
         &self,
         s: &mut Scratch,
         x: &[f32],
+        run: u64,
         out: SendPtr,
         grp: usize,
         panels: std::ops::Range<usize>,
@@ -274,7 +376,16 @@ impl ImplicitGemm {
         let ldi = self.tiles * nr;
         let nt = tiles.len();
         let ldc = nt * nr;
-        let x_img = &x[img * self.cg * self.groups * self.plane..];
+        let image_len = self.cg * self.groups * self.plane;
+        // The base every tap offset of this task is relative to: image `img` of the input,
+        // or of its expansion (which starts at image `first`, hence the wrapping offset).
+        let x_img: *const f32 = match &self.expand {
+            None => x[img * image_len..].as_ptr(),
+            Some(e) => {
+                let first = self.expanded(s, e, x, run, img, &tiles);
+                s.dense.as_ptr().wrapping_sub(first * image_len).wrapping_add(img * image_len)
+            }
+        };
         let bary = self.taps.map_kind == 3;
         let rows = panels.len() * mr;
         s.c.resize(rows * ldc, 0.0);
@@ -297,7 +408,7 @@ impl ImplicitGemm {
                         let read = &self.reads[c * self.tiles + tile];
                         let base = (grp * self.cg + ci) * self.plane;
                         // Lanes outside the input are masked out and never read.
-                        let ptr = x_img[base..].as_ptr().wrapping_offset(read.start);
+                        let ptr = x_img.wrapping_add(base).wrapping_offset(read.start);
                         s.rows.push(BRow { ptr, keep: !read.pad & keep_all });
                     }
                     let t = tile - tiles.start;
@@ -321,10 +432,12 @@ impl ImplicitGemm {
                     let b = s.b[(r - p0) * nr..].as_mut_ptr();
                     // SAFETY: every tap that is not PAD is inside the image's input from
                     // `base` (the tap table's construction); B holds nt micro-panels of kcb·NR.
-                    unsafe { (self.pack)(x_img.as_ptr().add(base), taps, reads, b, kcb * nr, nr) };
+                    unsafe { (self.pack)(x_img.add(base), taps, reads, b, kcb * nr, nr) };
                     continue;
                 }
                 let image_stride = self.cg * self.groups * self.plane;
+                // Barycentric taps through the map (never expanded here: `expand` is None).
+                let x_img = &x[img * image_len..];
                 for (t, tt) in taps.chunks_exact(nr).enumerate() {
                     let dst = &mut s.b[(t * kcb + (r - p0)) * nr..][..nr];
                     for (j, (d, &tap)) in dst.iter_mut().zip(tt).enumerate() {

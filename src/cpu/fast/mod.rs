@@ -68,7 +68,8 @@ impl FastConv {
             FastConv::Depthwise(depthwise::Depthwise::new(layer, relu))
         } else if cols <= gemv::MAX_COLS {
             FastConv::Gemv(gemv::Gemv::new(layer, relu))
-        } else if kern.name == "avx512" && hwc_pays_off(layer) && hwc_conv::HwcConv::available(layer) {
+        } else if kern.name == "avx512" && hwc_pays_off(layer, kern.nr) && hwc_conv::HwcConv::available(layer)
+        {
             FastConv::Hwc(hwc_conv::HwcConv::new(layer, relu))
         } else {
             FastConv::Gemm(implicit_gemm::ImplicitGemm::new(layer, relu, kern))
@@ -106,18 +107,27 @@ impl FastConv {
 /// every read through the map) and the layer has enough work per input value to amortise
 /// the transposition (`PERFORATE_HWC=0` turns the path off, `PERFORATE_HWC=1` on wherever it is
 /// available: comparisons only).
-fn hwc_pays_off(layer: &ConvLayer) -> bool {
+fn hwc_pays_off(layer: &ConvLayer, nr: usize) -> bool {
     if std::env::var("PERFORATE_HWC").is_ok_and(|v| v == "0") {
         return false;
     }
     if std::env::var("PERFORATE_HWC").is_ok_and(|v| v == "1") {
         return true;
     }
-    let g = layer.geometry();
     // Measured on ResNet-18 at q = 1/2: a clear win where the input is compact (the implicit
     // GEMM gathers every read through the map); no better for perforated outputs or strides
     // over a dense input, where the implicit GEMM's gathers read a dense plane.
-    let compact_input = layer.input_map().is_some();
+    // A dense output on a compact input reads the implicit GEMM's per-task expansion
+    // regularly: faster there for few output channels, whose vectors here are short, when
+    // the GEMM's tiles fill (fashion_resnet b64, 16 channels at 28x28: 1.82 -> 1.59 ms; 64
+    // channels at 7x7: equal); slower for many channels (ResNet-18 b1, 128 at 28x28: 0.89 ms
+    // on this path, 0.96 expanded) and where an image's positions leave a tile mostly empty
+    // (256 at 14x14: 0.88 vs 1.08; 512 at 7x7: 1.08 vs 1.35).
+    let g = layer.geometry();
+    let expands = g.out_channels_per_group() < 64
+        && implicit_gemm::expansion_pays_off(layer)
+        && implicit_gemm::fills_tiles(layer, nr);
+    let compact_input = layer.input_map().is_some() && !expands;
     // The channel-last copy costs about ten cycles per input value, a multiply-add 1/32:
     // the layer must do a few hundred multiply-adds per input value, and enough per tap.
     let macs = g.out_channels * layer.mask().len() * g.kernel_h * g.kernel_w * g.in_channels_per_group();

@@ -4,8 +4,9 @@
 
 use rayon::prelude::*;
 
+use super::elementwise::expand_plane;
 use crate::cpu::pool2d::pool_windows;
-use crate::cpu::{read_mapped, MIN_PARALLEL_ELEMENTS};
+use crate::cpu::MIN_PARALLEL_ELEMENTS;
 use crate::params::Pool2dParams;
 
 /// Max or average pooling with the `pool2d` twin's arguments: a dense `[planes, in_h,
@@ -44,7 +45,7 @@ pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
             let plane = if kind == 0 {
                 &src[..in_plane]
             } else {
-                expand(kind, in_map, src, &mut dense);
+                expand_plane(kind, in_map, src, &mut dense);
                 &dense[..]
             };
             if global {
@@ -92,27 +93,6 @@ fn max_lanes(v: &[f32]) -> f32 {
         }
     }
     acc.iter().fold(tail, |m, &x| pick(m, x))
-}
-
-/// A compact plane through its map into `dense` (the twin's `read_mapped`, per kind).
-fn expand(kind: u32, map: &[u32], src: &[f32], dense: &mut [f32]) {
-    match kind {
-        1 => {
-            for (d, &i) in dense.iter_mut().zip(map) {
-                *d = src[i as usize];
-            }
-        }
-        2 => {
-            for (d, &i) in dense.iter_mut().zip(map) {
-                *d = if i == crate::interp::ZERO_TAP { 0.0 } else { src[i as usize] };
-            }
-        }
-        _ => {
-            for (s, d) in dense.iter_mut().enumerate() {
-                *d = read_mapped(kind, map, src, s);
-            }
-        }
-    }
 }
 
 /// The shape arithmetic one plane needs.

@@ -27,9 +27,19 @@ pub(crate) struct Taps {
 impl Taps {
     /// Resolves the taps of `layer`.
     pub fn new(layer: &ConvLayer) -> Taps {
+        Taps::build(layer, true)
+    }
+
+    /// The taps of `layer` into its input as a dense `H×W` plane, ignoring its input map:
+    /// for a kernel that first expands a compact input (see `implicit_gemm`).
+    pub fn dense(layer: &ConvLayer) -> Taps {
+        Taps::build(layer, false)
+    }
+
+    fn build(layer: &ConvLayer, through_map: bool) -> Taps {
         let g = layer.geometry();
         let mask = layer.mask().positions();
-        let (map_kind, map_table) = match layer.input_map() {
+        let (map_kind, map_table) = match layer.input_map().filter(|_| through_map) {
             Some(m) => (m.kind().code(), m.table().to_vec()),
             None => (0, Vec::new()),
         };
