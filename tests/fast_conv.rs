@@ -160,6 +160,57 @@ fn compact_inputs_expanded_per_task() {
     }
 }
 
+/// The HWC path forced on seeded random geometries (channel counts around its 16- and
+/// 32-wide channel tiles, partial 8-position tiles, groups, stride, padding, dilation,
+/// perforated outputs, compact nearest and zeros inputs) against the naive reference.
+#[test]
+fn hwc_path_on_random_geometries() {
+    let mut rng = SeededRng::new(4242);
+    let mut pick = |n: usize| usize::try_from(rng.next_u64() % n as u64).expect("below n");
+    let mut ran = 0;
+    for seed in 0..50u64 {
+        let groups = [1, 1, 1, 2, 3][pick(5)];
+        let in_channels = groups * (1 + pick(12));
+        let out_channels = groups * [1, 5, 16, 17, 20, 32, 33, 40][pick(8)];
+        let (kh, kw) = (1 + pick(3), 1 + pick(3));
+        let dilation = 1 + pick(2);
+        let (in_h, in_w) = (dilation * (kh - 1) + 1 + pick(12), dilation * (kw - 1) + 1 + pick(12));
+        let g = ConvGeometry::new(in_channels, in_h, in_w, out_channels, kh, kw)
+            .with_stride(1 + pick(2))
+            .with_padding_tlbr(pick(3), pick(3), pick(3), pick(3))
+            .with_dilation(dilation)
+            .with_groups(groups)
+            .with_batch(1 + pick(3));
+        if g.validate().is_err() {
+            continue;
+        }
+        let keep = match pick(4) {
+            0 => Keep::Frac(1.0),
+            _ => Keep::Frac(0.1 + 0.8 * pick(100) as f64 / 100.0),
+        };
+        let p = Problem {
+            name: "hwc",
+            geometry: g,
+            keep,
+            compact_input: pick(2) == 0 && in_h * in_w > 1,
+            relu: pick(2) == 0,
+            seed: 3000 + seed,
+            interp: [MapKind::Nearest, MapKind::Zeros][pick(2)],
+            in_interp: [MapKind::Nearest, MapKind::Zeros][pick(2)],
+        };
+        let built = p.build();
+        let Some(fast) = FastConv::hwc(&built.layer) else {
+            eprintln!("skipping the HWC path: not available on this CPU");
+            return;
+        };
+        let mut out = vec![f32::NAN; built.compact_ref.len()];
+        fast.run(built.input.as_slice().unwrap(), &mut out);
+        assert_close(&format!("{} [hwc]", p.label()), &out, &built.compact_ref, TOL);
+        ran += 1;
+    }
+    assert!(ran > 30, "only {ran} geometries were valid");
+}
+
 /// Seeded random geometries: a property test over the whole parameter space.
 #[test]
 fn random_geometries_match_reference() {

@@ -1,17 +1,17 @@
 //! Channel-vectorised ("HWC") convolution. It runs any conv whose input is dense or read
-//! through a nearest or zeros map; [`super::FastConv::new`] picks it for compact inputs, where
-//! the implicit GEMM would gather every B value. Here the input is transposed once per run to
-//! channel-last rows (`[B][plane + 1][C]`, the last row zeros for padding taps), and each
-//! output position's tap is one pointer to a row of `C` contiguous values. The microkernel
-//! (`gemm::avx512::hwc_tile`) then vectorises over output channels: a tile is 8 positions ×
-//! 32 channels (16 × 16 for layers of at most 16 channels per group), the positions'
-//! values broadcast, the weights (packed once as `[group][channel block][tap][ci][NR]`)
-//! loaded as vectors. Nothing is gathered; the tile is written transposed into `[B, T, N]`
-//! with bias and ReLU.
+//! through a nearest or zeros map; [`super::FastConv::new`] picks it where the implicit GEMM
+//! would gather B values (perforated outputs, compact inputs) and for dense spatial convs
+//! on small planes. Here the input is transposed once per run to channel-last rows
+//! (`[B][plane + 1][C]`, the last row zeros for padding taps; one hardware gather per 16
+//! channels of a position), and each output position's tap is one offset to a row of `C`
+//! contiguous values, resolved once per layer. The microkernel (`gemm::avx512::hwc_tile`)
+//! then vectorises over output channels: a tile is 8 positions × 32 channels (× 16 for
+//! layers of at most 16 channels per group), the positions' values broadcast, the weights
+//! (packed once as `[group][channel block][tap][ci][NR]`) loaded as vectors. Nothing is
+//! gathered; the tile is scattered channel-major into `[B, T, N]` with bias and ReLU.
 //!
 //! Tasks: (image, group, channel block, block of positions), one parallel region.
 
-use std::cell::RefCell;
 use std::sync::Mutex;
 
 use rayon::prelude::*;
@@ -20,15 +20,12 @@ use super::taps::{Taps, PAD};
 use super::SendPtr;
 use crate::layer::ConvLayer;
 
-/// Positions per task (a multiple of both tile heights).
+/// Positions per task (a multiple of the tile height).
 const POSITIONS_PER_TASK: usize = 64;
+/// Positions per tile.
+const MR: usize = 8;
 /// Work (multiply-adds) below which the layer runs on the calling thread.
 const SEQUENTIAL_MACS: usize = 1 << 20;
-
-thread_local! {
-    /// Per-thread row pointers of one tile (`taps × MR`).
-    static ROWS: RefCell<Vec<*const f32>> = const { RefCell::new(Vec::new()) };
-}
 
 /// A conv on the HWC path (AVX-512 only; see [`HwcConv::applies`]).
 pub(crate) struct HwcConv {
@@ -40,15 +37,21 @@ pub(crate) struct HwcConv {
     plane: usize,
     in_channels: usize,
     out_channels: usize,
-    /// Tile: positions × channels (8 × 32 or 16 × 16).
-    mr: usize,
+    /// Channels per tile (32, or 16 for layers of at most 16 per group); a tile is `MR`
+    /// positions × `nr` channels.
     nr: usize,
     cblocks: usize,
     /// `[group][channel block][tap][ci][NR]`, zero past `tg`.
     w: Vec<f32>,
+    /// `[group][channel block][NR]`, zero past `tg`.
     bias: Vec<f32>,
     relu: bool,
     taps: Taps,
+    /// `[tap][n_pad]`: where each position's tap row starts in the channel-last image
+    /// (`row · C`; the zero row for padding and for positions past N).
+    offs: Vec<u32>,
+    /// Positions per tap row of `offs`: N rounded up to whole tasks.
+    n_pad: usize,
     /// The channel-last copy of the input, reused between runs.
     hwc: Mutex<Vec<f32>>,
 }
@@ -58,7 +61,7 @@ impl std::fmt::Debug for HwcConv {
         write!(
             f,
             "HwcConv({}x{} tiles, groups {}, m {}, n {})",
-            self.mr, self.nr, self.groups, self.tg, self.taps.n_pos
+            MR, self.nr, self.groups, self.tg, self.taps.n_pos
         )
     }
 }
@@ -69,7 +72,12 @@ impl HwcConv {
     pub fn available(layer: &ConvLayer) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
+            let g = layer.geometry();
+            // Tap offsets (row · C) fit in u32, output scatter indices (channel · N) in i32.
+            let offsets_fit = (layer.input_plane() + 1) * g.in_channels < u32::MAX as usize
+                && 32 * layer.mask().len() < i32::MAX as usize;
             std::arch::is_x86_feature_detected!("avx512f")
+                && offsets_fit
                 && layer.input_map().is_none_or(|m| m.kind() != crate::interp::MapKind::Barycentric)
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -82,7 +90,7 @@ impl HwcConv {
     pub fn new(layer: &ConvLayer, relu: bool) -> Self {
         let g = layer.geometry();
         let (cg, tg, khkw) = (g.in_channels_per_group(), g.out_channels_per_group(), g.kernel_h * g.kernel_w);
-        let (mr, nr) = if tg <= 16 { (16, 16) } else { (8, 32) };
+        let nr = if tg <= 16 { 16 } else { 32 };
         let cblocks = tg.div_ceil(nr);
         let weights = layer.weights();
         let mut w = vec![0.0f32; g.groups * cblocks * khkw * cg * nr];
@@ -98,6 +106,24 @@ impl HwcConv {
                 }
             }
         }
+        let mut bias = vec![0.0f32; g.groups * cblocks * nr];
+        for grp in 0..g.groups {
+            for m in 0..tg {
+                bias[(grp * cblocks + m / nr) * nr + m % nr] = layer.bias()[grp * tg + m];
+            }
+        }
+        let taps = Taps::new(layer);
+        let plane = layer.input_plane();
+        let n_pad = taps.n_pos.next_multiple_of(POSITIONS_PER_TASK);
+        let mut offs = vec![0u32; khkw * n_pad];
+        for (tap, row) in offs.chunks_exact_mut(n_pad).enumerate() {
+            for (e, o) in row.iter_mut().enumerate() {
+                let t =
+                    taps.table.get(tap * taps.n_pos + e).filter(|_| e < taps.n_pos).copied().unwrap_or(PAD);
+                let r = if t == PAD { plane } else { t as usize };
+                *o = u32::try_from(r * g.in_channels).expect("checked by `available`: offsets fit in u32");
+            }
+        }
         HwcConv {
             groups: g.groups,
             cg,
@@ -107,13 +133,14 @@ impl HwcConv {
             plane: layer.input_plane(),
             in_channels: g.in_channels,
             out_channels: g.out_channels,
-            mr,
             nr,
             cblocks,
             w,
-            bias: layer.bias().to_vec(),
+            bias,
             relu,
-            taps: Taps::new(layer),
+            taps,
+            offs,
+            n_pad,
             hwc: Mutex::new(Vec::new()),
         }
     }
@@ -132,14 +159,7 @@ impl HwcConv {
 
         // Transpose each image to channel-last rows; row `plane` stays zero.
         let transpose = |(dst, src): (&mut [f32], &[f32])| {
-            for s0 in (0..plane).step_by(64) {
-                let s1 = (s0 + 64).min(plane);
-                for (ch, row) in src.chunks_exact(plane).enumerate() {
-                    for (s, &v) in row[s0..s1].iter().enumerate() {
-                        dst[(s0 + s) * c + ch] = v;
-                    }
-                }
-            }
+            to_channel_last(src, plane, c, dst);
             dst[plane * c..].fill(0.0);
         };
         let (dst, src) = (&mut hwc[..self.batch * image_len], &x[..self.batch * c * plane]);
@@ -157,9 +177,7 @@ impl HwcConv {
             let (eb, rest) = (t % eblocks, t / eblocks);
             let (cb, rest) = (rest % self.cblocks, rest / self.cblocks);
             let (grp, img) = (rest % self.groups, rest / self.groups);
-            ROWS.with(|rows| {
-                self.task(&mut rows.borrow_mut(), &hwc[img * image_len..][..image_len], out, img, grp, cb, eb)
-            });
+            self.task(&hwc[img * image_len..][..image_len], out, img, grp, cb, eb);
         };
         if parallel {
             (0..tasks).into_par_iter().for_each(run_task);
@@ -168,63 +186,90 @@ impl HwcConv {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn task(
-        &self,
-        rows: &mut Vec<*const f32>,
-        hwc: &[f32],
-        out: SendPtr,
-        img: usize,
-        grp: usize,
-        cb: usize,
-        eb: usize,
-    ) {
-        let (mr, nr, n_pos, c) = (self.mr, self.nr, self.taps.n_pos, self.in_channels);
+    /// Positions `eb·POSITIONS_PER_TASK..` of image `img`, channel block `cb` of group
+    /// `grp`, from the image's channel-last copy `hwc`.
+    fn task(&self, hwc: &[f32], out: SendPtr, img: usize, grp: usize, cb: usize, eb: usize) {
+        let (nr, n_pos) = (self.nr, self.taps.n_pos);
         let w = self.w[(grp * self.cblocks + cb) * self.khkw * self.cg * nr..].as_ptr();
+        let bias = self.bias[(grp * self.cblocks + cb) * nr..].as_ptr();
         let channels = nr.min(self.tg - cb * nr);
         let ch0 = grp * self.tg + cb * nr;
-        let mut tile = [0.0f32; 256];
+        let x = hwc[grp * self.cg..].as_ptr();
         let e_end = ((eb + 1) * POSITIONS_PER_TASK).min(n_pos);
-        for e0 in (eb * POSITIONS_PER_TASK..e_end).step_by(mr) {
-            rows.clear();
-            for tap in 0..self.khkw {
-                let row = self.taps.row(tap);
-                for i in 0..mr {
-                    let t = if e0 + i < n_pos { row[e0 + i] } else { PAD };
-                    let r = if t == PAD { self.plane } else { t as usize };
-                    rows.push(hwc[r * c + grp * self.cg..].as_ptr());
-                }
-            }
-            // SAFETY: AVX-512 was detected (`available`); every pointer has cg readable values
-            // (a row of the image's channel-last copy, offset by the group), w holds the
-            // block's taps·cg·NR weights, and the tile 256 floats.
+        for e0 in (eb * POSITIONS_PER_TASK..e_end).step_by(MR) {
+            let positions = MR.min(n_pos - e0);
+            // SAFETY: (img, channel ch0, position e0) is inside the output, and so is every
+            // (channel < channels, position < positions) from it; only this task writes them.
+            let dst = unsafe { out.ptr().add((img * self.out_channels + ch0) * n_pos + e0) };
+            // SAFETY: AVX-512 was detected (`available`); every offset of `offs` leaves cg
+            // readable values of the image's channel-last copy from the group's first
+            // channel (the zero row included); w and bias hold the block's weights and NR
+            // biases; the output as above, with row stride N.
             #[cfg(target_arch = "x86_64")]
             unsafe {
                 use crate::cpu::gemm::avx512::hwc_tile;
-                if mr == 8 {
-                    hwc_tile::<8, 2>(self.khkw, self.cg, rows.as_ptr(), w, tile.as_mut_ptr());
+                let offs = self.offs.as_ptr().add(e0);
+                if nr == 16 {
+                    hwc_tile::<MR, 1>(
+                        self.khkw, self.cg, x, offs, self.n_pad, w, bias, self.relu, dst, n_pos, positions,
+                        channels,
+                    );
                 } else {
-                    hwc_tile::<16, 1>(self.khkw, self.cg, rows.as_ptr(), w, tile.as_mut_ptr());
+                    hwc_tile::<MR, 2>(
+                        self.khkw, self.cg, x, offs, self.n_pad, w, bias, self.relu, dst, n_pos, positions,
+                        channels,
+                    );
                 }
             }
             // `available` is false off x86_64, so no HwcConv exists there.
             #[cfg(not(target_arch = "x86_64"))]
-            let _ = (w, &mut tile);
-            let valid = mr.min(n_pos - e0);
-            for j in 0..channels {
-                let beta = self.bias[ch0 + j];
-                // SAFETY: (img, channel ch0 + j, positions e0..e0 + valid) is inside the
-                // output; only this task writes this channel block's positions.
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        out.ptr().add((img * self.out_channels + ch0 + j) * n_pos + e0),
-                        valid,
-                    )
-                };
-                for (i, d) in dst.iter_mut().enumerate() {
-                    let v = tile[i * nr + j] + beta;
-                    *d = if self.relu { v.max(0.0) } else { v };
-                }
+            let _ = (w, bias, x, dst, positions, channels);
+        }
+    }
+}
+
+/// `dst[s · c + ch] = src[ch · plane + s]` for `c` channel planes of `plane` values.
+fn to_channel_last(src: &[f32], plane: usize, c: usize, dst: &mut [f32]) {
+    assert!(src.len() >= c * plane && dst.len() >= c * plane, "channel-last copy out of bounds");
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") && c * plane < i32::MAX as usize {
+        // SAFETY: the feature was detected; the bounds were checked above.
+        return unsafe { to_channel_last_avx512(src, plane, c, dst) };
+    }
+    for s0 in (0..plane).step_by(64) {
+        let s1 = (s0 + 64).min(plane);
+        for (ch, row) in src.chunks_exact(plane).take(c).enumerate() {
+            for (s, &v) in row[s0..s1].iter().enumerate() {
+                dst[(s0 + s) * c + ch] = v;
+            }
+        }
+    }
+}
+
+/// [`to_channel_last`] with one hardware gather per 16 channels of a position.
+///
+/// # Safety
+/// AVX-512F is available; `src` and `dst` hold `c · plane` floats, fewer than 2^31.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn to_channel_last_avx512(src: &[f32], plane: usize, c: usize, dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
+    let stride = plane as i32;
+    let lanes = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(stride),
+    );
+    for ch0 in (0..c).step_by(16) {
+        let n = (c - ch0).min(16);
+        let keep: __mmask16 = if n == 16 { 0xffff } else { (1u16 << n) - 1 };
+        for s in 0..plane {
+            // SAFETY: lanes under `keep` read channels ch0.. ch0 + n of position s and write
+            // that many floats of row s: inside both buffers.
+            unsafe {
+                let base = src.as_ptr().add(ch0 * plane + s);
+                let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), keep, lanes, base);
+                _mm512_mask_storeu_ps(dst.as_mut_ptr().add(s * c + ch0), keep, v);
             }
         }
     }

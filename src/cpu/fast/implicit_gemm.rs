@@ -123,14 +123,6 @@ pub(crate) fn expansion_pays_off(layer: &ConvLayer) -> bool {
         && g.in_channels * dense_plane <= MAX_EXPANDED / 2
 }
 
-/// Whether the layer's columns fill `nr`-wide tiles (at most 1/16 padding), or can be
-/// folded across images to fill them (batch > 1).
-pub(crate) fn fills_tiles(layer: &ConvLayer, nr: usize) -> bool {
-    let n = layer.mask().len();
-    let padded = n.next_multiple_of(nr);
-    layer.geometry().batch > 1 || 16 * (padded - n) <= padded
-}
-
 /// A compact input's map, for the per-task expansion.
 struct Expand {
     kind: u32,

@@ -7,10 +7,12 @@
 //! - depthwise (one input channel per group): [`depthwise`], a direct kernel;
 //! - at most [`gemv::MAX_COLS`] columns in all (fully connected layers at small batch):
 //!   [`gemv`], dot products over row-major weights;
-//! - a compact input (reads through the previous layer's map) on an AVX-512 CPU, when the
-//!   layer has enough work per input value: [`hwc_conv`], channel-vectorised over a
-//!   channel-last copy of the input;
-//! - everything else: [`implicit_gemm`].
+//! - on an AVX-512 CPU, a spatial conv with a perforated output or a compact input (where
+//!   the implicit GEMM would gather its B values), or a dense one on a small plane:
+//!   [`hwc_conv`], channel-vectorised over a channel-last copy of the input (see
+//!   `hwc_pays_off` for the measured rule);
+//! - everything else: [`implicit_gemm`] (which expands a compact input per task when its
+//!   output is dense, so its tiles read regularly).
 
 mod depthwise;
 pub(crate) mod elementwise;
@@ -68,12 +70,19 @@ impl FastConv {
             FastConv::Depthwise(depthwise::Depthwise::new(layer, relu))
         } else if cols <= gemv::MAX_COLS {
             FastConv::Gemv(gemv::Gemv::new(layer, relu))
-        } else if kern.name == "avx512" && hwc_pays_off(layer, kern.nr) && hwc_conv::HwcConv::available(layer)
-        {
+        } else if kern.name == "avx512" && hwc_pays_off(layer) && hwc_conv::HwcConv::available(layer) {
             FastConv::Hwc(hwc_conv::HwcConv::new(layer, relu))
         } else {
             FastConv::Gemm(implicit_gemm::ImplicitGemm::new(layer, relu, kern))
         }
+    }
+
+    /// The channel-vectorised (HWC) path for `layer` whatever [`FastConv::new`]'s choice
+    /// would be, or `None` where it cannot run (no AVX-512, a barycentric input map, offsets
+    /// past 32 bits): for tests and comparisons.
+    pub fn hwc(layer: &ConvLayer) -> Option<FastConv> {
+        let relu = layer.relu() && !layer.relu_after_gather();
+        hwc_conv::HwcConv::available(layer).then(|| FastConv::Hwc(hwc_conv::HwcConv::new(layer, relu)))
     }
 
     /// The kernel family that runs (for benches and profiles).
@@ -103,33 +112,35 @@ impl FastConv {
     }
 }
 
-/// Whether the HWC path pays off: the input is compact (the implicit GEMM would gather
-/// every read through the map) and the layer has enough work per input value to amortise
-/// the transposition (`PERFORATE_HWC=0` turns the path off, `PERFORATE_HWC=1` on wherever it is
-/// available: comparisons only).
-fn hwc_pays_off(layer: &ConvLayer, nr: usize) -> bool {
+/// Whether the HWC path pays off (`PERFORATE_HWC=0` turns the path off, `PERFORATE_HWC=1`
+/// on wherever it is available: comparisons only). It needs a few input channels per group
+/// and a spatial kernel (1x1 convs and first layers measured faster on the implicit GEMM)
+/// and output channels that fill most of its 16- or 32-wide channel tiles. Measured on the
+/// 28x28 networks at batch 64 and ResNet-18 at batch 1:
+/// - a perforated output or a compact input: the implicit GEMM gathers every B value there,
+///   this path none (fashion_resnet 16 channels at 28x28, q = 1/2: 1.04 -> 0.52 ms;
+///   ResNet-18 3x3 layers 7-27% faster), except a strided conv over a dense input, whose
+///   gathers read a dense plane (ResNet-18's 56 -> 28 stride-2 conv: 0.31 here 0.39);
+/// - a dense conv: stride 1, 3x3 or larger, full channel tiles, at most 1024 positions
+///   (ResNet-18 28x28 to 7x7: 5-25% faster; at 56x56 the implicit GEMM's regular tiles win).
+fn hwc_pays_off(layer: &ConvLayer) -> bool {
     if std::env::var("PERFORATE_HWC").is_ok_and(|v| v == "0") {
         return false;
     }
     if std::env::var("PERFORATE_HWC").is_ok_and(|v| v == "1") {
         return true;
     }
-    // Measured on ResNet-18 at q = 1/2: a clear win where the input is compact (the implicit
-    // GEMM gathers every read through the map); no better for perforated outputs or strides
-    // over a dense input, where the implicit GEMM's gathers read a dense plane.
-    // A dense output on a compact input reads the implicit GEMM's per-task expansion
-    // regularly: faster there for few output channels, whose vectors here are short, when
-    // the GEMM's tiles fill (fashion_resnet b64, 16 channels at 28x28: 1.82 -> 1.59 ms; 64
-    // channels at 7x7: equal); slower for many channels (ResNet-18 b1, 128 at 28x28: 0.89 ms
-    // on this path, 0.96 expanded) and where an image's positions leave a tile mostly empty
-    // (256 at 14x14: 0.88 vs 1.08; 512 at 7x7: 1.08 vs 1.35).
     let g = layer.geometry();
-    let expands = g.out_channels_per_group() < 64
-        && implicit_gemm::expansion_pays_off(layer)
-        && implicit_gemm::fills_tiles(layer, nr);
-    let compact_input = layer.input_map().is_some() && !expands;
-    // The channel-last copy costs about ten cycles per input value, a multiply-add 1/32:
-    // the layer must do a few hundred multiply-adds per input value, and enough per tap.
-    let macs = g.out_channels * layer.mask().len() * g.kernel_h * g.kernel_w * g.in_channels_per_group();
-    compact_input && g.in_channels_per_group() >= 8 && macs >= 256 * g.in_channels * layer.input_plane()
+    let (cg, tg, khkw) = (g.in_channels_per_group(), g.out_channels_per_group(), g.kernel_h * g.kernel_w);
+    let nr = if tg <= 16 { 16 } else { 32 };
+    let tiles = tg.div_ceil(nr) * nr;
+    let unit_stride = g.stride_h == 1 && g.stride_w == 1;
+    let compact_input = layer.input_map().is_some();
+    if cg < 8 || khkw < 4 {
+        return false;
+    }
+    if compact_input || !layer.mask().is_dense() {
+        return (unit_stride || compact_input) && 4 * tg >= 3 * tiles;
+    }
+    unit_stride && khkw >= 9 && cg >= 16 && tg == tiles && layer.mask().len() <= 1024
 }

@@ -173,33 +173,45 @@ unsafe fn tile_indirect(
 /// The channel-vectorised tile of [`crate::cpu::FastConv`]'s HWC path: `MR` output
 /// positions × `16·NV` output channels, over `taps` kernel offsets × `cg` input channels.
 ///
-/// Registers: `MR·NV` accumulators (8 × 2 or 16 × 1: 16 zmm), `NV` weight vectors, one
-/// broadcast. Loop: for each tap, the `MR` positions' input rows (`rows[tap·MR + i]`, `cg`
+/// Registers: `MR·NV` accumulators (8 × 1 or 8 × 2), `NV` weight vectors, one broadcast.
+/// Loop: for each tap, the `MR` positions' input rows (`x + offs[tap·ld_offs + i]`, `cg`
 /// channel values each, channel-last); for each input channel, load the weights
-/// `w[tap][ci][0..16·NV]`, broadcast each position's value and issue `MR·NV` FMAs. The
-/// result is stored row-major `out[i][0..16·NV]` (positions × channels).
+/// `w[tap][ci][0..16·NV]`, broadcast each position's value and issue `MR·NV` FMAs.
+/// Epilogue: add `bias`, apply the ReLU, and scatter each of the first `positions`
+/// positions' channel vector into `out[channel · ld_out + i]` (channel-major, as the
+/// output is stored), channels under `channels` only.
 ///
 /// # Safety
-/// The CPU has AVX-512F; `rows` holds `taps·MR` pointers to `cg` readable floats each; `w`
-/// holds `taps·cg·16·NV` floats; `out` holds `MR·16·NV` floats.
+/// The CPU has AVX-512F; `offs` holds `taps` rows of `MR` offsets at stride `ld_offs`, each
+/// leaving `cg` readable floats from `x`; `w` holds `taps·cg·16·NV` floats, `bias` `16·NV`;
+/// `out + channel·ld_out + i` is writable for every channel below `channels` and position
+/// below `positions` (at most `MR`); `ld_out · 16·NV < 2^31`.
 #[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn hwc_tile<const MR: usize, const NV: usize>(
     taps: usize,
     cg: usize,
-    rows: *const *const f32,
+    x: *const f32,
+    offs: *const u32,
+    ld_offs: usize,
     w: *const f32,
+    bias: *const f32,
+    relu: bool,
     out: *mut f32,
+    ld_out: usize,
+    positions: usize,
+    channels: usize,
 ) {
     let mut acc = [[_mm512_setzero_ps(); NV]; MR];
     let mut w = w;
     for t in 0..taps {
-        // SAFETY: the caller's contract: MR row pointers per tap, cg floats each; w advances
+        // SAFETY: the caller's contract: MR offsets per tap, cg floats each; w advances
         // by 16·NV floats per input channel, taps·cg times in all.
         unsafe {
-            let r = rows.add(t * MR);
+            let r = offs.add(t * ld_offs);
             let mut p = [std::ptr::null::<f32>(); MR];
-            for (i, x) in p.iter_mut().enumerate() {
-                *x = *r.add(i);
+            for (i, x_i) in p.iter_mut().enumerate() {
+                *x_i = x.add(*r.add(i) as usize);
             }
             for ci in 0..cg {
                 let mut wv = [_mm512_setzero_ps(); NV];
@@ -216,10 +228,29 @@ pub(crate) unsafe fn hwc_tile<const MR: usize, const NV: usize>(
             }
         }
     }
-    for (i, row) in acc.iter().enumerate() {
-        for (v, &r) in row.iter().enumerate() {
-            // SAFETY: out holds MR rows of 16·NV floats.
-            unsafe { _mm512_storeu_ps(out.add(i * 16 * NV + 16 * v), r) };
+    #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
+    let ld = ld_out as i32;
+    let index = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(ld),
+    );
+    let zero = _mm512_setzero_ps();
+    for v in 0..NV {
+        let n = channels.saturating_sub(16 * v).min(16);
+        if n == 0 {
+            break;
+        }
+        let keep: __mmask16 = if n == 16 { 0xffff } else { (1u16 << n) - 1 };
+        // SAFETY: bias holds 16·NV floats.
+        let beta = unsafe { _mm512_loadu_ps(bias.add(16 * v)) };
+        for (i, row) in acc.iter().enumerate().take(positions) {
+            let mut r = _mm512_add_ps(row[v], beta);
+            if relu {
+                r = _mm512_max_ps(r, zero);
+            }
+            // SAFETY: the kept lanes write channels 16·v + lane below `channels` of
+            // position i < positions: writable by the contract.
+            unsafe { _mm512_mask_i32scatter_ps::<4>(out.add(16 * v * ld_out + i).cast(), keep, index, r) };
         }
     }
 }
