@@ -162,12 +162,13 @@ fn compact_inputs_expanded_per_task() {
 
 /// The HWC path forced on seeded random geometries (channel counts around its 16- and
 /// 32-wide channel tiles, partial 8-position tiles, groups, stride, padding, dilation,
-/// perforated outputs, compact nearest and zeros inputs) against the naive reference.
+/// perforated outputs, compact nearest and zeros inputs) against the naive reference, with
+/// the channel-last copy and, where no tap reads padding, reading the input as stored.
 #[test]
 fn hwc_path_on_random_geometries() {
     let mut rng = SeededRng::new(4242);
     let mut pick = |n: usize| usize::try_from(rng.next_u64() % n as u64).expect("below n");
-    let mut ran = 0;
+    let (mut ran, mut ran_direct) = (0, 0);
     for seed in 0..50u64 {
         let groups = [1, 1, 1, 2, 3][pick(5)];
         let in_channels = groups * (1 + pick(12));
@@ -175,9 +176,11 @@ fn hwc_path_on_random_geometries() {
         let (kh, kw) = (1 + pick(3), 1 + pick(3));
         let dilation = 1 + pick(2);
         let (in_h, in_w) = (dilation * (kh - 1) + 1 + pick(12), dilation * (kw - 1) + 1 + pick(12));
+        // A third without padding: the direct mode's case.
+        let pad = if pick(3) == 0 { [0; 4] } else { [pick(3), pick(3), pick(3), pick(3)] };
         let g = ConvGeometry::new(in_channels, in_h, in_w, out_channels, kh, kw)
             .with_stride(1 + pick(2))
-            .with_padding_tlbr(pick(3), pick(3), pick(3), pick(3))
+            .with_padding_tlbr(pad[0], pad[1], pad[2], pad[3])
             .with_dilation(dilation)
             .with_groups(groups)
             .with_batch(1 + pick(3));
@@ -199,16 +202,24 @@ fn hwc_path_on_random_geometries() {
             in_interp: [MapKind::Nearest, MapKind::Zeros][pick(2)],
         };
         let built = p.build();
-        let Some(fast) = FastConv::hwc(&built.layer) else {
+        if FastConv::hwc(&built.layer, false).is_none() {
             eprintln!("skipping the HWC path: not available on this CPU");
             return;
-        };
-        let mut out = vec![f32::NAN; built.compact_ref.len()];
-        fast.run(built.input.as_slice().unwrap(), &mut out);
-        assert_close(&format!("{} [hwc]", p.label()), &out, &built.compact_ref, TOL);
+        }
+        for direct in [false, true] {
+            // Direct (the input as stored) only runs where no tap reads padding.
+            let Some(fast) = FastConv::hwc(&built.layer, direct) else { continue };
+            let mut out = vec![f32::NAN; built.compact_ref.len()];
+            fast.run(built.input.as_slice().unwrap(), &mut out);
+            assert_close(&format!("{} [hwc direct={direct}]", p.label()), &out, &built.compact_ref, TOL);
+            ran_direct += usize::from(direct);
+        }
         ran += 1;
     }
-    assert!(ran > 30, "only {ran} geometries were valid");
+    assert!(
+        ran > 30 && ran_direct > 5,
+        "only {ran} geometries were valid, {ran_direct} without padding taps"
+    );
 }
 
 /// Seeded random geometries: a property test over the whole parameter space.

@@ -52,6 +52,9 @@ pub(crate) struct HwcConv {
     offs: Vec<u32>,
     /// Positions per tap row of `offs`: N rounded up to whole tasks.
     n_pad: usize,
+    /// Read the input as stored (`[B, C, plane]`, channels a plane apart), with no
+    /// channel-last copy: for layers without padding taps (see [`HwcConv::direct_applies`]).
+    direct: bool,
     /// The channel-last copy of the input, reused between runs.
     hwc: Mutex<Vec<f32>>,
 }
@@ -87,7 +90,16 @@ impl HwcConv {
         }
     }
 
-    pub fn new(layer: &ConvLayer, relu: bool) -> Self {
+    /// Whether the layer can be read as stored, without the channel-last copy: no tap reads
+    /// padding (a pointwise conv, or one without padding), so every offset is a position of
+    /// the input plane.
+    pub fn direct_applies(layer: &ConvLayer) -> bool {
+        Taps::new(layer).table.iter().all(|&t| t != PAD)
+    }
+
+    /// Prepares `layer`; `direct` reads the input as stored (only where
+    /// [`HwcConv::direct_applies`]).
+    pub fn new(layer: &ConvLayer, relu: bool, direct: bool) -> Self {
         let g = layer.geometry();
         let (cg, tg, khkw) = (g.in_channels_per_group(), g.out_channels_per_group(), g.kernel_h * g.kernel_w);
         let nr = if tg <= 16 { 16 } else { 32 };
@@ -121,7 +133,17 @@ impl HwcConv {
                 let t =
                     taps.table.get(tap * taps.n_pos + e).filter(|_| e < taps.n_pos).copied().unwrap_or(PAD);
                 let r = if t == PAD { plane } else { t as usize };
-                *o = u32::try_from(r * g.in_channels).expect("checked by `available`: offsets fit in u32");
+                // Direct: positions past N read position 0 (their results are never stored).
+                let r = if direct {
+                    if t == PAD {
+                        0
+                    } else {
+                        r
+                    }
+                } else {
+                    r * g.in_channels
+                };
+                *o = u32::try_from(r).expect("checked by `available`: offsets fit in u32");
             }
         }
         HwcConv {
@@ -141,6 +163,7 @@ impl HwcConv {
             taps,
             offs,
             n_pad,
+            direct,
             hwc: Mutex::new(Vec::new()),
         }
     }
@@ -149,13 +172,17 @@ impl HwcConv {
         let (c, plane, n_pos) = (self.in_channels, self.plane, self.taps.n_pos);
         assert!(x.len() >= self.batch * c * plane, "conv input too short");
         assert!(out.len() >= self.batch * self.out_channels * n_pos, "conv output buffer too small");
+        let macs = self.batch * self.out_channels * n_pos * self.khkw * self.cg;
+        let parallel = macs >= SEQUENTIAL_MACS;
+        if self.direct {
+            let image_len = c * plane;
+            return self.tasks(parallel, out, |img| &x[img * image_len..][..image_len]);
+        }
         let mut fallback = Vec::new();
         let mut guard = self.hwc.try_lock().ok();
         let hwc = guard.as_deref_mut().unwrap_or(&mut fallback);
         let image_len = (plane + 1) * c;
         hwc.resize(self.batch * image_len, 0.0);
-        let macs = self.batch * self.out_channels * n_pos * self.khkw * self.cg;
-        let parallel = macs >= SEQUENTIAL_MACS;
 
         // Transpose each image to channel-last rows; row `plane` stays zero.
         let transpose = |(dst, src): (&mut [f32], &[f32])| {
@@ -170,14 +197,20 @@ impl HwcConv {
         }
 
         let hwc: &[f32] = hwc;
-        let eblocks = n_pos.div_ceil(POSITIONS_PER_TASK);
+        self.tasks(parallel, out, |img| &hwc[img * image_len..][..image_len]);
+    }
+
+    /// Runs every task, image `img` read from `image(img)` (channel-last, or as stored when
+    /// direct).
+    fn tasks<'a>(&self, parallel: bool, out: &mut [f32], image: impl Fn(usize) -> &'a [f32] + Sync) {
+        let eblocks = self.taps.n_pos.div_ceil(POSITIONS_PER_TASK);
         let tasks = self.batch * self.groups * self.cblocks * eblocks;
         let out = SendPtr(out.as_mut_ptr());
         let run_task = |t: usize| {
             let (eb, rest) = (t % eblocks, t / eblocks);
             let (cb, rest) = (rest % self.cblocks, rest / self.cblocks);
             let (grp, img) = (rest % self.groups, rest / self.groups);
-            self.task(&hwc[img * image_len..][..image_len], out, img, grp, cb, eb);
+            self.task(image(img), out, img, grp, cb, eb);
         };
         if parallel {
             (0..tasks).into_par_iter().for_each(run_task);
@@ -194,7 +227,12 @@ impl HwcConv {
         let bias = self.bias[(grp * self.cblocks + cb) * nr..].as_ptr();
         let channels = nr.min(self.tg - cb * nr);
         let ch0 = grp * self.tg + cb * nr;
-        let x = hwc[grp * self.cg..].as_ptr();
+        // Channel-last rows hold the group's channels from grp·cg; as stored, its planes.
+        let (x, cs) = if self.direct {
+            (hwc[grp * self.cg * self.plane..].as_ptr(), self.plane)
+        } else {
+            (hwc[grp * self.cg..].as_ptr(), 1)
+        };
         let e_end = ((eb + 1) * POSITIONS_PER_TASK).min(n_pos);
         for e0 in (eb * POSITIONS_PER_TASK..e_end).step_by(MR) {
             let positions = MR.min(n_pos - e0);
@@ -211,13 +249,13 @@ impl HwcConv {
                 let offs = self.offs.as_ptr().add(e0);
                 if nr == 16 {
                     hwc_tile::<MR, 1>(
-                        self.khkw, self.cg, x, offs, self.n_pad, w, bias, self.relu, dst, n_pos, positions,
-                        channels,
+                        self.khkw, self.cg, cs, x, offs, self.n_pad, w, bias, self.relu, dst, n_pos,
+                        positions, channels,
                     );
                 } else {
                     hwc_tile::<MR, 2>(
-                        self.khkw, self.cg, x, offs, self.n_pad, w, bias, self.relu, dst, n_pos, positions,
-                        channels,
+                        self.khkw, self.cg, cs, x, offs, self.n_pad, w, bias, self.relu, dst, n_pos,
+                        positions, channels,
                     );
                 }
             }

@@ -174,8 +174,9 @@ unsafe fn tile_indirect(
 /// positions × `16·NV` output channels, over `taps` kernel offsets × `cg` input channels.
 ///
 /// Registers: `MR·NV` accumulators (8 × 1 or 8 × 2), `NV` weight vectors, one broadcast.
-/// Loop: for each tap, the `MR` positions' input rows (`x + offs[tap·ld_offs + i]`, `cg`
-/// channel values each, channel-last); for each input channel, load the weights
+/// Loop: for each tap, the `MR` positions' input values (`x + offs[tap·ld_offs + i]`, then
+/// `cs` floats apart for each of `cg` channels: 1 channel-last, the plane for `[C, plane]`);
+/// for each input channel, load the weights
 /// `w[tap][ci][0..16·NV]`, broadcast each position's value and issue `MR·NV` FMAs.
 /// Epilogue: add `bias`, apply the ReLU, and scatter each of the first `positions`
 /// positions' channel vector into `out[channel · ld_out + i]` (channel-major, as the
@@ -183,7 +184,7 @@ unsafe fn tile_indirect(
 ///
 /// # Safety
 /// The CPU has AVX-512F; `offs` holds `taps` rows of `MR` offsets at stride `ld_offs`, each
-/// leaving `cg` readable floats from `x`; `w` holds `taps·cg·16·NV` floats, `bias` `16·NV`;
+/// leaving `cg` readable floats `cs` apart from `x`; `w` holds `taps·cg·16·NV` floats, `bias` `16·NV`;
 /// `out + channel·ld_out + i` is writable for every channel below `channels` and position
 /// below `positions` (at most `MR`); `ld_out · 16·NV < 2^31`.
 #[target_feature(enable = "avx512f")]
@@ -191,6 +192,7 @@ unsafe fn tile_indirect(
 pub(crate) unsafe fn hwc_tile<const MR: usize, const NV: usize>(
     taps: usize,
     cg: usize,
+    cs: usize,
     x: *const f32,
     offs: *const u32,
     ld_offs: usize,
@@ -219,7 +221,7 @@ pub(crate) unsafe fn hwc_tile<const MR: usize, const NV: usize>(
                     *x = _mm512_loadu_ps(w.add(16 * v));
                 }
                 for (row, &pi) in acc.iter_mut().zip(&p) {
-                    let a = _mm512_set1_ps(*pi.add(ci));
+                    let a = _mm512_set1_ps(*pi.add(ci * cs));
                     for (r, &x) in row.iter_mut().zip(&wv) {
                         *r = _mm512_fmadd_ps(a, x, *r);
                     }
