@@ -122,8 +122,8 @@ impl Conv {
     }
 
     /// Whether the convolution is 1×1 with stride 1 and no padding: such a layer maps
-    /// each position to itself, so it runs directly on a compact tensor and is never a
-    /// perforation candidate (METHOD.md §3).
+    /// each position to itself, so on a compact input it runs on the compact positions and
+    /// inherits the input's map (METHOD.md §3).
     pub fn is_pointwise(&self) -> bool {
         self.kernel == [1, 1] && self.stride == [1, 1] && self.pads == [0; 4]
     }
@@ -399,22 +399,54 @@ impl Network {
         net
     }
 
-    /// Names of the conv layers that are perforation candidates: every conv that is not
-    /// pointwise (1×1, stride 1, no padding) and whose output map has more than one
-    /// position.
+    /// Names of the conv layers that are perforation candidates (METHOD.md §3): every conv
+    /// whose output map has more than one position, pointwise ones (1×1, stride 1, no
+    /// padding) included, except a pointwise conv that inherits its compact input's map in
+    /// this network as it is perforated now ([`Network::inheriting_pointwise`]): it already
+    /// runs on the compact positions for free. On a dense network every pointwise conv
+    /// with a spatial output is a candidate (the first conv of a ResNet bottleneck).
     pub fn eligible_convs(&self) -> Result<Vec<String>> {
         let plan = crate::plan::Plan::compile(&self.dense(), 1, crate::plan::PlanOptions::default())?;
+        let inheriting = self.inheriting_pointwise()?;
         Ok(self
             .layers
             .iter()
-            .filter(|l| matches!(&l.op, Op::Conv(c) if !c.is_pointwise()))
+            .filter(|l| matches!(&l.op, Op::Conv(_)) && !inheriting.contains(&l.name))
             .filter(|l| plan.output_of(&l.name).is_some_and(|t| t.height * t.width > 1))
             .map(|l| l.name.clone())
             .collect())
     }
 
+    /// The unperforated pointwise convs whose input is compact in this network (through a
+    /// nearest or barycentric map): each runs on the compact positions and inherits its
+    /// input's map and speedup, so it is not a perforation candidate while its input stays
+    /// compact. (Through a zeros map a pointwise conv reads through the map instead: its
+    /// bias would land on the skipped positions.)
+    pub fn inheriting_pointwise(&self) -> Result<std::collections::HashSet<String>> {
+        let pointwise =
+            |l: &&Layer| matches!(&l.op, Op::Conv(c) if c.is_pointwise() && c.perforation.is_none());
+        if !self.layers.iter().any(|l| pointwise(&l)) {
+            return Ok(Default::default());
+        }
+        let plan = crate::plan::Plan::compile(self, 1, crate::plan::PlanOptions::default())?;
+        Ok(self
+            .layers
+            .iter()
+            .filter(pointwise)
+            .filter(|l| {
+                l.inputs
+                    .first()
+                    .and_then(|i| plan.output_of(i))
+                    .and_then(|t| t.map())
+                    .is_some_and(|m| m.kind() != crate::interp::MapKind::Zeros)
+            })
+            .map(|l| l.name.clone())
+            .collect())
+    }
+
     /// Perforates every eligible conv at kept fraction `q` (seeds `seed`, `seed + 1`, ...
-    /// in layer order) and returns their names.
+    /// in layer order) and returns their names: in layer order, so a pointwise conv whose
+    /// input has become compact by then inherits that map instead.
     pub fn perforate_all(&mut self, kept_fraction: f64, seed: u64) -> Result<Vec<String>> {
         self.perforate_all_with(kept_fraction, seed, &MaskStrategy::Uniform)
     }
@@ -436,10 +468,30 @@ impl Network {
         strategy: &MaskStrategy,
     ) -> Result<Vec<String>> {
         let names = self.eligible_convs()?;
-        for (i, name) in names.iter().enumerate() {
-            self.set_perforation_with(name, kept_fraction, seed.wrapping_add(i as u64), strategy.clone())?;
+        let mut done: Vec<String> = Vec::new();
+        // Whether a conv was perforated since the last look at which pointwise convs inherit.
+        let mut changed = true;
+        let mut inheriting = Default::default();
+        for name in &names {
+            if self.layer(name).is_some_and(|l| matches!(&l.op, Op::Conv(c) if c.is_pointwise())) {
+                if changed {
+                    inheriting = self.inheriting_pointwise()?;
+                    changed = false;
+                }
+                if inheriting.contains(name) {
+                    continue;
+                }
+            }
+            self.set_perforation_with(
+                name,
+                kept_fraction,
+                seed.wrapping_add(done.len() as u64),
+                strategy.clone(),
+            )?;
+            done.push(name.clone());
+            changed = true;
         }
-        Ok(names)
+        Ok(done)
     }
 
     /// Theoretical speedup of the network at `batch`: FLOPs of the dense network over

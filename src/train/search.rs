@@ -253,10 +253,13 @@ pub fn greedy_search_with(
             SearchStrategy::IterativeImpact => Some(PerforationPlan::from_network(&current)?),
             _ => None,
         };
+        // Pointwise convs that inherit their compact input's map are not candidates while
+        // they do (METHOD.md §3).
+        let inheriting = current.inheriting_pointwise()?;
         let mut best: Option<(f64, String, Network, f64, f64, f64)> = None;
         for layer in &layers {
             let r = rung[layer];
-            if r + 1 >= rungs.len() {
+            if r + 1 >= rungs.len() || inheriting.contains(layer) {
                 continue;
             }
             let q = rungs[r + 1];
