@@ -1,5 +1,5 @@
 //! Where a CPU run spends its time, step by step: `cargo run --release --example
-//! layer_times -- MODEL.onnx [BATCH] [Q] [alternate]` prints each plan step's kernel, output shape and
+//! layer_times -- MODEL.onnx|ZOO_NAME [BATCH] [Q] [alternate]` prints each plan step's kernel, output shape and
 //! best time over 20 runs (dense, or every perforable conv at kept fraction Q).
 
 use std::time::Instant;
@@ -13,7 +13,12 @@ fn main() -> perforate::Result<()> {
     let path = args.get(1).expect("usage: layer_times MODEL.onnx [BATCH] [Q]");
     let batch: usize = args.get(2).map_or(1, |b| b.parse().expect("batch"));
     let q: f64 = args.get(3).map_or(1.0, |b| b.parse().expect("kept fraction"));
-    let mut net = perforate::onnx::load(path)?.network;
+    // An ONNX file, or a zoo network by name at full size.
+    let mut net = if path.ends_with(".onnx") {
+        perforate::onnx::load(path)?.network
+    } else {
+        perforate::network::zoo::build(path, perforate::network::zoo::ZooConfig::default())?
+    };
     // A fourth argument `alternate` perforates every other eligible conv only (dense convs
     // reading compact inputs and the reverse, as a searched plan has them).
     if q < 1.0 && args.get(4).is_some_and(|a| a == "alternate") {
