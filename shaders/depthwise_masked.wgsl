@@ -38,6 +38,10 @@ struct Params {
     lda: u32,
     relu: u32,
     in_map_kind: u32,
+    relu_cap: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -91,6 +95,9 @@ fn main(
     var r = acc + bias[t];
     if params.relu != 0u {
         r = max(r, 0.0);
+        if params.relu_cap > 0.0 {
+            r = min(r, params.relu_cap);
+        }
     }
     out[i] = r;
 }

@@ -28,7 +28,7 @@ struct Params {
     n_pos: u32,
     out_channels: u32,
     out_channel_offset: u32,
-    _pad: u32,
+    relu_cap: f32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -91,6 +91,9 @@ fn main(
             }
             if params.relu != 0u {
                 v = max(v, 0.0);
+                if params.relu_cap > 0.0 {
+                    v = min(v, params.relu_cap);
+                }
             }
             let global = params.col_start + j;
             let image = global / params.n_pos;

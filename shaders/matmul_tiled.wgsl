@@ -26,7 +26,7 @@
 //                  memory, A transposed so that 4 rows sit in one vec4; out-of-range loads
 //                  are zero
 //   kk loop        per thread, one vec4 of A and one of B per 4x4 block: four vec4 FMAs
-//   epilogue       bias, optional ReLU, and the scatter of global column col_start + j to
+//   epilogue       bias, optional ReLU (capped at relu_cap when that is > 0), and the scatter of global column col_start + j to
 //                  (image, position) = divmod(col_start + j, n_pos) of the output tensor.
 // lda and ldb are multiples of 4 by construction (the host pads), so every vec4 load is
 // aligned and either wholly inside a row or wholly in its zero padding.
@@ -43,7 +43,7 @@ struct Params {
     n_pos: u32,
     out_channels: u32,
     out_channel_offset: u32,
-    _pad: u32,
+    relu_cap: f32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -116,6 +116,9 @@ fn store_block(c: array<vec4<f32>, 4>, row0: u32, col0: u32) {
             var v = c[i][j] + beta;
             if params.relu != 0u {
                 v = max(v, 0.0);
+                if params.relu_cap > 0.0 {
+                    v = min(v, params.relu_cap);
+                }
             }
             let global = params.col_start + colj;
             let image = global / params.n_pos;

@@ -22,6 +22,8 @@ pub struct ConvLayer {
     map: InterpMap,
     input_map: Option<InterpMap>,
     relu: bool,
+    /// Upper bound after the ReLU (ReLU6 and other `Clip(0, max)`); 0 for none.
+    relu_cap: f32,
 }
 
 impl ConvLayer {
@@ -49,7 +51,7 @@ impl ConvLayer {
         }
         let mask = Mask::dense(geometry.out_h(), geometry.out_w())?;
         let map = mask.interpolation_map(0);
-        Ok(ConvLayer { geometry, weights, bias, mask, map, input_map: None, relu: false })
+        Ok(ConvLayer { geometry, weights, bias, mask, map, input_map: None, relu: false, relu_cap: 0.0 })
     }
 
     /// Perforates the layer with `mask`; equidistant positions of the interpolation map
@@ -107,6 +109,20 @@ impl ConvLayer {
         self
     }
 
+    /// Fuses a ReLU capped at `cap` (`min(max(v, 0), cap)`: ReLU6 and other `Clip(0, cap)`)
+    /// after the bias. A cap that is not positive and finite is an error (a ReLU without
+    /// a cap is [`ConvLayer::with_relu`]).
+    pub fn with_relu_cap(mut self, cap: f32) -> Result<Self> {
+        if !(cap > 0.0 && cap.is_finite()) {
+            return Err(Error::InvalidArgument(format!(
+                "a fused ReLU cap must be positive and finite, got {cap}"
+            )));
+        }
+        self.relu = true;
+        self.relu_cap = cap;
+        Ok(self)
+    }
+
     /// The convolution's shape.
     pub fn geometry(&self) -> &ConvGeometry {
         &self.geometry
@@ -140,6 +156,11 @@ impl ConvLayer {
     /// Whether a ReLU follows the bias.
     pub fn relu(&self) -> bool {
         self.relu
+    }
+
+    /// The upper bound of the fused ReLU ([`ConvLayer::with_relu_cap`]), 0 for none.
+    pub fn relu_cap(&self) -> f32 {
+        self.relu_cap
     }
 
     /// Whether the fused ReLU must wait for the gather: relu(barycentric(x)) is not
@@ -262,7 +283,7 @@ pub enum ConvKernels {
 
 /// One launch pair of the schedule: build the columns of one group and one chunk, then
 /// multiply them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ConvStep {
     /// Parameters of `im2col_masked`.
     pub im2col: Im2colMaskedParams,
@@ -272,7 +293,7 @@ pub struct ConvStep {
 
 /// The kernel launches of one layer run, resolved once: both executors walk the same
 /// steps, so CPU and GPU results differ only by floating-point summation order.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ConvSchedule {
     /// Launch pairs in order (chunks outer, groups inner).
     pub steps: Vec<ConvStep>,
@@ -298,6 +319,13 @@ impl ConvSchedule {
         let k = g.k_per_group();
         let batch_cols = g.batch * n;
         let relu_after_gather = layer.relu_after_gather();
+        if relu_after_gather && layer.relu_cap() > 0.0 {
+            return Err(Error::InvalidArgument(format!(
+                "a barycentric perforated layer cannot fuse a capped ReLU (cap {}): the cap must follow the \
+                 interpolation, which applies a plain ReLU only",
+                layer.relu_cap()
+            )));
+        }
         if relu_after_gather && settings.output == OutputForm::Compact {
             return Err(Error::InvalidArgument(
                 "a barycentric layer with a fused ReLU has no compact output: the ReLU must follow the \
@@ -356,11 +384,11 @@ impl ConvSchedule {
                     ldb,
                     a_row_offset: to_u32(group * tg, "weight row")?,
                     relu: u32::from(layer.relu() && !relu_after_gather),
+                    relu_cap: if relu_after_gather { 0.0 } else { layer.relu_cap() },
                     col_start: to_u32(col_start, "column")?,
                     n_pos: to_u32(n, "mask length")?,
                     out_channels: to_u32(g.out_channels, "output channels")?,
                     out_channel_offset: to_u32(group * tg, "output channel offset")?,
-                    _pad: 0,
                 };
                 steps.push(ConvStep { im2col, matmul });
             }
@@ -402,6 +430,8 @@ impl ConvSchedule {
                     lda: m.lda,
                     relu: m.relu,
                     in_map_kind: i.in_map_kind,
+                    relu_cap: m.relu_cap,
+                    ..Default::default()
                 })
             }
             _ => None,

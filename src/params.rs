@@ -62,7 +62,7 @@ pub struct Im2colMaskedParams {
 /// `out[(img · out_channels + out_channel_offset + row) · n_pos + pos]` with
 /// `img, pos = divmod(col_start + j, n_pos)`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
 pub struct MatmulTiledParams {
     /// Rows of A and of the product (output channels of this group).
     pub m: u32,
@@ -86,8 +86,8 @@ pub struct MatmulTiledParams {
     pub out_channels: u32,
     /// First output channel written by this group.
     pub out_channel_offset: u32,
-    /// Padding to a multiple of 16 bytes.
-    pub _pad: u32,
+    /// With `relu`, the upper bound after it (`min(max(v, 0), cap)`); 0 for none.
+    pub relu_cap: f32,
 }
 
 /// `depthwise_masked`: a grouped convolution with one input channel per group, computed
@@ -95,7 +95,7 @@ pub struct MatmulTiledParams {
 /// output (output channel t reads input channel `t / channel_mult`). The input is read as
 /// in [`Im2colMaskedParams`] (dense, or compact through the input map).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
 pub struct DepthwiseMaskedParams {
     /// Dense input height H.
     pub in_h: u32,
@@ -137,6 +137,14 @@ pub struct DepthwiseMaskedParams {
     pub relu: u32,
     /// 0 for a dense input, else the [`crate::MapKind::code`] of the input map.
     pub in_map_kind: u32,
+    /// With `relu`, the upper bound after it; 0 for none.
+    pub relu_cap: f32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad0: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad1: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad2: u32,
 }
 
 /// `gather_interp`: `dense[t, p] = compact[t, map[p]]` for `planes` channel planes

@@ -40,6 +40,7 @@ fn conv_op(
 fn reference_conv(conv: &Conv, x: &[f64], cin: usize, h: usize, w: usize) -> Vec<f64> {
     let g = ConvGeometry::new(cin, h, w, conv.out_channels, conv.kernel[0], conv.kernel[1])
         .with_padding(conv.pads[0])
+        .with_groups(conv.groups)
         .with_batch(B);
     let full = naive_conv(&g, &conv.weights, conv.bias.as_ref().unwrap(), x, false);
     let Some(p) = &conv.perforation else { return full };
@@ -115,6 +116,39 @@ fn relu_clip_and_dropout() {
         p.net.then("relu6", Op::Clip { min: -0.25, max: 0.5 });
         let expected: Vec<f64> = p.d.iter().map(|v| v.clamp(-0.25, 0.5)).collect();
         verify(&format!("clip q={q:?}"), &p.net, &p.x, &expected, &[B, C, H, W]);
+        // Clip(0, max) (ReLU6) fuses into the conv as a capped ReLU, except on a
+        // barycentric-perforated output (the cap must follow the interpolation there).
+        let mut p = pre(q);
+        p.net.then("relu6", Op::Clip { min: 0.0, max: 0.3 });
+        let expected: Vec<f64> = p.d.iter().map(|v| v.clamp(0.0, 0.3)).collect();
+        verify(&format!("relu6 q={q:?}"), &p.net, &p.x, &expected, &[B, C, H, W]);
+        let plan = Plan::compile(&p.net, B, PlanOptions::default()).unwrap();
+        let clips = plan.steps().iter().filter(|s| s.op.kernel() == "clip").count();
+        let barycentric = q.0.is_some() && q.1 == Interpolation::Barycentric;
+        assert_eq!(clips, usize::from(barycentric), "relu6 q={q:?}: clip steps");
+    }
+    // A depthwise conv with ReLU6, as in MobileNetV2: the depthwise kernels' epilogues.
+    for q in [None, Some(0.5)] {
+        let mut net =
+            Network::new("dw", InputSpec { name: "input".into(), channels: 3, height: H, width: W });
+        let weights = SeededRng::new(31).vec_f32(6 * 9, -0.8, 0.8);
+        let bias = Some(SeededRng::new(32).vec_f32(6, -0.5, 0.5));
+        let perforation = q.map(|kept_fraction| Perforation::uniform(kept_fraction, 4));
+        let conv = Conv { groups: 3, perforation, ..Conv::new(6, [3, 3], 1, weights, bias) };
+        let expected: Vec<f64> = reference_conv(
+            &conv,
+            &to_f64(pre((None, Interpolation::Nearest)).x.as_slice().unwrap()),
+            3,
+            H,
+            W,
+        )
+        .iter()
+        .map(|v| v.clamp(0.0, 0.4))
+        .collect();
+        net.push("dw", Op::Conv(conv), &["input"]);
+        net.then("relu6", Op::Clip { min: 0.0, max: 0.4 });
+        let x = pre((None, Interpolation::Nearest)).x;
+        verify(&format!("depthwise relu6 q={q:?}"), &net, &x, &expected, &[B, 6, H, W]);
     }
 }
 

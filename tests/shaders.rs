@@ -97,7 +97,7 @@ const MATMUL_FIELDS: [&str; 12] = [
     "n_pos",
     "out_channels",
     "out_channel_offset",
-    "_pad",
+    "relu_cap",
 ];
 
 #[test]
@@ -126,6 +126,10 @@ fn depthwise_masked_params_mirror() {
             "lda",
             "relu",
             "in_map_kind",
+            "relu_cap",
+            "_pad0",
+            "_pad1",
+            "_pad2",
         ],
     );
 }

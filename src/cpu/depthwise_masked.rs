@@ -64,7 +64,8 @@ pub fn depthwise_masked(
                 }
             }
             let r = acc + bias[t];
-            *value = if p.relu != 0 { r.max(0.0) } else { r };
+            let cap = if p.relu_cap > 0.0 { p.relu_cap } else { f32::INFINITY };
+            *value = if p.relu != 0 { r.max(0.0).min(cap) } else { r };
         }
     });
 }

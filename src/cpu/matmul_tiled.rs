@@ -98,13 +98,15 @@ pub fn matmul_tiled(params: &MatmulTiledParams, a: &[f32], b: &[f32], bias: &[f3
     }
 
     let relu = p.relu != 0;
+    // The ReLU's upper bound (`relu_cap`, 0 for none).
+    let cap = if p.relu_cap > 0.0 { p.relu_cap } else { f32::INFINITY };
     let bias = &bias[p.a_row_offset as usize..p.a_row_offset as usize + m];
     tasks.into_par_iter().for_each(|Task { mut c, row, col }| {
         let a = a.slice(s![row..row + c.nrows(), ..]);
         general_mat_mul(1.0, &a, &b.slice(s![.., col..col + c.ncols()]), 0.0, &mut c);
         for (mut row, &beta) in c.outer_iter_mut().zip(&bias[row..]) {
             if relu {
-                row.mapv_inplace(|v| (v + beta).max(0.0));
+                row.mapv_inplace(|v| (v + beta).max(0.0).min(cap));
             } else {
                 row.mapv_inplace(|v| v + beta);
             }

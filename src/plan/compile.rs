@@ -252,7 +252,24 @@ impl<'n> Builder<'n> {
             None if on_compact => in_kind,
             None => None,
         };
-        let (absorbed, bn, relu) = self.absorb(&layer.name, true, out_kind);
+        let (mut absorbed, bn, relu) = self.absorb(&layer.name, true, out_kind);
+        // A `Clip(0, max)` (ReLU6) after the conv (and its BN) fuses as a capped ReLU, unless
+        // the output is barycentric-perforated (the cap would have to follow the gather).
+        let cap = match (relu, out_kind) {
+            (false, None | Some(MapKind::Nearest | MapKind::Zeros)) if self.options.fuse => {
+                let tail = absorbed.last().map_or(layer.name.as_str(), |l| l.name.as_str());
+                match self.sole_consumer(tail) {
+                    Some(l @ Layer { op: Op::Clip { min, max }, .. })
+                        if *min == 0.0 && *max > 0.0 && max.is_finite() =>
+                    {
+                        absorbed.push(l);
+                        Some(*max)
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
         let mut weights = c.weights.clone();
         let mut bias = c.bias.clone().unwrap_or_else(|| vec![0.0; c.out_channels]);
         if bias.len() != c.out_channels {
@@ -284,6 +301,9 @@ impl<'n> Builder<'n> {
             (geometry.dilation_h, geometry.dilation_w) = (c.dilation[0], c.dilation[1]);
         }
         let mut conv = in_layer(layer, ConvLayer::new(geometry, weights, Some(bias)))?.with_relu(relu);
+        if let Some(cap) = cap {
+            conv = in_layer(layer, conv.with_relu_cap(cap))?;
+        }
         if let (false, Some(map)) = (on_compact, t.map()) {
             conv = in_layer(layer, conv.with_input_map((**map).clone()))?;
         }

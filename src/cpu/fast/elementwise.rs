@@ -144,6 +144,16 @@ fn exp_approx(x: f32) -> f32 {
     p * f32::from_bits(biased)
 }
 
+/// `v = min(v, cap)` for every element (the cap of a fused ReLU6-style activation), in
+/// chunks the compiler vectorises.
+pub(crate) fn cap_in_place(values: &mut [f32], cap: f32) {
+    const CHUNK: usize = 4096;
+    values
+        .par_chunks_mut(CHUNK)
+        .with_min_len(MIN_PARALLEL_ELEMENTS / CHUNK)
+        .for_each(|c| c.iter_mut().for_each(|v| *v = v.min(cap)));
+}
+
 /// Applies `f` to every element, in chunks the compiler vectorises (`f` is inlined).
 fn map_elements(input: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
     const CHUNK: usize = 4096;

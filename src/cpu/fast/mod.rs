@@ -119,6 +119,19 @@ impl FastConv {
             FastConv::Hwc(k) => k.run(x, out),
         }
     }
+
+    /// [`FastConv::run`], then the layer's ReLU cap ([`ConvLayer::relu_cap`]) over the
+    /// output just written, in place (still in cache: a pass over it, not a separate step
+    /// with its own buffer).
+    pub fn run_capped(&self, layer: &ConvLayer, x: &[f32], out: &mut [f32]) {
+        self.run(x, out);
+        let cap = layer.relu_cap();
+        if cap > 0.0 && !layer.relu_after_gather() {
+            let g = layer.geometry();
+            let len = g.batch * g.out_channels * layer.mask().len();
+            elementwise::cap_in_place(&mut out[..len], cap);
+        }
+    }
 }
 
 /// Whether the HWC path pays off (`PERFORATE_HWC=0` turns the path off, `PERFORATE_HWC=1`
