@@ -99,6 +99,13 @@ fn blocking_boundaries_depthwise_and_narrow_products() {
             "depthwise_44x44_s2",
             ConvGeometry::new(3, 44, 44, 3, 3, 3).with_padding(1).with_stride(2).with_groups(3),
         ),
+        // Stride 2 above the threshold with odd widths and pads 2 and 0 (the stride-2
+        // phase split reads both parities of a row, from either first column).
+        (
+            "depthwise_45x47_s2_p2",
+            ConvGeometry::new(3, 45, 47, 3, 5, 5).with_padding(2).with_stride(2).with_groups(3),
+        ),
+        ("depthwise_41x50_s2_p0", ConvGeometry::new(2, 41, 50, 2, 3, 3).with_stride(2).with_groups(2)),
         // Grouped (ResNeXt-like) with many groups.
         ("groups8", ConvGeometry::new(32, 9, 9, 48, 3, 3).with_padding(1).with_groups(8)),
         // Fully connected as a 1x1 conv of a 1x1 map: the narrow-product path.

@@ -243,12 +243,40 @@ fn plane_phases(g: &ConvGeometry, src: &[f32], w: &[f32], dst: &mut [f32], buf: 
     let (hq, wq) = (hp.div_ceil(sy), wp.div_ceil(sx));
     let phase_len = (hq + 1) * wq;
     let grid = oh * wq;
+    // Stride 2 on AVX-512: each input row is split into its even and odd columns by
+    // permutes (into `halves`), and the phases copy contiguous runs of those.
+    #[cfg(target_arch = "x86_64")]
+    let split2 = sx == 2 && std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let split2 = false;
+    let half = g.in_w.div_ceil(32) * 16;
     buf.clear();
-    buf.resize(sy * sx * phase_len + grid, 0.0);
-    let (phases, acc) = buf.split_at_mut(sy * sx * phase_len);
+    buf.resize(sy * sx * phase_len + grid + if split2 { 2 * half } else { 0 }, 0.0);
+    let (phases, rest) = buf.split_at_mut(sy * sx * phase_len);
+    let (acc, halves) = rest.split_at_mut(grid);
     for (y, row) in src.chunks_exact(g.in_w).enumerate() {
         let yp = y + g.pad_top;
         let base = (yp % sy) * sx * phase_len + (yp / sy) * wq;
+        if split2 {
+            // SAFETY: split2 implies AVX-512F; `halves` holds 2·half floats.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                super::pool::deinterleave2_avx512(row, halves, half)
+            };
+            for rx in 0..2 {
+                let j0 = g.pad_left.saturating_sub(rx).div_ceil(2);
+                let x0 = j0 * 2 + rx - g.pad_left;
+                if x0 >= g.in_w {
+                    continue;
+                }
+                let dst_row = &mut phases[base + rx * phase_len + j0..base + rx * phase_len + wq];
+                let n = dst_row.len().min((g.in_w - x0).div_ceil(2));
+                // Input column x0 + 2j is entry j of the half of x0's parity.
+                let from = (x0 % 2) * half + x0 / 2;
+                dst_row[..n].copy_from_slice(&halves[from..from + n]);
+            }
+            continue;
+        }
         for rx in 0..sx {
             // Columns j of this phase read padded column j·sx + rx = input x + pad_left.
             let j0 = g.pad_left.saturating_sub(rx).div_ceil(sx);
@@ -257,8 +285,15 @@ fn plane_phases(g: &ConvGeometry, src: &[f32], w: &[f32], dst: &mut [f32], buf: 
                 continue;
             }
             let dst_row = &mut phases[base + rx * phase_len + j0..base + rx * phase_len + wq];
-            for (d, &v) in dst_row.iter_mut().zip(row[x0..].iter().step_by(sx)) {
-                *d = v;
+            // Columns x0, x0 + sx, ... (a generic `step_by` with a run-time step compiled to
+            // ten instructions per value: most of a large plane's time).
+            let n = dst_row.len().min((g.in_w - x0).div_ceil(sx));
+            if sx == 1 {
+                dst_row[..n].copy_from_slice(&row[x0..x0 + n]);
+            } else {
+                for (j, d) in dst_row[..n].iter_mut().enumerate() {
+                    *d = row[x0 + j * sx];
+                }
             }
         }
     }

@@ -360,7 +360,7 @@ fn horizontal_stride2(
 /// The CPU has AVX-512F; `ph` holds `2·half` floats with `half = ceil(row.len() / 32)·16`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn deinterleave2_avx512(row: &[f32], ph: &mut [f32], half: usize) {
+pub(crate) unsafe fn deinterleave2_avx512(row: &[f32], ph: &mut [f32], half: usize) {
     use std::arch::x86_64::*;
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
