@@ -73,6 +73,22 @@ fn info_run_and_eval() {
     assert_eq!(got.shape(), want.shape());
     assert!(got.iter().zip(want.iter()).all(|(a, b)| (a - b).abs() <= 1e-4 * (1.0 + b.abs())));
     assert_eq!(run.as_array().unwrap().len(), got.shape()[0]);
+    // The same input saved as float64 (numpy's default dtype) gives the same outputs.
+    let input: ArrayD<f32> =
+        ndarray_npy::read_npy(root().join("tests/fixtures/onnx/resnet_like.input.npy")).unwrap();
+    let f64_input = tmp("resnet_in_f64.npy");
+    ndarray_npy::write_npy(&f64_input, &input.mapv(f64::from)).unwrap();
+    let out64 = tmp("resnet_out_f64.npy");
+    ok_json(&[
+        "run",
+        "tests/fixtures/onnx/resnet_like.onnx",
+        f64_input.to_str().unwrap(),
+        "--output",
+        out64.to_str().unwrap(),
+        "--json",
+    ]);
+    let got64: ArrayD<f32> = ndarray_npy::read_npy(&out64).unwrap();
+    assert_eq!(got64, got, "a float64 input converts to the same float32 values");
 
     // An IDX file of 1,000 images, top-2 with Fashion class names.
     let run = ok_json(&["run", "fashion_nin", SAMPLE_IDX, "--top", "2", "--json"]);

@@ -138,3 +138,73 @@ fn image_folders_one_subfolder_per_class() {
     assert!(e.to_string().contains("broken.png"), "{e}");
     assert!(data::load_image_folder(&root.join("nope"), 1, 3, 2).is_err());
 }
+
+/// A version-1 `.npy` file written by hand (an independent writer for the reader's tests).
+fn npy(descr: &str, fortran: bool, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    let shape = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let order = if fortran { "True" } else { "False" };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend_from_slice(&u16::try_from(header.len()).unwrap().to_le_bytes());
+    b.extend_from_slice(header.as_bytes());
+    b.extend_from_slice(data);
+    b
+}
+
+#[test]
+fn npy_tensors_of_every_real_dtype_read_as_f32() {
+    let read = |name: &str, bytes: Vec<u8>| data::read_npy_f32(temp(name, &bytes));
+    let f8: Vec<u8> = [0.5f64, -1.25, 3.0, 4.0, 5.0, 6.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let a = read("f8.npy", npy("<f8", false, &[2, 3], &f8)).unwrap();
+    assert_eq!(a.shape(), &[2, 3]);
+    assert_eq!(a.iter().copied().collect::<Vec<_>>(), [0.5, -1.25, 3.0, 4.0, 5.0, 6.0]);
+    // uint8 images keep their range: nothing is rescaled.
+    let a = read("u1.npy", npy("|u1", false, &[3], &[0, 255, 7])).unwrap();
+    assert_eq!(a.as_slice().unwrap(), [0.0, 255.0, 7.0]);
+    let i4: Vec<u8> = [-3i32, 70000].iter().flat_map(|v| v.to_le_bytes()).collect();
+    assert_eq!(read("i4.npy", npy("<i4", false, &[2], &i4)).unwrap().as_slice().unwrap(), [-3.0, 70000.0]);
+    let be: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|v| v.to_be_bytes()).collect();
+    assert_eq!(read("be.npy", npy(">f4", false, &[2], &be)).unwrap().as_slice().unwrap(), [1.5, -2.0]);
+    // float16: normal, negative, the largest, the smallest subnormal, infinity.
+    let halves: Vec<u8> =
+        [0x3C00u16, 0xC000, 0x3800, 0x7BFF, 0x0001, 0x7C00].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let a = read("f2.npy", npy("<f2", false, &[6], &halves)).unwrap();
+    assert_eq!(a.as_slice().unwrap(), [1.0, -2.0, 0.5, 65504.0, 2f32.powi(-24), f32::INFINITY]);
+    let big: Vec<u8> = [0x3C00u16, 0xC000].iter().flat_map(|v| v.to_be_bytes()).collect();
+    assert_eq!(read("f2be.npy", npy(">f2", false, &[2], &big)).unwrap().as_slice().unwrap(), [1.0, -2.0]);
+    // Fortran order: element (i, j) is stored at i + 2j.
+    let f4: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    for (descr, data) in [
+        ("<f4", f4.clone()),
+        (
+            "<f2",
+            [0x3C00u16, 0x4000, 0x4200, 0x4400, 0x4500, 0x4600]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+        ),
+    ] {
+        let a = read("fortran.npy", npy(descr, true, &[2, 3], &data)).unwrap();
+        assert_eq!((a[[0, 1]], a[[1, 0]], a[[1, 2]]), (3.0, 2.0, 6.0), "{descr} in Fortran order");
+    }
+}
+
+#[test]
+fn npy_files_that_are_not_real_tensors_are_refused_by_name() {
+    let err = |name: &str, bytes: Vec<u8>| data::read_npy_f32(temp(name, &bytes)).unwrap_err().to_string();
+    for (descr, what) in [("|b1", "'|b1'"), ("<c8", "'<c8'"), ("<U3", "'<U3'")] {
+        let e = err("bad.npy", npy(descr, false, &[2], &[0; 24]));
+        assert!(e.contains("bad.npy") && e.contains(what) && e.contains("not a real number type"), "{e}");
+    }
+    let e = err("magic.npy", b"PK\x03\x04 not numpy".to_vec());
+    assert!(e.contains("magic.npy") && e.contains("magic"), "{e}");
+    let e = err("short.npy", npy("<f2", false, &[4], &[0, 0]));
+    assert!(e.contains("float16") && e.contains("4 values"), "{e}");
+    let e = err("shortf4.npy", npy("<f4", false, &[4], &[0, 0, 0, 0]));
+    assert!(e.contains("shortf4.npy") && e.contains("'<f4'"), "{e}");
+}

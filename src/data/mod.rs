@@ -4,12 +4,14 @@
 mod cifar;
 mod folder;
 mod idx;
+mod npy;
 
 use std::path::{Path, PathBuf};
 
 pub use cifar::load_cifar;
 pub use folder::load_image_folder;
 pub use idx::{load_idx, load_idx_images};
+pub use npy::read_npy_f32;
 
 use crate::error::{Error, Result};
 use crate::rng::hash2;

@@ -395,8 +395,8 @@ fn read_inputs(paths: &[std::path::PathBuf], c: usize, h: usize, w: usize) -> Re
     for p in paths {
         let name = p.display().to_string();
         if name.ends_with(".npy") {
-            let a: ArrayD<f32> = ndarray_npy::read_npy(p)
-                .map_err(|e| Failure::usage(format!("{name}: not a float32 .npy tensor: {e}")))?;
+            let a: ArrayD<f32> =
+                perforate::data::read_npy_f32(p).map_err(|e| Failure::usage(e.to_string()))?;
             if a.ndim() != 4 || a.shape()[1..] != [c, h, w] {
                 return Err(Failure::usage(format!(
                     "{name}: shape {:?}, the model takes [N, {c}, {h}, {w}]",

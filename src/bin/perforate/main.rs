@@ -56,11 +56,13 @@ pub enum Command {
         #[arg(long)]
         plan: Option<PathBuf>,
     },
-    /// Classify inputs: .npy tensors (N×C×H×W float32), IDX image files, PNG/JPEG images.
+    /// Classify inputs: .npy tensors (N×C×H×W), IDX image files, PNG/JPEG images.
     Run {
         /// Model.
         model: String,
-        /// Inputs.
+        /// Inputs. A .npy tensor of any float or integer dtype is converted to float32
+        /// value by value, as the model sees it: uint8 images stay 0-255 (nothing is
+        /// rescaled or normalised); bool, complex and string arrays are refused.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
         /// Perforation plan to apply.
