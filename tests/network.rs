@@ -326,3 +326,86 @@ fn absurd_sizes_are_errors_not_panics() {
     let e = Plan::compile(&fc, 1, PlanOptions::default()).unwrap_err().to_string();
     assert!(e.contains("layer 'fc' (linear): weights hold 4 values"), "{e}");
 }
+
+/// Weight matrices larger than the storage-binding limit are split into row blocks (a
+/// context with a 32 KiB limit here): plain, grouped (a block boundary inside the second
+/// group), perforated and fully connected layers match the CPU and the unsplit GPU run; a
+/// limit too small for the activations is a clear error naming it.
+#[test]
+fn weights_past_the_binding_limit_split_into_row_blocks() {
+    use perforate::network::{Conv, Linear, Perforation};
+    let Some(ctx) = gpu_or_skip("weights_past_the_binding_limit_split_into_row_blocks") else { return };
+    let mut rng = SeededRng::new(18);
+    let mut net = Network::new("split", InputSpec { name: "input".into(), channels: 3, height: 6, width: 6 });
+    let mut conv = |cin: usize, cout: usize, groups: usize, perforation: Option<Perforation>| Conv {
+        groups,
+        perforation,
+        ..Conv::new(
+            cout,
+            [3, 3],
+            1,
+            rng.vec_f32(cout * cin / groups * 9, -0.3, 0.3),
+            Some(rng.vec_f32(cout, -0.2, 0.2)),
+        )
+    };
+    // Rows of 28, 216 (blocks of 37 rows; in the grouped conv the boundary falls inside the
+    // second group) and 1728 floats (blocks of 4 rows).
+    let (c1, c2, c3) =
+        (conv(3, 24, 1, None), conv(24, 48, 1, Some(Perforation::uniform(0.5, 3))), conv(48, 48, 2, None));
+    net.push("c1", Op::Conv(c1), &["input"]);
+    net.then("r1", Op::Relu);
+    net.then("c2", Op::Conv(c2));
+    net.then("c3", Op::Conv(c3));
+    net.then("flat", Op::Flatten);
+    let fc = Linear {
+        out_features: 40,
+        weights: rng.vec_f32(40 * 48 * 36, -0.05, 0.05),
+        bias: Some(rng.vec_f32(40, -0.1, 0.1)),
+    };
+    net.then("fc", Op::Linear(fc));
+    // Batch 1: every activation and im2col chunk fits 32 KiB, the conv and fc weights do not.
+    let plan = Plan::compile(&net, 1, PlanOptions::default()).unwrap();
+    let x =
+        ArrayD::from_shape_vec(IxDyn(&[1, 3, 6, 6]), SeededRng::new(5).vec_f32(3 * 36, -1.0, 1.0)).unwrap();
+    let cpu = CpuExecutor::new(&plan).unwrap().run(x.view()).unwrap();
+    let small = ctx.with_binding_limit(32 * 1024);
+    assert_eq!(small.max_binding_bytes(), 32 * 1024);
+    let split = GpuExecutor::new(&small, &plan).unwrap().run(x.view()).unwrap();
+    let whole = GpuExecutor::new(&ctx, &plan).unwrap().run(x.view()).unwrap();
+    assert_close("split GPU vs CPU", split.as_slice().unwrap(), &to_f64(cpu.as_slice().unwrap()), 1e-4);
+    assert_close(
+        "split GPU vs unsplit GPU",
+        split.as_slice().unwrap(),
+        &to_f64(whole.as_slice().unwrap()),
+        1e-5,
+    );
+    let e = GpuExecutor::new(&ctx.with_binding_limit(1024), &plan).unwrap_err().to_string();
+    assert!(e.contains("at most 1024 per storage binding"), "{e}");
+}
+
+/// Full-size AlexNet (fc6's 151 MB weight matrix is past lavapipe's 128 MiB binding limit
+/// and WebGPU's default) runs on the GPU, dense and perforated, and matches the CPU.
+#[test]
+fn full_size_alexnet_runs_on_the_gpu() {
+    let Some(ctx) = gpu_or_skip("full_size_alexnet_runs_on_the_gpu") else { return };
+    let dense = zoo::build("alexnet", ZooConfig::default()).unwrap();
+    let mut perforated = dense.clone();
+    perforated.perforate_all(0.5, 1).unwrap();
+    for (label, net) in [("dense", &dense), ("q = 1/2", &perforated)] {
+        let plan = Plan::compile(net, 1, PlanOptions::default()).unwrap();
+        let shape = plan.input_shape();
+        let x = ArrayD::from_shape_vec(
+            IxDyn(&shape),
+            SeededRng::new(2).vec_f32(shape.iter().product(), -1.0, 1.0),
+        )
+        .unwrap();
+        let cpu = CpuExecutor::new(&plan).unwrap().run(x.view()).unwrap();
+        let gpu = GpuExecutor::new(&ctx, &plan).unwrap().run(x.view()).unwrap();
+        assert_close(
+            &format!("AlexNet {label}"),
+            gpu.as_slice().unwrap(),
+            &to_f64(cpu.as_slice().unwrap()),
+            1e-4,
+        );
+    }
+}

@@ -13,7 +13,8 @@ pub(crate) fn check_binding_size(ctx: &GpuContext, what: &str, bytes: u64) -> Re
     if bytes > limit {
         return Err(Error::TooLarge(format!(
             "{what} needs {bytes} bytes but {} allows at most {limit} per storage binding \
-             (use a smaller batch)",
+             (activations and im2col columns shrink with a smaller batch; weight matrices are \
+             split by rows on their own)",
             ctx.adapter_info().name
         )));
     }

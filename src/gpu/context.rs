@@ -18,6 +18,8 @@ use super::shaders::Kernel;
 #[derive(Clone)]
 pub struct GpuContext {
     inner: Arc<Inner>,
+    /// A storage-binding limit below the device's ([`GpuContext::with_binding_limit`]).
+    binding_limit: Option<u64>,
 }
 
 struct Inner {
@@ -97,6 +99,7 @@ impl GpuContext {
             }
         });
         Ok(GpuContext {
+            binding_limit: None,
             inner: Arc::new(Inner {
                 device,
                 queue,
@@ -135,10 +138,21 @@ impl GpuContext {
         format!("{} ({:?}, {:?}, driver: {} {})", i.name, i.backend, i.device_type, i.driver, i.driver_info)
     }
 
-    /// Largest buffer that can be bound as one storage binding, in bytes.
+    /// Largest buffer that can be bound as one storage binding, in bytes: the device's
+    /// limit, or the lower one set by [`GpuContext::with_binding_limit`].
     pub fn max_binding_bytes(&self) -> u64 {
         let l = &self.inner.limits;
-        l.max_storage_buffer_binding_size.min(l.max_buffer_size)
+        let device = l.max_storage_buffer_binding_size.min(l.max_buffer_size);
+        self.binding_limit.map_or(device, |b| b.min(device))
+    }
+
+    /// The same device, with every buffer this library binds held to at most `bytes`
+    /// (weight matrices split into row blocks, im2col columns into chunks; activations past
+    /// it are an error). For running as if on a smaller device (WebGPU's default is
+    /// 128 MiB per storage binding, as are many mobile drivers') and for testing the splits
+    /// on small shapes. The limit is rounded down to a multiple of 16 bytes, at least 16.
+    pub fn with_binding_limit(&self, bytes: u64) -> GpuContext {
+        GpuContext { inner: self.inner.clone(), binding_limit: Some((bytes / 16 * 16).max(16)) }
     }
 
     /// The compute pipeline of `kernel` with the override constants of `spec`, compiled

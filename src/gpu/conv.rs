@@ -18,6 +18,7 @@ use super::kernels::{
 };
 use crate::error::{Error, Result};
 use crate::layer::{ConvLayer, ConvSchedule, ConvSettings, GemmTile};
+use crate::params::MatmulTiledParams;
 
 /// Upper bound on the bytes of one im2col chunk on the GPU when the settings give none:
 /// large enough that a chunk spans several images (a whole-batch GEMM keeps every core of
@@ -46,19 +47,56 @@ pub(crate) fn bytes_of_len(len: usize) -> u64 {
 /// The device-side tables of one convolution: packed weights, bias, mask and the input
 /// map (a 16-byte placeholder when the input is dense).
 pub(crate) struct ConvTables {
-    weights: wgpu::Buffer,
-    bias: wgpu::Buffer,
+    /// The packed weight matrix and its biases in row blocks that each fit one storage
+    /// binding (one block unless the matrix is larger than the device allows).
+    blocks: Vec<WeightBlock>,
     mask: wgpu::Buffer,
     in_map: wgpu::Buffer,
 }
 
+/// Rows `rows` of a layer's packed weight matrix (all groups stacked) and their biases.
+struct WeightBlock {
+    rows: std::ops::Range<usize>,
+    weights: wgpu::Buffer,
+    bias: wgpu::Buffer,
+}
+
 impl ConvTables {
-    /// Uploads the tables of `layer`.
+    /// Uploads the tables of `layer`, the weight matrix split into row blocks that each fit
+    /// the context's storage-binding limit.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] when a single row of weights exceeds the limit (no split helps).
     pub(crate) fn upload(ctx: &GpuContext, layer: &ConvLayer) -> Result<Self> {
-        let (packed, _) = layer.packed_weights();
+        let (packed, lda) = layer.packed_weights();
+        let row_bytes = 4 * lda as u64;
+        let limit = ctx.max_binding_bytes();
+        if row_bytes > limit {
+            return Err(Error::TooLarge(format!(
+                "one row of conv weights ({lda} values, {row_bytes} bytes) exceeds the {limit}-byte \
+                 storage-binding limit of {}: no row split fits it",
+                ctx.adapter_info().name
+            )));
+        }
+        let rows_per_block = usize::try_from(limit / row_bytes).unwrap_or(usize::MAX).max(1);
+        let out_channels = layer.geometry().out_channels;
+        let blocks = (0..out_channels)
+            .step_by(rows_per_block)
+            .map(|r0| {
+                let rows = r0..(r0 + rows_per_block).min(out_channels);
+                Ok(WeightBlock {
+                    weights: storage_init(
+                        ctx,
+                        "conv weights",
+                        bytemuck::cast_slice(&packed[rows.start * lda..rows.end * lda]),
+                    )?,
+                    bias: storage_init(ctx, "conv bias", bytemuck::cast_slice(&layer.bias()[rows.clone()]))?,
+                    rows,
+                })
+            })
+            .collect::<Result<_>>()?;
         Ok(ConvTables {
-            weights: storage_init(ctx, "conv weights", bytemuck::cast_slice(&packed))?,
-            bias: storage_init(ctx, "conv bias", bytemuck::cast_slice(layer.bias()))?,
+            blocks,
             mask: storage_init(ctx, "conv mask", bytemuck::cast_slice(layer.mask().positions()))?,
             in_map: match layer.input_map() {
                 Some(m) => storage_init(ctx, "conv input map", bytemuck::cast_slice(m.table()))?,
@@ -80,15 +118,33 @@ impl ConvTables {
         tile: GemmTile,
     ) {
         if let Some(p) = &schedule.depthwise {
-            depthwise_masked(b, p, input, &self.mask, &self.in_map, &self.weights, &self.bias, compact);
+            // A depthwise layer's weights are kh·kw per channel: one block always (a table
+            // too large for one binding fails at upload, row by row).
+            let block = &self.blocks[0];
+            depthwise_masked(b, p, input, &self.mask, &self.in_map, &block.weights, &block.bias, compact);
         }
         for step in &schedule.steps {
             im2col_masked(b, &step.im2col, input, &self.mask, &self.in_map, col);
-            if step.matmul.ldb <= matmul_narrow::MAX_COLUMNS {
-                matmul_narrow::matmul_narrow(b, &step.matmul, &self.weights, col, &self.bias, compact);
-            } else {
-                let variant = MatmulTile::choose(&step.matmul, tile);
-                matmul_tiled(b, variant, &step.matmul, &self.weights, col, &self.bias, compact);
+            // The group's rows, block by block: each launch reads its block from row 0 and
+            // writes its rows' output channels.
+            let (first, m) = (step.matmul.a_row_offset as usize, step.matmul.m as usize);
+            for block in &self.blocks {
+                let (start, end) = (first.max(block.rows.start), (first + m).min(block.rows.end));
+                if start >= end {
+                    continue;
+                }
+                let p = MatmulTiledParams {
+                    m: to_u32_lossless(end - start),
+                    a_row_offset: to_u32_lossless(start - block.rows.start),
+                    out_channel_offset: step.matmul.out_channel_offset + to_u32_lossless(start - first),
+                    ..step.matmul
+                };
+                if p.ldb <= matmul_narrow::MAX_COLUMNS {
+                    matmul_narrow::matmul_narrow(b, &p, &block.weights, col, &block.bias, compact);
+                } else {
+                    let variant = MatmulTile::choose(&p, tile);
+                    matmul_tiled(b, variant, &p, &block.weights, col, &block.bias, compact);
+                }
             }
         }
     }
@@ -250,4 +306,9 @@ pub(crate) fn encode_run(
         encoder.copy_buffer_to_buffer(output, 0, staging, 0, bytes);
     }
     encoder.finish()
+}
+
+/// A row count or offset already bounded by a `u32` field of the same step.
+fn to_u32_lossless(v: usize) -> u32 {
+    u32::try_from(v).expect("bounded by the step's u32 row fields")
 }
