@@ -7,6 +7,7 @@
 //   1 input   storage  f32 [planes, n_pos]      the compact tensor
 //   2 in_map  storage  u32 [plane * words]      the map's table (read_mapped.wgsl)
 //   3 addend  storage  f32 [planes, plane]      read only when params.residual == 1
+//                                               (residual == 2: the addend is `dense` itself)
 //   4 dense   storage  f32 [planes, plane]
 // Dispatch (`gpu::kernels::gather_interp`): x = ceil(plane / 256) workgroups, one thread
 // per dense position; y = min(planes, 65535) workgroups looping over planes with stride y.
@@ -39,8 +40,10 @@ fn main(
     }
     for (var t = gid.y; t < params.planes; t += groups.y) {
         var v = read_mapped(params.map_kind, t * params.n_pos, p);
-        if params.residual != 0u {
+        if params.residual == 1u {
             v += addend[t * params.plane + p];
+        } else if params.residual == 2u {
+            v += dense[t * params.plane + p];
         }
         if params.relu != 0u {
             v = max(v, 0.0);

@@ -164,7 +164,8 @@ pub struct GatherInterpParams {
     pub map_kind: u32,
     /// 1 to apply a ReLU after the interpolation (and the addend).
     pub relu: u32,
-    /// 1 to add the dense `addend` tensor (same shape as the output) before the ReLU.
+    /// 1 to add the dense `addend` tensor (same shape as the output) before the ReLU; 2 to
+    /// add what the output buffer already holds (the addend, run in place).
     pub residual: u32,
     /// Padding to a multiple of 16 bytes.
     pub _pad0: u32,

@@ -11,7 +11,7 @@ use perforate::gpu::GpuExecutor;
 use perforate::network::{
     Affine, BatchNorm, Binary, Conv, InputSpec, Linear, Lrn, Network, Op, Perforation, Pool, Reduce, Unary,
 };
-use perforate::plan::{Plan, PlanOptions};
+use perforate::plan::{Plan, PlanOptions, StepOp};
 use perforate::rng::SeededRng;
 use perforate::{ConvGeometry, Interpolation, Mask};
 
@@ -260,6 +260,13 @@ fn add_and_concat_of_compact_and_dense_branches() {
                 (usize::from(compact == 0), compact),
                 "{label}: add and gather steps"
             );
+            // The dense addend dies at the add: the sum is written into its buffer.
+            let in_place = plan
+                .steps()
+                .iter()
+                .filter(|s| matches!(&s.op, StepOp::Gather { params, .. } if params.residual == 2))
+                .count();
+            assert_eq!(in_place, usize::from(compact > 0), "{label}: in-place residual gathers");
             let mut cat = p.net.clone();
             cat.push("cat", Op::Concat, &["other", "pre", "other"]);
             let expected = naive::concat(&[&d2, &p.d, &d2], &[C, C, C], B, H * W);

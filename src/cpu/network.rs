@@ -161,14 +161,14 @@ impl CpuExecutor {
                     params,
                     arg(0),
                     map.table(),
-                    if params.residual != 0 { arg(1) } else { &[] },
+                    if params.residual == 1 { arg(1) } else { &[] },
                     dst,
                 ),
                 StepOp::Gather { params, map } => gather_interp(
                     params,
                     arg(0),
                     map.table(),
-                    if params.residual != 0 { arg(1) } else { &[] },
+                    if params.residual == 1 { arg(1) } else { &[] },
                     dst,
                 ),
                 StepOp::Pool { params, in_map } if self.fast => {

@@ -688,6 +688,37 @@ pub(super) fn last_uses(tensors: &[TensorInfo], steps: &[Step], output: TensorId
     last_use
 }
 
+/// Runs residual gathers in place where liveness allows: when a `gather_interp` step's dense
+/// addend is read for the last time there (and is not the network input), the step writes
+/// its sum into the addend's own storage (`residual = 2`, one input fewer), so the sum of a
+/// dense shortcut and a compact branch costs no second dense tensor.
+fn residual_in_place(tensors: &mut [TensorInfo], steps: &mut [Step], input: TensorId, output: TensorId) {
+    for s in 0..steps.len() {
+        let StepOp::Gather { params, .. } = &steps[s].op else { continue };
+        if params.residual != 1 {
+            continue;
+        }
+        let (addend, out) = (steps[s].inputs[1], steps[s].output);
+        let r = tensors[addend].storage;
+        // Liveness as the steps stand now (earlier rewrites moved storages).
+        let last_use = last_uses(tensors, steps, output);
+        if r == tensors[input].storage
+            || last_use[r] != Some(s)
+            || tensors[addend].len() != tensors[out].len()
+        {
+            continue;
+        }
+        let old = tensors[out].storage;
+        for t in tensors.iter_mut().filter(|t| t.storage == old) {
+            t.storage = r;
+        }
+        if let StepOp::Gather { params, .. } = &mut steps[s].op {
+            params.residual = 2;
+        }
+        steps[s].inputs.truncate(1);
+    }
+}
+
 /// Assigns buffer slots: each storage tensor gets a slot when produced, and its slot is
 /// released after the last step reading it (never before the step's own output is
 /// placed, so a step never writes a buffer it reads).
@@ -788,6 +819,9 @@ impl Plan {
         }
         let result = b.names[net.output.as_str()];
         let output = b.dense(result, &net.output)?;
+        if options.reuse_buffers {
+            residual_in_place(&mut b.tensors, &mut b.steps, input, output);
+        }
         let (slot_of, slot_sizes) = assign_slots(&b.tensors, &b.steps, input, output, options.reuse_buffers);
         Ok(Plan {
             name: net.name.clone(),

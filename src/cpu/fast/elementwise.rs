@@ -20,7 +20,7 @@ pub(crate) fn gather_fast(
     let (n_pos, plane, planes) = (p.n_pos as usize, p.plane as usize, p.planes as usize);
     let words = if p.map_kind == 3 { 6 } else { 1 };
     assert!(dense.len() >= plane * planes && input.len() >= n_pos * planes && map.len() >= plane * words);
-    let (kind, relu, residual) = (p.map_kind, p.relu != 0, p.residual != 0);
+    let (kind, relu, residual, in_place) = (p.map_kind, p.relu != 0, p.residual == 1, p.residual == 2);
     assert!(!residual || addend.len() >= plane * planes, "gather_interp addend shorter than the output");
     dense[..plane * planes]
         .par_chunks_mut(plane)
@@ -30,13 +30,15 @@ pub(crate) fn gather_fast(
         .for_each(|((t, dst), src)| {
             let add = if residual { &addend[t * plane..(t + 1) * plane] } else { &[][..] };
             if kind == 1 {
-                gather_nearest(dst, src, &map[..plane], add, relu);
+                gather_nearest(dst, src, &map[..plane], add, in_place, relu);
                 return;
             }
             for (s, d) in dst.iter_mut().enumerate() {
                 let mut v = read_mapped(kind, map, src, s);
                 if let Some(a) = add.get(s) {
                     v += a;
+                } else if in_place {
+                    v += *d;
                 }
                 *d = if relu { v.max(0.0) } else { v };
             }
@@ -48,7 +50,7 @@ pub(crate) fn gather_fast(
 /// maps.
 pub(crate) fn expand_plane(kind: u32, map: &[u32], src: &[f32], dense: &mut [f32]) {
     match kind {
-        1 => gather_nearest(dense, src, &map[..dense.len()], &[], false),
+        1 => gather_nearest(dense, src, &map[..dense.len()], &[], false, false),
         2 => {
             for (d, &i) in dense.iter_mut().zip(map) {
                 *d = if i == crate::interp::ZERO_TAP { 0.0 } else { src[i as usize] };
@@ -63,8 +65,9 @@ pub(crate) fn expand_plane(kind: u32, map: &[u32], src: &[f32], dense: &mut [f32
 }
 
 /// `dst[i] = act(src[map[i]] + add[i])` (a nearest map: every index is inside `src`; `add`
-/// is empty or as long as `dst`; `act` a ReLU when `relu`).
-fn gather_nearest(dst: &mut [f32], src: &[f32], map: &[u32], add: &[f32], relu: bool) {
+/// is empty or as long as `dst`; with `in_place`, the addend is `dst[i]` itself; `act` a
+/// ReLU when `relu`).
+fn gather_nearest(dst: &mut [f32], src: &[f32], map: &[u32], add: &[f32], in_place: bool, relu: bool) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") && src.len() < i32::MAX as usize {
         // A max reduction (vectorised), not a short-circuiting scan: this runs per plane.
@@ -74,17 +77,19 @@ fn gather_nearest(dst: &mut [f32], src: &[f32], map: &[u32], add: &[f32], relu: 
             "nearest map index outside the compact plane"
         );
         // SAFETY: the feature was detected and every index was checked against `src`.
-        return unsafe { gather_nearest_avx512(dst, src, map, add, relu) };
+        return unsafe { gather_nearest_avx512(dst, src, map, add, in_place, relu) };
     }
-    gather_nearest_scalar(dst, src, map, add, relu);
+    gather_nearest_scalar(dst, src, map, add, in_place, relu);
 }
 
 #[inline(always)]
-fn gather_nearest_scalar(dst: &mut [f32], src: &[f32], map: &[u32], add: &[f32], relu: bool) {
+fn gather_nearest_scalar(dst: &mut [f32], src: &[f32], map: &[u32], add: &[f32], in_place: bool, relu: bool) {
     for (i, (d, &m)) in dst.iter_mut().zip(map).enumerate() {
         let mut v = src[m as usize];
         if let Some(a) = add.get(i) {
             v += a;
+        } else if in_place {
+            v += *d;
         }
         *d = if relu { v.max(0.0) } else { v };
     }
@@ -94,7 +99,14 @@ fn gather_nearest_scalar(dst: &mut [f32], src: &[f32], map: &[u32], add: &[f32],
 /// The CPU has AVX-512F; every `map` entry indexes `src`, which is shorter than 2^31.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn gather_nearest_avx512(dst: &mut [f32], src: &[f32], map: &[u32], add: &[f32], relu: bool) {
+unsafe fn gather_nearest_avx512(
+    dst: &mut [f32],
+    src: &[f32],
+    map: &[u32],
+    add: &[f32],
+    in_place: bool,
+    relu: bool,
+) {
     use std::arch::x86_64::*;
     let n = dst.len().min(map.len());
     let residual = !add.is_empty();
@@ -109,6 +121,8 @@ unsafe fn gather_nearest_avx512(dst: &mut [f32], src: &[f32], map: &[u32], add: 
             let mut v = _mm512_i32gather_ps::<4>(idx, src.as_ptr());
             if residual {
                 v = _mm512_add_ps(v, _mm512_loadu_ps(add.as_ptr().add(i)));
+            } else if in_place {
+                v = _mm512_add_ps(v, _mm512_loadu_ps(dst.as_ptr().add(i)));
             }
             if relu {
                 // max(v, 0) returns 0 for a NaN v, as the twin's `f32::max` does.
@@ -119,7 +133,7 @@ unsafe fn gather_nearest_avx512(dst: &mut [f32], src: &[f32], map: &[u32], add: 
         i += 16;
     }
     let add = if residual { &add[i..n] } else { &[][..] };
-    gather_nearest_scalar(&mut dst[i..n], src, &map[i..n], add, relu);
+    gather_nearest_scalar(&mut dst[i..n], src, &map[i..n], add, in_place, relu);
 }
 
 /// e^x to about 2 ulp for x in [−87, 88] (clamped outside): Cody–Waite reduction
