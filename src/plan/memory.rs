@@ -37,7 +37,7 @@ impl Plan {
     /// until its last reader; workspace such as the im2col buffer does not count).
     pub fn memory_report(&self) -> MemoryReport {
         let root = |t: usize| self.tensors[t].storage;
-        let last_use = super::compile::last_uses(&self.tensors, &self.steps, self.output);
+        let last_use = super::slots::last_uses(&self.tensors, &self.steps, self.output);
         let mut live: Vec<usize> = vec![root(self.input)];
         let mut rows = Vec::with_capacity(self.steps.len());
         for (s, step) in self.steps.iter().enumerate() {

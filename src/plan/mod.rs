@@ -7,6 +7,7 @@ mod elementwise;
 mod graph;
 pub(crate) use graph::{order, pool_out};
 mod memory;
+mod slots;
 
 use std::sync::Arc;
 
