@@ -181,8 +181,8 @@ unsafe fn pool_plane_avx2(
 /// value, as in the twin.
 ///
 /// # Safety
-/// AVX-512F is available; `in_w ≤ 32`, `out_w ≤ 16`, at most 32 kx; `src` holds the plane, `dst` and
-/// `windows` `out_h·out_w` values.
+/// AVX-512F is available; `in_w ≤ 32`, `out_w ≤ 16`, at most 32 kx; `src` holds the
+/// plane, `dst` and `windows` `out_h·out_w` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn pool_plane_narrow_avx512(
