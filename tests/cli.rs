@@ -303,6 +303,12 @@ fn bad_input_gives_exit_codes_and_next_steps() {
     fails(&["eval", "alexnet", "--data", "sample"], 2, "takes 3x227x227");
     fails(&["eval", "fashion_nin", "--data", "/no/such/folder"], 2, "apt-get install dataset-fashion-mnist");
     fails(&["run", "fashion_nin", "tests/fixtures/onnx/resnet_like.input.npy"], 2, "the model takes");
+    // A NaN in the input is refused with the file and where it is, not classified.
+    let mut x = ndarray::ArrayD::<f32>::from_elem(ndarray::IxDyn(&[2, 1, 28, 28]), 0.5);
+    x[[1, 0, 3, 5]] = f32::NAN;
+    let nan = tmp("nan_input.npy");
+    ndarray_npy::write_npy(&nan, &x).unwrap();
+    fails(&["run", "fashion_nin", nan.to_str().unwrap()], 2, "value NaN at index [1, 0, 3, 5] is not finite");
     fails(
         &["search", "fashion_nin", "--data", "sample", "--strategy", "magic"],
         2,

@@ -403,6 +403,14 @@ fn read_inputs(paths: &[std::path::PathBuf], c: usize, h: usize, w: usize) -> Re
                     a.shape()
                 )));
             }
+            // A NaN or infinity would reach the output as confident-looking numbers through
+            // layers that clamp (ReLU, max pooling): refuse it, saying where it is.
+            if let Some((index, v)) = a.indexed_iter().find(|(_, v)| !v.is_finite()) {
+                return Err(Failure::usage(format!(
+                    "{name}: value {v} at index {:?} is not finite; inputs must be finite numbers",
+                    ndarray::Dimension::slice(&index)
+                )));
+            }
             x.extend(a.iter());
         } else if name.contains("idx3") {
             let d = perforate::data::load_idx_images(p)
@@ -468,6 +476,13 @@ fn classify(
         }
     }
     .map_err(|e| Failure::runtime(e, ""))?;
+    if let Some(i) = out.iter().position(|v| !v.is_finite()) {
+        let v = out.iter().nth(i).copied().unwrap_or(f32::NAN);
+        eprintln!(
+            "warning: the output holds non-finite values (first at flat index {i}: {v}); the \
+             weights or the inputs overflow somewhere"
+        );
+    }
     // An ONNX model's outputs keep the rank its graph declares ([N, classes] for most).
     let out = match (output_rank, out.shape()) {
         (Some(2), &[n, c, 1, 1]) => {
