@@ -133,6 +133,41 @@ fn one_plan_runs_many_inputs() {
     }
 }
 
+/// One compiled plan run from 8 threads at once on each executor (and two GPU executors
+/// sharing one context) gives every thread exactly the single-threaded result for its input.
+#[test]
+fn concurrent_runs_match_single_threaded_runs() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<CpuExecutor>();
+    send_sync::<GpuExecutor>();
+    send_sync::<perforate::gpu::GpuContext>();
+    send_sync::<Plan>();
+    let ctx = gpu_or_skip("concurrent_runs_match_single_threaded_runs");
+    let mut net = small("resnet18");
+    perforate_mixed(&mut net);
+    let plan = Plan::compile(&net, 2, PlanOptions::default()).unwrap();
+    let inputs: Vec<_> = (0..8).map(|t| input_for(&plan, 100 + t)).collect();
+    let mut executors: Vec<Box<dyn Executor + Send + Sync>> =
+        vec![Box::new(CpuExecutor::new(&plan).unwrap())];
+    if let Some(ctx) = &ctx {
+        executors.push(Box::new(GpuExecutor::new(ctx, &plan).unwrap()));
+        executors.push(Box::new(GpuExecutor::new(ctx, &plan).unwrap()));
+    }
+    let alone: Vec<Vec<_>> =
+        executors.iter().map(|e| inputs.iter().map(|x| e.run(x.view()).unwrap()).collect()).collect();
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let (executors, inputs, alone) = (&executors, &inputs, &alone);
+            scope.spawn(move || {
+                for (k, e) in executors.iter().enumerate() {
+                    let got = e.run(inputs[t].view()).unwrap();
+                    assert_eq!(got, alone[k][t], "{} from thread {t}", e.describe());
+                }
+            });
+        }
+    });
+}
+
 #[test]
 fn buffer_reuse_never_aliases_live_tensors() {
     let ctx = gpu_or_skip("buffer_reuse_never_aliases_live_tensors");

@@ -29,6 +29,10 @@ enum ConvState {
 /// GEMM on SIMD microkernels, direct depthwise) unless the executor is built with
 /// [`CpuExecutor::reference`], which runs every step on the `cpu::` kernel twins. Buffer
 /// slots and workspaces are allocated on the first run and reused; runs are serialised.
+///
+/// `Send + Sync`: share one executor between threads (their runs take turns on its one
+/// set of buffers, each getting exactly its single-threaded result) or build one per
+/// thread from the same [`Plan`] to run in parallel.
 #[derive(Debug)]
 pub struct CpuExecutor {
     plan: Plan,

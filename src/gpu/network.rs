@@ -18,6 +18,8 @@ use crate::layer::ConvSchedule;
 use crate::plan::{Executor, Plan, StepOp};
 
 /// Runs a [`Plan`] on a GPU. Cheap to clone (shared state); runs are serialised.
+/// `Send + Sync`; several executors may share one [`GpuContext`] and run from different
+/// threads at once (their submissions interleave on the context's queue).
 #[derive(Clone)]
 pub struct GpuExecutor {
     inner: Arc<Inner>,
