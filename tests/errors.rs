@@ -98,7 +98,8 @@ fn a_tensor_beyond_the_binding_limit_is_too_large_not_a_crash() {
 }
 
 /// A device that goes away (here destroyed on purpose) turns into error values on the
-/// next run and the next build, never a panic; the app can fall back to the CPU.
+/// next run and the next build, never a panic; the app can fall back to the CPU or build a
+/// new context and executor and carry on.
 #[test]
 fn a_lost_device_is_an_error_value() {
     if common::gpu_or_skip("a_lost_device_is_an_error_value").is_none() {
@@ -115,6 +116,14 @@ fn a_lost_device_is_an_error_value() {
     assert!(e.to_string().contains("fall back to the CPU"), "{e}");
     let e = GpuConv::new(&ctx, &l, ConvSettings::default()).unwrap_err();
     assert!(matches!(e, perforate::Error::DeviceLost(_)), "{e}");
-    // The CPU path is unaffected.
-    assert!(CpuConv::new(&l, ConvSettings::default()).unwrap().run(x.view()).is_ok());
+    // The CPU path is unaffected, and a new context and executor carry on with the same
+    // result as before the loss.
+    let shape = l.input_shape();
+    let n = shape.iter().product();
+    let x = ArrayD::from_shape_vec(shape, perforate::rng::SeededRng::new(4).vec_f32(n, -1.0, 1.0)).unwrap();
+    let cpu = CpuConv::new(&l, ConvSettings::default()).unwrap().run(x.view()).unwrap();
+    let fresh = perforate::gpu::GpuContext::new().unwrap();
+    let again = GpuConv::new(&fresh, &l, ConvSettings::default()).unwrap().run(x.view()).unwrap();
+    assert_eq!(again.shape(), cpu.shape());
+    assert!(again.iter().zip(cpu.iter()).all(|(a, b)| (a - b).abs() <= 1e-5 * (1.0 + b.abs())));
 }
