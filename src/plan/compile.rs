@@ -179,18 +179,26 @@ impl<'n> Builder<'n> {
         if let Some(&d) = self.gathered.get(&t) {
             return Ok(d);
         }
-        let d = self.gather(t, consumer, false)?;
+        let d = self.gather(t, consumer, false, None)?;
         self.gathered.insert(t, d);
         Ok(d)
     }
 
-    /// A gather of the compact tensor `t` into a new dense tensor, with a ReLU after the
-    /// interpolation when `relu` (a ReLU layer on a barycentric tensor).
+    /// A gather of the compact tensor `t` into a new dense tensor, plus the dense tensor
+    /// `addend` of the same shape when given (a residual Add reading `t` through its map),
+    /// with a ReLU after when `relu` (a ReLU layer on a barycentric tensor, or the Add's).
     #[track_caller]
-    pub(super) fn gather(&mut self, t: TensorId, consumer: &str, relu: bool) -> Result<TensorId> {
+    pub(super) fn gather(
+        &mut self,
+        t: TensorId,
+        consumer: &str,
+        relu: bool,
+        addend: Option<TensorId>,
+    ) -> Result<TensorId> {
         let map = self.tensors[t].map().cloned().expect("gather of a compact tensor");
         let info = self.tensors[t].clone();
-        let name = if relu { consumer.to_string() } else { format!("{}/gather", info.producer) };
+        let fused = relu || addend.is_some();
+        let name = if fused { consumer.to_string() } else { format!("{}/gather", info.producer) };
         let d = self.tensor(&name, info.channels, info.height, info.width, Form::Dense);
         let params = GatherInterpParams {
             n_pos: to_u32(map.compact_len(), "compact length")?,
@@ -198,9 +206,10 @@ impl<'n> Builder<'n> {
             planes: to_u32(info.batch * info.channels, "planes")?,
             map_kind: map.kind().code(),
             relu: u32::from(relu),
+            residual: u32::from(addend.is_some()),
             ..Default::default()
         };
-        self.step(consumer, StepOp::Gather { params, map }, vec![t], d);
+        self.step(consumer, StepOp::Gather { params, map }, std::iter::once(t).chain(addend).collect(), d);
         Ok(d)
     }
 
@@ -460,7 +469,7 @@ impl<'n> Builder<'n> {
         let in_kind = self.tensors[x].map().map(|m| m.kind());
         if matches!(layer.op, Op::Relu) && in_kind == Some(MapKind::Barycentric) {
             // The ReLU must follow the interpolation: one gather does both.
-            let out = self.gather(x, &layer.name, true)?;
+            let out = self.gather(x, &layer.name, true, None)?;
             self.names.insert(layer.name.clone(), out);
             return Ok(());
         }

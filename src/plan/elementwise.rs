@@ -10,7 +10,7 @@ use super::{Form, StepOp, TensorId, TensorInfo};
 use crate::error::{to_u32, Result};
 use crate::interp::MapKind;
 use crate::network::{broadcast_mode, Affine, Binary, Layer};
-use crate::params::{AddParams, BinaryParams, ChannelAffineParams, GatherInterpParams};
+use crate::params::{AddParams, BinaryParams, ChannelAffineParams};
 
 impl<'n> Builder<'n> {
     pub(super) fn add(&mut self, layer: &Layer, inputs: &[TensorId]) -> Result<(TensorId, Vec<&'n Layer>)> {
@@ -64,20 +64,7 @@ impl<'n> Builder<'n> {
             return Ok((self.add_chain(layer, &first, &rest, Form::Dense, relu)?, absorbed));
         };
         let addend = self.add_chain(layer, &first, &rest, Form::Dense, false)?;
-        let compact = inputs[k];
-        let map = self.tensors[compact].map().cloned().expect("the mapped operand is compact");
-        let out = self.tensor(&layer.name, first.channels, first.height, first.width, Form::Dense);
-        let params = GatherInterpParams {
-            n_pos: to_u32(map.compact_len(), "compact length")?,
-            plane: to_u32(first.height * first.width, "plane")?,
-            planes: to_u32(first.batch * first.channels, "planes")?,
-            map_kind: map.kind().code(),
-            relu: u32::from(relu),
-            residual: 1,
-            ..Default::default()
-        };
-        self.step(&layer.name, StepOp::Gather { params, map }, vec![compact, addend], out);
-        Ok((out, absorbed))
+        Ok((self.gather(inputs[k], &layer.name, relu, Some(addend))?, absorbed))
     }
 
     /// The sum of `operands` (all stored in `form`, at least one) by a chain of `add` steps,
