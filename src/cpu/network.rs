@@ -155,7 +155,7 @@ impl CpuExecutor {
             match &step.op {
                 StepOp::Conv { layer, .. } => {
                     match conv.as_ref().expect("conv state exists for conv steps") {
-                        ConvState::Fast(f) => f.run_capped(layer, arg(0), dst),
+                        ConvState::Fast(f) => f.run(arg(0), dst),
                         ConvState::Twin { schedule, packed } => {
                             conv_forward(layer, schedule, packed, arg(0), &mut buffers.col, dst)
                         }

@@ -43,20 +43,28 @@ unsafe impl Send for SendPtr {}
 // SAFETY: as above.
 unsafe impl Sync for SendPtr {}
 
-/// One conv layer prepared for the fast path: tap tables resolved, weights packed.
+/// One conv layer prepared for the fast path: tap tables resolved, weights packed, and
+/// the layer's epilogue (bias, ReLU, its cap) part of every run.
 #[derive(Debug)]
-pub enum FastConv {
+pub struct FastConv {
+    kernel: Kernel,
+    /// The fused ReLU's upper bound ([`ConvLayer::relu_cap`]), 0 for none: applied to the
+    /// output just written (still in cache), not as a separate step.
+    cap: f32,
+    /// Floats of the compact output `[B, T, N]`.
+    out_len: usize,
+}
+
+/// The kernel family a [`FastConv`] runs.
+#[derive(Debug)]
+enum Kernel {
     /// Packed implicit GEMM.
-    #[allow(private_interfaces)]
     Gemm(implicit_gemm::ImplicitGemm),
     /// Direct depthwise kernel.
-    #[allow(private_interfaces)]
     Depthwise(depthwise::Depthwise),
     /// Dot products for a few columns.
-    #[allow(private_interfaces)]
     Gemv(gemv::Gemv),
-    /// Channel-vectorised conv over a channel-last copy of a compact input.
-    #[allow(private_interfaces)]
+    /// Channel-vectorised conv over a channel-last (or as-stored) input.
     Hwc(hwc_conv::HwcConv),
 }
 
@@ -64,23 +72,24 @@ impl FastConv {
     /// Prepares `layer` (validated by [`crate::ConvSchedule::new`]) to write its compact
     /// `[B, T, N]` output; the ReLU is fused unless it must follow a barycentric gather.
     pub fn new(layer: &ConvLayer, kern: Microkernel) -> FastConv {
-        let relu = layer.relu() && !layer.relu_after_gather();
+        let relu = fused_relu(layer);
         let cols = layer.geometry().batch * layer.mask().len();
-        if depthwise::Depthwise::applies(layer) {
-            FastConv::Depthwise(depthwise::Depthwise::new(layer, relu))
+        let kernel = if depthwise::Depthwise::applies(layer) {
+            Kernel::Depthwise(depthwise::Depthwise::new(layer, relu))
         } else if cols <= gemv::MAX_COLS {
-            FastConv::Gemv(gemv::Gemv::new(layer, relu))
+            Kernel::Gemv(gemv::Gemv::new(layer, relu))
         } else if kern.name == "avx512" && hwc_pays_off(layer) && hwc_conv::HwcConv::available(layer) {
-            FastConv::Hwc(hwc_conv::HwcConv::new(layer, relu, false))
+            Kernel::Hwc(hwc_conv::HwcConv::new(layer, relu, false))
         } else if kern.name == "avx512"
             && pointwise_direct_pays_off(layer)
             && hwc_conv::HwcConv::available(layer)
             && hwc_conv::HwcConv::direct_applies(layer)
         {
-            FastConv::Hwc(hwc_conv::HwcConv::new(layer, relu, true))
+            Kernel::Hwc(hwc_conv::HwcConv::new(layer, relu, true))
         } else {
-            FastConv::Gemm(implicit_gemm::ImplicitGemm::new(layer, relu, kern))
-        }
+            Kernel::Gemm(implicit_gemm::ImplicitGemm::new(layer, relu, kern))
+        };
+        FastConv::with(kernel, layer)
     }
 
     /// The channel-vectorised (HWC) path for `layer` whatever [`FastConv::new`]'s choice
@@ -88,19 +97,26 @@ impl FastConv {
     /// `None` where it cannot run (no AVX-512, a barycentric input map, offsets past 32 bits,
     /// or `direct` with taps that read padding): for tests and comparisons.
     pub fn hwc(layer: &ConvLayer, direct: bool) -> Option<FastConv> {
-        let relu = layer.relu() && !layer.relu_after_gather();
         let possible =
             hwc_conv::HwcConv::available(layer) && (!direct || hwc_conv::HwcConv::direct_applies(layer));
-        possible.then(|| FastConv::Hwc(hwc_conv::HwcConv::new(layer, relu, direct)))
+        possible.then(|| {
+            FastConv::with(Kernel::Hwc(hwc_conv::HwcConv::new(layer, fused_relu(layer), direct)), layer)
+        })
+    }
+
+    fn with(kernel: Kernel, layer: &ConvLayer) -> FastConv {
+        let g = layer.geometry();
+        let cap = if fused_relu(layer) { layer.relu_cap() } else { 0.0 };
+        FastConv { kernel, cap, out_len: g.batch * g.out_channels * layer.mask().len() }
     }
 
     /// The kernel family that runs (for benches and profiles).
     pub fn name(&self) -> &'static str {
-        match self {
-            FastConv::Gemm(_) => "implicit_gemm",
-            FastConv::Depthwise(_) => "depthwise",
-            FastConv::Gemv(_) => "gemv",
-            FastConv::Hwc(_) => "hwc_conv",
+        match self.kernel {
+            Kernel::Gemm(_) => "implicit_gemm",
+            Kernel::Depthwise(_) => "depthwise",
+            Kernel::Gemv(_) => "gemv",
+            Kernel::Hwc(_) => "hwc_conv",
         }
     }
 
@@ -112,26 +128,22 @@ impl FastConv {
     /// executor sizes both from the plan).
     #[track_caller]
     pub fn run(&self, x: &[f32], out: &mut [f32]) {
-        match self {
-            FastConv::Gemm(k) => k.run(x, out),
-            FastConv::Depthwise(k) => k.run(x, out),
-            FastConv::Gemv(k) => k.run(x, out),
-            FastConv::Hwc(k) => k.run(x, out),
+        match &self.kernel {
+            Kernel::Gemm(k) => k.run(x, out),
+            Kernel::Depthwise(k) => k.run(x, out),
+            Kernel::Gemv(k) => k.run(x, out),
+            Kernel::Hwc(k) => k.run(x, out),
+        }
+        if self.cap > 0.0 {
+            elementwise::cap_in_place(&mut out[..self.out_len], self.cap);
         }
     }
+}
 
-    /// [`FastConv::run`], then the layer's ReLU cap ([`ConvLayer::relu_cap`]) over the
-    /// output just written, in place (still in cache: a pass over it, not a separate step
-    /// with its own buffer).
-    pub fn run_capped(&self, layer: &ConvLayer, x: &[f32], out: &mut [f32]) {
-        self.run(x, out);
-        let cap = layer.relu_cap();
-        if cap > 0.0 && !layer.relu_after_gather() {
-            let g = layer.geometry();
-            let len = g.batch * g.out_channels * layer.mask().len();
-            elementwise::cap_in_place(&mut out[..len], cap);
-        }
-    }
+/// Whether the kernels apply the layer's ReLU (and its cap) themselves: not when it must
+/// follow a barycentric gather.
+fn fused_relu(layer: &ConvLayer) -> bool {
+    layer.relu() && !layer.relu_after_gather()
 }
 
 /// Whether the HWC path pays off (`PERFORATE_HWC=0` turns the path off, `PERFORATE_HWC=1`
