@@ -24,6 +24,21 @@ use crate::layer::ConvLayer;
 const POSITIONS_PER_TASK: usize = 64;
 /// Positions per tile.
 const MR: usize = 8;
+
+/// Output channels per tile for `tg` channels per group: 16 up to 16, else 32.
+pub(crate) fn channel_tile(tg: usize) -> usize {
+    if tg <= 16 {
+        16
+    } else {
+        32
+    }
+}
+
+/// Whether `tg` output channels fill at least 3/4 of their channel tiles.
+pub(crate) fn fills_channel_tiles(tg: usize) -> bool {
+    let nr = channel_tile(tg);
+    4 * tg >= 3 * tg.div_ceil(nr) * nr
+}
 /// Work (multiply-adds) below which the layer runs on the calling thread.
 const SEQUENTIAL_MACS: usize = 1 << 20;
 
@@ -46,7 +61,8 @@ pub(crate) struct HwcConv {
     /// `[group][channel block][NR]`, zero past `tg`.
     bias: Vec<f32>,
     relu: bool,
-    taps: Taps,
+    /// Computed output positions per image.
+    n_pos: usize,
     /// `[tap][n_pad]`: where each position's tap row starts in the channel-last image
     /// (`row · C`; the zero row for padding and for positions past N).
     offs: Vec<u32>,
@@ -64,7 +80,7 @@ impl std::fmt::Debug for HwcConv {
         write!(
             f,
             "HwcConv({}x{} tiles, groups {}, m {}, n {})",
-            MR, self.nr, self.groups, self.tg, self.taps.n_pos
+            MR, self.nr, self.groups, self.tg, self.n_pos
         )
     }
 }
@@ -102,7 +118,7 @@ impl HwcConv {
     pub fn new(layer: &ConvLayer, relu: bool, direct: bool) -> Self {
         let g = layer.geometry();
         let (cg, tg, khkw) = (g.in_channels_per_group(), g.out_channels_per_group(), g.kernel_h * g.kernel_w);
-        let nr = if tg <= 16 { 16 } else { 32 };
+        let nr = channel_tile(tg);
         let cblocks = tg.div_ceil(nr);
         let weights = layer.weights();
         let mut w = vec![0.0f32; g.groups * cblocks * khkw * cg * nr];
@@ -129,19 +145,15 @@ impl HwcConv {
         let n_pad = taps.n_pos.next_multiple_of(POSITIONS_PER_TASK);
         let mut offs = vec![0u32; khkw * n_pad];
         for (tap, row) in offs.chunks_exact_mut(n_pad).enumerate() {
-            for (e, o) in row.iter_mut().enumerate() {
-                let t =
-                    taps.table.get(tap * taps.n_pos + e).filter(|_| e < taps.n_pos).copied().unwrap_or(PAD);
-                let r = if t == PAD { plane } else { t as usize };
-                // Direct: positions past N read position 0 (their results are never stored).
-                let r = if direct {
-                    if t == PAD {
-                        0
-                    } else {
-                        r
-                    }
-                } else {
-                    r * g.in_channels
+            for (o, &t) in row.iter_mut().zip(taps.row(tap).iter().chain(std::iter::repeat(&PAD))) {
+                // Channel-last: the tap's row start, padding and positions past N on the zero
+                // row. As stored (direct, no padding taps): the position itself, and
+                // position 0 past N (those results are never stored).
+                let r = match (direct, t) {
+                    (true, PAD) => 0,
+                    (true, t) => t as usize,
+                    (false, PAD) => plane * g.in_channels,
+                    (false, t) => t as usize * g.in_channels,
                 };
                 *o = u32::try_from(r).expect("checked by `available`: offsets fit in u32");
             }
@@ -160,7 +172,7 @@ impl HwcConv {
             w,
             bias,
             relu,
-            taps,
+            n_pos: taps.n_pos,
             offs,
             n_pad,
             direct,
@@ -169,7 +181,7 @@ impl HwcConv {
     }
 
     pub fn run(&self, x: &[f32], out: &mut [f32]) {
-        let (c, plane, n_pos) = (self.in_channels, self.plane, self.taps.n_pos);
+        let (c, plane, n_pos) = (self.in_channels, self.plane, self.n_pos);
         assert!(x.len() >= self.batch * c * plane, "conv input too short");
         assert!(out.len() >= self.batch * self.out_channels * n_pos, "conv output buffer too small");
         let macs = self.batch * self.out_channels * n_pos * self.khkw * self.cg;
@@ -203,7 +215,7 @@ impl HwcConv {
     /// Runs every task, image `img` read from `image(img)` (channel-last, or as stored when
     /// direct).
     fn tasks<'a>(&self, parallel: bool, out: &mut [f32], image: impl Fn(usize) -> &'a [f32] + Sync) {
-        let eblocks = self.taps.n_pos.div_ceil(POSITIONS_PER_TASK);
+        let eblocks = self.n_pos.div_ceil(POSITIONS_PER_TASK);
         let tasks = self.batch * self.groups * self.cblocks * eblocks;
         let out = SendPtr(out.as_mut_ptr());
         let run_task = |t: usize| {
@@ -222,7 +234,7 @@ impl HwcConv {
     /// Positions `eb·POSITIONS_PER_TASK..` of image `img`, channel block `cb` of group
     /// `grp`, from the image's channel-last copy `hwc`.
     fn task(&self, hwc: &[f32], out: SendPtr, img: usize, grp: usize, cb: usize, eb: usize) {
-        let (nr, n_pos) = (self.nr, self.taps.n_pos);
+        let (nr, n_pos) = (self.nr, self.n_pos);
         let w = self.w[(grp * self.cblocks + cb) * self.khkw * self.cg * nr..].as_ptr();
         let bias = self.bias[(grp * self.cblocks + cb) * nr..].as_ptr();
         let channels = nr.min(self.tg - cb * nr);

@@ -11,8 +11,8 @@
 //! the output itself and the last depth block applies bias and ReLU there; tiles with
 //! padding columns or rows go through the task's edge buffer.
 //!
-//! A compact input (the previous layer's `[B, C, N_prev]`) whose taps read each dense
-//! position about once or more is first *expanded*: each task writes the images it reads,
+//! A compact input (the previous layer's `[B, C, N_prev]`) under a dense output whose taps
+//! read each dense position about once or more is first *expanded* (`expansion_pays_off`): each task writes the images it reads,
 //! through the map, into a per-thread dense `[C, H·W]` buffer (L2-resident, reused by the
 //! thread's next task of the same images), and the taps then read that buffer as a dense
 //! input: one gather per input value instead of one per tap, and regular tiles again.
@@ -111,7 +111,7 @@ static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0)
 /// way, and through the map directly costs no expansion), the taps read each dense position
 /// about once or more (not a strided 1x1 conv), and an image's expansion stays L2-sized.
 /// `PERFORATE_EXPAND=0` turns it off (comparisons only).
-pub(crate) fn expansion_pays_off(layer: &ConvLayer) -> bool {
+fn expansion_pays_off(layer: &ConvLayer) -> bool {
     if std::env::var("PERFORATE_EXPAND").is_ok_and(|v| v == "0") {
         return false;
     }

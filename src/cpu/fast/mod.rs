@@ -166,17 +166,16 @@ fn hwc_pays_off(layer: &ConvLayer) -> bool {
     }
     let g = layer.geometry();
     let (cg, tg, khkw) = (g.in_channels_per_group(), g.out_channels_per_group(), g.kernel_h * g.kernel_w);
-    let nr = if tg <= 16 { 16 } else { 32 };
-    let tiles = tg.div_ceil(nr) * nr;
     let unit_stride = g.stride_h == 1 && g.stride_w == 1;
     let compact_input = layer.input_map().is_some();
     if cg < 8 || khkw < 4 {
         return false;
     }
     if compact_input || !layer.mask().is_dense() {
-        return (unit_stride || compact_input) && 4 * tg >= 3 * tiles;
+        return (unit_stride || compact_input) && hwc_conv::fills_channel_tiles(tg);
     }
-    unit_stride && khkw >= 9 && cg >= 16 && tg == tiles && layer.mask().len() <= 1024
+    let full_tiles = tg.is_multiple_of(hwc_conv::channel_tile(tg));
+    unit_stride && khkw >= 9 && cg >= 16 && full_tiles && layer.mask().len() <= 1024
 }
 
 /// Whether a pointwise conv runs on the HWC path reading its input as stored (no copy):
@@ -191,11 +190,10 @@ fn pointwise_direct_pays_off(layer: &ConvLayer) -> bool {
     }
     let g = layer.geometry();
     let (cg, tg) = (g.in_channels_per_group(), g.out_channels_per_group());
-    let nr = if tg <= 16 { 16 } else { 32 };
     // Batch 1 only: at larger batches the implicit GEMM folds small planes' images together.
     g.batch == 1
         && g.kernel_h * g.kernel_w == 1
         && layer.mask().len() <= 256
         && cg >= 16
-        && 4 * tg >= 3 * tg.div_ceil(nr) * nr
+        && hwc_conv::fills_channel_tiles(tg)
 }
