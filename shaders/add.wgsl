@@ -28,7 +28,7 @@ fn main(
     if i < params.len {
         var v = a[i] + b[i];
         if params.relu != 0u {
-            v = max(v, 0.0);
+            v = relu_keep_nan(v);
         }
         out[i] = v;
     }

@@ -33,8 +33,8 @@ fn apply(x: f32, y: f32) -> f32 {
         case 1u: { return x - y; }
         case 2u: { return x * y; }
         case 3u: { return x / y; }
-        case 4u: { return max(x, y); }
-        default: { return min(x, y); }
+        case 4u: { return max_keep_nan(x, y); }
+        default: { return min_keep_nan(x, y); }
     }
 }
 

@@ -32,7 +32,7 @@ fn main(
         let c = (i / params.plane) % params.channels;
         var v = input[i] * scale[c] + shift[c];
         if params.relu != 0u {
-            v = max(v, 0.0);
+            v = relu_keep_nan(v);
         }
         out[i] = v;
     }

@@ -1,4 +1,4 @@
-// clip: out[i] = min(max(x[i], min), max) (ReLU6 and other bounded activations).
+// clip: out[i] = min(max(x[i], min), max), NaN kept (ReLU6 and other bounded activations).
 //
 // Bindings (CPU twin `cpu::clip` takes them in this order):
 //   0 params  uniform  Params (Rust: `params::ClipParams`)
@@ -24,6 +24,6 @@ fn main(
 ) {
     let i = gid.x + gid.y * groups.x * 256u;
     if i < params.len {
-        out[i] = min(max(input[i], params.min), params.max);
+        out[i] = clamp_keep_nan(input[i], params.min, params.max);
     }
 }

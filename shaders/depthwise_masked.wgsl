@@ -94,9 +94,9 @@ fn main(
     }
     var r = acc + bias[t];
     if params.relu != 0u {
-        r = max(r, 0.0);
+        r = relu_keep_nan(r);
         if params.relu_cap > 0.0 {
-            r = min(r, params.relu_cap);
+            r = cap_keep_nan(r, params.relu_cap);
         }
     }
     out[i] = r;

@@ -46,7 +46,7 @@ fn main(
             v += dense[t * params.plane + p];
         }
         if params.relu != 0u {
-            v = max(v, 0.0);
+            v = relu_keep_nan(v);
         }
         dense[t * params.plane + p] = v;
     }

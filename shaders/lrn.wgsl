@@ -42,11 +42,25 @@ fn main(
         let lo = c - min(c, below);
         let hi = min(c + above, params.channels - 1u);
         var sum = 0.0;
+        var infinite = false;
         for (var j = lo; j <= hi; j++) {
             let v = input[image_base + j * params.positions + p];
             sum += v * v;
+            infinite = infinite || (bitcast<u32>(v) & 0x7fffffffu) == 0x7f800000u;
         }
         let x = input[t * params.positions + p];
-        out[t * params.positions + p] = x / pow(params.bias + params.alpha / f32(params.size) * sum, params.beta);
+        var r = x / pow(params.bias + params.alpha / f32(params.size) * sum, params.beta);
+        // WGSL's pow of NaN or infinity is implementation-defined (pow(NaN, b) is 0 on
+        // lavapipe), so those cases are written out as the twin's powf gives them: a NaN in
+        // the window makes NaN; an infinite one makes the divisor inf, so x / inf is 0, or
+        // NaN for an infinite x.
+        let sum_bits = bitcast<u32>(sum) & 0x7fffffffu;
+        if sum_bits > 0x7f800000u {
+            r = sum;
+        } else if infinite {
+            let x_infinite = (bitcast<u32>(x) & 0x7fffffffu) == 0x7f800000u;
+            r = select(0.0, bitcast<f32>(0x7fc00000u | sum_bits), x_infinite);
+        }
+        out[t * params.positions + p] = r;
     }
 }

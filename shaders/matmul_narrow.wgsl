@@ -90,9 +90,9 @@ fn main(
                 v += high[0][j - 4u];
             }
             if params.relu != 0u {
-                v = max(v, 0.0);
+                v = relu_keep_nan(v);
                 if params.relu_cap > 0.0 {
-                    v = min(v, params.relu_cap);
+                    v = cap_keep_nan(v, params.relu_cap);
                 }
             }
             let global = params.col_start + j;

@@ -115,9 +115,9 @@ fn store_block(c: array<vec4<f32>, 4>, row0: u32, col0: u32) {
             }
             var v = c[i][j] + beta;
             if params.relu != 0u {
-                v = max(v, 0.0);
+                v = relu_keep_nan(v);
                 if params.relu_cap > 0.0 {
-                    v = min(v, params.relu_cap);
+                    v = cap_keep_nan(v, params.relu_cap);
                 }
             }
             let global = params.col_start + colj;

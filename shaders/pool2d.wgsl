@@ -68,7 +68,7 @@ fn main(
     for (var t = gid.y; t < params.planes; t += groups.y) {
         let base = t * params.in_plane;
         var acc = 0.0;
-        var best = -3.402823e38;
+        var best = neg_infinity(0u);
         for (var y = h0; y < h1; y++) {
             for (var x = w0; x < w1; x++) {
                 let s = (y - params.pad_top) * params.in_w + (x - params.pad_left);
@@ -79,7 +79,7 @@ fn main(
                     v = input[base + s];
                 }
                 acc += v;
-                best = max(best, v);
+                best = max_keep_nan(best, v);
             }
         }
         var result = best;

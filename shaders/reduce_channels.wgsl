@@ -34,7 +34,7 @@ fn main(
         for (var c = 1u; c < params.channels; c++) {
             let v = input[base + c * params.plane];
             if params.op == 2u {
-                acc = max(acc, v);
+                acc = max_keep_nan(acc, v);
             } else {
                 acc += v;
             }

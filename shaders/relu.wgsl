@@ -1,4 +1,4 @@
-// relu: out[i] = max(x[i], 0).
+// relu: out[i] = max(x[i], 0), NaN kept.
 //
 // Bindings (CPU twin `cpu::relu` takes them in this order):
 //   0 params  uniform  Params (Rust: `params::ReluParams`)
@@ -25,6 +25,6 @@ fn main(
 ) {
     let i = gid.x + gid.y * groups.x * 256u;
     if i < params.len {
-        out[i] = max(input[i], 0.0);
+        out[i] = relu_keep_nan(input[i]);
     }
 }

@@ -32,6 +32,9 @@ fn erf_approx(x: f32) -> f32 {
 }
 
 fn power(x: f32, p: f32) -> f32 {
+    if is_nan(x) {
+        return x; // pow of a NaN is implementation-defined (0 on some drivers)
+    }
     if p == 2.0 {
         return x * x;
     }
@@ -50,8 +53,8 @@ fn apply(x: f32) -> f32 {
     let b = params.beta;
     switch params.op {
         case 0u: { return 1.0 / (1.0 + exp(-x)); }
-        case 1u: { return clamp(a * x + b, 0.0, 1.0); }
-        case 2u: { return x * clamp(x / 6.0 + 0.5, 0.0, 1.0); }
+        case 1u: { return clamp_keep_nan(a * x + b, 0.0, 1.0); }
+        case 2u: { return x * clamp_keep_nan(x / 6.0 + 0.5, 0.0, 1.0); }
         case 3u: { return tanh(x); }
         case 4u: { return select(a * x, x, x >= 0.0); }
         case 5u: { return select(a * (exp(x) - 1.0), x, x > 0.0); }

@@ -131,7 +131,8 @@ impl InterpMap {
     }
 
     /// The compact indices and weights that make up position `p` (row-major): one tap of
-    /// weight 1 (nearest, kept zeros), none (skipped zeros) or three (barycentric).
+    /// weight 1 (nearest, kept zeros), none (skipped zeros) or three (barycentric, as
+    /// stored: a tap of weight 0 is listed but contributes nothing, in every kernel).
     pub fn taps(&self, p: usize) -> Vec<(usize, f32)> {
         match self.kind {
             MapKind::Nearest => vec![(self.table[p] as usize, 1.0)],
@@ -148,7 +149,7 @@ impl InterpMap {
     /// small tools; the kernels use the table directly).
     pub fn expand(&self, compact: &[f32]) -> Vec<f32> {
         (0..self.height * self.width)
-            .map(|p| self.taps(p).iter().map(|&(i, w)| w * compact[i]).sum())
+            .map(|p| self.taps(p).iter().filter(|t| t.1 != 0.0).map(|&(i, w)| w * compact[i]).sum())
             .collect()
     }
 }

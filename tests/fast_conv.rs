@@ -306,11 +306,13 @@ fn random_pooling_matches_the_twin() {
         net.push("conv", Op::Conv(conv), &["input"]);
         net.then("pool", op);
         let Ok(plan) = Plan::compile(&net, 2, PlanOptions::default()) else { continue };
-        let x = ArrayD::from_shape_vec(
-            IxDyn(&[2, 2, h, w]),
-            SeededRng::new(case + 9).vec_f32(4 * h * w, -1.0, 1.0),
-        )
-        .unwrap();
+        let mut data = SeededRng::new(case + 9).vec_f32(4 * h * w, -1.0, 1.0);
+        // A NaN in a third of the cases: max pooling keeps it (the fast path's vector
+        // maxima would drop it; planes holding one take the NaN-keeping windows).
+        if case % 3 == 1 {
+            data[pick(4 * h * w)] = f32::NAN;
+        }
+        let x = ArrayD::from_shape_vec(IxDyn(&[2, 2, h, w]), data).unwrap();
         let fast = CpuExecutor::new(&plan).unwrap().run(x.view()).unwrap();
         let twin = CpuExecutor::reference(&plan).unwrap().run(x.view()).unwrap();
         let label = format!("case {case}: {h}x{w} {:?}", plan.steps().last().map(|s| &s.op));
@@ -360,11 +362,10 @@ fn global_pooling_matches_the_twin() {
                     assert!(interp.is_some() && h * w < 4, "{h}x{w} dense must compile");
                     continue;
                 };
-                let x = ArrayD::from_shape_vec(
-                    IxDyn(&[3, 2, h, w]),
-                    SeededRng::new(case as u64 + 5).vec_f32(6 * h * w, -1.0, 1.0),
-                )
-                .unwrap();
+                let mut data = SeededRng::new(case as u64 + 5).vec_f32(6 * h * w, -1.0, 1.0);
+                // A NaN in image 1 (images 0 and 2 stay finite): max keeps it.
+                data[2 * h * w + (case * 7) % (2 * h * w)] = f32::NAN;
+                let x = ArrayD::from_shape_vec(IxDyn(&[3, 2, h, w]), data).unwrap();
                 let fast = CpuExecutor::new(&plan).unwrap().run(x.view()).unwrap();
                 let twin = CpuExecutor::reference(&plan).unwrap().run(x.view()).unwrap();
                 assert_eq!(fast.shape(), &[3, 5, 1, 1]);

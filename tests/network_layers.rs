@@ -1,6 +1,7 @@
 //! Every layer type of a network, on a dense input and on the compact output of a
 //! perforated convolution: the CPU plan against naive f64 references (with fusion on and
-//! off), and the GPU plan against the CPU plan.
+//! off), and the GPU plan against the CPU plan. The inputs hold a NaN and infinities
+//! (`plant_non_finite`): NaN and infinity must come out exactly where the reference has them.
 
 mod common;
 
@@ -52,9 +53,18 @@ fn reference_conv(conv: &Conv, x: &[f64], cin: usize, h: usize, w: usize) -> Vec
         .map(|i| {
             let (t, q) = (i / plane, i % plane);
             let kept = |k: usize| full[t * plane + mask.positions()[k] as usize];
-            map.taps(q).iter().map(|&(k, w)| f64::from(w) * kept(k)).sum()
+            map.taps(q).iter().filter(|t| t.1 != 0.0).map(|&(k, w)| f64::from(w) * kept(k)).sum()
         })
         .collect()
+}
+
+/// Image 0 of a `[B, 3, H, W]` input gets a NaN, a +inf and a −inf (image 1 stays
+/// finite), so every layer test also checks that non-finite values travel as in
+/// onnxruntime (NaN kept by ReLU, clip, max and max pooling) and stay in their image.
+fn plant_non_finite(data: &mut [f32]) {
+    data[2 * W + 3] = f32::NAN;
+    data[H * W + 6 * W + 6] = f32::INFINITY;
+    data[2 * H * W + 4 * W + 7] = f32::NEG_INFINITY;
 }
 
 /// Input → conv "pre" (perforated at `q`, or dense) → whatever the test appends.
@@ -73,7 +83,8 @@ fn pre((q, interpolation): Keep) -> Pre {
     let perforation =
         q.map(|kept_fraction| Perforation { interpolation, ..Perforation::uniform(kept_fraction, 5) });
     let conv = conv_op(3, C, 3, 1, 11, perforation);
-    let data = SeededRng::new(3).vec_f32(B * 3 * H * W, -1.0, 1.0);
+    let mut data = SeededRng::new(3).vec_f32(B * 3 * H * W, -1.0, 1.0);
+    plant_non_finite(&mut data);
     let x64 = to_f64(&data);
     let d = reference_conv(&conv, &x64, 3, H, W);
     net.push("pre", Op::Conv(conv), &["input"]);
@@ -110,7 +121,7 @@ fn relu_clip_and_dropout() {
         let mut p = pre(q);
         p.net.then("drop", Op::Dropout { ratio: 0.5 });
         p.net.then("relu", Op::Relu);
-        let expected: Vec<f64> = p.d.iter().map(|v| v.max(0.0)).collect();
+        let expected: Vec<f64> = p.d.iter().map(|v| naive::relu64(*v)).collect();
         verify(&format!("relu q={q:?}"), &p.net, &p.x, &expected, &[B, C, H, W]);
         let mut p = pre(q);
         p.net.then("relu6", Op::Clip { min: -0.25, max: 0.5 });
@@ -205,13 +216,13 @@ fn lrn_and_batch_norm_on_dense_and_compact() {
         let expected: Vec<f64> =
             naive::batch_norm(&p.d, C, H * W, &bn.scale, &bn.shift, &bn.mean, &bn.var, bn.epsilon)
                 .into_iter()
-                .map(|v| v.max(0.0))
+                .map(naive::relu64)
                 .collect();
         verify(&format!("conv+bn+relu q={q:?}"), &p.net, &p.x, &expected, &[B, C, H, W]);
         let mut p = pre(q);
         p.net.then("relu", Op::Relu);
         p.net.then("bn", Op::BatchNorm(bn.clone()));
-        let relu: Vec<f64> = p.d.iter().map(|v| v.max(0.0)).collect();
+        let relu: Vec<f64> = p.d.iter().map(|v| naive::relu64(*v)).collect();
         let expected =
             naive::batch_norm(&relu, C, H * W, &bn.scale, &bn.shift, &bn.mean, &bn.var, bn.epsilon);
         verify(&format!("relu+bn q={q:?}"), &p.net, &p.x, &expected, &[B, C, H, W]);
@@ -247,7 +258,7 @@ fn add_and_concat_of_compact_and_dense_branches() {
             let mut add = p.net.clone();
             add.push("sum", Op::Add, &["pre", "other"]);
             add.then("relu", Op::Relu);
-            let expected: Vec<f64> = p.d.iter().zip(&d2).map(|(a, b)| (a + b).max(0.0)).collect();
+            let expected: Vec<f64> = p.d.iter().zip(&d2).map(|(a, b)| naive::relu64(a + b)).collect();
             verify(&format!("add {label}"), &add, &p.x, &expected, &[B, C, H, W]);
             // A compact operand is read through its map by the gather that adds the other
             // operand: no separate add pass.
@@ -304,7 +315,7 @@ fn add_and_concat_of_compact_and_dense_branches() {
         plan.steps().iter().filter(|s| s.op.kernel() == "gather_interp").count() == 1,
         "only the output is gathered"
     );
-    let expected: Vec<f64> = p.d.iter().map(|v| 2.0 * v + v.max(0.0)).collect();
+    let expected: Vec<f64> = p.d.iter().map(|v| 2.0 * v + naive::relu64(*v)).collect();
     verify("compact add", &p.net, &p.x, &expected, &[B, C, H, W]);
 }
 
@@ -332,6 +343,9 @@ fn flatten_linear_softmax() {
 /// erf(x) in f64 by its Maclaurin series (|x| < 3 here), independent of the library's
 /// rational approximation.
 fn erf64(x: f64) -> f64 {
+    if x.is_infinite() {
+        return x.signum();
+    }
     let (mut sum, mut term, mut n) = (0.0f64, x, 0.0f64);
     while term.abs() > 1e-17 * sum.abs().max(1e-300) || n < 3.0 {
         sum += term / (2.0 * n + 1.0);
@@ -429,7 +443,7 @@ fn unary_functions_affine_and_channel_selection_on_dense_and_compact() {
         let affine = |k: usize| {
             let (img, c, at) = (k / (C * plane), (k / plane) % C, k % plane);
             let v = p.d[(img * C + c) * plane + at];
-            (v * f64::from(scale[c]) + f64::from(shift[c])).max(0.0)
+            naive::relu64(v * f64::from(scale[c]) + f64::from(shift[c]))
         };
         // Output channel k reads input channel shuffle[slice[k]].
         let source = [3usize, 2, 0];
@@ -465,8 +479,8 @@ fn binary_functions_with_broadcasting_on_dense_and_compact() {
                 Binary::Sub => a - b,
                 Binary::Mul => a * b,
                 Binary::Div => a / b,
-                Binary::Max => a.max(b),
-                Binary::Min => a.min(b),
+                Binary::Max => naive::max64(a, b),
+                Binary::Min => naive::min64(a, b),
             };
             let s: Vec<f64> =
                 p.d.chunks(plane)
@@ -503,7 +517,7 @@ fn channel_reductions_and_a_layer_norm_over_the_channels() {
                     match r {
                         Reduce::Mean => vals.sum::<f64>() / C as f64,
                         Reduce::Sum => vals.sum(),
-                        Reduce::Max => vals.fold(f64::MIN, f64::max),
+                        Reduce::Max => vals.fold(f64::NEG_INFINITY, naive::max64),
                     }
                 })
                 .collect();

@@ -13,7 +13,7 @@ pub fn add(params: &AddParams, a: &[f32], b: &[f32], out: &mut [f32]) {
     out[..n].par_iter_mut().zip(&a[..n]).zip(&b[..n]).with_min_len(super::MIN_PARALLEL_ELEMENTS).for_each(
         |((o, &x), &y)| {
             let v = x + y;
-            *o = if relu { v.max(0.0) } else { v };
+            *o = if relu { super::nan::relu_keep_nan(v) } else { v };
         },
     );
 }

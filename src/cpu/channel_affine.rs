@@ -21,7 +21,7 @@ pub fn channel_affine(
             let (s, b) = (scale[t % channels], shift[t % channels]);
             for (o, &x) in dst.iter_mut().zip(src) {
                 let v = x * s + b;
-                *o = if relu { v.max(0.0) } else { v };
+                *o = if relu { super::nan::relu_keep_nan(v) } else { v };
             }
         },
     );

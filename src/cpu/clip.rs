@@ -13,5 +13,5 @@ pub fn clip(params: &ClipParams, input: &[f32], out: &mut [f32]) {
         .par_iter_mut()
         .zip(&input[..n])
         .with_min_len(super::MIN_PARALLEL_ELEMENTS)
-        .for_each(|(o, &x)| *o = x.max(params.min).min(params.max));
+        .for_each(|(o, &x)| *o = super::nan::clamp_keep_nan(x, params.min, params.max));
 }

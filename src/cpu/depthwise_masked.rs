@@ -65,7 +65,8 @@ pub fn depthwise_masked(
             }
             let r = acc + bias[t];
             let cap = if p.relu_cap > 0.0 { p.relu_cap } else { f32::INFINITY };
-            *value = if p.relu != 0 { r.max(0.0).min(cap) } else { r };
+            *value =
+                if p.relu != 0 { super::nan::cap_keep_nan(super::nan::relu_keep_nan(r), cap) } else { r };
         }
     });
 }

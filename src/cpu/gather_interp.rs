@@ -34,7 +34,7 @@ pub fn gather_interp(
                 } else if in_place {
                     v += *d;
                 }
-                *d = if relu { v.max(0.0) } else { v };
+                *d = if relu { super::nan::relu_keep_nan(v) } else { v };
             }
         },
     );

@@ -106,7 +106,7 @@ pub fn matmul_tiled(params: &MatmulTiledParams, a: &[f32], b: &[f32], bias: &[f3
         general_mat_mul(1.0, &a, &b.slice(s![.., col..col + c.ncols()]), 0.0, &mut c);
         for (mut row, &beta) in c.outer_iter_mut().zip(&bias[row..]) {
             if relu {
-                row.mapv_inplace(|v| (v + beta).max(0.0).min(cap));
+                row.mapv_inplace(|v| super::nan::cap_keep_nan(super::nan::relu_keep_nan(v + beta), cap));
             } else {
                 row.mapv_inplace(|v| v + beta);
             }

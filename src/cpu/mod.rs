@@ -18,6 +18,7 @@ mod im2col_masked;
 mod lrn;
 mod matmul_narrow;
 mod matmul_tiled;
+pub mod nan;
 mod network;
 pub(crate) mod pool2d;
 mod read_mapped;

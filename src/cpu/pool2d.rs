@@ -19,7 +19,7 @@ pub fn pool2d(params: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
     out[..out_plane * p.planes as usize].par_chunks_mut(out_plane).zip(input.par_chunks(in_plane)).for_each(
         |(dst, src)| {
             for (o, &(h0, h1, w0, w1, divisor)) in dst.iter_mut().zip(&windows) {
-                let (mut acc, mut best) = (0.0f32, f32::MIN);
+                let (mut acc, mut best) = (0.0f32, f32::NEG_INFINITY);
                 for y in h0..h1 {
                     for x in w0..w1 {
                         let s = (y - p.pad_top) * p.in_w + (x - p.pad_left);
@@ -28,7 +28,7 @@ pub fn pool2d(params: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
                             kind => read_mapped(kind, in_map, src, s as usize),
                         };
                         acc += v;
-                        best = best.max(v);
+                        best = super::nan::max_keep_nan(best, v);
                     }
                 }
                 *o = if p.mode == 1 { acc / divisor } else { best };

@@ -17,7 +17,7 @@ pub fn reduce_channels(params: &ReduceChannelsParams, input: &[f32], out: &mut [
         for c in 1..channels {
             let row = &image[c * plane..(c + 1) * plane];
             if params.op == 2 {
-                o.iter_mut().zip(row).for_each(|(a, &v)| *a = a.max(v));
+                o.iter_mut().zip(row).for_each(|(a, &v)| *a = super::nan::max_keep_nan(*a, v));
             } else {
                 o.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
             }

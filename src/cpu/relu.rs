@@ -13,5 +13,5 @@ pub fn relu(params: &ReluParams, input: &[f32], out: &mut [f32]) {
         .par_iter_mut()
         .zip(&input[..n])
         .with_min_len(super::MIN_PARALLEL_ELEMENTS)
-        .for_each(|(o, &x)| *o = x.max(0.0));
+        .for_each(|(o, &x)| *o = super::nan::relu_keep_nan(x));
 }

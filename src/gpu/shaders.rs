@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 
 /// The files of `shaders/` that are not kernels but snippets appended to kernels.
-pub const SNIPPETS: [&str; 1] = ["read_mapped"];
+pub const SNIPPETS: [&str; 2] = ["read_mapped", "keep_nan"];
 
 /// Every compute kernel of the crate. The label is the shader file stem, the CPU twin's
 /// name, the pipeline label and the benchmark id.
@@ -87,46 +87,81 @@ impl Kernel {
     }
 
     /// The WGSL source (kernels that read through an interpolation map get
-    /// `shaders/read_mapped.wgsl` appended).
+    /// `shaders/read_mapped.wgsl` appended, kernels with a ReLU or a max
+    /// `shaders/keep_nan.wgsl`).
     pub fn source(self) -> &'static str {
         match self {
             Kernel::Im2colMasked => concat!(
                 include_str!("../../shaders/im2col_masked.wgsl"),
                 include_str!("../../shaders/read_mapped.wgsl")
             ),
-            Kernel::MatmulTiled => include_str!("../../shaders/matmul_tiled.wgsl"),
+            Kernel::MatmulTiled => concat!(
+                include_str!("../../shaders/matmul_tiled.wgsl"),
+                include_str!("../../shaders/keep_nan.wgsl")
+            ),
             Kernel::DepthwiseMasked => concat!(
                 include_str!("../../shaders/depthwise_masked.wgsl"),
-                include_str!("../../shaders/read_mapped.wgsl")
+                include_str!("../../shaders/read_mapped.wgsl"),
+                include_str!("../../shaders/keep_nan.wgsl")
             ),
-            Kernel::MatmulNarrow => include_str!("../../shaders/matmul_narrow.wgsl"),
+            Kernel::MatmulNarrow => concat!(
+                include_str!("../../shaders/matmul_narrow.wgsl"),
+                include_str!("../../shaders/keep_nan.wgsl")
+            ),
             Kernel::GatherInterp => concat!(
                 include_str!("../../shaders/gather_interp.wgsl"),
-                include_str!("../../shaders/read_mapped.wgsl")
+                include_str!("../../shaders/read_mapped.wgsl"),
+                include_str!("../../shaders/keep_nan.wgsl")
             ),
             Kernel::Pool2d => concat!(
                 include_str!("../../shaders/pool2d.wgsl"),
-                include_str!("../../shaders/read_mapped.wgsl")
+                include_str!("../../shaders/read_mapped.wgsl"),
+                include_str!("../../shaders/keep_nan.wgsl")
             ),
             Kernel::Lrn => include_str!("../../shaders/lrn.wgsl"),
-            Kernel::Relu => include_str!("../../shaders/relu.wgsl"),
-            Kernel::Add => include_str!("../../shaders/add.wgsl"),
-            Kernel::ChannelAffine => include_str!("../../shaders/channel_affine.wgsl"),
+            Kernel::Relu => {
+                concat!(include_str!("../../shaders/relu.wgsl"), include_str!("../../shaders/keep_nan.wgsl"))
+            }
+            Kernel::Add => {
+                concat!(include_str!("../../shaders/add.wgsl"), include_str!("../../shaders/keep_nan.wgsl"))
+            }
+            Kernel::ChannelAffine => concat!(
+                include_str!("../../shaders/channel_affine.wgsl"),
+                include_str!("../../shaders/keep_nan.wgsl")
+            ),
             Kernel::Softmax => include_str!("../../shaders/softmax.wgsl"),
-            Kernel::Clip => include_str!("../../shaders/clip.wgsl"),
-            Kernel::Unary => include_str!("../../shaders/unary.wgsl"),
-            Kernel::Binary => include_str!("../../shaders/binary.wgsl"),
+            Kernel::Clip => {
+                concat!(include_str!("../../shaders/clip.wgsl"), include_str!("../../shaders/keep_nan.wgsl"))
+            }
+            Kernel::Unary => {
+                concat!(include_str!("../../shaders/unary.wgsl"), include_str!("../../shaders/keep_nan.wgsl"))
+            }
+            Kernel::Binary => concat!(
+                include_str!("../../shaders/binary.wgsl"),
+                include_str!("../../shaders/keep_nan.wgsl")
+            ),
             Kernel::SelectChannels => include_str!("../../shaders/select_channels.wgsl"),
-            Kernel::ReduceChannels => include_str!("../../shaders/reduce_channels.wgsl"),
+            Kernel::ReduceChannels => concat!(
+                include_str!("../../shaders/reduce_channels.wgsl"),
+                include_str!("../../shaders/keep_nan.wgsl")
+            ),
         }
     }
 
     /// The shared WGSL snippets appended to this kernel's own file (by file stem).
     pub fn snippets(self) -> &'static [&'static str] {
         match self {
-            Kernel::Im2colMasked | Kernel::DepthwiseMasked | Kernel::GatherInterp | Kernel::Pool2d => {
-                &["read_mapped"]
-            }
+            Kernel::Im2colMasked => &["read_mapped"],
+            Kernel::DepthwiseMasked | Kernel::GatherInterp | Kernel::Pool2d => &["read_mapped", "keep_nan"],
+            Kernel::Add
+            | Kernel::Binary
+            | Kernel::ChannelAffine
+            | Kernel::Clip
+            | Kernel::MatmulNarrow
+            | Kernel::MatmulTiled
+            | Kernel::ReduceChannels
+            | Kernel::Relu
+            | Kernel::Unary => &["keep_nan"],
             _ => &[],
         }
     }

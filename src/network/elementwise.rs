@@ -348,8 +348,8 @@ impl Binary {
             Binary::Sub => a - b,
             Binary::Mul => a * b,
             Binary::Div => a / b,
-            Binary::Max => a.max(b),
-            Binary::Min => a.min(b),
+            Binary::Max => crate::cpu::nan::max_keep_nan(a, b),
+            Binary::Min => crate::cpu::nan::min_keep_nan(a, b),
         }
     }
 

@@ -36,11 +36,17 @@ pub fn gpu_or_skip(test: &str) -> Option<GpuContext> {
 }
 
 /// Asserts `|got - want| <= tol · (1 + |want|)` elementwise, naming the first failure.
+/// A non-finite `want` must be met exactly: NaN by NaN, an infinity by the same infinity.
 #[track_caller]
 pub fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     let mut worst = (0.0f64, 0usize);
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        if !w.is_finite() {
+            let same = if w.is_nan() { g.is_nan() } else { f64::from(g) == w };
+            assert!(same, "{what}: element {i}: got {g}, want {w}");
+            continue;
+        }
         let err = (f64::from(g) - w).abs() / (1.0 + w.abs());
         assert!(err.is_finite(), "{what}: non-finite value at {i}: got {g}, want {w}");
         if err > worst.0 {
@@ -89,7 +95,8 @@ pub fn naive_conv(g: &ConvGeometry, weights: &[f32], bias: &[f32], input: &[f64]
                             }
                         }
                     }
-                    out[((b * g.out_channels + t) * oh + y) * ow + x] = if relu { acc.max(0.0) } else { acc };
+                    out[((b * g.out_channels + t) * oh + y) * ow + x] =
+                        if relu { naive::relu64(acc) } else { acc };
                 }
             }
         }
@@ -120,6 +127,21 @@ pub struct Problem {
     pub interp: MapKind,
     /// The map a compact input is read through.
     pub in_interp: MapKind,
+}
+
+/// Plants one non-finite input value in two problems of three (by seed): a NaN, or an
+/// infinity of either sign, at a seed-chosen element, so every conv kernel is checked to
+/// carry them as the reference does (and not to spread them through padding lanes).
+fn plant_non_finite(data: &mut [f32], seed: u64) {
+    if data.is_empty() {
+        return;
+    }
+    let at = usize::try_from(seed.wrapping_mul(7919) % data.len() as u64).expect("below len");
+    match seed % 3 {
+        1 => data[at] = f32::NAN,
+        2 => data[at] = if seed.is_multiple_of(2) { f32::INFINITY } else { f32::NEG_INFINITY },
+        _ => {}
+    }
 }
 
 /// A built problem: the layer, its input tensor, and the f64 reference of the dense
@@ -169,7 +191,8 @@ impl Problem {
                 .map(self.in_interp, self.seed)
                 .unwrap();
             let n_prev = prev.compact_len();
-            let data = rng.vec_f32(g.batch * g.in_channels * n_prev, -1.0, 1.0);
+            let mut data = rng.vec_f32(g.batch * g.in_channels * n_prev, -1.0, 1.0);
+            plant_non_finite(&mut data, self.seed);
             let plane = g.in_h * g.in_w;
             let mut dense = vec![0.0f64; g.batch * g.in_channels * plane];
             for bc in 0..g.batch * g.in_channels {
@@ -177,6 +200,7 @@ impl Problem {
                     dense[bc * plane + p] = prev
                         .taps(p)
                         .iter()
+                        .filter(|t| t.1 != 0.0)
                         .map(|&(i, w)| f64::from(w) * f64::from(data[bc * n_prev + i]))
                         .sum();
                 }
@@ -184,14 +208,15 @@ impl Problem {
             layer = layer.with_input_map(prev).unwrap();
             (ArrayD::from_shape_vec(IxDyn(&[g.batch, g.in_channels, n_prev]), data).unwrap(), dense)
         } else {
-            let data = rng.vec_f32(g.batch * g.in_channels * g.in_h * g.in_w, -1.0, 1.0);
+            let mut data = rng.vec_f32(g.batch * g.in_channels * g.in_h * g.in_w, -1.0, 1.0);
+            plant_non_finite(&mut data, self.seed);
             let dense = to_f64(&data);
             (ArrayD::from_shape_vec(IxDyn(&[g.batch, g.in_channels, g.in_h, g.in_w]), data).unwrap(), dense)
         };
 
         // The ReLU follows the interpolation (which matters for barycentric maps only).
         let full = naive_conv(&g, &weights, &bias, &dense_input, false);
-        let act = |v: f64| if self.relu { v.max(0.0) } else { v };
+        let act = |v: f64| if self.relu { naive::relu64(v) } else { v };
         let plane = oh * ow;
         let mask = layer.mask().positions();
         let map = layer.interpolation_map();
@@ -201,8 +226,12 @@ impl Problem {
         for bt in 0..planes {
             for p in 0..plane {
                 let kept = |i: usize| full[bt * plane + mask[i] as usize];
-                dense_ref[bt * plane + p] =
-                    act(map.taps(p).iter().map(|&(i, w)| f64::from(w) * kept(i)).sum());
+                dense_ref[bt * plane + p] = act(map
+                    .taps(p)
+                    .iter()
+                    .filter(|t| t.1 != 0.0)
+                    .map(|&(i, w)| f64::from(w) * kept(i))
+                    .sum());
             }
             for (i, &p) in mask.iter().enumerate() {
                 compact_ref[bt * mask.len() + i] = act(full[bt * plane + p as usize]);
@@ -324,7 +353,9 @@ where
     let first = run(a.input.view());
     let between = run(other.view());
     let again = run(a.input.view());
-    assert_eq!(first, again);
-    assert_ne!(first, between);
+    // Bitwise: the input holds a NaN (seed 4) and the other one an infinity (seed 5).
+    let bits = |t: &ArrayD<f32>| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&first), bits(&again));
+    assert_ne!(bits(&first), bits(&between));
     assert_close("first run", first.as_slice().unwrap(), &a.dense_ref, 1e-4);
 }

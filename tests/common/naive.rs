@@ -1,6 +1,33 @@
 //! Naive f64 references of the non-convolution layers, on dense NCHW tensors.
 
-/// Max or average pooling with PyTorch / ONNX Runtime window rules.
+/// ReLU that keeps NaN (onnxruntime's Relu; `f64::max` would turn NaN into 0).
+pub fn relu64(v: f64) -> f64 {
+    if v < 0.0 {
+        0.0
+    } else {
+        v
+    }
+}
+
+/// The maximum, NaN when either operand is NaN (IEEE 754-2019 `maximum`).
+pub fn max64(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+/// The minimum, NaN when either operand is NaN.
+pub fn min64(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
+}
+
+/// Max or average pooling with PyTorch / ONNX Runtime window rules (max keeps NaN).
 #[allow(clippy::too_many_arguments)]
 pub fn pool(
     x: &[f64],
@@ -26,7 +53,7 @@ pub fn pool(
                     for xx in xs.max(0)..xe_pad.min(w as isize) {
                         let v = x[(t * h + y as usize) * w + xx as usize];
                         sum += v;
-                        best = best.max(v);
+                        best = max64(best, v);
                         n += 1;
                     }
                 }

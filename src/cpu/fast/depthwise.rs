@@ -120,7 +120,7 @@ impl Depthwise {
             }
             if self.relu {
                 for v in dst.iter_mut() {
-                    *v = v.max(0.0);
+                    *v = crate::cpu::nan::relu_keep_nan(*v);
                 }
             }
         };
@@ -396,7 +396,7 @@ fn block_lanes(d: &Depthwise, x: &[f32], img: usize, block: usize, dst: &mut [f3
         }
         if d.relu {
             for a in &mut acc {
-                *a = a.max(0.0);
+                *a = crate::cpu::nan::relu_keep_nan(*a);
             }
         }
         for (lane, &a) in acc.iter().take(lanes).enumerate() {

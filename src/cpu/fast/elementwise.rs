@@ -40,7 +40,7 @@ pub(crate) fn gather_fast(
                 } else if in_place {
                     v += *d;
                 }
-                *d = if relu { v.max(0.0) } else { v };
+                *d = if relu { crate::cpu::nan::relu_keep_nan(v) } else { v };
             }
         });
 }
@@ -91,7 +91,7 @@ fn gather_nearest_scalar(dst: &mut [f32], src: &[f32], map: &[u32], add: &[f32],
         } else if in_place {
             v += *d;
         }
-        *d = if relu { v.max(0.0) } else { v };
+        *d = if relu { crate::cpu::nan::relu_keep_nan(v) } else { v };
     }
 }
 
@@ -125,8 +125,8 @@ unsafe fn gather_nearest_avx512(
                 v = _mm512_add_ps(v, _mm512_loadu_ps(dst.as_ptr().add(i)));
             }
             if relu {
-                // max(v, 0) returns 0 for a NaN v, as the twin's `f32::max` does.
-                v = _mm512_max_ps(v, zero);
+                // max_ps(0, v) returns v when v is NaN, as the twin's relu_keep_nan.
+                v = _mm512_max_ps(zero, v);
             }
             _mm512_storeu_ps(dst.as_mut_ptr().add(i), v);
         }
@@ -136,14 +136,17 @@ unsafe fn gather_nearest_avx512(
     gather_nearest_scalar(&mut dst[i..n], src, &map[i..n], add, in_place, relu);
 }
 
-/// e^x to about 2 ulp for x in [−87, 88] (clamped outside): Cody–Waite reduction
-/// x = n·ln 2 + r, |r| ≤ ln 2 / 2, a degree-7 Taylor polynomial for e^r and 2^n from the
-/// exponent bits. Branch-free, so loops over it vectorise.
+/// e^x to about 2 ulp for x in [−87, 88]: Cody–Waite reduction x = n·ln 2 + r,
+/// |r| ≤ ln 2 / 2, a degree-7 Taylor polynomial for e^r and 2^n from the exponent bits.
+/// Past the f32 range it is +inf above ln(f32::MAX) and 0 below −104 (e^−87 between −104
+/// and −87, where the exact value is subnormal); NaN stays NaN. Branch-free (selects),
+/// so loops over it vectorise.
 #[inline(always)]
 fn exp_approx(x: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
+    let x_in = x;
     let x = x.clamp(-87.0, 88.0);
     let t = x * std::f32::consts::LOG2_E + MAGIC;
     let n = t - MAGIC;
@@ -155,7 +158,13 @@ fn exp_approx(x: f32) -> f32 {
                     + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
     // t's low mantissa bits hold n + 2^22; n + 127 is the biased exponent of 2^n.
     let biased = t.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127) << 23;
-    p * f32::from_bits(biased)
+    let e = p * f32::from_bits(biased);
+    let e = if x_in > 88.722_84 { f32::INFINITY } else { e };
+    if x_in < -104.0 {
+        0.0
+    } else {
+        e
+    }
 }
 
 /// `v = min(v, cap)` for every element (the cap of a fused ReLU6-style activation), in
@@ -165,7 +174,7 @@ pub(crate) fn cap_in_place(values: &mut [f32], cap: f32) {
     values
         .par_chunks_mut(CHUNK)
         .with_min_len(MIN_PARALLEL_ELEMENTS / CHUNK)
-        .for_each(|c| c.iter_mut().for_each(|v| *v = v.min(cap)));
+        .for_each(|c| c.iter_mut().for_each(|v| *v = crate::cpu::nan::cap_keep_nan(*v, cap)));
 }
 
 /// Applies `f` to every element, in chunks the compiler vectorises (`f` is inlined).
@@ -204,8 +213,8 @@ pub(crate) fn binary_fast(p: &BinaryParams, a: &[f32], b: &[f32], out: &mut [f32
         Binary::Sub => binary_with(p, a, b, out, |x, y| x - y),
         Binary::Mul => binary_with(p, a, b, out, |x, y| x * y),
         Binary::Div => binary_with(p, a, b, out, |x, y| x / y),
-        Binary::Max => binary_with(p, a, b, out, f32::max),
-        Binary::Min => binary_with(p, a, b, out, f32::min),
+        Binary::Max => binary_with(p, a, b, out, crate::cpu::nan::max_keep_nan),
+        Binary::Min => binary_with(p, a, b, out, crate::cpu::nan::min_keep_nan),
     }
 }
 
@@ -267,5 +276,10 @@ mod tests {
             worst = worst.max(err);
         }
         assert!(worst < 5e-7, "worst relative error {worst:e}");
+        // Past the range: overflow to inf, underflow to 0, NaN kept (as f32::exp).
+        assert_eq!(exp_approx(f32::INFINITY), f32::INFINITY);
+        assert_eq!(exp_approx(89.0), f32::INFINITY);
+        assert_eq!(exp_approx(f32::NEG_INFINITY), 0.0);
+        assert!(exp_approx(f32::NAN).is_nan());
     }
 }

@@ -87,7 +87,7 @@ impl Gemv {
                 let row = &self.w[ch * self.k..(ch + 1) * self.k];
                 for j in 0..cols {
                     let v = dot(row, &b[(grp * cols + j) * self.k..][..self.k]) + self.bias[ch];
-                    let v = if self.relu { v.max(0.0) } else { v };
+                    let v = if self.relu { crate::cpu::nan::relu_keep_nan(v) } else { v };
                     let (img, e) = (j / n_pos, j % n_pos);
                     // SAFETY: (img, ch, e) is inside the output; channel blocks are disjoint.
                     unsafe { *out.ptr().add((img * self.out_channels + ch) * n_pos + e) = v };

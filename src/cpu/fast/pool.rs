@@ -5,6 +5,7 @@
 use rayon::prelude::*;
 
 use super::elementwise::expand_plane;
+use crate::cpu::nan::{any_nan, max_keep_nan};
 use crate::cpu::pool2d::pool_windows;
 use crate::cpu::MIN_PARALLEL_ELEMENTS;
 use crate::params::Pool2dParams;
@@ -20,8 +21,9 @@ pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
     let planes = p.planes as usize;
     let kind = p.in_map_kind;
     assert!(out.len() >= out_plane * planes && input.len() >= src_plane * planes);
-    // The average's divisor per output position (the twin's window arithmetic).
-    let windows: Vec<f32> = pool_windows(p).iter().map(|w| w.4).collect();
+    // The windows and the average's divisor per output position (the twin's arithmetic).
+    let wins = pool_windows(p);
+    let windows: Vec<f32> = wins.iter().map(|w| w.4).collect();
     let in_w = p.in_w as usize;
     let (in_h, out_w) = (p.in_h as usize, p.out_w as usize);
     let (kh, kw, sh, sw) =
@@ -49,7 +51,11 @@ pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
                 expand_plane(kind, in_map, src, &mut dense);
                 &dense[..]
             };
-            if global {
+            if !geo.avg && any_nan(plane) {
+                // The vector maxima below drop NaN; a plane holding one takes the twin's
+                // NaN-keeping windows (rare: the check costs one pass over the plane).
+                max_keep_nan_plane(&wins, (pt, pl, in_w), plane, dst);
+            } else if global {
                 dst[0] = if geo.avg { sum_lanes(plane) / windows[0] } else { max_lanes(plane) };
             } else {
                 pool_plane_dispatch(&geo, &ranges, &windows, plane, dst, &mut rows);
@@ -61,6 +67,26 @@ pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
         body((dst, src));
     } else {
         dst.par_chunks_mut(out_plane * per_task).zip(src.par_chunks(src_plane * per_task)).for_each(body);
+    }
+}
+
+/// Max pooling of one dense plane with NaN kept (`cpu::nan::max_keep_nan`), over the
+/// twin's windows in padded coordinates; `(pt, pl, in_w)` place them in the plane.
+fn max_keep_nan_plane(
+    wins: &[(u32, u32, u32, u32, f32)],
+    (pt, pl, in_w): (usize, usize, usize),
+    plane: &[f32],
+    dst: &mut [f32],
+) {
+    for (o, &(h0, h1, w0, w1, _)) in dst.iter_mut().zip(wins) {
+        let mut best = f32::NEG_INFINITY;
+        for y in h0 as usize..h1 as usize {
+            let row = &plane[(y - pt) * in_w..];
+            for x in w0 as usize..w1 as usize {
+                best = max_keep_nan(best, row[x - pl]);
+            }
+        }
+        *o = best;
     }
 }
 
@@ -81,13 +107,13 @@ fn sum_lanes(v: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// The maximum of `v` from `f32::MIN`, as the twin's window: `if x > m`, so a NaN never
-/// replaces the running value (exact in any order).
+/// The maximum of `v` from `f32::NEG_INFINITY` (exact in any order; `v` holds no NaN: planes
+/// that do take [`max_keep_nan_plane`]).
 fn max_lanes(v: &[f32]) -> f32 {
     let pick = |m: f32, x: f32| if x > m { x } else { m };
-    let mut acc = [f32::MIN; LANES];
+    let mut acc = [f32::NEG_INFINITY; LANES];
     let chunks = v.chunks_exact(LANES);
-    let tail = chunks.remainder().iter().fold(f32::MIN, |m, &x| pick(m, x));
+    let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, &x| pick(m, x));
     for c in chunks {
         for (a, &x) in acc.iter_mut().zip(c) {
             *a = pick(*a, x);
@@ -98,7 +124,7 @@ fn max_lanes(v: &[f32]) -> f32 {
 
 /// Rows that start an output row: the average's and the maximum's identity.
 static ZEROS: [f32; 512] = [0.0; 512];
-static MINS: [f32; 512] = [f32::MIN; 512];
+static MINS: [f32; 512] = [f32::NEG_INFINITY; 512];
 
 /// Per-task work rows of [`pool_plane`]: a combined input row and its stride-2 phases.
 struct RowScratch {
@@ -177,8 +203,7 @@ unsafe fn pool_plane_avx2(
 /// mask of the outputs whose tap is inside the row. No row goes through memory between
 /// steps (the separable path's masked stores and reloads stall on store forwarding, which
 /// dominated small planes: 64x32 planes of 28x28, 3x3 stride 2: 1.03 ms). The average sums
-/// in (ky, kx) order; the max is `max_ps(tap, acc)`, so a NaN tap never replaces the running
-/// value, as in the twin.
+/// in (ky, kx) order; the max is `max_ps(tap, acc)` (planes holding a NaN never come here).
 ///
 /// # Safety
 /// AVX-512F is available; `in_w ≤ 32`, `out_w ≤ 16`, at most 32 kx; `src` holds the
@@ -219,7 +244,7 @@ unsafe fn pool_plane_narrow_avx512(
         taps[kx] = (unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }, keep & out_mask);
     }
     let taps = &taps[..ranges.len().min(32)];
-    let init = _mm512_set1_ps(if g.avg { 0.0 } else { f32::MIN });
+    let init = _mm512_set1_ps(if g.avg { 0.0 } else { f32::NEG_INFINITY });
     for (oy, orow) in dst.chunks_exact_mut(g.out_w).enumerate() {
         let mut acc = init;
         for ky in 0..g.kh {
@@ -255,8 +280,7 @@ unsafe fn pool_plane_narrow_avx512(
 /// column-wise into `v` (full input width, contiguous: vectorises), then each output
 /// combines its valid columns of `v`. Max is exact in any order; an average sums in
 /// (ky, kx) order per column, then across columns (within 1 ulp-level of the twin's
-/// row-major order). The max is `if v > o`, which, like the twin's `f32::max`, never lets a
-/// NaN input replace the running value.
+/// row-major order). The max is `if v > o` (planes holding a NaN never come here).
 #[inline(always)]
 fn pool_plane(
     g: &RowGeometry,
@@ -420,7 +444,7 @@ fn combine_iter(outs: &mut [f32], taps: impl Iterator<Item = f32>, avg: bool) {
 }
 
 /// [`combine`] in 16-lane vectors with a masked tail. `max_ps(v, o)` is `v > o ? v : o`,
-/// the portable loop's expression (a NaN input never replaces the running value).
+/// the portable loop's expression.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn combine_avx512(outs: &mut [f32], taps: &[f32], avg: bool) {

@@ -74,8 +74,8 @@ unsafe fn tile(
                 r0 = _mm256_add_ps(r0, beta);
                 r1 = _mm256_add_ps(r1, beta);
                 if relu {
-                    r0 = _mm256_max_ps(r0, _mm256_setzero_ps());
-                    r1 = _mm256_max_ps(r1, _mm256_setzero_ps());
+                    r0 = _mm256_max_ps(_mm256_setzero_ps(), r0);
+                    r1 = _mm256_max_ps(_mm256_setzero_ps(), r1);
                 }
             }
             _mm256_storeu_ps(ci, r0);

@@ -86,7 +86,7 @@ unsafe fn tile<const NV: usize>(
                 if let Some(beta) = beta {
                     r = _mm512_add_ps(r, beta);
                     if relu {
-                        r = _mm512_max_ps(r, _mm512_setzero_ps());
+                        r = _mm512_max_ps(_mm512_setzero_ps(), r);
                     }
                 }
                 _mm512_storeu_ps(ci.add(16 * v), r);
@@ -160,8 +160,8 @@ unsafe fn tile_indirect(
                 r0 = _mm512_add_ps(r0, beta);
                 r1 = _mm512_add_ps(r1, beta);
                 if relu {
-                    r0 = _mm512_max_ps(r0, _mm512_setzero_ps());
-                    r1 = _mm512_max_ps(r1, _mm512_setzero_ps());
+                    r0 = _mm512_max_ps(_mm512_setzero_ps(), r0);
+                    r1 = _mm512_max_ps(_mm512_setzero_ps(), r1);
                 }
             }
             _mm512_storeu_ps(ci, r0);
@@ -248,7 +248,7 @@ pub(crate) unsafe fn hwc_tile<const MR: usize, const NV: usize>(
         for (i, row) in acc.iter().enumerate().take(positions) {
             let mut r = _mm512_add_ps(row[v], beta);
             if relu {
-                r = _mm512_max_ps(r, zero);
+                r = _mm512_max_ps(zero, r);
             }
             // SAFETY: the kept lanes write channels 16·v + lane below `channels` of
             // position i < positions: writable by the contract.

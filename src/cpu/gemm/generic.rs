@@ -43,7 +43,7 @@ unsafe fn run(
             if let Some(beta) = beta {
                 v += beta;
                 if relu {
-                    v = v.max(0.0);
+                    v = crate::cpu::nan::relu_keep_nan(v);
                 }
             }
             *dst = v;
