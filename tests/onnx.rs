@@ -38,7 +38,7 @@ const MODELS: [&str; 12] = [
     "gemm_trans_b",
 ];
 
-const MORE: [&str; 3] = ["clip_relu6", "clip_opset9", "operators_mix"];
+const MORE: [&str; 4] = ["clip_relu6", "clip_opset9", "operators_mix", "non_finite"];
 
 /// Exported by torch.onnx.export (export_torch.py): TorchScript and torch.export exporters.
 const TORCH: [&str; 8] = [
@@ -152,8 +152,15 @@ fn folded_shapes_follow_the_compiled_batch() {
 #[test]
 fn perforated_imports_run_on_both_executors() {
     let ctx = gpu_or_skip("perforated_imports_run_on_both_executors");
-    let fixtures_list =
-        ["nin_opset13", "alexnet_like", "vgg_like", "resnet_like", "torch_resnet", "torch_dynamo_vgg"];
+    let fixtures_list = [
+        "nin_opset13",
+        "alexnet_like",
+        "vgg_like",
+        "resnet_like",
+        "torch_resnet",
+        "torch_dynamo_vgg",
+        "non_finite",
+    ];
     for name in fixtures_list.iter().chain(&ZOO) {
         let mut model = onnx::load(fixtures().join(format!("{name}.onnx"))).unwrap();
         let perforated = model.network.perforate_all(0.5, 3).unwrap();
