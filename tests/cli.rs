@@ -285,6 +285,12 @@ fn parity_and_demo_on_the_gpu_when_present() {
     assert!(d["gpu"]["max_abs_diff_perforated"].as_f64().unwrap() < 1e-3);
     let tuned = d["perforated_finetuned"]["top1_error"].as_f64().unwrap();
     assert!(tuned <= d["perforated"]["top1_error"].as_f64().unwrap() + 0.02, "fine-tuning does not hurt");
+    // The shipped fine-tuned 2x network: its plan applies and it stays near the dense accuracy.
+    let shipped = &d["shipped"];
+    assert!(shipped["theoretical_speedup"].as_f64().unwrap() >= 2.0);
+    let gap = shipped["eval"]["top1_error"].as_f64().unwrap() - d["dense"]["top1_error"].as_f64().unwrap();
+    assert!(gap < 0.03, "the shipped network is within 3 points of dense on the sample: {gap}");
+    assert!(shipped["gpu_ms"].as_f64().unwrap() > 0.0);
 }
 
 #[test]
