@@ -127,3 +127,88 @@ fn a_lost_device_is_an_error_value() {
     assert_eq!(again.shape(), cpu.shape());
     assert!(again.iter().zip(cpu.iter()).all(|(a, b)| (a - b).abs() <= 1e-5 * (1.0 + b.abs())));
 }
+
+/// A plan that needs more GPU memory than the context allows is refused before anything
+/// is allocated, with the numbers; the same context then builds an executor that fits and
+/// runs it to the CPU's result.
+#[test]
+fn a_plan_past_the_memory_budget_is_refused_with_the_numbers() {
+    use perforate::cpu::CpuExecutor;
+    use perforate::gpu::GpuExecutor;
+    use perforate::network::zoo::{self, ZooConfig};
+    use perforate::plan::{Plan, PlanOptions};
+
+    let Some(ctx) = common::gpu_or_skip("a_plan_past_the_memory_budget_is_refused_with_the_numbers") else {
+        return;
+    };
+    let mut net = zoo::build("fashion_vgg", ZooConfig::default()).unwrap();
+    net.perforate_all(0.5, 3).unwrap();
+    let plan = Plan::compile(&net, 4, PlanOptions::default()).unwrap();
+    let need = GpuExecutor::memory_needed(&ctx, &plan).unwrap();
+    // The parts are the plan's own numbers: its activation slots, and at least every weight.
+    let slots: u64 = plan.slot_sizes().iter().map(|&n| 4 * n as u64).sum();
+    assert!(need.activations >= slots && need.activations < slots + 16 * plan.slot_sizes().len() as u64);
+    let weights: u64 = plan
+        .steps()
+        .iter()
+        .filter_map(|s| match &s.op {
+            perforate::plan::StepOp::Conv { layer, .. } => Some(4 * layer.weights().len() as u64),
+            _ => None,
+        })
+        .sum();
+    assert!(need.parameters >= weights, "{need}");
+    assert!(need.workspace > 0 && need.readback >= 4 * 4 * 10, "{need}");
+
+    let e = GpuExecutor::new(&ctx.with_memory_budget(need.total() - 1), &plan).unwrap_err();
+    assert!(matches!(e, perforate::Error::OutOfMemory(_)), "{e}");
+    let text = e.to_string();
+    for part in ["fashion_vgg", "batch 4", "activations", "weights and tables", "MiB", "with_memory_budget"] {
+        assert!(text.contains(part), "'{part}' missing from: {text}");
+    }
+    // Exactly the need fits, on the same device.
+    let x = ndarray::ArrayD::from_shape_vec(
+        plan.input_shape(),
+        perforate::rng::SeededRng::new(6).vec_f32(plan.input_shape().iter().product(), 0.0, 1.0),
+    )
+    .unwrap();
+    let gpu = GpuExecutor::new(&ctx.with_memory_budget(need.total()), &plan).unwrap().run(x.view()).unwrap();
+    let cpu = CpuExecutor::new(&plan).unwrap().run(x.view()).unwrap();
+    common::assert_close(
+        "after the refusal",
+        gpu.as_slice().unwrap(),
+        &common::to_f64(cpu.as_slice().unwrap()),
+        1e-4,
+    );
+}
+
+/// Inputs the fuzzers (`fuzz/run.sh`) found to crash an earlier version: each must now be
+/// an error naming the problem. File names say the reader and what went wrong.
+#[test]
+fn fuzzer_findings_are_errors_not_panics() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let bytes = std::fs::read(&path).unwrap();
+        let e = if name.starts_with("onnx_") {
+            perforate::onnx::load_bytes(&bytes, None).map(|_| ()).unwrap_err()
+        } else if name.starts_with("npy_") {
+            perforate::data::npy_f32_from_bytes(&bytes, &name).map(|_| ()).unwrap_err()
+        } else if name.starts_with("idx_") {
+            perforate::data::idx_images_from_bytes(bytes, &path).map(|_| ()).unwrap_err()
+        } else if name.starts_with("plan_") {
+            let text = String::from_utf8_lossy(&bytes);
+            let mut net =
+                perforate::network::zoo::build("fashion_vgg", perforate::network::zoo::ZooConfig::default())
+                    .unwrap();
+            perforate::network::PerforationPlan::from_json(&text).and_then(|p| p.apply(&mut net)).unwrap_err()
+        } else {
+            panic!("{name}: unknown reader prefix");
+        };
+        assert!(!e.to_string().is_empty(), "{name}");
+        eprintln!("{name}: {e}");
+        checked += 1;
+    }
+    assert!(checked >= 1);
+}

@@ -20,6 +20,8 @@ pub struct GpuContext {
     inner: Arc<Inner>,
     /// A storage-binding limit below the device's ([`GpuContext::with_binding_limit`]).
     binding_limit: Option<u64>,
+    /// The most GPU memory one executor may allocate ([`GpuContext::with_memory_budget`]).
+    memory_budget: Option<u64>,
 }
 
 struct Inner {
@@ -100,6 +102,7 @@ impl GpuContext {
         });
         Ok(GpuContext {
             binding_limit: None,
+            memory_budget: None,
             inner: Arc::new(Inner {
                 device,
                 queue,
@@ -152,7 +155,22 @@ impl GpuContext {
     /// 128 MiB per storage binding, as are many mobile drivers') and for testing the splits
     /// on small shapes. The limit is rounded down to a multiple of 16 bytes, at least 16.
     pub fn with_binding_limit(&self, bytes: u64) -> GpuContext {
-        GpuContext { inner: self.inner.clone(), binding_limit: Some((bytes / 16 * 16).max(16)) }
+        GpuContext { binding_limit: Some((bytes / 16 * 16).max(16)), ..self.clone() }
+    }
+
+    /// The same device, with each executor built on it held to at most `bytes` of GPU
+    /// memory (activations, workspace, weights and tables): a plan that needs more is
+    /// refused before anything is allocated, with the numbers. wgpu does not report how
+    /// much memory a device has, so without a budget the first allocation the driver
+    /// cannot serve is what fails ([`Error::OutOfMemory`], with the same numbers). For apps
+    /// that share the GPU with other work, and for running as if on a smaller device.
+    pub fn with_memory_budget(&self, bytes: u64) -> GpuContext {
+        GpuContext { memory_budget: Some(bytes), ..self.clone() }
+    }
+
+    /// The budget set by [`GpuContext::with_memory_budget`], if any.
+    pub fn memory_budget(&self) -> Option<u64> {
+        self.memory_budget
     }
 
     /// The compute pipeline of `kernel` with the override constants of `spec`, compiled

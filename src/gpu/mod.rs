@@ -11,5 +11,5 @@ mod shaders;
 
 pub use context::GpuContext;
 pub use conv::GpuConv;
-pub use network::GpuExecutor;
+pub use network::{GpuExecutor, GpuMemory};
 pub use shaders::{Kernel, SNIPPETS};

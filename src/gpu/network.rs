@@ -47,9 +47,115 @@ fn table(ctx: &GpuContext, label: &str, data: &[u32]) -> Result<wgpu::Buffer> {
     storage_init(ctx, label, bytemuck::cast_slice(data))
 }
 
+/// The GPU memory an executor of a plan allocates, by kind (bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GpuMemory {
+    /// The activation slots (tensors share slots where their lifetimes do not overlap).
+    pub activations: u64,
+    /// The im2col workspace (the largest chunk of any conv).
+    pub workspace: u64,
+    /// Weights, biases, masks, interpolation maps and other tables.
+    pub parameters: u64,
+    /// The buffer the output is read back through.
+    pub readback: u64,
+}
+
+impl GpuMemory {
+    /// Everything together.
+    pub fn total(&self) -> u64 {
+        self.activations + self.workspace + self.parameters + self.readback
+    }
+}
+
+impl std::fmt::Display for GpuMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+        write!(
+            f,
+            "{:.1} MiB (activations {:.1}, im2col workspace {:.1}, weights and tables {:.1}, readback {:.1})",
+            mib(self.total()),
+            mib(self.activations),
+            mib(self.workspace),
+            mib(self.parameters),
+            mib(self.readback)
+        )
+    }
+}
+
+/// Bytes of a `u32`/`f32` table as uploaded (at least 16).
+fn table_bytes(len: usize) -> u64 {
+    bytes_of_len(len).max(16)
+}
+
+/// Weights, biases, masks and maps a step uploads (the uniform arena is not counted: a
+/// few hundred bytes per launch).
+fn parameter_bytes(step: &crate::plan::Step) -> u64 {
+    match &step.op {
+        StepOp::Conv { layer, .. } => {
+            let g = layer.geometry();
+            // The packed A matrix: rows of kh·kw·C/groups values padded to a multiple of 4.
+            let lda = g.k_per_group().next_multiple_of(4);
+            table_bytes(g.out_channels * lda)
+                + table_bytes(layer.bias().len())
+                + table_bytes(layer.mask().len())
+                + table_bytes(layer.interpolation_map().table().len())
+                + layer.input_map().map_or(0, |m| table_bytes(m.table().len()))
+        }
+        StepOp::Gather { map, .. } => table_bytes(map.table().len()),
+        StepOp::Pool { in_map, .. } => in_map.as_ref().map_or(0, |m| table_bytes(m.table().len())),
+        StepOp::Affine { scale, shift, .. } => table_bytes(scale.len()) + table_bytes(shift.len()),
+        StepOp::SelectChannels { channels, .. } => table_bytes(channels.len()),
+        _ => 0,
+    }
+}
+
 impl GpuExecutor {
+    /// The GPU memory an executor of `plan` on `ctx` allocates (the workspace depends on
+    /// the context's binding limit, which sets the im2col chunk).
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] when a conv's weights cannot be split to fit a binding.
+    pub fn memory_needed(ctx: &GpuContext, plan: &Plan) -> Result<GpuMemory> {
+        let mut col_len = 4;
+        for step in plan.steps() {
+            if let StepOp::Conv { layer, settings } = &step.op {
+                let schedule = ConvSchedule::new(layer, &gpu_settings(settings), ctx.max_binding_bytes())?;
+                col_len = col_len.max(schedule.col_len);
+            }
+        }
+        Ok(GpuMemory {
+            activations: plan.slot_sizes().iter().map(|&n| table_bytes(n)).sum(),
+            workspace: table_bytes(col_len),
+            parameters: plan.steps().iter().map(parameter_bytes).sum(),
+            readback: table_bytes(plan.tensor(plan.output()).len()),
+        })
+    }
+
     /// Uploads every table of `plan` and records its commands.
     pub fn new(ctx: &GpuContext, plan: &Plan) -> Result<Self> {
+        let need = Self::memory_needed(ctx, plan)?;
+        if let Some(budget) = ctx.memory_budget() {
+            if need.total() > budget {
+                return Err(Error::OutOfMemory(format!(
+                    "plan '{}' at batch {} needs {need}, but this context allows {:.1} MiB \
+                     (GpuContext::with_memory_budget); a smaller batch needs less",
+                    plan.name(),
+                    plan.batch(),
+                    budget as f64 / f64::from(1u32 << 20)
+                )));
+            }
+        }
+        Self::allocate(ctx, plan).map_err(|e| match e {
+            Error::OutOfMemory(m) => Error::OutOfMemory(format!(
+                "{m}; plan '{}' at batch {} needs {need} in all; a smaller batch needs less",
+                plan.name(),
+                plan.batch()
+            )),
+            e => e,
+        })
+    }
+
+    fn allocate(ctx: &GpuContext, plan: &Plan) -> Result<Self> {
         let slots: Vec<wgpu::Buffer> = plan
             .slot_sizes()
             .iter()
