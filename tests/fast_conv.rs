@@ -232,41 +232,10 @@ fn hwc_path_on_random_geometries() {
 /// Seeded random geometries: a property test over the whole parameter space.
 #[test]
 fn random_geometries_match_reference() {
-    let mut rng = SeededRng::new(2016);
-    let kinds = [MapKind::Nearest, MapKind::Zeros, MapKind::Barycentric];
-    let mut pick = |n: usize| usize::try_from(rng.next_u64() % n as u64).expect("below n");
-    for seed in 0..60u64 {
-        let groups = [1, 1, 2, 3][pick(4)];
-        let in_channels = groups * (1 + pick(6));
-        let out_channels = groups * (1 + pick(9));
-        let (kh, kw) = (1 + pick(4), 1 + pick(4));
-        let dilation = 1 + pick(2);
-        let (in_h, in_w) = (dilation * (kh - 1) + 1 + pick(14), dilation * (kw - 1) + 1 + pick(14));
-        let g = ConvGeometry::new(in_channels, in_h, in_w, out_channels, kh, kw)
-            .with_stride(1 + pick(3))
-            .with_padding_tlbr(pick(3), pick(3), pick(3), pick(3))
-            .with_dilation(dilation)
-            .with_groups(groups)
-            .with_batch(1 + pick(3));
-        if g.validate().is_err() {
-            continue;
-        }
-        let keep = match pick(5) {
-            0 => Keep::One,
-            1 => Keep::Frac(1.0),
-            _ => Keep::Frac(0.1 + 0.8 * pick(100) as f64 / 100.0),
-        };
-        let p = Problem {
-            name: "random",
-            geometry: g,
-            keep,
-            compact_input: pick(2) == 0 && in_h * in_w > 1,
-            relu: pick(2) == 0,
-            seed: 1000 + seed,
-            interp: kinds[pick(3)],
-            in_interp: kinds[pick(3)],
-        };
-        check(&p);
+    let problems = common::random_problems(2016, 60);
+    assert!(problems.len() > 40, "only {} random geometries were valid", problems.len());
+    for p in &problems {
+        check(p);
     }
 }
 

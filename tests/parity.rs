@@ -27,6 +27,20 @@ fn check(ctx: &perforate::gpu::GpuContext, p: &Problem, settings: ConvSettings) 
     assert_close(&label, out.as_slice().unwrap(), reference, TOL);
 }
 
+/// The property test of `fast_conv`'s random geometries on the GPU: each against the CPU
+/// twin and the naive f64 reference (with NaN and infinities planted in two of three).
+#[test]
+fn random_geometries_gpu_matches_cpu_and_reference() {
+    let Some(ctx) = gpu_or_skip("random_geometries_gpu_matches_cpu_and_reference") else {
+        return;
+    };
+    let problems = common::random_problems(2016, 60);
+    assert!(problems.len() > 40, "only {} random geometries were valid", problems.len());
+    for p in &problems {
+        check(&ctx, p, ConvSettings::default());
+    }
+}
+
 #[test]
 fn sweep_dense_output_gpu_matches_cpu() {
     let Some(ctx) = gpu_or_skip("sweep_dense_output_gpu_matches_cpu") else {

@@ -359,3 +359,47 @@ where
     assert_ne!(bits(&first), bits(&between));
     assert_close("first run", first.as_slice().unwrap(), &a.dense_ref, 1e-4);
 }
+
+/// Seeded random conv problems over the whole parameter space (groups, kernel, stride,
+/// padding, dilation, batch, kept fraction, every map kind for the output and for a
+/// compact input, ReLU); of `count` draws, the valid geometries. Sizes stay small (planes
+/// up to about 20x20) so the GPU can run them on lavapipe too.
+pub fn random_problems(seed: u64, count: u64) -> Vec<Problem> {
+    let mut rng = SeededRng::new(seed);
+    let kinds = [MapKind::Nearest, MapKind::Zeros, MapKind::Barycentric];
+    let mut pick = |n: usize| usize::try_from(rng.next_u64() % n as u64).expect("below n");
+    let mut problems = Vec::new();
+    for draw in 0..count {
+        let groups = [1, 1, 2, 3][pick(4)];
+        let in_channels = groups * (1 + pick(6));
+        let out_channels = groups * (1 + pick(9));
+        let (kh, kw) = (1 + pick(4), 1 + pick(4));
+        let dilation = 1 + pick(2);
+        let (in_h, in_w) = (dilation * (kh - 1) + 1 + pick(14), dilation * (kw - 1) + 1 + pick(14));
+        let g = ConvGeometry::new(in_channels, in_h, in_w, out_channels, kh, kw)
+            .with_stride(1 + pick(3))
+            .with_padding_tlbr(pick(3), pick(3), pick(3), pick(3))
+            .with_dilation(dilation)
+            .with_groups(groups)
+            .with_batch(1 + pick(3));
+        if g.validate().is_err() {
+            continue;
+        }
+        let keep = match pick(5) {
+            0 => Keep::One,
+            1 => Keep::Frac(1.0),
+            _ => Keep::Frac(0.1 + 0.8 * pick(100) as f64 / 100.0),
+        };
+        problems.push(Problem {
+            name: "random",
+            geometry: g,
+            keep,
+            compact_input: pick(2) == 0 && in_h * in_w > 1,
+            relu: pick(2) == 0,
+            seed: 1000 + draw,
+            interp: kinds[pick(3)],
+            in_interp: kinds[pick(3)],
+        });
+    }
+    problems
+}
