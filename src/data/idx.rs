@@ -10,6 +10,11 @@ use crate::error::{Error, Result};
 pub(super) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let raw =
         std::fs::read(path).map_err(|e| Error::Data(format!("{}: cannot read: {e}", path.display())))?;
+    gunzip_if_gzip(raw, path)
+}
+
+/// The bytes, gunzipped when they start with the gzip magic bytes.
+fn gunzip_if_gzip(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&raw[..])
@@ -55,7 +60,17 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<usize>, Vec<u8>)> {
 /// The images of an IDX image file alone (unlabelled: every label 0, one class), for
 /// classifying them.
 pub fn load_idx_images(images: &Path) -> Result<Dataset> {
-    let (dims, pixels) = parse(images, &read_maybe_gz(images)?)?;
+    idx_images_from_bytes(read_maybe_gz(images)?, images)
+}
+
+/// [`load_idx_images`] on the bytes of an IDX image file (gzip-compressed or raw); `name`
+/// is what errors call it.
+///
+/// # Errors
+/// [`Error::Data`] when the bytes are not an IDX array of unsigned bytes of images.
+pub fn idx_images_from_bytes(bytes: Vec<u8>, name: &Path) -> Result<Dataset> {
+    let images = name;
+    let (dims, pixels) = parse(images, &gunzip_if_gzip(bytes, images)?)?;
     let (n, c, h, w) = image_dims(images, &dims)?;
     Dataset::new(c, h, w, 1, pixels.iter().map(|&p| f32::from(p) / 255.0).collect(), vec![0; n])
 }

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 pub use cifar::load_cifar;
 pub use folder::load_image_folder;
-pub use idx::{load_idx, load_idx_images};
-pub use npy::read_npy_f32;
+pub use idx::{idx_images_from_bytes, load_idx, load_idx_images};
+pub use npy::{npy_f32_from_bytes, read_npy_f32};
 
 use crate::error::{Error, Result};
 use crate::rng::hash2;

@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use ndarray::{ArrayD, IxDyn, ShapeBuilder};
-use ndarray_npy::{read_npy, ReadableElement};
+use ndarray_npy::{ReadNpyExt, ReadableElement};
 
 use crate::error::{Error, Result};
 
@@ -23,26 +23,36 @@ use crate::error::{Error, Result};
 #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
 pub fn read_npy_f32(path: impl AsRef<Path>) -> Result<ArrayD<f32>> {
     let path = path.as_ref();
-    let fail = |what: String| Error::Data(format!("{}: {what}", path.display()));
-    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-    let header = Header::parse(&bytes).map_err(fail)?;
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::Data(format!("{}: cannot read: {e}", path.display())))?;
+    npy_f32_from_bytes(&bytes, &path.display().to_string())
+}
+
+/// [`read_npy_f32`] on the bytes of a `.npy` file; `name` is what errors call it.
+///
+/// # Errors
+/// As [`read_npy_f32`].
+#[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+pub fn npy_f32_from_bytes(bytes: &[u8], name: &str) -> Result<ArrayD<f32>> {
+    let fail = |what: String| Error::Data(format!("{name}: {what}"));
+    let header = Header::parse(bytes).map_err(fail)?;
     let descr = header.descr.as_str();
     // The type code after the byte-order character ('<', '>', '|' or '=').
     let code = descr.trim_start_matches(['<', '>', '|', '=']);
     let via =
         |r: std::result::Result<ArrayD<f32>, String>| r.map_err(|e| fail(format!("dtype '{descr}': {e}")));
     match code {
-        "f4" => via(read_as::<f32>(path, |v| v)),
-        "f8" => via(read_as::<f64>(path, |v| v as f32)),
-        "f2" => header.half(&bytes).map_err(fail),
-        "i1" => via(read_as::<i8>(path, f32::from)),
-        "i2" => via(read_as::<i16>(path, f32::from)),
-        "i4" => via(read_as::<i32>(path, |v| v as f32)),
-        "i8" => via(read_as::<i64>(path, |v| v as f32)),
-        "u1" => via(read_as::<u8>(path, f32::from)),
-        "u2" => via(read_as::<u16>(path, f32::from)),
-        "u4" => via(read_as::<u32>(path, |v| v as f32)),
-        "u8" => via(read_as::<u64>(path, |v| v as f32)),
+        "f4" => via(read_as::<f32>(bytes, |v| v)),
+        "f8" => via(read_as::<f64>(bytes, |v| v as f32)),
+        "f2" => header.half(bytes).map_err(fail),
+        "i1" => via(read_as::<i8>(bytes, f32::from)),
+        "i2" => via(read_as::<i16>(bytes, f32::from)),
+        "i4" => via(read_as::<i32>(bytes, |v| v as f32)),
+        "i8" => via(read_as::<i64>(bytes, |v| v as f32)),
+        "u1" => via(read_as::<u8>(bytes, f32::from)),
+        "u2" => via(read_as::<u16>(bytes, f32::from)),
+        "u4" => via(read_as::<u32>(bytes, |v| v as f32)),
+        "u8" => via(read_as::<u64>(bytes, |v| v as f32)),
         _ => Err(fail(format!(
             "dtype '{descr}' is not a real number type (floats and integers are read; convert with \
              x.astype(np.float32))"
@@ -51,10 +61,10 @@ pub fn read_npy_f32(path: impl AsRef<Path>) -> Result<ArrayD<f32>> {
 }
 
 fn read_as<T: ReadableElement + Copy>(
-    path: &Path,
+    bytes: &[u8],
     f: impl Fn(T) -> f32,
 ) -> std::result::Result<ArrayD<f32>, String> {
-    let a: ArrayD<T> = read_npy(path).map_err(|e| e.to_string())?;
+    let a = ArrayD::<T>::read_npy(bytes).map_err(|e| e.to_string())?;
     Ok(a.mapv(f))
 }
 
@@ -108,7 +118,7 @@ impl Header {
     fn half(&self, bytes: &[u8]) -> std::result::Result<ArrayD<f32>, String> {
         let n = self.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or("shape overflows")?;
         let data = bytes.get(self.data_start..).ok_or("no data")?;
-        if data.len() < 2 * n {
+        if data.len() / 2 < n {
             return Err(format!("{} bytes of float16 data for {n} values", data.len()));
         }
         let big = self.descr.starts_with('>');

@@ -520,7 +520,9 @@ pub(super) fn reshape_dims(
     target: &[i64],
     allowzero: bool,
 ) -> Result<Vec<usize>> {
-    let total: usize = dims.iter().product();
+    let product = |d: &[usize]| d.iter().try_fold(1usize, |a, &v| a.checked_mul(v));
+    let too_large = || bad(node, format!("reshape of {dims:?} to {target:?}: the element count overflows"));
+    let total = product(dims).ok_or_else(too_large)?;
     let mut out = Vec::with_capacity(target.len());
     let mut infer = None;
     for (i, &t) in target.iter().enumerate() {
@@ -536,7 +538,7 @@ pub(super) fn reshape_dims(
             _ => return Err(bad(node, format!("target shape {target:?} is invalid"))),
         }
     }
-    let known: usize = out.iter().product();
+    let known = product(&out).ok_or_else(too_large)?;
     if let Some(i) = infer {
         if known == 0 || !total.is_multiple_of(known) {
             return Err(bad(node, format!("cannot reshape {dims:?} to {target:?}")));
