@@ -63,6 +63,7 @@ fn the_c_example_builds_runs_and_matches_rust() {
     assert!(stdout.contains(&format!("{} convs perforated", perforated.len())), "{stdout}");
     let plan = Plan::compile(&net, 1, PlanOptions::default()).unwrap();
     let n: usize = plan.input_shape().iter().product();
+    #[allow(clippy::cast_possible_truncation)]
     let x: Vec<f32> = (0..n).map(|i| (0.01 * i as f64).sin() as f32).collect();
     let x = ndarray::ArrayD::from_shape_vec(plan.input_shape(), x).unwrap();
     let want = CpuExecutor::new(&plan).unwrap().run(x.view()).unwrap();

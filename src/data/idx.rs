@@ -76,21 +76,6 @@ pub fn idx_images_from_bytes(bytes: Vec<u8>, name: &Path) -> Result<Dataset> {
 }
 
 fn image_dims(images: &Path, dims: &[usize]) -> Result<(usize, usize, usize, usize)> {
-    match dims[..] {
-        [n, h, w] => Ok((n, 1, h, w)),
-        [n, c, h, w] => Ok((n, c, h, w)),
-        _ => Err(Error::Data(format!(
-            "{}: images must be [n, h, w] or [n, c, h, w], got {dims:?}",
-            images.display()
-        ))),
-    }
-}
-
-/// An IDX image file (`[n, h, w]` or `[n, c, h, w]`) and its IDX label file (`[n]`),
-/// gzip-compressed or raw; pixels scaled to [0, 1], classes = largest label + 1 (at least 10).
-pub fn load_idx(images: &Path, labels: &Path) -> Result<Dataset> {
-    let (dims, pixels) = parse(images, &read_maybe_gz(images)?)?;
-    let (ldims, labs) = parse(labels, &read_maybe_gz(labels)?)?;
     let (n, c, h, w) = match dims[..] {
         [n, h, w] => (n, 1, h, w),
         [n, c, h, w] => (n, c, h, w),
@@ -101,6 +86,19 @@ pub fn load_idx(images: &Path, labels: &Path) -> Result<Dataset> {
             )))
         }
     };
+    // Empty images would let the count of images (and its labels) grow without data.
+    if c == 0 || h == 0 || w == 0 {
+        return Err(Error::Data(format!("{}: images of shape {dims:?} hold no pixels", images.display())));
+    }
+    Ok((n, c, h, w))
+}
+
+/// An IDX image file (`[n, h, w]` or `[n, c, h, w]`) and its IDX label file (`[n]`),
+/// gzip-compressed or raw; pixels scaled to [0, 1], classes = largest label + 1 (at least 10).
+pub fn load_idx(images: &Path, labels: &Path) -> Result<Dataset> {
+    let (dims, pixels) = parse(images, &read_maybe_gz(images)?)?;
+    let (ldims, labs) = parse(labels, &read_maybe_gz(labels)?)?;
+    let (n, c, h, w) = image_dims(images, &dims)?;
     if ldims != [n] {
         return Err(Error::Data(format!(
             "{} holds {n} images but {} has shape {ldims:?}",
