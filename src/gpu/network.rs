@@ -9,7 +9,7 @@ use std::task::{Context, Poll, Waker};
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
-use super::buffers::{read_f32, staging, storage, storage_init};
+use super::buffers::{check_binding_size, read_f32, staging, storage, storage_init};
 use super::context::GpuContext;
 use super::conv::{bytes_of_len, encode_run, gpu_settings, upload_input, ConvTables};
 use super::kernels::{self, Command, LaunchBuilder};
@@ -133,6 +133,10 @@ impl GpuExecutor {
 
     /// Uploads every table of `plan` and records its commands.
     pub fn new(ctx: &GpuContext, plan: &Plan) -> Result<Self> {
+        // Activations past the binding limit first: their message says what shrinks them.
+        for (i, &n) in plan.slot_sizes().iter().enumerate() {
+            check_binding_size(ctx, &format!("activation slot {i}"), bytes_of_len(n))?;
+        }
         let need = Self::memory_needed(ctx, plan)?;
         if let Some(budget) = ctx.memory_budget() {
             if need.total() > budget {
