@@ -2,6 +2,7 @@
 //! CIFAR-10/100 binary, folders of images per class, with normalisation, resizing, subsets and seeded shuffling.
 
 mod cifar;
+#[cfg(feature = "images")]
 mod folder;
 mod idx;
 mod npy;
@@ -9,6 +10,7 @@ mod npy;
 use std::path::{Path, PathBuf};
 
 pub use cifar::load_cifar;
+#[cfg(feature = "images")]
 pub use folder::load_image_folder;
 pub use idx::{idx_images_from_bytes, load_idx, load_idx_images};
 pub use npy::{npy_f32_from_bytes, read_npy_f32};
@@ -60,15 +62,17 @@ impl Dataset {
         images: Vec<f32>,
         labels: Vec<u32>,
     ) -> Result<Self> {
-        let per = channels * height * width;
+        let per = channels.checked_mul(height).and_then(|v| v.checked_mul(width)).unwrap_or(0);
         if per == 0 || classes == 0 {
-            return Err(Error::Data(format!("empty image shape {channels}x{height}x{width} or no classes")));
+            return Err(Error::Data(format!(
+                "image shape {channels}x{height}x{width} is empty or overflows, or there are no classes"
+            )));
         }
-        if images.len() != per * labels.len() {
+        if Some(images.len()) != per.checked_mul(labels.len()) {
             return Err(Error::Data(format!(
                 "{} labels need {} pixel values of {channels}x{height}x{width} images, got {}",
                 labels.len(),
-                per * labels.len(),
+                per.saturating_mul(labels.len()),
                 images.len()
             )));
         }

@@ -658,7 +658,8 @@ impl Importer<'_> {
         let rank = dims.len() + 1;
         let out_rank = match (&axes, unsqueeze) {
             (Some(a), true) => rank + a.len(),
-            (Some(a), false) => rank - a.len(),
+            // More axes than dimensions: rank 0, refused below.
+            (Some(a), false) => rank.saturating_sub(a.len()),
             (None, _) => 2,
         };
         let shape = match out_rank {
