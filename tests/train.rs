@@ -208,4 +208,17 @@ fn greedy_search_with_an_injected_latency_model_logs_its_costs() {
     let bad = SearchConfig { cost: Cost::Custom(std::sync::Arc::new(|_: &_| Ok(f64::NAN))), ..config };
     let e = train::greedy_search(&net, &d, &bad).unwrap_err().to_string();
     assert!(e.contains("finite and positive"), "{e}");
+    // A cost that fails for the candidates (a GPU lost mid-search) ends the search with that
+    // error; it is not read as "no candidate fits" and returned as a finished search.
+    let dense_flops = Plan::compile(&net.dense(), 1, PlanOptions::default()).unwrap().flops();
+    let lost = move |n: &Network| -> perforate::Result<f64> {
+        let flops = Plan::compile(n, 1, PlanOptions::default())?.flops();
+        if flops < dense_flops {
+            return Err(perforate::Error::DeviceLost("destroyed by the test".into()));
+        }
+        Ok(flops as f64)
+    };
+    let lost = SearchConfig { cost: Cost::Custom(std::sync::Arc::new(lost)), ..config };
+    let e = train::greedy_search(&net, &d, &lost).unwrap_err();
+    assert!(matches!(e, perforate::Error::DeviceLost(_)), "{e}");
 }

@@ -296,12 +296,17 @@ pub fn greedy_search_with(
                 });
             }
             // A candidate that does not compile (a stride baseline shrinking the input of a
-            // fully connected layer) or does not save cost is never chosen.
-            let Ok(t) = config.cost.of(&candidate) else { continue };
+            // fully connected layer) or does not save cost is never chosen; a failure past
+            // compiling (a lost GPU, out of memory, a broken custom cost) ends the search
+            // with its error rather than passing for "no candidate left".
+            if Plan::compile(&candidate, 1, PlanOptions::default()).is_err() {
+                continue;
+            }
+            let t = config.cost.of(&candidate)?;
             if t >= t0 {
                 continue;
             }
-            let Ok(eval) = evaluate(&candidate, data, config.batch) else { continue };
+            let eval = evaluate(&candidate, data, config.batch)?;
             let score = (eval.loss - e0) / (t0 - t);
             if best.as_ref().is_none_or(|b| score < b.0) {
                 best = Some((score, layer.clone(), candidate, t, eval.loss, eval.top1_error));
