@@ -118,6 +118,7 @@ fn fashion_mnist_when_installed() {
     assert!(e.to_string().contains("dataset-fashion-mnist"), "{e}");
 }
 
+#[cfg(feature = "images")]
 #[test]
 fn image_folders_one_subfolder_per_class() {
     let root = temp("folder-root", b"").with_file_name("folder");

@@ -8,12 +8,14 @@ mod impact;
 mod layers;
 mod loss;
 mod model;
+#[cfg(feature = "plots")]
+mod plot;
 mod search;
 mod sgd;
 
-pub use experiment::{
-    experiment_table, plot_experiment, run_experiment, ExperimentConfig, ExperimentRow, Skipped,
-};
+#[cfg(feature = "plots")]
+pub use plot::plot_experiment;
+pub use experiment::{experiment_table, run_experiment, ExperimentConfig, ExperimentRow, Skipped};
 pub use impact::{impact, restrict_to_mask};
 pub use loss::softmax_cross_entropy;
 pub use model::{Grads, Mode, Model, Tape, Tensor};
