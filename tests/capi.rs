@@ -27,9 +27,11 @@ fn scores(stdout: &str, label: &str) -> Option<Vec<f32>> {
 
 #[test]
 fn the_c_example_builds_runs_and_matches_rust() {
-    // The library, in this test build's profile (it shares the target folder).
+    // The library, in this test build's profile and with the library's default features,
+    // so the `perforate` this test run already compiled is reused (the C API itself needs
+    // none of them).
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "perforate-capi", "--manifest-path"])
+        .args(["build", "--quiet", "-p", "perforate-capi", "--features", "perforate/default", "--manifest-path"])
         .arg(root().join("Cargo.toml"))
         .status()
         .expect("cargo runs");
