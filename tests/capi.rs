@@ -31,7 +31,15 @@ fn the_c_example_builds_runs_and_matches_rust() {
     // so the `perforate` this test run already compiled is reused (the C API itself needs
     // none of them).
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "perforate-capi", "--features", "perforate/default", "--manifest-path"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "perforate-capi",
+            "--features",
+            "perforate/default",
+            "--manifest-path",
+        ])
         .arg(root().join("Cargo.toml"))
         .status()
         .expect("cargo runs");

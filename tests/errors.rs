@@ -212,3 +212,21 @@ fn fuzzer_findings_are_errors_not_panics() {
     }
     assert!(checked >= 1);
 }
+
+/// `network::load` (what the bindings load): zoo names at their sizes, files by extension,
+/// anything else refused naming the choices.
+#[test]
+fn model_specs_load_or_name_the_choices() {
+    let fashion = perforate::network::load("fashion_vgg").unwrap();
+    assert_eq!((fashion.input.channels, fashion.input.height), (1, 28));
+    assert_eq!(perforate::network::load("nin").unwrap().input.height, 32);
+    let json =
+        perforate::network::load(concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/models/fashion_nin.json"));
+    assert_eq!(json.unwrap().input.width, 28);
+    let onnx = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/onnx/resnet_like.onnx");
+    assert_eq!(perforate::network::load(onnx).unwrap().input.height, 16);
+    let e = perforate::network::load("resnet19").unwrap_err().to_string();
+    assert!(e.contains("'resnet19'") && e.contains("resnet18") && e.contains("fashion_vgg"), "{e}");
+    let e = perforate::network::load("missing.json").unwrap_err().to_string();
+    assert!(e.contains("missing.json: cannot read"), "{e}");
+}

@@ -13,12 +13,10 @@
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
 
 use ndarray::ArrayViewD;
 use perforate::cpu::CpuExecutor;
 use perforate::gpu::{GpuContext, GpuExecutor};
-use perforate::network::zoo::{self, ZooConfig};
 use perforate::network::{Network, PerforationPlan};
 use perforate::plan::{Plan, PlanOptions};
 use perforate::Error;
@@ -158,26 +156,7 @@ pub unsafe extern "C" fn perforate_model_load(
         if out.is_null() {
             return Err(invalid("out is null"));
         }
-        let path = Path::new(spec);
-        let net = match path.extension().and_then(|e| e.to_str()) {
-            Some("onnx") => perforate::onnx::load(path).map(|m| m.network).map_err(lib)?,
-            Some("json") => {
-                let json = std::fs::read_to_string(path)
-                    .map_err(|e| (PerforateStatus::Model, format!("{spec}: cannot read: {e}")))?;
-                Network::from_json(&json).map_err(lib)?
-            }
-            _ if zoo::FASHION.contains(&spec) => {
-                zoo::build(spec, ZooConfig { resolution: Some(28), classes: Some(10), ..Default::default() })
-                    .map_err(lib)?
-            }
-            _ if zoo::NAMES.contains(&spec) => zoo::build(spec, ZooConfig::default()).map_err(lib)?,
-            _ => {
-                return Err((
-                    PerforateStatus::Model,
-                    format!("'{spec}' is not a .onnx or .json model file nor a zoo network"),
-                ))
-            }
-        };
+        let net = perforate::network::load(spec).map_err(lib)?;
         // SAFETY: out was checked non-null; the caller owns the storage.
         unsafe { *out = Box::into_raw(Box::new(PerforateModel(net))) };
         Ok(())

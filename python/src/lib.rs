@@ -16,7 +16,6 @@ use pyo3::prelude::*;
 use perforate::cpu::CpuExecutor;
 use perforate::data::Dataset;
 use perforate::gpu::{GpuContext, GpuExecutor};
-use perforate::network::zoo::{self, ZooConfig};
 use perforate::network::{Network, PerforationPlan, PerforationReport};
 use perforate::plan::{Plan, PlanOptions};
 use perforate::train::{self, Cost, SearchConfig, SearchStrategy, TrainConfig};
@@ -345,26 +344,7 @@ fn json_to_py(py: Python<'_>, v: &serde_json::Value) -> PyResult<Py<PyAny>> {
 #[pyfunction]
 fn load(py: Python<'_>, spec: &str) -> PyResult<Model> {
     let spec = spec.to_string();
-    let net = py
-        .detach(move || -> Result<Network, String> {
-            let path = Path::new(&spec);
-            match path.extension().and_then(|e| e.to_str()) {
-                Some("onnx") => perforate::onnx::load(path).map(|m| m.network).map_err(|e| e.to_string()),
-                Some("json") => std::fs::read_to_string(path)
-                    .map_err(|e| format!("{spec}: cannot read: {e}"))
-                    .and_then(|t| Network::from_json(&t).map_err(|e| e.to_string())),
-                _ if zoo::FASHION.contains(&spec.as_str()) => zoo::build(
-                    &spec,
-                    ZooConfig { resolution: Some(28), classes: Some(10), ..Default::default() },
-                )
-                .map_err(|e| e.to_string()),
-                _ if zoo::NAMES.contains(&spec.as_str()) => {
-                    zoo::build(&spec, ZooConfig::default()).map_err(|e| e.to_string())
-                }
-                _ => Err(format!("'{spec}' is not a .onnx or .json model file nor a zoo network")),
-            }
-        })
-        .map_err(PerforateError::new_err)?;
+    let net = py.detach(move || perforate::network::load(&spec)).map_err(err)?;
     Ok(Model { net, version: 0, compiled: Mutex::new(None) })
 }
 

@@ -4,11 +4,13 @@
 //! steps, tensors and buffers of one input shape, and the executors run that plan.
 
 mod elementwise;
+mod load;
 mod plan_file;
 mod report;
 pub mod zoo;
 
 pub use elementwise::{broadcast_mode, Binary, Reduce, Unary};
+pub use load::load;
 
 pub use plan_file::{weights_hash, LayerPlan, PerforationPlan, PLAN_VERSION};
 pub use report::{LayerReport, PerforationReport};

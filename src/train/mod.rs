@@ -13,12 +13,12 @@ mod plot;
 mod search;
 mod sgd;
 
-#[cfg(feature = "plots")]
-pub use plot::plot_experiment;
 pub use experiment::{experiment_table, run_experiment, ExperimentConfig, ExperimentRow, Skipped};
 pub use impact::{impact, restrict_to_mask};
 pub use loss::softmax_cross_entropy;
 pub use model::{Grads, Mode, Model, Tape, Tensor};
+#[cfg(feature = "plots")]
+pub use plot::plot_experiment;
 pub use search::{
     greedy_search, greedy_search_with, ladder, measure_latency, Cost, CostFn, SearchConfig, SearchStep,
     SearchStrategy,
