@@ -17,7 +17,8 @@ The GIL is released while a network runs, searches or trains.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+import os
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -38,6 +39,28 @@ def _images(model: "Model", x: Any) -> np.ndarray:
     if a.ndim != 4 or a.shape[1:] != (c, h, w):
         raise ValueError(f"images have shape {a.shape}; {model.name} takes [N, {c}, {h}, {w}]")
     return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _data(images: Any, labels: Any, train: bool) -> Tuple[Any, Any]:
+    """Images and labels as given, or read from a data set named as the command line does:
+    "fashion" (Debian's Fashion-MNIST) or a folder of IDX files (train- or t10k- files; a
+    folder with only one split serves both)."""
+    if not isinstance(images, (str, os.PathLike)):
+        if labels is None:
+            raise ValueError("labels are needed with an array of images")
+        return images, labels
+    if labels is not None:
+        raise ValueError("labels come from the data set when images name one")
+    spec = os.fspath(images)
+    directory = None if spec == "fashion" else spec
+    if directory is not None and not os.path.isdir(directory):
+        raise ValueError(f"data set '{spec}' is neither 'fashion' nor a folder of IDX files")
+    try:
+        return fashion_mnist(train=train, directory=directory)
+    except PerforateError:
+        if directory is None:
+            raise
+        return fashion_mnist(train=not train, directory=directory)
 
 
 def _labels(y: Any, n: int) -> np.ndarray:
@@ -82,22 +105,29 @@ class Model:
         Returns the names of the perforated convs."""
         return self._m.perforate(q, strategy, seed, interpolation)
 
-    def search(self, images: Any, labels: Any, target_speedup: float = 2.0, strategy: str = "impact",
+    def search(self, images: Any, labels: Any = None, target_speedup: float = 2.0, strategy: str = "impact",
                cost: str = "flops", seed: int = 1, batch: int = 250, max_steps: int = 200) -> List[Dict[str, Any]]:
         """The greedy network-wide search: perforates step by step, scoring candidates on
         the labelled ``images``, until ``target_speedup`` (by ``cost``: "flops", "cpu" or
-        "gpu" latency). The model becomes the result; returns one dict per step."""
+        "gpu" latency). The model becomes the result; returns one dict per step.
+        ``images`` may also name a data set ("fashion" or a folder of IDX files; its
+        training split, all of it: slice arrays to score on fewer)."""
+        images, labels = _data(images, labels, train=True)
         x = _images(self, images)
         return self._m.search(x, _labels(labels, len(x)), target_speedup, strategy, cost, seed, batch, max_steps)
 
-    def finetune(self, images: Any, labels: Any, epochs: int = 1, lr: float = 1e-3,
+    def finetune(self, images: Any, labels: Any = None, epochs: int = 1, lr: float = 1e-3,
                  batch_size: int = 64, seed: int = 1) -> List[Dict[str, Any]]:
-        """Fine-tunes the weights with the masks fixed; returns one dict per epoch."""
+        """Fine-tunes the weights with the masks fixed; returns one dict per epoch.
+        ``images`` may name a data set, as in :meth:`search` (its training split)."""
+        images, labels = _data(images, labels, train=True)
         x = _images(self, images)
         return self._m.finetune(x, _labels(labels, len(x)), epochs, lr, batch_size, seed)
 
-    def evaluate(self, images: Any, labels: Any, batch: int = 250) -> Dict[str, Any]:
-        """Loss, top-1 and top-5 error on labelled images."""
+    def evaluate(self, images: Any, labels: Any = None, batch: int = 250) -> Dict[str, Any]:
+        """Loss, top-1 and top-5 error on labelled images, or on a named data set's test
+        split (as in :meth:`search`)."""
+        images, labels = _data(images, labels, train=False)
         x = _images(self, images)
         return self._m.evaluate(x, _labels(labels, len(x)), batch)
 

@@ -72,6 +72,21 @@ def test_search_finetune_and_plan_round_trip(tmp_path):
     np.testing.assert_array_equal(again.run(images[:8]), model.run(images[:8]))
 
 
+def test_data_sets_by_name():
+    model = perforate.load(MODEL)
+    # The sample folder holds only the test split, which then serves both.
+    by_name = model.evaluate(str(SAMPLE))
+    images, labels = perforate.fashion_mnist(train=False, directory=str(SAMPLE))
+    assert by_name == model.evaluate(images, labels)
+    assert by_name["images"] == 1000
+    with pytest.raises(ValueError, match="neither 'fashion' nor a folder"):
+        model.evaluate("no/such/folder")
+    with pytest.raises(ValueError, match="labels are needed"):
+        model.evaluate(images)
+    with pytest.raises(ValueError, match="labels come from the data set"):
+        model.evaluate(str(SAMPLE), labels)
+
+
 def test_gpu_matches_cpu():
     gpu_or_skip()
     model = perforate.load("fashion_vgg")
