@@ -16,25 +16,38 @@ pub fn pool2d(params: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
     let in_plane = p.in_plane as usize;
     assert!(out.len() >= out_plane * p.planes as usize && input.len() >= in_plane * p.planes as usize);
     let windows = pool_windows(p);
-    out[..out_plane * p.planes as usize].par_chunks_mut(out_plane).zip(input.par_chunks(in_plane)).for_each(
-        |(dst, src)| {
-            for (o, &(h0, h1, w0, w1, divisor)) in dst.iter_mut().zip(&windows) {
-                let (mut acc, mut best) = (0.0f32, f32::NEG_INFINITY);
-                for y in h0..h1 {
-                    for x in w0..w1 {
-                        let s = (y - p.pad_top) * p.in_w + (x - p.pad_left);
-                        let v = match p.in_map_kind {
-                            0 => src[s as usize],
-                            kind => read_mapped(kind, in_map, src, s as usize),
-                        };
-                        acc += v;
-                        best = super::nan::max_keep_nan(best, v);
-                    }
-                }
-                *o = if p.mode == 1 { acc / divisor } else { best };
+    out[..out_plane * p.planes as usize]
+        .par_chunks_mut(out_plane)
+        .zip(input.par_chunks(in_plane))
+        .for_each(|(dst, src)| pool_plane(p, &windows, p.in_map_kind, in_map, src, dst));
+}
+
+/// One plane of [`pool2d`]: every output from its window of `windows` ([`pool_windows`]),
+/// reading `src` through `in_map` when `kind` is set. The fast path pools a plane holding
+/// a NaN with it (`kind` 0: the plane expanded), since its vector maxima drop NaN.
+pub(crate) fn pool_plane(
+    p: &Pool2dParams,
+    windows: &[(u32, u32, u32, u32, f32)],
+    kind: u32,
+    in_map: &[u32],
+    src: &[f32],
+    dst: &mut [f32],
+) {
+    for (o, &(h0, h1, w0, w1, divisor)) in dst.iter_mut().zip(windows) {
+        let (mut acc, mut best) = (0.0f32, f32::NEG_INFINITY);
+        for y in h0..h1 {
+            for x in w0..w1 {
+                let s = (y - p.pad_top) * p.in_w + (x - p.pad_left);
+                let v = match kind {
+                    0 => src[s as usize],
+                    kind => read_mapped(kind, in_map, src, s as usize),
+                };
+                acc += v;
+                best = super::nan::max_keep_nan(best, v);
             }
-        },
-    );
+        }
+        *o = if p.mode == 1 { acc / divisor } else { best };
+    }
 }
 
 /// Per output position: the window clipped to the input (padded coordinates: rows

@@ -5,8 +5,8 @@
 use rayon::prelude::*;
 
 use super::elementwise::expand_plane;
-use crate::cpu::nan::{any_nan, max_keep_nan};
-use crate::cpu::pool2d::pool_windows;
+use crate::cpu::nan::any_nan;
+use crate::cpu::pool2d::{pool_plane as pool_plane_twin, pool_windows};
 use crate::cpu::MIN_PARALLEL_ELEMENTS;
 use crate::params::Pool2dParams;
 
@@ -52,9 +52,9 @@ pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
                 &dense[..]
             };
             if !geo.avg && any_nan(plane) {
-                // The vector maxima below drop NaN; a plane holding one takes the twin's
-                // NaN-keeping windows (rare: the check costs one pass over the plane).
-                max_keep_nan_plane(&wins, (pt, pl, in_w), plane, dst);
+                // The vector maxima below drop NaN; a plane holding one is pooled by the
+                // twin's NaN-keeping loop (rare: the check costs one pass over the plane).
+                pool_plane_twin(p, &wins, 0, &[], plane, dst);
             } else if global {
                 dst[0] = if geo.avg { sum_lanes(plane) / windows[0] } else { max_lanes(plane) };
             } else {
@@ -67,26 +67,6 @@ pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
         body((dst, src));
     } else {
         dst.par_chunks_mut(out_plane * per_task).zip(src.par_chunks(src_plane * per_task)).for_each(body);
-    }
-}
-
-/// Max pooling of one dense plane with NaN kept (`cpu::nan::max_keep_nan`), over the
-/// twin's windows in padded coordinates; `(pt, pl, in_w)` place them in the plane.
-fn max_keep_nan_plane(
-    wins: &[(u32, u32, u32, u32, f32)],
-    (pt, pl, in_w): (usize, usize, usize),
-    plane: &[f32],
-    dst: &mut [f32],
-) {
-    for (o, &(h0, h1, w0, w1, _)) in dst.iter_mut().zip(wins) {
-        let mut best = f32::NEG_INFINITY;
-        for y in h0 as usize..h1 as usize {
-            let row = &plane[(y - pt) * in_w..];
-            for x in w0 as usize..w1 as usize {
-                best = max_keep_nan(best, row[x - pl]);
-            }
-        }
-        *o = best;
     }
 }
 
@@ -108,7 +88,7 @@ fn sum_lanes(v: &[f32]) -> f32 {
 }
 
 /// The maximum of `v` from `f32::NEG_INFINITY` (exact in any order; `v` holds no NaN: planes
-/// that do take [`max_keep_nan_plane`]).
+/// that do take the twin's loop).
 fn max_lanes(v: &[f32]) -> f32 {
     let pick = |m: f32, x: f32| if x > m { x } else { m };
     let mut acc = [f32::NEG_INFINITY; LANES];
