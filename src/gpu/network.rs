@@ -116,19 +116,34 @@ impl GpuExecutor {
     /// # Errors
     /// [`Error::TooLarge`] when a conv's weights cannot be split to fit a binding.
     pub fn memory_needed(ctx: &GpuContext, plan: &Plan) -> Result<GpuMemory> {
-        let mut col_len = 4;
-        for step in plan.steps() {
-            if let StepOp::Conv { layer, settings } = &step.op {
-                let schedule = ConvSchedule::new(layer, &gpu_settings(settings), ctx.max_binding_bytes())?;
-                col_len = col_len.max(schedule.col_len);
-            }
-        }
-        Ok(GpuMemory {
+        Ok(Self::memory_of(plan, &Self::schedules(ctx, plan)?))
+    }
+
+    /// The GPU schedule of every conv step of `plan`, in step order.
+    fn schedules(ctx: &GpuContext, plan: &Plan) -> Result<Vec<ConvSchedule>> {
+        plan.steps()
+            .iter()
+            .filter_map(|step| match &step.op {
+                StepOp::Conv { layer, settings } => {
+                    Some(ConvSchedule::new(layer, &gpu_settings(settings), ctx.max_binding_bytes()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Length of the im2col workspace: the largest chunk of any conv (4 when none has one).
+    fn col_len(schedules: &[ConvSchedule]) -> usize {
+        schedules.iter().map(|s| s.col_len).max().unwrap_or(4)
+    }
+
+    fn memory_of(plan: &Plan, schedules: &[ConvSchedule]) -> GpuMemory {
+        GpuMemory {
             activations: plan.slot_sizes().iter().map(|&n| table_bytes(n)).sum(),
-            workspace: table_bytes(col_len),
+            workspace: table_bytes(Self::col_len(schedules)),
             parameters: plan.steps().iter().map(parameter_bytes).sum(),
             readback: table_bytes(plan.tensor(plan.output()).len()),
-        })
+        }
     }
 
     /// Uploads every table of `plan` and records its commands.
@@ -137,7 +152,8 @@ impl GpuExecutor {
         for (i, &n) in plan.slot_sizes().iter().enumerate() {
             check_binding_size(ctx, &format!("activation slot {i}"), bytes_of_len(n))?;
         }
-        let need = Self::memory_needed(ctx, plan)?;
+        let schedules = Self::schedules(ctx, plan)?;
+        let need = Self::memory_of(plan, &schedules);
         if let Some(budget) = ctx.memory_budget() {
             if need.total() > budget {
                 return Err(Error::OutOfMemory(format!(
@@ -149,7 +165,7 @@ impl GpuExecutor {
                 )));
             }
         }
-        Self::allocate(ctx, plan).map_err(|e| match e {
+        Self::allocate(ctx, plan, schedules).map_err(|e| match e {
             Error::OutOfMemory(m) => Error::OutOfMemory(format!(
                 "{m}; plan '{}' at batch {} needs {need} in all; a smaller batch needs less",
                 plan.name(),
@@ -159,21 +175,14 @@ impl GpuExecutor {
         })
     }
 
-    fn allocate(ctx: &GpuContext, plan: &Plan) -> Result<Self> {
+    fn allocate(ctx: &GpuContext, plan: &Plan, schedules: Vec<ConvSchedule>) -> Result<Self> {
         let slots: Vec<wgpu::Buffer> = plan
             .slot_sizes()
             .iter()
             .enumerate()
             .map(|(i, &n)| storage(ctx, &format!("activation slot {i}"), bytes_of_len(n)))
             .collect::<Result<_>>()?;
-        let mut schedules = Vec::new();
-        for step in plan.steps() {
-            if let StepOp::Conv { layer, settings } = &step.op {
-                schedules.push(ConvSchedule::new(layer, &gpu_settings(settings), ctx.max_binding_bytes())?);
-            }
-        }
-        let col_len = schedules.iter().map(|s| s.col_len).max().unwrap_or(4);
-        let col = storage(ctx, "im2col workspace", bytes_of_len(col_len))?;
+        let col = storage(ctx, "im2col workspace", bytes_of_len(Self::col_len(&schedules)))?;
         let unused_map = table(ctx, "unused map", &[0; 4])?;
 
         let mut b = LaunchBuilder::new(ctx);
