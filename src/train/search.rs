@@ -101,8 +101,7 @@ impl Cost {
     /// The cost of `net`: FLOPs, or seconds per batch (best of 3 timed runs).
     pub fn of(&self, net: &Network) -> Result<f64> {
         match self {
-            #[allow(clippy::cast_precision_loss)]
-            Cost::Flops => Ok(Plan::compile(net, 1, PlanOptions::default())?.flops() as f64),
+            Cost::Flops => Ok(flops(&Plan::compile(net, 1, PlanOptions::default())?)),
             Cost::Cpu { batch } => measure_latency(net, *batch, 3, None),
             Cost::Gpu { context, batch } => measure_latency(net, *batch, 3, Some(context)),
             Cost::Custom(f) => match f(net)? {
@@ -113,6 +112,12 @@ impl Cost {
             },
         }
     }
+}
+
+/// [`Cost::Flops`] of a compiled batch-1 plan.
+#[allow(clippy::cast_precision_loss)]
+fn flops(plan: &Plan) -> f64 {
+    plan.flops() as f64
 }
 
 /// Seconds per batch of `batch` seeded random images through `net`: the executor (CPU, or
@@ -299,10 +304,11 @@ pub fn greedy_search_with(
             // fully connected layer) or does not save cost is never chosen; a failure past
             // compiling (a lost GPU, out of memory, a broken custom cost) ends the search
             // with its error rather than passing for "no candidate left".
-            if Plan::compile(&candidate, 1, PlanOptions::default()).is_err() {
-                continue;
-            }
-            let t = config.cost.of(&candidate)?;
+            let Ok(plan) = Plan::compile(&candidate, 1, PlanOptions::default()) else { continue };
+            let t = match config.cost {
+                Cost::Flops => flops(&plan),
+                _ => config.cost.of(&candidate)?,
+            };
             if t >= t0 {
                 continue;
             }
