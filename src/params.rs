@@ -390,3 +390,30 @@ pub struct ReduceChannelsParams {
     /// 0 mean, 1 sum, 2 max.
     pub op: u32,
 }
+
+/// `resample`: `out[p, y, x] = Σ_i Σ_j wr[y, i] · wc[x, j] · v(r[y, i], c[x, j])` over
+/// `taps` row taps and `taps` column taps, `v` the input value or `fill` when either
+/// index is `RESAMPLE_FILL`; a tap of weight 0 contributes nothing.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct ResampleParams {
+    /// Planes (images · channels).
+    pub planes: u32,
+    /// Input height.
+    pub in_h: u32,
+    /// Input width.
+    pub in_w: u32,
+    /// Output height.
+    pub out_h: u32,
+    /// Output width.
+    pub out_w: u32,
+    /// Taps per output row and per output column.
+    pub taps: u32,
+    /// The value read through a `RESAMPLE_FILL` index.
+    pub fill: f32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad0: u32,
+}
+
+/// The index of a `resample` tap that reads the fill value.
+pub const RESAMPLE_FILL: u32 = u32::MAX;

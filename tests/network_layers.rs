@@ -10,7 +10,8 @@ use ndarray::{ArrayD, IxDyn};
 use perforate::cpu::CpuExecutor;
 use perforate::gpu::GpuExecutor;
 use perforate::network::{
-    Affine, BatchNorm, Binary, Conv, InputSpec, Linear, Lrn, Network, Op, Perforation, Pool, Reduce, Unary,
+    pad_axis, resize_axis, slice_axis, Affine, BatchNorm, Binary, Conv, Coordinates, InputSpec, Linear, Lrn,
+    Nearest, Network, Op, PadMode, Perforation, Pool, Reduce, Resample, ResizeMode, Tap, Unary,
 };
 use perforate::plan::{Plan, PlanOptions, StepOp};
 use perforate::rng::SeededRng;
@@ -544,5 +545,85 @@ fn channel_reductions_and_a_layer_norm_over_the_channels() {
             })
             .collect();
         verify(&format!("layer norm over channels q={q:?}"), &p.net, &p.x, &expected, &[B, C, H, W]);
+    }
+}
+
+/// A resample in f64 from its taps: `Σ wr · wc · v` with `v` the input or the fill value,
+/// taps of weight 0 skipped.
+fn resample64(r: &Resample, x: &[f64], planes: usize, h: usize, w: usize) -> Vec<f64> {
+    let (oh, ow, k) = (r.out_height(), r.out_width(), r.taps);
+    let mut out = Vec::with_capacity(planes * oh * ow);
+    for p in 0..planes {
+        for y in 0..oh {
+            for xo in 0..ow {
+                let mut acc = 0.0f64;
+                for rt in r.rows[y * k..(y + 1) * k].iter().filter(|t| t.weight != 0.0) {
+                    for ct in r.cols[xo * k..(xo + 1) * k].iter().filter(|t| t.weight != 0.0) {
+                        let v = match (rt.index, ct.index) {
+                            (Some(i), Some(j)) => x[(p * h + i) * w + j],
+                            _ => f64::from(r.fill),
+                        };
+                        acc += f64::from(rt.weight) * f64::from(ct.weight) * v;
+                    }
+                }
+                out.push(acc);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn resample_pads_crops_slices_and_resizes_dense_and_compact_inputs() {
+    type Case = (&'static str, Vec<Vec<Tap>>, Vec<Vec<Tap>>, f32);
+    let cases: Vec<Case> = vec![
+        (
+            "reflect x edge",
+            pad_axis(H, 2, 3, PadMode::Reflect).unwrap(),
+            pad_axis(W, 1, -2, PadMode::Edge).unwrap(),
+            0.0,
+        ),
+        (
+            "wrap x constant",
+            pad_axis(H, -1, 4, PadMode::Wrap).unwrap(),
+            pad_axis(W, 3, 0, PadMode::Constant).unwrap(),
+            0.5,
+        ),
+        (
+            "nearest x linear",
+            resize_axis(
+                H,
+                14,
+                14.0 / 9.0,
+                Coordinates::Asymmetric,
+                ResizeMode::Nearest(Nearest::RoundPreferCeil),
+            )
+            .unwrap(),
+            resize_axis(W, 5, 0.6, Coordinates::AlignCorners, ResizeMode::Linear).unwrap(),
+            0.0,
+        ),
+        (
+            "cubic crop x slice",
+            resize_axis(
+                H,
+                7,
+                0.8,
+                Coordinates::TfCropAndResize { start: -0.2, end: 0.9 },
+                ResizeMode::Cubic { a: -0.5, exclude_outside: true },
+            )
+            .unwrap(),
+            slice_axis(W, -2, 0, -3).unwrap(),
+            -1.5,
+        ),
+    ];
+    for q in KEEPS {
+        for (label, rows, cols, fill) in &cases {
+            let mut p = pre(q);
+            let r = Resample::new(rows, cols, *fill);
+            let expected = resample64(&r, &p.d, B * C, H, W);
+            let shape = [B, C, r.out_height(), r.out_width()];
+            p.net.then("r", Op::Resample(r));
+            verify(&format!("resample {label} q={q:?}"), &p.net, &p.x, &expected, &shape);
+        }
     }
 }

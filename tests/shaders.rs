@@ -212,4 +212,9 @@ fn network_kernel_params_mirror() {
         std::mem::size_of::<SelectChannelsParams>(),
         &["images", "in_channels", "out_channels", "plane"],
     );
+    check(
+        Kernel::Resample,
+        std::mem::size_of::<ResampleParams>(),
+        &["planes", "in_h", "in_w", "out_h", "out_w", "taps", "fill", "_pad0"],
+    );
 }

@@ -3,7 +3,8 @@
 //! and a small perforated network end to end.
 
 use perforate::network::{
-    Affine, BatchNorm, Binary, Conv, InputSpec, Linear, Lrn, Network, Op, Perforation, Pool, Reduce, Unary,
+    pad_axis, resize_axis, Affine, BatchNorm, Binary, Conv, Coordinates, InputSpec, Linear, Lrn, Network, Op,
+    PadMode, Perforation, Pool, Reduce, Resample, ResizeMode, Unary,
 };
 use perforate::rng::SeededRng;
 use perforate::train::{Mode, Model, Tensor};
@@ -198,6 +199,18 @@ fn elementwise_and_channel_layers() {
     check("affine", &net_with(p.clone(), &[("a", affine)], 4 * 81), Mode::Eval);
     let select = Op::SelectChannels { channels: vec![3, 1, 1, 0, 2] };
     check("select_channels", &net_with(p.clone(), &[("s", select)], 5 * 81), Mode::Eval);
+    // Resample: reflect padding of the rows with a linear resize of the columns, and a
+    // cubic crop-and-resize (fill outside) with a constant pad that also crops.
+    let rows = pad_axis(9, 2, 1, PadMode::Reflect).unwrap();
+    let cols = resize_axis(9, 13, 13.0 / 9.0, Coordinates::HalfPixel, ResizeMode::Linear).unwrap();
+    let r = Op::Resample(Resample::new(&rows, &cols, 0.0));
+    check("resample reflect+linear", &net_with(p.clone(), &[("r", r)], 4 * 12 * 13), Mode::Eval);
+    let cubic = ResizeMode::Cubic { a: -0.75, exclude_outside: false };
+    let crop = Coordinates::TfCropAndResize { start: -0.1, end: 0.8 };
+    let rows = resize_axis(9, 6, 0.7, crop, cubic).unwrap();
+    let cols = pad_axis(9, -1, 2, PadMode::Constant).unwrap();
+    let r = Op::Resample(Resample::new(&rows, &cols, 0.3));
+    check("resample cubic crop+pad", &net_with(p.clone(), &[("r", r)], 4 * 6 * 10), Mode::Eval);
 
     // Binary: same shape (x and relu(x)) and a per-channel operand on either side
     // (squeeze-and-excitation: global pooling, sigmoid, scale).

@@ -17,6 +17,18 @@ import numpy as np
 import onnxruntime as ort
 import torch
 import torchvision.models as tvm
+import torchvision.models.segmentation as tvs
+
+
+class Out(torch.nn.Module):
+    """A segmentation model's "out" map as the one output."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x)["out"]
 
 MODELS = {
     "alexnet": (lambda: tvm.alexnet(), 224),
@@ -35,7 +47,12 @@ MODELS = {
     "regnet_y_400mf": (lambda: tvm.regnet_y_400mf(), 224),
     "resnext50_32x4d": (lambda: tvm.resnext50_32x4d(), 224),
     "convnext_tiny": (lambda: tvm.convnext_tiny(), 224),
+    # Segmentation (bilinear Resize of the logits back to the input size; the "out" head).
+    "lraspp_mobilenet_v3_large": (lambda: Out(tvs.lraspp_mobilenet_v3_large(weights_backbone=None)), 160),
+    "fcn_resnet50": (lambda: Out(tvs.fcn_resnet50(weights_backbone=None)), 160),
+    "deeplabv3_mobilenet_v3_large": (lambda: Out(tvs.deeplabv3_mobilenet_v3_large(weights_backbone=None)), 160),
 }
+SEGMENTATION = ["lraspp_mobilenet_v3_large", "fcn_resnet50", "deeplabv3_mobilenet_v3_large"]
 EXPORTERS = ["ts9", "ts11", "ts13", "ts17", "dynamo18"]  # also accepted: ts<N>, dynamo<N>
 
 
@@ -55,7 +72,8 @@ def export(model, size, path, exporter):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("outdir")
-    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--models", default=",".join(m for m in MODELS if m not in SEGMENTATION),
+                    help="comma-separated; 'segmentation' for the three segmentation models")
     ap.add_argument("--exporters", default=",".join(EXPORTERS))
     ap.add_argument("--perforate", default="target/release/perforate")
     ap.add_argument("--no-export", action="store_true", help="reuse the files in OUTDIR")
@@ -63,7 +81,8 @@ def main():
     args = ap.parse_args()
     os.makedirs(args.outdir, exist_ok=True)
     rows = []
-    for name in args.models.split(","):
+    names = SEGMENTATION if args.models == "segmentation" else args.models.split(",")
+    for name in names:
         build, size = MODELS[name]
         for ex in args.exporters.split(","):
             base = os.path.join(args.outdir, f"{name}.{ex}")

@@ -10,8 +10,8 @@ use super::fast::pool::pool2d_fast;
 use super::fast::FastConv;
 use super::gemm::Microkernel;
 use super::{
-    add, binary, channel_affine, clip, gather_interp, lrn, pool2d, reduce_channels, relu, select_channels,
-    softmax, unary,
+    add, binary, channel_affine, clip, gather_interp, lrn, pool2d, reduce_channels, relu, resample,
+    select_channels, softmax, unary,
 };
 use crate::error::{Error, Result};
 use crate::layer::ConvSchedule;
@@ -193,6 +193,7 @@ impl CpuExecutor {
                 StepOp::Binary(p) => binary(p, arg(0), arg(1), dst),
                 StepOp::SelectChannels { params, channels } => select_channels(params, arg(0), channels, dst),
                 StepOp::ReduceChannels(p) => reduce_channels(p, arg(0), dst),
+                StepOp::Resample { params, index, weight } => resample(params, arg(0), index, weight, dst),
                 StepOp::Concat => {
                     let plane = out_info.plane();
                     let image = out_info.channels * plane;

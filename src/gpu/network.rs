@@ -105,6 +105,7 @@ fn parameter_bytes(step: &crate::plan::Step) -> u64 {
         StepOp::Pool { in_map, .. } => in_map.as_ref().map_or(0, |m| table_bytes(m.table().len())),
         StepOp::Affine { scale, shift, .. } => table_bytes(scale.len()) + table_bytes(shift.len()),
         StepOp::SelectChannels { channels, .. } => table_bytes(channels.len()),
+        StepOp::Resample { index, weight, .. } => table_bytes(index.len()) + table_bytes(weight.len()),
         _ => 0,
     }
 }
@@ -230,6 +231,11 @@ impl GpuExecutor {
                 StepOp::Unary(p) => kernels::unary::unary(&mut b, p, x, out),
                 StepOp::Binary(p) => kernels::binary::binary(&mut b, p, x, slot(step.inputs[1]), out),
                 StepOp::ReduceChannels(p) => kernels::reduce_channels::reduce_channels(&mut b, p, x, out),
+                StepOp::Resample { params, index, weight } => {
+                    let index = table(ctx, "resample index", index)?;
+                    let weight = storage_init(ctx, "resample weight", bytemuck::cast_slice(weight))?;
+                    kernels::resample::resample(&mut b, params, x, &index, &weight, out);
+                }
                 StepOp::SelectChannels { params, channels } => {
                     let channels = table(ctx, "channel table", channels)?;
                     kernels::select_channels::select_channels(&mut b, params, x, &channels, out);

@@ -41,11 +41,13 @@ pub enum Kernel {
     SelectChannels,
     /// `shaders/reduce_channels.wgsl`
     ReduceChannels,
+    /// `shaders/resample.wgsl`
+    Resample,
 }
 
 impl Kernel {
     /// All kernels.
-    pub const ALL: [Kernel; 16] = [
+    pub const ALL: [Kernel; 17] = [
         Kernel::Im2colMasked,
         Kernel::MatmulTiled,
         Kernel::DepthwiseMasked,
@@ -62,6 +64,7 @@ impl Kernel {
         Kernel::Binary,
         Kernel::SelectChannels,
         Kernel::ReduceChannels,
+        Kernel::Resample,
     ];
 
     /// The kernel's one name.
@@ -83,6 +86,7 @@ impl Kernel {
             Kernel::Binary => "binary",
             Kernel::SelectChannels => "select_channels",
             Kernel::ReduceChannels => "reduce_channels",
+            Kernel::Resample => "resample",
         }
     }
 
@@ -145,6 +149,7 @@ impl Kernel {
                 include_str!("../../shaders/reduce_channels.wgsl"),
                 include_str!("../../shaders/keep_nan.wgsl")
             ),
+            Kernel::Resample => include_str!("../../shaders/resample.wgsl"),
         }
     }
 

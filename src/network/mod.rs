@@ -7,6 +7,7 @@ mod elementwise;
 mod load;
 mod plan_file;
 mod report;
+mod resample;
 pub mod zoo;
 
 pub use elementwise::{broadcast_mode, Binary, Reduce, Unary};
@@ -14,6 +15,9 @@ pub use load::load;
 
 pub use plan_file::{weights_hash, LayerPlan, PerforationPlan, PLAN_VERSION};
 pub use report::{LayerReport, PerforationReport};
+pub use resample::{
+    pad_axis, resize_axis, slice_axis, AxisTaps, Coordinates, Nearest, PadMode, Resample, ResizeMode, Tap,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -275,6 +279,8 @@ pub enum Op {
     },
     /// One channel: the mean, sum or maximum over the channels at each position.
     ReduceChannels(Reduce),
+    /// Padding, cropping, slicing or resizing of the spatial axes through explicit taps.
+    Resample(Resample),
 }
 
 impl Op {
@@ -300,6 +306,7 @@ impl Op {
             Op::Affine(_) => "affine",
             Op::SelectChannels { .. } => "select_channels",
             Op::ReduceChannels(_) => "reduce_channels",
+            Op::Resample(_) => "resample",
         }
     }
 }

@@ -10,7 +10,7 @@ use super::fold;
 use super::import::{attr_f, attr_i, attr_ints, bad, Importer, Shape};
 use super::proto::NodeProto;
 use crate::error::Result;
-use crate::network::{Affine, Binary, Conv, Op, Reduce, Unary};
+use crate::network::{Affine, Binary, Conv, Op, Pool, Reduce, Unary};
 
 impl Importer<'_> {
     /// The reduction axes of a Reduce* node, normalised to `0..rank`, sorted.
@@ -27,36 +27,101 @@ impl Importer<'_> {
         Ok(axes)
     }
 
-    /// The axis that holds the channels in the ONNX view of `s`.
-    fn channel_axis_of(s: Shape) -> usize {
-        if s.channels_last {
-            3
-        } else {
-            1
-        }
-    }
-
-    /// Whether a Reduce* node reduces exactly the channel axis of its input.
-    pub(super) fn reduces_channels(&self, node: &NodeProto) -> Result<bool> {
-        let Ok((_, s)) = self.value_cl(node, 0) else { return Ok(false) };
-        if s.rank != 4 {
-            return Ok(false);
-        }
-        Ok(self.reduce_axes(node, 4)? == [Self::channel_axis_of(s)])
-    }
-
-    /// ReduceMean, ReduceSum or ReduceMax over the channels, one channel kept.
-    pub(super) fn reduce_channels(&mut self, node: &NodeProto) -> Result<()> {
+    /// ReduceMean, ReduceSum, ReduceMax, ReduceMin, ReduceL1, ReduceL2 and ReduceSumSquare
+    /// over any of the channel and spatial axes (not the batch), with or without
+    /// `keepdims`: pooling over the spatial axes reduced, then a reduction over the
+    /// channels, with the element-wise steps the variants need around them.
+    pub(super) fn reduce(&mut self, node: &NodeProto) -> Result<()> {
         let (x, s) = self.value_cl(node, 0)?;
-        if attr_i(node, "keepdims", 1) == 0 {
-            return Err(bad(node, "a reduction over the channels without keepdims is not supported"));
+        let rank = s.dims().len() + 1;
+        let mut axes = self.reduce_axes(node, rank)?;
+        if axes.is_empty() {
+            if attr_i(node, "noop_with_empty_axes", 0) != 0 {
+                self.alias(node, (x, s));
+                return Ok(());
+            }
+            axes = (0..rank).collect();
         }
-        let r = match node.op_type.as_str() {
-            "ReduceMean" => Reduce::Mean,
-            "ReduceSum" => Reduce::Sum,
-            _ => Reduce::Max,
+        if axes.contains(&0) {
+            return Err(bad(
+                node,
+                format!("reducing [N, {:?}] over the batch axis is not supported", s.dims()),
+            ));
+        }
+        let has = |a: usize| axes.contains(&a);
+        let (over_c, over_h, over_w) = match (s.rank, s.channels_last) {
+            (2, _) => (true, false, false),
+            (4, false) => (has(1), has(2), has(3)),
+            (4, true) => (has(3), has(1), has(2)),
+            _ => return Err(bad(node, format!("reduction of [N, {:?}] is not supported", s.dims()))),
         };
-        self.push(node, Op::ReduceChannels(r), &[&x], Shape { c: 1, ..s });
+        let shape = if attr_i(node, "keepdims", 1) != 0 {
+            Shape {
+                c: if over_c { 1 } else { s.c },
+                h: if over_h { 1 } else { s.h },
+                w: if over_w { 1 } else { s.w },
+                ..s
+            }
+        } else if s.rank == 4 && !over_c && over_h && over_w {
+            Shape::flat(s.c)
+        } else {
+            return Err(bad(
+                node,
+                format!(
+                    "reducing [N, {:?}] over axes {axes:?} without keepdims leaves a tensor of rank {} (only [N, C, H, W] and [N, C] are supported)",
+                    s.dims(),
+                    rank - axes.len()
+                ),
+            ));
+        };
+        let op = node.op_type.as_str();
+        let negate = || Op::Affine(Affine { scale: vec![-1.0], shift: vec![0.0] });
+        let kind = match op {
+            "ReduceMax" | "ReduceMin" => Reduce::Max,
+            "ReduceMean" => Reduce::Mean,
+            _ => Reduce::Sum,
+        };
+        // (suffix, op, whether the op multiplies its input by itself)
+        let mut chain: Vec<(&str, Op, bool)> = Vec::new();
+        match op {
+            "ReduceMin" => chain.push(("negate", negate(), false)),
+            "ReduceL1" => chain.push(("abs", Op::Unary(Unary::Abs), false)),
+            "ReduceL2" | "ReduceSumSquare" => chain.push(("square", Op::Binary(Binary::Mul), true)),
+            _ => {}
+        }
+        if over_h || over_w {
+            let kernel = [if over_h { s.h } else { 1 }, if over_w { s.w } else { 1 }];
+            let pool =
+                Pool { kernel, stride: [1, 1], pads: [0; 4], ceil_mode: false, count_include_pad: false };
+            chain.push(match kind {
+                Reduce::Max => ("pool", Op::MaxPool(pool), false),
+                _ if over_h && over_w => ("pool", Op::GlobalAvgPool, false),
+                _ => ("pool", Op::AvgPool(pool), false),
+            });
+            if kind == Reduce::Sum && kernel[0] * kernel[1] > 1 {
+                let count = (kernel[0] * kernel[1]) as f32;
+                chain.push(("count", Op::Affine(Affine { scale: vec![count], shift: vec![0.0] }), false));
+            }
+        }
+        if over_c {
+            chain.push(("channels", Op::ReduceChannels(kind), false));
+        }
+        match op {
+            "ReduceMin" => chain.push(("negate_back", negate(), false)),
+            "ReduceL2" => chain.push(("sqrt", Op::Unary(Unary::Sqrt), false)),
+            _ => {}
+        }
+        let last = chain.len() - 1;
+        let mut cur = x;
+        for (k, (suffix, step, square)) in chain.into_iter().enumerate() {
+            let inputs: Vec<&str> = if square { vec![&cur, &cur] } else { vec![&cur] };
+            if k == last {
+                self.push(node, step, &inputs, shape);
+                return Ok(());
+            }
+            cur = self.push_named(node, suffix, step, &inputs);
+        }
+        self.alias(node, (cur, shape));
         Ok(())
     }
 

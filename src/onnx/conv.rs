@@ -49,23 +49,7 @@ impl Importer<'_> {
         }
         let ceil_mode = attr_i(node, "ceil_mode", 0) != 0;
         let pads = self.pads(node, s, &kernel, &stride, &[1, 1])?;
-        let mut count_include_pad = attr_i(node, "count_include_pad", 0) != 0;
-        if let Some(extra) = node.input.first().and_then(|i| self.zero_pads.get(i)) {
-            // Zeros of a Pad node are data: they count in every window.
-            if !count_include_pad && pads != *extra {
-                return Err(bad(
-                    node,
-                    "padding of its own with count_include_pad = 0 after a Pad node is not supported",
-                ));
-            }
-            count_include_pad = true;
-            if kernel.iter().zip([extra[0].max(extra[2]), extra[1].max(extra[3])]).any(|(&k, p)| p >= k) {
-                return Err(bad(
-                    node,
-                    format!("a Pad of {extra:?} before a {kernel:?} window is not supported"),
-                ));
-            }
-        }
+        let count_include_pad = attr_i(node, "count_include_pad", 0) != 0;
         let pool = Pool {
             kernel: [kernel[0], kernel[1]],
             stride: [stride[0], stride[1]],

@@ -13,7 +13,7 @@ use crate::network::{BatchNorm, InputSpec, Lrn, Network, Op, Pool};
 
 /// Operator types the importer maps onto layers (opsets 9 to 21); the operators of
 /// [`fold::FOLDABLE`] are also accepted wherever their inputs are constants.
-pub const SUPPORTED_OPS: [&str; 54] = [
+pub const SUPPORTED_OPS: [&str; 60] = [
     "Conv",
     "Relu",
     "Clip",
@@ -68,6 +68,12 @@ pub const SUPPORTED_OPS: [&str; 54] = [
     "Gather",
     "InstanceNormalization",
     "PRelu",
+    "ReduceMin",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceSumSquare",
+    "Resize",
+    "Upsample",
 ];
 
 /// Whether the importer knows `op` at all (as a layer, or folded when its inputs are
@@ -226,15 +232,8 @@ impl<'m> Importer<'m> {
             .get(k)
             .filter(|n| !n.is_empty())
             .ok_or_else(|| bad(node, format!("input {k} is missing")))?;
-        if self.zero_pads.contains_key(name)
-            && !(k == 0 && matches!(node.op_type.as_str(), "Conv" | "AveragePool"))
-        {
-            return Err(bad(
-                node,
-                format!(
-                    "input '{name}' comes from a Pad; only a Conv or an AveragePool can absorb a zero Pad"
-                ),
-            ));
+        if self.zero_pads.contains_key(name) && !(k == 0 && node.op_type == "Conv") {
+            return Err(bad(node, format!("input '{name}' comes from a Pad absorbed by a Conv")));
         }
         self.values.get(name).cloned().ok_or_else(|| {
             if self.constants.contains_key(name) {
@@ -321,7 +320,8 @@ impl<'m> Importer<'m> {
         }
         match op {
             "Transpose" => return self.transpose(node),
-            "Pad" => return self.pad(node),
+            "Pad" => return self.pad(node, nodes, index),
+            "Resize" | "Upsample" => return self.resize(node),
             "Gather" => return self.gather_activation(node),
             "Split" => return self.split(node),
             "Slice" => return self.slice(node),
@@ -374,38 +374,8 @@ impl<'m> Importer<'m> {
                 };
                 self.push(node, Op::MaxPool(pool), &[&x], Shape::map(s.c, 1, 1));
             }
-            "ReduceMean" | "ReduceMax" | "ReduceSum" if self.reduces_channels(node)? => {
-                self.reduce_channels(node)?
-            }
-            "ReduceMean" | "ReduceMax" => {
-                // Only over the spatial axes (global pooling as newer exporters write it).
-                let (x, s) = self.value(node, 0)?;
-                if s.rank != 4 {
-                    return Err(bad(node, format!("reduction of a [N, {:?}] tensor is not supported (only over H and W of [N, C, H, W])", s.dims())));
-                }
-                let axes = self.reduce_axes(node, 4)?;
-                if axes != [2, 3] {
-                    return Err(bad(
-                        node,
-                        format!("reduction over axes {axes:?} is not supported (only over H and W)"),
-                    ));
-                }
-                let shape =
-                    if attr_i(node, "keepdims", 1) == 0 { Shape::flat(s.c) } else { Shape::map(s.c, 1, 1) };
-                let op = if node.op_type == "ReduceMean" {
-                    Op::GlobalAvgPool
-                } else {
-                    let whole = Pool {
-                        kernel: [s.h, s.w],
-                        stride: [1, 1],
-                        pads: [0; 4],
-                        ceil_mode: false,
-                        count_include_pad: false,
-                    };
-                    Op::MaxPool(whole)
-                };
-                self.push(node, op, &[&x], shape);
-            }
+            "ReduceMean" | "ReduceMax" | "ReduceSum" | "ReduceMin" | "ReduceL1" | "ReduceL2"
+            | "ReduceSumSquare" => self.reduce(node)?,
             "LRN" => {
                 let (x, s) = self.value(node, 0)?;
                 let size = usize::try_from(attr_i(node, "size", 0))

@@ -10,6 +10,7 @@ mod fold;
 mod import;
 mod ops;
 pub mod proto;
+mod spatial;
 mod tensor;
 
 use std::path::{Path, PathBuf};

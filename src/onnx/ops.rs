@@ -384,57 +384,6 @@ impl Importer<'_> {
         Ok(())
     }
 
-    /// A zero Pad of the spatial axes, absorbed by the Conv or AveragePool that reads it.
-    pub(super) fn pad(&mut self, node: &NodeProto) -> Result<()> {
-        let (x, s) = self.value(node, 0)?;
-        let mode = attr_s(node, "mode");
-        if !(mode.is_empty() || mode == "constant") {
-            return Err(bad(node, format!("mode '{mode}' is not supported (constant zero padding is)")));
-        }
-        let (pads, value) = if self.opset < 11 {
-            (attr_ints(node, "pads").unwrap_or_default(), attr_f(node, "value", 0.0))
-        } else {
-            let pads = self.required(node, 1, "pads")?.ints.clone();
-            let value = self
-                .constant(node, 2, "constant_value")?
-                .and_then(|c| c.floats.first().copied())
-                .unwrap_or(0.0);
-            (pads, value)
-        };
-        let rank = s.dims().len() + 1;
-        let axes: Vec<usize> = match self.constant(node, 3, "axes")? {
-            Some(a) => a.ints.iter().map(|&v| fold::axis(node, v, rank)).collect::<Result<_>>()?,
-            None => (0..rank).collect(),
-        };
-        if pads.len() != 2 * axes.len() || value != 0.0 || pads.iter().any(|&p| p < 0) {
-            return Err(bad(
-                node,
-                format!("pads {pads:?} with value {value}: only non-negative zero padding is supported"),
-            ));
-        }
-        let mut tlbr = [0usize; 4];
-        let n = axes.len();
-        for (k, &a) in axes.iter().enumerate() {
-            let (begin, end) = (pads[k] as usize, pads[k + n] as usize);
-            match a {
-                2 if rank == 4 => (tlbr[0], tlbr[2]) = (begin, end),
-                3 if rank == 4 => (tlbr[1], tlbr[3]) = (begin, end),
-                _ if begin == 0 && end == 0 => {}
-                _ => {
-                    return Err(bad(
-                        node,
-                        format!("padding axis {a} of [N, {:?}] is not supported (only H and W)", s.dims()),
-                    ))
-                }
-            }
-        }
-        if tlbr != [0; 4] {
-            self.zero_pads.insert(node.output[0].clone(), tlbr);
-        }
-        self.alias(node, (x, s));
-        Ok(())
-    }
-
     /// Reshape of an activation: flattening, its inverse, and the 5-D channel views of a
     /// channel shuffle.
     pub(super) fn reshape(&mut self, node: &NodeProto) -> Result<()> {
@@ -631,6 +580,9 @@ impl Importer<'_> {
         }
         let ranges = slice_ranges(node, &dims, &per_image.0, &per_image.1, &per_image.2, Some(&per_image.3))?;
         let whole = |i: usize| ranges[i].len() == dims[i] && ranges[i].first().is_none_or(|&f| f == 0);
+        if s.split.is_none() && !s.channels_last && s.rank == 4 && !(1..dims.len()).all(whole) {
+            return self.slice_spatial(node, &x, s, &ranges);
+        }
         if s.split.is_some() || !(1..dims.len()).all(whole) {
             return Err(bad(
                 node,

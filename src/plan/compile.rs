@@ -96,6 +96,7 @@ impl<'n> Builder<'n> {
             StepOp::Gather { .. } | StepOp::Concat | StepOp::SelectChannels { .. } => 0,
             StepOp::Unary(_) | StepOp::Binary(_) => out,
             StepOp::ReduceChannels(_) => self.tensors[inputs[0]].len() as u64,
+            StepOp::Resample { params, .. } => out * 2 * u64::from(params.taps * params.taps),
         }
     }
 
@@ -569,6 +570,14 @@ impl<'n> Builder<'n> {
                 };
                 let out = self.tensor(&layer.name, 1, t.height, t.width, t.form.clone());
                 self.step(&layer.name, StepOp::ReduceChannels(params), vec![x], out);
+                (out, vec![])
+            }
+            Op::Resample(r) => {
+                let d = self.dense(x, &layer.name)?;
+                let params = in_layer(layer, r.params(t.batch * t.channels, t.height, t.width))?;
+                let (index, weight) = in_layer(layer, r.tables())?;
+                let out = self.tensor(&layer.name, t.channels, r.out_height(), r.out_width(), Form::Dense);
+                self.step(&layer.name, StepOp::Resample { params, index, weight }, vec![d], out);
                 (out, vec![])
             }
             Op::SelectChannels { channels } => {

@@ -20,7 +20,7 @@ use crate::interp::InterpMap;
 use crate::layer::{ConvLayer, ConvSettings};
 use crate::params::{
     AddParams, BinaryParams, ChannelAffineParams, ClipParams, GatherInterpParams, LrnParams, Pool2dParams,
-    ReduceChannelsParams, ReluParams, SelectChannelsParams, SoftmaxParams, UnaryParams,
+    ReduceChannelsParams, ReluParams, ResampleParams, SelectChannelsParams, SoftmaxParams, UnaryParams,
 };
 
 /// Index of a tensor in [`Plan::tensors`].
@@ -156,6 +156,15 @@ pub enum StepOp {
         /// Input channel of each output channel.
         channels: Vec<u32>,
     },
+    /// `resample`.
+    Resample {
+        /// Launch parameters.
+        params: ResampleParams,
+        /// Row taps then column taps (`RESAMPLE_FILL` reads the fill value).
+        index: Vec<u32>,
+        /// Their weights, in the same order.
+        weight: Vec<f32>,
+    },
 }
 
 impl StepOp {
@@ -176,6 +185,7 @@ impl StepOp {
             StepOp::Binary(_) => "binary",
             StepOp::SelectChannels { .. } => "select_channels",
             StepOp::ReduceChannels(_) => "reduce_channels",
+            StepOp::Resample { .. } => "resample",
         }
     }
 }

@@ -8,7 +8,7 @@ use super::conv::{self, Sampling};
 use super::layers::{self, BnBatch};
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
-use crate::network::{broadcast_mode, Conv, Network, Op, Reduce};
+use crate::network::{broadcast_mode, Conv, Network, Op, Reduce, Resample};
 use crate::plan::{order, pool_out, Plan, PlanOptions, StepOp};
 use crate::rng::hash2;
 use crate::strategy::Interpolation;
@@ -219,6 +219,15 @@ impl Model {
             let x = &values[&layer.inputs[0]];
             let [b, ch, h, w] = x.shape;
             let (out, extra) = match &layer.op {
+                Op::Resample(r) => {
+                    let in_layer = |e: Error| Error::InvalidArgument(format!("layer '{}': {e}", layer.name));
+                    let params = r.params(b * ch, h, w).map_err(in_layer)?;
+                    let (index, weight) = r.tables().map_err(in_layer)?;
+                    let (oh, ow) = (r.out_height(), r.out_width());
+                    let mut y = vec![0.0f32; b * ch * oh * ow];
+                    crate::cpu::resample(&params, &x.data, &index, &weight, &mut y);
+                    (Tensor { shape: [b, ch, oh, ow], data: y }, Aux::None)
+                }
                 Op::Conv(c) => {
                     let g = conv_geometry(c, x);
                     let s = self.sampling.get(&layer.name).unwrap_or(&Sampling::Dense);
@@ -403,6 +412,7 @@ impl Model {
             let y = &tape.values[&layer.name];
             let [b, ch, h, w] = x.shape;
             let dx: Vec<f32> = match &layer.op {
+                Op::Resample(r) => resample_backward(r, x.shape, &dy),
                 Op::Conv(c) => {
                     if impact_for.contains(&layer.name) {
                         let plane = y.plane();
@@ -611,4 +621,28 @@ fn operand_index(cast: Broadcast) -> (impl Fn(usize) -> usize, impl Fn(usize) ->
             _ => k,
         },
     )
+}
+
+/// The gradient of a resample: each output gradient flows back to the input values its
+/// taps read, times the tap weights (the fill value takes none).
+fn resample_backward(r: &Resample, [b, ch, h, w]: [usize; 4], dy: &[f32]) -> Vec<f32> {
+    let (oh, ow, k) = (r.out_height(), r.out_width(), r.taps);
+    let mut dx = vec![0.0f32; b * ch * h * w];
+    for p in 0..b * ch {
+        let (src, dst) = (&dy[p * oh * ow..(p + 1) * oh * ow], &mut dx[p * h * w..(p + 1) * h * w]);
+        for y in 0..oh {
+            for row in &r.rows[y * k..(y + 1) * k] {
+                let Some(i) = row.index.filter(|_| row.weight != 0.0) else { continue };
+                for x in 0..ow {
+                    let g = src[y * ow + x] * row.weight;
+                    for col in &r.cols[x * k..(x + 1) * k] {
+                        if let Some(j) = col.index.filter(|_| col.weight != 0.0) {
+                            dst[i * w + j] += g * col.weight;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    dx
 }

@@ -19,6 +19,7 @@ pub mod matmul_tiled;
 pub mod pool2d;
 pub mod reduce_channels;
 pub mod relu;
+pub mod resample;
 pub mod select_channels;
 pub mod softmax;
 pub mod unary;
