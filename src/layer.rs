@@ -70,6 +70,23 @@ impl ConvLayer {
         Ok(self)
     }
 
+    /// Perforates the layer with `mask` and the interpolation map `map` resolved for it
+    /// before (by a compiled plan), so that both stay exactly as they were.
+    pub(crate) fn with_mask_and_map(self, mask: Mask, map: InterpMap) -> Result<Self> {
+        let mut layer = self.with_mask(mask, 0)?;
+        if (map.height(), map.width()) != (layer.mask.height(), layer.mask.width()) {
+            return Err(Error::Mask(format!(
+                "map is {}x{} but the mask is {}x{}",
+                map.height(),
+                map.width(),
+                layer.mask.height(),
+                layer.mask.width()
+            )));
+        }
+        layer.map = map;
+        Ok(layer)
+    }
+
     /// Fills skipped outputs through a map of `kind` (nearest by default) built from the
     /// current mask; `tie_seed` as in [`ConvLayer::with_mask`].
     ///

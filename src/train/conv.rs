@@ -4,14 +4,19 @@
 //! through the map's transpose, so every interpolated copy of a value adds to its gradient.
 
 // Tensor indices are bounded by validated geometries and `u32` masks.
-#![allow(clippy::cast_possible_truncation)]
+#![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 
+use crate::cpu::gemm::Microkernel;
+use crate::cpu::FastConv;
+use crate::error::Result;
 use crate::geometry::ConvGeometry;
 use crate::interp::InterpMap;
+use crate::layer::ConvLayer;
+use crate::mask::Mask;
 
 /// How a conv's outputs are produced: every position, or a mask and what fills the rest.
 #[derive(Clone, Debug)]
@@ -33,45 +38,109 @@ impl Sampling {
     }
 }
 
-/// Columns `col[r][j]`, r = (channel of the group, ky, kx), j = mask entry, of one image.
-fn im2col(g: &ConvGeometry, x: &[f32], group: usize, positions: &[u32], col: &mut [f32]) {
-    let (cg, kh, kw) = (g.in_channels_per_group(), g.kernel_h, g.kernel_w);
-    let n = positions.len();
-    let plane = g.in_h * g.in_w;
-    col.par_chunks_mut(n).enumerate().for_each(|(r, row)| {
-        let (c, ky, kx) = (group * cg + r / (kh * kw), (r / kw) % kh, r % kw);
-        let src = &x[c * plane..(c + 1) * plane];
-        for (v, &p) in row.iter_mut().zip(positions) {
-            let (y, xo) = (p as usize / g.out_w(), p as usize % g.out_w());
-            let yi = (y * g.stride_h + ky * g.dilation_h).wrapping_sub(g.pad_top);
-            let xi = (xo * g.stride_w + kx * g.dilation_w).wrapping_sub(g.pad_left);
-            *v = if yi < g.in_h && xi < g.in_w { src[yi * g.in_w + xi] } else { 0.0 };
-        }
-    });
+/// Where each sampled output position starts reading the (unpadded) input:
+/// `(y·stride_h − pad_top, x·stride_w − pad_left)` per mask entry.
+fn origins(g: &ConvGeometry, positions: &[u32]) -> Vec<(isize, isize)> {
+    let ow = g.out_w();
+    positions
+        .iter()
+        .map(|&p| {
+            let (y, x) = (p as usize / ow, p as usize % ow);
+            ((y * g.stride_h) as isize - g.pad_top as isize, (x * g.stride_w) as isize - g.pad_left as isize)
+        })
+        .collect()
 }
 
-/// The adjoint of [`im2col`]: `dx += col2im(dcol)`.
-fn col2im_add(g: &ConvGeometry, dcol: &[f32], group: usize, positions: &[u32], dx: &mut [f32]) {
+/// The output columns `lo..hi` of a row whose input column `x·stride + offset` lies
+/// inside `0..width` (`offset` = tap offset − left padding).
+fn valid_columns(ow: usize, stride: usize, offset: isize, width: usize) -> (usize, usize) {
+    let s = stride as isize;
+    let lo = if offset >= 0 { 0 } else { ((-offset) + s - 1) / s };
+    let hi = if width as isize - offset <= 0 { 0 } else { (width as isize - offset + s - 1) / s };
+    let hi = (hi as usize).min(ow);
+    ((lo as usize).min(hi), hi)
+}
+
+/// Columns `col[r][j]`, r = (channel of the group, ky, kx), j = mask entry, of one image.
+/// A dense conv (every position sampled) copies whole output rows at a time.
+fn im2col(g: &ConvGeometry, x: &[f32], group: usize, origins: &[(isize, isize)], col: &mut [f32]) {
     let (cg, kh, kw) = (g.in_channels_per_group(), g.kernel_h, g.kernel_w);
-    let n = positions.len();
+    let n = origins.len();
     let plane = g.in_h * g.in_w;
-    // Channels are disjoint, so channel planes of dx are written in parallel.
-    dx[group * cg * plane..(group + 1) * cg * plane].par_chunks_mut(plane).enumerate().for_each(
-        |(c, dst)| {
-            for k in 0..kh * kw {
-                let (ky, kx) = (k / kw, k % kw);
-                let row = &dcol[(c * kh * kw + k) * n..(c * kh * kw + k + 1) * n];
-                for (&v, &p) in row.iter().zip(positions) {
-                    let (y, xo) = (p as usize / g.out_w(), p as usize % g.out_w());
-                    let yi = (y * g.stride_h + ky * g.dilation_h).wrapping_sub(g.pad_top);
-                    let xi = (xo * g.stride_w + kx * g.dilation_w).wrapping_sub(g.pad_left);
-                    if yi < g.in_h && xi < g.in_w {
-                        dst[yi * g.in_w + xi] += v;
+    let (h, w) = (g.in_h as isize, g.in_w as isize);
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let dense = n == oh * ow;
+    for (r, row) in col.chunks_exact_mut(n).enumerate().take(cg * kh * kw) {
+        let (c, ky, kx) = (group * cg + r / (kh * kw), (r / kw) % kh, r % kw);
+        let src = &x[c * plane..(c + 1) * plane];
+        let (dy, dx) = ((ky * g.dilation_h) as isize, (kx * g.dilation_w) as isize);
+        if dense {
+            let off = dx - g.pad_left as isize;
+            let (lo, hi) = valid_columns(ow, g.stride_w, off, g.in_w);
+            for (oy, out) in row.chunks_exact_mut(ow).enumerate() {
+                let yi = (oy * g.stride_h) as isize + dy - g.pad_top as isize;
+                if yi < 0 || yi >= h {
+                    out.fill(0.0);
+                    continue;
+                }
+                let line = &src[yi as usize * g.in_w..][..g.in_w];
+                out[..lo].fill(0.0);
+                out[hi..].fill(0.0);
+                let first = (lo * g.stride_w) as isize + off;
+                if g.stride_w == 1 {
+                    out[lo..hi].copy_from_slice(&line[first as usize..first as usize + hi - lo]);
+                } else {
+                    for (j, v) in out[lo..hi].iter_mut().enumerate() {
+                        *v = line[first as usize + j * g.stride_w];
                     }
                 }
             }
-        },
-    );
+            continue;
+        }
+        for (v, &(oy, ox)) in row.iter_mut().zip(origins) {
+            let (yi, xi) = (oy + dy, ox + dx);
+            *v = if yi >= 0 && yi < h && xi >= 0 && xi < w { src[(yi * w + xi) as usize] } else { 0.0 };
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: `dx += col2im(dcol)` for one image and group.
+fn col2im_add(g: &ConvGeometry, dcol: &[f32], group: usize, origins: &[(isize, isize)], dx: &mut [f32]) {
+    let (cg, kh, kw) = (g.in_channels_per_group(), g.kernel_h, g.kernel_w);
+    let n = origins.len();
+    let plane = g.in_h * g.in_w;
+    let (h, w) = (g.in_h as isize, g.in_w as isize);
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let dense = n == oh * ow;
+    let planes = &mut dx[group * cg * plane..(group + 1) * cg * plane];
+    for (c, dst) in planes.chunks_exact_mut(plane).enumerate() {
+        for k in 0..kh * kw {
+            let (dy, dxo) = (((k / kw) * g.dilation_h) as isize, ((k % kw) * g.dilation_w) as isize);
+            let row = &dcol[(c * kh * kw + k) * n..][..n];
+            if dense {
+                let off = dxo - g.pad_left as isize;
+                let (lo, hi) = valid_columns(ow, g.stride_w, off, g.in_w);
+                for (oy, vals) in row.chunks_exact(ow).enumerate() {
+                    let yi = (oy * g.stride_h) as isize + dy - g.pad_top as isize;
+                    if yi < 0 || yi >= h || lo >= hi {
+                        continue;
+                    }
+                    let line = &mut dst[yi as usize * g.in_w..][..g.in_w];
+                    let first = ((lo * g.stride_w) as isize + off) as usize;
+                    for (j, &v) in vals[lo..hi].iter().enumerate() {
+                        line[first + j * g.stride_w] += v;
+                    }
+                }
+                continue;
+            }
+            for (&v, &(oy, ox)) in row.iter().zip(origins) {
+                let (yi, xi) = (oy + dy, ox + dxo);
+                if yi >= 0 && yi < h && xi >= 0 && xi < w {
+                    dst[(yi * w + xi) as usize] += v;
+                }
+            }
+        }
+    }
 }
 
 /// A map's taps flattened once per call: position p reads `taps[start[p]..start[p + 1]]`.
@@ -123,41 +192,42 @@ pub(crate) fn out_size(g: &ConvGeometry, s: &Sampling) -> (usize, usize) {
     }
 }
 
-/// Forward over the batch: `x` is `[B, C, H, W]`, the result `[B, T, out_size]`.
-pub(crate) fn forward(g: &ConvGeometry, weights: &[f32], bias: &[f32], s: &Sampling, x: &[f32]) -> Vec<f32> {
-    let positions = s.positions(g);
-    let n = positions.len();
-    let (k, tg) = (g.k_per_group(), g.out_channels_per_group());
-    let (oh, ow) = out_size(g, s);
-    let in_len = g.in_channels * g.in_h * g.in_w;
-    let out_len = g.out_channels * oh * ow;
-    let taps = Taps::of(s);
-    let mut out = vec![0.0f32; g.batch * out_len];
-    out.par_chunks_mut(out_len).zip(x.par_chunks(in_len)).for_each(|(y, x)| {
-        let mut col = vec![0.0f32; k * n];
-        let mut compact = vec![0.0f32; g.out_channels * n];
-        for group in 0..g.groups {
-            im2col(g, x, group, &positions, &mut col);
-            let w = view(&weights[group * tg * k..(group + 1) * tg * k], tg, k);
-            let mut c = view_mut(&mut compact[group * tg * n..(group + 1) * tg * n], tg, n);
-            general_mat_mul(1.0, &w, &view(&col, k, n), 0.0, &mut c);
-        }
-        for (t, row) in compact.chunks_exact_mut(n).enumerate() {
-            row.iter_mut().for_each(|v| *v += bias[t]);
-        }
-        match &taps {
-            Some(taps) => {
-                for (t, dst) in y.chunks_exact_mut(oh * ow).enumerate() {
-                    let src = &compact[t * n..(t + 1) * n];
-                    for (p, v) in dst.iter_mut().enumerate() {
-                        *v = taps.at(p).iter().map(|&(i, w)| w * src[i]).sum();
-                    }
-                }
-            }
-            None => y.copy_from_slice(&compact),
+/// The conv as the inference executors see it: its mask and interpolation map, and the
+/// current weights.
+fn sampled_layer(g: &ConvGeometry, weights: &[f32], bias: &[f32], s: &Sampling) -> Result<ConvLayer> {
+    let layer = ConvLayer::new(*g, weights.to_vec(), Some(bias.to_vec()))?;
+    let mask = |positions: &[u32]| Mask::from_positions(g.out_h(), g.out_w(), positions.to_vec());
+    match s {
+        Sampling::Dense => Ok(layer),
+        Sampling::Map { positions, map } => layer.with_mask_and_map(mask(positions)?, map.clone()),
+        // The stride baseline's compact output is its (smaller) output map.
+        Sampling::Grid { positions } => layer.with_mask(mask(positions)?, 0),
+    }
+}
+
+/// Forward over the batch: `x` is `[B, C, H, W]`, the result `[B, T, out_size]`. The
+/// sampled positions are computed by the CPU executor's own conv kernels (`FastConv`),
+/// so training and inference share them; the map then fills the skipped positions.
+pub(crate) fn forward(
+    g: &ConvGeometry,
+    weights: &[f32],
+    bias: &[f32],
+    s: &Sampling,
+    x: &[f32],
+) -> Result<Vec<f32>> {
+    let layer = sampled_layer(g, weights, bias, s)?;
+    let n = layer.mask().len();
+    let mut compact = vec![0.0f32; g.batch * g.out_channels * n];
+    FastConv::new(&layer, Microkernel::detect()).run(x, &mut compact);
+    let Some(taps) = Taps::of(s) else { return Ok(compact) };
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let mut out = vec![0.0f32; g.batch * g.out_channels * oh * ow];
+    out.par_chunks_mut(oh * ow).zip(compact.par_chunks(n)).for_each(|(dst, src)| {
+        for (p, v) in dst.iter_mut().enumerate() {
+            *v = taps.at(p).iter().map(|&(i, w)| w * src[i]).sum();
         }
     });
-    out
+    Ok(out)
 }
 
 /// Gradients of one conv: `(dx, dweights, dbias)` from `dy` (`[B, T, out_size]`).
@@ -171,70 +241,87 @@ pub(crate) fn backward(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let positions = s.positions(g);
     let n = positions.len();
+    let origins = origins(g, &positions);
     let (k, tg) = (g.k_per_group(), g.out_channels_per_group());
     let (oh, ow) = out_size(g, s);
     let in_len = g.in_channels * g.in_h * g.in_w;
     let out_len = g.out_channels * oh * ow;
     let mut dx = vec![0.0f32; if need_dx { g.batch * in_len } else { 0 }];
     let taps = Taps::of(s);
-    let zero = || (vec![0.0f32; weights.len()], vec![0.0f32; g.out_channels]);
-    let per_image = |(x, dy): (&[f32], &[f32]), dx: Option<&mut [f32]>, acc: &mut (Vec<f32>, Vec<f32>)| {
+    // Per rayon task: weight and bias gradients, and the column and gradient-column
+    // scratch of one image (reused from image to image).
+    let zero = || Acc {
+        dw: vec![0.0f32; weights.len()],
+        db: vec![0.0f32; g.out_channels],
+        col: vec![0.0f32; k * n],
+        dcol: vec![0.0f32; if need_dx { k * n } else { 0 }],
+        dyc: vec![0.0f32; if taps.is_some() { g.out_channels * n } else { 0 }],
+    };
+    let per_image = |(x, dy): (&[f32], &[f32]), dx: Option<&mut [f32]>, acc: &mut Acc| {
         // dy through the map's transpose: the gradient of each computed value.
-        let dyc: Vec<f32> = match &taps {
+        let dyc: &[f32] = match &taps {
             Some(taps) => {
-                let mut dyc = vec![0.0f32; g.out_channels * n];
+                acc.dyc.fill(0.0);
                 for (t, src) in dy.chunks_exact(oh * ow).enumerate() {
-                    let dst = &mut dyc[t * n..(t + 1) * n];
+                    let dst = &mut acc.dyc[t * n..(t + 1) * n];
                     for (p, &d) in src.iter().enumerate() {
                         for &(i, w) in taps.at(p) {
                             dst[i] += w * d;
                         }
                     }
                 }
-                dyc
+                &acc.dyc
             }
-            None => dy.to_vec(),
+            None => dy,
         };
         for (t, row) in dyc.chunks_exact(n).enumerate() {
-            acc.1[t] += row.iter().sum::<f32>();
+            acc.db[t] += row.iter().sum::<f32>();
         }
-        let mut col = vec![0.0f32; k * n];
-        let mut dcol = vec![0.0f32; k * n];
         let mut dx = dx;
         for group in 0..g.groups {
-            im2col(g, x, group, &positions, &mut col);
+            im2col(g, x, group, &origins, &mut acc.col);
             let dyg = view(&dyc[group * tg * n..(group + 1) * tg * n], tg, n);
-            let mut dw = view_mut(&mut acc.0[group * tg * k..(group + 1) * tg * k], tg, k);
-            general_mat_mul(1.0, &dyg, &view(&col, k, n).t(), 1.0, &mut dw);
+            let mut dw = view_mut(&mut acc.dw[group * tg * k..(group + 1) * tg * k], tg, k);
+            general_mat_mul(1.0, &dyg, &view(&acc.col, k, n).t(), 1.0, &mut dw);
             if let Some(dx) = dx.as_deref_mut() {
                 let w = view(&weights[group * tg * k..(group + 1) * tg * k], tg, k);
-                general_mat_mul(1.0, &w.t(), &dyg, 0.0, &mut view_mut(&mut dcol, k, n));
-                col2im_add(g, &dcol, group, &positions, dx);
+                general_mat_mul(1.0, &w.t(), &dyg, 0.0, &mut view_mut(&mut acc.dcol, k, n));
+                col2im_add(g, &acc.dcol, group, &origins, dx);
             }
         }
     };
     let pairs = x.par_chunks(in_len).zip(dy.par_chunks(out_len));
-    let (dw, db) = if need_dx {
+    let acc = if need_dx {
         pairs
             .zip(dx.par_chunks_mut(in_len))
             .fold(zero, |mut acc, (xy, dx)| {
                 per_image(xy, Some(dx), &mut acc);
                 acc
             })
-            .reduce(zero, add_pair)
+            .reduce_with(add_acc)
     } else {
         pairs
             .fold(zero, |mut acc, xy| {
                 per_image(xy, None, &mut acc);
                 acc
             })
-            .reduce(zero, add_pair)
+            .reduce_with(add_acc)
     };
-    (dx, dw, db)
+    let acc = acc.unwrap_or_else(zero);
+    (dx, acc.dw, acc.db)
 }
 
-fn add_pair(mut a: (Vec<f32>, Vec<f32>), b: (Vec<f32>, Vec<f32>)) -> (Vec<f32>, Vec<f32>) {
-    a.0.iter_mut().zip(&b.0).for_each(|(x, y)| *x += y);
-    a.1.iter_mut().zip(&b.1).for_each(|(x, y)| *x += y);
+/// A backward task's gradients and scratch.
+struct Acc {
+    dw: Vec<f32>,
+    db: Vec<f32>,
+    col: Vec<f32>,
+    dcol: Vec<f32>,
+    dyc: Vec<f32>,
+}
+
+fn add_acc(mut a: Acc, b: Acc) -> Acc {
+    a.dw.iter_mut().zip(&b.dw).for_each(|(x, y)| *x += y);
+    a.db.iter_mut().zip(&b.db).for_each(|(x, y)| *x += y);
     a
 }

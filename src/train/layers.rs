@@ -178,6 +178,49 @@ pub(crate) struct BnBatch {
     pub xhat: Vec<f32>,
 }
 
+/// `f(channel, plane_in, plane_out)` over every `[plane]`-long channel plane of a
+/// `[B, C, plane]` tensor, in parallel.
+fn per_plane(
+    x: &[f32],
+    out: &mut [f32],
+    channels: usize,
+    plane: usize,
+    f: impl Fn(usize, &[f32], &mut [f32]) + Sync,
+) {
+    out.par_chunks_mut(plane.max(1))
+        .zip(x.par_chunks(plane.max(1)))
+        .enumerate()
+        .with_min_len((1 << 14) / plane.max(1) + 1)
+        .for_each(|(j, (o, v))| f(j % channels, v, o));
+}
+
+/// Per channel, the sums over images and positions of `f(i, value)` (f64 accumulation),
+/// in parallel over the channels; `i` indexes the `[B, C, plane]` tensor.
+fn channel_sums<const K: usize>(
+    len: usize,
+    channels: usize,
+    plane: usize,
+    f: impl Fn(usize) -> [f64; K] + Sync,
+) -> Vec<[f64; K]> {
+    let images = len / (channels * plane).max(1);
+    (0..channels)
+        .into_par_iter()
+        .map(|c| {
+            let mut acc = [0.0f64; K];
+            for n in 0..images {
+                let start = (n * channels + c) * plane;
+                for i in start..start + plane {
+                    let v = f(i);
+                    for k in 0..K {
+                        acc[k] += v[k];
+                    }
+                }
+            }
+            acc
+        })
+        .collect()
+}
+
 /// BatchNorm forward: frozen (running statistics) or training (batch statistics).
 pub(crate) fn bn_forward(
     x: &[f32],
@@ -186,52 +229,35 @@ pub(crate) fn bn_forward(
     bn: &BatchNorm,
     train: bool,
 ) -> (Vec<f32>, Option<BnBatch>) {
+    let mut y = vec![0.0f32; x.len()];
     if !train {
         let (a, b) = bn.affine();
-        let y = x
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                let c = (i / plane) % channels;
-                a[c] * v + b[c]
-            })
-            .collect();
+        per_plane(x, &mut y, channels, plane, |c, v, o| {
+            o.iter_mut().zip(v).for_each(|(o, v)| *o = a[c] * v + b[c]);
+        });
         return (y, None);
     }
     let per = x.len() / channels;
-    let mut mean = vec![0.0f64; channels];
-    let mut sq = vec![0.0f64; channels];
-    for (i, &v) in x.iter().enumerate() {
-        let c = (i / plane) % channels;
-        mean[c] += f64::from(v);
-        sq[c] += f64::from(v) * f64::from(v);
-    }
+    let sums = channel_sums(x.len(), channels, plane, |i| {
+        let v = f64::from(x[i]);
+        [v, v * v]
+    });
     #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
-    let (mean, var): (Vec<f32>, Vec<f32>) = mean
+    let (mean, var): (Vec<f32>, Vec<f32>) = sums
         .iter()
-        .zip(&sq)
-        .map(|(s, q)| {
+        .map(|[s, q]| {
             let m = s / per as f64;
             (m as f32, (q / per as f64 - m * m).max(0.0) as f32)
         })
         .unzip();
     let inv: Vec<f32> = var.iter().map(|v| 1.0 / (v + bn.epsilon).sqrt()).collect();
-    let xhat: Vec<f32> = x
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            let c = (i / plane) % channels;
-            (v - mean[c]) * inv[c]
-        })
-        .collect();
-    let y = xhat
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            let c = (i / plane) % channels;
-            bn.scale[c] * v + bn.shift[c]
-        })
-        .collect();
+    let mut xhat = vec![0.0f32; x.len()];
+    per_plane(x, &mut xhat, channels, plane, |c, v, o| {
+        o.iter_mut().zip(v).for_each(|(o, v)| *o = (v - mean[c]) * inv[c]);
+    });
+    per_plane(&xhat, &mut y, channels, plane, |c, v, o| {
+        o.iter_mut().zip(v).for_each(|(o, v)| *o = bn.scale[c] * v + bn.shift[c]);
+    });
     (y, Some(BnBatch { mean, var, xhat }))
 }
 
@@ -244,37 +270,44 @@ pub(crate) fn bn_backward(
     bn: &BatchNorm,
     batch: Option<&BnBatch>,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let chan = |i: usize| (i / plane) % channels;
-    let mut dscale = vec![0.0f32; channels];
-    let mut dshift = vec![0.0f32; channels];
+    #[allow(clippy::cast_possible_truncation)]
+    let split = |sums: Vec<[f64; 2]>| -> (Vec<f32>, Vec<f32>) {
+        sums.iter().map(|[a, b]| (*a as f32, *b as f32)).unzip()
+    };
+    let mut dx = vec![0.0f32; dy.len()];
     match batch {
         None => {
             let inv: Vec<f32> = bn.var.iter().map(|v| 1.0 / (v + bn.epsilon).sqrt()).collect();
-            for (i, (&g, &v)) in dy.iter().zip(x).enumerate() {
-                let c = chan(i);
-                dscale[c] += g * (v - bn.mean[c]) * inv[c];
-                dshift[c] += g;
-            }
-            let dx = dy.iter().enumerate().map(|(i, g)| g * bn.scale[chan(i)] * inv[chan(i)]).collect();
+            let (dscale, dshift) = split(channel_sums(dy.len(), channels, plane, |i| {
+                let c = (i / plane) % channels;
+                let g = f64::from(dy[i]);
+                [g * f64::from((x[i] - bn.mean[c]) * inv[c]), g]
+            }));
+            per_plane(dy, &mut dx, channels, plane, |c, g, o| {
+                o.iter_mut().zip(g).for_each(|(o, g)| *o = g * bn.scale[c] * inv[c]);
+            });
             (dx, dscale, dshift)
         }
         Some(b) => {
             #[allow(clippy::cast_precision_loss)]
             let per = (x.len() / channels) as f32;
-            for (i, &g) in dy.iter().enumerate() {
-                let c = chan(i);
-                dscale[c] += g * b.xhat[i];
-                dshift[c] += g;
-            }
+            let (dscale, dshift) = split(channel_sums(dy.len(), channels, plane, |i| {
+                let g = f64::from(dy[i]);
+                [g * f64::from(b.xhat[i]), g]
+            }));
             let inv: Vec<f32> = b.var.iter().map(|v| 1.0 / (v + bn.epsilon).sqrt()).collect();
-            let dx = dy
-                .iter()
-                .enumerate()
-                .map(|(i, &g)| {
-                    let c = chan(i);
-                    bn.scale[c] * inv[c] * (g - dshift[c] / per - b.xhat[i] * dscale[c] / per)
-                })
-                .collect();
+            let planes = dy.len() / plane.max(1);
+            dx.par_chunks_mut(plane.max(1)).enumerate().with_min_len((1 << 14) / plane.max(1) + 1).for_each(
+                |(j, o)| {
+                    let c = j % channels;
+                    let at = j * plane;
+                    let (k, ds, dsh) = (bn.scale[c] * inv[c], dscale[c] / per, dshift[c] / per);
+                    for (p, o) in o.iter_mut().enumerate() {
+                        *o = k * (dy[at + p] - dsh - b.xhat[at + p] * ds);
+                    }
+                },
+            );
+            debug_assert!(planes * plane == dy.len());
             (dx, dscale, dshift)
         }
     }

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use rayon::prelude::*;
+
 use super::conv::{self, Sampling};
 use super::layers::{self, BnBatch};
 use crate::error::{Error, Result};
@@ -233,14 +235,26 @@ impl Model {
                     let s = self.sampling.get(&layer.name).unwrap_or(&Sampling::Dense);
                     let bias = c.bias.clone().unwrap_or_else(|| vec![0.0; c.out_channels]);
                     let (oh, ow) = conv::out_size(&g, s);
-                    let y = conv::forward(&g, &c.weights, &bias, s, &x.data);
+                    let y = conv::forward(&g, &c.weights, &bias, s, &x.data)?;
                     (Tensor { shape: [b, c.out_channels, oh, ow], data: y }, Aux::None)
                 }
                 Op::Relu => {
-                    (Tensor { data: x.data.iter().map(|v| v.max(0.0)).collect(), ..x.clone() }, Aux::None)
+                    let mut y = vec![0.0f32; x.data.len()];
+                    // NaN kept, as in the executors (`cpu::nan`).
+                    y.par_chunks_mut(1 << 14).zip(x.data.par_chunks(1 << 14)).for_each(|(o, v)| {
+                        o.iter_mut().zip(v).for_each(|(o, &v)| *o = crate::cpu::nan::relu_keep_nan(v));
+                    });
+                    (Tensor { data: y, shape: x.shape }, Aux::None)
                 }
                 Op::Clip { min, max } => (
-                    Tensor { data: x.data.iter().map(|v| v.clamp(*min, *max)).collect(), ..x.clone() },
+                    Tensor {
+                        data: x
+                            .data
+                            .iter()
+                            .map(|&v| crate::cpu::nan::clamp_keep_nan(v, *min, *max))
+                            .collect(),
+                        shape: x.shape,
+                    },
                     Aux::None,
                 ),
                 Op::MaxPool(p) | Op::AvgPool(p) => {
@@ -259,19 +273,19 @@ impl Model {
                 }
                 Op::Lrn(l) => {
                     let (y, s) = layers::lrn_forward(&x.data, b, ch, h * w, l);
-                    (Tensor { data: y, ..x.clone() }, Aux::Lrn(s))
+                    (Tensor { data: y, shape: x.shape }, Aux::Lrn(s))
                 }
                 Op::BatchNorm(bn) => {
                     let (y, batch) =
                         layers::bn_forward(&x.data, ch, h * w, bn, matches!(mode, Mode::Train { .. }));
-                    (Tensor { data: y, ..x.clone() }, Aux::Bn(batch))
+                    (Tensor { data: y, shape: x.shape }, Aux::Bn(batch))
                 }
                 Op::Add => {
                     let mut y = x.data.clone();
                     for name in &layer.inputs[1..] {
                         y.iter_mut().zip(&values[name].data).for_each(|(a, b)| *a += b);
                     }
-                    (Tensor { data: y, ..x.clone() }, Aux::None)
+                    (Tensor { data: y, shape: x.shape }, Aux::None)
                 }
                 Op::Concat => {
                     let parts: Vec<&Tensor> = layer.inputs.iter().map(|n| &values[n]).collect();
@@ -299,10 +313,10 @@ impl Model {
                         let s: f32 = row.iter().sum();
                         row.iter_mut().for_each(|v| *v /= s);
                     }
-                    (Tensor { data: y, ..x.clone() }, Aux::None)
+                    (Tensor { data: y, shape: x.shape }, Aux::None)
                 }
                 Op::Unary(f) => {
-                    (Tensor { data: x.data.iter().map(|&v| f.apply(v)).collect(), ..x.clone() }, Aux::None)
+                    (Tensor { data: x.data.iter().map(|&v| f.apply(v)).collect(), shape: x.shape }, Aux::None)
                 }
                 Op::Affine(a) => {
                     let (scale, shift) = a.per_channel(ch).ok_or_else(|| {
@@ -316,14 +330,14 @@ impl Model {
                         let c = (k / plane) % ch;
                         v * scale[c] + shift[c]
                     });
-                    (Tensor { data: y.collect(), ..x.clone() }, Aux::None)
+                    (Tensor { data: y.collect(), shape: x.shape }, Aux::None)
                 }
                 Op::Binary(f) => {
                     let other = &values[&layer.inputs[1]];
                     let (full, cast) = broadcast_of(x, other, &layer.name)?;
                     let (a_at, b_at) = operand_index(cast);
                     let y = (0..full.data.len()).map(|k| f.apply(x.data[a_at(k)], other.data[b_at(k)]));
-                    (Tensor { data: y.collect(), ..full.clone() }, Aux::None)
+                    (Tensor { data: y.collect(), shape: full.shape }, Aux::None)
                 }
                 Op::ReduceChannels(r) => {
                     let plane = h * w;
@@ -375,7 +389,7 @@ impl Model {
                             })
                             .collect();
                         let y = x.data.iter().zip(&mask).map(|(a, m)| a * m).collect();
-                        (Tensor { data: y, ..x.clone() }, Aux::Dropout(mask))
+                        (Tensor { data: y, shape: x.shape }, Aux::Dropout(mask))
                     }
                     _ => (x.clone(), Aux::None),
                 },

@@ -28,8 +28,13 @@ pub(crate) struct Depthwise {
     weights: Vec<f32>,
     bias: Vec<f32>,
     relu: bool,
+    /// Upper bound after the ReLU (0: none), applied by the direct path (the others leave
+    /// it to the caller).
+    cap: f32,
     plane: usize,
-    /// Dense input and dense mask: the stride-phase path (`plane_phases`) applies.
+    /// The direct path's buffer of padded input rows split into column phases.
+    rows: RowLayout,
+    /// Dense input and dense mask: the direct row path (`plane_direct`) applies.
     direct: bool,
     /// Small input planes: the channel-interleaved path (`block_interleaved`), for any
     /// mask and input map.
@@ -49,11 +54,12 @@ const LANES: usize = 16;
 
 /// Input planes up to this many positions (times the stride's area: a strided layer's
 /// per-plane path copies stride² more input per output) take the channel-interleaved
-/// path: there a plane is too short for the per-plane path's vectors and setup to pay
-/// off, while the interleaving (scalar copies in and out) stays cheaper. Measured on
-/// MobileNetV2 at batch 1 (AVX-512): 7×7, 14×14 and stride-2 28×28 inputs gain; 28×28 at
-/// stride 1 and 112×112 at stride 2 lose.
-const INTERLEAVED_MAX_POSITIONS: usize = 20 * 20;
+/// path: there an output row is too short for the direct path's 16-wide vectors (a 7-wide
+/// row fills 7 of 16 lanes), while the interleaving (scalar copies in and out) stays
+/// cheaper. Measured on MobileNetV2 at batch 1 (AVX-512), direct vs interleaved: 7×7
+/// 0.127 vs 0.067 ms, 14×14 at stride 2 0.174 vs 0.076; 14×14 at stride 1 even (0.09);
+/// 28×28 at stride 2 0.11 vs 0.13-0.21, 28×28 at stride 1 0.06 vs 0.09.
+const INTERLEAVED_MAX_POSITIONS: usize = 12 * 12;
 
 /// The channel-interleaved path runs in parallel from this many multiply-adds: its tasks
 /// are few and even, so two cores pay off sooner than on the per-plane path.
@@ -66,6 +72,7 @@ impl Depthwise {
         g.groups > 1 && g.in_channels_per_group() == 1
     }
 
+    /// The depthwise kernel of `layer`, with its ReLU when `relu` (and then its cap).
     pub fn new(layer: &ConvLayer, relu: bool) -> Self {
         let g = *layer.geometry();
         let taps = g.kernel_h * g.kernel_w;
@@ -86,7 +93,9 @@ impl Depthwise {
             weights: layer.weights().to_vec(),
             bias: layer.bias().to_vec(),
             relu,
+            cap: if relu { layer.relu_cap() } else { 0.0 },
             plane: layer.input_plane(),
+            rows: RowLayout::new(&g),
             direct,
             // Unstrided perforated layers always: the tap table's scalar reads are slower than
             // interleaving at any plane size; strided ones read stride² more input per output.
@@ -97,6 +106,12 @@ impl Depthwise {
             bias_lanes,
             taps: Taps::new(layer),
         }
+    }
+
+    /// Whether the kernel applies the layer's ReLU cap itself (the direct path does; the
+    /// caller caps the others' output).
+    pub fn caps(&self) -> bool {
+        self.direct && !self.interleaved
     }
 
     pub fn run(&self, x: &[f32], out: &mut [f32]) {
@@ -112,12 +127,12 @@ impl Depthwise {
             let ci = o / self.mult;
             let src = &x[(img * g.in_channels + ci) * self.plane..][..self.plane];
             let w = &self.weights[o * taps..(o + 1) * taps];
-            dst.fill(self.bias[o]);
             if self.direct {
-                self.plane_direct(src, w, dst);
-            } else {
-                self.plane_taps(src, w, dst);
+                self.plane_direct(src, w, self.bias[o], dst);
+                return;
             }
+            dst.fill(self.bias[o]);
+            self.plane_taps(src, w, dst);
             if self.relu {
                 for v in dst.iter_mut() {
                     *v = crate::cpu::nan::relu_keep_nan(*v);
@@ -156,21 +171,31 @@ impl Depthwise {
         }
     }
 
-    fn plane_direct(&self, src: &[f32], w: &[f32], dst: &mut [f32]) {
-        PHASES.with(|buf| {
-            let buf = &mut buf.borrow_mut();
+    /// One dense plane (dense input, dense mask) with its bias, ReLU and cap.
+    fn plane_direct(&self, src: &[f32], w: &[f32], bias: f32, dst: &mut [f32]) {
+        let epilogue = Epilogue { bias, relu: self.relu, cap: self.cap };
+        ROWS.with(|cell| {
+            let (key, buf) = &mut *cell.borrow_mut();
+            // The padding cells stay zero from plane to plane: only the data cells are
+            // written. A buffer last used for another layout is zeroed first.
+            if *key != self.rows.key() || buf.len() != self.rows.len {
+                buf.clear();
+                buf.resize(self.rows.len, 0.0);
+                *key = self.rows.key();
+            }
             #[cfg(target_arch = "x86_64")]
             {
                 if std::arch::is_x86_feature_detected!("avx512f") {
                     // SAFETY: the feature was detected.
-                    return unsafe { plane_phases_avx512(&self.g, src, w, dst, buf) };
+                    return unsafe { plane_rows_avx512(self, src, w, epilogue, dst, buf) };
                 }
                 if std::arch::is_x86_feature_detected!("avx2") {
                     // SAFETY: the feature was detected.
-                    return unsafe { plane_phases_avx2(&self.g, src, w, dst, buf) };
+                    return unsafe { plane_rows_avx2(self, src, w, epilogue, dst, buf) };
                 }
             }
-            plane_phases(&self.g, src, w, dst, buf);
+            fill_rows(&self.g, &self.rows, src, buf, false);
+            rows_generic(self, w, epilogue, dst, buf);
         });
     }
 
@@ -210,114 +235,236 @@ impl Depthwise {
 }
 
 thread_local! {
-    /// Per-thread phase planes of the padded input (grown on first use).
-    static PHASES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Per-thread row buffer of the direct path, with the layout key it was zeroed for
+    /// (grown on first use).
+    static ROWS: RefCell<([usize; 7], Vec<f32>)> = const { RefCell::new(([0; 7], Vec::new())) };
     /// Per-thread channel-interleaved padded input of one block (grown on first use).
     static LANE_INPUT: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Bias, ReLU and cap of one output plane.
+#[derive(Clone, Copy, Debug)]
+struct Epilogue {
+    bias: f32,
+    relu: bool,
+    /// 0: none.
+    cap: f32,
+}
+
+/// The direct path's buffer: padded input row `r` (of `hp`), column phase `rx` (of the
+/// column stride `sx`) at `(r·sx + rx)·ld`, holding padded columns `rx, rx + sx, ...`
+/// (`wq` of them, then 16 floats of slack so a vector may read past the last column);
+/// after the rows, `2·half` floats of scratch for the stride-2 split.
+#[derive(Clone, Debug)]
+struct RowLayout {
+    sx: usize,
+    wq: usize,
+    ld: usize,
+    half: usize,
+    len: usize,
+    key: [usize; 7],
+    /// Offset of each tap `(ky, kx)` from the start of output row `oy`'s first input row
+    /// (`oy·sy·sx·ld`), in tap order.
+    taps: Vec<usize>,
+}
+
+impl RowLayout {
+    fn new(g: &ConvGeometry) -> Self {
+        let hp = g.in_h + g.pad_top + g.pad_bottom;
+        let wp = g.in_w + g.pad_left + g.pad_right;
+        let sx = g.stride_w;
+        let wq = wp.div_ceil(sx);
+        let ld = wq + 16;
+        let half = g.in_w.div_ceil(32) * 16;
+        let taps = (0..g.kernel_h)
+            .flat_map(|ky| (0..g.kernel_w).map(move |kx| (ky * g.dilation_h, kx * g.dilation_w)))
+            .map(|(r, c)| (r * sx + c % sx) * ld + c / sx)
+            .collect();
+        RowLayout {
+            sx,
+            wq,
+            ld,
+            half,
+            len: hp * sx * ld + 2 * half,
+            key: [g.in_h, g.in_w, g.pad_top, g.pad_bottom, g.pad_left, g.pad_right, sx],
+            taps,
+        }
+    }
+
+    fn key(&self) -> [usize; 7] {
+        self.key
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn plane_phases_avx512(g: &ConvGeometry, src: &[f32], w: &[f32], dst: &mut [f32], buf: &mut Vec<f32>) {
-    plane_phases(g, src, w, dst, buf);
+unsafe fn plane_rows_avx512(
+    d: &Depthwise,
+    src: &[f32],
+    w: &[f32],
+    e: Epilogue,
+    dst: &mut [f32],
+    buf: &mut [f32],
+) {
+    fill_rows(&d.g, &d.rows, src, buf, true);
+    let (oh, ow) = (d.g.out_h(), d.g.out_w());
+    let step = d.g.stride_h * d.rows.sx * d.rows.ld;
+    for (oy, row) in dst[..oh * ow].chunks_exact_mut(ow).enumerate() {
+        let base = oy * step;
+        let mut x0 = 0;
+        while ow - x0 >= 128 {
+            // SAFETY: AVX-512F is enabled here; see `block_avx512`.
+            unsafe { block_avx512::<8>(buf, base + x0, &d.rows.taps, w, e, &mut row[x0..]) };
+            x0 += 128;
+        }
+        let out = &mut row[x0..];
+        // SAFETY: as above.
+        unsafe {
+            match out.len().div_ceil(16) {
+                0 => {}
+                1 => block_avx512::<1>(buf, base + x0, &d.rows.taps, w, e, out),
+                2 => block_avx512::<2>(buf, base + x0, &d.rows.taps, w, e, out),
+                3 => block_avx512::<3>(buf, base + x0, &d.rows.taps, w, e, out),
+                4 => block_avx512::<4>(buf, base + x0, &d.rows.taps, w, e, out),
+                5 => block_avx512::<5>(buf, base + x0, &d.rows.taps, w, e, out),
+                6 => block_avx512::<6>(buf, base + x0, &d.rows.taps, w, e, out),
+                _ => block_avx512::<7>(buf, base + x0, &d.rows.taps, w, e, out),
+            }
+        }
+    }
+}
+
+/// `NV` vectors of one output row from `out[0]` on (`out` may end inside the last one):
+/// `acc = bias + Σ_tap w[tap] · buf[at + taps[tap] ..]`, NV independent accumulators, then
+/// ReLU and cap (`max_ps(0, v)` and `min_ps(cap, v)` keep NaN) and a masked store.
+///
+/// # Safety
+/// AVX-512F; `buf[at + taps[t] + 16·NV - 1]` is inside `buf` for every tap (the layout's
+/// slack guarantees it) and `out` holds more than `16·(NV − 1)` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn block_avx512<const NV: usize>(
+    buf: &[f32],
+    at: usize,
+    taps: &[usize],
+    w: &[f32],
+    e: Epilogue,
+    out: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_set1_ps(e.bias); NV];
+    for (&o, &wt) in taps.iter().zip(w) {
+        let wv = _mm512_set1_ps(wt);
+        debug_assert!(at + o + 16 * NV <= buf.len());
+        // SAFETY: in bounds by the caller's contract.
+        let p = unsafe { buf.as_ptr().add(at + o) };
+        for (v, a) in acc.iter_mut().enumerate() {
+            // SAFETY: as above.
+            *a = _mm512_fmadd_ps(wv, unsafe { _mm512_loadu_ps(p.add(16 * v)) }, *a);
+        }
+    }
+    if e.relu {
+        let zero = _mm512_setzero_ps();
+        let cap = _mm512_set1_ps(e.cap);
+        for a in &mut acc {
+            *a = _mm512_max_ps(zero, *a);
+            if e.cap > 0.0 {
+                *a = _mm512_min_ps(cap, *a);
+            }
+        }
+    }
+    for (v, a) in acc.iter().enumerate() {
+        let left = out.len() - 16 * v;
+        // SAFETY: the store writes lanes inside `out` only.
+        unsafe {
+            if left >= 16 {
+                _mm512_storeu_ps(out.as_mut_ptr().add(16 * v), *a);
+            } else {
+                // left < 16: the mask fits.
+                #[allow(clippy::cast_possible_truncation)]
+                let mask = ((1u32 << left) - 1) as u16;
+                _mm512_mask_storeu_ps(out.as_mut_ptr().add(16 * v), mask, *a);
+            }
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn plane_phases_avx2(g: &ConvGeometry, src: &[f32], w: &[f32], dst: &mut [f32], buf: &mut Vec<f32>) {
-    plane_phases(g, src, w, dst, buf);
+unsafe fn plane_rows_avx2(
+    d: &Depthwise,
+    src: &[f32],
+    w: &[f32],
+    e: Epilogue,
+    dst: &mut [f32],
+    buf: &mut [f32],
+) {
+    fill_rows(&d.g, &d.rows, src, buf, false);
+    rows_generic(d, w, e, dst, buf);
 }
 
-/// One dense plane (dense mask, dense input; `dst` holds the bias). The padded input is
-/// split into `sy × sx` phase planes, `phase[ry][rx][i][j] = padded[i·sy + ry][j·sx + rx]`
-/// (each `hq + 1` rows of `wq`), so for the tap `(ky, kx)` every output `(y, x)` reads
-/// `phase[..][(y + ky/sy)·wq + x + kx/sx]`: one flat run over the whole plane (row stride
-/// `wq` on both sides). Outputs are accumulated on the `oh × wq` grid and the first `ow`
-/// columns of each row kept: one vectorised loop per tap, for any stride and dilation.
+/// Writes the input plane's values into the row buffer's data cells (the padding cells
+/// are zero already). `split2` (AVX-512 only): stride-2 rows are split into their even
+/// and odd columns by permutes.
 #[inline(always)]
-fn plane_phases(g: &ConvGeometry, src: &[f32], w: &[f32], dst: &mut [f32], buf: &mut Vec<f32>) {
-    let (sy, sx) = (g.stride_h, g.stride_w);
-    let (oh, ow) = (g.out_h(), g.out_w());
-    let hp = g.in_h + g.pad_top + g.pad_bottom;
-    let wp = g.in_w + g.pad_left + g.pad_right;
-    let (hq, wq) = (hp.div_ceil(sy), wp.div_ceil(sx));
-    let phase_len = (hq + 1) * wq;
-    let grid = oh * wq;
-    // Stride 2 on AVX-512: each input row is split into its even and odd columns by
-    // permutes (into `halves`), and the phases copy contiguous runs of those.
-    #[cfg(target_arch = "x86_64")]
-    let split2 = sx == 2 && std::arch::is_x86_feature_detected!("avx512f");
-    #[cfg(not(target_arch = "x86_64"))]
-    let split2 = false;
-    let half = g.in_w.div_ceil(32) * 16;
-    buf.clear();
-    buf.resize(sy * sx * phase_len + grid + if split2 { 2 * half } else { 0 }, 0.0);
-    let (phases, rest) = buf.split_at_mut(sy * sx * phase_len);
-    let (acc, halves) = rest.split_at_mut(grid);
+fn fill_rows(g: &ConvGeometry, l: &RowLayout, src: &[f32], buf: &mut [f32], split2: bool) {
+    let sx = l.sx;
+    let (rows, halves) = buf.split_at_mut(buf.len() - 2 * l.half);
     for (y, row) in src.chunks_exact(g.in_w).enumerate() {
-        let yp = y + g.pad_top;
-        let base = (yp % sy) * sx * phase_len + (yp / sy) * wq;
-        if split2 {
-            // SAFETY: split2 implies AVX-512F; `halves` holds 2·half floats.
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                super::pool::deinterleave2_avx512(row, halves, half)
-            };
-            for rx in 0..2 {
-                let j0 = g.pad_left.saturating_sub(rx).div_ceil(2);
-                let x0 = j0 * 2 + rx - g.pad_left;
-                if x0 >= g.in_w {
-                    continue;
-                }
-                let dst_row = &mut phases[base + rx * phase_len + j0..base + rx * phase_len + wq];
-                let n = dst_row.len().min((g.in_w - x0).div_ceil(2));
-                // Input column x0 + 2j is entry j of the half of x0's parity.
-                let from = (x0 % 2) * half + x0 / 2;
-                dst_row[..n].copy_from_slice(&halves[from..from + n]);
-            }
-            continue;
+        let base = (y + g.pad_top) * sx * l.ld;
+        #[cfg(target_arch = "x86_64")]
+        if split2 && sx == 2 {
+            // SAFETY: split2 is only set where AVX-512F was detected; `halves` holds
+            // 2·half floats.
+            unsafe { super::pool::deinterleave2_avx512(row, halves, l.half) };
         }
         for rx in 0..sx {
-            // Columns j of this phase read padded column j·sx + rx = input x + pad_left.
+            // Phase columns j read padded column j·sx + rx = input column x + pad_left.
             let j0 = g.pad_left.saturating_sub(rx).div_ceil(sx);
             let x0 = j0 * sx + rx - g.pad_left;
             if x0 >= g.in_w {
                 continue;
             }
-            let dst_row = &mut phases[base + rx * phase_len + j0..base + rx * phase_len + wq];
-            // Columns x0, x0 + sx, ... (a generic `step_by` with a run-time step compiled to
-            // ten instructions per value: most of a large plane's time).
-            let n = dst_row.len().min((g.in_w - x0).div_ceil(sx));
+            let n = (l.wq - j0).min((g.in_w - x0).div_ceil(sx));
+            let dst = &mut rows[base + rx * l.ld + j0..][..n];
             if sx == 1 {
-                dst_row[..n].copy_from_slice(&row[x0..x0 + n]);
+                dst.copy_from_slice(&row[x0..x0 + n]);
+            } else if split2 && sx == 2 {
+                // Input column x0 + 2j is entry j of the half of x0's parity.
+                let from = (x0 % 2) * l.half + x0 / 2;
+                dst.copy_from_slice(&halves[from..from + n]);
             } else {
-                for (j, d) in dst_row[..n].iter_mut().enumerate() {
+                for (j, d) in dst.iter_mut().enumerate() {
                     *d = row[x0 + j * sx];
                 }
             }
         }
     }
-    // Bands of output rows whose accumulators stay in L1.
-    let band = (2048 / wq).max(1);
-    for y0 in (0..oh).step_by(band) {
-        let rows = band.min(oh - y0);
-        let acc = &mut acc[y0 * wq..(y0 + rows) * wq];
-        for ky in 0..g.kernel_h {
-            let r = ky * g.dilation_h;
-            for kx in 0..g.kernel_w {
-                let c = kx * g.dilation_w;
-                let phase = &phases[((r % sy) * sx + c % sx) * phase_len..][..phase_len];
-                let run = &phase[(y0 + r / sy) * wq + c / sx..][..rows * wq];
-                let wv = w[ky * g.kernel_w + kx];
-                for (o, &v) in acc.iter_mut().zip(run) {
-                    *o += wv * v;
-                }
+}
+
+/// The direct path without intrinsics (AVX2 through the compiler's vectoriser, NEON, the
+/// portable fallback): per output row, the bias, then one pass per tap
+/// `out[x] += w · buf[at + tap + x]`, then ReLU and cap.
+#[inline(always)]
+fn rows_generic(d: &Depthwise, w: &[f32], e: Epilogue, dst: &mut [f32], buf: &[f32]) {
+    let (oh, ow) = (d.g.out_h(), d.g.out_w());
+    let step = d.g.stride_h * d.rows.sx * d.rows.ld;
+    for (oy, row) in dst[..oh * ow].chunks_exact_mut(ow).enumerate() {
+        row.fill(e.bias);
+        for (&o, &wt) in d.rows.taps.iter().zip(w) {
+            let run = &buf[oy * step + o..][..ow];
+            for (out, &v) in row.iter_mut().zip(run) {
+                *out += wt * v;
             }
         }
-    }
-    for (orow, arow) in dst.chunks_exact_mut(ow).zip(acc.chunks_exact(wq)) {
-        for (o, &a) in orow.iter_mut().zip(arow) {
-            *o += a;
+        if e.relu {
+            for v in row.iter_mut() {
+                *v = crate::cpu::nan::relu_keep_nan(*v);
+                if e.cap > 0.0 {
+                    *v = crate::cpu::nan::cap_keep_nan(*v, e.cap);
+                }
+            }
         }
     }
 }

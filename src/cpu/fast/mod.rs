@@ -106,7 +106,8 @@ impl FastConv {
 
     fn with(kernel: Kernel, layer: &ConvLayer) -> FastConv {
         let g = layer.geometry();
-        let cap = if fused_relu(layer) { layer.relu_cap() } else { 0.0 };
+        let caps_itself = matches!(&kernel, Kernel::Depthwise(k) if k.caps());
+        let cap = if fused_relu(layer) && !caps_itself { layer.relu_cap() } else { 0.0 };
         FastConv { kernel, cap, out_len: g.batch * g.out_channels * layer.mask().len() }
     }
 
