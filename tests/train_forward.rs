@@ -45,8 +45,13 @@ fn networks() -> Vec<(String, Network)> {
 
 #[test]
 fn training_forward_equals_the_cpu_executor_dense_and_perforated() {
-    let fills =
-        [None, Some(Interpolation::Nearest), Some(Interpolation::Zeros), Some(Interpolation::Barycentric), Some(Interpolation::Stride)];
+    let fills = [
+        None,
+        Some(Interpolation::Nearest),
+        Some(Interpolation::Zeros),
+        Some(Interpolation::Barycentric),
+        Some(Interpolation::Stride),
+    ];
     let mut checked = 0;
     for (name, net) in networks() {
         let i = &net.input;

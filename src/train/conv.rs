@@ -6,11 +6,10 @@
 // Tensor indices are bounded by validated geometries and `u32` masks.
 #![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
 
-use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 
-use crate::cpu::gemm::Microkernel;
+use super::buffers;
+use crate::cpu::gemm::{sgemm, GemmScratch, Microkernel, Strided};
 use crate::cpu::FastConv;
 use crate::error::Result;
 use crate::geometry::ConvGeometry;
@@ -172,14 +171,6 @@ impl Taps {
     }
 }
 
-fn view(data: &[f32], rows: usize, cols: usize) -> ArrayView2<'_, f32> {
-    ArrayView2::from_shape((rows, cols), data).expect("validated GEMM operand")
-}
-
-fn view_mut(data: &mut [f32], rows: usize, cols: usize) -> ArrayViewMut2<'_, f32> {
-    ArrayViewMut2::from_shape((rows, cols), data).expect("validated GEMM operand")
-}
-
 /// Output map size of a sampled conv.
 pub(crate) fn out_size(g: &ConvGeometry, s: &Sampling) -> (usize, usize) {
     match s {
@@ -217,17 +208,60 @@ pub(crate) fn forward(
 ) -> Result<Vec<f32>> {
     let layer = sampled_layer(g, weights, bias, s)?;
     let n = layer.mask().len();
-    let mut compact = vec![0.0f32; g.batch * g.out_channels * n];
+    let mut compact = buffers::scratch(g.batch * g.out_channels * n);
     FastConv::new(&layer, Microkernel::detect()).run(x, &mut compact);
     let Some(taps) = Taps::of(s) else { return Ok(compact) };
     let (oh, ow) = (g.out_h(), g.out_w());
-    let mut out = vec![0.0f32; g.batch * g.out_channels * oh * ow];
+    let mut out = buffers::scratch(g.batch * g.out_channels * oh * ow);
     out.par_chunks_mut(oh * ow).zip(compact.par_chunks(n)).for_each(|(dst, src)| {
         for (p, v) in dst.iter_mut().enumerate() {
             *v = taps.at(p).iter().map(|&(i, w)| w * src[i]).sum();
         }
     });
+    buffers::recycle(compact);
     Ok(out)
+}
+
+/// The input gradient of a stride-1 conv as the forward of another conv: `dy` (`[B, T,
+/// H', W']`, zero at unsampled positions) convolved with the weights flipped in space and
+/// transposed per group (`[C, T/groups, kh, kw]`), padded by `dilation·(k − 1) − pad` on
+/// each side, on the executor's kernels. `None` where that does not apply (a stride, or a
+/// padding wider than the kernel's reach).
+fn dx_by_transposed_conv(g: &ConvGeometry, weights: &[f32], dy: &[f32]) -> Option<Result<Vec<f32>>> {
+    let (kh, kw) = (g.kernel_h, g.kernel_w);
+    let reach_h = g.dilation_h * (kh - 1);
+    let reach_w = g.dilation_w * (kw - 1);
+    let pads = [g.pad_top, g.pad_left, g.pad_bottom, g.pad_right];
+    if g.stride_h != 1 || g.stride_w != 1 || pads[0].max(pads[2]) > reach_h || pads[1].max(pads[3]) > reach_w
+    {
+        return None;
+    }
+    let (cg, tg) = (g.in_channels_per_group(), g.out_channels_per_group());
+    let mut flipped = vec![0.0f32; weights.len()];
+    for group in 0..g.groups {
+        for t in 0..tg {
+            for c in 0..cg {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let from = (((group * tg + t) * cg + c) * kh + ky) * kw + kx;
+                        let to = (((group * cg + c) * tg + t) * kh + (kh - 1 - ky)) * kw + (kw - 1 - kx);
+                        flipped[to] = weights[from];
+                    }
+                }
+            }
+        }
+    }
+    let mut t = ConvGeometry::new(g.out_channels, g.out_h(), g.out_w(), g.in_channels, kh, kw)
+        .with_padding_tlbr(reach_h - pads[0], reach_w - pads[1], reach_h - pads[2], reach_w - pads[3])
+        .with_groups(g.groups)
+        .with_batch(g.batch);
+    (t.dilation_h, t.dilation_w) = (g.dilation_h, g.dilation_w);
+    debug_assert_eq!((t.out_h(), t.out_w()), (g.in_h, g.in_w));
+    Some(ConvLayer::new(t, flipped, None).map(|layer| {
+        let mut dx = buffers::scratch(g.batch * g.in_channels * g.in_h * g.in_w);
+        FastConv::new(&layer, Microkernel::detect()).run(dy, &mut dx);
+        dx
+    }))
 }
 
 /// Gradients of one conv: `(dx, dweights, dbias)` from `dy` (`[B, T, out_size]`).
@@ -238,7 +272,7 @@ pub(crate) fn backward(
     x: &[f32],
     dy: &[f32],
     need_dx: bool,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
     let positions = s.positions(g);
     let n = positions.len();
     let origins = origins(g, &positions);
@@ -246,52 +280,78 @@ pub(crate) fn backward(
     let (oh, ow) = out_size(g, s);
     let in_len = g.in_channels * g.in_h * g.in_w;
     let out_len = g.out_channels * oh * ow;
-    let mut dx = vec![0.0f32; if need_dx { g.batch * in_len } else { 0 }];
+    // dy through the map's transpose: the gradient of each computed value, `[B, T, n]`.
     let taps = Taps::of(s);
+    let dyc: std::borrow::Cow<'_, [f32]> = match &taps {
+        Some(taps) => {
+            let mut dyc = buffers::zeroed(g.batch * g.out_channels * n);
+            dyc.par_chunks_mut(n).zip(dy.par_chunks(oh * ow)).for_each(|(dst, src)| {
+                for (p, &d) in src.iter().enumerate() {
+                    for &(i, w) in taps.at(p) {
+                        dst[i] += w * d;
+                    }
+                }
+            });
+            dyc.into()
+        }
+        None => dy.into(),
+    };
+    // The input gradient: a transposed conv over dy where it applies (the gradients of
+    // the computed positions in place, zeros elsewhere), else per image through col2im.
+    let transposed = if need_dx && matches!(s, Sampling::Dense | Sampling::Map { .. }) {
+        let spread: std::borrow::Cow<'_, [f32]> = if n == g.out_h() * g.out_w() {
+            std::borrow::Cow::Borrowed(&dyc[..])
+        } else {
+            let mut full = buffers::zeroed(g.batch * g.out_channels * g.out_h() * g.out_w());
+            full.par_chunks_mut(g.out_h() * g.out_w()).zip(dyc.par_chunks(n)).for_each(|(dst, src)| {
+                for (&p, &v) in positions.iter().zip(src) {
+                    dst[p as usize] = v;
+                }
+            });
+            full.into()
+        };
+        let dx = dx_by_transposed_conv(g, weights, &spread).transpose()?;
+        if let std::borrow::Cow::Owned(v) = spread {
+            buffers::recycle(v);
+        }
+        dx
+    } else {
+        None
+    };
+    let col2im_dx = need_dx && transposed.is_none();
+    let mut dx = transposed.unwrap_or_else(|| buffers::zeroed(if col2im_dx { g.batch * in_len } else { 0 }));
     // Per rayon task: weight and bias gradients, and the column and gradient-column
     // scratch of one image (reused from image to image).
     let zero = || Acc {
         dw: vec![0.0f32; weights.len()],
         db: vec![0.0f32; g.out_channels],
         col: vec![0.0f32; k * n],
-        dcol: vec![0.0f32; if need_dx { k * n } else { 0 }],
-        dyc: vec![0.0f32; if taps.is_some() { g.out_channels * n } else { 0 }],
+        dcol: vec![0.0f32; if col2im_dx { k * n } else { 0 }],
+        gemm: GemmScratch::default(),
     };
-    let per_image = |(x, dy): (&[f32], &[f32]), dx: Option<&mut [f32]>, acc: &mut Acc| {
-        // dy through the map's transpose: the gradient of each computed value.
-        let dyc: &[f32] = match &taps {
-            Some(taps) => {
-                acc.dyc.fill(0.0);
-                for (t, src) in dy.chunks_exact(oh * ow).enumerate() {
-                    let dst = &mut acc.dyc[t * n..(t + 1) * n];
-                    for (p, &d) in src.iter().enumerate() {
-                        for &(i, w) in taps.at(p) {
-                            dst[i] += w * d;
-                        }
-                    }
-                }
-                &acc.dyc
-            }
-            None => dy,
-        };
+    let kern = Microkernel::detect();
+    let per_image = |(x, dyc): (&[f32], &[f32]), dx: Option<&mut [f32]>, acc: &mut Acc| {
         for (t, row) in dyc.chunks_exact(n).enumerate() {
             acc.db[t] += row.iter().sum::<f32>();
         }
         let mut dx = dx;
         for group in 0..g.groups {
             im2col(g, x, group, &origins, &mut acc.col);
-            let dyg = view(&dyc[group * tg * n..(group + 1) * tg * n], tg, n);
-            let mut dw = view_mut(&mut acc.dw[group * tg * k..(group + 1) * tg * k], tg, k);
-            general_mat_mul(1.0, &dyg, &view(&acc.col, k, n).t(), 1.0, &mut dw);
+            let dyg = Strided { data: &dyc[group * tg * n..(group + 1) * tg * n], rs: n, cs: 1 };
+            // dW[tg × k] += dY[tg × n] · colᵀ[n × k]
+            let col_t = Strided { data: &acc.col, rs: 1, cs: n };
+            let dw = &mut acc.dw[group * tg * k..(group + 1) * tg * k];
+            sgemm(&kern, (tg, k, n), dyg, col_t, dw, k, true, &mut acc.gemm);
             if let Some(dx) = dx.as_deref_mut() {
-                let w = view(&weights[group * tg * k..(group + 1) * tg * k], tg, k);
-                general_mat_mul(1.0, &w.t(), &dyg, 0.0, &mut view_mut(&mut acc.dcol, k, n));
+                // dcol[k × n] = Wᵀ[k × tg] · dY[tg × n]
+                let w_t = Strided { data: &weights[group * tg * k..(group + 1) * tg * k], rs: 1, cs: k };
+                sgemm(&kern, (k, n, tg), w_t, dyg, &mut acc.dcol, n, false, &mut acc.gemm);
                 col2im_add(g, &acc.dcol, group, &origins, dx);
             }
         }
     };
-    let pairs = x.par_chunks(in_len).zip(dy.par_chunks(out_len));
-    let acc = if need_dx {
+    let pairs = x.par_chunks(in_len).zip(dyc.par_chunks(g.out_channels * n));
+    let acc = if col2im_dx {
         pairs
             .zip(dx.par_chunks_mut(in_len))
             .fold(zero, |mut acc, (xy, dx)| {
@@ -308,7 +368,11 @@ pub(crate) fn backward(
             .reduce_with(add_acc)
     };
     let acc = acc.unwrap_or_else(zero);
-    (dx, acc.dw, acc.db)
+    debug_assert!(out_len > 0);
+    if let std::borrow::Cow::Owned(v) = dyc {
+        buffers::recycle(v);
+    }
+    Ok((dx, acc.dw, acc.db))
 }
 
 /// A backward task's gradients and scratch.
@@ -317,7 +381,7 @@ struct Acc {
     db: Vec<f32>,
     col: Vec<f32>,
     dcol: Vec<f32>,
-    dyc: Vec<f32>,
+    gemm: GemmScratch,
 }
 
 fn add_acc(mut a: Acc, b: Acc) -> Acc {

@@ -4,6 +4,8 @@
 
 use rayon::prelude::*;
 
+use super::buffers;
+
 use crate::network::{BatchNorm, Lrn, Pool};
 
 /// The windows of a pooling layer over an `h × w` plane: per output position the clipped
@@ -45,7 +47,7 @@ pub(crate) fn pool_forward(
     avg: bool,
 ) -> (Vec<f32>, Vec<u32>) {
     let out_plane = windows.len();
-    let mut y = vec![0.0f32; planes * out_plane];
+    let mut y = buffers::zeroed(planes * out_plane);
     let mut arg = vec![0u32; if avg { 0 } else { planes * out_plane }];
     let work = |(t, dst): (usize, &mut [f32]), arg: Option<&mut [u32]>| {
         let src = &x[t * h * w..(t + 1) * h * w];
@@ -91,7 +93,7 @@ pub(crate) fn pool_backward(
     avg: bool,
 ) -> Vec<f32> {
     let out_plane = windows.len();
-    let mut dx = vec![0.0f32; planes * h * w];
+    let mut dx = buffers::zeroed(planes * h * w);
     dx.par_chunks_mut(h * w).enumerate().for_each(|(t, dst)| {
         let g = &dy[t * out_plane..(t + 1) * out_plane];
         for (o, &(y0, y1, x0, x1, div)) in windows.iter().enumerate() {
@@ -118,7 +120,7 @@ pub(crate) fn lrn_forward(
     plane: usize,
     l: &Lrn,
 ) -> (Vec<f32>, Vec<f32>) {
-    let mut s = vec![0.0f32; x.len()];
+    let mut s = buffers::zeroed(x.len());
     let (lo, hi) = ((l.size - 1) / 2, l.size / 2);
     #[allow(clippy::cast_precision_loss)]
     let scale = l.alpha / l.size as f32;
@@ -149,7 +151,7 @@ pub(crate) fn lrn_backward(
     let (lo, hi) = ((l.size - 1) / 2, l.size / 2);
     #[allow(clippy::cast_precision_loss)]
     let k = 2.0 * l.alpha * l.beta / l.size as f32;
-    let mut dx = vec![0.0f32; x.len()];
+    let mut dx = buffers::zeroed(x.len());
     let n = channels * plane;
     dx.par_chunks_mut(n).enumerate().for_each(|(b, dx)| {
         let (x, s, dy) = (&x[b * n..(b + 1) * n], &s[b * n..(b + 1) * n], &dy[b * n..(b + 1) * n]);
@@ -229,7 +231,7 @@ pub(crate) fn bn_forward(
     bn: &BatchNorm,
     train: bool,
 ) -> (Vec<f32>, Option<BnBatch>) {
-    let mut y = vec![0.0f32; x.len()];
+    let mut y = buffers::scratch(x.len());
     if !train {
         let (a, b) = bn.affine();
         per_plane(x, &mut y, channels, plane, |c, v, o| {
@@ -251,7 +253,7 @@ pub(crate) fn bn_forward(
         })
         .unzip();
     let inv: Vec<f32> = var.iter().map(|v| 1.0 / (v + bn.epsilon).sqrt()).collect();
-    let mut xhat = vec![0.0f32; x.len()];
+    let mut xhat = buffers::scratch(x.len());
     per_plane(x, &mut xhat, channels, plane, |c, v, o| {
         o.iter_mut().zip(v).for_each(|(o, v)| *o = (v - mean[c]) * inv[c]);
     });
@@ -274,7 +276,7 @@ pub(crate) fn bn_backward(
     let split = |sums: Vec<[f64; 2]>| -> (Vec<f32>, Vec<f32>) {
         sums.iter().map(|[a, b]| (*a as f32, *b as f32)).unzip()
     };
-    let mut dx = vec![0.0f32; dy.len()];
+    let mut dx = buffers::scratch(dy.len());
     match batch {
         None => {
             let inv: Vec<f32> = bn.var.iter().map(|v| 1.0 / (v + bn.epsilon).sqrt()).collect();

@@ -2,6 +2,7 @@
 //! included: gradients flow back through the interpolation map), softmax cross-entropy,
 //! and the building blocks of training, impact estimation and the greedy search.
 
+mod buffers;
 mod conv;
 mod experiment;
 mod impact;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
+use super::buffers;
 use super::conv::{self, Sampling};
 use super::layers::{self, BnBatch};
 use crate::error::{Error, Result};
@@ -68,6 +69,20 @@ enum Aux {
 pub struct Tape {
     values: HashMap<String, Tensor>,
     aux: HashMap<String, Aux>,
+}
+
+impl Drop for Tape {
+    /// The activations go back to the buffer pool for the next step.
+    fn drop(&mut self) {
+        for (_, t) in self.values.drain() {
+            buffers::recycle(t.data);
+        }
+        for (_, a) in self.aux.drain() {
+            if let Aux::Bn(Some(b)) = a {
+                buffers::recycle(b.xhat);
+            }
+        }
+    }
 }
 
 impl Tape {
@@ -226,7 +241,7 @@ impl Model {
                     let params = r.params(b * ch, h, w).map_err(in_layer)?;
                     let (index, weight) = r.tables().map_err(in_layer)?;
                     let (oh, ow) = (r.out_height(), r.out_width());
-                    let mut y = vec![0.0f32; b * ch * oh * ow];
+                    let mut y = buffers::zeroed(b * ch * oh * ow);
                     crate::cpu::resample(&params, &x.data, &index, &weight, &mut y);
                     (Tensor { shape: [b, ch, oh, ow], data: y }, Aux::None)
                 }
@@ -239,7 +254,7 @@ impl Model {
                     (Tensor { shape: [b, c.out_channels, oh, ow], data: y }, Aux::None)
                 }
                 Op::Relu => {
-                    let mut y = vec![0.0f32; x.data.len()];
+                    let mut y = buffers::scratch(x.data.len());
                     // NaN kept, as in the executors (`cpu::nan`).
                     y.par_chunks_mut(1 << 14).zip(x.data.par_chunks(1 << 14)).for_each(|(o, v)| {
                         o.iter_mut().zip(v).for_each(|(o, &v)| *o = crate::cpu::nan::relu_keep_nan(v));
@@ -281,7 +296,7 @@ impl Model {
                     (Tensor { data: y, shape: x.shape }, Aux::Bn(batch))
                 }
                 Op::Add => {
-                    let mut y = x.data.clone();
+                    let mut y = buffers::copied(&x.data);
                     for name in &layer.inputs[1..] {
                         y.iter_mut().zip(&values[name].data).for_each(|(a, b)| *a += b);
                     }
@@ -414,14 +429,17 @@ impl Model {
         grad.insert(self.logits.clone(), d_logits);
         let mut out = Grads::default();
         let add = |grad: &mut HashMap<String, Vec<f32>>, name: &str, g: Vec<f32>| match grad.get_mut(name) {
-            Some(acc) => acc.iter_mut().zip(&g).for_each(|(a, b)| *a += b),
+            Some(acc) => {
+                acc.iter_mut().zip(&g).for_each(|(a, b)| *a += b);
+                buffers::recycle(g);
+            }
             None => {
                 grad.insert(name.to_string(), g);
             }
         };
         for &i in self.order.iter().rev() {
             let layer = &self.net.layers[i];
-            let Some(dy) = grad.remove(&layer.name) else { continue };
+            let Some(mut dy) = grad.remove(&layer.name) else { continue };
             let x = &tape.values[&layer.inputs[0]];
             let y = &tape.values[&layer.name];
             let [b, ch, h, w] = x.shape;
@@ -438,7 +456,7 @@ impl Model {
                     }
                     let g = conv_geometry(c, x);
                     let s = self.sampling.get(&layer.name).unwrap_or(&Sampling::Dense);
-                    let (dx, dw, db) = conv::backward(&g, &c.weights, s, &x.data, &dy, true);
+                    let (dx, dw, db) = conv::backward(&g, &c.weights, s, &x.data, &dy, true)?;
                     let mut p = vec![dw];
                     if c.bias.is_some() {
                         p.push(db);
@@ -446,7 +464,11 @@ impl Model {
                     out.params.insert(layer.name.clone(), p);
                     dx
                 }
-                Op::Relu => dy.iter().zip(&y.data).map(|(g, v)| if *v > 0.0 { *g } else { 0.0 }).collect(),
+                Op::Relu => {
+                    let mut dx = buffers::take(dy.len());
+                    dx.extend(dy.iter().zip(&y.data).map(|(g, v)| if *v > 0.0 { *g } else { 0.0 }));
+                    dx
+                }
                 Op::Clip { min, max } => {
                     dy.iter().zip(&x.data).map(|(g, v)| if v > min && v < max { *g } else { 0.0 }).collect()
                 }
@@ -475,9 +497,9 @@ impl Model {
                 }
                 Op::Add => {
                     for name in &layer.inputs[1..] {
-                        add(&mut grad, name, dy.clone());
+                        add(&mut grad, name, buffers::copied(&dy));
                     }
-                    dy
+                    std::mem::take(&mut dy)
                 }
                 Op::Concat => {
                     let mut offset = 0;
@@ -499,7 +521,7 @@ impl Model {
                 }
                 Op::Flatten | Op::Dropout { .. } => match tape.aux.get(&layer.name) {
                     Some(Aux::Dropout(mask)) => dy.iter().zip(mask).map(|(g, m)| g * m).collect(),
-                    _ => dy,
+                    _ => std::mem::take(&mut dy),
                 },
                 Op::Unary(f) => dy
                     .iter()
@@ -515,8 +537,8 @@ impl Model {
                     let other = &tape.values[&layer.inputs[1]];
                     let (_, cast) = broadcast_of(x, other, &layer.name)?;
                     let (a_at, b_at) = operand_index(cast);
-                    let mut da = vec![0.0f32; x.data.len()];
-                    let mut db = vec![0.0f32; other.data.len()];
+                    let mut da = buffers::zeroed(x.data.len());
+                    let mut db = buffers::zeroed(other.data.len());
                     for (k, g) in dy.iter().enumerate() {
                         let (ia, ib) = (a_at(k), b_at(k));
                         let (pa, pb) = f.partials(x.data[ia], other.data[ib]);
@@ -528,7 +550,7 @@ impl Model {
                 }
                 Op::ReduceChannels(r) => {
                     let plane = h * w;
-                    let mut dx = vec![0.0f32; x.data.len()];
+                    let mut dx = buffers::zeroed(x.data.len());
                     #[allow(clippy::cast_precision_loss)]
                     let n = ch as f32;
                     for img in 0..b {
@@ -553,7 +575,7 @@ impl Model {
                 }
                 Op::SelectChannels { channels } => {
                     let plane = h * w;
-                    let mut dx = vec![0.0f32; x.data.len()];
+                    let mut dx = buffers::zeroed(x.data.len());
                     for img in 0..b {
                         for (k, &c) in channels.iter().enumerate() {
                             let src = (img * channels.len() + k) * plane;
@@ -585,6 +607,7 @@ impl Model {
                 }
             };
             add(&mut grad, &layer.inputs[0], dx);
+            buffers::recycle(dy);
         }
         out.input = grad.remove(&self.net.input.name).unwrap_or_default();
         Ok(out)
@@ -641,7 +664,7 @@ fn operand_index(cast: Broadcast) -> (impl Fn(usize) -> usize, impl Fn(usize) ->
 /// taps read, times the tap weights (the fill value takes none).
 fn resample_backward(r: &Resample, [b, ch, h, w]: [usize; 4], dy: &[f32]) -> Vec<f32> {
     let (oh, ow, k) = (r.out_height(), r.out_width(), r.taps);
-    let mut dx = vec![0.0f32; b * ch * h * w];
+    let mut dx = buffers::zeroed(b * ch * h * w);
     for p in 0..b * ch {
         let (src, dst) = (&dy[p * oh * ow..(p + 1) * oh * ow], &mut dx[p * h * w..(p + 1) * h * w]);
         for y in 0..oh {

@@ -211,6 +211,7 @@ pub fn train_with(
             "training needs epochs, a batch size and a learning rate above 0".into(),
         ));
     }
+    let _pool = super::buffers::Release;
     let mut model = Model::new(net.clone())?;
     let names = model.param_names();
     let mut velocity: Vec<Vec<Vec<f32>>> =

@@ -22,6 +22,9 @@ pub(crate) mod avx512;
 mod generic;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+mod sgemm;
+
+pub use sgemm::{sgemm, GemmScratch, Strided};
 
 /// The signature every microkernel has: `(kc, a, b, c, ldc, accumulate, bias, relu)`.
 /// With `accumulate` the tile is added to what `c` holds; a non-null `bias` (`MR` values,
