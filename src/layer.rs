@@ -304,9 +304,16 @@ pub enum ConvKernels {
 pub struct ConvStep {
     /// Parameters of `im2col_masked`.
     pub im2col: Im2colMaskedParams,
-    /// Parameters of `matmul_tiled`.
+    /// Parameters of the product (`matmul_tiled` or `matmul_narrow`).
     pub matmul: MatmulTiledParams,
+    /// The product is at most [`NARROW_MAX_COLUMNS`] wide: `matmul_narrow` computes it
+    /// (on both executors), not `matmul_tiled`.
+    pub narrow: bool,
 }
+
+/// The widest product (columns of B, padded to 4) that `matmul_narrow` computes: fully
+/// connected layers at small batch, where a 64-column tile would waste most of its work.
+pub const NARROW_MAX_COLUMNS: u32 = 8;
 
 /// The kernel launches of one layer run, resolved once: both executors walk the same
 /// steps, so CPU and GPU results differ only by floating-point summation order.
@@ -407,7 +414,7 @@ impl ConvSchedule {
                     out_channels: to_u32(g.out_channels, "output channels")?,
                     out_channel_offset: to_u32(group * tg, "output channel offset")?,
                 };
-                steps.push(ConvStep { im2col, matmul });
+                steps.push(ConvStep { im2col, matmul, narrow: matmul.ldb <= NARROW_MAX_COLUMNS });
             }
         }
         let gather = match settings.output {

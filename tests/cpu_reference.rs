@@ -112,3 +112,37 @@ fn one_compiled_layer_runs_many_inputs() {
         move |x| conv.run(x).unwrap()
     });
 }
+
+/// Products at most 8 columns wide (fully connected layers and small planes, one image per
+/// GEMM) are scheduled on `matmul_narrow`, whose CPU twin reduces as the shader does.
+#[test]
+fn narrow_products_run_on_matmul_narrow_and_match_reference() {
+    let cases = [
+        ("fc", ConvGeometry::new(300, 1, 1, 37, 1, 1)),
+        ("fc_deep", ConvGeometry::new(1100, 1, 1, 9, 1, 1)),
+        ("2x2_plane", ConvGeometry::new(16, 3, 3, 20, 2, 2)),
+    ];
+    for (seed, (name, g)) in cases.into_iter().enumerate() {
+        for batch in [1, 3, 8, 9] {
+            for relu in [false, true] {
+                let p = Problem {
+                    name,
+                    geometry: g.with_batch(batch),
+                    keep: Keep::Frac(1.0),
+                    compact_input: false,
+                    relu,
+                    seed: seed as u64 + 40,
+                    interp: MapKind::Nearest,
+                    in_interp: MapKind::Nearest,
+                };
+                let built = p.build();
+                let conv = CpuConv::new(&built.layer, ConvSettings::default()).unwrap();
+                // One GEMM per image (dense: one image per GEMM), at most 4 columns each.
+                let steps = &conv.schedule().steps;
+                assert!(!steps.is_empty() && steps.iter().all(|s| s.narrow), "{}", p.label());
+                let out = conv.run(built.input.view()).unwrap();
+                assert_close(&p.label(), out.as_slice().unwrap(), &built.dense_ref, TOL);
+            }
+        }
+    }
+}

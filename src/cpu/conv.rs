@@ -7,7 +7,7 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use crate::error::{Error, Result};
 use crate::layer::{ConvLayer, ConvSchedule, ConvSettings};
 
-use super::{depthwise_masked, gather_interp, im2col_masked, matmul_tiled};
+use super::{depthwise_masked, gather_interp, im2col_masked, matmul_narrow, matmul_tiled};
 
 /// Default bound on one im2col chunk on the CPU: large enough for full-width GEMMs,
 /// small enough not to balloon memory on VGG's first layers at large batch.
@@ -88,7 +88,7 @@ impl CpuConv {
     }
 }
 
-/// Runs the `im2col_masked → matmul_tiled` steps of `schedule` (or its one
+/// Runs the `im2col_masked → matmul_tiled` (or `matmul_narrow`) steps of `schedule` (or its one
 /// `depthwise_masked` launch): `x` is the layer's input,
 /// `compact` receives the `[B, T, N]` output, `col` is workspace (grown as needed; stale
 /// contents are fine because im2col writes every element the GEMM reads).
@@ -111,6 +111,10 @@ pub(crate) fn conv_forward(
     }
     for step in &schedule.steps {
         im2col_masked(&step.im2col, x, mask, in_map, col);
-        matmul_tiled(&step.matmul, packed_weights, col, layer.bias(), compact);
+        if step.narrow {
+            matmul_narrow(&step.matmul, packed_weights, col, layer.bias(), compact);
+        } else {
+            matmul_tiled(&step.matmul, packed_weights, col, layer.bias(), compact);
+        }
     }
 }

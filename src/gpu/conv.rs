@@ -139,7 +139,7 @@ impl ConvTables {
                     out_channel_offset: step.matmul.out_channel_offset + to_u32_lossless(start - first),
                     ..step.matmul
                 };
-                if p.ldb <= matmul_narrow::MAX_COLUMNS {
+                if step.narrow {
                     matmul_narrow::matmul_narrow(b, &p, &block.weights, col, &block.bias, compact);
                 } else {
                     let variant = MatmulTile::choose(&p, tile);

@@ -4,8 +4,9 @@ use super::{LaunchBuilder, MAX_WORKGROUPS_PER_DIM};
 use crate::gpu::shaders::Kernel;
 use crate::params::MatmulTiledParams;
 
-/// Widest product (columns) the kernel handles; wider ones go to `matmul_tiled`.
-pub const MAX_COLUMNS: u32 = 8;
+/// Widest product (columns) the kernel handles; the schedule sends wider ones to
+/// `matmul_tiled`.
+pub const MAX_COLUMNS: u32 = crate::layer::NARROW_MAX_COLUMNS;
 
 /// Workgroup counts: one workgroup per row of the product, folded into x and y.
 pub fn workgroups(p: &MatmulTiledParams) -> [u32; 3] {
