@@ -320,5 +320,10 @@ fn bad_input_gives_exit_codes_and_next_steps() {
         2,
         "unknown strategy 'magic'",
     );
+    fails(
+        &["experiment", "fashion_nin", "--data", "sample", "--out", tmp("exp").to_str().unwrap(), "--methods", "impact,dither"],
+        2,
+        "unknown method 'dither'; known: uniform, grid, pooling_structure, impact, iterative_impact, stride, zeros, resize",
+    );
     fails(&["eval", "fashion_nin", "--plan", "no/plan.json", "--data", "sample"], 2, "check the plan path");
 }

@@ -17,8 +17,8 @@ use crate::strategy::Interpolation;
 pub struct ExperimentConfig {
     /// Speedups to report (theoretical, network-wide).
     pub speedups: Vec<f64>,
-    /// Methods: strategy names and the baselines `stride`, `zeros`, `resize`.
-    pub methods: Vec<String>,
+    /// Methods: the mask strategies and the baselines.
+    pub methods: Vec<Method>,
     /// Images of the training set used for the search's loss (taken from its end).
     pub search_images: usize,
     /// Images used for fine-tuning (from the start of the training set).
@@ -35,24 +35,76 @@ impl Default for ExperimentConfig {
     fn default() -> Self {
         ExperimentConfig {
             speedups: vec![2.0, 3.0, 4.0],
-            methods: [
-                "uniform",
-                "grid",
-                "pooling_structure",
-                "impact",
-                "iterative_impact",
-                "stride",
-                "zeros",
-                "resize",
-            ]
-            .map(String::from)
-            .to_vec(),
+            methods: Method::all(),
             search_images: 1000,
             finetune_images: 5000,
             finetune_epochs: 1,
             finetune_lr: 1e-3,
             seed: 1,
         }
+    }
+}
+
+/// A way to reach a speedup: a mask strategy searched greedily, or a baseline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// Perforation with masks of this strategy (nearest-neighbour interpolation).
+    Strategy(SearchStrategy),
+    /// The stride baseline: grid masks, the kept positions form a smaller output map.
+    Stride,
+    /// Perforation with uniform masks whose skipped outputs are zeros.
+    Zeros,
+    /// The whole input downscaled (the network's resolution baseline).
+    Resize,
+}
+
+impl Method {
+    /// Every strategy, then the baselines.
+    pub fn all() -> Vec<Method> {
+        let mut v: Vec<Method> = SearchStrategy::ALL.into_iter().map(Method::Strategy).collect();
+        v.extend([Method::Stride, Method::Zeros, Method::Resize]);
+        v
+    }
+
+    /// The greedy search's mask strategy and fill for this method (`None` for the resize
+    /// baseline, which searches nothing).
+    pub fn search(self) -> Option<(SearchStrategy, Interpolation)> {
+        match self {
+            Method::Strategy(s) => Some((s, Interpolation::Nearest)),
+            Method::Stride => Some((SearchStrategy::Grid, Interpolation::Stride)),
+            Method::Zeros => Some((SearchStrategy::Uniform, Interpolation::Zeros)),
+            Method::Resize => None,
+        }
+    }
+
+    /// The name rows, logs and the CLI use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Strategy(s) => s.name(),
+            Method::Stride => "stride",
+            Method::Zeros => "zeros",
+            Method::Resize => "resize",
+        }
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = crate::error::Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        Method::all().into_iter().find(|m| m.name() == name).ok_or_else(|| {
+            let known: Vec<&str> = Method::all().iter().map(|m| m.name()).collect();
+            crate::error::Error::InvalidArgument(format!(
+                "unknown method '{name}'; known: {}",
+                known.join(", ")
+            ))
+        })
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -108,16 +160,16 @@ pub fn run_experiment(
     let max = config.speedups.iter().copied().fold(1.0, f64::max);
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
-    for method in &config.methods {
+    for &method in &config.methods {
         // The networks at each requested speedup, with the data they read.
         let mut points: Vec<Point> = Vec::new();
-        if method == "resize" {
+        if method == Method::Resize {
             for &s in &config.speedups {
                 let resized = match dense.resized_for_speedup(s) {
                     Ok(r) => r,
                     // A classifier sized for the native input: the baseline does not apply.
                     Err(e) => {
-                        skipped.push((method.clone(), e.to_string()));
+                        skipped.push((method.name().to_string(), e.to_string()));
                         break;
                     }
                 };
@@ -126,11 +178,7 @@ pub fn run_experiment(
                 points.push((s, resized, Some(data)));
             }
         } else {
-            let (strategy, interpolation) = match method.as_str() {
-                "stride" => (SearchStrategy::Grid, Interpolation::Stride),
-                "zeros" => (SearchStrategy::Uniform, Interpolation::Zeros),
-                name => (SearchStrategy::parse(name)?, Interpolation::Nearest),
-            };
+            let Some((strategy, interpolation)) = method.search() else { continue };
             let search = SearchConfig {
                 target_speedup: max,
                 strategy,
@@ -149,8 +197,10 @@ pub fn run_experiment(
                 }
             })?;
             if points.is_empty() {
-                skipped
-                    .push((method.clone(), "the search found no step that compiles and saves cost".into()));
+                skipped.push((
+                    method.name().to_string(),
+                    "the search found no step that compiles and saves cost".into(),
+                ));
             }
         }
         for (target, mut candidate, data) in points {
@@ -167,7 +217,7 @@ pub fn run_experiment(
             train(&mut candidate, tune_set, None, &tune, |_| {})?;
             let error_after = evaluate(&candidate, test_set, 256)?.top1_error;
             let row = ExperimentRow {
-                method: method.clone(),
+                method: method.name().to_string(),
                 target,
                 theoretical,
                 measured_cpu,

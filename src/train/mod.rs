@@ -14,7 +14,7 @@ mod plot;
 mod search;
 mod sgd;
 
-pub use experiment::{experiment_table, run_experiment, ExperimentConfig, ExperimentRow, Skipped};
+pub use experiment::{experiment_table, run_experiment, ExperimentConfig, ExperimentRow, Method, Skipped};
 pub use impact::{impact, restrict_to_mask};
 pub use loss::softmax_cross_entropy;
 pub use model::{Grads, Mode, Model, Tape, Tensor};

@@ -43,20 +43,46 @@ pub enum SearchStrategy {
 }
 
 impl SearchStrategy {
+    /// Every strategy, in the order the paper lists them.
+    pub const ALL: [SearchStrategy; 5] = [
+        SearchStrategy::Uniform,
+        SearchStrategy::Grid,
+        SearchStrategy::PoolingStructure,
+        SearchStrategy::Impact,
+        SearchStrategy::IterativeImpact,
+    ];
+
+    /// The name the CLI and logs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            SearchStrategy::Uniform => "uniform",
+            SearchStrategy::Grid => "grid",
+            SearchStrategy::PoolingStructure => "pooling_structure",
+            SearchStrategy::Impact => "impact",
+            SearchStrategy::IterativeImpact => "iterative_impact",
+        }
+    }
+
     /// Parses a strategy name as the CLI and logs spell it.
     pub fn parse(name: &str) -> Result<Self> {
-        Ok(match name {
-            "uniform" => SearchStrategy::Uniform,
-            "grid" => SearchStrategy::Grid,
-            "pooling_structure" => SearchStrategy::PoolingStructure,
-            "impact" => SearchStrategy::Impact,
-            "iterative_impact" => SearchStrategy::IterativeImpact,
-            other => {
-                return Err(Error::InvalidArgument(format!(
-                    "unknown strategy '{other}'; known: uniform, grid, pooling_structure, impact, iterative_impact"
-                )))
-            }
+        Self::ALL.into_iter().find(|s| s.name() == name).ok_or_else(|| {
+            let known: Vec<&str> = Self::ALL.iter().map(|s| s.name()).collect();
+            Error::InvalidArgument(format!("unknown strategy '{name}'; known: {}", known.join(", ")))
         })
+    }
+}
+
+impl std::str::FromStr for SearchStrategy {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        Self::parse(name)
+    }
+}
+
+impl std::fmt::Display for SearchStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

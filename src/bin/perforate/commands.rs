@@ -8,7 +8,7 @@ use perforate::gpu::{GpuContext, GpuExecutor};
 use perforate::network::zoo::{self, ZooConfig};
 use perforate::network::{PerforationPlan, PerforationReport};
 use perforate::plan::{Plan, PlanOptions};
-use perforate::train::{self, Cost, ExperimentConfig, LrSchedule, SearchConfig, SearchStrategy, TrainConfig};
+use perforate::train::{self, Cost, ExperimentConfig, LrSchedule, SearchConfig, TrainConfig};
 use perforate::Interpolation;
 use serde_json::json;
 
@@ -51,7 +51,6 @@ pub fn run(command: Command, json_out: bool) -> Result<(), Failure> {
             inputs::fits(&net, &d)?;
             let n = d.len();
             let d = d.subset(&(n.saturating_sub(images)..n).collect::<Vec<_>>());
-            let strategy = SearchStrategy::parse(&strategy).map_err(|e| Failure::input(e, ""))?;
             let cost = match cost {
                 CostArg::Flops => Cost::Flops,
                 CostArg::Cpu => Cost::Cpu { batch: 16 },

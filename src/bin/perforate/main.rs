@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use perforate::train::{Method, SearchStrategy};
 
 /// Perforated convolutional networks: inspect, run, evaluate, perforate (greedy search),
 /// fine-tune, train, benchmark and check CPU/GPU parity.
@@ -103,8 +104,8 @@ pub enum Command {
         #[arg(long, default_value_t = 2.0)]
         target_speedup: f64,
         /// Mask strategy: uniform, grid, pooling_structure, impact, iterative_impact.
-        #[arg(long, default_value = "impact")]
-        strategy: String,
+        #[arg(long, default_value = "impact", value_parser = parse_strategy)]
+        strategy: SearchStrategy,
         /// Cost model.
         #[arg(long, value_enum, default_value_t = CostArg::Flops)]
         cost: CostArg,
@@ -187,9 +188,10 @@ pub enum Command {
         /// Output folder.
         #[arg(long, short)]
         out: PathBuf,
-        /// Methods (default: all strategies and baselines).
-        #[arg(long, value_delimiter = ',')]
-        methods: Vec<String>,
+        /// Methods (default: all): uniform, grid, pooling_structure, impact,
+        /// iterative_impact, stride, zeros, resize.
+        #[arg(long, value_delimiter = ',', value_parser = parse_method)]
+        methods: Vec<Method>,
         /// Fine-tuning images.
         #[arg(long, default_value_t = 5000)]
         finetune_images: usize,
@@ -281,6 +283,16 @@ impl Failure {
         let message = if hint.is_empty() { e.to_string() } else { format!("{e} ({hint})") };
         Failure { code: 1, message }
     }
+}
+
+/// `--strategy`: a mask strategy by name (the error lists the known ones).
+fn parse_strategy(name: &str) -> Result<SearchStrategy, String> {
+    name.parse().map_err(|e: perforate::Error| e.to_string())
+}
+
+/// One entry of `--methods`.
+fn parse_method(name: &str) -> Result<Method, String> {
+    name.parse().map_err(|e: perforate::Error| e.to_string())
 }
 
 fn main() -> ExitCode {
