@@ -50,12 +50,32 @@ pub enum Error {
     /// Any other error reported by wgpu (validation, internal).
     #[error("GPU error: {0}")]
     Gpu(String),
+    /// An error in one layer of a network: the layer, its kind, and the error itself
+    /// (kept whole: [`Error::root`] gives the innermost one, `source()` the next).
+    #[error("layer '{layer}' ({kind}): {source}")]
+    Layer {
+        /// The layer's name.
+        layer: String,
+        /// Its kind (`conv`, `max_pool`, ...).
+        kind: &'static str,
+        /// What went wrong there.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The innermost error under any [`Error::Layer`] wrappers.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Layer { source, .. } => source.root(),
+            other => other,
+        }
+    }
+
     /// Shorthand for a [`Error::Shape`] error.
     pub fn shape(what: impl Into<String>, expected: impl ToString, got: impl ToString) -> Self {
         Error::Shape { what: what.into(), expected: expected.to_string(), got: got.to_string() }

@@ -350,6 +350,18 @@ fn bad_networks_and_inputs_are_clear_errors() {
     let e = err(Plan::compile(&bad_weights, 1, PlanOptions::default()));
     assert!(e.contains("layer 'conv1' (conv): weights hold"), "{e}");
     assert!(err(Plan::compile(&net, 0, PlanOptions::default())).contains("batch must be at least 1"));
+
+    // An error from inside a layer keeps its cause: the layer wraps it, `root` finds it.
+    let mut bad_mask = net.clone();
+    bad_mask.set_perforation("conv1", 0.5, 1).unwrap();
+    if let Op::Conv(c) = &mut bad_mask.layers[0].op {
+        c.perforation.as_mut().unwrap().positions = Some(vec![3, 3]);
+    }
+    let e = Plan::compile(&bad_mask, 1, PlanOptions::default()).unwrap_err();
+    assert!(matches!(&e, perforate::Error::Layer { layer, kind: "conv", .. } if layer == "conv1"), "{e:?}");
+    assert!(matches!(e.root(), perforate::Error::Mask(m) if m.contains("appears twice")), "{e:?}");
+    assert!(std::error::Error::source(&e).is_some(), "{e:?}");
+    assert!(e.to_string().starts_with("layer 'conv1' (conv): invalid mask: position 3 appears twice"), "{e}");
     let e = zoo::build("lenet", ZooConfig::default()).unwrap_err().to_string();
     assert!(e.contains("unknown zoo network 'lenet'; known: nin, alexnet"), "{e}");
 }

@@ -71,13 +71,15 @@ fn set_error(message: &str) {
 }
 
 fn status_of(e: &Error) -> PerforateStatus {
-    match e {
+    match e.root() {
         Error::Geometry(_) | Error::Mask(_) | Error::InvalidArgument(_) => PerforateStatus::InvalidArgument,
         Error::Shape { .. } => PerforateStatus::Shape,
         Error::TooLarge(_) => PerforateStatus::TooLarge,
         Error::NoAdapter(_) | Error::DeviceRequest(_) => PerforateStatus::NoGpu,
         Error::DeviceLost(_) | Error::OutOfMemory(_) | Error::Gpu(_) => PerforateStatus::Gpu,
         Error::Model(_) | Error::Data(_) => PerforateStatus::Model,
+        // `root` unwraps every layer wrapper.
+        Error::Layer { .. } => PerforateStatus::InvalidArgument,
     }
 }
 

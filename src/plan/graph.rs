@@ -12,9 +12,9 @@ pub(crate) fn layer_error(layer: &Layer, message: impl std::fmt::Display) -> Err
     Error::InvalidArgument(format!("layer '{}' ({}): {message}", layer.name, layer.op.kind()))
 }
 
-/// Prefixes an error with the layer it concerns.
+/// Wraps an error in the layer it concerns ([`Error::Layer`], the error kept whole).
 pub(crate) fn in_layer<T>(layer: &Layer, r: Result<T>) -> Result<T> {
-    r.map_err(|e| layer_error(layer, e))
+    r.map_err(|e| Error::Layer { layer: layer.name.clone(), kind: layer.op.kind(), source: Box::new(e) })
 }
 
 /// The layers needed for the output, in a deterministic topological order.
