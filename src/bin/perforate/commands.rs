@@ -1,6 +1,6 @@
 //! info, run, eval, search, finetune, train and experiment.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ndarray::{ArrayD, IxDyn};
 use perforate::cpu::CpuExecutor;
@@ -8,237 +8,292 @@ use perforate::gpu::{GpuContext, GpuExecutor};
 use perforate::network::zoo::{self, ZooConfig};
 use perforate::network::{PerforationPlan, PerforationReport};
 use perforate::plan::{Plan, PlanOptions};
-use perforate::train::{self, Cost, ExperimentConfig, LrSchedule, SearchConfig, TrainConfig};
+use perforate::train::{
+    self, Cost, ExperimentConfig, LrSchedule, Method, SearchConfig, SearchStrategy, TrainConfig,
+};
 use perforate::Interpolation;
 use serde_json::json;
 
 use crate::inputs::{self, Split};
-use crate::{Command, CostArg, Device, Failure};
+use crate::{CostArg, Device, Failure};
 
-/// Runs one of the subcommands this module owns.
-pub fn run(command: Command, json_out: bool) -> Result<(), Failure> {
-    match command {
-        Command::Info { model, plan } => info(&model, plan.as_deref(), json_out),
-        Command::Run { model, inputs, plan, device, output, top } => {
-            classify(&model, &inputs, plan.as_deref(), device, output.as_deref(), top, json_out)
+/// `eval`: top-1/top-5 error and loss of a model (and plan) on a data set's test split.
+pub fn eval(
+    model: &str,
+    plan: Option<&Path>,
+    data: &str,
+    limit: Option<usize>,
+    json_out: bool,
+) -> Result<(), Failure> {
+    let net = inputs::model_with_plan(model, plan)?;
+    let mut d = inputs::dataset(data, Split::Test)?;
+    if let Some(n) = limit {
+        d = d.take(n);
+    }
+    inputs::fits(&net, &d)?;
+    let e = train::evaluate(&net, &d, 256).map_err(|e| Failure::input(e, ""))?;
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&e).unwrap_or_default());
+    } else {
+        println!(
+            "{} on {} images: loss {:.4}, top-1 error {:.2}%, top-5 error {:.2}% (accuracy {:.2}%)",
+            net.name,
+            e.images,
+            e.loss,
+            100.0 * e.top1_error,
+            100.0 * e.top5_error,
+            100.0 * (1.0 - e.top1_error)
+        );
+    }
+    Ok(())
+}
+
+/// The settings of `search` besides the model and the data.
+pub struct SearchArgs {
+    /// Network-wide theoretical speedup to reach.
+    pub target_speedup: f64,
+    /// Mask strategy.
+    pub strategy: SearchStrategy,
+    /// Cost model.
+    pub cost: CostArg,
+    /// Images scoring the loss.
+    pub images: usize,
+    /// Where the plan goes.
+    pub plan_out: PathBuf,
+    /// Where the step log goes.
+    pub log: PathBuf,
+    /// Where the kept-fraction plot goes, if anywhere.
+    pub plot: Option<PathBuf>,
+}
+
+/// `search`: the greedy network-wide search; writes the plan and the step log.
+pub fn search(model: &str, data: &str, args: SearchArgs, json_out: bool) -> Result<(), Failure> {
+    let SearchArgs { target_speedup, strategy, cost, images, plan_out, log, plot } = args;
+    let net = inputs::model(model)?;
+    let d = inputs::dataset(data, Split::Train)?;
+    inputs::fits(&net, &d)?;
+    let n = d.len();
+    let d = d.subset(&(n.saturating_sub(images)..n).collect::<Vec<_>>());
+    let cost = match cost {
+        CostArg::Flops => Cost::Flops,
+        CostArg::Cpu => Cost::Cpu { batch: 16 },
+        CostArg::Gpu => Cost::Gpu {
+            context: GpuContext::new().map_err(|e| Failure::runtime(e, "use --cost flops or cpu"))?,
+            batch: 16,
+        },
+    };
+    let config = SearchConfig {
+        target_speedup,
+        strategy,
+        interpolation: Interpolation::Nearest,
+        cost,
+        batch: 250,
+        seed: 1,
+        max_steps: 1000,
+    };
+    let bar = indicatif::ProgressBar::new_spinner();
+    let (perforated, steps) = train::greedy_search_with(&net, &d, &config, |s, _| {
+        bar.set_message(format!(
+            "step {}: {} -> speedup {:.2}, loss {:.4}",
+            s.step, s.layer, s.speedup, s.loss
+        ));
+        bar.tick();
+    })
+    .map_err(|e| Failure::input(e, ""))?;
+    bar.finish_and_clear();
+    let plan = PerforationPlan::from_network(&perforated).map_err(|e| Failure::input(e, ""))?;
+    plan.save(&plan_out).map_err(|e| Failure::input(e, ""))?;
+    std::fs::write(&log, serde_json::to_string_pretty(&steps).unwrap_or_default())
+        .map_err(|e| Failure::usage(format!("{}: cannot write: {e}", log.display())))?;
+    let last = steps.last().expect("step 0 always exists");
+    if let Some(path) = &plot {
+        kept_plot(last, path)
+            .map_err(|e| Failure::usage(format!("{}: plotting failed: {e}", path.display())))?;
+    }
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&json!({"plan": plan_out, "log": log, "steps": steps.len() - 1, "speedup": last.speedup, "loss": last.loss, "error": last.error})).unwrap_or_default());
+    } else {
+        println!("{:>4}  {:<24} {:>9} {:>8} {:>8}", "step", "layer", "speedup", "loss", "error %");
+        for s in &steps {
+            println!(
+                "{:>4}  {:<24} {:>9.3} {:>8.4} {:>8.2}",
+                s.step,
+                s.layer,
+                s.speedup,
+                s.loss,
+                100.0 * s.error
+            );
         }
-        Command::Eval { model, plan, data, limit } => {
-            let net = inputs::model_with_plan(&model, plan.as_deref())?;
-            let mut d = inputs::dataset(&data, Split::Test)?;
-            if let Some(n) = limit {
-                d = d.take(n);
+        println!("plan written to {}, log to {}", plan_out.display(), log.display());
+    }
+    Ok(())
+}
+
+/// `finetune`: trains a perforated model (masks fixed) and saves it with its plan.
+pub fn finetune(
+    model: &str,
+    plan: &Path,
+    data: &str,
+    (epochs, lr, limit): (usize, f32, Option<usize>),
+    out: &Path,
+    json_out: bool,
+) -> Result<(), Failure> {
+    let mut net = inputs::model_with_plan(model, Some(plan))?;
+    let mut tr = inputs::dataset(data, Split::Train)?;
+    let te = inputs::dataset(data, Split::Test)?;
+    if let Some(n) = limit {
+        tr = tr.take(n);
+    }
+    inputs::fits(&net, &tr)?;
+    let cfg = TrainConfig { epochs, lr, schedule: LrSchedule::Constant, ..Default::default() };
+    let before = train::evaluate(&net, &te, 256).map_err(|e| Failure::input(e, ""))?;
+    train_with_bar(&mut net, &tr, &te, &cfg, json_out)?;
+    // The tuned network is saved dense; its plan file still applies (same layers).
+    let weights = net.dense();
+    std::fs::write(out, weights.to_json().map_err(|e| Failure::input(e, ""))?)
+        .map_err(|e| Failure::usage(format!("{}: cannot write: {e}", out.display())))?;
+    let tuned_plan = PerforationPlan::from_network(&net).map_err(|e| Failure::input(e, ""))?;
+    let plan_path = out.with_extension("plan.json");
+    tuned_plan.save(&plan_path).map_err(|e| Failure::input(e, ""))?;
+    let after = train::evaluate(&net, &te, 256).map_err(|e| Failure::input(e, ""))?;
+    if !json_out {
+        println!(
+            "top-1 error {:.2}% -> {:.2}%; wrote {} and its plan {}",
+            100.0 * before.top1_error,
+            100.0 * after.top1_error,
+            out.display(),
+            plan_path.display()
+        );
+    }
+    Ok(())
+}
+
+/// The settings of `train`.
+pub struct TrainArgs {
+    /// Epochs.
+    pub epochs: usize,
+    /// Batch size.
+    pub batch: usize,
+    /// Learning rate.
+    pub lr: f32,
+    /// Channel width multiplier of the zoo network.
+    pub width: f64,
+    /// Training images used (all when `None`).
+    pub limit: Option<usize>,
+    /// Random-crop padding.
+    pub crop: usize,
+    /// Seed.
+    pub seed: u64,
+}
+
+/// `train`: trains a zoo network from scratch on a data set.
+pub fn train_zoo(name: &str, data: &str, out: &Path, args: TrainArgs, json_out: bool) -> Result<(), Failure> {
+    let TrainArgs { epochs, batch, lr, width, limit, crop, seed } = args;
+    if !zoo::FASHION.contains(&name) && !zoo::NAMES.contains(&name) {
+        return Err(Failure::usage(format!(
+            "unknown zoo network '{name}'; known: {}, {}",
+            zoo::FASHION.join(", "),
+            zoo::NAMES.join(", ")
+        )));
+    }
+    let config = ZooConfig { width, resolution: Some(28), classes: Some(10), seed };
+    let mut net = zoo::build(name, config).map_err(|e| Failure::input(e, ""))?;
+    let mut tr = inputs::dataset(data, Split::Train)?;
+    let te = inputs::dataset(data, Split::Test)?;
+    if let Some(n) = limit {
+        tr = tr.take(n);
+    }
+    inputs::fits(&net, &tr)?;
+    let cfg = TrainConfig {
+        epochs,
+        batch_size: batch,
+        lr,
+        crop_padding: crop,
+        flip: true,
+        seed,
+        checkpoint: Some(out.to_path_buf()),
+        ..Default::default()
+    };
+    eprintln!("training {name} (width {width}) on {} images, testing on {}", tr.len(), te.len());
+    train_with_bar(&mut net, &tr, &te, &cfg, json_out)?;
+    std::fs::write(out, net.to_json().map_err(|e| Failure::input(e, ""))?)
+        .map_err(|e| Failure::usage(format!("{}: cannot write: {e}", out.display())))?;
+    Ok(())
+}
+
+/// `experiment`: every method at every speedup, before and after fine-tuning; the table,
+/// rows and plot go to `out` (or are redrawn from saved `rows`).
+pub fn experiment(
+    model: &str,
+    data: &str,
+    out: &Path,
+    (methods, finetune_images): (Vec<Method>, usize),
+    rows: Option<&Path>,
+    json_out: bool,
+) -> Result<(), Failure> {
+    let net = inputs::model(model)?;
+    std::fs::create_dir_all(out).map_err(|e| Failure::usage(format!("{}: {e}", out.display())))?;
+    let write = |name: &str, text: String| {
+        std::fs::write(out.join(name), text).map_err(|e| Failure::usage(format!("{}: {e}", out.display())))
+    };
+    let (rows, skipped) = match rows {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Failure::usage(format!("{}: cannot read: {e}", path.display())))?;
+            let rows: Vec<train::ExperimentRow> = serde_json::from_str(&text)
+                .map_err(|e| Failure::usage(format!("{}: not experiment rows: {e}", path.display())))?;
+            (rows, Vec::new())
+        }
+        None => {
+            let tr = inputs::dataset(data, Split::Train)?;
+            let te = inputs::dataset(data, Split::Test)?;
+            inputs::fits(&net, &tr)?;
+            let mut config = ExperimentConfig { finetune_images, ..Default::default() };
+            if !methods.is_empty() {
+                config.methods = methods;
             }
-            inputs::fits(&net, &d)?;
-            let e = train::evaluate(&net, &d, 256).map_err(|e| Failure::input(e, ""))?;
-            if json_out {
-                println!("{}", serde_json::to_string_pretty(&e).unwrap_or_default());
-            } else {
-                println!(
-                    "{} on {} images: loss {:.4}, top-1 error {:.2}%, top-5 error {:.2}% (accuracy {:.2}%)",
-                    net.name,
-                    e.images,
-                    e.loss,
-                    100.0 * e.top1_error,
-                    100.0 * e.top5_error,
-                    100.0 * (1.0 - e.top1_error)
+            let mut done = Vec::new();
+            let result = train::run_experiment(&net, &tr, &te, &config, |r| {
+                eprintln!(
+                    "{} {:.0}x: theoretical {:.2}, CPU {:.2}, error {:.2}% -> {:.2}% (dense {:.2}%)",
+                    r.method,
+                    r.target,
+                    r.theoretical,
+                    r.measured_cpu,
+                    100.0 * r.error_before,
+                    100.0 * r.error_after,
+                    100.0 * r.dense_error
                 );
-            }
-            Ok(())
-        }
-        Command::Search { model, data, target_speedup, strategy, cost, images, plan_out, log, plot } => {
-            let net = inputs::model(&model)?;
-            let d = inputs::dataset(&data, Split::Train)?;
-            inputs::fits(&net, &d)?;
-            let n = d.len();
-            let d = d.subset(&(n.saturating_sub(images)..n).collect::<Vec<_>>());
-            let cost = match cost {
-                CostArg::Flops => Cost::Flops,
-                CostArg::Cpu => Cost::Cpu { batch: 16 },
-                CostArg::Gpu => Cost::Gpu {
-                    context: GpuContext::new().map_err(|e| Failure::runtime(e, "use --cost flops or cpu"))?,
-                    batch: 16,
-                },
-            };
-            let config = SearchConfig {
-                target_speedup,
-                strategy,
-                interpolation: Interpolation::Nearest,
-                cost,
-                batch: 250,
-                seed: 1,
-                max_steps: 1000,
-            };
-            let bar = indicatif::ProgressBar::new_spinner();
-            let (perforated, steps) = train::greedy_search_with(&net, &d, &config, |s, _| {
-                bar.set_message(format!(
-                    "step {}: {} -> speedup {:.2}, loss {:.4}",
-                    s.step, s.layer, s.speedup, s.loss
-                ));
-                bar.tick();
+                // Rows are saved as they come, so a failure later loses nothing.
+                done.push(r.clone());
+                std::fs::write(
+                    out.join("rows.json"),
+                    serde_json::to_string_pretty(&done).unwrap_or_default(),
+                )
+                .ok();
             })
             .map_err(|e| Failure::input(e, ""))?;
-            bar.finish_and_clear();
-            let plan = PerforationPlan::from_network(&perforated).map_err(|e| Failure::input(e, ""))?;
-            plan.save(&plan_out).map_err(|e| Failure::input(e, ""))?;
-            std::fs::write(&log, serde_json::to_string_pretty(&steps).unwrap_or_default())
-                .map_err(|e| Failure::usage(format!("{}: cannot write: {e}", log.display())))?;
-            let last = steps.last().expect("step 0 always exists");
-            if let Some(path) = &plot {
-                kept_plot(last, path)
-                    .map_err(|e| Failure::usage(format!("{}: plotting failed: {e}", path.display())))?;
-            }
-            if json_out {
-                println!("{}", serde_json::to_string_pretty(&json!({"plan": plan_out, "log": log, "steps": steps.len() - 1, "speedup": last.speedup, "loss": last.loss, "error": last.error})).unwrap_or_default());
-            } else {
-                println!("{:>4}  {:<24} {:>9} {:>8} {:>8}", "step", "layer", "speedup", "loss", "error %");
-                for s in &steps {
-                    println!(
-                        "{:>4}  {:<24} {:>9.3} {:>8.4} {:>8.2}",
-                        s.step,
-                        s.layer,
-                        s.speedup,
-                        s.loss,
-                        100.0 * s.error
-                    );
-                }
-                println!("plan written to {}, log to {}", plan_out.display(), log.display());
-            }
-            Ok(())
+            write("rows.json", serde_json::to_string_pretty(&result.0).unwrap_or_default())?;
+            result
         }
-        Command::Finetune { model, plan, data, epochs, lr, limit, out } => {
-            let mut net = inputs::model_with_plan(&model, Some(&plan))?;
-            let mut tr = inputs::dataset(&data, Split::Train)?;
-            let te = inputs::dataset(&data, Split::Test)?;
-            if let Some(n) = limit {
-                tr = tr.take(n);
-            }
-            inputs::fits(&net, &tr)?;
-            let cfg = TrainConfig { epochs, lr, schedule: LrSchedule::Constant, ..Default::default() };
-            let before = train::evaluate(&net, &te, 256).map_err(|e| Failure::input(e, ""))?;
-            train_with_bar(&mut net, &tr, &te, &cfg, json_out)?;
-            // The tuned network is saved dense; its plan file still applies (same layers).
-            let weights = net.dense();
-            std::fs::write(&out, weights.to_json().map_err(|e| Failure::input(e, ""))?)
-                .map_err(|e| Failure::usage(format!("{}: cannot write: {e}", out.display())))?;
-            let tuned_plan = PerforationPlan::from_network(&net).map_err(|e| Failure::input(e, ""))?;
-            let plan_path = out.with_extension("plan.json");
-            tuned_plan.save(&plan_path).map_err(|e| Failure::input(e, ""))?;
-            let after = train::evaluate(&net, &te, 256).map_err(|e| Failure::input(e, ""))?;
-            if !json_out {
-                println!(
-                    "top-1 error {:.2}% -> {:.2}%; wrote {} and its plan {}",
-                    100.0 * before.top1_error,
-                    100.0 * after.top1_error,
-                    out.display(),
-                    plan_path.display()
-                );
-            }
-            Ok(())
-        }
-        Command::Train { zoo: name, data, out, epochs, batch, lr, width, limit, crop, seed } => {
-            if !zoo::FASHION.contains(&name.as_str()) && !zoo::NAMES.contains(&name.as_str()) {
-                return Err(Failure::usage(format!(
-                    "unknown zoo network '{name}'; known: {}, {}",
-                    zoo::FASHION.join(", "),
-                    zoo::NAMES.join(", ")
-                )));
-            }
-            let config = ZooConfig { width, resolution: Some(28), classes: Some(10), seed };
-            let mut net = zoo::build(&name, config).map_err(|e| Failure::input(e, ""))?;
-            let mut tr = inputs::dataset(&data, Split::Train)?;
-            let te = inputs::dataset(&data, Split::Test)?;
-            if let Some(n) = limit {
-                tr = tr.take(n);
-            }
-            inputs::fits(&net, &tr)?;
-            let cfg = TrainConfig {
-                epochs,
-                batch_size: batch,
-                lr,
-                crop_padding: crop,
-                flip: true,
-                seed,
-                checkpoint: Some(out.clone()),
-                ..Default::default()
-            };
-            eprintln!("training {name} (width {width}) on {} images, testing on {}", tr.len(), te.len());
-            train_with_bar(&mut net, &tr, &te, &cfg, json_out)?;
-            std::fs::write(&out, net.to_json().map_err(|e| Failure::input(e, ""))?)
-                .map_err(|e| Failure::usage(format!("{}: cannot write: {e}", out.display())))?;
-            Ok(())
-        }
-        Command::Experiment { model, data, out, methods, finetune_images, rows } => {
-            let net = inputs::model(&model)?;
-            std::fs::create_dir_all(&out).map_err(|e| Failure::usage(format!("{}: {e}", out.display())))?;
-            let write = |name: &str, text: String| {
-                std::fs::write(out.join(name), text)
-                    .map_err(|e| Failure::usage(format!("{}: {e}", out.display())))
-            };
-            let (rows, skipped) = match rows {
-                Some(path) => {
-                    let text = std::fs::read_to_string(&path)
-                        .map_err(|e| Failure::usage(format!("{}: cannot read: {e}", path.display())))?;
-                    let rows: Vec<train::ExperimentRow> = serde_json::from_str(&text).map_err(|e| {
-                        Failure::usage(format!("{}: not experiment rows: {e}", path.display()))
-                    })?;
-                    (rows, Vec::new())
-                }
-                None => {
-                    let tr = inputs::dataset(&data, Split::Train)?;
-                    let te = inputs::dataset(&data, Split::Test)?;
-                    inputs::fits(&net, &tr)?;
-                    let mut config = ExperimentConfig { finetune_images, ..Default::default() };
-                    if !methods.is_empty() {
-                        config.methods = methods;
-                    }
-                    let mut done = Vec::new();
-                    let result = train::run_experiment(&net, &tr, &te, &config, |r| {
-                        eprintln!(
-                            "{} {:.0}x: theoretical {:.2}, CPU {:.2}, error {:.2}% -> {:.2}% (dense {:.2}%)",
-                            r.method,
-                            r.target,
-                            r.theoretical,
-                            r.measured_cpu,
-                            100.0 * r.error_before,
-                            100.0 * r.error_after,
-                            100.0 * r.dense_error
-                        );
-                        // Rows are saved as they come, so a failure later loses nothing.
-                        done.push(r.clone());
-                        std::fs::write(
-                            out.join("rows.json"),
-                            serde_json::to_string_pretty(&done).unwrap_or_default(),
-                        )
-                        .ok();
-                    })
-                    .map_err(|e| Failure::input(e, ""))?;
-                    write("rows.json", serde_json::to_string_pretty(&result.0).unwrap_or_default())?;
-                    result
-                }
-            };
-            let table = train::experiment_table(&rows, &skipped);
-            write("table.md", table.clone())?;
-            train::plot_experiment(
-                &rows,
-                &format!("{}: error increase vs speedup", net.name),
-                &out.join("error_vs_speedup.svg"),
-            )
-            .map_err(|e| Failure::input(e, ""))?;
-            if json_out {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&json!({"rows": rows, "skipped": skipped}))
-                        .unwrap_or_default()
-                );
-            } else {
-                print!("{table}");
-            }
-            Ok(())
-        }
-        Command::Demo { .. } | Command::Bench { .. } | Command::Parity { .. } => {
-            unreachable!("handled in main")
-        }
+    };
+    let table = train::experiment_table(&rows, &skipped);
+    write("table.md", table.clone())?;
+    train::plot_experiment(
+        &rows,
+        &format!("{}: error increase vs speedup", net.name),
+        &out.join("error_vs_speedup.svg"),
+    )
+    .map_err(|e| Failure::input(e, ""))?;
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"rows": rows, "skipped": skipped})).unwrap_or_default()
+        );
+    } else {
+        print!("{table}");
     }
+    Ok(())
 }
 
 /// Kept fraction per layer after the search, as an SVG bar chart.
@@ -326,7 +381,7 @@ fn epoch_line(log: &train::EpochLog, json_out: bool) {
     );
 }
 
-fn info(model: &str, plan: Option<&Path>, json_out: bool) -> Result<(), Failure> {
+pub fn info(model: &str, plan: Option<&Path>, json_out: bool) -> Result<(), Failure> {
     let net = inputs::model_with_plan(model, plan)?;
     let compiled = Plan::compile(&net, 1, PlanOptions { fuse: false, ..Default::default() })
         .map_err(|e| Failure::input(e, ""))?;
@@ -451,7 +506,7 @@ fn read_inputs(paths: &[std::path::PathBuf], c: usize, h: usize, w: usize) -> Re
     Ok(x)
 }
 
-fn classify(
+pub fn classify(
     model: &str,
     paths: &[std::path::PathBuf],
     plan: Option<&Path>,

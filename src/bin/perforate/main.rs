@@ -322,7 +322,27 @@ fn main() -> ExitCode {
             }
         }
         Command::Parity { model, plan, batch } => demo::parity(&model, plan.as_deref(), batch, json),
-        other => commands::run(other, json),
+        Command::Info { model, plan } => commands::info(&model, plan.as_deref(), json),
+        Command::Run { model, inputs, plan, device, output, top } => {
+            commands::classify(&model, &inputs, plan.as_deref(), device, output.as_deref(), top, json)
+        }
+        Command::Eval { model, plan, data, limit } => {
+            commands::eval(&model, plan.as_deref(), &data, limit, json)
+        }
+        Command::Search { model, data, target_speedup, strategy, cost, images, plan_out, log, plot } => {
+            let args = commands::SearchArgs { target_speedup, strategy, cost, images, plan_out, log, plot };
+            commands::search(&model, &data, args, json)
+        }
+        Command::Finetune { model, plan, data, epochs, lr, limit, out } => {
+            commands::finetune(&model, &plan, &data, (epochs, lr, limit), &out, json)
+        }
+        Command::Train { zoo, data, out, epochs, batch, lr, width, limit, crop, seed } => {
+            let args = commands::TrainArgs { epochs, batch, lr, width, limit, crop, seed };
+            commands::train_zoo(&zoo, &data, &out, args, json)
+        }
+        Command::Experiment { model, data, out, methods, finetune_images, rows } => {
+            commands::experiment(&model, &data, &out, (methods, finetune_images), rows.as_deref(), json)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
