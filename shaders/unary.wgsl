@@ -69,6 +69,11 @@ fn apply(x: f32) -> f32 {
         case 14u: { return 1.0 / x; }
         case 15u: { return max(x, 0.0) + log(1.0 + exp(-abs(x))); }
         case 17u: { return x / (1.0 + exp(-x)); }
+        case 18u: { return select(0.0, 1.0, x > a); }
+        case 19u: { return select(0.0, 1.0, x < a); }
+        case 20u: { return select(0.0, 1.0, x == a); }
+        case 21u: { return select(0.0, 1.0, x >= a); }
+        case 22u: { return select(0.0, 1.0, x <= a); }
         default: { return power(x, a); }
     }
 }

@@ -417,3 +417,18 @@ pub struct ResampleParams {
 
 /// The index of a `resample` tap that reads the fill value.
 pub const RESAMPLE_FILL: u32 = u32::MAX;
+
+/// `select_elements`: `out[i] = a[i]` where `cond[i] != 0`, else `b[i]`, for `len`
+/// elements.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct SelectElementsParams {
+    /// Elements.
+    pub len: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad0: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad1: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad2: u32,
+}

@@ -394,6 +394,12 @@ fn unary64(f: Unary, x: f64) -> f64 {
         Unary::Softplus => (1.0 + x.exp()).ln(),
         Unary::Pow { exponent } => x.powf(f64::from(exponent)),
         Unary::Silu => x * sigmoid(x),
+        // NaN compares false.
+        Unary::Greater { than } => f64::from(u8::from(x > f64::from(than))),
+        Unary::Less { than } => f64::from(u8::from(x < f64::from(than))),
+        Unary::Equal { to } => f64::from(u8::from(x == f64::from(to))),
+        Unary::GreaterOrEqual { than } => f64::from(u8::from(x >= f64::from(than))),
+        Unary::LessOrEqual { than } => f64::from(u8::from(x <= f64::from(than))),
     }
 }
 
@@ -416,6 +422,11 @@ fn unary_functions_affine_and_channel_selection_on_dense_and_compact() {
         Unary::Pow { exponent: 3.0 },
         Unary::Pow { exponent: 2.0 },
         Unary::Silu,
+        Unary::Greater { than: 0.1 },
+        Unary::Less { than: -0.2 },
+        Unary::Equal { to: 0.0 },
+        Unary::GreaterOrEqual { than: 0.0 },
+        Unary::LessOrEqual { than: 0.3 },
     ];
     for q in KEEPS {
         for f in all {
@@ -455,6 +466,13 @@ fn unary_functions_affine_and_channel_selection_on_dense_and_compact() {
             .map(affine)
             .collect();
         verify(&format!("affine+relu+select q={q:?}"), &p.net, &p.x, &expected, &[B, 3, H, W]);
+        // Where(x > 0, x, −x): |x|, with NaN taking the second branch (−NaN).
+        let mut p = pre(q);
+        p.net.push("positive", Op::Unary(Unary::Greater { than: 0.0 }), &["pre"]);
+        p.net.push("negated", Op::Unary(Unary::Neg), &["pre"]);
+        p.net.push("where", Op::Where, &["positive", "pre", "negated"]);
+        let expected: Vec<f64> = p.d.iter().map(|&v| if v > 0.0 { v } else { -v }).collect();
+        verify(&format!("where q={q:?}"), &p.net, &p.x, &expected, &[B, C, H, W]);
     }
 }
 

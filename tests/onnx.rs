@@ -38,7 +38,7 @@ const MODELS: [&str; 12] = [
     "gemm_trans_b",
 ];
 
-const MORE: [&str; 4] = ["clip_relu6", "clip_opset9", "operators_mix", "non_finite"];
+const MORE: [&str; 5] = ["clip_relu6", "clip_opset9", "operators_mix", "non_finite", "compare_where"];
 
 /// Exported by torch.onnx.export (export_torch.py): TorchScript and torch.export exporters.
 const TORCH: [&str; 8] = [
@@ -56,7 +56,7 @@ const TORCH: [&str; 8] = [
 /// at opsets 9 to 17 and the torch.export exporter at 18: constant folding of shape
 /// arithmetic, squeeze-excitation, Hardswish, SiLU, GELU, channel shuffle, split, layer
 /// norms over channels, dense blocks, ReLU6.
-const ZOO: [&str; 24] = [
+const ZOO: [&str; 25] = [
     "zoo_mobilenet_v3_ts11",
     "zoo_mobilenet_v3_ts17",
     "zoo_mobilenet_v3_dynamo18",
@@ -74,6 +74,7 @@ const ZOO: [&str; 24] = [
     "zoo_resnet_view_ts17",
     "zoo_gelu_mlp_ts11",
     "zoo_gelu_mlp_ts17",
+    "zoo_gelu_mlp_dynamo18",
     "zoo_convnext_ts11",
     "zoo_convnext_ts17",
     "zoo_convnext_dynamo18",
@@ -85,10 +86,15 @@ const ZOO: [&str; 24] = [
 
 #[test]
 fn torch_export_patterns_left_unmapped_are_clear_errors() {
-    // torch.export writes softplus's threshold as Greater + Where on the activation, which
-    // the importer does not map (constant comparisons fold).
-    let e = onnx::load(fixtures().join("zoo_gelu_mlp_dynamo18.onnx")).unwrap_err().to_string();
-    assert!(e.contains("'Greater' node 'n9': unsupported ONNX op 'Greater'"), "{e}");
+    // torch.export writes softplus's threshold as Greater + Where on the activation: a
+    // comparison of two activations, or a Where whose operands differ in shape, is refused.
+    let mut m = decoded("zoo_gelu_mlp_dynamo18");
+    let g = m.graph.as_mut().unwrap();
+    let greater = g.node.iter().position(|n| n.op_type == "Greater").unwrap();
+    let x = g.node[greater].input[0].clone();
+    g.node[greater].input[1] = x;
+    let e = err(&m.encode_to_vec());
+    assert!(e.contains("comparing two activations is not supported"), "{e}");
     // torch.export writes ConvNeXt's flatten as a Gather of whole images from the flattened
     // batch (as_strided); a Gather from it that does not take whole images is refused.
     let mut m = decoded("zoo_convnext_dynamo18");

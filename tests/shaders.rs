@@ -217,4 +217,9 @@ fn network_kernel_params_mirror() {
         std::mem::size_of::<ResampleParams>(),
         &["planes", "in_h", "in_w", "out_h", "out_w", "taps", "fill", "_pad0"],
     );
+    check(
+        Kernel::SelectElements,
+        std::mem::size_of::<SelectElementsParams>(),
+        &["len", "_pad0", "_pad1", "_pad2"],
+    );
 }

@@ -34,9 +34,6 @@ fn networks() -> Vec<(String, Network)> {
     files.sort();
     assert!(files.len() > 60, "the ONNX fixtures are there ({})", files.len());
     for name in files {
-        if name == "zoo_gelu_mlp_dynamo18" {
-            continue; // refused at import (comparisons on activations), tests/onnx.rs
-        }
         let model = perforate::onnx::load(dir.join(format!("{name}.onnx"))).unwrap();
         nets.push((name, model.network));
     }

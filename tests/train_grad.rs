@@ -211,6 +211,16 @@ fn elementwise_and_channel_layers() {
     let cols = pad_axis(9, -1, 2, PadMode::Constant).unwrap();
     let r = Op::Resample(Resample::new(&rows, &cols, 0.3));
     check("resample cubic crop+pad", &net_with(p.clone(), &[("r", r)], 4 * 6 * 10), Mode::Eval);
+    // Where: the gradient flows to the branch taken (sigmoid and tanh of the conv's output).
+    let mut net = net_with(p.clone(), &[], 0);
+    net.layers.truncate(1);
+    net.output = "c1".into();
+    net.push("cond", Op::Unary(Unary::Greater { than: 0.0 }), &["c1"]);
+    net.push("s", Op::Unary(Unary::Sigmoid), &["c1"]);
+    net.push("t", Op::Unary(Unary::Tanh), &["c1"]);
+    net.push("w", Op::Where, &["cond", "s", "t"]);
+    head(&mut net, 4 * 81, 9);
+    check("where", &net, Mode::Eval);
 
     // Binary: same shape (x and relu(x)) and a per-channel operand on either side
     // (squeeze-and-excitation: global pooling, sigmoid, scale).

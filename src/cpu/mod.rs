@@ -26,6 +26,7 @@ mod reduce_channels;
 mod relu;
 mod resample;
 mod select_channels;
+mod select_elements;
 mod softmax;
 mod unary;
 
@@ -52,5 +53,6 @@ pub use reduce_channels::reduce_channels;
 pub use relu::relu;
 pub use resample::resample;
 pub use select_channels::select_channels;
+pub use select_elements::select_elements;
 pub use softmax::softmax;
 pub use unary::unary;

@@ -11,7 +11,7 @@ use super::fast::FastConv;
 use super::gemm::Microkernel;
 use super::{
     add, binary, channel_affine, clip, gather_interp, lrn, pool2d, reduce_channels, relu, resample,
-    select_channels, softmax, unary,
+    select_channels, select_elements, softmax, unary,
 };
 use crate::error::{Error, Result};
 use crate::layer::ConvSchedule;
@@ -194,6 +194,7 @@ impl CpuExecutor {
                 StepOp::SelectChannels { params, channels } => select_channels(params, arg(0), channels, dst),
                 StepOp::ReduceChannels(p) => reduce_channels(p, arg(0), dst),
                 StepOp::Resample { params, index, weight } => resample(params, arg(0), index, weight, dst),
+                StepOp::SelectElements(p) => select_elements(p, arg(0), arg(1), arg(2), dst),
                 StepOp::Concat => {
                     let plane = out_info.plane();
                     let image = out_info.channels * plane;

@@ -231,6 +231,10 @@ impl GpuExecutor {
                 StepOp::Unary(p) => kernels::unary::unary(&mut b, p, x, out),
                 StepOp::Binary(p) => kernels::binary::binary(&mut b, p, x, slot(step.inputs[1]), out),
                 StepOp::ReduceChannels(p) => kernels::reduce_channels::reduce_channels(&mut b, p, x, out),
+                StepOp::SelectElements(p) => {
+                    let (a, other) = (slot(step.inputs[1]), slot(step.inputs[2]));
+                    kernels::select_elements::select_elements(&mut b, p, x, a, other, out);
+                }
                 StepOp::Resample { params, index, weight } => {
                     let index = table(ctx, "resample index", index)?;
                     let weight = storage_init(ctx, "resample weight", bytemuck::cast_slice(weight))?;

@@ -43,11 +43,13 @@ pub enum Kernel {
     ReduceChannels,
     /// `shaders/resample.wgsl`
     Resample,
+    /// `shaders/select_elements.wgsl`
+    SelectElements,
 }
 
 impl Kernel {
     /// All kernels.
-    pub const ALL: [Kernel; 17] = [
+    pub const ALL: [Kernel; 18] = [
         Kernel::Im2colMasked,
         Kernel::MatmulTiled,
         Kernel::DepthwiseMasked,
@@ -65,6 +67,7 @@ impl Kernel {
         Kernel::SelectChannels,
         Kernel::ReduceChannels,
         Kernel::Resample,
+        Kernel::SelectElements,
     ];
 
     /// The kernel's one name.
@@ -87,6 +90,7 @@ impl Kernel {
             Kernel::SelectChannels => "select_channels",
             Kernel::ReduceChannels => "reduce_channels",
             Kernel::Resample => "resample",
+            Kernel::SelectElements => "select_elements",
         }
     }
 
@@ -150,6 +154,7 @@ impl Kernel {
                 include_str!("../../shaders/keep_nan.wgsl")
             ),
             Kernel::Resample => include_str!("../../shaders/resample.wgsl"),
+            Kernel::SelectElements => include_str!("../../shaders/select_elements.wgsl"),
         }
     }
 

@@ -60,6 +60,31 @@ pub enum Unary {
     },
     /// x · sigmoid(x) (SiLU, swish).
     Silu,
+    /// 1 where x > v, else 0 (NaN compares false).
+    Greater {
+        /// The constant compared with.
+        than: f32,
+    },
+    /// 1 where x < v, else 0.
+    Less {
+        /// The constant compared with.
+        than: f32,
+    },
+    /// 1 where x = v, else 0.
+    Equal {
+        /// The constant compared with.
+        to: f32,
+    },
+    /// 1 where x ≥ v, else 0.
+    GreaterOrEqual {
+        /// The constant compared with.
+        than: f32,
+    },
+    /// 1 where x ≤ v, else 0.
+    LessOrEqual {
+        /// The constant compared with.
+        than: f32,
+    },
 }
 
 /// erf(x): its Maclaurin series to x¹¹ for |x| < 0.5 (relative error below 1e-7), and
@@ -102,6 +127,11 @@ impl Unary {
             Unary::Softplus => 15,
             Unary::Pow { .. } => 16,
             Unary::Silu => 17,
+            Unary::Greater { .. } => 18,
+            Unary::Less { .. } => 19,
+            Unary::Equal { .. } => 20,
+            Unary::GreaterOrEqual { .. } => 21,
+            Unary::LessOrEqual { .. } => 22,
         }
     }
 
@@ -126,6 +156,11 @@ impl Unary {
             14 => Unary::Reciprocal,
             15 => Unary::Softplus,
             17 => Unary::Silu,
+            18 => Unary::Greater { than: alpha },
+            19 => Unary::Less { than: alpha },
+            20 => Unary::Equal { to: alpha },
+            21 => Unary::GreaterOrEqual { than: alpha },
+            22 => Unary::LessOrEqual { than: alpha },
             _ => Unary::Pow { exponent: alpha },
         }
     }
@@ -136,6 +171,11 @@ impl Unary {
             Unary::HardSigmoid { alpha, beta } => (alpha, beta),
             Unary::LeakyRelu { alpha } | Unary::Elu { alpha } => (alpha, 0.0),
             Unary::Pow { exponent } => (exponent, 0.0),
+            Unary::Greater { than }
+            | Unary::Less { than }
+            | Unary::Equal { to: than }
+            | Unary::GreaterOrEqual { than }
+            | Unary::LessOrEqual { than } => (than, 0.0),
             _ => (0.0, 0.0),
         }
     }
@@ -161,6 +201,11 @@ impl Unary {
             Unary::Softplus => "softplus",
             Unary::Pow { .. } => "pow",
             Unary::Silu => "silu",
+            Unary::Greater { .. } => "greater",
+            Unary::Less { .. } => "less",
+            Unary::Equal { .. } => "equal",
+            Unary::GreaterOrEqual { .. } => "greater_or_equal",
+            Unary::LessOrEqual { .. } => "less_or_equal",
         }
     }
 
@@ -200,6 +245,11 @@ impl Unary {
             }
             Unary::Pow { exponent } => x.powf(exponent),
             Unary::Silu => x / (1.0 + (-x).exp()),
+            Unary::Greater { than } => f32::from(u8::from(x > than)),
+            Unary::Less { than } => f32::from(u8::from(x < than)),
+            Unary::Equal { to } => f32::from(u8::from(x == to)),
+            Unary::GreaterOrEqual { than } => f32::from(u8::from(x >= than)),
+            Unary::LessOrEqual { than } => f32::from(u8::from(x <= than)),
         }
     }
 
@@ -270,6 +320,12 @@ impl Unary {
                 let s = 1.0 / (1.0 + (-x).exp());
                 s * (1.0 + x * (1.0 - s))
             }
+            // A step: zero almost everywhere (no gradient flows through a comparison).
+            Unary::Greater { .. }
+            | Unary::Less { .. }
+            | Unary::Equal { .. }
+            | Unary::GreaterOrEqual { .. }
+            | Unary::LessOrEqual { .. } => 0.0,
         }
     }
 

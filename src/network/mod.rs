@@ -281,6 +281,8 @@ pub enum Op {
     ReduceChannels(Reduce),
     /// Padding, cropping, slicing or resizing of the spatial axes through explicit taps.
     Resample(Resample),
+    /// Inputs `[cond, a, b]` of one shape: `a` where `cond` is not 0, else `b` (ONNX Where).
+    Where,
 }
 
 impl Op {
@@ -307,6 +309,7 @@ impl Op {
             Op::SelectChannels { .. } => "select_channels",
             Op::ReduceChannels(_) => "reduce_channels",
             Op::Resample(_) => "resample",
+            Op::Where => "where",
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::network::{BatchNorm, InputSpec, Lrn, Network, Op, Pool};
 
 /// Operator types the importer maps onto layers (opsets 9 to 21); the operators of
 /// [`fold::FOLDABLE`] are also accepted wherever their inputs are constants.
-pub const SUPPORTED_OPS: [&str; 60] = [
+pub const SUPPORTED_OPS: [&str; 66] = [
     "Conv",
     "Relu",
     "Clip",
@@ -74,6 +74,12 @@ pub const SUPPORTED_OPS: [&str; 60] = [
     "ReduceSumSquare",
     "Resize",
     "Upsample",
+    "Greater",
+    "Less",
+    "Equal",
+    "GreaterOrEqual",
+    "LessOrEqual",
+    "Where",
 ];
 
 /// Whether the importer knows `op` at all (as a layer, or folded when its inputs are
@@ -322,6 +328,8 @@ impl<'m> Importer<'m> {
             "Transpose" => return self.transpose(node),
             "Pad" => return self.pad(node, nodes, index),
             "Resize" | "Upsample" => return self.resize(node),
+            "Greater" | "Less" | "Equal" | "GreaterOrEqual" | "LessOrEqual" => return self.compare(node),
+            "Where" => return self.where_op(node),
             "Gather" => return self.gather_activation(node),
             "Split" => return self.split(node),
             "Slice" => return self.slice(node),

@@ -10,6 +10,7 @@ mod fold;
 mod import;
 mod ops;
 pub mod proto;
+mod select;
 mod spatial;
 mod tensor;
 

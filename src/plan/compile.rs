@@ -14,7 +14,7 @@ use crate::mask::Mask;
 use crate::network::{BatchNorm, Conv, Layer, Linear, Lrn, Network, Op, Pool};
 use crate::params::{
     ChannelAffineParams, ClipParams, GatherInterpParams, LrnParams, Pool2dParams, ReduceChannelsParams,
-    ReluParams, SelectChannelsParams, SoftmaxParams, UnaryParams,
+    ReluParams, SelectChannelsParams, SelectElementsParams, SoftmaxParams, UnaryParams,
 };
 use crate::strategy::{Interpolation, MaskStrategy, PoolWindows};
 
@@ -97,6 +97,7 @@ impl<'n> Builder<'n> {
             StepOp::Unary(_) | StepOp::Binary(_) => out,
             StepOp::ReduceChannels(_) => self.tensors[inputs[0]].len() as u64,
             StepOp::Resample { params, .. } => out * 2 * u64::from(params.taps * params.taps),
+            StepOp::SelectElements(_) => 0,
         }
     }
 
@@ -570,6 +571,25 @@ impl<'n> Builder<'n> {
                 };
                 let out = self.tensor(&layer.name, 1, t.height, t.width, t.form.clone());
                 self.step(&layer.name, StepOp::ReduceChannels(params), vec![x], out);
+                (out, vec![])
+            }
+            Op::Where => {
+                let parts: Vec<TensorId> =
+                    inputs.iter().map(|&i| self.dense(i, &layer.name)).collect::<Result<_>>()?;
+                if parts.len() != 3 {
+                    return Err(layer_error(
+                        layer,
+                        format!("takes 3 inputs (cond, a, b), got {}", parts.len()),
+                    ));
+                }
+                let shapes: Vec<_> = parts.iter().map(|&p| self.tensors[p].shape()).collect();
+                if shapes.iter().any(|s| *s != shapes[0]) {
+                    return Err(layer_error(layer, format!("inputs have different shapes {shapes:?}")));
+                }
+                let d = &self.tensors[parts[1]];
+                let params = SelectElementsParams { len: to_u32(d.len(), "length")?, ..Default::default() };
+                let out = self.tensor(&layer.name, d.channels, d.height, d.width, Form::Dense);
+                self.step(&layer.name, StepOp::SelectElements(params), parts, out);
                 (out, vec![])
             }
             Op::Resample(r) => {

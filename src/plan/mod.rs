@@ -20,7 +20,8 @@ use crate::interp::InterpMap;
 use crate::layer::{ConvLayer, ConvSettings};
 use crate::params::{
     AddParams, BinaryParams, ChannelAffineParams, ClipParams, GatherInterpParams, LrnParams, Pool2dParams,
-    ReduceChannelsParams, ReluParams, ResampleParams, SelectChannelsParams, SoftmaxParams, UnaryParams,
+    ReduceChannelsParams, ReluParams, ResampleParams, SelectChannelsParams, SelectElementsParams,
+    SoftmaxParams, UnaryParams,
 };
 
 /// Index of a tensor in [`Plan::tensors`].
@@ -156,6 +157,8 @@ pub enum StepOp {
         /// Input channel of each output channel.
         channels: Vec<u32>,
     },
+    /// `select_elements` of the inputs `[cond, a, b]`.
+    SelectElements(SelectElementsParams),
     /// `resample`.
     Resample {
         /// Launch parameters.
@@ -186,6 +189,7 @@ impl StepOp {
             StepOp::SelectChannels { .. } => "select_channels",
             StepOp::ReduceChannels(_) => "reduce_channels",
             StepOp::Resample { .. } => "resample",
+            StepOp::SelectElements(_) => "select_elements",
         }
     }
 }

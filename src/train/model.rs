@@ -236,6 +236,28 @@ impl Model {
             let x = &values[&layer.inputs[0]];
             let [b, ch, h, w] = x.shape;
             let (out, extra) = match &layer.op {
+                Op::Where => {
+                    let [cond, a, other] = [0, 1, 2].map(|k| layer.inputs.get(k).and_then(|n| values.get(n)));
+                    let (Some(cond), Some(a), Some(other)) = (cond, a, other) else {
+                        return Err(Error::InvalidArgument(format!(
+                            "layer '{}' (where) takes 3 inputs (cond, a, b)",
+                            layer.name
+                        )));
+                    };
+                    if cond.shape != a.shape || other.shape != a.shape {
+                        return Err(Error::InvalidArgument(format!(
+                            "layer '{}' (where): inputs have different shapes",
+                            layer.name
+                        )));
+                    }
+                    let mut y = buffers::scratch(a.data.len());
+                    let params = crate::params::SelectElementsParams {
+                        len: crate::error::to_u32(a.data.len(), "length")?,
+                        ..Default::default()
+                    };
+                    crate::cpu::select_elements(&params, &cond.data, &a.data, &other.data, &mut y);
+                    (Tensor { data: y, shape: a.shape }, Aux::None)
+                }
                 Op::Resample(r) => {
                     let in_layer = |e: Error| Error::InvalidArgument(format!("layer '{}': {e}", layer.name));
                     let params = r.params(b * ch, h, w).map_err(in_layer)?;
@@ -445,6 +467,22 @@ impl Model {
             let [b, ch, h, w] = x.shape;
             let dx: Vec<f32> = match &layer.op {
                 Op::Resample(r) => resample_backward(r, x.shape, &dy),
+                Op::Where => {
+                    // dy flows to a where the condition holds, to b elsewhere; none to it.
+                    let cond = &x.data;
+                    let mut da = buffers::zeroed(dy.len());
+                    let mut db = buffers::zeroed(dy.len());
+                    for (i, &g) in dy.iter().enumerate() {
+                        if cond[i] != 0.0 {
+                            da[i] = g;
+                        } else {
+                            db[i] = g;
+                        }
+                    }
+                    add(&mut grad, &layer.inputs[1], da);
+                    add(&mut grad, &layer.inputs[2], db);
+                    buffers::zeroed(dy.len())
+                }
                 Op::Conv(c) => {
                     if impact_for.contains(&layer.name) {
                         let plane = y.plane();

@@ -21,6 +21,7 @@ pub mod reduce_channels;
 pub mod relu;
 pub mod resample;
 pub mod select_channels;
+pub mod select_elements;
 pub mod softmax;
 pub mod unary;
 
