@@ -34,6 +34,9 @@ pub(crate) struct Depthwise {
     plane: usize,
     /// The direct path's buffer of padded input rows split into column phases.
     rows: RowLayout,
+    /// A perforated output or a compact input on a plane too large for the interleaved
+    /// path: `plane_expanded`.
+    expand: bool,
     /// Dense input and dense mask: the direct row path (`plane_direct`) applies.
     direct: bool,
     /// Small input planes: the channel-interleaved path (`block_interleaved`), for any
@@ -87,6 +90,7 @@ impl Depthwise {
             }
         }
         let direct = layer.input_map().is_none() && layer.mask().is_dense();
+        let small = g.in_h * g.in_w <= INTERLEAVED_MAX_POSITIONS * g.stride_h * g.stride_w;
         Depthwise {
             g,
             mult: g.out_channels_per_group(),
@@ -97,10 +101,10 @@ impl Depthwise {
             plane: layer.input_plane(),
             rows: RowLayout::new(&g),
             direct,
-            // Unstrided perforated layers always: the tap table's scalar reads are slower than
-            // interleaving at any plane size; strided ones read stride² more input per output.
-            interleaved: g.in_h * g.in_w <= INTERLEAVED_MAX_POSITIONS * g.stride_h * g.stride_w
-                || !direct && g.stride_h == 1 && g.stride_w == 1,
+            // Perforated outputs and compact inputs always: the tap table's scalar reads
+            // (`plane_taps`) are slower than interleaving at any plane size and stride.
+            interleaved: small,
+            expand: !direct && !small,
             mask: layer.mask().positions().to_vec(),
             weights_lanes,
             bias_lanes,
@@ -111,7 +115,7 @@ impl Depthwise {
     /// Whether the kernel applies the layer's ReLU cap itself (the direct path does; the
     /// caller caps the others' output).
     pub fn caps(&self) -> bool {
-        self.direct && !self.interleaved
+        (self.direct || self.expand) && !self.interleaved
     }
 
     pub fn run(&self, x: &[f32], out: &mut [f32]) {
@@ -129,6 +133,10 @@ impl Depthwise {
             let w = &self.weights[o * taps..(o + 1) * taps];
             if self.direct {
                 self.plane_direct(src, w, self.bias[o], dst);
+                return;
+            }
+            if self.expand {
+                self.plane_expanded(src, w, self.bias[o], dst);
                 return;
             }
             dst.fill(self.bias[o]);
@@ -199,6 +207,31 @@ impl Depthwise {
         });
     }
 
+    /// A plane of a perforated layer or of a compact input, on the direct path: the input
+    /// read through its map into a dense plane, every output computed by `plane_direct`,
+    /// the mask's positions picked. Computing the skipped outputs too costs less than
+    /// reading every tap through the tables, by far, on large planes.
+    fn plane_expanded(&self, src: &[f32], w: &[f32], bias: f32, dst: &mut [f32]) {
+        EXPANDED.with(|cell| {
+            let (input, full) = &mut *cell.borrow_mut();
+            let g = &self.g;
+            let dense_src = if self.taps.map_kind == 0 {
+                src
+            } else {
+                input.resize(g.in_h * g.in_w, 0.0);
+                for (s, v) in input.iter_mut().enumerate() {
+                    *v = read_mapped(self.taps.map_kind, &self.taps.map_table, src, s);
+                }
+                &input[..]
+            };
+            full.resize(g.out_h() * g.out_w(), 0.0);
+            self.plane_direct(dense_src, w, bias, full);
+            for (d, &p) in dst.iter_mut().zip(&self.mask) {
+                *d = full[p as usize];
+            }
+        });
+    }
+
     /// Output planes `block·LANES ..` (as many as `dst` holds) of image `img`: the padded
     /// input of the block's channels is interleaved (`buf[(y·wp + x) · LANES + lane]`, read
     /// through the input map when there is one), so each tap of a masked output position
@@ -238,6 +271,8 @@ thread_local! {
     /// Per-thread row buffer of the direct path, with the layout key it was zeroed for
     /// (grown on first use).
     static ROWS: RefCell<([usize; 7], Vec<f32>)> = const { RefCell::new(([0; 7], Vec::new())) };
+    /// Per-thread dense input and dense output planes of the expanded path.
+    static EXPANDED: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
     /// Per-thread channel-interleaved padded input of one block (grown on first use).
     static LANE_INPUT: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
