@@ -38,7 +38,8 @@ const MODELS: [&str; 12] = [
     "gemm_trans_b",
 ];
 
-const MORE: [&str; 5] = ["clip_relu6", "clip_opset9", "operators_mix", "non_finite", "compare_where"];
+const MORE: [&str; 6] =
+    ["clip_relu6", "clip_opset9", "operators_mix", "non_finite", "compare_where", "fold_mod"];
 
 /// Exported by torch.onnx.export (export_torch.py): TorchScript and torch.export exporters.
 const TORCH: [&str; 8] = [

@@ -26,7 +26,7 @@ fn check_size(node: &NodeProto, dims: &[usize]) -> Result<()> {
 }
 
 /// Operators folded when all their inputs are constants.
-pub(super) const FOLDABLE: [&str; 34] = [
+pub(super) const FOLDABLE: [&str; 37] = [
     "Identity",
     "Dropout",
     "Cast",
@@ -51,6 +51,9 @@ pub(super) const FOLDABLE: [&str; 34] = [
     "Equal",
     "Less",
     "Greater",
+    "GreaterOrEqual",
+    "LessOrEqual",
+    "Mod",
     "Where",
     "Max",
     "Min",
@@ -178,7 +181,19 @@ fn int_op(op: &str, x: i64, y: i64) -> i64 {
         "Equal" => i64::from(x == y),
         "Less" => i64::from(x < y),
         "Greater" => i64::from(x > y),
+        "GreaterOrEqual" => i64::from(x >= y),
+        "LessOrEqual" => i64::from(x <= y),
         "Max" => x.max(y),
+        "ModF" if y != 0 => x.wrapping_rem(y),
+        "Mod" if y != 0 => {
+            let r = x.wrapping_rem(y);
+            if r != 0 && (r < 0) != (y < 0) {
+                r + y
+            } else {
+                r
+            }
+        }
+        "Mod" | "ModF" => 0,
         _ => x.min(y),
     }
 }
@@ -193,7 +208,18 @@ fn float_op(op: &str, x: f32, y: f32) -> f32 {
         "Equal" => f32::from(u8::from(x == y)),
         "Less" => f32::from(u8::from(x < y)),
         "Greater" => f32::from(u8::from(x > y)),
+        "GreaterOrEqual" => f32::from(u8::from(x >= y)),
+        "LessOrEqual" => f32::from(u8::from(x <= y)),
         "Max" => x.max(y),
+        "ModF" => x % y,
+        "Mod" => {
+            let r = x % y;
+            if r != 0.0 && (r < 0.0) != (y < 0.0) {
+                r + y
+            } else {
+                r
+            }
+        }
         _ => x.min(y),
     }
 }
@@ -461,14 +487,17 @@ pub(super) fn fold(node: &NodeProto, inputs: &[Option<&Constant>], opset: i64) -
                 )
             }
         }
-        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Less" | "Greater" | "Max" | "Min" => {
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Less" | "Greater" | "GreaterOrEqual"
+        | "LessOrEqual" | "Max" | "Min" | "Mod" => {
+            // Mod's sign follows the divisor (Python's %) unless fmod = 1 (C's fmod).
+            let op = if op == "Mod" && attr_i(node, "fmod").unwrap_or(0) != 0 { "ModF" } else { op };
             let mut acc = x.clone();
             for k in 1..inputs.len() {
                 let y = input(k)?;
                 let dims = broadcast(node, &acc.dims, &y.dims)?;
                 check_size(node, &dims)?;
                 let (ia, ib) = (broadcast_index(&acc.dims, &dims), broadcast_index(&y.dims, &dims));
-                let compare = matches!(op, "Equal" | "Less" | "Greater");
+                let compare = matches!(op, "Equal" | "Less" | "Greater" | "GreaterOrEqual" | "LessOrEqual");
                 acc = if acc.int && y.int {
                     Constant::from_ints(
                         dims,
