@@ -1,6 +1,7 @@
 //! GPU kernel throughput at real layer shapes: `cargo run --release --example gpu_kernels
 //! -- [--peak-gflops P] [--quick] [--json]` prints, per case, the time of one layer run
-//! (`im2col_masked → matmul_tiled`, or `matmul_narrow` for a fully connected product,
+//! (`im2col_masked → matmul_tiled`, or `matmul_narrow` for a fully connected product, or
+//! the fused `conv_fused` where the case forces it,
 //! timed over many runs recorded into one command buffer, best of five), its GFLOP/s
 //! (FLOPs of the computed positions) and, with `--peak-gflops`, the percent of that peak.
 //!
@@ -11,7 +12,7 @@ use std::time::Instant;
 
 use perforate::gpu::{GpuContext, GpuConv};
 use perforate::rng::SeededRng;
-use perforate::{ConvGeometry, ConvLayer, ConvSettings, GemmTile};
+use perforate::{ConvGeometry, ConvKernels, ConvLayer, ConvSettings, GemmTile};
 
 struct Case {
     name: &'static str,
@@ -19,6 +20,7 @@ struct Case {
     batch: usize,
     q: f64,
     tile: GemmTile,
+    kernels: ConvKernels,
 }
 
 fn cases(d: usize) -> Vec<Case> {
@@ -27,7 +29,7 @@ fn cases(d: usize) -> Vec<Case> {
     let mut add = |name, geometry: ConvGeometry, batches: &[usize], qs: &[f64]| {
         for &batch in batches {
             for &q in qs {
-                v.push(Case { name, geometry, batch, q, tile: GemmTile::Auto });
+                v.push(Case { name, geometry, batch, q, tile: GemmTile::Auto, kernels: ConvKernels::Auto });
             }
         }
     };
@@ -52,10 +54,32 @@ fn cases(d: usize) -> Vec<Case> {
             batch: 1,
             q: 1.0,
             tile,
+            kernels: ConvKernels::Auto,
         });
         let conv3 = g(256 / d, 56, 56, 256 / d, 3, 3).with_padding(1);
-        v.push(Case { name: "vgg16_conv3_2", geometry: conv3, batch: 8, q: 1.0, tile });
+        v.push(Case {
+            name: "vgg16_conv3_2",
+            geometry: conv3,
+            batch: 8,
+            q: 1.0,
+            tile,
+            kernels: ConvKernels::Auto,
+        });
     }
+    // The fused masked conv (implicit GEMM, no column matrix) on the same layers, dense and
+    // perforated, beside the two-launch rows above.
+    let fused = |name, geometry: ConvGeometry, batch, q| Case {
+        name,
+        geometry,
+        batch,
+        q,
+        tile: GemmTile::Auto,
+        kernels: ConvKernels::Fused,
+    };
+    v.push(fused("vgg16_conv3_2", g(256 / d, 56, 56, 256 / d, 3, 3).with_padding(1), 8, 1.0));
+    v.push(fused("vgg16_conv3_2", g(256 / d, 56, 56, 256 / d, 3, 3).with_padding(1), 8, 0.5));
+    v.push(fused("resnet18_layer2", g(128 / d, 28, 28, 128 / d, 3, 3).with_padding(1), 8, 0.5));
+    v.push(fused("resnet18_conv1", g(3, 224, 224, 64 / d, 7, 7).with_padding(3).with_stride(2), 8, 1.0));
     v
 }
 
@@ -84,14 +108,17 @@ fn main() {
         let layer = ConvLayer::new(geometry, w, Some(vec![0.01; geometry.out_channels]))
             .and_then(|l| l.with_relu(true).with_uniform_perforation(case.q, 7))
             .expect("valid case");
-        let conv =
-            match GpuConv::new(&ctx, &layer, ConvSettings { gemm_tile: case.tile, ..Default::default() }) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{} b{} q{}: {e}", case.name, case.batch, case.q);
-                    continue;
-                }
-            };
+        let conv = match GpuConv::new(
+            &ctx,
+            &layer,
+            ConvSettings { gemm_tile: case.tile, kernels: case.kernels, ..Default::default() },
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{} b{} q{}: {e}", case.name, case.batch, case.q);
+                continue;
+            }
+        };
         let shape = layer.input_shape();
         let x = SeededRng::new(2).vec_f32(shape.iter().product(), -1.0, 1.0);
         conv.upload(ndarray::ArrayViewD::from_shape(shape, &x).expect("input shape").view()).expect("upload");
@@ -110,6 +137,7 @@ fn main() {
         let row = serde_json::json!({
             "kernel": case.name,
             "tile": format!("{:?}", case.tile),
+            "kernels": format!("{:?}", case.kernels),
             "batch": case.batch,
             "q": case.q,
             "launches": conv.launch_count(),
@@ -119,11 +147,12 @@ fn main() {
         });
         if !json {
             println!(
-                "{:<16} b{:<3} q{:<5} {:<6} {:>4} launches {:>10.3} ms {:>10.1} GFLOP/s{}",
+                "{:<16} b{:<3} q{:<5} {:<6} {:<10} {:>4} launches {:>10.3} ms {:>10.1} GFLOP/s{}",
                 case.name,
                 case.batch,
                 case.q,
                 format!("{:?}", case.tile),
+                format!("{:?}", case.kernels),
                 conv.launch_count(),
                 best * 1e3,
                 gflops,

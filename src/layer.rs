@@ -296,6 +296,11 @@ pub enum ConvKernels {
     Auto,
     /// `im2col_masked → matmul_tiled` for every layer (one small GEMM per group).
     Im2colGemm,
+    /// `conv_fused` for every layer: the product's B tiles computed from the input through
+    /// the mask and the map where they are loaded, no column matrix (implicit GEMM).
+    /// [`ConvKernels::Auto`] does not pick it yet: where it beats the two launches on a
+    /// real GPU has not been measured (`benches/device.sh` compares them).
+    Fused,
 }
 
 /// One launch pair of the schedule: build the columns of one group and one chunk, then
@@ -332,6 +337,9 @@ pub struct ConvSchedule {
     /// The single `depthwise_masked` launch that replaces `steps` (then empty) for a
     /// depthwise layer under [`ConvKernels::Auto`].
     pub depthwise: Option<DepthwiseMaskedParams>,
+    /// Each step is one `conv_fused` launch (no column matrix; `col_len` is 0) instead of
+    /// `im2col_masked → matmul_*` ([`ConvKernels::Fused`]).
+    pub fused: bool,
 }
 
 impl ConvSchedule {
@@ -414,7 +422,8 @@ impl ConvSchedule {
                     out_channels: to_u32(g.out_channels, "output channels")?,
                     out_channel_offset: to_u32(group * tg, "output channel offset")?,
                 };
-                steps.push(ConvStep { im2col, matmul, narrow: matmul.ldb <= NARROW_MAX_COLUMNS });
+                let narrow = matmul.ldb <= NARROW_MAX_COLUMNS && settings.kernels != ConvKernels::Fused;
+                steps.push(ConvStep { im2col, matmul, narrow });
             }
         }
         let gather = match settings.output {
@@ -463,8 +472,9 @@ impl ConvSchedule {
         if depthwise.is_some() {
             steps.clear();
         }
-        let col_len = if depthwise.is_some() { 0 } else { col_len };
-        Ok(ConvSchedule { steps, col_len, gather, images_per_gemm, chunk_cols, depthwise })
+        let fused = settings.kernels == ConvKernels::Fused;
+        let col_len = if depthwise.is_some() || fused { 0 } else { col_len };
+        Ok(ConvSchedule { steps, col_len, gather, images_per_gemm, chunk_cols, depthwise, fused })
     }
 
     /// The shape the run returns.

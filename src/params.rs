@@ -432,3 +432,102 @@ pub struct SelectElementsParams {
     /// Padding to a multiple of 16 bytes.
     pub _pad2: u32,
 }
+
+/// `conv_fused`: the product of `matmul_tiled` with B computed from the input as
+/// `im2col_masked` would write it (its fields, as in those two parameter blocks).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct ConvFusedParams {
+    /// Rows of the product (output channels of the group in this launch).
+    pub m: u32,
+    /// Columns (image · mask entry) in this chunk.
+    pub n: u32,
+    /// Depth: group channels · kh · kw.
+    pub k: u32,
+    /// Row stride of the packed weights (a multiple of 4).
+    pub lda: u32,
+    /// First row of A for this launch.
+    pub a_row_offset: u32,
+    /// 1: ReLU after the bias.
+    pub relu: u32,
+    /// First global column (image · N + entry) of this chunk.
+    pub col_start: u32,
+    /// Mask entries per image N.
+    pub n_pos: u32,
+    /// Output channels of the whole tensor.
+    pub out_channels: u32,
+    /// First output channel of this launch.
+    pub out_channel_offset: u32,
+    /// Upper bound after the ReLU (0: none).
+    pub relu_cap: f32,
+    /// Dense input height.
+    pub in_h: u32,
+    /// Dense input width.
+    pub in_w: u32,
+    /// Elements per input channel plane (H·W, or N_prev for a compact input).
+    pub in_plane: u32,
+    /// Input channels of the whole tensor.
+    pub channels: u32,
+    /// First input channel of this group.
+    pub channel_offset: u32,
+    /// Kernel height.
+    pub kernel_h: u32,
+    /// Kernel width.
+    pub kernel_w: u32,
+    /// Vertical stride.
+    pub stride_h: u32,
+    /// Horizontal stride.
+    pub stride_w: u32,
+    /// Padding above.
+    pub pad_top: u32,
+    /// Padding left.
+    pub pad_left: u32,
+    /// Vertical dilation.
+    pub dilation_h: u32,
+    /// Horizontal dilation.
+    pub dilation_w: u32,
+    /// Output width W'.
+    pub out_w: u32,
+    /// Input map code (0: dense input).
+    pub in_map_kind: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad0: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad1: u32,
+}
+
+impl ConvFusedParams {
+    /// The fused launch of one `im2col_masked → matmul_tiled` step.
+    pub fn of(im2col: &Im2colMaskedParams, matmul: &MatmulTiledParams) -> Self {
+        ConvFusedParams {
+            m: matmul.m,
+            n: matmul.n,
+            k: matmul.k,
+            lda: matmul.lda,
+            a_row_offset: matmul.a_row_offset,
+            relu: matmul.relu,
+            col_start: matmul.col_start,
+            n_pos: matmul.n_pos,
+            out_channels: matmul.out_channels,
+            out_channel_offset: matmul.out_channel_offset,
+            relu_cap: matmul.relu_cap,
+            in_h: im2col.in_h,
+            in_w: im2col.in_w,
+            in_plane: im2col.in_plane,
+            channels: im2col.channels,
+            channel_offset: im2col.channel_offset,
+            kernel_h: im2col.kernel_h,
+            kernel_w: im2col.kernel_w,
+            stride_h: im2col.stride_h,
+            stride_w: im2col.stride_w,
+            pad_top: im2col.pad_top,
+            pad_left: im2col.pad_left,
+            dilation_h: im2col.dilation_h,
+            dilation_w: im2col.dilation_w,
+            out_w: im2col.out_w,
+            in_map_kind: im2col.in_map_kind,
+            _pad0: 0,
+            _pad1: 0,
+        }
+    }
+}

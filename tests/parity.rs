@@ -218,3 +218,41 @@ fn fully_connected_products_of_every_width() {
         check(&ctx, &p, ConvSettings { images_per_gemm: Some(batch), ..Default::default() });
     }
 }
+
+/// `conv_fused` (forced: the implicit GEMM computes each B value from the input through
+/// the mask and map where the tile loads it) on every problem of the sweep and on the
+/// random geometries (groups, strides, dilation, every map kind, compact inputs, NaN and
+/// infinities), against the CPU twin and the f64 reference; a schedule of several chunks
+/// and both tile variants on a multi-tile product. No column matrix is allocated.
+#[test]
+fn fused_conv_gpu_matches_cpu_and_reference() {
+    let Some(ctx) = gpu_or_skip("fused_conv_gpu_matches_cpu_and_reference") else {
+        return;
+    };
+    let fused = ConvSettings { kernels: ConvKernels::Fused, ..Default::default() };
+    for p in sweep().into_iter().filter(|p| p.geometry.batch == 3).chain(common::random_problems(77, 30)) {
+        let conv = GpuConv::new(&ctx, &p.build().layer, fused).unwrap();
+        assert!(conv.schedule().fused && conv.schedule().col_len == 0, "{}", p.label());
+        check(&ctx, &p, fused);
+    }
+    let g = ConvGeometry::new(7, 12, 12, 140, 3, 3).with_padding(1).with_batch(2);
+    for keep in [1.0, 0.6] {
+        let p = Problem {
+            interp: MapKind::Nearest,
+            in_interp: MapKind::Nearest,
+            name: "140 channels fused",
+            geometry: g,
+            keep: Keep::Frac(keep),
+            compact_input: false,
+            relu: true,
+            seed: 78,
+        };
+        for gemm_tile in [GemmTile::Medium, GemmTile::Large] {
+            check(&ctx, &p, ConvSettings { gemm_tile, ..fused });
+        }
+        let chunked = ConvSettings { max_chunk_bytes: Some(4 * 63 * 64), ..fused };
+        let conv = GpuConv::new(&ctx, &p.build().layer, chunked).unwrap();
+        assert!(conv.schedule().steps.len() > 2, "several chunks");
+        check(&ctx, &p, chunked);
+    }
+}

@@ -7,7 +7,8 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use crate::error::{Error, Result};
 use crate::layer::{ConvLayer, ConvSchedule, ConvSettings};
 
-use super::{depthwise_masked, gather_interp, im2col_masked, matmul_narrow, matmul_tiled};
+use super::{conv_fused, depthwise_masked, gather_interp, im2col_masked, matmul_narrow, matmul_tiled};
+use crate::params::ConvFusedParams;
 
 /// Default bound on one im2col chunk on the CPU: large enough for full-width GEMMs,
 /// small enough not to balloon memory on VGG's first layers at large batch.
@@ -110,6 +111,11 @@ pub(crate) fn conv_forward(
         col.resize(schedule.col_len, 0.0);
     }
     for step in &schedule.steps {
+        if schedule.fused {
+            let p = ConvFusedParams::of(&step.im2col, &step.matmul);
+            conv_fused(&p, packed_weights, x, mask, in_map, layer.bias(), compact);
+            continue;
+        }
         im2col_masked(&step.im2col, x, mask, in_map, col);
         if step.narrow {
             matmul_narrow(&step.matmul, packed_weights, col, layer.bias(), compact);

@@ -22,7 +22,7 @@ use crate::plan::{Executor, Plan, StepOp};
 #[derive(Debug)]
 enum ConvState {
     Fast(Box<FastConv>),
-    Twin { schedule: ConvSchedule, packed: Vec<f32> },
+    Twin { schedule: Box<ConvSchedule>, packed: Vec<f32> },
 }
 
 /// Runs a [`Plan`] on the CPU. Convolutions run on the fast path ([`FastConv`]: implicit
@@ -72,7 +72,9 @@ impl CpuExecutor {
                     let schedule = ConvSchedule::new(layer, settings, CPU_DEFAULT_CHUNK_BYTES)?;
                     Ok(Some(match fast {
                         Some(kern) => ConvState::Fast(Box::new(FastConv::new(layer, kern))),
-                        None => ConvState::Twin { schedule, packed: layer.packed_weights().0 },
+                        None => {
+                            ConvState::Twin { schedule: Box::new(schedule), packed: layer.packed_weights().0 }
+                        }
                     }))
                 }
                 _ => Ok(None),

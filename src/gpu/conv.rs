@@ -7,6 +7,7 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use super::buffers::{read_f32, staging, storage, storage_init};
 use super::context::GpuContext;
+use super::kernels::conv_fused::conv_fused;
 use super::kernels::{
     depthwise_masked::depthwise_masked,
     encode_commands,
@@ -18,7 +19,7 @@ use super::kernels::{
 };
 use crate::error::{Error, Result};
 use crate::layer::{ConvLayer, ConvSchedule, ConvSettings, GemmTile};
-use crate::params::MatmulTiledParams;
+use crate::params::{ConvFusedParams, MatmulTiledParams};
 
 /// Upper bound on the bytes of one im2col chunk on the GPU when the settings give none:
 /// large enough that a chunk spans several images (a whole-batch GEMM keeps every core of
@@ -124,7 +125,9 @@ impl ConvTables {
             depthwise_masked(b, p, input, &self.mask, &self.in_map, &block.weights, &block.bias, compact);
         }
         for step in &schedule.steps {
-            im2col_masked(b, &step.im2col, input, &self.mask, &self.in_map, col);
+            if !schedule.fused {
+                im2col_masked(b, &step.im2col, input, &self.mask, &self.in_map, col);
+            }
             // The group's rows, block by block: each launch reads its block from row 0 and
             // writes its rows' output channels.
             let (first, m) = (step.matmul.a_row_offset as usize, step.matmul.m as usize);
@@ -139,7 +142,12 @@ impl ConvTables {
                     out_channel_offset: step.matmul.out_channel_offset + to_u32_lossless(start - first),
                     ..step.matmul
                 };
-                if step.narrow {
+                if schedule.fused {
+                    let f = ConvFusedParams::of(&step.im2col, &p);
+                    let variant = MatmulTile::choose(&p, tile);
+                    let (mask, in_map) = (&self.mask, &self.in_map);
+                    conv_fused(b, variant, &f, &block.weights, input, mask, in_map, &block.bias, compact);
+                } else if step.narrow {
                     matmul_narrow::matmul_narrow(b, &p, &block.weights, col, &block.bias, compact);
                 } else {
                     let variant = MatmulTile::choose(&p, tile);

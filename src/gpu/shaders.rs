@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 
 /// The files of `shaders/` that are not kernels but snippets appended to kernels.
-pub const SNIPPETS: [&str; 2] = ["read_mapped", "keep_nan"];
+pub const SNIPPETS: [&str; 3] = ["read_mapped", "keep_nan", "gemm_tiles"];
 
 /// Every compute kernel of the crate. The label is the shader file stem, the CPU twin's
 /// name, the pipeline label and the benchmark id.
@@ -45,11 +45,13 @@ pub enum Kernel {
     Resample,
     /// `shaders/select_elements.wgsl`
     SelectElements,
+    /// `shaders/conv_fused.wgsl`
+    ConvFused,
 }
 
 impl Kernel {
     /// All kernels.
-    pub const ALL: [Kernel; 18] = [
+    pub const ALL: [Kernel; 19] = [
         Kernel::Im2colMasked,
         Kernel::MatmulTiled,
         Kernel::DepthwiseMasked,
@@ -68,6 +70,7 @@ impl Kernel {
         Kernel::ReduceChannels,
         Kernel::Resample,
         Kernel::SelectElements,
+        Kernel::ConvFused,
     ];
 
     /// The kernel's one name.
@@ -91,6 +94,7 @@ impl Kernel {
             Kernel::ReduceChannels => "reduce_channels",
             Kernel::Resample => "resample",
             Kernel::SelectElements => "select_elements",
+            Kernel::ConvFused => "conv_fused",
         }
     }
 
@@ -105,6 +109,7 @@ impl Kernel {
             ),
             Kernel::MatmulTiled => concat!(
                 include_str!("../../shaders/matmul_tiled.wgsl"),
+                include_str!("../../shaders/gemm_tiles.wgsl"),
                 include_str!("../../shaders/keep_nan.wgsl")
             ),
             Kernel::DepthwiseMasked => concat!(
@@ -155,6 +160,12 @@ impl Kernel {
             ),
             Kernel::Resample => include_str!("../../shaders/resample.wgsl"),
             Kernel::SelectElements => include_str!("../../shaders/select_elements.wgsl"),
+            Kernel::ConvFused => concat!(
+                include_str!("../../shaders/conv_fused.wgsl"),
+                include_str!("../../shaders/gemm_tiles.wgsl"),
+                include_str!("../../shaders/read_mapped.wgsl"),
+                include_str!("../../shaders/keep_nan.wgsl")
+            ),
         }
     }
 
@@ -162,13 +173,14 @@ impl Kernel {
     pub fn snippets(self) -> &'static [&'static str] {
         match self {
             Kernel::Im2colMasked => &["read_mapped"],
+            Kernel::MatmulTiled => &["gemm_tiles", "keep_nan"],
+            Kernel::ConvFused => &["gemm_tiles", "read_mapped", "keep_nan"],
             Kernel::DepthwiseMasked | Kernel::GatherInterp | Kernel::Pool2d => &["read_mapped", "keep_nan"],
             Kernel::Add
             | Kernel::Binary
             | Kernel::ChannelAffine
             | Kernel::Clip
             | Kernel::MatmulNarrow
-            | Kernel::MatmulTiled
             | Kernel::ReduceChannels
             | Kernel::Relu
             | Kernel::Unary => &["keep_nan"],

@@ -40,7 +40,7 @@ impl MatmulTile {
         }
     }
 
-    fn specialization(self) -> Specialization {
+    pub(crate) fn specialization(self) -> Specialization {
         match self {
             MatmulTile::Medium => Specialization::default(),
             MatmulTile::Large => Specialization { name: "128x128", constants: &[("TILE", 128.0)] },

@@ -10,6 +10,7 @@ pub mod add;
 pub mod binary;
 pub mod channel_affine;
 pub mod clip;
+pub mod conv_fused;
 pub mod depthwise_masked;
 pub mod gather_interp;
 pub mod im2col_masked;
