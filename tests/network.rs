@@ -83,6 +83,15 @@ fn zoo_networks_gpu_matches_cpu_dense_and_perforated() {
                 let Some(ctx) = &ctx else { continue };
                 let gpu = GpuExecutor::new(ctx, &plan).unwrap().run(x.view()).unwrap();
                 assert_close(&label, gpu.as_slice().unwrap(), &to_f64(cpu.as_slice().unwrap()), 1e-4);
+                // Every conv on the fused masked conv: the GPU and the CPU reference twins.
+                let fused = PlanOptions { conv_kernels: perforate::ConvKernels::Fused, ..Default::default() };
+                let plan = Plan::compile(&net, 2, fused).unwrap();
+                let gpu = GpuExecutor::new(ctx, &plan).unwrap().run(x.view()).unwrap();
+                let what = format!("{label} fused conv GPU");
+                assert_close(&what, gpu.as_slice().unwrap(), &to_f64(cpu.as_slice().unwrap()), 1e-4);
+                let twins = CpuExecutor::reference(&plan).unwrap().run(x.view()).unwrap();
+                let what = format!("{label} fused conv CPU twins");
+                assert_close(&what, twins.as_slice().unwrap(), &to_f64(cpu.as_slice().unwrap()), 1e-4);
             }
         }
     }

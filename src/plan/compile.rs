@@ -377,7 +377,11 @@ impl<'n> Builder<'n> {
             (Form::Compact(Arc::new(conv.interpolation_map().clone())), geometry.out_h(), geometry.out_w())
         };
         let out = self.tensor(&layer.name, c.out_channels, h, w, form);
-        let settings = ConvSettings { output: OutputForm::Compact, ..Default::default() };
+        let settings = ConvSettings {
+            output: OutputForm::Compact,
+            kernels: self.options.conv_kernels,
+            ..Default::default()
+        };
         self.step(&layer.name, StepOp::Conv { layer: Box::new(conv), settings }, vec![input], out);
         Ok((out, absorbed))
     }
@@ -410,6 +414,7 @@ impl<'n> Builder<'n> {
         let settings = ConvSettings {
             output: OutputForm::Compact,
             images_per_gemm: Some(self.batch),
+            kernels: self.options.conv_kernels,
             ..Default::default()
         };
         self.step(&layer.name, StepOp::Conv { layer: Box::new(conv), settings }, vec![x], out);

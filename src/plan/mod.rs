@@ -17,7 +17,7 @@ pub use memory::{MemoryReport, MemoryRow};
 
 use crate::error::Result;
 use crate::interp::InterpMap;
-use crate::layer::{ConvLayer, ConvSettings};
+use crate::layer::{ConvKernels, ConvLayer, ConvSettings};
 use crate::params::{
     AddParams, BinaryParams, ChannelAffineParams, ClipParams, GatherInterpParams, LrnParams, Pool2dParams,
     ReduceChannelsParams, ReluParams, ResampleParams, SelectChannelsParams, SelectElementsParams,
@@ -216,11 +216,14 @@ pub struct PlanOptions {
     pub reuse_buffers: bool,
     /// Fold BatchNorm into a preceding conv and fuse ReLU into its producer.
     pub fuse: bool,
+    /// Which kernels the convs (and fully connected layers) run on the GPU and in the CPU
+    /// reference executor ([`ConvKernels::Fused`] forces the fused masked conv).
+    pub conv_kernels: ConvKernels,
 }
 
 impl Default for PlanOptions {
     fn default() -> Self {
-        PlanOptions { reuse_buffers: true, fuse: true }
+        PlanOptions { reuse_buffers: true, fuse: true, conv_kernels: ConvKernels::Auto }
     }
 }
 
