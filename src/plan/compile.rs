@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::checks::{check_bn, check_conv_weights, check_lrn, folded_weights, stride_baseline_map};
 use super::graph::{in_layer, layer_error, order, pool_out};
 use super::{Form, Plan, PlanOptions, Step, StepOp, TensorId, TensorInfo};
 use crate::error::{to_u32, Error, Result};
@@ -11,7 +12,7 @@ use crate::geometry::ConvGeometry;
 use crate::interp::MapKind;
 use crate::layer::{ConvLayer, ConvSettings, OutputForm};
 use crate::mask::Mask;
-use crate::network::{BatchNorm, Conv, Layer, Linear, Lrn, Network, Op, Pool};
+use crate::network::{BatchNorm, Conv, Layer, Linear, Network, Op, Perforation, Pool};
 use crate::params::{
     ChannelAffineParams, ClipParams, GatherInterpParams, LrnParams, Pool2dParams, ReduceChannelsParams,
     ReluParams, SelectChannelsParams, SelectElementsParams, SoftmaxParams, UnaryParams,
@@ -231,27 +232,7 @@ impl<'n> Builder<'n> {
     ) -> Result<(TensorId, Vec<&'n Layer>)> {
         let t = self.tensors[input].clone();
         let [kh, kw] = c.kernel;
-        if c.out_channels == 0 || kh == 0 || kw == 0 || c.groups == 0 {
-            return Err(layer_error(layer, "out_channels, kernel and groups must be positive"));
-        }
-        // Sizes come from user data: no product may overflow.
-        let per_filter = c.out_channels.checked_mul(kh).and_then(|v| v.checked_mul(kw)).unwrap_or(usize::MAX);
-        if !c.weights.len().is_multiple_of(per_filter)
-            || (c.weights.len() / per_filter).checked_mul(c.groups) != Some(t.channels)
-        {
-            return Err(layer_error(
-                layer,
-                format!(
-                    "weights hold {} values, but {} output channels over a {}-channel input in {} group(s) \
-                     with a {kh}x{kw} kernel need {}",
-                    c.weights.len(),
-                    c.out_channels,
-                    t.channels,
-                    c.groups,
-                    per_filter.saturating_mul(t.channels) / c.groups.max(1)
-                ),
-            ));
-        }
+        check_conv_weights(layer, c, t.channels)?;
         let in_kind = t.map().map(|m| m.kind());
         // A pointwise conv runs on the compact positions when it commutes with the map;
         // through a zeros map the bias would land on skipped positions, so it reads
@@ -281,23 +262,7 @@ impl<'n> Builder<'n> {
             }
             _ => None,
         };
-        let mut weights = c.weights.clone();
-        let mut bias = c.bias.clone().unwrap_or_else(|| vec![0.0; c.out_channels]);
-        if bias.len() != c.out_channels {
-            return Err(layer_error(
-                layer,
-                format!("bias has {} values for {} channels", bias.len(), c.out_channels),
-            ));
-        }
-        if let Some(bn) = bn {
-            check_bn(bn, c.out_channels).map_err(|e| layer_error(absorbed[0], e))?;
-            let (a, b) = bn.affine();
-            let k = weights.len() / c.out_channels;
-            for (o, w) in weights.chunks_exact_mut(k).enumerate() {
-                w.iter_mut().for_each(|v| *v *= a[o]);
-                bias[o] = bias[o] * a[o] + b[o];
-            }
-        }
+        let (weights, bias) = folded_weights(layer, c, bn.map(|bn| (bn, absorbed[0])))?;
 
         let geometry = if on_compact {
             ConvGeometry::new(t.channels, 1, t.plane(), c.out_channels, 1, 1).with_groups(c.groups)
@@ -319,29 +284,8 @@ impl<'n> Builder<'n> {
             conv = in_layer(layer, conv.with_input_map((**map).clone()))?;
         }
         if let Some(p) = &c.perforation {
-            let (h, w, q) = (geometry.out_h(), geometry.out_w(), p.kept_fraction);
-            let mask = match (&p.positions, &p.strategy) {
-                (Some(positions), _) => Mask::from_positions(h, w, positions.clone()),
-                (None, MaskStrategy::Uniform) => Mask::uniform(h, w, q, p.seed),
-                (None, MaskStrategy::Grid) => Mask::grid(h, w, q, p.seed),
-                (
-                    None,
-                    MaskStrategy::Weights { weights }
-                    | MaskStrategy::Impact { weights }
-                    | MaskStrategy::IterativeImpact { weights },
-                ) => Mask::from_weights(h, w, q, weights),
-                (None, MaskStrategy::PoolingStructure) => {
-                    let windows = self.pool_windows_after(&layer.name, h, w).ok_or_else(|| {
-                        layer_error(
-                            layer,
-                            "the pooling_structure strategy needs a pooling layer reading this conv's output \
-                             (directly or through ReLU, Clip, BatchNorm, LRN, Dropout or pointwise convs)",
-                        )
-                    })?;
-                    Mask::pooling_structure(h, w, q, p.seed, &windows)
-                }
-            };
-            conv = in_layer(layer, conv.with_mask(in_layer(layer, mask)?, p.seed))?;
+            let mask = self.mask_of(layer, p, geometry.out_h(), geometry.out_w())?;
+            conv = in_layer(layer, conv.with_mask(mask, p.seed))?;
             if let Some(kind @ (MapKind::Zeros | MapKind::Barycentric)) = p.interpolation.map_kind() {
                 conv = in_layer(layer, conv.with_interpolation(kind, p.seed))?;
             }
@@ -349,25 +293,7 @@ impl<'n> Builder<'n> {
         let stride_baseline =
             c.perforation.as_ref().is_some_and(|p| p.interpolation == Interpolation::Stride);
         let (form, h, w) = if stride_baseline {
-            // The grid's rows x columns, in row-major order, are a dense K_h x K_w map.
-            let mask = conv.mask();
-            let out_w = u32::try_from(geometry.out_w()).unwrap_or(u32::MAX);
-            let mut rows: Vec<u32> = mask.positions().iter().map(|p| p / out_w).collect();
-            rows.dedup();
-            let (kh, kw) = (rows.len(), mask.len() / rows.len());
-            let grid = c
-                .perforation
-                .as_ref()
-                .is_some_and(|p| p.strategy == MaskStrategy::Grid || p.positions.is_some());
-            let cols: Vec<u32> = mask.positions().iter().take(kw).map(|p| p % out_w).collect();
-            let product = rows.iter().flat_map(|&r| cols.iter().map(move |&c| r * out_w + c));
-            let rectangular = kh * kw == mask.len() && product.eq(mask.positions().iter().copied());
-            if on_compact || !grid || !rectangular {
-                return Err(layer_error(
-                    layer,
-                    "the stride baseline needs a grid mask (rows x columns) on a dense input",
-                ));
-            }
+            let (kh, kw) = stride_baseline_map(layer, c, &conv, on_compact)?;
             (Form::Dense, kh, kw)
         } else if on_compact {
             (t.form.clone(), t.height, t.width)
@@ -384,6 +310,34 @@ impl<'n> Builder<'n> {
         };
         self.step(&layer.name, StepOp::Conv { layer: Box::new(conv), settings }, vec![input], out);
         Ok((out, absorbed))
+    }
+
+    /// The mask of a perforated conv's `h x w` output, by its explicit positions or its
+    /// strategy (pooling structure reads the pooling layer after the conv).
+    fn mask_of(&self, layer: &Layer, p: &Perforation, h: usize, w: usize) -> Result<Mask> {
+        let q = p.kept_fraction;
+        let mask = match (&p.positions, &p.strategy) {
+            (Some(positions), _) => Mask::from_positions(h, w, positions.clone()),
+            (None, MaskStrategy::Uniform) => Mask::uniform(h, w, q, p.seed),
+            (None, MaskStrategy::Grid) => Mask::grid(h, w, q, p.seed),
+            (
+                None,
+                MaskStrategy::Weights { weights }
+                | MaskStrategy::Impact { weights }
+                | MaskStrategy::IterativeImpact { weights },
+            ) => Mask::from_weights(h, w, q, weights),
+            (None, MaskStrategy::PoolingStructure) => {
+                let windows = self.pool_windows_after(&layer.name, h, w).ok_or_else(|| {
+                    layer_error(
+                        layer,
+                        "the pooling_structure strategy needs a pooling layer reading this conv's output \
+                         (directly or through ReLU, Clip, BatchNorm, LRN, Dropout or pointwise convs)",
+                    )
+                })?;
+                Mask::pooling_structure(h, w, q, p.seed, &windows)
+            }
+        };
+        in_layer(layer, mask)
     }
 
     pub(super) fn linear(
@@ -695,25 +649,6 @@ pub(super) fn commutes(op: &Op, kind: MapKind) -> bool {
         (Op::ReduceChannels(r), kind) => r.commutes(kind),
         _ => false,
     }
-}
-
-fn check_bn(bn: &BatchNorm, channels: usize) -> Result<()> {
-    for (what, v) in [("scale", &bn.scale), ("shift", &bn.shift), ("mean", &bn.mean), ("var", &bn.var)] {
-        if v.len() != channels {
-            return Err(Error::shape(format!("batch norm {what}"), channels, v.len()));
-        }
-    }
-    if bn.var.iter().any(|&v| v + bn.epsilon <= 0.0 || v.is_nan()) {
-        return Err(Error::InvalidArgument("batch norm variance + epsilon must be positive".into()));
-    }
-    Ok(())
-}
-
-fn check_lrn(l: &Lrn) -> Result<()> {
-    if l.size == 0 {
-        return Err(Error::InvalidArgument("LRN size must be at least 1".into()));
-    }
-    Ok(())
 }
 
 impl Plan {

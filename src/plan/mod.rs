@@ -2,6 +2,7 @@
 //! table, the steps to run, and the buffer slot of every tensor. Both executors run the
 //! same plan ([`crate::cpu::CpuExecutor`], [`crate::gpu::GpuExecutor`]).
 
+mod checks;
 mod compile;
 mod elementwise;
 mod graph;
