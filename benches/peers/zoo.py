@@ -47,12 +47,23 @@ MODELS = {
     "regnet_y_400mf": (lambda: tvm.regnet_y_400mf(), 224),
     "resnext50_32x4d": (lambda: tvm.resnext50_32x4d(), 224),
     "convnext_tiny": (lambda: tvm.convnext_tiny(), 224),
+    # More classifiers (not in the default list; `--models more`).
+    "mobilenet_v3_large": (lambda: tvm.mobilenet_v3_large(), 160),
+    "shufflenet_v2_x1_0": (lambda: tvm.shufflenet_v2_x1_0(), 160),
+    "squeezenet1_0": (lambda: tvm.squeezenet1_0(), 160),
+    "regnet_x_400mf": (lambda: tvm.regnet_x_400mf(), 160),
+    "mnasnet1_0": (lambda: tvm.mnasnet1_0(), 160),
+    "efficientnet_v2_s": (lambda: tvm.efficientnet_v2_s(), 160),
+    "densenet169": (lambda: tvm.densenet169(), 160),
+    "wide_resnet50_2": (lambda: tvm.wide_resnet50_2(), 160),
     # Segmentation (bilinear Resize of the logits back to the input size; the "out" head).
     "lraspp_mobilenet_v3_large": (lambda: Out(tvs.lraspp_mobilenet_v3_large(weights_backbone=None)), 160),
     "fcn_resnet50": (lambda: Out(tvs.fcn_resnet50(weights_backbone=None)), 160),
     "deeplabv3_mobilenet_v3_large": (lambda: Out(tvs.deeplabv3_mobilenet_v3_large(weights_backbone=None)), 160),
 }
 SEGMENTATION = ["lraspp_mobilenet_v3_large", "fcn_resnet50", "deeplabv3_mobilenet_v3_large"]
+MORE = ["mobilenet_v3_large", "shufflenet_v2_x1_0", "squeezenet1_0", "regnet_x_400mf", "mnasnet1_0",
+        "efficientnet_v2_s", "densenet169", "wide_resnet50_2"]
 EXPORTERS = ["ts9", "ts11", "ts13", "ts17", "dynamo18"]  # also accepted: ts<N>, dynamo<N>
 
 
@@ -72,8 +83,9 @@ def export(model, size, path, exporter):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("outdir")
-    ap.add_argument("--models", default=",".join(m for m in MODELS if m not in SEGMENTATION),
-                    help="comma-separated; 'segmentation' for the three segmentation models")
+    ap.add_argument("--models", default=",".join(m for m in MODELS if m not in SEGMENTATION + MORE),
+                    help="comma-separated; 'segmentation' for the three segmentation models, "
+                         "'more' for eight more classifiers")
     ap.add_argument("--exporters", default=",".join(EXPORTERS))
     ap.add_argument("--perforate", default="target/release/perforate")
     ap.add_argument("--no-export", action="store_true", help="reuse the files in OUTDIR")
@@ -81,7 +93,7 @@ def main():
     args = ap.parse_args()
     os.makedirs(args.outdir, exist_ok=True)
     rows = []
-    names = SEGMENTATION if args.models == "segmentation" else args.models.split(",")
+    names = {"segmentation": SEGMENTATION, "more": MORE}.get(args.models) or args.models.split(",")
     for name in names:
         build, size = MODELS[name]
         for ex in args.exporters.split(","):
