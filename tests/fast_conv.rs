@@ -106,11 +106,11 @@ fn blocking_boundaries_depthwise_and_narrow_products() {
             ConvGeometry::new(3, 45, 47, 3, 5, 5).with_padding(2).with_stride(2).with_groups(3),
         ),
         ("depthwise_41x50_s2_p0", ConvGeometry::new(2, 41, 50, 2, 3, 3).with_stride(2).with_groups(2)),
-        // Above the threshold with dilation and a depth multiplier: the direct row path
-        // (dense) and the expanded path (perforated output, compact input).
+        // Unstrided planes above 32x32 with dilation and a depth multiplier: the direct row
+        // path (dense) and the expanded path (perforated output, compact input).
         (
-            "depthwise_30x30_x2_d2",
-            ConvGeometry::new(4, 30, 30, 8, 3, 3).with_padding(2).with_dilation(2).with_groups(4),
+            "depthwise_34x34_x2_d2",
+            ConvGeometry::new(4, 34, 34, 8, 3, 3).with_padding(2).with_dilation(2).with_groups(4),
         ),
         // Grouped (ResNeXt-like) with many groups.
         ("groups8", ConvGeometry::new(32, 9, 9, 48, 3, 3).with_padding(1).with_groups(8)),

@@ -90,7 +90,17 @@ impl Depthwise {
             }
         }
         let direct = layer.input_map().is_none() && layer.mask().is_dense();
-        let small = g.in_h * g.in_w <= INTERLEAVED_MAX_POSITIONS * g.stride_h * g.stride_w;
+        let (plane, area) = (g.in_h * g.in_w, g.stride_h * g.stride_w);
+        // Perforated outputs and compact inputs (measured on MobileNetV2 at q = 1/2, batch
+        // 1): unstrided, interleaving up to 32x32 planes (28x28: 0.19 ms vs 0.25 expanded),
+        // the expanded direct path above (56x56: 0.39 vs 0.66); strided, interleaving up to
+        // 40x40 per stride cell (28x28: 0.14 vs 0.23), the tap table above (56x56: 0.38 vs
+        // 0.56 expanded).
+        let (interleaved, expand) = match (direct, area) {
+            (true, _) => (plane <= INTERLEAVED_MAX_POSITIONS * area, false),
+            (false, 1) => (plane <= 32 * 32, plane > 32 * 32),
+            (false, _) => (plane <= 20 * 20 * area, false),
+        };
         Depthwise {
             g,
             mult: g.out_channels_per_group(),
@@ -101,10 +111,8 @@ impl Depthwise {
             plane: layer.input_plane(),
             rows: RowLayout::new(&g),
             direct,
-            // Perforated outputs and compact inputs always: the tap table's scalar reads
-            // (`plane_taps`) are slower than interleaving at any plane size and stride.
-            interleaved: small,
-            expand: !direct && !small,
+            interleaved,
+            expand,
             mask: layer.mask().positions().to_vec(),
             weights_lanes,
             bias_lanes,
