@@ -59,16 +59,6 @@ struct Params {
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 
-// Row `row` of the tile's A at k-quad `quad` (global k-quad `quad`), 0 outside.
-fn load_a(m0: u32, row: u32, quad: u32) -> vec4<f32> {
-    let r = m0 + row;
-    let lda4 = params.lda / 4u;
-    if r < params.m && quad < lda4 {
-        return a[(params.a_row_offset + r) * lda4 + quad];
-    }
-    return vec4<f32>(0.0);
-}
-
 // One B value: row `krow`, column `j` of this chunk, 0 outside the product.
 fn b_value(krow: u32, j: u32) -> f32 {
     if krow >= params.k || j >= params.n {

@@ -1,8 +1,8 @@
 // gemm_tiles: the tiled product, its loop and epilogue, shared by matmul_tiled and
 // conv_fused (see matmul_tiled.wgsl for the loop structure). The kernel appending it
 // declares `params` (with m, n, k, lda, a_row_offset, relu, relu_cap, col_start, n_pos,
-// out_channels, out_channel_offset), the bindings `a`, `bias`, `out`, and the loads
-// `load_a(m0, row, quad)` and `load_b(krow, quad)` (vec4s, 0 outside the product).
+// out_channels, out_channel_offset), the bindings `a` (the packed weights), `bias`, `out`,
+// and `load_b(krow, quad)` (a vec4 of B, 0 outside the product).
 
 // Rows and columns of the product per workgroup: 64 or 128.
 override TILE: u32 = 64u;
@@ -12,6 +12,16 @@ const TILE_K: u32 = 16u;
 var<workgroup> a_tile: array<vec4<f32>, 512>;
 // b_tile[kk * TILE / 4 + q] = B columns 4q..4q+3 of the tile at depth kk.
 var<workgroup> b_tile: array<vec4<f32>, 512>;
+
+// Row `row` of the tile's A at k-quad `quad` (global k-quad `quad`), 0 outside.
+fn load_a(m0: u32, row: u32, quad: u32) -> vec4<f32> {
+    let r = m0 + row;
+    let lda4 = params.lda / 4u;
+    if r < params.m && quad < lda4 {
+        return a[(params.a_row_offset + r) * lda4 + quad];
+    }
+    return vec4<f32>(0.0);
+}
 
 // Stores the 4 k values `v` of tile row `row` (slab k-quad `quad`) transposed.
 fn store_a(row: u32, quad: u32, v: vec4<f32>) {

@@ -31,7 +31,7 @@
 // lda and ldb are multiples of 4 by construction (the host pads), so every vec4 load is
 // aligned and either wholly inside a row or wholly in its zero padding.
 //
-// This file declares the bindings and the loads (`load_a`, `load_b`); the tiles, the loop
+// This file declares the bindings and `load_b`; the tiles, `load_a`, the loop
 // and the epilogue are `shaders/gemm_tiles.wgsl`, appended (shared with conv_fused, whose
 // `load_b` computes B from the input instead of reading a column matrix).
 
@@ -55,16 +55,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
-
-// Row `row` of the tile's A at k-quad `quad` (global k-quad `quad`), 0 outside.
-fn load_a(m0: u32, row: u32, quad: u32) -> vec4<f32> {
-    let r = m0 + row;
-    let lda4 = params.lda / 4u;
-    if r < params.m && quad < lda4 {
-        return a[(params.a_row_offset + r) * lda4 + quad];
-    }
-    return vec4<f32>(0.0);
-}
 
 // B at k row `krow`, column quad `quad` (global), 0 outside.
 fn load_b(krow: u32, quad: u32) -> vec4<f32> {
