@@ -118,7 +118,7 @@ pub(super) fn known_ints(node: &NodeProto, c: &Constant, what: &str) -> Result<V
     if c.batch_stride.is_some() {
         return Err(bad(node, format!("{what} depends on the batch index")));
     }
-    let v: Vec<i64> = if c.int { c.ints.clone() } else { c.floats.iter().map(|&f| f as i64).collect() };
+    let v = c.to_ints();
     if v.iter().any(|&x| x <= UNKNOWN) {
         return Err(bad(
             node,

@@ -389,8 +389,7 @@ impl Importer<'_> {
     pub(super) fn reshape(&mut self, node: &NodeProto) -> Result<()> {
         let (x, s) = self.value_view(node, 0)?;
         let target = self.required(node, 1, "shape")?;
-        let target: Vec<i64> =
-            if target.int { target.ints.clone() } else { target.floats.iter().map(|&f| f as i64).collect() };
+        let target = target.to_ints();
         let allowzero = attr_i(node, "allowzero", 0) != 0;
         let Some((&first, rest)) = target.split_first() else {
             return Err(bad(node, "reshape to a scalar is not supported"));
@@ -528,13 +527,7 @@ impl Importer<'_> {
     pub(super) fn slice(&mut self, node: &NodeProto) -> Result<()> {
         let (x, s) = self.value_view(node, 0)?;
         let ints = |k: usize, what: &str| -> Result<Option<Vec<i64>>> {
-            Ok(self.constant(node, k, what)?.map(|c| {
-                if c.int {
-                    c.ints.clone()
-                } else {
-                    c.floats.iter().map(|&f| f as i64).collect()
-                }
-            }))
+            Ok(self.constant(node, k, what)?.map(Constant::to_ints))
         };
         let (starts, ends, axes, steps) = if self.opset < 10 {
             (

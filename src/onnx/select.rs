@@ -5,6 +5,7 @@
 
 use super::import::{bad, Importer};
 use super::proto::NodeProto;
+use super::tensor::UNKNOWN;
 use crate::error::Result;
 use crate::network::{Op, Unary};
 
@@ -32,19 +33,18 @@ impl Importer<'_> {
                 ))
             }
         };
-        let v = match (&value.floats[..], &value.ints[..]) {
-            ([v], _) => *v,
-            ([], [i]) => *i as f32,
-            _ => {
-                return Err(bad(
-                    node,
-                    format!(
-                        "compares with a constant of {} values; only one value is supported",
-                        value.dims.iter().product::<usize>()
-                    ),
-                ))
-            }
+        let [v] = value.floats[..] else {
+            return Err(bad(
+                node,
+                format!("compares with a constant of {} values; only one value is supported", value.len()),
+            ));
         };
+        if value.int && value.ints[0] <= UNKNOWN {
+            return Err(bad(
+                node,
+                "compares with the batch size, which is only known when a plan is compiled",
+            ));
+        }
         // `c op x` is `x op' c` with the order reversed.
         let f = match (node.op_type.as_str(), flipped) {
             ("Greater", false) | ("Less", true) => Unary::Greater { than: v },

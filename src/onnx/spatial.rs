@@ -16,24 +16,6 @@ use crate::network::{
     pad_axis, resize_axis, AxisTaps, Coordinates, Nearest, Op, PadMode, Resample, ResizeMode, Tap,
 };
 
-/// The values of a constant as f32 (integer tensors converted).
-fn floats(c: &Constant) -> Vec<f32> {
-    if c.int {
-        c.ints.iter().map(|&v| v as f32).collect()
-    } else {
-        c.floats.clone()
-    }
-}
-
-/// The values of a constant as integers (float tensors truncated).
-fn ints(c: &Constant) -> Vec<i64> {
-    if c.int {
-        c.ints.clone()
-    } else {
-        c.floats.iter().map(|&v| v as i64).collect()
-    }
-}
-
 impl Importer<'_> {
     /// Pushes a [`Resample`] of the H and W axes of the activation `x` as `node`'s output.
     fn push_resample(
@@ -73,16 +55,16 @@ impl Importer<'_> {
         let (pads, value) = if self.opset < 11 {
             (attr_ints(node, "pads").unwrap_or_default(), attr_f(node, "value", 0.0))
         } else {
-            let pads = ints(self.required(node, 1, "pads")?);
+            let pads = self.required(node, 1, "pads")?.to_ints();
             let value = self
                 .constant(node, 2, "constant_value")?
-                .and_then(|c| floats(c).first().copied())
+                .and_then(|c| c.floats.first().copied())
                 .unwrap_or(0.0);
             (pads, value)
         };
         let rank = s.dims().len() + 1;
         let axes: Vec<usize> = match self.constant(node, 3, "axes")? {
-            Some(a) => ints(a).iter().map(|&v| fold::axis(node, v, rank)).collect::<Result<_>>()?,
+            Some(a) => a.to_ints().iter().map(|&v| fold::axis(node, v, rank)).collect::<Result<_>>()?,
             None => (0..rank).collect(),
         };
         if pads.len() != 2 * axes.len() {
@@ -189,10 +171,10 @@ impl Importer<'_> {
             None => (0..4).collect(),
         };
         let (scales_in, sizes_in) = if legacy {
-            (self.required(node, 1, "scales").map(floats)?, Vec::new())
+            (self.required(node, 1, "scales").map(|c| c.floats.clone())?, Vec::new())
         } else {
-            let scales = self.constant(node, 2, "scales")?.map(floats).unwrap_or_default();
-            let sizes = self.constant(node, 3, "sizes")?.map(ints).unwrap_or_default();
+            let scales = self.constant(node, 2, "scales")?.map(|c| c.floats.clone()).unwrap_or_default();
+            let sizes = self.constant(node, 3, "sizes")?.map(Constant::to_ints).unwrap_or_default();
             (scales, sizes)
         };
         let (mut scale, mut size) = ([1.0f32; 3], dims);
@@ -296,7 +278,7 @@ impl Importer<'_> {
             "asymmetric" => Coordinates::Asymmetric,
             "tf_half_pixel_for_nn" => Coordinates::TfHalfPixelForNn,
             "tf_crop_and_resize" => {
-                let roi = self.required(node, 1, "roi").map(floats)?;
+                let roi = self.required(node, 1, "roi").map(|c| c.floats.clone())?;
                 let axes: Vec<usize> = match attr_ints(node, "axes") {
                     Some(a) => a.iter().map(|&v| fold::axis(node, v, 4)).collect::<Result<_>>()?,
                     None => (0..4).collect(),

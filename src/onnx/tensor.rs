@@ -44,6 +44,15 @@ impl Constant {
         Constant { dims, floats, ints: Vec::new(), int: false, batch_stride: None }
     }
 
+    /// The values as integers (a float tensor's truncated; symbolic sizes kept).
+    pub(crate) fn to_ints(&self) -> Vec<i64> {
+        if self.int {
+            self.ints.clone()
+        } else {
+            self.floats.iter().map(|&f| f as i64).collect()
+        }
+    }
+
     /// Elements.
     pub(crate) fn len(&self) -> usize {
         self.floats.len()
