@@ -6,7 +6,7 @@ mod checks;
 mod compile;
 mod elementwise;
 mod graph;
-pub(crate) use graph::{order, pool_out};
+pub(crate) use graph::{in_layer, order, pool_out};
 mod memory;
 mod slots;
 

@@ -279,7 +279,6 @@ pub(crate) fn backward(
     let (k, tg) = (g.k_per_group(), g.out_channels_per_group());
     let (oh, ow) = out_size(g, s);
     let in_len = g.in_channels * g.in_h * g.in_w;
-    let out_len = g.out_channels * oh * ow;
     // dy through the map's transpose: the gradient of each computed value, `[B, T, n]`.
     let taps = Taps::of(s);
     let dyc: std::borrow::Cow<'_, [f32]> = match &taps {
@@ -368,7 +367,6 @@ pub(crate) fn backward(
             .reduce_with(add_acc)
     };
     let acc = acc.unwrap_or_else(zero);
-    debug_assert!(out_len > 0);
     if let std::borrow::Cow::Owned(v) = dyc {
         buffers::recycle(v);
     }

@@ -196,13 +196,13 @@ fn per_plane(
         .for_each(|(j, (o, v))| f(j % channels, v, o));
 }
 
-/// Per channel, the sums over images and positions of `f(i, value)` (f64 accumulation),
-/// in parallel over the channels; `i` indexes the `[B, C, plane]` tensor.
+/// Per channel `c`, the sums over images and positions of `f(c, i)` (f64 accumulation), in
+/// parallel over the channels; `i` indexes the `[B, C, plane]` tensor.
 fn channel_sums<const K: usize>(
     len: usize,
     channels: usize,
     plane: usize,
-    f: impl Fn(usize) -> [f64; K] + Sync,
+    f: impl Fn(usize, usize) -> [f64; K] + Sync,
 ) -> Vec<[f64; K]> {
     let images = len / (channels * plane).max(1);
     (0..channels)
@@ -212,7 +212,7 @@ fn channel_sums<const K: usize>(
             for n in 0..images {
                 let start = (n * channels + c) * plane;
                 for i in start..start + plane {
-                    let v = f(i);
+                    let v = f(c, i);
                     for k in 0..K {
                         acc[k] += v[k];
                     }
@@ -240,7 +240,7 @@ pub(crate) fn bn_forward(
         return (y, None);
     }
     let per = x.len() / channels;
-    let sums = channel_sums(x.len(), channels, plane, |i| {
+    let sums = channel_sums(x.len(), channels, plane, |_, i| {
         let v = f64::from(x[i]);
         [v, v * v]
     });
@@ -280,8 +280,7 @@ pub(crate) fn bn_backward(
     match batch {
         None => {
             let inv: Vec<f32> = bn.var.iter().map(|v| 1.0 / (v + bn.epsilon).sqrt()).collect();
-            let (dscale, dshift) = split(channel_sums(dy.len(), channels, plane, |i| {
-                let c = (i / plane) % channels;
+            let (dscale, dshift) = split(channel_sums(dy.len(), channels, plane, |c, i| {
                 let g = f64::from(dy[i]);
                 [g * f64::from((x[i] - bn.mean[c]) * inv[c]), g]
             }));
@@ -293,12 +292,11 @@ pub(crate) fn bn_backward(
         Some(b) => {
             #[allow(clippy::cast_precision_loss)]
             let per = (x.len() / channels) as f32;
-            let (dscale, dshift) = split(channel_sums(dy.len(), channels, plane, |i| {
+            let (dscale, dshift) = split(channel_sums(dy.len(), channels, plane, |_, i| {
                 let g = f64::from(dy[i]);
                 [g * f64::from(b.xhat[i]), g]
             }));
             let inv: Vec<f32> = b.var.iter().map(|v| 1.0 / (v + bn.epsilon).sqrt()).collect();
-            let planes = dy.len() / plane.max(1);
             dx.par_chunks_mut(plane.max(1)).enumerate().with_min_len((1 << 14) / plane.max(1) + 1).for_each(
                 |(j, o)| {
                     let c = j % channels;
@@ -309,7 +307,6 @@ pub(crate) fn bn_backward(
                     }
                 },
             );
-            debug_assert!(planes * plane == dy.len());
             (dx, dscale, dshift)
         }
     }

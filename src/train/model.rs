@@ -12,7 +12,7 @@ use super::layers::{self, BnBatch};
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
 use crate::network::{broadcast_mode, Conv, Network, Op, Reduce, Resample};
-use crate::plan::{order, pool_out, Plan, PlanOptions, StepOp};
+use crate::plan::{in_layer, order, pool_out, Plan, PlanOptions, StepOp};
 use crate::rng::hash2;
 use crate::strategy::Interpolation;
 
@@ -251,17 +251,14 @@ impl Model {
                         )));
                     }
                     let mut y = buffers::scratch(a.data.len());
-                    let params = crate::params::SelectElementsParams {
-                        len: crate::error::to_u32(a.data.len(), "length")?,
-                        ..Default::default()
-                    };
+                    let len = in_layer(layer, crate::error::to_u32(a.data.len(), "length"))?;
+                    let params = crate::params::SelectElementsParams { len, ..Default::default() };
                     crate::cpu::select_elements(&params, &cond.data, &a.data, &other.data, &mut y);
                     (Tensor { data: y, shape: a.shape }, Aux::None)
                 }
                 Op::Resample(r) => {
-                    let in_layer = |e: Error| Error::InvalidArgument(format!("layer '{}': {e}", layer.name));
-                    let params = r.params(b * ch, h, w).map_err(in_layer)?;
-                    let (index, weight) = r.tables().map_err(in_layer)?;
+                    let params = in_layer(layer, r.params(b * ch, h, w))?;
+                    let (index, weight) = in_layer(layer, r.tables())?;
                     let (oh, ow) = (r.out_height(), r.out_width());
                     let mut y = buffers::zeroed(b * ch * oh * ow);
                     crate::cpu::resample(&params, &x.data, &index, &weight, &mut y);
