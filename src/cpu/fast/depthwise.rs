@@ -28,20 +28,13 @@ pub(crate) struct Depthwise {
     weights: Vec<f32>,
     bias: Vec<f32>,
     relu: bool,
-    /// Upper bound after the ReLU (0: none), applied by the direct path (the others leave
-    /// it to the caller).
+    /// Upper bound after the ReLU (0: none); every path applies it.
     cap: f32,
     plane: usize,
     /// The direct path's buffer of padded input rows split into column phases.
     rows: RowLayout,
-    /// A perforated output or a compact input on a plane too large for the interleaved
-    /// path: `plane_expanded`.
-    expand: bool,
-    /// Dense input and dense mask: the direct row path (`plane_direct`) applies.
-    direct: bool,
-    /// Small input planes: the channel-interleaved path (`block_interleaved`), for any
-    /// mask and input map.
-    interleaved: bool,
+    /// Which loop computes the layer.
+    path: Path,
     /// The mask's output positions (the interleaved path's loop).
     mask: Vec<u32>,
     /// Weights by block of [`LANES`] output channels: `[block][tap][lane]`, zero past
@@ -50,6 +43,21 @@ pub(crate) struct Depthwise {
     /// Bias by block: `[block][lane]`.
     bias_lanes: Vec<f32>,
     taps: Taps,
+}
+
+/// How a depthwise layer is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    /// Small input planes, any mask and input map: `block_interleaved`.
+    Interleaved,
+    /// Dense input and dense mask: the direct row path, `plane_direct`.
+    Rows,
+    /// A perforated output or a compact input on a large unstrided plane: the input made
+    /// dense, the row path, the mask's positions picked (`plane_expanded`).
+    Expanded,
+    /// A perforated output or a compact input on a large strided plane: every tap read
+    /// through the tables (`plane_taps`).
+    Taps,
 }
 
 /// Output channels computed together by the channel-interleaved path: one 512-bit vector.
@@ -96,10 +104,13 @@ impl Depthwise {
         // the expanded direct path above (56x56: 0.39 vs 0.66); strided, interleaving up to
         // 40x40 per stride cell (28x28: 0.14 vs 0.23), the tap table above (56x56: 0.38 vs
         // 0.56 expanded).
-        let (interleaved, expand) = match (direct, area) {
-            (true, _) => (plane <= INTERLEAVED_MAX_POSITIONS * area, false),
-            (false, 1) => (plane <= 32 * 32, plane > 32 * 32),
-            (false, _) => (plane <= 20 * 20 * area, false),
+        let path = match (direct, area) {
+            (true, _) if plane <= INTERLEAVED_MAX_POSITIONS * area => Path::Interleaved,
+            (true, _) => Path::Rows,
+            (false, 1) if plane <= 32 * 32 => Path::Interleaved,
+            (false, 1) => Path::Expanded,
+            (false, _) if plane <= 20 * 20 * area => Path::Interleaved,
+            (false, _) => Path::Taps,
         };
         Depthwise {
             g,
@@ -110,20 +121,12 @@ impl Depthwise {
             cap: if relu { layer.relu_cap() } else { 0.0 },
             plane: layer.input_plane(),
             rows: RowLayout::new(&g),
-            direct,
-            interleaved,
-            expand,
+            path,
             mask: layer.mask().positions().to_vec(),
             weights_lanes,
             bias_lanes,
             taps: Taps::new(layer),
         }
-    }
-
-    /// Whether the kernel applies the layer's ReLU cap itself (the direct path does; the
-    /// caller caps the others' output).
-    pub fn caps(&self) -> bool {
-        (self.direct || self.expand) && !self.interleaved
     }
 
     pub fn run(&self, x: &[f32], out: &mut [f32]) {
@@ -139,19 +142,16 @@ impl Depthwise {
             let ci = o / self.mult;
             let src = &x[(img * g.in_channels + ci) * self.plane..][..self.plane];
             let w = &self.weights[o * taps..(o + 1) * taps];
-            if self.direct {
-                self.plane_direct(src, w, self.bias[o], dst);
-                return;
-            }
-            if self.expand {
-                self.plane_expanded(src, w, self.bias[o], dst);
-                return;
-            }
-            dst.fill(self.bias[o]);
-            self.plane_taps(src, w, dst);
-            if self.relu {
-                for v in dst.iter_mut() {
-                    *v = crate::cpu::nan::relu_keep_nan(*v);
+            match self.path {
+                Path::Rows => self.plane_direct(src, w, self.bias[o], dst),
+                Path::Expanded => self.plane_expanded(src, w, self.bias[o], dst),
+                // (Interleaved layers run by blocks below, never by planes.)
+                Path::Taps | Path::Interleaved => {
+                    dst.fill(self.bias[o]);
+                    self.plane_taps(src, w, dst);
+                    if self.relu {
+                        dst.iter_mut().for_each(|v| *v = relu_capped(*v, self.cap));
+                    }
                 }
             }
         };
@@ -161,7 +161,7 @@ impl Depthwise {
             }
         };
         let out = &mut out[..planes * n_pos];
-        if self.interleaved {
+        if self.path == Path::Interleaved {
             // One task per image and block of LANES output planes.
             let tasks: Vec<(usize, usize, &mut [f32])> = out
                 .chunks_mut(g.out_channels * n_pos)
@@ -502,12 +502,7 @@ fn rows_generic(d: &Depthwise, w: &[f32], e: Epilogue, dst: &mut [f32], buf: &[f
             }
         }
         if e.relu {
-            for v in row.iter_mut() {
-                *v = crate::cpu::nan::relu_keep_nan(*v);
-                if e.cap > 0.0 {
-                    *v = crate::cpu::nan::cap_keep_nan(*v, e.cap);
-                }
-            }
+            row.iter_mut().for_each(|v| *v = relu_capped(*v, e.cap));
         }
     }
 }
@@ -585,12 +580,21 @@ fn block_lanes(d: &Depthwise, x: &[f32], img: usize, block: usize, dst: &mut [f3
             }
         }
         if d.relu {
-            for a in &mut acc {
-                *a = crate::cpu::nan::relu_keep_nan(*a);
-            }
+            acc.iter_mut().for_each(|a| *a = relu_capped(*a, d.cap));
         }
         for (lane, &a) in acc.iter().take(lanes).enumerate() {
             dst[lane * n_pos + e] = a;
         }
+    }
+}
+
+/// ReLU, then the cap when it is above 0, NaN kept (`cpu::nan`).
+#[inline(always)]
+fn relu_capped(v: f32, cap: f32) -> f32 {
+    let r = crate::cpu::nan::relu_keep_nan(v);
+    if cap > 0.0 {
+        crate::cpu::nan::cap_keep_nan(r, cap)
+    } else {
+        r
     }
 }

@@ -106,7 +106,9 @@ impl FastConv {
 
     fn with(kernel: Kernel, layer: &ConvLayer) -> FastConv {
         let g = layer.geometry();
-        let caps_itself = matches!(&kernel, Kernel::Depthwise(k) if k.caps());
+        // The depthwise kernel applies the cap in its own epilogue; the others leave it to
+        // one pass over the output (`run`).
+        let caps_itself = matches!(&kernel, Kernel::Depthwise(_));
         let cap = if fused_relu(layer) && !caps_itself { layer.relu_cap() } else { 0.0 };
         FastConv { kernel, cap, out_len: g.batch * g.out_channels * layer.mask().len() }
     }
