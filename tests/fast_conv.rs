@@ -245,7 +245,7 @@ fn random_geometries_match_reference() {
     }
 }
 
-/// The executor's fast pooling (separable rows, compact inputs expanded per plane) against the reference executor's `pool2d` twin: seeded random windows, strides, pads,
+/// The executor's fast pooling (register rows or separable ones, compact inputs expanded per plane) against the reference executor's `pool2d` twin: seeded random windows, strides, pads,
 /// ceil mode, max/average, count_include_pad, on a dense input and on the compact output of
 /// a perforated conv (nearest, zeros and barycentric maps).
 #[test]
@@ -260,10 +260,11 @@ fn random_pooling_matches_the_twin() {
     let mut pick = |n: usize| usize::try_from(rng.next_u64() % n as u64).expect("below n");
     let mut checked = 0;
     for case in 0..120u64 {
-        // Rows up to 48 wide: both the in-register path (input rows of at most 32, output
-        // rows of at most 16) and the separable one.
-        let (h, w) = (1 + pick(24), 1 + pick(48));
-        let kernel = [1 + pick(4), 1 + pick(4)];
+        // Rows up to 80 wide (output rows of up to five 16-lane chunks on the register
+        // path), windows up to 6 wide (6 with stride 3 leaves the register path for the
+        // separable one).
+        let (h, w) = (1 + pick(24), 1 + pick(80));
+        let kernel = [1 + pick(6), 1 + pick(6)];
         let stride = [1 + pick(3), 1 + pick(3)];
         let pads = [pick(kernel[0]), pick(kernel[1]), pick(kernel[0]), pick(kernel[1])];
         let pool = Pool { kernel, stride, pads, ceil_mode: pick(2) == 0, count_include_pad: pick(2) == 0 };

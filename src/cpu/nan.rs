@@ -54,6 +54,7 @@ pub fn min_keep_nan(a: f32, b: f32) -> f32 {
 }
 
 /// Whether any value is NaN, in chunks the compiler vectorises (no early exit).
+#[inline(always)]
 pub fn any_nan(values: &[f32]) -> bool {
     let chunks = values.chunks_exact(16);
     let tail = chunks.remainder().iter().any(|v| v.is_nan());

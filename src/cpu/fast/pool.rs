@@ -21,9 +21,8 @@ pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
     let planes = p.planes as usize;
     let kind = p.in_map_kind;
     assert!(out.len() >= out_plane * planes && input.len() >= src_plane * planes);
-    // The windows and the average's divisor per output position (the twin's arithmetic).
-    let wins = pool_windows(p);
-    let windows: Vec<f32> = wins.iter().map(|w| w.4).collect();
+    // The average's divisor per output position (empty for the maximum).
+    let windows = if p.mode == 1 { divisors(p) } else { Vec::new() };
     let in_w = p.in_w as usize;
     let (in_h, out_w) = (p.in_h as usize, p.out_w as usize);
     let (kh, kw, sh, sw) =
@@ -41,6 +40,7 @@ pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
     let geo = RowGeometry { in_w, in_h, out_w, kh, sh, sw, pt, pl, avg: p.mode == 1 };
     // One window over the whole unpadded plane (global pooling): a plain reduction.
     let global = out_plane == 1 && (kh, kw) == (in_h, in_w) && pt == 0 && pl == 0;
+    let has_rows_kernel = rows_kernel_available(&geo, kw);
     let body = |(dst, src): (&mut [f32], &[f32])| {
         let mut dense = vec![0.0f32; if kind == 0 { 0 } else { in_plane }];
         let mut rows = RowScratch { v: [0.0; 512], ph: [0.0; 544] };
@@ -51,14 +51,16 @@ pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
                 expand_plane(kind, in_map, src, &mut dense);
                 &dense[..]
             };
-            if !geo.avg && any_nan(plane) {
-                // The vector maxima below drop NaN; a plane holding one is pooled by the
-                // twin's NaN-keeping loop (rare: the check costs one pass over the plane).
-                pool_plane_twin(p, &wins, 0, &[], plane, dst);
+            // The vector maxima drop NaN; a plane holding one is pooled again by the twin's
+            // NaN-keeping loop (rare). The register kernel reports a NaN among the values it
+            // loaded; the other paths check the plane first (one more pass over it).
+            let rows_kernel = has_rows_kernel && !global;
+            if !geo.avg && !rows_kernel && any_nan_fast(plane) {
+                pool_plane_twin(p, &pool_windows(p), 0, &[], plane, dst);
             } else if global {
                 dst[0] = if geo.avg { sum_lanes(plane) / windows[0] } else { max_lanes(plane) };
-            } else {
-                pool_plane_dispatch(&geo, &ranges, &windows, plane, dst, &mut rows);
+            } else if pool_plane_dispatch(&geo, &ranges, &windows, plane, dst, &mut rows) && !geo.avg {
+                pool_plane_twin(p, &pool_windows(p), 0, &[], plane, dst);
             }
         }
     };
@@ -68,6 +70,47 @@ pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
     } else {
         dst.par_chunks_mut(out_plane * per_task).zip(src.par_chunks(src_plane * per_task)).for_each(body);
     }
+}
+
+/// The average's divisor of every output position, `[out_h · out_w]`: the window's rows
+/// times its columns, each counted as [`pool_windows`] counts them (a window is a product
+/// of a row range and a column range, so this needs no per-position division).
+fn divisors(p: &Pool2dParams) -> Vec<f32> {
+    // Window length along one axis: padded span, or the part inside the input.
+    let count = |o: u32, stride: u32, kernel: u32, size: u32, before: u32, after: u32| -> u32 {
+        let start = o * stride;
+        let end_pad = (start + kernel).min(size + before + after);
+        if p.count_include_pad != 0 {
+            end_pad - start
+        } else {
+            end_pad.min(size + before).saturating_sub(start.max(before))
+        }
+    };
+    let cols: Vec<u32> = (0..p.out_w)
+        .map(|ox| count(ox, p.stride_w, p.kernel_w, p.in_w, p.pad_left, p.pad_right))
+        .collect();
+    let mut out = Vec::with_capacity((p.out_h * p.out_w) as usize);
+    for oy in 0..p.out_h {
+        let rows = count(oy, p.stride_h, p.kernel_h, p.in_h, p.pad_top, p.pad_bottom);
+        #[allow(clippy::cast_precision_loss)]
+        out.extend(cols.iter().map(|&c| (rows * c) as f32));
+    }
+    out
+}
+
+/// [`any_nan`] in AVX-512 vectors where the CPU has them (the closure calling it is not
+/// compiled for AVX-512, so the portable loop would run in 4-lane vectors).
+fn any_nan_fast(v: &[f32]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn wide(v: &[f32]) -> bool {
+            any_nan(v)
+        }
+        // SAFETY: the feature was detected.
+        return unsafe { wide(v) };
+    }
+    any_nan(v)
 }
 
 /// Lanes of the global reductions: independent partial results, so the loops vectorise.
@@ -125,6 +168,8 @@ struct RowGeometry {
     avg: bool,
 }
 
+/// Pools one plane on the best path for the CPU and window; returns whether the register
+/// kernel met a NaN (the others never report one: the caller checked the plane).
 fn pool_plane_dispatch(
     g: &RowGeometry,
     ranges: &[(usize, usize)],
@@ -132,23 +177,34 @@ fn pool_plane_dispatch(
     src: &[f32],
     dst: &mut [f32],
     rows: &mut RowScratch,
-) {
+) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
-            if g.in_w <= 32 && g.out_w <= 16 && ranges.len() <= 32 {
-                // SAFETY: the feature was detected; the row widths were checked.
-                return unsafe { pool_plane_narrow_avx512(g, ranges, windows, src, dst) };
+            if rows_kernel_applies(g, ranges.len()) {
+                // SAFETY: the feature was detected; the window fits the kernel; KW and SW
+                // are the layer's where nonzero.
+                return unsafe {
+                    match (ranges.len(), g.sw) {
+                        (3, 1) => pool_plane_rows_avx512::<3, 1>(g, ranges, windows, src, dst),
+                        (3, 2) => pool_plane_rows_avx512::<3, 2>(g, ranges, windows, src, dst),
+                        (2, 2) => pool_plane_rows_avx512::<2, 2>(g, ranges, windows, src, dst),
+                        _ => pool_plane_rows_avx512::<0, 0>(g, ranges, windows, src, dst),
+                    }
+                };
             }
             // SAFETY: the feature was detected.
-            return unsafe { pool_plane_avx512(g, ranges, windows, src, dst, rows) };
+            unsafe { pool_plane_avx512(g, ranges, windows, src, dst, rows) };
+            return false;
         }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the feature was detected.
-            return unsafe { pool_plane_avx2(g, ranges, windows, src, dst, rows) };
+            unsafe { pool_plane_avx2(g, ranges, windows, src, dst, rows) };
+            return false;
         }
     }
     pool_plane(g, ranges, windows, src, dst, rows);
+    false
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -177,83 +233,140 @@ unsafe fn pool_plane_avx2(
     pool_plane(g, ranges, windows, src, dst, rows);
 }
 
-/// A plane whose input rows fit two vectors and output rows one (at most 32 and 16 wide),
-/// in registers: per output row and window row, the input row is loaded once and each kx's
-/// taps are picked out of it by one permute (lane ox takes x = ox·sw + kx − pl), under a
-/// mask of the outputs whose tap is inside the row. No row goes through memory between
-/// steps (the separable path's masked stores and reloads stall on store forwarding, which
-/// dominated small planes: 64x32 planes of 28x28, 3x3 stride 2: 1.03 ms). The average sums
-/// in (ky, kx) order; the max is `max_ps(tap, acc)` (planes holding a NaN never come here).
+/// Whether [`pool_plane_rows_avx512`] covers the window: 16 outputs' taps span
+/// `15·sw + kw` input columns, which must fit the three vectors it loads.
+/// Whether this CPU runs `g`'s planes on [`pool_plane_rows_avx512`].
+fn rows_kernel_available(g: &RowGeometry, kw: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        return rows_kernel_applies(g, kw);
+    }
+    let _ = (g, kw);
+    false
+}
+
+fn rows_kernel_applies(g: &RowGeometry, kw: usize) -> bool {
+    (1..=3).contains(&g.sw) && kw >= 1 && 15 * g.sw + kw <= 48 && g.out_w <= 16 * 32
+}
+
+/// A plane in 16-output vectors, everything in registers: per output row, 16-output chunk
+/// and window row, the input columns the chunk's windows cover (`15·sw + kw` from
+/// `ox0·sw − pl`) are loaded as three vectors, lanes outside the row set to the identity
+/// (−inf, or 0 for the average); each kx's taps (lane i takes column `i·sw + kx`) are then
+/// picked out of the first two vectors by one permute, or of the last two by a second one
+/// blended in for lanes past 32. The average sums in (ky, kx) order as the twin does; the
+/// max is `max_ps(tap, acc)`, which drops NaN: the kernel returns whether any value it
+/// loaded was NaN, and the caller then pools the plane on the twin. The common windows
+/// (3x3 and 2x2, stride 1 and 2) get the tap loop unrolled (`KW`, `SW` nonzero). Replaces a
+/// separable path whose row buffers went through memory between steps (stalled on store
+/// forwarding: GoogLeNet's 3x3 stride-1 pools at 28x28 ran at 0.8 G inputs/s).
 ///
 /// # Safety
-/// AVX-512F is available; `in_w ≤ 32`, `out_w ≤ 16`, at most 32 kx; `src` holds the
-/// plane, `dst` and `windows` `out_h·out_w` values.
+/// AVX-512F is available; [`rows_kernel_applies`]; `src` holds the plane, `dst` and
+/// (for the average) `windows` `out_h·out_w` values; `ranges.len()` is kw; `KW` and `SW`
+/// are 0 or equal to kw and sw.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn pool_plane_narrow_avx512(
+unsafe fn pool_plane_rows_avx512<const KW: usize, const SW: usize>(
     g: &RowGeometry,
     ranges: &[(usize, usize)],
     windows: &[f32],
     src: &[f32],
     dst: &mut [f32],
-) {
+) -> bool {
     use std::arch::x86_64::*;
-    let lanes = |n: usize| -> u32 {
-        if n >= 32 {
-            u32::MAX
-        } else {
-            (1u32 << n) - 1
+    let kw = if KW > 0 { KW } else { ranges.len() };
+    let sw = if SW > 0 { SW } else { g.sw };
+    // Per kx: permute indices into vectors (0, 1) and (1, 2), and the lanes taking the second.
+    let mut taps = [(_mm512_setzero_si512(), _mm512_setzero_si512(), 0u16); 48];
+    for (kx, tap) in taps.iter_mut().enumerate().take(kw) {
+        let (mut lo, mut hi, mut second) = ([0i32; 16], [0i32; 16], 0u16);
+        for i in 0..16 {
+            let off = i * sw + kx;
+            #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+            {
+                lo[i] = (off & 31) as i32;
+                hi[i] = (off.saturating_sub(16) & 31) as i32;
+            }
+            if off >= 32 {
+                second |= 1 << i;
+            }
         }
+        // SAFETY: both arrays hold 16 i32.
+        *tap = unsafe {
+            (_mm512_loadu_si512(lo.as_ptr().cast()), _mm512_loadu_si512(hi.as_ptr().cast()), second)
+        };
+    }
+    let taps = &taps[..kw];
+    let needs_third = 15 * sw + kw > 32;
+    let identity = _mm512_set1_ps(if g.avg { 0.0 } else { f32::NEG_INFINITY });
+    // Per 16-output chunk: its first input column, the lanes of its three input vectors
+    // inside the row, and its output lanes.
+    #[allow(clippy::cast_possible_wrap)]
+    let (in_w, pl) = (g.in_w as isize, g.pl as isize);
+    let inside = |x0: isize| -> u16 {
+        let first = (-x0).clamp(0, 16);
+        let last = (in_w - x0).clamp(0, 16);
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let m = if last <= first { 0 } else { ((1u32 << last) - (1u32 << first)) as u16 };
+        m
     };
-    #[allow(clippy::cast_possible_truncation)]
-    let (lo_mask, hi_mask) = (lanes(g.in_w) as u16, (lanes(g.in_w) >> 16) as u16);
-    #[allow(clippy::cast_possible_truncation)]
-    let out_mask = lanes(g.out_w) as u16;
-    // Per kx: the permute indices and the outputs whose tap lies inside the row.
-    let mut taps = [(_mm512_setzero_si512(), 0u16); 32];
-    for (kx, &(lo, hi)) in ranges.iter().enumerate().take(32) {
-        let mut idx = [0i32; 16];
-        for (ox, i) in idx.iter_mut().enumerate() {
-            #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
-            let x = (ox * g.sw + kx) as i32 - g.pl as i32;
-            *i = x & 31;
-        }
+    let mut chunks = [(0isize, [0u16; 3], 0u16); 32];
+    let n_chunks = g.out_w.div_ceil(16).min(32);
+    for (c, chunk) in chunks.iter_mut().enumerate().take(n_chunks) {
+        let n = (g.out_w - 16 * c).min(16);
+        #[allow(clippy::cast_possible_wrap)]
+        let x0 = (16 * c * sw) as isize - pl;
         #[allow(clippy::cast_possible_truncation)]
-        let keep = (lanes(hi) & !lanes(lo)) as u16;
-        // SAFETY: idx holds 16 i32.
-        taps[kx] = (unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }, keep & out_mask);
+        let out_mask = if n == 16 { 0xffff } else { ((1u32 << n) - 1) as u16 };
+        *chunk = (x0, [inside(x0), inside(x0 + 16), inside(x0 + 32)], out_mask);
     }
-    let taps = &taps[..ranges.len().min(32)];
-    let init = _mm512_set1_ps(if g.avg { 0.0 } else { f32::NEG_INFINITY });
+    // Lanes that loaded a NaN (max only).
+    let mut nan: __mmask16 = 0;
     for (oy, orow) in dst.chunks_exact_mut(g.out_w).enumerate() {
-        let mut acc = init;
-        for ky in 0..g.kh {
-            let y = oy * g.sh + ky;
-            if y < g.pt || y - g.pt >= g.in_h {
-                continue;
-            }
-            let row = src[(y - g.pt) * g.in_w..][..g.in_w].as_ptr();
-            // SAFETY: the masks keep the loads inside the row.
-            let (a, b) = unsafe {
-                (_mm512_maskz_loadu_ps(lo_mask, row), _mm512_maskz_loadu_ps(hi_mask, row.wrapping_add(16)))
-            };
-            for &(idx, keep) in taps {
-                let t = _mm512_permutex2var_ps(a, idx, b);
-                acc = if g.avg {
-                    _mm512_mask_add_ps(acc, keep, acc, t)
-                } else {
-                    _mm512_mask_max_ps(acc, keep, t, acc)
+        let ys = oy * g.sh;
+        // The window's rows inside the input.
+        let (y0, y1) = (ys.max(g.pt), (ys + g.kh).min(g.in_h + g.pt));
+        for (c, &(x0, masks, out_mask)) in chunks[..n_chunks].iter().enumerate() {
+            let mut acc = identity;
+            for y in y0..y1 {
+                let row = src[(y - g.pt) * g.in_w..].as_ptr();
+                // SAFETY: the masks keep every load inside the row (masked-out lanes read no
+                // memory, whatever their address).
+                let (v0, v1, v2) = unsafe {
+                    (
+                        _mm512_mask_loadu_ps(identity, masks[0], row.wrapping_offset(x0)),
+                        _mm512_mask_loadu_ps(identity, masks[1], row.wrapping_offset(x0 + 16)),
+                        if needs_third {
+                            _mm512_mask_loadu_ps(identity, masks[2], row.wrapping_offset(x0 + 32))
+                        } else {
+                            identity
+                        },
+                    )
                 };
+                if !g.avg {
+                    let unordered = |v| _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                    nan |= unordered(v0) | unordered(v1) | unordered(v2);
+                }
+                for &(lo, hi, second) in taps {
+                    let mut t = _mm512_permutex2var_ps(v0, lo, v1);
+                    if needs_third && second != 0 {
+                        t = _mm512_mask_blend_ps(second, t, _mm512_permutex2var_ps(v1, hi, v2));
+                    }
+                    acc = if g.avg { _mm512_add_ps(acc, t) } else { _mm512_max_ps(t, acc) };
+                }
             }
+            let at = oy * g.out_w + 16 * c;
+            if g.avg {
+                // SAFETY: windows holds out_h·out_w divisors; masked lanes read nothing.
+                let d = unsafe { _mm512_maskz_loadu_ps(out_mask, windows.as_ptr().add(at)) };
+                acc = _mm512_maskz_div_ps(out_mask, acc, d);
+            }
+            // SAFETY: the row holds out_w floats from 16·c, those under the mask.
+            unsafe { _mm512_mask_storeu_ps(orow.as_mut_ptr().add(16 * c), out_mask, acc) };
         }
-        if g.avg {
-            // SAFETY: windows holds this row's out_w divisors; masked lanes read nothing.
-            let d = unsafe { _mm512_maskz_loadu_ps(out_mask, windows.as_ptr().add(oy * g.out_w)) };
-            acc = _mm512_maskz_div_ps(out_mask, acc, d);
-        }
-        // SAFETY: the row holds out_w floats.
-        unsafe { _mm512_mask_storeu_ps(orow.as_mut_ptr(), out_mask, acc) };
     }
+    nan != 0
 }
 
 /// One plane, separably: per output row, the valid window rows are first combined
