@@ -20,10 +20,23 @@ use super::taps::{Taps, PAD};
 use super::SendPtr;
 use crate::layer::ConvLayer;
 
-/// Positions per task (a multiple of the tile height).
-const POSITIONS_PER_TASK: usize = 64;
-/// Positions per tile.
-const MR: usize = 8;
+/// Tiles per task (a task's positions are this many tiles of `mr`).
+const TILES_PER_TASK: usize = 8;
+
+/// Positions per tile for `n_pos` positions: 8, 10 or 12, whichever pads the positions
+/// least, the taller on a tie within 1/64 (a taller tile loads each weight vector once for
+/// more FMAs: 12 × 32 issues 24 FMAs per 14 loads, 8 × 32 16 per 10). A 7x7 map takes 10
+/// (five tiles, not six full ones and one of a single position).
+fn tile_height(n_pos: usize) -> usize {
+    if let Ok(v) = std::env::var("PERFORATE_HWC_MR") {
+        if let Ok(mr @ (8 | 10 | 12)) = v.parse::<usize>() {
+            return mr;
+        }
+    }
+    let padded = |mr: usize| n_pos.next_multiple_of(mr);
+    let best = [12, 10, 8].into_iter().map(padded).min().unwrap_or(n_pos);
+    [12, 10, 8].into_iter().find(|&mr| 64 * padded(mr) <= 65 * best).unwrap_or(8)
+}
 
 /// Output channels per tile for `tg` channels per group: 16 up to 16, else 32.
 pub(crate) fn channel_tile(tg: usize) -> usize {
@@ -52,7 +65,10 @@ pub(crate) struct HwcConv {
     plane: usize,
     in_channels: usize,
     out_channels: usize,
-    /// Channels per tile (32, or 16 for layers of at most 16 per group); a tile is `MR`
+    /// Positions per tile ([`tile_height`]).
+    mr: usize,
+
+    /// Channels per tile (32, or 16 for layers of at most 16 per group); a tile is `mr`
     /// positions × `nr` channels.
     nr: usize,
     cblocks: usize,
@@ -80,7 +96,7 @@ impl std::fmt::Debug for HwcConv {
         write!(
             f,
             "HwcConv({}x{} tiles, groups {}, m {}, n {})",
-            MR, self.nr, self.groups, self.tg, self.n_pos
+            self.mr, self.nr, self.groups, self.tg, self.n_pos
         )
     }
 }
@@ -142,7 +158,9 @@ impl HwcConv {
         }
         let taps = Taps::new(layer);
         let plane = layer.input_plane();
-        let n_pad = taps.n_pos.next_multiple_of(POSITIONS_PER_TASK);
+        let mr = tile_height(taps.n_pos);
+
+        let n_pad = taps.n_pos.next_multiple_of(mr * TILES_PER_TASK);
         let mut offs = vec![0u32; khkw * n_pad];
         for (tap, row) in offs.chunks_exact_mut(n_pad).enumerate() {
             for (o, &t) in row.iter_mut().zip(taps.row(tap).iter().chain(std::iter::repeat(&PAD))) {
@@ -167,6 +185,7 @@ impl HwcConv {
             plane: layer.input_plane(),
             in_channels: g.in_channels,
             out_channels: g.out_channels,
+            mr,
             nr,
             cblocks,
             w,
@@ -215,7 +234,7 @@ impl HwcConv {
     /// Runs every task, image `img` read from `image(img)` (channel-last, or as stored when
     /// direct).
     fn tasks<'a>(&self, parallel: bool, out: &mut [f32], image: impl Fn(usize) -> &'a [f32] + Sync) {
-        let eblocks = self.n_pos.div_ceil(POSITIONS_PER_TASK);
+        let eblocks = self.n_pos.div_ceil(self.mr * TILES_PER_TASK);
         let tasks = self.batch * self.groups * self.cblocks * eblocks;
         let out = SendPtr(out.as_mut_ptr());
         let run_task = |t: usize| {
@@ -231,7 +250,7 @@ impl HwcConv {
         }
     }
 
-    /// Positions `eb·POSITIONS_PER_TASK..` of image `img`, channel block `cb` of group
+    /// Positions `eb·mr·TILES_PER_TASK..` of image `img`, channel block `cb` of group
     /// `grp`, from the image's channel-last copy `hwc`.
     fn task(&self, hwc: &[f32], out: SendPtr, img: usize, grp: usize, cb: usize, eb: usize) {
         let (nr, n_pos) = (self.nr, self.n_pos);
@@ -245,9 +264,10 @@ impl HwcConv {
         } else {
             (hwc[grp * self.cg..].as_ptr(), 1)
         };
-        let e_end = ((eb + 1) * POSITIONS_PER_TASK).min(n_pos);
-        for e0 in (eb * POSITIONS_PER_TASK..e_end).step_by(MR) {
-            let positions = MR.min(n_pos - e0);
+        let per_task = self.mr * TILES_PER_TASK;
+        let e_end = ((eb + 1) * per_task).min(n_pos);
+        for e0 in (eb * per_task..e_end).step_by(self.mr) {
+            let positions = self.mr.min(n_pos - e0);
             // SAFETY: (img, channel ch0, position e0) is inside the output, and so is every
             // (channel < channels, position < positions) from it; only this task writes them.
             let dst = unsafe { out.ptr().add((img * self.out_channels + ch0) * n_pos + e0) };
@@ -259,16 +279,21 @@ impl HwcConv {
             unsafe {
                 use crate::cpu::gemm::avx512::hwc_tile;
                 let offs = self.offs.as_ptr().add(e0);
-                if nr == 16 {
-                    hwc_tile::<MR, 1>(
-                        self.khkw, self.cg, cs, x, offs, self.n_pad, w, bias, self.relu, dst, n_pos,
-                        positions, channels,
-                    );
-                } else {
-                    hwc_tile::<MR, 2>(
-                        self.khkw, self.cg, cs, x, offs, self.n_pad, w, bias, self.relu, dst, n_pos,
-                        positions, channels,
-                    );
+                macro_rules! tile {
+                    ($mr:literal, $nv:literal) => {
+                        hwc_tile::<$mr, $nv>(
+                            self.khkw, self.cg, cs, x, offs, self.n_pad, w, bias, self.relu, dst, n_pos,
+                            positions, channels,
+                        )
+                    };
+                }
+                match (self.mr, nr) {
+                    (12, 16) => tile!(12, 1),
+                    (12, _) => tile!(12, 2),
+                    (10, 16) => tile!(10, 1),
+                    (10, _) => tile!(10, 2),
+                    (_, 16) => tile!(8, 1),
+                    _ => tile!(8, 2),
                 }
             }
             // `available` is false off x86_64, so no HwcConv exists there.
