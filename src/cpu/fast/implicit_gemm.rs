@@ -38,6 +38,8 @@ const INDIRECT_MAX_M: usize = 32;
 /// Layers under this many FLOPs run on the calling thread: measured on the 28x28 networks
 /// at batch 1 (2 cores), one thread beats two below about 8 MFLOP.
 const SEQUENTIAL_FLOPS: usize = 1 << 23;
+/// Channels ahead whose B values packing and the indirect kernel prefetch.
+const PREFETCH_ROWS: usize = 4;
 /// Largest per-task expanded input (floats): beyond it, the taps gather through the map.
 const MAX_EXPANDED: usize = 1 << 19;
 
@@ -424,7 +426,13 @@ impl ImplicitGemm {
                     let b = s.b[(r - p0) * nr..].as_mut_ptr();
                     // SAFETY: every tap that is not PAD is inside the image's input from
                     // `base` (the tap table's construction); B holds nt micro-panels of kcb·NR.
-                    unsafe { (self.pack)(x_img.add(base), taps, reads, b, kcb * nr, nr) };
+                    // Rows are (channel, tap) pairs, so the same taps PREFETCH_ROWS channels on
+                    // are this block's row r + PREFETCH_ROWS·khkw: fetched before their turn,
+                    // since the hardware prefetcher sees only short runs here (a task's
+                    // columns of each channel, a plane apart).
+                    #[allow(clippy::cast_possible_wrap)]
+                    let ahead = (PREFETCH_ROWS * self.plane) as isize;
+                    unsafe { (self.pack)(x_img.add(base), taps, reads, b, kcb * nr, nr, ahead) };
                     continue;
                 }
                 let image_stride = self.cg * self.groups * self.plane;

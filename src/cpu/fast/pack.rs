@@ -43,12 +43,13 @@ impl TileRead {
 }
 
 /// Packs one row: for each tile t, `dst[t·stride .. t·stride + nr]` from `src` (the channel
-/// base) through `taps[t·nr ..]` and `reads[t]`.
+/// base) through `taps[t·nr ..]` and `reads[t]`; the same taps `ahead` floats further (a
+/// later channel's, which a later row packs) are prefetched where that is cheap.
 ///
 /// # Safety
 /// Every tap that is not [`PAD`] indexes inside the buffer `src` points into; `dst` holds
 /// `(reads.len() − 1)·stride + nr` floats; `nr ≤ 64`, a multiple of 8.
-pub(crate) type PackFn = unsafe fn(*const f32, &[u32], &[TileRead], *mut f32, usize, usize);
+pub(crate) type PackFn = unsafe fn(*const f32, &[u32], &[TileRead], *mut f32, usize, usize, isize);
 
 /// The packing routine for the microkernel family `name`.
 pub(crate) fn pack_fn(name: &str) -> PackFn {
@@ -69,6 +70,7 @@ unsafe fn pack_portable(
     dst: *mut f32,
     stride: usize,
     nr: usize,
+    _ahead: isize,
 ) {
     for (t, r) in reads.iter().enumerate() {
         // SAFETY: the caller sizes dst for every tile.
@@ -97,9 +99,10 @@ unsafe fn pack_avx512(
     dst: *mut f32,
     stride: usize,
     nr: usize,
+    ahead: isize,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { pack_avx512_inner(src, taps, reads, dst, stride, nr) }
+    unsafe { pack_avx512_inner(src, taps, reads, dst, stride, nr, ahead) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -111,6 +114,7 @@ unsafe fn pack_avx512_inner(
     dst: *mut f32,
     stride: usize,
     nr: usize,
+    ahead: isize,
 ) {
     use std::arch::x86_64::*;
     let pad_idx = _mm512_set1_epi32(PAD as i32);
@@ -123,7 +127,11 @@ unsafe fn pack_avx512_inner(
             // others read inside the buffer (regular: start + j; gather: the tap).
             unsafe {
                 let out = if r.regular {
-                    _mm512_maskz_loadu_ps(keep, src.wrapping_offset(r.start + v as isize))
+                    // A regular tile's 16 lanes are one cache line or two: prefetch the
+                    // later channel's (reads no memory it may not, wherever it points).
+                    let at = r.start + v as isize;
+                    _mm_prefetch::<_MM_HINT_T0>(src.wrapping_offset(at + ahead).cast());
+                    _mm512_maskz_loadu_ps(keep, src.wrapping_offset(at))
                 } else {
                     let idx = _mm512_loadu_si512(taps.as_ptr().add(t * nr + v).cast());
                     let m = _mm512_cmpneq_epi32_mask(idx, pad_idx);

@@ -112,6 +112,9 @@ unsafe fn run_indirect(
     unsafe { tile_indirect(kc, a, rows, c, ldc, accumulate, bias, relu) }
 }
 
+/// Steps ahead whose B row [`tile_indirect`] prefetches.
+const INDIRECT_PREFETCH: usize = 8;
+
 /// The same tile with B read through `kc` row descriptors: per step two masked loads
 /// (lanes 0..16 and 16..32 of the row) instead of two loads from a packed panel.
 #[target_feature(enable = "avx512f")]
@@ -138,6 +141,12 @@ unsafe fn tile_indirect(
             let (k0, k1) = (r.keep as u16, (r.keep >> 16) as u16);
             let b0 = _mm512_maskz_loadu_ps(k0, r.ptr);
             let b1 = _mm512_maskz_loadu_ps(k1, r.ptr.wrapping_add(16));
+            // A row a few steps on, which the hardware prefetcher cannot predict (rows are
+            // a plane apart): its two cache lines or three.
+            let next = (*rows.add((p + INDIRECT_PREFETCH).min(kc - 1))).ptr;
+            _mm_prefetch::<_MM_HINT_T0>(next.cast());
+            _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(16).cast());
+            _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(31).cast());
             for (i, row) in acc.iter_mut().enumerate() {
                 let ai = _mm512_set1_ps(*a.add(i));
                 row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
