@@ -13,6 +13,12 @@ use rayon::prelude::*;
 
 use super::taps::{Taps, PAD};
 use crate::cpu::read_mapped;
+
+#[cfg(target_arch = "x86_64")]
+#[path = "depthwise_lanes.rs"]
+mod lanes;
+#[cfg(target_arch = "x86_64")]
+use lanes::block_lanes_avx512;
 use crate::geometry::ConvGeometry;
 use crate::layer::ConvLayer;
 
@@ -63,14 +69,15 @@ enum Path {
 /// Output channels computed together by the channel-interleaved path: one 512-bit vector.
 const LANES: usize = 16;
 
-/// Input planes up to this many positions (times the stride's area: a strided layer's
-/// per-plane path copies stride² more input per output) take the channel-interleaved
-/// path: there an output row is too short for the direct path's 16-wide vectors (a 7-wide
-/// row fills 7 of 16 lanes), while the interleaving (scalar copies in and out) stays
-/// cheaper. Measured on MobileNetV2 at batch 1 (AVX-512), direct vs interleaved: 7×7
-/// 0.127 vs 0.067 ms, 14×14 at stride 2 0.174 vs 0.076; 14×14 at stride 1 even (0.09);
-/// 28×28 at stride 2 0.11 vs 0.13-0.21, 28×28 at stride 1 0.06 vs 0.09.
-const INTERLEAVED_MAX_POSITIONS: usize = 12 * 12;
+/// Dense layers take the channel-interleaved path on input planes up to this many positions
+/// at stride 1, and up to [`INTERLEAVED_MAX_CELLS`] stride cells when strided: there an output
+/// row is too short for the direct path's 16-wide vectors (a 7-wide row fills 7 of 16 lanes),
+/// while the interleaving (16 × 16 register transposes in and out) stays cheaper. Measured on
+/// MobileNetV2 at batch 1 (AVX-512), direct vs interleaved: 14×14 0.085 vs 0.040-0.050 ms,
+/// 28×28 0.055 vs 0.075; strided, 56×56 0.21 vs 0.13-0.15, 112×112 0.27 vs 0.34.
+const INTERLEAVED_MAX_POSITIONS: usize = 16 * 16;
+/// See [`INTERLEAVED_MAX_POSITIONS`].
+const INTERLEAVED_MAX_CELLS: usize = 28 * 28;
 
 /// The channel-interleaved path runs in parallel from this many multiply-adds: its tasks
 /// are few and even, so two cores pay off sooner than on the per-plane path.
@@ -105,7 +112,8 @@ impl Depthwise {
         // 40x40 per stride cell (28x28: 0.14 vs 0.23), the tap table above (56x56: 0.38 vs
         // 0.56 expanded).
         let path = match (direct, area) {
-            (true, _) if plane <= INTERLEAVED_MAX_POSITIONS * area => Path::Interleaved,
+            (true, 1) if plane <= INTERLEAVED_MAX_POSITIONS => Path::Interleaved,
+            (true, _) if area > 1 && plane <= INTERLEAVED_MAX_CELLS * area => Path::Interleaved,
             (true, _) => Path::Rows,
             (false, 1) if plane <= 32 * 32 => Path::Interleaved,
             (false, 1) => Path::Expanded,
@@ -505,19 +513,6 @@ fn rows_generic(d: &Depthwise, w: &[f32], e: Epilogue, dst: &mut [f32], buf: &[f
             row.iter_mut().for_each(|v| *v = relu_capped(*v, e.cap));
         }
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn block_lanes_avx512(
-    d: &Depthwise,
-    x: &[f32],
-    img: usize,
-    block: usize,
-    dst: &mut [f32],
-    buf: &mut Vec<f32>,
-) {
-    block_lanes(d, x, img, block, dst, buf);
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -22,6 +22,7 @@ mod implicit_gemm;
 mod pack;
 pub(crate) mod pool;
 mod taps;
+mod transpose;
 
 use crate::cpu::gemm::Microkernel;
 use crate::layer::ConvLayer;

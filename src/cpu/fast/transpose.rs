@@ -1,0 +1,70 @@
+//! 16 × 16 transposes of `f32` in AVX-512 registers, for kernels that change between
+//! channel-major planes and channel-interleaved vectors.
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+/// Transposes `r` in place: afterwards `r[i][j]` is the former `r[j][i]`.
+///
+/// Three rounds: `unpacklo/hi_ps` pairs rows, `shuffle_ps` makes each 128-bit lane hold
+/// one column of four rows, and two rounds of `shuffle_f32x4` gather each column's four
+/// lanes (64 shuffles in all).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) fn transpose16(r: &mut [__m512; 16]) {
+    let mut t = [_mm512_setzero_ps(); 16];
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // u[4i + m]: in 128-bit lane k, column 4k + m of rows 4i .. 4i + 4.
+    let mut u = [_mm512_setzero_ps(); 16];
+    for i in 0..4 {
+        u[4 * i] = _mm512_shuffle_ps::<0x44>(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 1] = _mm512_shuffle_ps::<0xEE>(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 2] = _mm512_shuffle_ps::<0x44>(t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm512_shuffle_ps::<0xEE>(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for m in 0..4 {
+        let v1 = _mm512_shuffle_f32x4::<0x88>(u[m], u[4 + m]);
+        let v2 = _mm512_shuffle_f32x4::<0xDD>(u[m], u[4 + m]);
+        let v3 = _mm512_shuffle_f32x4::<0x88>(u[8 + m], u[12 + m]);
+        let v4 = _mm512_shuffle_f32x4::<0xDD>(u[8 + m], u[12 + m]);
+        r[m] = _mm512_shuffle_f32x4::<0x88>(v1, v3);
+        r[4 + m] = _mm512_shuffle_f32x4::<0x88>(v2, v4);
+        r[8 + m] = _mm512_shuffle_f32x4::<0xDD>(v1, v3);
+        r[12 + m] = _mm512_shuffle_f32x4::<0xDD>(v2, v4);
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose16_swaps_rows_and_columns() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            eprintln!("skipped: no AVX-512");
+            return;
+        }
+        let m: Vec<f32> = (0..256u16).map(f32::from).collect();
+        let mut r = [[0.0f32; 16]; 16];
+        // SAFETY: the feature was detected; every row holds 16 floats.
+        unsafe {
+            let mut v = [_mm512_setzero_ps(); 16];
+            for (i, v) in v.iter_mut().enumerate() {
+                *v = _mm512_loadu_ps(m[16 * i..].as_ptr());
+            }
+            transpose16(&mut v);
+            for (row, v) in r.iter_mut().zip(&v) {
+                _mm512_storeu_ps(row.as_mut_ptr(), *v);
+            }
+        }
+        for (i, row) in r.iter().enumerate() {
+            for (j, &x) in row.iter().enumerate() {
+                assert_eq!(x, m[16 * j + i], "element ({i}, {j})");
+            }
+        }
+    }
+}
