@@ -55,7 +55,8 @@ pub(super) unsafe fn block_lanes_avx512(
                     // SAFETY: lanes under `keep` are columns x0 .. x0 + n of row y.
                     *v = unsafe { _mm512_maskz_loadu_ps(keep, src.as_ptr().add(y * g.in_w + x0)) };
                 }
-                transpose16(&mut v);
+                // SAFETY: this function is compiled for AVX-512F.
+                let v = unsafe { transpose16(v) };
                 let at = ((y + g.pad_top) * wp + g.pad_left + x0) * LANES;
                 for (j, v) in v.iter().take(n).enumerate() {
                     // SAFETY: cell (y + pt, pl + x0 + j) lies inside the padded buffer.
@@ -113,7 +114,8 @@ pub(super) unsafe fn block_lanes_avx512(
                 }
             }
         }
-        transpose16(&mut acc);
+        // SAFETY: as above.
+        let acc = unsafe { transpose16(acc) };
         #[allow(clippy::cast_possible_truncation)]
         let keep = ((1u32 << cnt) - 1) as u16;
         for (lane, a) in acc.iter().take(lanes).enumerate() {

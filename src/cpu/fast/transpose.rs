@@ -4,16 +4,22 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-/// Transposes `r` in place: afterwards `r[i][j]` is the former `r[j][i]`.
+/// The transpose of `r`: `out[i][j]` is `r[j][i]`.
+///
+/// Always inlined, into callers compiled for AVX-512 (a `target_feature` function cannot
+/// be forced inline, and a call clobbers every vector register).
+///
+/// # Safety
+/// The CPU has AVX-512F, and the caller is compiled for it.
 ///
 /// Three rounds: `unpacklo/hi_ps` pairs rows, `shuffle_ps` makes each 128-bit lane hold
 /// one column of four rows, and two rounds of `shuffle_f32x4` gather each column's four
 /// lanes (64 shuffles in all).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[inline]
-pub(crate) fn transpose16(r: &mut [__m512; 16]) {
-    let mut t = [_mm512_setzero_ps(); 16];
+#[inline(always)]
+pub(crate) unsafe fn transpose16(mut r: [__m512; 16]) -> [__m512; 16] {
+    // SAFETY (every intrinsic below): the caller's contract, AVX-512F.
+    let mut t = [unsafe { _mm512_setzero_ps() }; 16];
     for i in 0..8 {
         t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
         t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
@@ -36,6 +42,7 @@ pub(crate) fn transpose16(r: &mut [__m512; 16]) {
         r[8 + m] = _mm512_shuffle_f32x4::<0xDD>(v1, v3);
         r[12 + m] = _mm512_shuffle_f32x4::<0xDD>(v2, v4);
     }
+    r
 }
 
 #[cfg(all(test, target_arch = "x86_64"))]
@@ -56,7 +63,7 @@ mod tests {
             for (i, v) in v.iter_mut().enumerate() {
                 *v = _mm512_loadu_ps(m[16 * i..].as_ptr());
             }
-            transpose16(&mut v);
+            let v = transpose16(v);
             for (row, v) in r.iter_mut().zip(&v) {
                 _mm512_storeu_ps(row.as_mut_ptr(), *v);
             }
