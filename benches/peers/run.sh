@@ -25,5 +25,5 @@ done
 if [ "$missing" = 1 ]; then
     "$VENV/bin/python" benches/peers/export.py target/peers 2>&1 | grep '^wrote' || true
 fi
-cargo build --release -q --bin perforate
+cargo build --release -q --bin perforate --example kernel_peak
 "$VENV/bin/python" benches/peers/compare.py target/peers target/release/perforate "$@"
