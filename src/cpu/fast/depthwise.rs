@@ -11,6 +11,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use super::elementwise::expand_plane;
 use super::taps::{Taps, PAD};
 use crate::cpu::read_mapped;
 
@@ -107,17 +108,18 @@ impl Depthwise {
         let direct = layer.input_map().is_none() && layer.mask().is_dense();
         let (plane, area) = (g.in_h * g.in_w, g.stride_h * g.stride_w);
         // Perforated outputs and compact inputs (measured on MobileNetV2 at q = 1/2, batch
-        // 1): unstrided, interleaving up to 32x32 planes (28x28: 0.19 ms vs 0.25 expanded),
-        // the expanded direct path above (56x56: 0.39 vs 0.66); strided, interleaving up to
-        // 40x40 per stride cell (28x28: 0.14 vs 0.23), the tap table above (56x56: 0.38 vs
-        // 0.56 expanded).
+        // 1, compact inputs expanded by vector gathers): unstrided, interleaving up to 32x32
+        // planes (28x28: 0.12 ms), the expanded direct path above (56x56: 0.30 either way);
+        // strided, interleaving up to 28x28 stride cells (56 -> 28: 0.28 vs 0.38 through
+        // the tap table), the tap table above (112 -> 56: 0.49 vs 0.57 expanded, 0.63
+        // interleaved).
         let path = match (direct, area) {
             (true, 1) if plane <= INTERLEAVED_MAX_POSITIONS => Path::Interleaved,
             (true, _) if area > 1 && plane <= INTERLEAVED_MAX_CELLS * area => Path::Interleaved,
             (true, _) => Path::Rows,
             (false, 1) if plane <= 32 * 32 => Path::Interleaved,
             (false, 1) => Path::Expanded,
-            (false, _) if plane <= 20 * 20 * area => Path::Interleaved,
+            (false, _) if plane <= 28 * 28 * area => Path::Interleaved,
             (false, _) => Path::Taps,
         };
         Depthwise {
@@ -235,9 +237,7 @@ impl Depthwise {
                 src
             } else {
                 input.resize(g.in_h * g.in_w, 0.0);
-                for (s, v) in input.iter_mut().enumerate() {
-                    *v = read_mapped(self.taps.map_kind, &self.taps.map_table, src, s);
-                }
+                expand_plane(self.taps.map_kind, &self.taps.map_table, src, input);
                 &input[..]
             };
             full.resize(g.out_h() * g.out_w(), 0.0);

@@ -6,6 +6,7 @@
 
 use std::arch::x86_64::*;
 
+use super::super::elementwise::expand_plane;
 use super::super::transpose::transpose16;
 use super::{Depthwise, LANES};
 
@@ -14,7 +15,7 @@ use super::{Depthwise, LANES};
 ///
 /// Loop structure: (1) the block's padded input, interleaved (`buf[(y·wp + x)·16 + lane]`):
 /// per input row and 16 columns, one masked load per channel, a transpose, one store per
-/// column (through the input map value by value when there is one); (2) per 16 mask
+/// column (a compact input expanded plane by plane first); (2) per 16 mask
 /// positions: 16 accumulators from the bias, for each tap one weight vector and 16 FMAs
 /// (lane = channel), ReLU and cap, a transpose, and one masked store per channel plane.
 ///
@@ -38,40 +39,39 @@ pub(super) unsafe fn block_lanes_avx512(
     let (wp, hp) = (g.in_w + g.pad_left + g.pad_right, g.in_h + g.pad_top + g.pad_bottom);
     buf.clear();
     buf.resize(hp * wp * LANES, 0.0);
-    let planes: Vec<&[f32]> = (0..lanes)
+    // Input planes of the block's channels; through the input map, each expanded into a
+    // dense plane first (vector gathers), so both forms take the transposing copy.
+    let mut planes: Vec<&[f32]> = (0..lanes)
         .map(|lane| {
             let ci = (block * LANES + lane) / d.mult;
             &x[(img * g.in_channels + ci) * d.plane..][..d.plane]
         })
         .collect();
-    if d.taps.map_kind == 0 {
-        for y in 0..g.in_h {
-            for x0 in (0..g.in_w).step_by(16) {
-                let n = (g.in_w - x0).min(16);
-                #[allow(clippy::cast_possible_truncation)]
-                let keep = ((1u32 << n) - 1) as u16;
-                let mut v = [_mm512_setzero_ps(); 16];
-                for (v, src) in v.iter_mut().zip(&planes) {
-                    // SAFETY: lanes under `keep` are columns x0 .. x0 + n of row y.
-                    *v = unsafe { _mm512_maskz_loadu_ps(keep, src.as_ptr().add(y * g.in_w + x0)) };
-                }
-                // SAFETY: this function is compiled for AVX-512F.
-                let v = unsafe { transpose16(v) };
-                let at = ((y + g.pad_top) * wp + g.pad_left + x0) * LANES;
-                for (j, v) in v.iter().take(n).enumerate() {
-                    // SAFETY: cell (y + pt, pl + x0 + j) lies inside the padded buffer.
-                    unsafe { _mm512_storeu_ps(buf.as_mut_ptr().add(at + j * LANES), *v) };
-                }
-            }
+    let dense_plane = g.in_h * g.in_w;
+    let mut expanded = Vec::new();
+    if d.taps.map_kind != 0 {
+        expanded.resize(lanes * dense_plane, 0.0);
+        for (dst, src) in expanded.chunks_exact_mut(dense_plane).zip(&planes) {
+            expand_plane(d.taps.map_kind, &d.taps.map_table, src, dst);
         }
-    } else {
-        for (lane, src) in planes.iter().enumerate() {
-            for y in 0..g.in_h {
-                let base = ((y + g.pad_top) * wp + g.pad_left) * LANES + lane;
-                for i in 0..g.in_w {
-                    let s = y * g.in_w + i;
-                    buf[base + i * LANES] = crate::cpu::read_mapped(d.taps.map_kind, &d.taps.map_table, src, s);
-                }
+        planes = expanded.chunks_exact(dense_plane).collect();
+    }
+    for y in 0..g.in_h {
+        for x0 in (0..g.in_w).step_by(16) {
+            let n = (g.in_w - x0).min(16);
+            #[allow(clippy::cast_possible_truncation)]
+            let keep = ((1u32 << n) - 1) as u16;
+            let mut v = [_mm512_setzero_ps(); 16];
+            for (v, src) in v.iter_mut().zip(&planes) {
+                // SAFETY: lanes under `keep` are columns x0 .. x0 + n of row y.
+                *v = unsafe { _mm512_maskz_loadu_ps(keep, src.as_ptr().add(y * g.in_w + x0)) };
+            }
+            // SAFETY: this function is compiled for AVX-512F.
+            let v = unsafe { transpose16(v) };
+            let at = ((y + g.pad_top) * wp + g.pad_left + x0) * LANES;
+            for (j, v) in v.iter().take(n).enumerate() {
+                // SAFETY: cell (y + pt, pl + x0 + j) lies inside the padded buffer.
+                unsafe { _mm512_storeu_ps(buf.as_mut_ptr().add(at + j * LANES), *v) };
             }
         }
     }
