@@ -177,6 +177,51 @@ fn concurrent_runs_match_single_threaded_runs() {
     });
 }
 
+/// Runs of separate CPU executors from several threads at once, many times over: every
+/// run's pool workers spin for it and take any parallel work, including other runs' (see
+/// `CpuExecutor::run_with`), and must neither deadlock nor mix results. A deadlock shows as
+/// no answer within two minutes (the whole test takes well under a second).
+#[test]
+fn concurrent_runs_of_separate_executors_finish_and_agree() {
+    let mut net = small("resnet18");
+    perforate_mixed(&mut net);
+    // Batch 8: layers large enough to run in parallel, so runs wait at joins and steal.
+    let plan = Plan::compile(&net, 8, PlanOptions::default()).unwrap();
+    let inputs: Vec<_> = (0..4).map(|t| input_for(&plan, 300 + t)).collect();
+    let alone: Vec<_> = {
+        let e = CpuExecutor::new(&plan).unwrap();
+        inputs.iter().map(|x| e.run(x.view()).unwrap()).collect()
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        std::thread::scope(|scope| {
+            for t in 0..4 {
+                let (plan, inputs, alone) = (&plan, &inputs, &alone);
+                scope.spawn(move || {
+                    let e = CpuExecutor::new(plan).unwrap();
+                    for round in 0..40 {
+                        let got = e.run(inputs[t].view()).unwrap();
+                        assert_eq!(got, alone[t], "thread {t}, round {round}");
+                    }
+                });
+            }
+        });
+        tx.send(()).unwrap();
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+        Ok(()) => worker.join().unwrap(),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            // A thread panicked (a wrong result): report its message.
+            if let Err(e) = worker.join() {
+                std::panic::resume_unwind(e);
+            }
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("concurrent runs did not finish within 120 s: deadlocked")
+        }
+    }
+}
+
 #[test]
 fn buffer_reuse_never_aliases_live_tensors() {
     let ctx = gpu_or_skip("buffer_reuse_never_aliases_live_tensors");

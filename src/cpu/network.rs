@@ -1,5 +1,7 @@
 //! The CPU executor of a whole [`Plan`].
 
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
@@ -136,7 +138,20 @@ impl CpuExecutor {
         // The steps run on a pool thread: each step's parallel region is then a local join
         // that the other workers steal from, not a job injected from outside the pool
         // with the caller asleep until it completes (two wake-ups per step).
-        rayon::scope(|_| self.run_steps(buffers, &mut inspect));
+        //
+        // The other workers spin for the run, taking the steps' parallel work as it appears
+        // (`rayon::yield_now` steals), instead of sleeping between steps: a sleeping worker
+        // takes tens of microseconds to wake, which at batch 1 was most of a small layer.
+        let done = AtomicBool::new(false);
+        rayon::scope(|s| {
+            for _ in 1..rayon::current_num_threads() {
+                s.spawn(|_| spin_until(&done));
+            }
+            // Ends the spinning however the steps end (a panic included: the scope waits
+            // for the spinners before it passes the panic on).
+            let _running = Running::start(&done);
+            self.run_steps(buffers, &mut inspect);
+        });
         let out = plan.tensor(plan.output());
         let data = buffers.slots[plan.slot(plan.output())][..out.len()].to_vec();
         Ok(ArrayD::from_shape_vec(IxDyn(&out.shape()), data).expect("output length matches its shape"))
@@ -215,6 +230,47 @@ impl CpuExecutor {
                 ArrayViewD::from_shape(IxDyn(&out_info.shape()), &out[..out_info.len()]).expect("shape"),
             );
             buffers.slots[out_slot] = out;
+        }
+    }
+}
+
+thread_local! {
+    /// Whether this thread is running a plan's steps (further down its stack, when a wait
+    /// inside them made it take other work).
+    static IN_RUN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks this thread as running steps until dropped; then restores the mark and ends the
+/// run's spinning.
+struct Running<'a> {
+    done: &'a AtomicBool,
+    outer: bool,
+}
+
+impl<'a> Running<'a> {
+    fn start(done: &'a AtomicBool) -> Self {
+        Running { done, outer: IN_RUN.replace(true) }
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        IN_RUN.set(self.outer);
+        self.done.store(true, Ordering::Release);
+    }
+}
+
+/// A pool worker's share of a run: until `done`, take and run whatever parallel work the
+/// pool has, spinning between pieces. Returns at once on a thread that is itself inside a
+/// run (a run waiting at a join may pick this job up): spinning there would hold that run
+/// until this one ends, and two runs could then wait on each other.
+fn spin_until(done: &AtomicBool) {
+    if IN_RUN.get() {
+        return;
+    }
+    while !done.load(Ordering::Acquire) {
+        if rayon::yield_now() != Some(rayon::Yield::Executed) {
+            std::hint::spin_loop();
         }
     }
 }
