@@ -27,7 +27,7 @@ const TILES_PER_TASK: usize = 8;
 /// least, the taller on a tie within 1/64 (a taller tile loads each weight vector once for
 /// more FMAs: 12 × 32 issues 24 FMAs per 14 loads, 8 × 32 16 per 10). A 7x7 map takes 10
 /// (five tiles, not six full ones and one of a single position).
-fn tile_height(n_pos: usize) -> usize {
+pub(super) fn tile_height(n_pos: usize) -> usize {
     if let Ok(v) = std::env::var("PERFORATE_HWC_MR") {
         if let Ok(mr @ (8 | 10 | 12)) = v.parse::<usize>() {
             return mr;

@@ -274,3 +274,79 @@ pub(crate) unsafe fn hwc_tile<const MR: usize, const NV: usize>(
         }
     }
 }
+
+/// The small-input-channel conv tile of [`crate::cpu::FastConv`] (first layers: 1 to 4
+/// input channels): `MR` consecutive output positions of one output row × `16·NV` output
+/// channels, over `k` taps (input channel, ky, kx) of a zero-padded `[C, HP, WP]` input.
+///
+/// Registers: `MR·NV` accumulators, `NV` weight vectors, one broadcast.
+/// Loop: for each tap t, `q = x + offs[t]`; load the weights `w[t][0..16·NV]`; position i's
+/// value is `q[i·SW]` (the output stride along the row), broadcast, `NV` FMAs. One shared
+/// offset per tap, no per-position pointers: the channel-last HWC tile spends a pointer
+/// per position per tap, too much for 3 input channels.
+/// Epilogue: bias, ReLU, and each of the first `positions` positions' channel vector
+/// scattered to `out[channel · ld_out + i]`, channels under `channels` only.
+///
+/// # Safety
+/// The CPU has AVX-512F; `offs` holds `k` offsets, and `x + offs[t] + i·SW` is readable for
+/// every tap and `i < MR`; `w` holds `k·16·NV` floats, `bias` `16·NV`; `out + channel·ld_out
+/// + i` is writable for every channel below `channels` and position below `positions` (at
+/// most `MR`); `ld_out · 16·NV < 2^31`.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn small_cin_tile<const MR: usize, const NV: usize, const SW: usize>(
+    k: usize,
+    offs: *const u32,
+    x: *const f32,
+    w: *const f32,
+    bias: *const f32,
+    relu: bool,
+    out: *mut f32,
+    ld_out: usize,
+    positions: usize,
+    channels: usize,
+) {
+    let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+    for t in 0..k {
+        // SAFETY: the caller's contract: k offsets, each leaving MR·SW readable values;
+        // w advances by 16·NV floats per tap.
+        unsafe {
+            let q = x.add(*offs.add(t) as usize);
+            let mut wv = [_mm512_setzero_ps(); NV];
+            for (v, x) in wv.iter_mut().enumerate() {
+                *x = _mm512_loadu_ps(w.add((t * NV + v) * 16));
+            }
+            for (i, row) in acc.iter_mut().enumerate() {
+                let a = _mm512_set1_ps(*q.add(i * SW));
+                for (r, &x) in row.iter_mut().zip(&wv) {
+                    *r = _mm512_fmadd_ps(a, x, *r);
+                }
+            }
+        }
+    }
+    #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
+    let ld = ld_out as i32;
+    let index = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(ld),
+    );
+    let zero = _mm512_setzero_ps();
+    for v in 0..NV {
+        let n = channels.saturating_sub(16 * v).min(16);
+        if n == 0 {
+            break;
+        }
+        let keep: __mmask16 = if n == 16 { 0xffff } else { (1u16 << n) - 1 };
+        // SAFETY: bias holds 16·NV floats.
+        let beta = unsafe { _mm512_loadu_ps(bias.add(16 * v)) };
+        for (i, row) in acc.iter().enumerate().take(positions) {
+            let mut r = _mm512_add_ps(row[v], beta);
+            if relu {
+                r = _mm512_max_ps(zero, r);
+            }
+            // SAFETY: the kept lanes write channels 16·v + lane below `channels` of
+            // position i < positions: writable by the contract.
+            unsafe { _mm512_mask_i32scatter_ps::<4>(out.add(16 * v * ld_out + i).cast(), keep, index, r) };
+        }
+    }
+}
