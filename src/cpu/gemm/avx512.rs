@@ -248,31 +248,8 @@ pub(crate) unsafe fn hwc_tile<const MR: usize, const NV: usize>(
             }
         }
     }
-    #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
-    let ld = ld_out as i32;
-    let index = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32(ld),
-    );
-    let zero = _mm512_setzero_ps();
-    for v in 0..NV {
-        let n = channels.saturating_sub(16 * v).min(16);
-        if n == 0 {
-            break;
-        }
-        let keep: __mmask16 = if n == 16 { 0xffff } else { (1u16 << n) - 1 };
-        // SAFETY: bias holds 16·NV floats.
-        let beta = unsafe { _mm512_loadu_ps(bias.add(16 * v)) };
-        for (i, row) in acc.iter().enumerate().take(positions) {
-            let mut r = _mm512_add_ps(row[v], beta);
-            if relu {
-                r = _mm512_max_ps(zero, r);
-            }
-            // SAFETY: the kept lanes write channels 16·v + lane below `channels` of
-            // position i < positions: writable by the contract.
-            unsafe { _mm512_mask_i32scatter_ps::<4>(out.add(16 * v * ld_out + i).cast(), keep, index, r) };
-        }
-    }
+    // SAFETY: the caller's contract on bias and out.
+    unsafe { scatter_positions(&acc, bias, relu, out, ld_out, positions, channels) };
 }
 
 /// The small-input-channel conv tile of [`crate::cpu::FastConv`] (first layers: 1 to 4
@@ -324,29 +301,56 @@ pub(crate) unsafe fn small_cin_tile<const MR: usize, const NV: usize, const SW: 
             }
         }
     }
-    #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
-    let ld = ld_out as i32;
-    let index = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32(ld),
-    );
-    let zero = _mm512_setzero_ps();
-    for v in 0..NV {
-        let n = channels.saturating_sub(16 * v).min(16);
-        if n == 0 {
-            break;
-        }
-        let keep: __mmask16 = if n == 16 { 0xffff } else { (1u16 << n) - 1 };
-        // SAFETY: bias holds 16·NV floats.
-        let beta = unsafe { _mm512_loadu_ps(bias.add(16 * v)) };
-        for (i, row) in acc.iter().enumerate().take(positions) {
-            let mut r = _mm512_add_ps(row[v], beta);
-            if relu {
-                r = _mm512_max_ps(zero, r);
+    // SAFETY: the caller's contract on bias and out.
+    unsafe { scatter_positions(&acc, bias, relu, out, ld_out, positions, channels) };
+}
+
+/// The epilogue of the channel-vectorised tiles ([`hwc_tile`], [`small_cin_tile`]): add
+/// `bias`, apply the ReLU, and scatter each of the first `positions` positions' channel
+/// vector into `out[channel · ld_out + i]` (channel-major, as the output is stored),
+/// channels under `channels` only. Always inlined into those AVX-512 kernels.
+///
+/// # Safety
+/// The caller is compiled for AVX-512F; `bias` holds `16·NV` floats; `out + channel·ld_out +
+/// i` is writable for every channel below `channels` and position below `positions` (at
+/// most `MR`); `ld_out · 16·NV < 2^31`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn scatter_positions<const MR: usize, const NV: usize>(
+    acc: &[[__m512; NV]; MR],
+    bias: *const f32,
+    relu: bool,
+    out: *mut f32,
+    ld_out: usize,
+    positions: usize,
+    channels: usize,
+) {
+    // SAFETY (the intrinsics): the caller's AVX-512F; the memory accesses as commented.
+    unsafe {
+        #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
+        let ld = ld_out as i32;
+        let index = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(ld),
+        );
+        let zero = _mm512_setzero_ps();
+        for v in 0..NV {
+            let n = channels.saturating_sub(16 * v).min(16);
+            if n == 0 {
+                break;
             }
-            // SAFETY: the kept lanes write channels 16·v + lane below `channels` of
-            // position i < positions: writable by the contract.
-            unsafe { _mm512_mask_i32scatter_ps::<4>(out.add(16 * v * ld_out + i).cast(), keep, index, r) };
+            let keep: __mmask16 = if n == 16 { 0xffff } else { (1u16 << n) - 1 };
+            // bias holds 16·NV floats.
+            let beta = _mm512_loadu_ps(bias.add(16 * v));
+            for (i, row) in acc.iter().enumerate().take(positions) {
+                let mut r = _mm512_add_ps(row[v], beta);
+                if relu {
+                    r = _mm512_max_ps(zero, r);
+                }
+                // The kept lanes write channels 16·v + lane below `channels` of position
+                // i < positions: writable by the contract.
+                _mm512_mask_i32scatter_ps::<4>(out.add(16 * v * ld_out + i).cast(), keep, index, r);
+            }
         }
     }
 }
