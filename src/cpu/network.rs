@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use super::conv::{conv_forward, CPU_DEFAULT_CHUNK_BYTES};
-use super::fast::elementwise::{binary_fast, gather_fast, unary_fast};
+use super::fast::elementwise::{binary_fast, gather_fast, gather_pair_fast, unary_fast};
 use super::fast::pool::pool2d_fast;
 use super::fast::FastConv;
 use super::gemm::Microkernel;
@@ -41,6 +41,11 @@ pub struct CpuExecutor {
     convs: Vec<Option<ConvState>>,
     /// Whether steps run on the fast path (false: the reference twins).
     fast: bool,
+    /// Per step: it is a plain `gather_interp` whose result the next step, an in-place
+    /// residual gather of the same shape, adds to; the fast path runs the two as one pass
+    /// (`gather_pair_fast`: a residual Add of two compact operands with different maps),
+    /// and the second step's view (`run_with`) is the pair's sum, as the first's is.
+    paired: Vec<bool>,
     buffers: Mutex<Buffers>,
 }
 
@@ -82,9 +87,26 @@ impl CpuExecutor {
                 _ => Ok(None),
             })
             .collect::<Result<_>>()?;
+        let steps = plan.steps();
+        let paired = (0..steps.len())
+            .map(|i| {
+                fast.is_some()
+                    && steps.get(i + 1).is_some_and(|next| match (&steps[i].op, &next.op) {
+                        (StepOp::Gather { params: p1, .. }, StepOp::Gather { params: p2, .. }) => {
+                            p1.residual == 0
+                                && p1.relu == 0
+                                && p2.residual == 2
+                                && (p1.plane, p1.planes) == (p2.plane, p2.planes)
+                                && plan.slot(next.output) == plan.slot(steps[i].output)
+                        }
+                        _ => false,
+                    })
+            })
+            .collect();
         Ok(CpuExecutor {
             plan: plan.clone(),
             convs,
+            paired,
             fast: fast.is_some(),
             buffers: Mutex::new(Buffers::default()),
         })
@@ -159,7 +181,8 @@ impl CpuExecutor {
 
     fn run_steps(&self, buffers: &mut Buffers, inspect: &mut (impl FnMut(&str, ArrayViewD<'_, f32>) + Send)) {
         let plan = &self.plan;
-        for (step, conv) in plan.steps().iter().zip(&self.convs) {
+        let steps = plan.steps();
+        for (i, (step, conv)) in steps.iter().zip(&self.convs).enumerate() {
             let out_info = plan.tensor(step.output);
             let out_slot = plan.slot(step.output);
             // The output slot is never one of the step's input slots (see assign_slots).
@@ -170,6 +193,16 @@ impl CpuExecutor {
             };
             let dst = &mut out[..out_info.len()];
             match &step.op {
+                // Done with the previous step, which it is paired with.
+                _ if i > 0 && self.paired[i - 1] => {}
+                StepOp::Gather { params, map } if self.paired[i] => {
+                    let next = &steps[i + 1];
+                    let StepOp::Gather { params: p2, map: m2 } = &next.op else {
+                        unreachable!("`paired` holds only for two gathers")
+                    };
+                    let b = &buffers.slots[plan.slot(next.inputs[0])][..plan.tensor(next.inputs[0]).len()];
+                    gather_pair_fast((params, arg(0), map.table()), (p2, b, m2.table()), dst);
+                }
                 StepOp::Conv { layer, .. } => {
                     match conv.as_ref().expect("conv state exists for conv steps") {
                         ConvState::Fast(f) => f.run(arg(0), dst),

@@ -20,7 +20,7 @@ pub(crate) fn gather_fast(
     let (n_pos, plane, planes) = (p.n_pos as usize, p.plane as usize, p.planes as usize);
     let words = if p.map_kind == 3 { 6 } else { 1 };
     assert!(dense.len() >= plane * planes && input.len() >= n_pos * planes && map.len() >= plane * words);
-    let (kind, relu, residual, in_place) = (p.map_kind, p.relu != 0, p.residual == 1, p.residual == 2);
+    let (relu, residual, in_place) = (p.relu != 0, p.residual == 1, p.residual == 2);
     assert!(!residual || addend.len() >= plane * planes, "gather_interp addend shorter than the output");
     dense[..plane * planes]
         .par_chunks_mut(plane)
@@ -29,20 +29,56 @@ pub(crate) fn gather_fast(
         .with_min_len(MIN_PARALLEL_ELEMENTS.div_ceil(plane))
         .for_each(|((t, dst), src)| {
             let add = if residual { &addend[t * plane..(t + 1) * plane] } else { &[][..] };
-            if kind == 1 {
-                gather_nearest(dst, src, &map[..plane], add, in_place, relu);
-                return;
-            }
-            for (s, d) in dst.iter_mut().enumerate() {
-                let mut v = read_mapped(kind, map, src, s);
-                if let Some(a) = add.get(s) {
-                    v += a;
-                } else if in_place {
-                    v += *d;
-                }
-                *d = if relu { crate::cpu::nan::relu_keep_nan(v) } else { v };
-            }
+            gather_plane(p.map_kind, map, src, add, in_place, relu, dst);
         });
+}
+
+/// Two `gather_interp` steps in one pass, plane by plane: `first` (no addend, no ReLU)
+/// writes `dense`, then `second` adds its own compact input into it in place (`residual`
+/// 2) and applies its ReLU, while the plane is still in cache. This is the residual Add of
+/// two compact operands with different maps, which the plan lowers to that pair of steps
+/// (the CPU executor fuses them, see `CpuExecutor`); the result is the pair's.
+pub(crate) fn gather_pair_fast(
+    first: (&GatherInterpParams, &[f32], &[u32]),
+    second: (&GatherInterpParams, &[f32], &[u32]),
+    dense: &mut [f32],
+) {
+    let ((p1, x1, m1), (p2, x2, m2)) = (first, second);
+    let (plane, planes) = (p1.plane as usize, p1.planes as usize);
+    assert!(
+        p1.residual == 0 && p1.relu == 0 && p2.residual == 2 && (p2.plane, p2.planes) == (p1.plane, p1.planes),
+        "gather pair: the first gather plain, the second in place on the same shape"
+    );
+    let words = |p: &GatherInterpParams| if p.map_kind == 3 { 6 } else { 1 };
+    let (n1, n2) = (p1.n_pos as usize, p2.n_pos as usize);
+    assert!(dense.len() >= plane * planes && x1.len() >= n1 * planes && x2.len() >= n2 * planes);
+    assert!(m1.len() >= plane * words(p1) && m2.len() >= plane * words(p2));
+    dense[..plane * planes]
+        .par_chunks_mut(plane)
+        .zip(x1.par_chunks(n1).zip(x2.par_chunks(n2)))
+        .with_min_len(MIN_PARALLEL_ELEMENTS.div_ceil(plane))
+        .for_each(|(dst, (a, b))| {
+            gather_plane(p1.map_kind, m1, a, &[], false, false, dst);
+            gather_plane(p2.map_kind, m2, b, &[], true, p2.relu != 0, dst);
+        });
+}
+
+/// One plane of `gather_interp`: `dst[s] = act(src through the map at s + addend)`, the
+/// addend `add[s]` when given, else `dst[s]` itself when `in_place`, else none.
+fn gather_plane(kind: u32, map: &[u32], src: &[f32], add: &[f32], in_place: bool, relu: bool, dst: &mut [f32]) {
+    if kind == 1 {
+        gather_nearest(dst, src, &map[..dst.len()], add, in_place, relu);
+        return;
+    }
+    for (s, d) in dst.iter_mut().enumerate() {
+        let mut v = read_mapped(kind, map, src, s);
+        if let Some(a) = add.get(s) {
+            v += a;
+        } else if in_place {
+            v += *d;
+        }
+        *d = if relu { crate::cpu::nan::relu_keep_nan(v) } else { v };
+    }
 }
 
 /// One compact plane through its map (a [`crate::MapKind::code`] and table) into the dense
