@@ -180,8 +180,9 @@ fn small_cin_pays_off(layer: &ConvLayer) -> bool {
 /// 28x28 networks at batch 64 and ResNet-18 at batch 1:
 /// - a perforated output or a compact input: the implicit GEMM gathers every B value there,
 ///   this path none (fashion_resnet 16 channels at 28x28, q = 1/2: 1.04 -> 0.52 ms;
-///   ResNet-18 3x3 layers 7-27% faster), except a strided conv over a dense input, whose
-///   gathers read a dense plane (ResNet-18's 56 -> 28 stride-2 conv: 0.31 here 0.39);
+///   ResNet-18 3x3 layers 7-27% faster), except a strided conv over a dense input onto a
+///   large map, whose gathers read a dense plane (ResNet-18's 56 -> 28 stride-2 conv: 0.31
+///   here 0.39 when measured; even now);
 /// - a dense conv: stride 1, 3x3 or larger, full channel tiles, at most 1024 positions
 ///   (ResNet-18 28x28 to 7x7: 5-25% faster; at 56x56 the implicit GEMM's regular tiles win).
 fn hwc_pays_off(layer: &ConvLayer) -> bool {
@@ -198,15 +199,16 @@ fn hwc_pays_off(layer: &ConvLayer) -> bool {
     if cg < 8 || khkw < 4 {
         return false;
     }
+    // Strided, the implicit GEMM gathers every B value; this path wins once the output map
+    // is small. Dense: ResNet-18 at batch 1, 28 -> 14 0.63 -> 0.55 ms, 14 -> 7 0.79 -> 0.54;
+    // the 28x28-input fashion ResNet at batch 64, 28 -> 14 0.92 -> 0.61; but 56 -> 28 (784
+    // outputs) 0.50 -> 0.61. Perforated at q = 1/2: ResNet-18 28 -> 14 0.39 -> 0.27, 14 -> 7
+    // 0.49 -> 0.28; fashion ResNet 28 -> 14 0.44 -> 0.38; 56 -> 28 even.
+    let small_strided = g.out_h() * g.out_w() <= 400;
     if compact_input || !layer.mask().is_dense() {
-        return (unit_stride || compact_input) && hwc_conv::fills_channel_tiles(tg);
+        return (unit_stride || compact_input || small_strided) && hwc_conv::fills_channel_tiles(tg);
     }
     let full_tiles = tg.is_multiple_of(hwc_conv::channel_tile(tg));
-    // Strided, the implicit GEMM gathers every B value; this path wins once the output is
-    // small (ResNet-18 at batch 1: 28 -> 14 0.63 -> 0.55 ms, 14 -> 7 0.79 -> 0.54; the
-    // 28x28-input fashion ResNet at batch 64: 28 -> 14 0.92 -> 0.61; but 56 -> 28, 784
-    // outputs, 0.50 -> 0.61).
-    let small_strided = layer.mask().len() <= 400;
     (unit_stride || small_strided) && khkw >= 9 && cg >= 16 && full_tiles && layer.mask().len() <= 1024
 }
 
