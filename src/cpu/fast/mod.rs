@@ -23,7 +23,7 @@ mod pack;
 pub(crate) mod small_cin;
 pub(crate) mod pool;
 mod taps;
-mod transpose;
+pub(crate) mod transpose;
 
 use crate::cpu::gemm::Microkernel;
 use crate::layer::ConvLayer;

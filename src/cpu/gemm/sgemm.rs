@@ -137,6 +137,14 @@ fn pack(
             d[..cols].copy_from_slice(&x.data[at..at + cols]);
         }
     } else if x.rs == 1 {
+        // Columns contiguous: the panel is a transpose, done 16 × 16 in registers where the
+        // CPU has AVX-512 (one scattered store per value cost as much as the product in the
+        // training backward pass, where both operands of the weight gradient are read so).
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") && width.is_multiple_of(16) {
+            // SAFETY: the feature was detected.
+            return unsafe { pack_transposed_avx512(x, (r0, c0), (steps, cols), width, dst) };
+        }
         for j in 0..cols {
             let at = (c0 + j) * x.cs + r0;
             for (p, &v) in x.data[at..at + steps].iter().enumerate() {
@@ -148,6 +156,51 @@ fn pack(
             for j in 0..cols {
                 dst[p * width + j] = x.at(r0 + p, c0 + j);
             }
+        }
+    }
+}
+
+/// [`pack`] of a column-contiguous operand (`x.rs == 1`) on AVX-512: whole blocks of 16
+/// columns × 16 steps loaded as 16 column runs, transposed, stored as 16 step rows; the
+/// ragged edges value by value.
+///
+/// # Safety
+/// The CPU has AVX-512F; `width` is a multiple of 16; the bounds are those of [`pack`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_transposed_avx512(
+    x: Strided<'_>,
+    (r0, c0): (usize, usize),
+    (steps, cols): (usize, usize),
+    width: usize,
+    dst: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let (full_cols, full_steps) = (cols / 16 * 16, steps / 16 * 16);
+    assert!(dst.len() >= steps * width && x.data.len() >= (c0 + cols.max(1) - 1) * x.cs + r0 + steps);
+    for j0 in (0..full_cols).step_by(16) {
+        for p0 in (0..full_steps).step_by(16) {
+            let mut v = [_mm512_setzero_ps(); 16];
+            for (j, v) in v.iter_mut().enumerate() {
+                // SAFETY: column c0 + j0 + j holds steps r0 + p0 .. + 16 (checked above).
+                *v = unsafe { _mm512_loadu_ps(x.data.as_ptr().add((c0 + j0 + j) * x.cs + r0 + p0)) };
+            }
+            // SAFETY: this function is compiled for AVX-512F.
+            let v = unsafe { crate::cpu::fast::transpose::transpose16(v) };
+            for (p, v) in v.iter().enumerate() {
+                // SAFETY: step p0 + p < steps, lanes j0 .. j0 + 16 ≤ width.
+                unsafe { _mm512_storeu_ps(dst.as_mut_ptr().add((p0 + p) * width + j0), *v) };
+            }
+        }
+        for p in full_steps..steps {
+            for j in j0..j0 + 16 {
+                dst[p * width + j] = x.at(r0 + p, c0 + j);
+            }
+        }
+    }
+    for j in full_cols..cols {
+        for p in 0..steps {
+            dst[p * width + j] = x.at(r0 + p, c0 + j);
         }
     }
 }
