@@ -55,7 +55,8 @@ pub(crate) fn fills_channel_tiles(tg: usize) -> bool {
 /// Work (multiply-adds) below which the layer runs on the calling thread.
 const SEQUENTIAL_MACS: usize = 1 << 20;
 
-/// A conv on the HWC path (AVX-512 only; see [`HwcConv::applies`]).
+/// A conv on the HWC path (AVX-512 only; see [`HwcConv::available`]).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) struct HwcConv {
     groups: usize,
     cg: usize,
@@ -298,7 +299,7 @@ impl HwcConv {
             }
             // `available` is false off x86_64, so no HwcConv exists there.
             #[cfg(not(target_arch = "x86_64"))]
-            let _ = (w, bias, x, dst, positions, channels);
+            let _ = (w, bias, x, cs, dst, positions, channels);
         }
     }
 }

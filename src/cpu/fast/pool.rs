@@ -245,6 +245,7 @@ fn rows_kernel_available(g: &RowGeometry, kw: usize) -> bool {
     false
 }
 
+#[cfg(target_arch = "x86_64")]
 fn rows_kernel_applies(g: &RowGeometry, kw: usize) -> bool {
     (1..=3).contains(&g.sw) && kw >= 1 && 15 * g.sw + kw <= 48 && g.out_w <= 16 * 32
 }

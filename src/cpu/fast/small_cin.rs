@@ -23,6 +23,7 @@ pub(crate) const MAX_IN_CHANNELS: usize = 4;
 const SEQUENTIAL_MACS: usize = 1 << 20;
 
 /// A small-input-channel conv (see the module docs).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) struct SmallCin {
     batch: usize,
     in_channels: usize,
@@ -233,7 +234,7 @@ impl SmallCin {
                     }
                 }
                 #[cfg(not(target_arch = "x86_64"))]
-                let _ = (w, bias, dst, positions, channels, corner, k);
+                let _ = (x, w, bias, dst, positions, channels, corner, k);
             }
         }
     }
