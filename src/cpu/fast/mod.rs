@@ -183,8 +183,9 @@ fn small_cin_pays_off(layer: &ConvLayer) -> bool {
 ///   ResNet-18 3x3 layers 7-27% faster), except a strided conv over a dense input onto a
 ///   large map, whose gathers read a dense plane (ResNet-18's 56 -> 28 stride-2 conv: 0.31
 ///   here 0.39 when measured; even now);
-/// - a dense conv: stride 1, 3x3 or larger, full channel tiles, at most 1024 positions
-///   (ResNet-18 28x28 to 7x7: 5-25% faster; at 56x56 the implicit GEMM's regular tiles win).
+/// - a dense conv: 3x3 or larger, channel tiles at least 3/4 full, at most 1024 positions,
+///   stride 1 or an output map of at most 400 positions (ResNet-18 28x28 to 7x7: 5-25%
+///   faster; at 56x56 the implicit GEMM's regular tiles win).
 fn hwc_pays_off(layer: &ConvLayer) -> bool {
     if std::env::var("PERFORATE_HWC").is_ok_and(|v| v == "0") {
         return false;
