@@ -139,7 +139,10 @@ fn blocking_boundaries_depthwise_and_narrow_products() {
 fn small_cin_cases() -> [(&'static str, ConvGeometry); 3] {
     [
         ("small_cin_7x7_s2", ConvGeometry::new(3, 23, 21, 40, 7, 7).with_padding(3).with_stride(2)),
-        ("small_cin_9x9_d2", ConvGeometry::new(1, 30, 25, 16, 9, 9).with_padding_tlbr(4, 3, 2, 5).with_dilation(2)),
+        (
+            "small_cin_9x9_d2",
+            ConvGeometry::new(1, 30, 25, 16, 9, 9).with_padding_tlbr(4, 3, 2, 5).with_dilation(2),
+        ),
         ("small_cin_4ch_5x5", ConvGeometry::new(4, 17, 33, 70, 5, 5).with_padding(2)),
     ]
 }

@@ -18,10 +18,10 @@ use crate::cpu::read_mapped;
 #[cfg(target_arch = "x86_64")]
 #[path = "depthwise_lanes.rs"]
 mod lanes;
-#[cfg(target_arch = "x86_64")]
-use lanes::block_lanes_avx512;
 use crate::geometry::ConvGeometry;
 use crate::layer::ConvLayer;
+#[cfg(target_arch = "x86_64")]
+use lanes::block_lanes_avx512;
 
 /// Layers under this many multiply-adds run on the calling thread.
 const SEQUENTIAL_MACS: usize = 1 << 20;

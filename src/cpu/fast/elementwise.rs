@@ -46,7 +46,10 @@ pub(crate) fn gather_pair_fast(
     let ((p1, x1, m1), (p2, x2, m2)) = (first, second);
     let (plane, planes) = (p1.plane as usize, p1.planes as usize);
     assert!(
-        p1.residual == 0 && p1.relu == 0 && p2.residual == 2 && (p2.plane, p2.planes) == (p1.plane, p1.planes),
+        p1.residual == 0
+            && p1.relu == 0
+            && p2.residual == 2
+            && (p2.plane, p2.planes) == (p1.plane, p1.planes),
         "gather pair: the first gather plain, the second in place on the same shape"
     );
     let words = |p: &GatherInterpParams| if p.map_kind == 3 { 6 } else { 1 };
@@ -65,7 +68,15 @@ pub(crate) fn gather_pair_fast(
 
 /// One plane of `gather_interp`: `dst[s] = act(src through the map at s + addend)`, the
 /// addend `add[s]` when given, else `dst[s]` itself when `in_place`, else none.
-fn gather_plane(kind: u32, map: &[u32], src: &[f32], add: &[f32], in_place: bool, relu: bool, dst: &mut [f32]) {
+fn gather_plane(
+    kind: u32,
+    map: &[u32],
+    src: &[f32],
+    add: &[f32],
+    in_place: bool,
+    relu: bool,
+    dst: &mut [f32],
+) {
     if kind == 1 {
         gather_nearest(dst, src, &map[..dst.len()], add, in_place, relu);
         return;

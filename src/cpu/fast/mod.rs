@@ -20,8 +20,8 @@ mod gemv;
 mod hwc_conv;
 mod implicit_gemm;
 mod pack;
-pub(crate) mod small_cin;
 pub(crate) mod pool;
+pub(crate) mod small_cin;
 mod taps;
 pub(crate) mod transpose;
 

@@ -86,9 +86,8 @@ fn divisors(p: &Pool2dParams) -> Vec<f32> {
             end_pad.min(size + before).saturating_sub(start.max(before))
         }
     };
-    let cols: Vec<u32> = (0..p.out_w)
-        .map(|ox| count(ox, p.stride_w, p.kernel_w, p.in_w, p.pad_left, p.pad_right))
-        .collect();
+    let cols: Vec<u32> =
+        (0..p.out_w).map(|ox| count(ox, p.stride_w, p.kernel_w, p.in_w, p.pad_left, p.pad_right)).collect();
     let mut out = Vec::with_capacity((p.out_h * p.out_w) as usize);
     for oy in 0..p.out_h {
         let rows = count(oy, p.stride_h, p.kernel_h, p.in_h, p.pad_top, p.pad_bottom);

@@ -57,7 +57,14 @@ pub(crate) struct SmallCin {
 
 impl std::fmt::Debug for SmallCin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SmallCin({}x{} tiles, {} taps, {} channels)", self.mr, self.nr, self.offs.len(), self.out_channels)
+        write!(
+            f,
+            "SmallCin({}x{} tiles, {} taps, {} channels)",
+            self.mr,
+            self.nr,
+            self.offs.len(),
+            self.out_channels
+        )
     }
 }
 
@@ -68,8 +75,8 @@ impl SmallCin {
     pub fn applies(layer: &ConvLayer) -> bool {
         let g = layer.geometry();
         let padded = (g.in_h + g.pad_top + g.pad_bottom) * (g.in_w + g.pad_left + g.pad_right);
-        let fits = (g.in_channels * padded) < u32::MAX as usize
-            && 32 * g.out_h() * g.out_w() < i32::MAX as usize;
+        let fits =
+            (g.in_channels * padded) < u32::MAX as usize && 32 * g.out_h() * g.out_w() < i32::MAX as usize;
         #[cfg(target_arch = "x86_64")]
         let avx512 = std::arch::is_x86_feature_detected!("avx512f");
         #[cfg(not(target_arch = "x86_64"))]
@@ -159,7 +166,8 @@ impl SmallCin {
         };
         let macs = self.batch * self.out_channels * n_pos * self.offs.len();
         let parallel = macs >= SEQUENTIAL_MACS;
-        let pairs = padded[..self.batch * image].chunks_mut(image).zip(x[..self.batch * c * plane].chunks(c * plane));
+        let pairs =
+            padded[..self.batch * image].chunks_mut(image).zip(x[..self.batch * c * plane].chunks(c * plane));
         if parallel && self.batch > 1 {
             pairs.collect::<Vec<_>>().into_par_iter().for_each(copy);
         } else {
