@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use super::conv::{conv_forward, CPU_DEFAULT_CHUNK_BYTES};
-use super::fast::elementwise::{binary_fast, gather_fast, gather_pair_fast, unary_fast};
+use super::fast::elementwise::{binary_fast, gather_fast, gather_pair_fast, gathers_pair, unary_fast};
 use super::fast::pool::pool2d_fast;
 use super::fast::FastConv;
 use super::gemm::Microkernel;
@@ -93,11 +93,7 @@ impl CpuExecutor {
                 fast.is_some()
                     && steps.get(i + 1).is_some_and(|next| match (&steps[i].op, &next.op) {
                         (StepOp::Gather { params: p1, .. }, StepOp::Gather { params: p2, .. }) => {
-                            p1.residual == 0
-                                && p1.relu == 0
-                                && p2.residual == 2
-                                && (p1.plane, p1.planes) == (p2.plane, p2.planes)
-                                && plan.slot(next.output) == plan.slot(steps[i].output)
+                            gathers_pair(p1, p2) && plan.slot(next.output) == plan.slot(steps[i].output)
                         }
                         _ => false,
                     })

@@ -50,24 +50,49 @@ pub(crate) fn pool_plane(
     }
 }
 
+/// One axis of a pooling window: output index `o` at `stride`, `kernel` taps over `size`
+/// inputs padded by `before` and `after`. Returns the window clipped to the input (padded
+/// coordinates `lo..hi`) and its length for the average's divisor: the padded span with
+/// `include_pad`, else the part inside the input. A window is the product of its two axes;
+/// this is the one place their arithmetic lives ([`pool_windows`], and the fast path's
+/// divisors).
+pub(crate) fn window_axis(
+    o: u32,
+    stride: u32,
+    kernel: u32,
+    size: u32,
+    (before, after): (u32, u32),
+    include_pad: bool,
+) -> (u32, u32, u32) {
+    let start = o * stride;
+    let end_pad = (start + kernel).min(size + before + after);
+    let (lo, hi) = (start.max(before), end_pad.min(size + before));
+    (lo, hi, if include_pad { end_pad - start } else { hi.saturating_sub(lo) })
+}
+
 /// Per output position: the window clipped to the input (padded coordinates: rows
-/// `h0..h1`, columns `w0..w1`) and the average's divisor. The one place this arithmetic
-/// lives; the fast pooling path reads its divisors from here.
+/// `h0..h1`, columns `w0..w1`) and the average's divisor ([`window_axis`] per axis).
 pub(crate) fn pool_windows(p: &Pool2dParams) -> Vec<(u32, u32, u32, u32, f32)> {
+    let include_pad = p.count_include_pad != 0;
     (0..p.out_h * p.out_w)
         .map(|o| {
-            let hs = (o / p.out_w) * p.stride_h;
-            let ws = (o % p.out_w) * p.stride_w;
-            let he_pad = (hs + p.kernel_h).min(p.in_h + p.pad_top + p.pad_bottom);
-            let we_pad = (ws + p.kernel_w).min(p.in_w + p.pad_left + p.pad_right);
-            let (h0, w0) = (hs.max(p.pad_top), ws.max(p.pad_left));
-            let (h1, w1) = (he_pad.min(p.in_h + p.pad_top), we_pad.min(p.in_w + p.pad_left));
-            let divisor = if p.count_include_pad != 0 {
-                (he_pad - hs) * (we_pad - ws)
-            } else {
-                h1.saturating_sub(h0) * w1.saturating_sub(w0)
-            };
-            (h0, h1, w0, w1, divisor as f32)
+            let (h0, h1, rows) = window_axis(
+                o / p.out_w,
+                p.stride_h,
+                p.kernel_h,
+                p.in_h,
+                (p.pad_top, p.pad_bottom),
+                include_pad,
+            );
+            let (w0, w1, cols) = window_axis(
+                o % p.out_w,
+                p.stride_w,
+                p.kernel_w,
+                p.in_w,
+                (p.pad_left, p.pad_right),
+                include_pad,
+            );
+            (h0, h1, w0, w1, (rows * cols) as f32)
         })
         .collect()
 }

@@ -11,17 +11,18 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+use lanes::block_lanes_avx512;
+
 use super::elementwise::expand_plane;
 use super::taps::{Taps, PAD};
 use crate::cpu::read_mapped;
+use crate::geometry::ConvGeometry;
+use crate::layer::ConvLayer;
 
 #[cfg(target_arch = "x86_64")]
 #[path = "depthwise_lanes.rs"]
 mod lanes;
-use crate::geometry::ConvGeometry;
-use crate::layer::ConvLayer;
-#[cfg(target_arch = "x86_64")]
-use lanes::block_lanes_avx512;
 
 /// Layers under this many multiply-adds run on the calling thread.
 const SEQUENTIAL_MACS: usize = 1 << 20;

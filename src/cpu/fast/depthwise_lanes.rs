@@ -37,24 +37,25 @@ pub(super) unsafe fn block_lanes_avx512(
     assert!(lanes <= LANES && (block * LANES + lanes) <= g.out_channels, "depthwise block out of range");
     let taps = g.kernel_h * g.kernel_w;
     let (wp, hp) = (g.in_w + g.pad_left + g.pad_right, g.in_h + g.pad_top + g.pad_bottom);
+    // The interleaved padded input, then (through an input map) the block's planes
+    // expanded to dense ones (vector gathers), so both forms take the transposing copy.
+    let (padded, dense_plane) = (hp * wp * LANES, g.in_h * g.in_w);
+    let expanded = if d.taps.map_kind == 0 { 0 } else { lanes * dense_plane };
     buf.clear();
-    buf.resize(hp * wp * LANES, 0.0);
-    // Input planes of the block's channels; through the input map, each expanded into a
-    // dense plane first (vector gathers), so both forms take the transposing copy.
-    let mut planes: Vec<&[f32]> = (0..lanes)
-        .map(|lane| {
-            let ci = (block * LANES + lane) / d.mult;
-            &x[(img * g.in_channels + ci) * d.plane..][..d.plane]
-        })
-        .collect();
-    let dense_plane = g.in_h * g.in_w;
-    let mut expanded = Vec::new();
+    buf.resize(padded + expanded, 0.0);
+    let (buf, dense) = buf.split_at_mut(padded);
+    let mut planes: [&[f32]; LANES] = [&[]; LANES];
+    for (lane, plane) in planes.iter_mut().enumerate().take(lanes) {
+        let ci = (block * LANES + lane) / d.mult;
+        *plane = &x[(img * g.in_channels + ci) * d.plane..][..d.plane];
+    }
     if d.taps.map_kind != 0 {
-        expanded.resize(lanes * dense_plane, 0.0);
-        for (dst, src) in expanded.chunks_exact_mut(dense_plane).zip(&planes) {
+        for (dst, src) in dense.chunks_exact_mut(dense_plane).zip(&planes) {
             expand_plane(d.taps.map_kind, &d.taps.map_table, src, dst);
         }
-        planes = expanded.chunks_exact(dense_plane).collect();
+        for (plane, dense) in planes.iter_mut().zip(dense.chunks_exact(dense_plane)) {
+            *plane = dense;
+        }
     }
     for y in 0..g.in_h {
         for x0 in (0..g.in_w).step_by(16) {
@@ -62,7 +63,7 @@ pub(super) unsafe fn block_lanes_avx512(
             #[allow(clippy::cast_possible_truncation)]
             let keep = ((1u32 << n) - 1) as u16;
             let mut v = [_mm512_setzero_ps(); 16];
-            for (v, src) in v.iter_mut().zip(&planes) {
+            for (v, src) in v.iter_mut().zip(&planes[..lanes]) {
                 // SAFETY: lanes under `keep` are columns x0 .. x0 + n of row y.
                 *v = unsafe { _mm512_maskz_loadu_ps(keep, src.as_ptr().add(y * g.in_w + x0)) };
             }
@@ -79,10 +80,6 @@ pub(super) unsafe fn block_lanes_avx512(
     let w = &d.weights_lanes[block * taps * LANES..][..taps * LANES];
     // SAFETY: the block's bias holds LANES floats.
     let bias = unsafe { _mm512_loadu_ps(d.bias_lanes[block * LANES..][..LANES].as_ptr()) };
-    // Each tap's offset from a position's window corner, in floats of the buffer.
-    let tap_at: Vec<usize> = (0..g.kernel_h)
-        .flat_map(|ky| (0..g.kernel_w).map(move |kx| (ky * g.dilation_h * wp + kx * g.dilation_w) * LANES))
-        .collect();
     let ow = g.out_w();
     let (zero, cap) = (_mm512_setzero_ps(), _mm512_set1_ps(d.cap));
     let b = buf.as_ptr();
@@ -96,12 +93,16 @@ pub(super) unsafe fn block_lanes_avx512(
             *c = (oy * g.stride_h * wp + ox * g.stride_w) * LANES;
         }
         let mut acc = [bias; 16];
-        for (t, &off) in tap_at.iter().enumerate() {
-            // SAFETY: w holds taps·LANES floats; every window cell lies inside the buffer.
-            unsafe {
-                let wv = _mm512_loadu_ps(w.as_ptr().add(t * LANES));
-                for (a, &c) in acc.iter_mut().zip(&corner) {
-                    *a = _mm512_fmadd_ps(wv, _mm512_loadu_ps(b.add(c + off)), *a);
+        for ky in 0..g.kernel_h {
+            for kx in 0..g.kernel_w {
+                // The tap's offset from a window corner, in floats of the buffer.
+                let (t, off) = (ky * g.kernel_w + kx, (ky * g.dilation_h * wp + kx * g.dilation_w) * LANES);
+                // SAFETY: w holds taps·LANES floats; every window cell lies inside the buffer.
+                unsafe {
+                    let wv = _mm512_loadu_ps(w.as_ptr().add(t * LANES));
+                    for (a, &c) in acc.iter_mut().zip(&corner) {
+                        *a = _mm512_fmadd_ps(wv, _mm512_loadu_ps(b.add(c + off)), *a);
+                    }
                 }
             }
         }

@@ -46,10 +46,7 @@ pub(crate) fn gather_pair_fast(
     let ((p1, x1, m1), (p2, x2, m2)) = (first, second);
     let (plane, planes) = (p1.plane as usize, p1.planes as usize);
     assert!(
-        p1.residual == 0
-            && p1.relu == 0
-            && p2.residual == 2
-            && (p2.plane, p2.planes) == (p1.plane, p1.planes),
+        gathers_pair(p1, p2),
         "gather pair: the first gather plain, the second in place on the same shape"
     );
     let words = |p: &GatherInterpParams| if p.map_kind == 3 { 6 } else { 1 };
@@ -64,6 +61,16 @@ pub(crate) fn gather_pair_fast(
             gather_plane(p1.map_kind, m1, a, &[], false, false, dst);
             gather_plane(p2.map_kind, m2, b, &[], true, p2.relu != 0, dst);
         });
+}
+
+/// Whether two `gather_interp` steps form a pair [`gather_pair_fast`] runs as one: the first
+/// plain (no addend, no ReLU), the second adding in place (`residual` 2) on the same shape.
+/// (Whether the second runs in place on the first's output is the plan's to say.)
+pub(crate) fn gathers_pair(first: &GatherInterpParams, second: &GatherInterpParams) -> bool {
+    first.residual == 0
+        && first.relu == 0
+        && second.residual == 2
+        && (first.plane, first.planes) == (second.plane, second.planes)
 }
 
 /// One plane of `gather_interp`: `dst[s] = act(src through the map at s + addend)`, the

@@ -68,7 +68,6 @@ pub(crate) struct HwcConv {
     out_channels: usize,
     /// Positions per tile ([`tile_height`]).
     mr: usize,
-
     /// Channels per tile (32, or 16 for layers of at most 16 per group); a tile is `mr`
     /// positions × `nr` channels.
     nr: usize,
@@ -160,7 +159,6 @@ impl HwcConv {
         let taps = Taps::new(layer);
         let plane = layer.input_plane();
         let mr = tile_height(taps.n_pos);
-
         let n_pad = taps.n_pos.next_multiple_of(mr * TILES_PER_TASK);
         let mut offs = vec![0u32; khkw * n_pad];
         for (tap, row) in offs.chunks_exact_mut(n_pad).enumerate() {

@@ -180,9 +180,9 @@ fn small_cin_pays_off(layer: &ConvLayer) -> bool {
 /// 28x28 networks at batch 64 and ResNet-18 at batch 1:
 /// - a perforated output or a compact input: the implicit GEMM gathers every B value there,
 ///   this path none (fashion_resnet 16 channels at 28x28, q = 1/2: 1.04 -> 0.52 ms;
-///   ResNet-18 3x3 layers 7-27% faster), except a strided conv over a dense input onto a
-///   large map, whose gathers read a dense plane (ResNet-18's 56 -> 28 stride-2 conv: 0.31
-///   here 0.39 when measured; even now);
+///   ResNet-18 3x3 layers 7-27% faster), except a strided conv over a dense input onto an
+///   output map of more than 400 positions, whose gathers read a dense plane (ResNet-18's
+///   56 -> 28 stride-2 conv: even);
 /// - a dense conv: 3x3 or larger, channel tiles at least 3/4 full, at most 1024 positions,
 ///   stride 1 or an output map of at most 400 positions (ResNet-18 28x28 to 7x7: 5-25%
 ///   faster; at 56x56 the implicit GEMM's regular tiles win).

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::elementwise::expand_plane;
 use crate::cpu::nan::any_nan;
-use crate::cpu::pool2d::{pool_plane as pool_plane_twin, pool_windows};
+use crate::cpu::pool2d::{pool_plane as pool_plane_twin, pool_windows, window_axis};
 use crate::cpu::MIN_PARALLEL_ELEMENTS;
 use crate::params::Pool2dParams;
 
@@ -73,24 +73,15 @@ pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
 }
 
 /// The average's divisor of every output position, `[out_h · out_w]`: the window's rows
-/// times its columns, each counted as [`pool_windows`] counts them (a window is a product
-/// of a row range and a column range, so this needs no per-position division).
+/// times its columns ([`window_axis`]), each axis computed once instead of per position.
 fn divisors(p: &Pool2dParams) -> Vec<f32> {
-    // Window length along one axis: padded span, or the part inside the input.
-    let count = |o: u32, stride: u32, kernel: u32, size: u32, before: u32, after: u32| -> u32 {
-        let start = o * stride;
-        let end_pad = (start + kernel).min(size + before + after);
-        if p.count_include_pad != 0 {
-            end_pad - start
-        } else {
-            end_pad.min(size + before).saturating_sub(start.max(before))
-        }
-    };
-    let cols: Vec<u32> =
-        (0..p.out_w).map(|ox| count(ox, p.stride_w, p.kernel_w, p.in_w, p.pad_left, p.pad_right)).collect();
+    let include_pad = p.count_include_pad != 0;
+    let cols: Vec<u32> = (0..p.out_w)
+        .map(|ox| window_axis(ox, p.stride_w, p.kernel_w, p.in_w, (p.pad_left, p.pad_right), include_pad).2)
+        .collect();
     let mut out = Vec::with_capacity((p.out_h * p.out_w) as usize);
     for oy in 0..p.out_h {
-        let rows = count(oy, p.stride_h, p.kernel_h, p.in_h, p.pad_top, p.pad_bottom);
+        let rows = window_axis(oy, p.stride_h, p.kernel_h, p.in_h, (p.pad_top, p.pad_bottom), include_pad).2;
         #[allow(clippy::cast_precision_loss)]
         out.extend(cols.iter().map(|&c| (rows * c) as f32));
     }
@@ -232,8 +223,6 @@ unsafe fn pool_plane_avx2(
     pool_plane(g, ranges, windows, src, dst, rows);
 }
 
-/// Whether [`pool_plane_rows_avx512`] covers the window: 16 outputs' taps span
-/// `15·sw + kw` input columns, which must fit the three vectors it loads.
 /// Whether this CPU runs `g`'s planes on [`pool_plane_rows_avx512`].
 fn rows_kernel_available(g: &RowGeometry, kw: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -244,9 +233,12 @@ fn rows_kernel_available(g: &RowGeometry, kw: usize) -> bool {
     false
 }
 
+/// Whether [`pool_plane_rows_avx512`] covers the window: 16 outputs' taps span
+/// `15·sw + kw` input columns, which must fit the three vectors it loads, and a row has at
+/// most 32 chunks of 16 outputs.
 #[cfg(target_arch = "x86_64")]
 fn rows_kernel_applies(g: &RowGeometry, kw: usize) -> bool {
-    (1..=3).contains(&g.sw) && kw >= 1 && 15 * g.sw + kw <= 48 && g.out_w <= 16 * 32
+    (1..=3).contains(&g.sw) && 15 * g.sw + kw <= 48 && g.out_w <= 16 * 32
 }
 
 /// A plane in 16-output vectors, everything in registers: per output row, 16-output chunk

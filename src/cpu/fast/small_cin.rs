@@ -148,8 +148,8 @@ impl SmallCin {
         assert!(out.len() >= self.batch * self.out_channels * n_pos, "conv output buffer too small");
         let image = c * self.hp * self.wp;
         // Slack past the last image: a tile's lanes past the row's end read (never store)
-        // up to MR·stride values beyond its last window.
-        let len = self.batch * image + 12 * 2 + 64;
+        // up to MR·stride values beyond its last real position's window.
+        let len = self.batch * image + self.mr * self.stride_w;
         let mut fallback = Vec::new();
         let mut guard = self.padded.try_lock().ok();
         let padded = guard.as_deref_mut().unwrap_or(&mut fallback);
@@ -166,12 +166,11 @@ impl SmallCin {
         };
         let macs = self.batch * self.out_channels * n_pos * self.offs.len();
         let parallel = macs >= SEQUENTIAL_MACS;
-        let pairs =
-            padded[..self.batch * image].chunks_mut(image).zip(x[..self.batch * c * plane].chunks(c * plane));
+        let (dst, src) = (&mut padded[..self.batch * image], &x[..self.batch * c * plane]);
         if parallel && self.batch > 1 {
-            pairs.collect::<Vec<_>>().into_par_iter().for_each(copy);
+            dst.par_chunks_mut(image).zip(src.par_chunks(c * plane)).for_each(copy);
         } else {
-            pairs.for_each(copy);
+            dst.chunks_mut(image).zip(src.chunks(c * plane)).for_each(copy);
         }
         let padded: &[f32] = padded;
         // Rows per task: about 8 tasks per thread.

@@ -6,15 +6,14 @@ use std::arch::x86_64::*;
 
 /// The transpose of `r`: `out[i][j]` is `r[j][i]`.
 ///
-/// Always inlined, into callers compiled for AVX-512 (a `target_feature` function cannot
-/// be forced inline, and a call clobbers every vector register).
+/// Three rounds: `unpacklo/hi_ps` pairs rows, `shuffle_ps` makes each 128-bit lane hold
+/// one column of four rows, and two rounds of `shuffle_f32x4` gather each column's four
+/// lanes (64 shuffles in all). Always inlined, into callers compiled for AVX-512 (a
+/// `target_feature` function cannot be forced inline, and a call clobbers every vector
+/// register).
 ///
 /// # Safety
 /// The CPU has AVX-512F, and the caller is compiled for it.
-///
-/// Three rounds: `unpacklo/hi_ps` pairs rows, `shuffle_ps` makes each 128-bit lane hold
-/// one column of four rows, and two rounds of `shuffle_f32x4` gather each column's four
-/// lanes (64 shuffles in all).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) unsafe fn transpose16(mut r: [__m512; 16]) -> [__m512; 16] {

@@ -179,6 +179,10 @@ unsafe fn tile_indirect(
     }
 }
 
+/// How far ahead [`hwc_tile`] prefetches its weight stream (floats; 512 to 2048 measured
+/// alike on ResNet-18).
+const PREFETCH_FLOATS: usize = 1024;
+
 /// The channel-vectorised tile of [`crate::cpu::FastConv`]'s HWC path: `MR` output
 /// positions × `16·NV` output channels, over `taps` kernel offsets × `cg` input channels.
 ///
@@ -196,10 +200,6 @@ unsafe fn tile_indirect(
 /// leaving `cg` readable floats `cs` apart from `x`; `w` holds `taps·cg·16·NV` floats, `bias` `16·NV`;
 /// `out + channel·ld_out + i` is writable for every channel below `channels` and position
 /// below `positions` (at most `MR`); `ld_out · 16·NV < 2^31`.
-/// How far ahead [`hwc_tile`] prefetches its weight stream (floats; 512 to 2048 measured
-/// alike on ResNet-18).
-const PREFETCH_FLOATS: usize = 1024;
-
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn hwc_tile<const MR: usize, const NV: usize>(
