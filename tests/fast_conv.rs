@@ -117,7 +117,7 @@ fn blocking_boundaries_depthwise_and_narrow_products() {
         // Fully connected as a 1x1 conv of a 1x1 map: the narrow-product path.
         ("fc", ConvGeometry::new(300, 1, 1, 37, 1, 1)),
     ];
-    let cases = cases.into_iter().chain(small_cin_cases());
+    let cases = cases.into_iter().chain(small_cin_cases()).chain(pointwise_cases());
     let mut seed = 100;
     for (name, g) in cases {
         for batch in [1, 3, 8] {
@@ -160,6 +160,40 @@ fn small_input_channel_layers_take_their_path() {
         let built = p.build();
         assert_eq!(FastConv::new(&built.layer, kern).name(), "small_cin", "{name}");
         check(&p);
+    }
+}
+
+/// 1x1 stride-1 shapes for the in-place pointwise product: planes that end in a partial
+/// vector and in one or two of a tile's three vectors, a single position, output channels
+/// not a multiple of its 8-row panels, depth past one block (400 > 160 channels), groups.
+fn pointwise_cases() -> [(&'static str, ConvGeometry); 5] {
+    [
+        ("pointwise_7x9_m13", ConvGeometry::new(20, 7, 9, 13, 1, 1)),
+        ("pointwise_11x11_k400", ConvGeometry::new(400, 11, 11, 21, 1, 1)),
+        ("pointwise_1x1", ConvGeometry::new(5, 1, 1, 9, 1, 1)),
+        ("pointwise_6x17_g3", ConvGeometry::new(12, 6, 17, 30, 1, 1).with_groups(3)),
+        ("pointwise_20x20", ConvGeometry::new(24, 20, 20, 40, 1, 1)),
+    ]
+}
+
+/// The pointwise cases run on that path when dense (AVX-512) at batches past the
+/// narrow-product bound, across batch sizes and several threads' split of tiles and panels.
+#[test]
+fn pointwise_layers_take_their_path() {
+    let Some(kern) = Microkernel::available().into_iter().find(|k| k.name == "avx512") else {
+        eprintln!("skipped: no AVX-512");
+        return;
+    };
+    for (seed, (name, g)) in (600..).zip(pointwise_cases()) {
+        for batch in [1, 2, 5] {
+            let p = problem(name, g.with_batch(batch), Keep::Frac(1.0), seed + batch as u64);
+            let built = p.build();
+            let fast = FastConv::new(&built.layer, kern);
+            if batch * g.in_h * g.in_w > 8 {
+                assert_eq!(fast.name(), "pointwise", "{name} batch {batch}");
+            }
+            check(&p);
+        }
     }
 }
 

@@ -20,6 +20,7 @@ mod gemv;
 mod hwc_conv;
 mod implicit_gemm;
 mod pack;
+mod pointwise;
 pub(crate) mod pool;
 pub(crate) mod small_cin;
 mod taps;
@@ -70,6 +71,8 @@ enum Kernel {
     Hwc(hwc_conv::HwcConv),
     /// Channel-vectorised conv of a few input channels over a zero-padded copy.
     SmallCin(small_cin::SmallCin),
+    /// A 1x1 product read and written in place.
+    Pointwise(pointwise::Pointwise),
 }
 
 impl FastConv {
@@ -82,6 +85,8 @@ impl FastConv {
             Kernel::Depthwise(depthwise::Depthwise::new(layer, relu))
         } else if cols <= gemv::MAX_COLS {
             Kernel::Gemv(gemv::Gemv::new(layer, relu))
+        } else if kern.name == "avx512" && pointwise_pays_off(layer) && pointwise::Pointwise::applies(layer) {
+            Kernel::Pointwise(pointwise::Pointwise::new(layer, relu))
         } else if kern.name == "avx512" && small_cin_pays_off(layer) && small_cin::SmallCin::applies(layer) {
             Kernel::SmallCin(small_cin::SmallCin::new(layer, relu))
         } else if kern.name == "avx512" && hwc_pays_off(layer) && hwc_conv::HwcConv::available(layer) {
@@ -127,6 +132,7 @@ impl FastConv {
             Kernel::Gemv(_) => "gemv",
             Kernel::Hwc(_) => "hwc_conv",
             Kernel::SmallCin(_) => "small_cin",
+            Kernel::Pointwise(_) => "pointwise",
         }
     }
 
@@ -144,6 +150,7 @@ impl FastConv {
             Kernel::Gemv(k) => k.run(x, out),
             Kernel::Hwc(k) => k.run(x, out),
             Kernel::SmallCin(k) => k.run(x, out),
+            Kernel::Pointwise(k) => k.run(x, out),
         }
         if self.cap > 0.0 {
             elementwise::cap_in_place(&mut out[..self.out_len], self.cap);
@@ -155,6 +162,12 @@ impl FastConv {
 /// follow a barycentric gather.
 fn fused_relu(layer: &ConvLayer) -> bool {
     layer.relu() && !layer.relu_after_gather()
+}
+
+/// Whether a dense 1x1 stride-1 conv runs on the in-place [`pointwise`] product
+/// (`PERFORATE_POINTWISE=0` turns it off: comparisons only).
+fn pointwise_pays_off(_layer: &ConvLayer) -> bool {
+    !std::env::var("PERFORATE_POINTWISE").is_ok_and(|v| v == "0")
 }
 
 /// Whether a conv of a few input channels takes the [`small_cin`] path: a deep enough

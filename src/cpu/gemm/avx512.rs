@@ -354,3 +354,87 @@ unsafe fn scatter_positions<const MR: usize, const NV: usize>(
         }
     }
 }
+
+/// Output channels per [`pointwise_tile`].
+pub(crate) const POINTWISE_MR: usize = 8;
+
+/// The pointwise-conv tile of [`crate::cpu::FastConv`] (1x1 stride-1 convs, dense in and
+/// out): `C[8, 16·NV] (+)= A[8, kc] · B[kc, 16·NV]`, B read in place from the input's
+/// channel planes (`ldb` floats apart), C written in place into the output's planes.
+///
+/// Registers: `8·NV` accumulators (24 for NV = 3), `NV` B vectors, one broadcast.
+/// Loop: for each of the `kc` input channels, load `b[p·ldb ..][0..16·NV]` (the last vector
+/// under `tail`), then for each of the 8 rows broadcast `a[p][i]` and issue `NV` FMAs:
+/// 8 + NV loads per 8·NV FMAs, no descriptors, no packing (each B row is a run of the input
+/// plane; the hardware's stride prefetcher follows the `kc` rows).
+/// Epilogue: with `accumulate`, add C's current values; with a non-null `bias` (the last
+/// depth block), add it and apply the ReLU; store rows under `rows` only, the last vector
+/// under `tail`.
+///
+/// # Safety
+/// The CPU has AVX-512F; `a` holds `kc·8` floats; for every `p < kc`, `b + p·ldb` has
+/// `16·(NV−1)` readable floats and then the lanes of `tail`; `c + i·ldc` likewise writable
+/// (and readable with `accumulate`) for `i < rows ≤ 8`; a non-null `bias` holds 8 floats.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn pointwise_tile<const NV: usize>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    ldb: usize,
+    tail: u16,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    accumulate: bool,
+    bias: *const f32,
+    relu: bool,
+) {
+    const MR: usize = POINTWISE_MR;
+    let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+    let (mut a, mut b) = (a, b);
+    for _ in 0..kc {
+        // SAFETY: the caller's contract: row p of B has the lanes read here; `a` advances
+        // by MR floats, kc times.
+        unsafe {
+            let mut bv = [_mm512_setzero_ps(); NV];
+            for (v, x) in bv.iter_mut().enumerate() {
+                *x = if v + 1 == NV {
+                    _mm512_maskz_loadu_ps(tail, b.add(16 * v))
+                } else {
+                    _mm512_loadu_ps(b.add(16 * v))
+                };
+            }
+            for (i, row) in acc.iter_mut().enumerate() {
+                let ai = _mm512_set1_ps(*a.add(i));
+                for (r, &x) in row.iter_mut().zip(&bv) {
+                    *r = _mm512_fmadd_ps(ai, x, *r);
+                }
+            }
+            a = a.add(MR);
+            b = b.add(ldb);
+        }
+    }
+    let zero = _mm512_setzero_ps();
+    for (i, row) in acc.iter().enumerate().take(rows) {
+        // SAFETY: row i < rows of C has the lanes written here; a non-null bias has MR.
+        unsafe {
+            let ci = c.add(i * ldc);
+            let beta = if bias.is_null() { None } else { Some(_mm512_set1_ps(*bias.add(i))) };
+            for (v, &r) in row.iter().enumerate() {
+                let keep = if v + 1 == NV { tail } else { 0xffff };
+                let mut r = r;
+                if accumulate {
+                    r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(keep, ci.add(16 * v)));
+                }
+                if let Some(beta) = beta {
+                    r = _mm512_add_ps(r, beta);
+                    if relu {
+                        r = _mm512_max_ps(zero, r);
+                    }
+                }
+                _mm512_mask_storeu_ps(ci.add(16 * v), keep, r);
+            }
+        }
+    }
+}

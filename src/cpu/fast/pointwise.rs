@@ -1,0 +1,189 @@
+//! Pointwise convolution (1x1, stride 1, no padding, dense input and output): per image and
+//! group `out[T, N] = W[T, C] · x[C, N]`, a plain product whose B is the input as stored
+//! (row p = input channel p's plane) and whose C is the output as stored. Nothing is packed
+//! or gathered: the microkernel (`gemm::avx512::pointwise_tile`, 8 output channels × 48
+//! positions) reads B's rows in place and writes C's rows in place; the weights are packed
+//! once per layer into 8-row panels.
+//!
+//! Blocking: an image's positions are cut into tiles of 48 (the last of 16, 32 or 48 with
+//! its last vector masked); a task is (image, group, block of tiles, block of weight
+//! panels), all in one parallel region. Inside a task, for each depth block of at most
+//! [`KC`] channels, for each tile, every panel of the block runs over the tile's B rows
+//! (`kc × 48` floats, L1-resident while the panels stream past it); depth blocks after the
+//! first accumulate in the output, and the last applies bias and ReLU.
+
+use rayon::prelude::*;
+
+use super::SendPtr;
+use crate::cpu::gemm::pack_a;
+use crate::layer::ConvLayer;
+
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::gemm::avx512::POINTWISE_MR as MR;
+#[cfg(not(target_arch = "x86_64"))]
+const MR: usize = 8;
+
+/// Positions per full tile (3 vectors of 16).
+const TILE: usize = 48;
+/// Largest depth block: a tile's B rows (`kc × TILE` floats, 30 KB) stay in L1.
+const KC: usize = 160;
+/// Tiles per task before the work is split further for the threads.
+const TILES_PER_TASK: usize = 4;
+/// Layers under this many FLOPs run on the calling thread.
+const SEQUENTIAL_FLOPS: usize = 1 << 21;
+
+/// A pointwise conv on the in-place product (AVX-512 only; see [`Pointwise::applies`]).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) struct Pointwise {
+    groups: usize,
+    cg: usize,
+    tg: usize,
+    batch: usize,
+    /// Positions per plane, input and output alike.
+    plane: usize,
+    panels: usize,
+    /// `[group][panel][cg][MR]`, zero past `tg`.
+    a: Vec<f32>,
+    /// `[group][panel·MR]`, zero past `tg`.
+    bias: Vec<f32>,
+    relu: bool,
+}
+
+impl std::fmt::Debug for Pointwise {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pointwise(groups {}, m {}, k {}, n {})", self.groups, self.tg, self.cg, self.plane)
+    }
+}
+
+impl Pointwise {
+    /// Whether `layer` is a pointwise product this path runs: AVX-512, a 1x1 kernel at
+    /// stride 1 without padding, a dense output and an input as stored (no map), and
+    /// offsets that fit the index arithmetic.
+    pub fn applies(layer: &ConvLayer) -> bool {
+        let g = layer.geometry();
+        let shape = g.kernel_h == 1
+            && g.kernel_w == 1
+            && g.stride_h == 1
+            && g.stride_w == 1
+            && g.pad_top + g.pad_left + g.pad_bottom + g.pad_right == 0
+            && layer.input_map().is_none()
+            && layer.mask().is_dense()
+            && layer.mask().len() == g.in_h * g.in_w;
+        #[cfg(target_arch = "x86_64")]
+        {
+            shape && std::arch::is_x86_feature_detected!("avx512f")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = shape;
+            false
+        }
+    }
+
+    /// Prepares `layer` (one that [`Pointwise::applies`] to); `relu` fuses the ReLU.
+    pub fn new(layer: &ConvLayer, relu: bool) -> Self {
+        let g = layer.geometry();
+        let (cg, tg) = (g.in_channels_per_group(), g.out_channels_per_group());
+        let (w, lda) = layer.packed_weights();
+        let panels = tg.div_ceil(MR);
+        let a = (0..g.groups).flat_map(|grp| pack_a(&w[grp * tg * lda..], tg, cg, lda, MR)).collect();
+        let mut bias = vec![0.0f32; g.groups * panels * MR];
+        for grp in 0..g.groups {
+            bias[grp * panels * MR..][..tg].copy_from_slice(&layer.bias()[grp * tg..(grp + 1) * tg]);
+        }
+        Pointwise { groups: g.groups, cg, tg, batch: g.batch, plane: g.in_h * g.in_w, panels, a, bias, relu }
+    }
+
+    /// `x` is the `[B, C, N]` input, `out` the `[B, T, N]` output.
+    pub fn run(&self, x: &[f32], out: &mut [f32]) {
+        let (n, c, t) = (self.plane, self.cg * self.groups, self.tg * self.groups);
+        assert!(x.len() >= self.batch * c * n, "conv input too short");
+        assert!(out.len() >= self.batch * t * n, "conv output buffer too small");
+        let flops = 2 * self.batch * t * self.cg * n;
+        let want = if flops < SEQUENTIAL_FLOPS { 1 } else { 2 * rayon::current_num_threads() };
+        // Blocks of tiles per image, then weight panels split if the threads are short of
+        // work, then the tiles further.
+        let tiles = n.div_ceil(TILE);
+        let units = self.batch * self.groups;
+        let mut tile_blocks = tiles.div_ceil(TILES_PER_TASK);
+        let m_blocks = want.div_ceil(units * tile_blocks).clamp(1, self.panels);
+        let per_mb = self.panels.div_ceil(m_blocks);
+        let m_blocks = self.panels.div_ceil(per_mb);
+        if units * m_blocks * tile_blocks < want {
+            tile_blocks = want.div_ceil(units * m_blocks).min(tiles);
+        }
+        let per_tb = tiles.div_ceil(tile_blocks);
+        let tile_blocks = tiles.div_ceil(per_tb);
+        let tasks = units * m_blocks * tile_blocks;
+        let out = SendPtr(out.as_mut_ptr());
+        let run_task = |task: usize| {
+            let (tb, rest) = (task % tile_blocks, task / tile_blocks);
+            let (mb, rest) = (rest % m_blocks, rest / m_blocks);
+            let (grp, img) = (rest % self.groups, rest / self.groups);
+            let panels = mb * per_mb..((mb + 1) * per_mb).min(self.panels);
+            let cols = tb * per_tb * TILE..((tb + 1) * per_tb * TILE).min(n);
+            let x_grp = &x[(img * c + grp * self.cg) * n..][..self.cg * n];
+            self.task(x_grp, out, img, grp, panels, cols);
+        };
+        if want == 1 {
+            (0..tasks).for_each(run_task);
+        } else {
+            (0..tasks).into_par_iter().for_each(run_task);
+        }
+    }
+
+    /// Columns `cols` of image `img`, group `grp`, weight panels `panels`; `x` is the
+    /// group's `[cg, N]` input.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+    fn task(
+        &self,
+        x: &[f32],
+        out: SendPtr,
+        img: usize,
+        grp: usize,
+        panels: std::ops::Range<usize>,
+        cols: std::ops::Range<usize>,
+    ) {
+        let (n, k) = (self.plane, self.cg);
+        let depth_blocks = k.div_ceil(KC);
+        let kc = k.div_ceil(depth_blocks);
+        let out_base = (img * self.groups + grp) * self.tg * n;
+        for p0 in (0..k).step_by(kc) {
+            let kcb = kc.min(k - p0);
+            let last = p0 + kcb == k;
+            for j0 in cols.clone().step_by(TILE) {
+                let width = TILE.min(cols.end - j0);
+                let vectors = width.div_ceil(16);
+                let rem = width - 16 * (vectors - 1);
+                let tail: u16 = if rem == 16 { 0xffff } else { (1u16 << rem) - 1 };
+                let b = x[p0 * n + j0..].as_ptr();
+                for panel in panels.clone() {
+                    let rows = MR.min(self.tg - panel * MR);
+                    let a = self.a[((grp * self.panels + panel) * k + p0) * MR..].as_ptr();
+                    let bias = if last {
+                        self.bias[(grp * self.panels + panel) * MR..].as_ptr()
+                    } else {
+                        std::ptr::null()
+                    };
+                    // SAFETY: (img, group channel panel·MR + i, positions j0..j0 + width) is
+                    // inside the output for i < rows; only this task writes it.
+                    let c = unsafe { out.ptr().add(out_base + panel * MR * n + j0) };
+                    // SAFETY: AVX-512 was detected (`applies`); B's rows p0..p0 + kcb of the
+                    // group's input have `width` floats from j0 (inside the plane); A's panel
+                    // holds kcb·MR floats from depth p0; C as above, with row stride N and
+                    // its current values from the earlier depth blocks; bias has MR floats.
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        use crate::cpu::gemm::avx512::pointwise_tile;
+                        let (acc, relu) = (p0 > 0, self.relu);
+                        match vectors {
+                            3 => pointwise_tile::<3>(kcb, a, b, n, tail, c, n, rows, acc, bias, relu),
+                            2 => pointwise_tile::<2>(kcb, a, b, n, tail, c, n, rows, acc, bias, relu),
+                            _ => pointwise_tile::<1>(kcb, a, b, n, tail, c, n, rows, acc, bias, relu),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
