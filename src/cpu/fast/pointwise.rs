@@ -27,6 +27,8 @@ const MR: usize = 8;
 const TILE: usize = 48;
 /// Largest depth block: a tile's B rows (`kc × TILE` floats, 30 KB) stay in L1.
 const KC: usize = 160;
+/// B floats (depth block × task columns) up to which a task runs panel by panel.
+const PANEL_MAJOR_FLOATS: usize = 8192;
 /// Tiles per task before the work is split further for the threads.
 const TILES_PER_TASK: usize = 4;
 /// Layers under this many FLOPs run on the calling thread.
@@ -151,36 +153,51 @@ impl Pointwise {
         for p0 in (0..k).step_by(kc) {
             let kcb = kc.min(k - p0);
             let last = p0 + kcb == k;
-            for j0 in cols.clone().step_by(TILE) {
+            let tile = |panel: usize, j0: usize| {
                 let width = TILE.min(cols.end - j0);
                 let vectors = width.div_ceil(16);
                 let rem = width - 16 * (vectors - 1);
                 let tail: u16 = if rem == 16 { 0xffff } else { (1u16 << rem) - 1 };
                 let b = x[p0 * n + j0..].as_ptr();
+                let rows = MR.min(self.tg - panel * MR);
+                let a = self.a[((grp * self.panels + panel) * k + p0) * MR..].as_ptr();
+                let bias = if last {
+                    self.bias[(grp * self.panels + panel) * MR..].as_ptr()
+                } else {
+                    std::ptr::null()
+                };
+                // SAFETY: (img, group channel panel·MR + i, positions j0..j0 + width) is
+                // inside the output for i < rows; only this task writes it.
+                let c = unsafe { out.ptr().add(out_base + panel * MR * n + j0) };
+                // SAFETY: AVX-512 was detected (`applies`); B's rows p0..p0 + kcb of the
+                // group's input have `width` floats from j0 (inside the plane); A's panel
+                // holds kcb·MR floats from depth p0; C as above, with row stride N and its
+                // current values from the earlier depth blocks; bias has MR floats.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    use crate::cpu::gemm::avx512::pointwise_tile;
+                    let (acc, relu) = (p0 > 0, self.relu);
+                    match vectors {
+                        3 => pointwise_tile::<3>(kcb, a, b, n, tail, c, n, rows, acc, bias, relu),
+                        2 => pointwise_tile::<2>(kcb, a, b, n, tail, c, n, rows, acc, bias, relu),
+                        _ => pointwise_tile::<1>(kcb, a, b, n, tail, c, n, rows, acc, bias, relu),
+                    }
+                }
+            };
+            // A shallow block's B rows for all the task's columns fit in L1: then each panel
+            // sweeps the columns, writing 8 output rows front to back (few store streams,
+            // which the hardware prefetches); otherwise each tile's B rows stay in L1 while
+            // the panels pass over them.
+            if kcb * cols.len() <= PANEL_MAJOR_FLOATS {
                 for panel in panels.clone() {
-                    let rows = MR.min(self.tg - panel * MR);
-                    let a = self.a[((grp * self.panels + panel) * k + p0) * MR..].as_ptr();
-                    let bias = if last {
-                        self.bias[(grp * self.panels + panel) * MR..].as_ptr()
-                    } else {
-                        std::ptr::null()
-                    };
-                    // SAFETY: (img, group channel panel·MR + i, positions j0..j0 + width) is
-                    // inside the output for i < rows; only this task writes it.
-                    let c = unsafe { out.ptr().add(out_base + panel * MR * n + j0) };
-                    // SAFETY: AVX-512 was detected (`applies`); B's rows p0..p0 + kcb of the
-                    // group's input have `width` floats from j0 (inside the plane); A's panel
-                    // holds kcb·MR floats from depth p0; C as above, with row stride N and
-                    // its current values from the earlier depth blocks; bias has MR floats.
-                    #[cfg(target_arch = "x86_64")]
-                    unsafe {
-                        use crate::cpu::gemm::avx512::pointwise_tile;
-                        let (acc, relu) = (p0 > 0, self.relu);
-                        match vectors {
-                            3 => pointwise_tile::<3>(kcb, a, b, n, tail, c, n, rows, acc, bias, relu),
-                            2 => pointwise_tile::<2>(kcb, a, b, n, tail, c, n, rows, acc, bias, relu),
-                            _ => pointwise_tile::<1>(kcb, a, b, n, tail, c, n, rows, acc, bias, relu),
-                        }
+                    for j0 in cols.clone().step_by(TILE) {
+                        tile(panel, j0);
+                    }
+                }
+            } else {
+                for j0 in cols.clone().step_by(TILE) {
+                    for panel in panels.clone() {
+                        tile(panel, j0);
                     }
                 }
             }
