@@ -117,7 +117,7 @@ fn blocking_boundaries_depthwise_and_narrow_products() {
         // Fully connected as a 1x1 conv of a 1x1 map: the narrow-product path.
         ("fc", ConvGeometry::new(300, 1, 1, 37, 1, 1)),
     ];
-    let cases = cases.into_iter().chain(small_cin_cases()).chain(pointwise_cases());
+    let cases = cases.into_iter().chain(row_conv_cases()).chain(pointwise_cases());
     let mut seed = 100;
     for (name, g) in cases {
         for batch in [1, 3, 8] {
@@ -133,32 +133,38 @@ fn blocking_boundaries_depthwise_and_narrow_products() {
     }
 }
 
-/// First-layer shapes (at most 4 input channels, 64 taps or more), which take the
-/// small-input-channel path when dense: stride 2 with a partial channel block, dilation
-/// with uneven pads and 16-channel tiles, 4 channels with rows of two and a half tiles.
-fn small_cin_cases() -> [(&'static str, ConvGeometry); 3] {
+/// First-layer shapes (at most 4 input channels), which take the row path when dense:
+/// stride 2 with a partial channel panel and an odd left pad, dilation with uneven pads,
+/// 4 channels with rows of two and a half tiles, a row of a full tile and a 3-wide one at
+/// stride 2, stride 3 (the general phase split) with uneven pads.
+fn row_conv_cases() -> [(&'static str, ConvGeometry); 5] {
     [
-        ("small_cin_7x7_s2", ConvGeometry::new(3, 23, 21, 40, 7, 7).with_padding(3).with_stride(2)),
+        ("row_conv_7x7_s2", ConvGeometry::new(3, 23, 21, 40, 7, 7).with_padding(3).with_stride(2)),
         (
-            "small_cin_9x9_d2",
+            "row_conv_9x9_d2",
             ConvGeometry::new(1, 30, 25, 16, 9, 9).with_padding_tlbr(4, 3, 2, 5).with_dilation(2),
         ),
-        ("small_cin_4ch_5x5", ConvGeometry::new(4, 17, 33, 70, 5, 5).with_padding(2)),
+        ("row_conv_4ch_5x5", ConvGeometry::new(4, 17, 33, 70, 5, 5).with_padding(2)),
+        ("row_conv_3x3_s2_51", ConvGeometry::new(3, 9, 101, 24, 3, 3).with_padding(1).with_stride(2)),
+        (
+            "row_conv_4x4_s3",
+            ConvGeometry::new(2, 13, 40, 12, 4, 4).with_padding_tlbr(1, 2, 0, 1).with_stride(3),
+        ),
     ]
 }
 
-/// The small-input-channel cases really run on that path (dense, AVX-512), so the sweep
-/// above tests it.
+/// The small-input-channel cases really run on the row path (dense, AVX-512), so the
+/// sweep above tests it.
 #[test]
-fn small_input_channel_layers_take_their_path() {
+fn small_input_channel_layers_take_the_row_path() {
     let Some(kern) = Microkernel::available().into_iter().find(|k| k.name == "avx512") else {
         eprintln!("skipped: no AVX-512");
         return;
     };
-    for (seed, (name, g)) in (500..).zip(small_cin_cases()) {
+    for (seed, (name, g)) in (500..).zip(row_conv_cases()) {
         let p = problem(name, g.with_batch(2), Keep::Frac(1.0), seed);
         let built = p.build();
-        assert_eq!(FastConv::new(&built.layer, kern).name(), "small_cin", "{name}");
+        assert_eq!(FastConv::new(&built.layer, kern).name(), "row_conv", "{name}");
         check(&p);
     }
 }

@@ -7,6 +7,10 @@
 //! - depthwise (one input channel per group): [`depthwise`], a direct kernel;
 //! - at most [`gemv::MAX_COLS`] columns in all (fully connected layers at small batch):
 //!   [`gemv`], dot products over row-major weights;
+//! - on an AVX-512 CPU, a dense 1x1 stride-1 conv: [`pointwise`], the product read from the
+//!   input planes and written to the output planes in place;
+//! - on an AVX-512 CPU, a dense conv of at most 4 input channels (first layers):
+//!   [`row_conv`], positions vectorised along output rows of a padded, phase-split copy;
 //! - on an AVX-512 CPU, a spatial conv with a perforated output or a compact input (where
 //!   the implicit GEMM would gather its B values), or a dense one on a small plane:
 //!   [`hwc_conv`], channel-vectorised over a channel-last copy of the input (see
@@ -22,7 +26,7 @@ mod implicit_gemm;
 mod pack;
 mod pointwise;
 pub(crate) mod pool;
-pub(crate) mod small_cin;
+mod row_conv;
 mod taps;
 pub(crate) mod transpose;
 
@@ -69,10 +73,10 @@ enum Kernel {
     Gemv(gemv::Gemv),
     /// Channel-vectorised conv over a channel-last (or as-stored) input.
     Hwc(hwc_conv::HwcConv),
-    /// Channel-vectorised conv of a few input channels over a zero-padded copy.
-    SmallCin(small_cin::SmallCin),
     /// A 1x1 product read and written in place.
     Pointwise(pointwise::Pointwise),
+    /// Position-vectorised direct conv of a few input channels over a padded copy.
+    Row(row_conv::RowConv),
 }
 
 impl FastConv {
@@ -85,18 +89,18 @@ impl FastConv {
             Kernel::Depthwise(depthwise::Depthwise::new(layer, relu))
         } else if cols <= gemv::MAX_COLS {
             Kernel::Gemv(gemv::Gemv::new(layer, relu))
-        } else if kern.name == "avx512" && pointwise_pays_off(layer) && pointwise::Pointwise::applies(layer) {
-            Kernel::Pointwise(pointwise::Pointwise::new(layer, relu))
-        } else if kern.name == "avx512" && small_cin_pays_off(layer) && small_cin::SmallCin::applies(layer) {
-            Kernel::SmallCin(small_cin::SmallCin::new(layer, relu))
-        } else if kern.name == "avx512" && hwc_pays_off(layer) && hwc_conv::HwcConv::available(layer) {
-            Kernel::Hwc(hwc_conv::HwcConv::new(layer, relu, false))
         } else if kern.name == "avx512"
             && pointwise_direct_pays_off(layer)
             && hwc_conv::HwcConv::available(layer)
             && hwc_conv::HwcConv::direct_applies(layer)
         {
             Kernel::Hwc(hwc_conv::HwcConv::new(layer, relu, true))
+        } else if kern.name == "avx512" && pointwise_pays_off(layer) && pointwise::Pointwise::applies(layer) {
+            Kernel::Pointwise(pointwise::Pointwise::new(layer, relu))
+        } else if kern.name == "avx512" && row_conv_pays_off(layer) && row_conv::RowConv::applies(layer) {
+            Kernel::Row(row_conv::RowConv::new(layer, relu))
+        } else if kern.name == "avx512" && hwc_pays_off(layer) && hwc_conv::HwcConv::available(layer) {
+            Kernel::Hwc(hwc_conv::HwcConv::new(layer, relu, false))
         } else {
             Kernel::Gemm(implicit_gemm::ImplicitGemm::new(layer, relu, kern))
         };
@@ -131,8 +135,8 @@ impl FastConv {
             Kernel::Depthwise(_) => "depthwise",
             Kernel::Gemv(_) => "gemv",
             Kernel::Hwc(_) => "hwc_conv",
-            Kernel::SmallCin(_) => "small_cin",
             Kernel::Pointwise(_) => "pointwise",
+            Kernel::Row(_) => "row_conv",
         }
     }
 
@@ -149,8 +153,8 @@ impl FastConv {
             Kernel::Depthwise(k) => k.run(x, out),
             Kernel::Gemv(k) => k.run(x, out),
             Kernel::Hwc(k) => k.run(x, out),
-            Kernel::SmallCin(k) => k.run(x, out),
             Kernel::Pointwise(k) => k.run(x, out),
+            Kernel::Row(k) => k.run(x, out),
         }
         if self.cap > 0.0 {
             elementwise::cap_in_place(&mut out[..self.out_len], self.cap);
@@ -170,25 +174,15 @@ fn pointwise_pays_off(_layer: &ConvLayer) -> bool {
     !std::env::var("PERFORATE_POINTWISE").is_ok_and(|v| v == "0")
 }
 
-/// Whether a conv of a few input channels takes the [`small_cin`] path: a deep enough
-/// product that its per-position scatter of results stays cheap next to the FMAs, 64 taps
-/// or more (ResNet-18's and GoogLeNet's 7x7 stride-2 first layers, 147 taps: 1.55 -> 1.19
-/// ms at batch 1; at 9 to 27 taps, MobileNetV2's, SqueezeNet's and the 28x28 networks' first
-/// layers, it measured 10-60% slower than the implicit GEMM). `PERFORATE_SMALL_CIN=0` turns
-/// it off, `=1` on wherever it applies (comparisons only).
-fn small_cin_pays_off(layer: &ConvLayer) -> bool {
-    match std::env::var("PERFORATE_SMALL_CIN").as_deref() {
-        Ok("0") => return false,
-        Ok("1") => return true,
-        _ => {}
-    }
-    let g = layer.geometry();
-    g.in_channels <= small_cin::MAX_IN_CHANNELS && g.in_channels * g.kernel_h * g.kernel_w >= 64
+/// Whether a dense conv of a few input channels runs on the [`row_conv`] path
+/// (`PERFORATE_ROW_CONV=0` turns it off: comparisons only).
+fn row_conv_pays_off(_layer: &ConvLayer) -> bool {
+    !std::env::var("PERFORATE_ROW_CONV").is_ok_and(|v| v == "0")
 }
 
 /// Whether the HWC path pays off (`PERFORATE_HWC=0` turns the path off, `PERFORATE_HWC=1`
 /// on wherever it is available: comparisons only). It needs a few input channels per group
-/// and a spatial kernel (1x1 convs and first layers measured faster on the implicit GEMM)
+/// and a spatial kernel (1x1 convs and first layers have their own paths)
 /// and output channels that fill most of its 16- or 32-wide channel tiles. Measured on the
 /// 28x28 networks at batch 64 and ResNet-18 at batch 1:
 /// - a perforated output or a compact input: the implicit GEMM gathers every B value there,
@@ -230,10 +224,11 @@ fn hwc_pays_off(layer: &ConvLayer) -> bool {
 }
 
 /// Whether a pointwise conv runs on the HWC path reading its input as stored (no copy):
-/// on small planes, where the implicit GEMM's column tiles are few and partly empty and the
-/// HWC path's channel vectors are full. Measured at batch 1: GoogLeNet's and SqueezeNet's
-/// 1x1 convs at 13x13 to 7x7 10-48% faster (480 -> 96 channels at 14x14: 0.126 -> 0.077 ms);
-/// at 28x28 and larger the implicit GEMM wins (64 -> 64 at 56x56: 0.13 vs 0.26 ms).
+/// on small planes at batch 1 whose positions fill 16-lane vectors poorly (7x7: 49 of 64
+/// lanes), where [`pointwise`]'s position vectors are partly empty and the HWC path's
+/// channel vectors are full. GoogLeNet's 832 -> 384 channels at 7x7: 0.145 (pointwise)
+/// vs 0.113 ms; at 14x14 and 13x13 (196 of 208, 169 of 176 lanes) pointwise wins by
+/// 10-50%, and so do perforated outputs of other sizes on this path over the implicit GEMM.
 /// `PERFORATE_HWC_DIRECT=0` turns it off (comparisons only).
 fn pointwise_direct_pays_off(layer: &ConvLayer) -> bool {
     if std::env::var("PERFORATE_HWC_DIRECT").is_ok_and(|v| v == "0") {
@@ -241,10 +236,13 @@ fn pointwise_direct_pays_off(layer: &ConvLayer) -> bool {
     }
     let g = layer.geometry();
     let (cg, tg) = (g.in_channels_per_group(), g.out_channels_per_group());
+    let n_pos = layer.mask().len();
+    let lanes_filled = 8 * n_pos >= 7 * n_pos.next_multiple_of(16);
     // Batch 1 only: at larger batches the implicit GEMM folds small planes' images together.
     g.batch == 1
         && g.kernel_h * g.kernel_w == 1
-        && layer.mask().len() <= 256
+        && n_pos <= 256
+        && !(layer.mask().is_dense() && lanes_filled)
         && cg >= 16
         && hwc_conv::fills_channel_tiles(tg)
 }

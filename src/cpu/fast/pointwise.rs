@@ -1,7 +1,7 @@
 //! Pointwise convolution (1x1, stride 1, no padding, dense input and output): per image and
 //! group `out[T, N] = W[T, C] · x[C, N]`, a plain product whose B is the input as stored
 //! (row p = input channel p's plane) and whose C is the output as stored. Nothing is packed
-//! or gathered: the microkernel (`gemm::avx512::pointwise_tile`, 8 output channels × 48
+//! or gathered: the microkernel (`gemm::avx512::row_tile`, 8 output channels × 48
 //! positions) reads B's rows in place and writes C's rows in place; the weights are packed
 //! once per layer into 8-row panels.
 //!
@@ -19,7 +19,7 @@ use crate::cpu::gemm::pack_a;
 use crate::layer::ConvLayer;
 
 #[cfg(target_arch = "x86_64")]
-use crate::cpu::gemm::avx512::POINTWISE_MR as MR;
+use crate::cpu::gemm::avx512::ROW_TILE_MR as MR;
 #[cfg(not(target_arch = "x86_64"))]
 const MR: usize = 8;
 
@@ -49,6 +49,8 @@ pub(crate) struct Pointwise {
     /// `[group][panel·MR]`, zero past `tg`.
     bias: Vec<f32>,
     relu: bool,
+    /// `p · N` for each input channel p: where B's rows start.
+    rows: Vec<u32>,
 }
 
 impl std::fmt::Debug for Pointwise {
@@ -70,7 +72,8 @@ impl Pointwise {
             && g.pad_top + g.pad_left + g.pad_bottom + g.pad_right == 0
             && layer.input_map().is_none()
             && layer.mask().is_dense()
-            && layer.mask().len() == g.in_h * g.in_w;
+            && layer.mask().len() == g.in_h * g.in_w
+            && g.in_channels_per_group() * g.in_h * g.in_w < u32::MAX as usize;
         #[cfg(target_arch = "x86_64")]
         {
             shape && std::arch::is_x86_feature_detected!("avx512f")
@@ -93,7 +96,9 @@ impl Pointwise {
         for grp in 0..g.groups {
             bias[grp * panels * MR..][..tg].copy_from_slice(&layer.bias()[grp * tg..(grp + 1) * tg]);
         }
-        Pointwise { groups: g.groups, cg, tg, batch: g.batch, plane: g.in_h * g.in_w, panels, a, bias, relu }
+        let plane = g.in_h * g.in_w;
+        let rows = (0..cg).map(|p| u32::try_from(p * plane).expect("checked by `applies`")).collect();
+        Pointwise { groups: g.groups, cg, tg, batch: g.batch, plane, panels, a, bias, relu, rows }
     }
 
     /// `x` is the `[B, C, N]` input, `out` the `[B, T, N]` output.
@@ -158,7 +163,7 @@ impl Pointwise {
                 let vectors = width.div_ceil(16);
                 let rem = width - 16 * (vectors - 1);
                 let tail: u16 = if rem == 16 { 0xffff } else { (1u16 << rem) - 1 };
-                let b = x[p0 * n + j0..].as_ptr();
+                let (b, offs) = (x[p0 * n + j0..].as_ptr(), self.rows.as_ptr());
                 let rows = MR.min(self.tg - panel * MR);
                 let a = self.a[((grp * self.panels + panel) * k + p0) * MR..].as_ptr();
                 let bias = if last {
@@ -175,12 +180,12 @@ impl Pointwise {
                 // current values from the earlier depth blocks; bias has MR floats.
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
-                    use crate::cpu::gemm::avx512::pointwise_tile;
+                    use crate::cpu::gemm::avx512::row_tile;
                     let (acc, relu) = (p0 > 0, self.relu);
                     match vectors {
-                        3 => pointwise_tile::<3>(kcb, a, b, n, tail, c, n, rows, acc, bias, relu),
-                        2 => pointwise_tile::<2>(kcb, a, b, n, tail, c, n, rows, acc, bias, relu),
-                        _ => pointwise_tile::<1>(kcb, a, b, n, tail, c, n, rows, acc, bias, relu),
+                        3 => row_tile::<3>(kcb, a, b, offs, tail, c, n, rows, acc, bias, relu),
+                        2 => row_tile::<2>(kcb, a, b, offs, tail, c, n, rows, acc, bias, relu),
+                        _ => row_tile::<1>(kcb, a, b, offs, tail, c, n, rows, acc, bias, relu),
                     }
                 }
             };

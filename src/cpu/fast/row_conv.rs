@@ -1,0 +1,292 @@
+//! Direct convolution along output rows, for layers of few input channels (first layers:
+//! RGB or grey images) with a dense input and output. Positions are the vector lanes, as
+//! the output is stored: a tile is 8 output channels × up to 48 consecutive positions of
+//! one output row, and each tap (input channel, ky, kx) reads one contiguous run of a
+//! zero-padded, column-phase-split copy of the input, so a strided conv's taps read
+//! unstrided runs too. The microkernel is `gemm::avx512::row_tile`, the pointwise
+//! product's, with one row offset per tap; the weights are packed once into 8-row panels.
+//!
+//! The copy: `[B][C][HP][S][WQ]`, padded row `y` of channel `c` split into its `S` column
+//! phases (column `j` of the padded row at phase `j mod S`, index `j / S`; `S` the column
+//! stride, `WQ = ⌈WP / S⌉`). Tap `(c, ky, kx)` of output `(oy, ox)` then reads phase
+//! `(kx·dw) mod S`, index `ox + (kx·dw) / S` of padded row `oy·sh + ky·dh`.
+//!
+//! Tasks: (image, block of output rows), one parallel region; inside, for each row and each
+//! tile, every weight panel runs over the tile's `k × 48` B values (L1-resident).
+
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use super::SendPtr;
+use crate::cpu::gemm::pack_a;
+use crate::layer::ConvLayer;
+
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::gemm::avx512::ROW_TILE_MR as MR;
+#[cfg(not(target_arch = "x86_64"))]
+const MR: usize = 8;
+
+/// Input channels up to which a conv takes this path.
+pub(crate) const MAX_IN_CHANNELS: usize = 4;
+/// Positions per full tile (3 vectors of 16).
+const TILE: usize = 48;
+/// Layers under this many FLOPs run on the calling thread.
+const SEQUENTIAL_FLOPS: usize = 1 << 21;
+
+/// A direct conv along output rows (see the module docs).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) struct RowConv {
+    batch: usize,
+    in_channels: usize,
+    in_h: usize,
+    in_w: usize,
+    pad_top: usize,
+    pad_left: usize,
+    /// Padded rows per channel.
+    hp: usize,
+    /// Column phases (the column stride) and values per phase row.
+    phases: usize,
+    wq: usize,
+    stride_h: usize,
+    out_h: usize,
+    out_w: usize,
+    out_channels: usize,
+    panels: usize,
+    /// Per tap `(c, ky, kx)`, in the weights' order: its offset from a tile's first
+    /// position in the copy.
+    offs: Vec<u32>,
+    /// `[panel][k][MR]`, zero past the last channel.
+    a: Vec<f32>,
+    /// `[panel·MR]`.
+    bias: Vec<f32>,
+    relu: bool,
+    /// The padded, phase-split input, reused between runs (its borders stay zero).
+    padded: Mutex<Vec<f32>>,
+}
+
+impl std::fmt::Debug for RowConv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RowConv({} taps, {} channels, {} phases)", self.offs.len(), self.out_channels, self.phases)
+    }
+}
+
+impl RowConv {
+    /// Whether `layer` can take the path on this CPU: AVX-512, one group of at most
+    /// [`MAX_IN_CHANNELS`] input channels, a dense input and output, and a copy whose
+    /// offsets fit 32 bits.
+    pub fn applies(layer: &ConvLayer) -> bool {
+        let g = layer.geometry();
+        let wq = (g.in_w + g.pad_left + g.pad_right).div_ceil(g.stride_w);
+        let image = g.in_channels * (g.in_h + g.pad_top + g.pad_bottom) * g.stride_w * wq;
+        #[cfg(target_arch = "x86_64")]
+        let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx512 = false;
+        avx512
+            && image < u32::MAX as usize
+            && g.groups == 1
+            && g.in_channels <= MAX_IN_CHANNELS
+            && layer.input_map().is_none()
+            && layer.mask().is_dense()
+    }
+
+    /// Prepares `layer` ([`RowConv::applies`]), with its ReLU when `relu`.
+    pub fn new(layer: &ConvLayer, relu: bool) -> Self {
+        let g = *layer.geometry();
+        let hp = g.in_h + g.pad_top + g.pad_bottom;
+        let (s, wq) = (g.stride_w, (g.in_w + g.pad_left + g.pad_right).div_ceil(g.stride_w));
+        let (kh, kw) = (g.kernel_h, g.kernel_w);
+        // OIHW: tap t of a weight row is (c, ky, kx) in this order.
+        let offs: Vec<u32> = (0..g.in_channels)
+            .flat_map(|c| (0..kh).flat_map(move |ky| (0..kw).map(move |kx| (c, ky, kx))))
+            .map(|(c, ky, kx)| {
+                let col = kx * g.dilation_w;
+                let row = c * hp + ky * g.dilation_h;
+                u32::try_from((row * s + col % s) * wq + col / s).expect("checked by `applies`")
+            })
+            .collect();
+        let k = offs.len();
+        let panels = g.out_channels.div_ceil(MR);
+        let a = pack_a(layer.weights(), g.out_channels, k, k, MR);
+        let mut bias = vec![0.0f32; panels * MR];
+        bias[..g.out_channels].copy_from_slice(layer.bias());
+        RowConv {
+            batch: g.batch,
+            in_channels: g.in_channels,
+            in_h: g.in_h,
+            in_w: g.in_w,
+            pad_top: g.pad_top,
+            pad_left: g.pad_left,
+            hp,
+            phases: s,
+            wq,
+            stride_h: g.stride_h,
+            out_h: g.out_h(),
+            out_w: g.out_w(),
+            out_channels: g.out_channels,
+            panels,
+            offs,
+            a,
+            bias,
+            relu,
+            padded: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Floats of one image's copy.
+    fn image_len(&self) -> usize {
+        self.in_channels * self.hp * self.phases * self.wq
+    }
+
+    /// `x` is the `[B, C, H, W]` input, `out` the `[B, T, out_h·out_w]` output.
+    pub fn run(&self, x: &[f32], out: &mut [f32]) {
+        let (c, plane) = (self.in_channels, self.in_h * self.in_w);
+        let n_pos = self.out_h * self.out_w;
+        assert!(x.len() >= self.batch * c * plane, "conv input too short");
+        assert!(out.len() >= self.batch * self.out_channels * n_pos, "conv output buffer too small");
+        let image = self.image_len();
+        let mut fallback = Vec::new();
+        let mut guard = self.padded.try_lock().ok();
+        let padded = guard.as_deref_mut().unwrap_or(&mut fallback);
+        if padded.len() != self.batch * image {
+            padded.clear();
+            padded.resize(self.batch * image, 0.0);
+        }
+        let flops = 2 * self.batch * self.out_channels * n_pos * self.offs.len();
+        let parallel = flops >= SEQUENTIAL_FLOPS;
+        // Padded row i of the copy is row i mod HP of plane i / HP (image, channel).
+        let row_len = self.phases * self.wq;
+        let copy_row = |(i, dst): (usize, &mut [f32])| {
+            let (p, y) = (i / self.hp, i % self.hp);
+            if let Some(y) = y.checked_sub(self.pad_top).filter(|&y| y < self.in_h) {
+                self.copy_row(&x[p * plane + y * self.in_w..][..self.in_w], dst);
+            }
+        };
+        if parallel {
+            padded.par_chunks_mut(row_len).enumerate().with_min_len(32).for_each(copy_row);
+        } else {
+            padded.chunks_mut(row_len).enumerate().for_each(copy_row);
+        }
+        let padded: &[f32] = padded;
+        // Rows per task: about 8 tasks per thread.
+        let want = 8 * rayon::current_num_threads();
+        let rows_per = (self.out_h * self.batch).div_ceil(want).clamp(1, self.out_h);
+        let row_blocks = self.out_h.div_ceil(rows_per);
+        let out = SendPtr(out.as_mut_ptr());
+        let task = |t: usize| {
+            let (rb, img) = (t % row_blocks, t / row_blocks);
+            let rows = rb * rows_per..((rb + 1) * rows_per).min(self.out_h);
+            self.task(&padded[img * image..][..image], out, img, rows);
+        };
+        if parallel {
+            (0..self.batch * row_blocks).into_par_iter().for_each(task);
+        } else {
+            (0..self.batch * row_blocks).for_each(task);
+        }
+    }
+
+    /// One input row into its padded, phase-split row of the copy (borders untouched).
+    fn copy_row(&self, row: &[f32], prow: &mut [f32]) {
+        let (s, wq) = (self.phases, self.wq);
+        if s == 1 {
+            prow[self.pad_left..][..self.in_w].copy_from_slice(row);
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if s == 2 {
+            // SAFETY: the path runs only where AVX-512 was detected (`applies`).
+            return unsafe { split_pairs_avx512(row, self.pad_left, wq, prow) };
+        }
+        // Column j + pad_left is phase (j + pad_left) mod s, index (j + pad_left) / s:
+        // phase r holds the columns j ≡ r − pad_left (mod s) from the first such j.
+        for r in 0..s {
+            let j0 = (r + s - self.pad_left % s) % s;
+            let q0 = (j0 + self.pad_left) / s;
+            let dst = &mut prow[r * wq + q0..(r + 1) * wq];
+            for (d, &v) in dst.iter_mut().zip(row.iter().skip(j0).step_by(s)) {
+                *d = v;
+            }
+        }
+    }
+
+    /// Output rows `rows` of image `img`, from the image's copy `x`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+    fn task(&self, x: &[f32], out: SendPtr, img: usize, rows: std::ops::Range<usize>) {
+        let (n_pos, k) = (self.out_h * self.out_w, self.offs.len());
+        let row_len = self.phases * self.wq;
+        for oy in rows {
+            for ox0 in (0..self.out_w).step_by(TILE) {
+                let width = TILE.min(self.out_w - ox0);
+                let vectors = width.div_ceil(16);
+                let rem = width - 16 * (vectors - 1);
+                let tail: u16 = if rem == 16 { 0xffff } else { (1u16 << rem) - 1 };
+                let b = x[oy * self.stride_h * row_len + ox0..].as_ptr();
+                for panel in 0..self.panels {
+                    let rows = MR.min(self.out_channels - panel * MR);
+                    let a = self.a[panel * k * MR..].as_ptr();
+                    let bias = self.bias[panel * MR..].as_ptr();
+                    // SAFETY: (img, channel panel·MR + i, positions oy·out_w + ox0.. + width)
+                    // is inside the output for i < rows; only this task writes row oy.
+                    let c = unsafe {
+                        out.ptr().add((img * self.out_channels + panel * MR) * n_pos + oy * self.out_w + ox0)
+                    };
+                    // SAFETY: AVX-512 was detected (`applies`); every tap's run of `width`
+                    // values from `b` lies in its phase row of this image's copy (real
+                    // positions' windows lie inside the padded plane); A's panel holds k·MR
+                    // floats, bias MR; C as above, with row stride n_pos.
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        use crate::cpu::gemm::avx512::row_tile;
+                        let (offs, relu) = (self.offs.as_ptr(), self.relu);
+                        match vectors {
+                            3 => row_tile::<3>(k, a, b, offs, tail, c, n_pos, rows, false, bias, relu),
+                            2 => row_tile::<2>(k, a, b, offs, tail, c, n_pos, rows, false, bias, relu),
+                            _ => row_tile::<1>(k, a, b, offs, tail, c, n_pos, rows, false, bias, relu),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`RowConv::copy_row`] at column stride 2: 32 input values at a time split into their
+/// even and odd lanes by two permutes. Even `j` go to phase `pad_left mod 2` from index
+/// `pad_left / 2`, odd `j` to the other phase from `(pad_left + 1) / 2`.
+///
+/// # Safety
+/// AVX-512F is available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn split_pairs_avx512(row: &[f32], pad_left: usize, wq: usize, prow: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (pe, po) = (pad_left % 2, 1 - pad_left % 2);
+    let (qe, qo) = (pad_left / 2, pad_left.div_ceil(2));
+    // Every column of the row lands inside its phase row: the last even and odd j map to
+    // indices below wq.
+    assert!(prow.len() >= 2 * wq && qe + row.len().div_ceil(2) <= wq && qo + row.len() / 2 <= wq);
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let lanes = |n: usize| -> __mmask16 {
+        if n >= 16 {
+            0xffff
+        } else {
+            (1u16 << n) - 1
+        }
+    };
+    for j0 in (0..row.len()).step_by(32) {
+        let m = row.len() - j0;
+        // SAFETY: the masked lanes read row[j0..j0 + m] and write the m.div_ceil(2) even and
+        // m / 2 odd values of this chunk at their indices, inside the phase rows (asserted).
+        unsafe {
+            let src = row.as_ptr().add(j0);
+            let lo = _mm512_maskz_loadu_ps(lanes(m), src);
+            let hi = _mm512_maskz_loadu_ps(lanes(m.saturating_sub(16)), src.add(16));
+            let (e, o) = (_mm512_permutex2var_ps(lo, even, hi), _mm512_permutex2var_ps(lo, odd, hi));
+            let dst = prow.as_mut_ptr();
+            _mm512_mask_storeu_ps(dst.add(pe * wq + qe + j0 / 2), lanes(m.div_ceil(2)), e);
+            _mm512_mask_storeu_ps(dst.add(po * wq + qo + j0 / 2), lanes(m / 2), o);
+        }
+    }
+}
