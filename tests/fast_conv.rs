@@ -182,21 +182,40 @@ fn pointwise_cases() -> [(&'static str, ConvGeometry); 5] {
     ]
 }
 
-/// The pointwise cases run on that path when dense (AVX-512) at batches past the
-/// narrow-product bound, across batch sizes and several threads' split of tiles and panels.
+/// The pointwise cases run on that path (AVX-512) dense, perforated and on compact inputs
+/// through nearest and zeros maps (gathered columns), plus strided and padded 1x1 convs,
+/// across batch sizes and several threads' split of tiles and panels. At batch 1 a small
+/// perforated plane may take the HWC path instead; from batch 2 on it must be this one.
 #[test]
 fn pointwise_layers_take_their_path() {
     let Some(kern) = Microkernel::available().into_iter().find(|k| k.name == "avx512") else {
         eprintln!("skipped: no AVX-512");
         return;
     };
-    for (seed, (name, g)) in (600..).zip(pointwise_cases()) {
+    let strided = [
+        ("pointwise_s2_p1", ConvGeometry::new(16, 15, 17, 24, 1, 1).with_stride(2).with_padding(1)),
+        ("pointwise_s2_28", ConvGeometry::new(8, 28, 28, 20, 1, 1).with_stride(2)),
+    ];
+    let mut seed = 600;
+    for (name, g) in pointwise_cases().into_iter().chain(strided) {
         for batch in [1, 2, 5] {
-            let p = problem(name, g.with_batch(batch), Keep::Frac(1.0), seed + batch as u64);
-            let built = p.build();
-            let fast = FastConv::new(&built.layer, kern);
-            assert_eq!(fast.name(), "pointwise", "{name} batch {batch}");
-            check(&p);
+            for (keep, compact_input, in_interp) in [
+                (Keep::Frac(1.0), false, MapKind::Nearest),
+                (Keep::Frac(0.5), false, MapKind::Nearest),
+                (Keep::Frac(1.0), true, MapKind::Nearest),
+                (Keep::Frac(0.5), true, MapKind::Zeros),
+            ] {
+                seed += 1;
+                let mut p = problem(name, g.with_batch(batch), keep, seed);
+                p.compact_input = compact_input;
+                p.in_interp = in_interp;
+                let built = p.build();
+                let fast = FastConv::new(&built.layer, kern);
+                if built.layer.mask().len() >= 16 && (batch > 1 || fast.name() != "hwc_conv") {
+                    assert_eq!(fast.name(), "pointwise", "{name} batch {batch} {keep:?} {compact_input}");
+                }
+                check(&p);
+            }
         }
     }
 }

@@ -174,8 +174,10 @@ fn fused_relu(layer: &ConvLayer) -> bool {
 /// per image) stay on the implicit GEMM, which folds images into its columns (the 28x28
 /// VGG's 3136 -> 256 layer at batch 64: 0.25 ms there, 1.77 as pointwise).
 fn pointwise_pays_off(layer: &ConvLayer) -> bool {
-    let g = layer.geometry();
-    g.in_h * g.in_w >= 16 && !std::env::var("PERFORATE_POINTWISE").is_ok_and(|v| v == "0")
+    if std::env::var("PERFORATE_POINTWISE").is_ok_and(|v| v == "inplace") {
+        return pointwise::Pointwise::in_place(layer) && layer.mask().len() >= 16;
+    }
+    layer.mask().len() >= 16 && !std::env::var("PERFORATE_POINTWISE").is_ok_and(|v| v == "0")
 }
 
 /// Whether a dense conv of a few input channels runs on the [`row_conv`] path

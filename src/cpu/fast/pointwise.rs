@@ -1,7 +1,10 @@
-//! Pointwise convolution (1x1, stride 1, no padding, dense input and output): per image and
-//! group `out[T, N] = W[T, C] · x[C, N]`, a plain product whose B is the input as stored
-//! (row p = input channel p's plane) and whose C is the output as stored. Nothing is packed
-//! or gathered: the microkernel (`gemm::avx512::row_tile`, 8 output channels × 48
+//! Pointwise convolution (1x1 kernels): per image and group `out[T, N] = W[T, C] · B[C, N]`.
+//! For a 1x1 stride-1 conv without padding, dense in and out, B is the input as stored (row
+//! p = input channel p's plane) and nothing is packed or gathered. Otherwise (a perforated
+//! output, a compact input read through a nearest or zeros map, a stride, padding) each
+//! output position reads one input position or none, and each task first gathers its
+//! columns of B into a per-thread buffer (one hardware gather per 16 columns and channel),
+//! then runs the same product on it. Either way C is the output as stored. The microkernel (`gemm::avx512::row_tile`, 8 output channels × 48
 //! positions) reads B's rows in place and writes C's rows in place; the weights are packed
 //! once per layer into 8-row panels.
 //!
@@ -12,8 +15,11 @@
 //! (`kc × 48` floats, L1-resident while the panels stream past it); depth blocks after the
 //! first accumulate in the output, and the last applies bias and ReLU.
 
+use std::cell::RefCell;
+
 use rayon::prelude::*;
 
+use super::taps::{Taps, PAD};
 use super::SendPtr;
 use crate::cpu::gemm::pack_a;
 use crate::layer::ConvLayer;
@@ -41,16 +47,32 @@ pub(crate) struct Pointwise {
     cg: usize,
     tg: usize,
     batch: usize,
-    /// Positions per plane, input and output alike.
+    /// Output positions per image (the plane, or the mask's kept positions).
     plane: usize,
+    /// Floats per input plane as stored (`N_prev` for a compact input).
+    in_plane: usize,
+    /// Per output position, the input position it reads (in the plane as stored) or
+    /// [`PAD`] for a zero; `None` when it reads its own position in place.
+    gather: Option<Vec<u32>>,
     panels: usize,
     /// `[group][panel][cg][MR]`, zero past `tg`.
     a: Vec<f32>,
     /// `[group][panel·MR]`, zero past `tg`.
     bias: Vec<f32>,
     relu: bool,
-    /// `p · N` for each input channel p: where B's rows start.
+    /// `p · N` for each input channel p: where B's rows start (in place).
     rows: Vec<u32>,
+}
+
+/// A task's gathered B columns and their row offsets, grown on first use and reused.
+#[derive(Default)]
+struct Scratch {
+    b: Vec<f32>,
+    rows: Vec<u32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
 impl std::fmt::Debug for Pointwise {
@@ -60,20 +82,16 @@ impl std::fmt::Debug for Pointwise {
 }
 
 impl Pointwise {
-    /// Whether `layer` is a pointwise product this path runs: AVX-512, a 1x1 kernel at
-    /// stride 1 without padding, a dense output and an input as stored (no map), and
-    /// offsets that fit the index arithmetic.
+    /// Whether `layer` is a pointwise product this path runs: AVX-512, a 1x1 kernel, an
+    /// input as stored or read through a nearest or zeros map, and offsets that fit the
+    /// index arithmetic.
     pub fn applies(layer: &ConvLayer) -> bool {
         let g = layer.geometry();
+        let fits = g.in_channels_per_group() * layer.input_plane().max(layer.mask().len()) < i32::MAX as usize;
         let shape = g.kernel_h == 1
             && g.kernel_w == 1
-            && g.stride_h == 1
-            && g.stride_w == 1
-            && g.pad_top + g.pad_left + g.pad_bottom + g.pad_right == 0
-            && layer.input_map().is_none()
-            && layer.mask().is_dense()
-            && layer.mask().len() == g.in_h * g.in_w
-            && g.in_channels_per_group() * g.in_h * g.in_w < u32::MAX as usize;
+            && fits
+            && layer.input_map().is_none_or(|m| m.kind() != crate::interp::MapKind::Barycentric);
         #[cfg(target_arch = "x86_64")]
         {
             shape && std::arch::is_x86_feature_detected!("avx512f")
@@ -83,6 +101,18 @@ impl Pointwise {
             let _ = shape;
             false
         }
+    }
+
+    /// Whether `layer` reads its input in place: stride 1, no padding, a dense output over
+    /// a dense input of the same plane.
+    pub fn in_place(layer: &ConvLayer) -> bool {
+        let g = layer.geometry();
+        g.stride_h == 1
+            && g.stride_w == 1
+            && g.pad_top + g.pad_left + g.pad_bottom + g.pad_right == 0
+            && layer.input_map().is_none()
+            && layer.mask().is_dense()
+            && layer.mask().len() == g.in_h * g.in_w
     }
 
     /// Prepares `layer` (one that [`Pointwise::applies`] to); `relu` fuses the ReLU.
@@ -96,15 +126,30 @@ impl Pointwise {
         for grp in 0..g.groups {
             bias[grp * panels * MR..][..tg].copy_from_slice(&layer.bias()[grp * tg..(grp + 1) * tg]);
         }
-        let plane = g.in_h * g.in_w;
+        let plane = layer.mask().len();
+        let gather = (!Pointwise::in_place(layer)).then(|| Taps::new(layer).table);
         let rows = (0..cg).map(|p| u32::try_from(p * plane).expect("checked by `applies`")).collect();
-        Pointwise { groups: g.groups, cg, tg, batch: g.batch, plane, panels, a, bias, relu, rows }
+        Pointwise {
+            groups: g.groups,
+            cg,
+            tg,
+            batch: g.batch,
+            plane,
+            in_plane: layer.input_plane(),
+            gather,
+            panels,
+            a,
+            bias,
+            relu,
+            rows,
+        }
     }
 
-    /// `x` is the `[B, C, N]` input, `out` the `[B, T, N]` output.
+    /// `x` is the `[B, C, plane]` input as stored, `out` the `[B, T, N]` output.
     pub fn run(&self, x: &[f32], out: &mut [f32]) {
         let (n, c, t) = (self.plane, self.cg * self.groups, self.tg * self.groups);
-        assert!(x.len() >= self.batch * c * n, "conv input too short");
+        let in_plane = self.in_plane;
+        assert!(x.len() >= self.batch * c * in_plane, "conv input too short");
         assert!(out.len() >= self.batch * t * n, "conv output buffer too small");
         let flops = 2 * self.batch * t * self.cg * n;
         let want = if flops < SEQUENTIAL_FLOPS { 1 } else { 2 * rayon::current_num_threads() };
@@ -113,6 +158,10 @@ impl Pointwise {
         let tiles = n.div_ceil(TILE);
         let units = self.batch * self.groups;
         let mut tile_blocks = tiles.div_ceil(TILES_PER_TASK);
+        if self.gather.is_some() {
+            // A task gathers its columns for all its panels: split the columns first.
+            tile_blocks = tile_blocks.max(want.div_ceil(units).min(tiles));
+        }
         let m_blocks = want.div_ceil(units * tile_blocks).clamp(1, self.panels);
         let per_mb = self.panels.div_ceil(m_blocks);
         let m_blocks = self.panels.div_ceil(per_mb);
@@ -129,8 +178,19 @@ impl Pointwise {
             let (grp, img) = (rest % self.groups, rest / self.groups);
             let panels = mb * per_mb..((mb + 1) * per_mb).min(self.panels);
             let cols = tb * per_tb * TILE..((tb + 1) * per_tb * TILE).min(n);
-            let x_grp = &x[(img * c + grp * self.cg) * n..][..self.cg * n];
-            self.task(x_grp, out, img, grp, panels, cols);
+            let x_grp = &x[(img * c + grp * self.cg) * in_plane..][..self.cg * in_plane];
+            match &self.gather {
+                None => self.task(x_grp.as_ptr(), &self.rows, cols.start, out, img, grp, panels, cols),
+                Some(src) => SCRATCH.with(|s| {
+                    let s = &mut *s.borrow_mut();
+                    let w = cols.len();
+                    s.b.resize(self.cg * w, 0.0);
+                    gather_columns(x_grp, in_plane, &src[cols.clone()], w, &mut s.b);
+                    s.rows.clear();
+                    s.rows.extend((0..self.cg).map(|p| u32::try_from(p * w).expect("checked by `applies`")));
+                    self.task(s.b.as_ptr(), &s.rows, 0, out, img, grp, panels, cols);
+                }),
+            }
         };
         if want == 1 {
             (0..tasks).for_each(run_task);
@@ -139,12 +199,15 @@ impl Pointwise {
         }
     }
 
-    /// Columns `cols` of image `img`, group `grp`, weight panels `panels`; `x` is the
-    /// group's `[cg, N]` input.
+    /// Columns `cols` of image `img`, group `grp`, weight panels `panels`; B's row p (input
+    /// channel p of the group) starts at `b + rows[p]`, column `cols.start` at `b0` within it.
+    #[allow(clippy::too_many_arguments)]
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
     fn task(
         &self,
-        x: &[f32],
+        b: *const f32,
+        rows: &[u32],
+        b0: usize,
         out: SendPtr,
         img: usize,
         grp: usize,
@@ -163,7 +226,8 @@ impl Pointwise {
                 let vectors = width.div_ceil(16);
                 let rem = width - 16 * (vectors - 1);
                 let tail: u16 = if rem == 16 { 0xffff } else { (1u16 << rem) - 1 };
-                let (b, offs) = (x[p0 * n + j0..].as_ptr(), self.rows.as_ptr());
+                // Rows from p0, column j0: offsets stay relative to row 0 (`rows[p0..]`).
+                let (b, offs) = (b.wrapping_add(b0 + j0 - cols.start), rows[p0..].as_ptr());
                 let rows = MR.min(self.tg - panel * MR);
                 let a = self.a[((grp * self.panels + panel) * k + p0) * MR..].as_ptr();
                 let bias = if last {
@@ -174,8 +238,9 @@ impl Pointwise {
                 // SAFETY: (img, group channel panel·MR + i, positions j0..j0 + width) is
                 // inside the output for i < rows; only this task writes it.
                 let c = unsafe { out.ptr().add(out_base + panel * MR * n + j0) };
-                // SAFETY: AVX-512 was detected (`applies`); B's rows p0..p0 + kcb of the
-                // group's input have `width` floats from j0 (inside the plane); A's panel
+                // SAFETY: AVX-512 was detected (`applies`); B's rows p0..p0 + kcb have
+                // `width` floats from column j0 (inside the plane or the gathered block,
+                // whose row offsets `rows` gives); A's panel
                 // holds kcb·MR floats from depth p0; C as above, with row stride N and its
                 // current values from the earlier depth blocks; bias has MR floats.
                 #[cfg(target_arch = "x86_64")]
@@ -205,6 +270,53 @@ impl Pointwise {
                         tile(panel, j0);
                     }
                 }
+            }
+        }
+    }
+}
+
+/// `b[p·w + j] = x[p·in_plane + src[j]]` (0 where `src[j]` is [`PAD`]) for the group's
+/// `p < b.len() / w` input channels and the `w` columns `src` names.
+fn gather_columns(x: &[f32], in_plane: usize, src: &[u32], w: usize, b: &mut [f32]) {
+    assert!(src.len() == w && src.iter().all(|&i| i == PAD || (i as usize) < in_plane));
+    assert!(x.len() >= b.len() / w * in_plane && in_plane * (b.len() / w) < i32::MAX as usize);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the feature was detected; every index is PAD or inside a plane (asserted).
+        return unsafe { gather_columns_avx512(x, in_plane, src, w, b) };
+    }
+    for (p, row) in b.chunks_exact_mut(w).enumerate() {
+        for (d, &i) in row.iter_mut().zip(src) {
+            *d = if i == PAD { 0.0 } else { x[p * in_plane + i as usize] };
+        }
+    }
+}
+
+/// [`gather_columns`] with one hardware gather per 16 columns of a channel.
+///
+/// # Safety
+/// AVX-512F is available; `gather_columns`' assertions hold.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gather_columns_avx512(x: &[f32], in_plane: usize, src: &[u32], w: usize, b: &mut [f32]) {
+    use std::arch::x86_64::*;
+    for j0 in (0..w).step_by(16) {
+        let n = (w - j0).min(16);
+        let lanes: __mmask16 = if n == 16 { 0xffff } else { (1u16 << n) - 1 };
+        // SAFETY: lanes under `lanes` read src[j0..j0 + n]; lanes whose index is PAD are
+        // masked out of the gather and read nothing; the others read inside channel p's
+        // plane; the stores write b[p·w + j0..][..n].
+        unsafe {
+            let idx = _mm512_maskz_loadu_epi32(lanes, src.as_ptr().add(j0).cast());
+            let keep = lanes & _mm512_cmpneq_epi32_mask(idx, _mm512_set1_epi32(-1));
+            for (p, row) in b.chunks_exact_mut(w).enumerate() {
+                let v = _mm512_mask_i32gather_ps::<4>(
+                    _mm512_setzero_ps(),
+                    keep,
+                    idx,
+                    x.as_ptr().add(p * in_plane).cast(),
+                );
+                _mm512_mask_storeu_ps(row.as_mut_ptr().add(j0), lanes, v);
             }
         }
     }
