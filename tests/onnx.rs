@@ -156,6 +156,40 @@ fn folded_shapes_follow_the_compiled_batch() {
     }
 }
 
+/// At batch 1 the fast CPU executor writes a concat's parts straight into its output (its
+/// producers' outputs placed at their channel offsets): on every fixture with a Concat,
+/// dense and perforated (parts produced by convs, gathers, pools), it equals the reference
+/// twins, which copy every part.
+#[test]
+fn concats_at_batch_one_match_the_reference_dense_and_perforated() {
+    let mut tried = 0;
+    for name in MODELS.iter().chain(&MORE).chain(&TORCH).chain(&ZOO) {
+        let model = onnx::load(fixtures().join(format!("{name}.onnx"))).unwrap();
+        if !model.network.layers.iter().any(|l| matches!(l.op, perforate::network::Op::Concat)) {
+            continue;
+        }
+        let x = npy(&fixtures().join(format!("{name}.input.npy")));
+        let one = x.slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..1)).to_owned();
+        for perforated in [false, true] {
+            let mut net = model.network.clone();
+            if perforated && net.perforate_all(0.5, 7).unwrap().is_empty() {
+                continue;
+            }
+            let plan = Plan::compile(&net, 1, PlanOptions::default()).unwrap();
+            let fast = CpuExecutor::new(&plan).unwrap().run(one.view()).unwrap();
+            let twins = CpuExecutor::reference(&plan).unwrap().run(one.view()).unwrap();
+            assert_close(
+                &format!("{name} batch 1, perforated {perforated}: fast vs twins"),
+                fast.as_slice().unwrap(),
+                &to_f64(twins.as_slice().unwrap()),
+                1e-4,
+            );
+        }
+        tried += 1;
+    }
+    assert!(tried >= 5, "fixtures with a Concat: {tried}");
+}
+
 #[test]
 fn perforated_imports_run_on_both_executors() {
     let ctx = gpu_or_skip("perforated_imports_run_on_both_executors");

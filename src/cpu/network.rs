@@ -17,7 +17,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::layer::ConvSchedule;
-use crate::plan::{Executor, Plan, StepOp};
+use crate::plan::{Executor, Plan, StepOp, TensorId};
 
 /// A conv step's CPU-side state: the fast kernel, or the twins' schedule and packed
 /// weights (the reference executor).
@@ -46,6 +46,14 @@ pub struct CpuExecutor {
     /// (`gather_pair_fast`: a residual Add of two compact operands with different maps),
     /// and the second step's view (`run_with`) is the pair's sum, as the first's is.
     paired: Vec<bool>,
+    /// Where each tensor's storage lives: `(buffer, offset)`, the buffers being the plan's
+    /// slots and then one per concat at batch 1 whose parts are written straight into it
+    /// (see [`concat_in_place`]).
+    locations: Vec<(usize, usize)>,
+    /// Per step: for a concat, which of its inputs its producers already wrote in place.
+    concat_parts: Vec<Vec<bool>>,
+    /// Floats of each buffer.
+    buffer_sizes: Vec<usize>,
     buffers: Mutex<Buffers>,
 }
 
@@ -88,7 +96,7 @@ impl CpuExecutor {
             })
             .collect::<Result<_>>()?;
         let steps = plan.steps();
-        let paired = (0..steps.len())
+        let paired: Vec<bool> = (0..steps.len())
             .map(|i| {
                 fast.is_some()
                     && steps.get(i + 1).is_some_and(|next| match (&steps[i].op, &next.op) {
@@ -99,10 +107,19 @@ impl CpuExecutor {
                     })
             })
             .collect();
+        let (locations, concat_parts, buffer_sizes) = if fast.is_some() {
+            concat_in_place(plan, &paired)
+        } else {
+            let locations = (0..plan.tensors().len()).map(|t| (plan.slot(t), 0)).collect();
+            (locations, vec![Vec::new(); steps.len()], plan.slot_sizes().to_vec())
+        };
         Ok(CpuExecutor {
             plan: plan.clone(),
             convs,
             paired,
+            locations,
+            concat_parts,
+            buffer_sizes,
             fast: fast.is_some(),
             buffers: Mutex::new(Buffers::default()),
         })
@@ -147,11 +164,12 @@ impl CpuExecutor {
             self.buffers.lock().map_err(|_| Error::InvalidArgument("a previous run panicked".into()))?;
         let buffers = &mut *guard;
         if buffers.slots.is_empty() {
-            buffers.slots = plan.slot_sizes().iter().map(|&n| vec![0.0; n]).collect();
+            buffers.slots = self.buffer_sizes.iter().map(|&n| vec![0.0; n]).collect();
         }
         let input = input.as_standard_layout();
         let x = input.as_slice().expect("standard layout is contiguous");
-        buffers.slots[plan.slot(plan.input())][..x.len()].copy_from_slice(x);
+        let (b, o) = self.locations[plan.input()];
+        buffers.slots[b][o..o + x.len()].copy_from_slice(x);
 
         // The steps run on a pool thread: each step's parallel region is then a local join
         // that the other workers steal from, not a job injected from outside the pool
@@ -171,7 +189,8 @@ impl CpuExecutor {
             self.run_steps(buffers, &mut inspect);
         });
         let out = plan.tensor(plan.output());
-        let data = buffers.slots[plan.slot(plan.output())][..out.len()].to_vec();
+        let (b, o) = self.locations[plan.output()];
+        let data = buffers.slots[b][o..o + out.len()].to_vec();
         Ok(ArrayD::from_shape_vec(IxDyn(&out.shape()), data).expect("output length matches its shape"))
     }
 
@@ -180,14 +199,16 @@ impl CpuExecutor {
         let steps = plan.steps();
         for (i, (step, conv)) in steps.iter().zip(&self.convs).enumerate() {
             let out_info = plan.tensor(step.output);
-            let out_slot = plan.slot(step.output);
-            // The output slot is never one of the step's input slots (see assign_slots).
+            let (out_slot, out_at) = self.locations[step.output];
+            // The output buffer is never one of the step's input buffers (see assign_slots
+            // and `concat_in_place`).
             let mut out = std::mem::take(&mut buffers.slots[out_slot]);
-            let arg = |k: usize| {
-                let t = step.inputs[k];
-                &buffers.slots[plan.slot(t)][..plan.tensor(t).len()]
+            let at = |t: TensorId| {
+                let (b, o) = self.locations[t];
+                &buffers.slots[b][o..o + plan.tensor(t).len()]
             };
-            let dst = &mut out[..out_info.len()];
+            let arg = |k: usize| at(step.inputs[k]);
+            let dst = &mut out[out_at..out_at + out_info.len()];
             match &step.op {
                 // Done with the previous step, which it is paired with.
                 _ if i > 0 && self.paired[i - 1] => {}
@@ -196,7 +217,7 @@ impl CpuExecutor {
                     let StepOp::Gather { params: p2, map: m2 } = &next.op else {
                         unreachable!("`paired` holds only for two gathers")
                     };
-                    let b = &buffers.slots[plan.slot(next.inputs[0])][..plan.tensor(next.inputs[0]).len()];
+                    let b = at(next.inputs[0]);
                     gather_pair_fast((params, arg(0), map.table()), (p2, b, m2.table()), dst);
                 }
                 StepOp::Conv { layer, .. } => {
@@ -247,8 +268,10 @@ impl CpuExecutor {
                     let mut offset = 0;
                     for (k, &t) in step.inputs.iter().enumerate() {
                         let part = plan.tensor(t).channels * plane;
-                        for (b, src) in arg(k).chunks_exact(part).enumerate() {
-                            dst[b * image + offset..b * image + offset + part].copy_from_slice(src);
+                        if !self.concat_parts[i].get(k).is_some_and(|&done| done) {
+                            for (b, src) in arg(k).chunks_exact(part).enumerate() {
+                                dst[b * image + offset..b * image + offset + part].copy_from_slice(src);
+                            }
                         }
                         offset += part;
                     }
@@ -256,11 +279,80 @@ impl CpuExecutor {
             }
             inspect(
                 &step.layer,
-                ArrayViewD::from_shape(IxDyn(&out_info.shape()), &out[..out_info.len()]).expect("shape"),
+                ArrayViewD::from_shape(IxDyn(&out_info.shape()), &out[out_at..out_at + out_info.len()])
+                    .expect("shape"),
             );
             buffers.slots[out_slot] = out;
         }
     }
+}
+
+/// Concats at batch 1 whose parts are written straight into their output: the executor
+/// gives each such concat a buffer of its own (no liveness to share with the plan's slots)
+/// and places the storage of every input that only the concat reads, produced by a step
+/// that is not half of a gather pair, at its channel offset in it; the concat then copies
+/// only the other inputs. (At batch 1 a part's `[1, C_k, H, W]` is one contiguous run of
+/// the output; at larger batches each image's part would need a stride.) SqueezeNet's
+/// eight concats were 9% of its batch-1 time.
+///
+/// Returns each tensor's `(buffer, offset)`, each step's in-place concat inputs, and the
+/// buffers' sizes (the plan's slots, then the concats'). Where a step would then read a
+/// buffer it writes, nothing is placed (every tensor in its slot).
+fn concat_in_place(plan: &Plan, paired: &[bool]) -> (Vec<(usize, usize)>, Vec<Vec<bool>>, Vec<usize>) {
+    let (tensors, steps) = (plan.tensors(), plan.steps());
+    let root = |t: TensorId| tensors[t].storage;
+    let plain: Vec<(usize, usize)> = (0..tensors.len()).map(|t| (plan.slot(t), 0)).collect();
+    let mut sizes = plan.slot_sizes().to_vec();
+    let mut parts = vec![Vec::new(); steps.len()];
+    // Per storage: the steps that read it, the steps that write it, its last writer.
+    let (mut readers, mut writers, mut producer) =
+        (vec![0usize; tensors.len()], vec![0usize; tensors.len()], vec![usize::MAX; tensors.len()]);
+    for (i, s) in steps.iter().enumerate() {
+        for &t in &s.inputs {
+            readers[root(t)] += 1;
+        }
+        writers[root(s.output)] += 1;
+        producer[root(s.output)] = i;
+    }
+    let in_pair = |p: usize| paired[p] || (p > 0 && paired[p - 1]);
+    let mut place: Vec<(usize, usize)> = (0..tensors.len()).map(|r| (plan.slot(r), 0)).collect();
+    for (i, s) in steps.iter().enumerate() {
+        if !matches!(s.op, StepOp::Concat) || tensors[s.output].batch != 1 {
+            continue;
+        }
+        let buffer = sizes.len();
+        let mut offset = 0;
+        let mut here = vec![false; s.inputs.len()];
+        for (k, &t) in s.inputs.iter().enumerate() {
+            let r = root(t);
+            let movable = readers[r] == 1
+                && writers[r] == 1
+                && producer[r] < i
+                && !in_pair(producer[r])
+                && r != root(plan.input())
+                && r != root(plan.output());
+            if movable {
+                place[r] = (buffer, offset);
+                here[k] = true;
+            }
+            offset += tensors[t].len();
+        }
+        if here.contains(&true) {
+            place[root(s.output)] = (buffer, 0);
+            sizes.push(tensors[s.output].len());
+            parts[i] = here;
+        }
+    }
+    let locations: Vec<(usize, usize)> = (0..tensors.len()).map(|t| place[root(t)]).collect();
+    // A concat does not read the parts already in place.
+    let overlaps = steps.iter().zip(&parts).any(|(s, here)| {
+        let read = |k: usize| !here.get(k).is_some_and(|&h| h);
+        s.inputs.iter().enumerate().any(|(k, &t)| read(k) && locations[t].0 == locations[s.output].0)
+    });
+    if overlaps {
+        return (plain, vec![Vec::new(); steps.len()], plan.slot_sizes().to_vec());
+    }
+    (locations, parts, sizes)
 }
 
 thread_local! {

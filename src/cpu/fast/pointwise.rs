@@ -87,7 +87,8 @@ impl Pointwise {
     /// index arithmetic.
     pub fn applies(layer: &ConvLayer) -> bool {
         let g = layer.geometry();
-        let fits = g.in_channels_per_group() * layer.input_plane().max(layer.mask().len()) < i32::MAX as usize;
+        let fits =
+            g.in_channels_per_group() * layer.input_plane().max(layer.mask().len()) < i32::MAX as usize;
         let shape = g.kernel_h == 1
             && g.kernel_w == 1
             && fits
