@@ -107,12 +107,8 @@ impl CpuExecutor {
                     })
             })
             .collect();
-        let (locations, concat_parts, buffer_sizes) = if fast.is_some() {
-            concat_in_place(plan, &paired)
-        } else {
-            let locations = (0..plan.tensors().len()).map(|t| (plan.slot(t), 0)).collect();
-            (locations, vec![Vec::new(); steps.len()], plan.slot_sizes().to_vec())
-        };
+        let Placement { locations, concat_parts, buffer_sizes } =
+            if fast.is_some() { concat_in_place(plan, &paired) } else { Placement::plain(plan) };
         Ok(CpuExecutor {
             plan: plan.clone(),
             convs,
@@ -295,13 +291,11 @@ impl CpuExecutor {
 /// the output; at larger batches each image's part would need a stride.) SqueezeNet's
 /// eight concats were 9% of its batch-1 time.
 ///
-/// Returns each tensor's `(buffer, offset)`, each step's in-place concat inputs, and the
-/// buffers' sizes (the plan's slots, then the concats'). Where a step would then read a
-/// buffer it writes, nothing is placed (every tensor in its slot).
-fn concat_in_place(plan: &Plan, paired: &[bool]) -> (Vec<(usize, usize)>, Vec<Vec<bool>>, Vec<usize>) {
+/// Where a step would then read a buffer it writes, nothing is placed (every tensor in its
+/// plan slot).
+fn concat_in_place(plan: &Plan, paired: &[bool]) -> Placement {
     let (tensors, steps) = (plan.tensors(), plan.steps());
     let root = |t: TensorId| tensors[t].storage;
-    let plain: Vec<(usize, usize)> = (0..tensors.len()).map(|t| (plan.slot(t), 0)).collect();
     let mut sizes = plan.slot_sizes().to_vec();
     let mut parts = vec![Vec::new(); steps.len()];
     // Per storage: the steps that read it, the steps that write it, its last writer.
@@ -350,9 +344,30 @@ fn concat_in_place(plan: &Plan, paired: &[bool]) -> (Vec<(usize, usize)>, Vec<Ve
         s.inputs.iter().enumerate().any(|(k, &t)| read(k) && locations[t].0 == locations[s.output].0)
     });
     if overlaps {
-        return (plain, vec![Vec::new(); steps.len()], plan.slot_sizes().to_vec());
+        return Placement::plain(plan);
     }
-    (locations, parts, sizes)
+    Placement { locations, concat_parts: parts, buffer_sizes: sizes }
+}
+
+/// Where an executor keeps each tensor (see [`concat_in_place`]).
+struct Placement {
+    /// Per tensor: `(buffer, offset)`.
+    locations: Vec<(usize, usize)>,
+    /// Per step: for a concat, which inputs are already in place.
+    concat_parts: Vec<Vec<bool>>,
+    /// Floats of each buffer: the plan's slots, then the concats'.
+    buffer_sizes: Vec<usize>,
+}
+
+impl Placement {
+    /// Every tensor in its plan slot.
+    fn plain(plan: &Plan) -> Placement {
+        Placement {
+            locations: (0..plan.tensors().len()).map(|t| (plan.slot(t), 0)).collect(),
+            concat_parts: vec![Vec::new(); plan.steps().len()],
+            buffer_sizes: plan.slot_sizes().to_vec(),
+        }
+    }
 }
 
 thread_local! {
