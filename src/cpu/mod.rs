@@ -12,7 +12,7 @@ mod clip;
 mod conv;
 mod conv_fused;
 mod depthwise_masked;
-mod fast;
+pub(crate) mod fast;
 mod gather_interp;
 pub mod gemm;
 mod im2col_masked;

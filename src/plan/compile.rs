@@ -396,26 +396,9 @@ impl<'n> Builder<'n> {
                 format!("{kh}x{kw} window is larger than the padded {}x{} input", t.height, t.width),
             ));
         };
-        let params = Pool2dParams {
-            planes: to_u32(t.batch * t.channels, "planes")?,
-            in_h: to_u32(t.height, "height")?,
-            in_w: to_u32(t.width, "width")?,
-            in_plane: to_u32(t.plane(), "plane")?,
-            out_h: to_u32(oh, "height")?,
-            out_w: to_u32(ow, "width")?,
-            kernel_h: to_u32(kh, "kernel")?,
-            kernel_w: to_u32(kw, "kernel")?,
-            stride_h: to_u32(p.stride[0], "stride")?,
-            stride_w: to_u32(p.stride[1], "stride")?,
-            pad_top: to_u32(pt, "padding")?,
-            pad_left: to_u32(pl, "padding")?,
-            pad_bottom: to_u32(pb, "padding")?,
-            pad_right: to_u32(pr, "padding")?,
-            mode: u32::from(avg),
-            count_include_pad: u32::from(p.count_include_pad),
-            in_map_kind: t.map().map_or(0, |m| m.kind().code()),
-            ..Default::default()
-        };
+        let map_kind = t.map().map_or(0, |m| m.kind().code());
+        let params =
+            pool2d_params(p, t.batch * t.channels, (t.height, t.width), (oh, ow), avg, t.plane(), map_kind)?;
         let out = self.tensor(&layer.name, t.channels, oh, ow, Form::Dense);
         self.step(&layer.name, StepOp::Pool { params, in_map: t.map().cloned() }, vec![input], out);
         Ok(out)
@@ -716,4 +699,40 @@ impl Plan {
             options,
         })
     }
+}
+
+/// The `pool2d` kernel's parameters for pooling `p` (`avg`: average, else maximum) over
+/// `planes` planes of `h × w` (stored as `in_plane` floats each, through an input map of
+/// kind `map_kind`, 0 for none) onto `oh × ow`: for the plan's pooling steps and the
+/// training forward, which runs the same kernel.
+pub(crate) fn pool2d_params(
+    p: &Pool,
+    planes: usize,
+    (h, w): (usize, usize),
+    (oh, ow): (usize, usize),
+    avg: bool,
+    in_plane: usize,
+    map_kind: u32,
+) -> Result<Pool2dParams> {
+    let [pt, pl, pb, pr] = p.pads;
+    Ok(Pool2dParams {
+        planes: to_u32(planes, "planes")?,
+        in_h: to_u32(h, "height")?,
+        in_w: to_u32(w, "width")?,
+        in_plane: to_u32(in_plane, "plane")?,
+        out_h: to_u32(oh, "height")?,
+        out_w: to_u32(ow, "width")?,
+        kernel_h: to_u32(p.kernel[0], "kernel")?,
+        kernel_w: to_u32(p.kernel[1], "kernel")?,
+        stride_h: to_u32(p.stride[0], "stride")?,
+        stride_w: to_u32(p.stride[1], "stride")?,
+        pad_top: to_u32(pt, "padding")?,
+        pad_left: to_u32(pl, "padding")?,
+        pad_bottom: to_u32(pb, "padding")?,
+        pad_right: to_u32(pr, "padding")?,
+        mode: u32::from(avg),
+        count_include_pad: u32::from(p.count_include_pad),
+        in_map_kind: map_kind,
+        ..Default::default()
+    })
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use ndarray::{ArrayD, ArrayViewD};
 
+pub(crate) use compile::pool2d_params;
 pub use memory::{MemoryReport, MemoryRow};
 
 use crate::error::Result;

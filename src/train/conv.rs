@@ -319,12 +319,20 @@ pub(crate) fn backward(
     };
     let col2im_dx = need_dx && transposed.is_none();
     let mut dx = transposed.unwrap_or_else(|| buffers::zeroed(if col2im_dx { g.batch * in_len } else { 0 }));
+    // A dense 1x1 stride-1 conv without padding: each group's column matrix is its input
+    // planes as they are (no im2col copy).
+    let identity_col = matches!(s, Sampling::Dense)
+        && g.kernel_h * g.kernel_w == 1
+        && g.stride_h == 1
+        && g.stride_w == 1
+        && g.pad_top + g.pad_left + g.pad_bottom + g.pad_right == 0
+        && n == g.in_h * g.in_w;
     // Per rayon task: weight and bias gradients, and the column and gradient-column
     // scratch of one image (reused from image to image).
     let zero = || Acc {
         dw: vec![0.0f32; weights.len()],
         db: vec![0.0f32; g.out_channels],
-        col: vec![0.0f32; k * n],
+        col: vec![0.0f32; if identity_col { 0 } else { k * n }],
         dcol: vec![0.0f32; if col2im_dx { k * n } else { 0 }],
         gemm: GemmScratch::default(),
     };
@@ -335,10 +343,15 @@ pub(crate) fn backward(
         }
         let mut dx = dx;
         for group in 0..g.groups {
-            im2col(g, x, group, &origins, &mut acc.col);
+            let col = if identity_col {
+                &x[group * k * n..(group + 1) * k * n]
+            } else {
+                im2col(g, x, group, &origins, &mut acc.col);
+                &acc.col[..]
+            };
             let dyg = Strided { data: &dyc[group * tg * n..(group + 1) * tg * n], rs: n, cs: 1 };
             // dW[tg × k] += dY[tg × n] · colᵀ[n × k]
-            let col_t = Strided { data: &acc.col, rs: 1, cs: n };
+            let col_t = Strided { data: col, rs: 1, cs: n };
             let dw = &mut acc.dw[group * tg * k..(group + 1) * tg * k];
             sgemm(&kern, (tg, k, n), dyg, col_t, dw, k, true, &mut acc.gemm);
             if let Some(dx) = dx.as_deref_mut() {
@@ -349,7 +362,9 @@ pub(crate) fn backward(
             }
         }
     };
-    let pairs = x.par_chunks(in_len).zip(dyc.par_chunks(g.out_channels * n));
+    // A few tasks per thread: each fold task allocates its gradients and scratch.
+    let min_len = g.batch.div_ceil(4 * rayon::current_num_threads()).max(1);
+    let pairs = x.par_chunks(in_len).zip(dyc.par_chunks(g.out_channels * n)).with_min_len(min_len);
     let acc = if col2im_dx {
         pairs
             .zip(dx.par_chunks_mut(in_len))

@@ -6,96 +6,40 @@ use rayon::prelude::*;
 
 use super::buffers;
 
-use crate::network::{BatchNorm, Lrn, Pool};
+use crate::network::{BatchNorm, Lrn};
+use crate::params::Pool2dParams;
 
-/// The windows of a pooling layer over an `h × w` plane: per output position the clipped
-/// window `(y0, y1, x0, x1)` in input coordinates and the average's divisor (the rules
-/// of the inference kernel `pool2d`).
-pub(crate) fn pool_windows(
-    p: &Pool,
-    h: usize,
-    w: usize,
-    oh: usize,
-    ow: usize,
-) -> Vec<(usize, usize, usize, usize, f32)> {
-    let [pt, pl, pb, pr] = p.pads;
-    (0..oh * ow)
-        .map(|o| {
-            let hs = (o / ow) * p.stride[0];
-            let ws = (o % ow) * p.stride[1];
-            let he_pad = (hs + p.kernel[0]).min(h + pt + pb);
-            let we_pad = (ws + p.kernel[1]).min(w + pl + pr);
-            let (h0, w0) = (hs.max(pt), ws.max(pl));
-            let (h1, w1) = (he_pad.min(h + pt), we_pad.min(w + pl));
-            let divisor = if p.count_include_pad {
-                (he_pad - hs) * (we_pad - ws)
-            } else {
-                h1.saturating_sub(h0) * w1.saturating_sub(w0)
-            };
-            #[allow(clippy::cast_precision_loss)]
-            (h0 - pt, h1.max(h0) - pt, w0 - pl, w1.max(w0) - pl, divisor.max(1) as f32)
+/// The windows of a pooling step (`params`, as the forward ran it): per output position
+/// the window clipped to the input, `(y0, y1, x0, x1)` in input coordinates, and the
+/// average's divisor, from the inference kernel's own window arithmetic.
+pub(crate) fn pool_windows(params: &Pool2dParams) -> Vec<(usize, usize, usize, usize, f32)> {
+    let (pt, pl) = (params.pad_top as usize, params.pad_left as usize);
+    crate::cpu::pool2d::pool_windows(params)
+        .into_iter()
+        .map(|(h0, h1, w0, w1, div)| {
+            let (h0, h1, w0, w1) = (h0 as usize, h1 as usize, w0 as usize, w1 as usize);
+            (h0 - pt, h1.max(h0) - pt, w0 - pl, w1.max(w0) - pl, div)
         })
         .collect()
 }
 
-/// Max (with the argmax of each output, for the backward) or average pooling of every plane.
-pub(crate) fn pool_forward(
-    x: &[f32],
-    planes: usize,
-    (h, w): (usize, usize),
-    windows: &[(usize, usize, usize, usize, f32)],
-    avg: bool,
-) -> (Vec<f32>, Vec<u32>) {
-    let out_plane = windows.len();
-    let mut y = buffers::zeroed(planes * out_plane);
-    let mut arg = vec![0u32; if avg { 0 } else { planes * out_plane }];
-    let work = |(t, dst): (usize, &mut [f32]), arg: Option<&mut [u32]>| {
-        let src = &x[t * h * w..(t + 1) * h * w];
-        let mut arg = arg;
-        for (o, &(y0, y1, x0, x1, div)) in windows.iter().enumerate() {
-            let (mut acc, mut best, mut at) = (0.0f32, f32::NEG_INFINITY, y0 * w + x0);
-            for yy in y0..y1 {
-                for xx in x0..x1 {
-                    let v = src[yy * w + xx];
-                    acc += v;
-                    if v > best {
-                        best = v;
-                        at = yy * w + xx;
-                    }
-                }
-            }
-            dst[o] = if avg { acc / div } else { best };
-            if let Some(a) = arg.as_deref_mut() {
-                #[allow(clippy::cast_possible_truncation)]
-                let at = at as u32;
-                a[o] = at;
-            }
-        }
-    };
-    if avg {
-        y.par_chunks_mut(out_plane).enumerate().for_each(|tp| work(tp, None));
-    } else {
-        y.par_chunks_mut(out_plane)
-            .enumerate()
-            .zip(arg.par_chunks_mut(out_plane))
-            .for_each(|(tp, a)| work(tp, Some(a)));
-    }
-    (y, arg)
-}
-
-/// The adjoint of [`pool_forward`].
+/// The adjoint of pooling over `windows` (the forward is the inference kernel
+/// `pool2d_fast`): an average spreads each gradient over its window; a maximum sends it
+/// to the first position of the window holding the output `y` (from the forward input
+/// `x`; the first NaN where the output is NaN), the position the maximum came from.
 pub(crate) fn pool_backward(
     dy: &[f32],
     planes: usize,
     (h, w): (usize, usize),
     windows: &[(usize, usize, usize, usize, f32)],
-    arg: &[u32],
+    (x, y): (&[f32], &[f32]),
     avg: bool,
 ) -> Vec<f32> {
     let out_plane = windows.len();
     let mut dx = buffers::zeroed(planes * h * w);
     dx.par_chunks_mut(h * w).enumerate().for_each(|(t, dst)| {
         let g = &dy[t * out_plane..(t + 1) * out_plane];
+        let (src, out) = (&x[t * h * w..(t + 1) * h * w], &y[t * out_plane..(t + 1) * out_plane]);
         for (o, &(y0, y1, x0, x1, div)) in windows.iter().enumerate() {
             if avg {
                 for yy in y0..y1 {
@@ -103,8 +47,12 @@ pub(crate) fn pool_backward(
                         dst[yy * w + xx] += g[o] / div;
                     }
                 }
-            } else {
-                dst[arg[t * out_plane + o] as usize] += g[o];
+                continue;
+            }
+            let m = out[o];
+            let hit = |&i: &usize| src[i] == m || (m.is_nan() && src[i].is_nan());
+            if let Some(i) = (y0..y1).flat_map(|yy| (x0..x1).map(move |xx| yy * w + xx)).find(hit) {
+                dst[i] += g[o];
             }
         }
     });

@@ -58,7 +58,6 @@ pub enum Mode {
 
 enum Aux {
     None,
-    Argmax(Vec<u32>),
     Lrn(Vec<f32>),
     Bn(Option<BnBatch>),
     Dropout(Vec<f32>),
@@ -296,9 +295,11 @@ impl Model {
                     let [pt, pl, pb, pr] = p.pads;
                     let oh = pool_out(h, p.kernel[0], p.stride[0], pt, pb, p.ceil_mode).unwrap_or(1);
                     let ow = pool_out(w, p.kernel[1], p.stride[1], pl, pr, p.ceil_mode).unwrap_or(1);
-                    let windows = layers::pool_windows(p, h, w, oh, ow);
-                    let (y, arg) = layers::pool_forward(&x.data, b * ch, (h, w), &windows, avg);
-                    (Tensor { shape: [b, ch, oh, ow], data: y }, Aux::Argmax(arg))
+                    // The inference kernel itself: the same windows, divisors and NaN rule.
+                    let params = crate::plan::pool2d_params(p, b * ch, (h, w), (oh, ow), avg, h * w, 0)?;
+                    let mut y = buffers::zeroed(b * ch * oh * ow);
+                    crate::cpu::fast::pool::pool2d_fast(&params, &x.data, &[], &mut y);
+                    (Tensor { shape: [b, ch, oh, ow], data: y }, Aux::None)
                 }
                 Op::GlobalAvgPool => {
                     let y =
@@ -509,9 +510,10 @@ impl Model {
                 }
                 Op::MaxPool(p) | Op::AvgPool(p) => {
                     let avg = matches!(layer.op, Op::AvgPool(_));
-                    let windows = layers::pool_windows(p, h, w, y.shape[2], y.shape[3]);
-                    let Some(Aux::Argmax(arg)) = tape.aux.get(&layer.name) else { unreachable!("pool aux") };
-                    layers::pool_backward(&dy, b * ch, (h, w), &windows, arg, avg)
+                    let (oh, ow) = (y.shape[2], y.shape[3]);
+                    let params = crate::plan::pool2d_params(p, b * ch, (h, w), (oh, ow), avg, h * w, 0)?;
+                    let windows = layers::pool_windows(&params);
+                    layers::pool_backward(&dy, b * ch, (h, w), &windows, (&x.data, &y.data), avg)
                 }
                 Op::GlobalAvgPool => {
                     let n = (h * w) as f32;
