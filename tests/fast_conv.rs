@@ -136,8 +136,9 @@ fn blocking_boundaries_depthwise_and_narrow_products() {
 /// First-layer shapes (at most 4 input channels), which take the row path when dense:
 /// stride 2 with a partial channel panel and an odd left pad, dilation with uneven pads,
 /// 4 channels with rows of two and a half tiles, a row of a full tile and a 3-wide one at
-/// stride 2, stride 3 (the general phase split) with uneven pads.
-fn row_conv_cases() -> [(&'static str, ConvGeometry); 5] {
+/// stride 2, stride 3 (the general phase split) with uneven pads; and convs of many input
+/// channels at stride 1, which run along the padded grid.
+fn row_conv_cases() -> [(&'static str, ConvGeometry); 7] {
     [
         ("row_conv_7x7_s2", ConvGeometry::new(3, 23, 21, 40, 7, 7).with_padding(3).with_stride(2)),
         (
@@ -150,13 +151,17 @@ fn row_conv_cases() -> [(&'static str, ConvGeometry); 5] {
             "row_conv_4x4_s3",
             ConvGeometry::new(2, 13, 40, 12, 4, 4).with_padding_tlbr(1, 2, 0, 1).with_stride(3),
         ),
+        // Many input channels at stride 1 along the padded grid: three depth blocks
+        // (360 taps), and dilation with two (144), output rows that end mid-vector.
+        ("row_conv_grid_k360", ConvGeometry::new(40, 17, 18, 20, 3, 3).with_padding(1)),
+        ("row_conv_grid_d2", ConvGeometry::new(16, 21, 30, 20, 3, 3).with_padding(2).with_dilation(2)),
     ]
 }
 
-/// The small-input-channel cases really run on the row path (dense, AVX-512), so the
+/// The row-path cases really run on it (dense, AVX-512), so the
 /// sweep above tests it.
 #[test]
-fn small_input_channel_layers_take_the_row_path() {
+fn row_conv_layers_take_the_row_path() {
     let Some(kern) = Microkernel::available().into_iter().find(|k| k.name == "avx512") else {
         eprintln!("skipped: no AVX-512");
         return;

@@ -180,10 +180,42 @@ fn pointwise_pays_off(layer: &ConvLayer) -> bool {
     layer.mask().len() >= 16 && !std::env::var("PERFORATE_POINTWISE").is_ok_and(|v| v == "0")
 }
 
-/// Whether a dense conv of a few input channels runs on the [`row_conv`] path
-/// (`PERFORATE_ROW_CONV=0` turns it off: comparisons only).
-fn row_conv_pays_off(_layer: &ConvLayer) -> bool {
-    !std::env::var("PERFORATE_ROW_CONV").is_ok_and(|v| v == "0")
+/// Whether a dense conv runs on the [`row_conv`] path: a few input channels (first
+/// layers), or a stride-1 conv along the padded grid that the HWC path does not take, with
+/// weights that stay in L2 (`PERFORATE_ROW_CONV=0` turns the path off, `=first` limits it
+/// to first layers, `=all` takes it wherever it applies: comparisons only).
+fn row_conv_pays_off(layer: &ConvLayer) -> bool {
+    let few_channels = layer.geometry().in_channels <= row_conv::MAX_IN_CHANNELS;
+    match std::env::var("PERFORATE_ROW_CONV").as_deref() {
+        Ok("0") => false,
+        Ok("first") => few_channels,
+        Ok("all") => true,
+        _ => {
+            let batched = layer.geometry().batch > 1;
+            few_channels
+                || weights_fit_l2(layer) && (!hwc_pays_off(layer) || batched && hwc_tiles_partial(layer))
+        }
+    }
+}
+
+/// Whether the HWC path's channel tiles of a layer are narrow (16) or partly empty, where
+/// the row path's 8-channel panels measured faster on dense stride-1 convs at batch 64: the
+/// 28x28 VGG's 24 and 48 channels at 28x28 and 14x14 2.2 -> 1.8 and 1.09 -> 0.88 ms, the
+/// 28x28 ResNet's 16 channels 1.05 -> 0.99; with full 32-wide tiles the HWC path stays
+/// ahead (its 32 channels at 14x14 0.84 vs 0.96; ResNet-18's 128 and 256 channels at
+/// 28x28 and 14x14, batch 1, 0.72-0.76 vs 0.92-1.02), and so does it at batch 1 on the
+/// 28x28 networks (0.018 vs 0.024 ms: the copy costs more than the tiles save there).
+fn hwc_tiles_partial(layer: &ConvLayer) -> bool {
+    let tg = layer.geometry().out_channels_per_group();
+    tg <= 16 || !tg.is_multiple_of(hwc_conv::channel_tile(tg))
+}
+
+/// Whether a conv's weights (all of them, which [`row_conv`] streams past every tile)
+/// stay in L2: at most 640 KB. ResNet-18's 64 -> 64 3x3 convs at 56x56 (147 KB) ran 0.89
+/// -> 0.78 ms on it, VGG-11's 64 -> 128 at 112x112 (295 KB) 6.4 -> 5.4; its
+/// 256-channel layers at 56x56 (1.2 and 2.4 MB) 3-6% slower than the implicit GEMM.
+fn weights_fit_l2(layer: &ConvLayer) -> bool {
+    std::mem::size_of_val(layer.weights()) <= 640 << 10
 }
 
 /// Whether the HWC path pays off (`PERFORATE_HWC=0` turns the path off, `PERFORATE_HWC=1`

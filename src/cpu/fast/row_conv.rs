@@ -1,5 +1,6 @@
-//! Direct convolution along output rows, for layers of few input channels (first layers:
-//! RGB or grey images) with a dense input and output. Positions are the vector lanes, as
+//! Direct convolution along output rows, for dense layers of few input channels (first
+//! layers: RGB or grey images) and, at stride 1, of any channels (see `row_conv_pays_off`
+//! for where it runs). Positions are the vector lanes, as
 //! the output is stored: a tile is 8 output channels × up to 48 consecutive positions of
 //! one output row, and each tap (input channel, ky, kx) reads one contiguous run of a
 //! zero-padded, column-phase-split copy of the input, so a strided conv's taps read
@@ -11,9 +12,17 @@
 //! stride, `WQ = ⌈WP / S⌉`). Tap `(c, ky, kx)` of output `(oy, ox)` then reads phase
 //! `(kx·dw) mod S`, index `ox + (kx·dw) / S` of padded row `oy·sh + ky·dh`.
 //!
-//! Tasks: (image, block of output rows), one parallel region; inside, for each row and each
-//! tile, every weight panel runs over the tile's `k × 48` B values (L1-resident).
+//! At stride 1 (with padded rows of 16 or more) the tiles run along the padded grid
+//! instead: output row `oy` is grid positions `oy·WP ..`, a tile is 48 consecutive grid
+//! positions whatever rows they cross, each tap still one contiguous run, and the
+//! `WP − out_w` columns past each row's end are computed and dropped by the store
+//! (`gemm::avx512::grid_tile`). Depth then goes in blocks of [`GRID_KC`] taps (a block's B
+//! rows in L1 while every panel passes), the partial sums in a per-thread scratch.
+//!
+//! Tasks: (image, block of output rows or grid tiles), one parallel region; inside, for each
+//! tile, every weight panel runs over the tile's B values.
 
+use std::cell::RefCell;
 use std::sync::Mutex;
 
 use rayon::prelude::*;
@@ -31,8 +40,15 @@ const MR: usize = 8;
 pub(crate) const MAX_IN_CHANNELS: usize = 4;
 /// Positions per full tile (3 vectors of 16).
 const TILE: usize = 48;
+/// Largest depth block of a grid tile: its B rows (`kc × 48` floats, 24 KB) stay in L1.
+const GRID_KC: usize = 128;
 /// Layers under this many FLOPs run on the calling thread.
 const SEQUENTIAL_FLOPS: usize = 1 << 21;
+
+thread_local! {
+    /// A grid task's partial sums between depth blocks: `[panel][MR][48]`.
+    static GRID_PARTIAL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
 
 /// A direct conv along output rows (see the module docs).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -61,6 +77,11 @@ pub(crate) struct RowConv {
     /// `[panel·MR]`.
     bias: Vec<f32>,
     relu: bool,
+    /// Stride 1 with padded rows of at least 16 values: tiles run along the padded grid
+    /// (see [`RowConv::grid_applies`]) instead of along each output row.
+    grid: bool,
+    /// Floats after the last image's copy that grid tiles may read.
+    slack: usize,
     /// The padded, phase-split input, reused between runs (its borders stay zero).
     padded: Mutex<Vec<f32>>,
 }
@@ -72,9 +93,9 @@ impl std::fmt::Debug for RowConv {
 }
 
 impl RowConv {
-    /// Whether `layer` can take the path on this CPU: AVX-512, one group of at most
-    /// [`MAX_IN_CHANNELS`] input channels, a dense input and output, and a copy whose
-    /// offsets fit 32 bits.
+    /// Whether `layer` can take the path on this CPU: AVX-512, one group, a dense input
+    /// and output, a copy whose offsets fit 32 bits, and at most [`MAX_IN_CHANNELS`] input
+    /// channels or [`RowConv::grid_applies`].
     pub fn applies(layer: &ConvLayer) -> bool {
         let g = layer.geometry();
         let wq = (g.in_w + g.pad_left + g.pad_right).div_ceil(g.stride_w);
@@ -84,11 +105,21 @@ impl RowConv {
         #[cfg(not(target_arch = "x86_64"))]
         let avx512 = false;
         avx512
-            && image < u32::MAX as usize
+            && image + g.kernel_w * g.dilation_w < u32::MAX as usize
             && g.groups == 1
-            && g.in_channels <= MAX_IN_CHANNELS
+            && (g.in_channels <= MAX_IN_CHANNELS || Self::grid_applies(layer))
             && layer.input_map().is_none()
             && layer.mask().is_dense()
+    }
+
+    /// Whether the tiles can run along the padded grid: stride 1 and padded rows of at
+    /// least 16 values. Output row `oy` is then grid positions `oy·WP ..` (WP the padded
+    /// width), every tap of 48 consecutive grid positions reads one contiguous run of the
+    /// copy, and only the `WP − out_w` columns past each row's end are computed in vain
+    /// (56x56 with padding 1: 2 of 58, where row tiles of 48 + 16 lanes waste 8 of 64).
+    pub fn grid_applies(layer: &ConvLayer) -> bool {
+        let g = layer.geometry();
+        g.stride_h == 1 && g.stride_w == 1 && g.in_w + g.pad_left + g.pad_right >= 16
     }
 
     /// Prepares `layer` ([`RowConv::applies`]), with its ReLU when `relu`.
@@ -130,6 +161,8 @@ impl RowConv {
             a,
             bias,
             relu,
+            grid: RowConv::grid_applies(layer),
+            slack: (g.kernel_w - 1) * g.dilation_w + TILE,
             padded: Mutex::new(Vec::new()),
         }
     }
@@ -149,9 +182,12 @@ impl RowConv {
         let mut fallback = Vec::new();
         let mut guard = self.padded.try_lock().ok();
         let padded = guard.as_deref_mut().unwrap_or(&mut fallback);
-        if padded.len() != self.batch * image {
+        // Slack past the last image: a grid tile's lanes past a row's end read up to
+        // (kw − 1)·dw values beyond the last padded row (and drop them).
+        let len = self.batch * image + self.slack;
+        if padded.len() != len {
             padded.clear();
-            padded.resize(self.batch * image, 0.0);
+            padded.resize(len, 0.0);
         }
         let flops = 2 * self.batch * self.out_channels * n_pos * self.offs.len();
         let parallel = flops >= SEQUENTIAL_FLOPS;
@@ -163,17 +199,36 @@ impl RowConv {
                 self.copy_row(&x[p * plane + y * self.in_w..][..self.in_w], dst);
             }
         };
+        let rows = &mut padded[..self.batch * image];
         if parallel {
-            padded.par_chunks_mut(row_len).enumerate().with_min_len(32).for_each(copy_row);
+            rows.par_chunks_mut(row_len).enumerate().with_min_len(32).for_each(copy_row);
         } else {
-            padded.chunks_mut(row_len).enumerate().for_each(copy_row);
+            rows.chunks_mut(row_len).enumerate().for_each(copy_row);
         }
         let padded: &[f32] = padded;
+        let out = SendPtr(out.as_mut_ptr());
+        if self.grid {
+            // Tiles of the grid per task: about 8 tasks per thread.
+            let tiles = (self.out_h * self.wq).div_ceil(TILE);
+            let want = 8 * rayon::current_num_threads();
+            let per_task = (tiles * self.batch).div_ceil(want).clamp(1, tiles);
+            let blocks = tiles.div_ceil(per_task);
+            let task = |t: usize| {
+                let (tb, img) = (t % blocks, t / blocks);
+                let tiles = tb * per_task..((tb + 1) * per_task).min(tiles);
+                self.grid_task(&padded[img * image..], out, img, tiles);
+            };
+            if parallel {
+                (0..self.batch * blocks).into_par_iter().for_each(task);
+            } else {
+                (0..self.batch * blocks).for_each(task);
+            }
+            return;
+        }
         // Rows per task: about 8 tasks per thread.
         let want = 8 * rayon::current_num_threads();
         let rows_per = (self.out_h * self.batch).div_ceil(want).clamp(1, self.out_h);
         let row_blocks = self.out_h.div_ceil(rows_per);
-        let out = SendPtr(out.as_mut_ptr());
         let task = |t: usize| {
             let (rb, img) = (t % row_blocks, t / row_blocks);
             let rows = rb * rows_per..((rb + 1) * rows_per).min(self.out_h);
@@ -184,6 +239,89 @@ impl RowConv {
         } else {
             (0..self.batch * row_blocks).for_each(task);
         }
+    }
+
+    /// Grid tiles `tiles` of image `img` (stride 1: `wq` is the padded width), from the
+    /// image's copy `x` (and what follows it: the next image or the slack).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+    fn grid_task(&self, x: &[f32], out: SendPtr, img: usize, tiles: std::ops::Range<usize>) {
+        let (n_pos, k, wp) = (self.out_h * self.out_w, self.offs.len(), self.wq);
+        let n_grid = self.out_h * wp;
+        // Every tap run of a tile stays inside `x`: the grid's last position plus the
+        // largest offset is below one image plus the slack.
+        assert!(x.len() >= n_grid + self.offs.iter().max().map_or(0, |&o| o as usize));
+        // Depth blocks: a tile's B rows of one block (`kc × 48` floats) stay in L1 while
+        // every panel passes over them; the panels' sums of the earlier blocks wait in the
+        // thread's scratch, and the last block's kernel adds them and stores.
+        let blocks = k.div_ceil(GRID_KC);
+        let kc = k.div_ceil(blocks);
+        GRID_PARTIAL.with(|scratch| {
+            let partial = &mut *scratch.borrow_mut();
+            partial.resize(if blocks > 1 { self.panels * MR * TILE } else { 0 }, 0.0);
+            for t in tiles {
+                let g0 = t * TILE;
+                let width = TILE.min(n_grid - g0);
+                let vectors = width.div_ceil(16);
+                let rem = width - 16 * (vectors - 1);
+                let tail: u16 = if rem == 16 { 0xffff } else { (1u16 << rem) - 1 };
+                let b = x[g0..].as_ptr();
+                for p0 in (0..k).step_by(kc) {
+                    let (kcb, last) = (kc.min(k - p0), p0 + kc >= k);
+                    for panel in 0..self.panels {
+                        let rows = MR.min(self.out_channels - panel * MR);
+                        let a = self.a[(panel * k + p0) * MR..].as_ptr();
+                        let bias = self.bias[panel * MR..].as_ptr();
+                        let offs = self.offs[p0..].as_ptr();
+                        let at_part = (panel * MR * TILE).min(partial.len());
+                        let part = partial[at_part..].as_mut_ptr();
+                        // Output channel panel·MR of image img; the kernel adds each lane's
+                        // position.
+                        let c = out.ptr().wrapping_add((img * self.out_channels + panel * MR) * n_pos);
+                        // SAFETY: AVX-512 was detected (`applies`); every tap's run of `width`
+                        // values from `b` lies inside `x` (asserted); A's panel holds kcb·MR
+                        // floats from depth p0, bias MR; the panel's partial sums are MR rows
+                        // of 16·vectors floats (at stride 16·vectors) when there are several
+                        // blocks; each kept lane is a real output position (row < out_h,
+                        // column < out_w) of channels under `rows`, written only by this task.
+                        #[cfg(target_arch = "x86_64")]
+                        unsafe {
+                            use crate::cpu::gemm::avx512::{grid_tile, row_tile};
+                            let (relu, at) = (self.relu, (g0, wp, self.out_w));
+                            let prev = if p0 > 0 { part.cast_const() } else { std::ptr::null() };
+                            macro_rules! block {
+                                ($nv:literal) => {
+                                    if last {
+                                        grid_tile::<$nv>(
+                                            kcb, a, b, offs, tail, at, prev, c, n_pos, rows, bias, relu,
+                                        )
+                                    } else {
+                                        let null = std::ptr::null();
+                                        row_tile::<$nv>(
+                                            kcb,
+                                            a,
+                                            b,
+                                            offs,
+                                            tail,
+                                            part,
+                                            16 * $nv,
+                                            MR,
+                                            p0 > 0,
+                                            null,
+                                            false,
+                                        )
+                                    }
+                                };
+                            }
+                            match vectors {
+                                3 => block!(3),
+                                2 => block!(2),
+                                _ => block!(1),
+                            }
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// One input row into its padded, phase-split row of the copy (borders untouched).

@@ -339,13 +339,53 @@ pub(crate) unsafe fn row_tile<const NV: usize>(
     bias: *const f32,
     relu: bool,
 ) {
-    const MR: usize = ROW_TILE_MR;
     for i in 0..rows {
         for v in 0..NV {
             _mm_prefetch::<_MM_HINT_ET0>(c.wrapping_add(i * ldc + 16 * (NV + v)).cast());
         }
     }
-    let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+    // SAFETY: the caller's contract on a, b, offs and tail.
+    let acc = unsafe { row_products::<NV>(kc, a, b, offs, tail) };
+    let zero = _mm512_setzero_ps();
+    for (i, row) in acc.iter().enumerate().take(rows) {
+        // SAFETY: row i < rows of C has the lanes written here; a non-null bias has MR.
+        unsafe {
+            let ci = c.add(i * ldc);
+            let beta = if bias.is_null() { None } else { Some(_mm512_set1_ps(*bias.add(i))) };
+            for (v, &r) in row.iter().enumerate() {
+                let keep = if v + 1 == NV { tail } else { 0xffff };
+                let mut r = r;
+                if accumulate {
+                    r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(keep, ci.add(16 * v)));
+                }
+                if let Some(beta) = beta {
+                    r = _mm512_add_ps(r, beta);
+                    if relu {
+                        r = _mm512_max_ps(zero, r);
+                    }
+                }
+                _mm512_mask_storeu_ps(ci.add(16 * v), keep, r);
+            }
+        }
+    }
+}
+
+/// The accumulation loop of [`row_tile`] and [`grid_tile`]: `acc[i][v] = Σ_p a[p][i] ·
+/// b[offs[p] + 16·v ..]` (the last vector under `tail`). Always inlined into those AVX-512
+/// kernels.
+///
+/// # Safety
+/// The caller is compiled for AVX-512F; `a` holds `kc·8` floats; for every `p < kc`,
+/// `b + offs[p]` has `16·(NV−1)` readable floats and then the lanes of `tail`.
+#[inline(always)]
+unsafe fn row_products<const NV: usize>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    offs: *const u32,
+    tail: u16,
+) -> [[__m512; NV]; ROW_TILE_MR] {
+    let mut acc = [[_mm512_setzero_ps(); NV]; ROW_TILE_MR];
     let mut a = a;
     for p in 0..kc {
         // SAFETY: the caller's contract: row p of B has the lanes read here; `a` advances
@@ -366,28 +406,86 @@ pub(crate) unsafe fn row_tile<const NV: usize>(
                     *r = _mm512_fmadd_ps(ai, x, *r);
                 }
             }
-            a = a.add(MR);
+            a = a.add(ROW_TILE_MR);
         }
     }
+    acc
+}
+
+/// [`row_tile`] over a padded plane's grid: the tile's `16·NV` lanes are consecutive
+/// positions `g0 ..` of the output rows laid out `wp` apart (the padded input's row
+/// pitch), so every tap reads one contiguous run however the rows fall; lanes at columns
+/// `out_w ..< wp` of a row are computed and dropped. Each vector's lanes span at most two
+/// output rows (`wp ≥ 16`): the epilogue adds `bias`, applies the ReLU and stores the
+/// lanes of each row (those under `tail` for the last vector) at `c + i·ldc + row·out_w +
+/// column`, rows under `rows` only. A non-null `partial` holds the sums of the earlier
+/// depth blocks (`[8][16·NV]`, as [`row_tile`] accumulates them at `ldc = 16·NV`), added
+/// first.
+///
+/// # Safety
+/// As [`row_tile`] for a, b, offs, tail and bias (non-null here); a non-null `partial`
+/// holds `8·16·NV` floats; `16 ≤ wp`, `out_w ≤ wp`;
+/// every kept lane's output position is inside the `rows` output planes from `c`, `ldc`
+/// apart.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn grid_tile<const NV: usize>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    offs: *const u32,
+    tail: u16,
+    (g0, wp, out_w): (usize, usize, usize),
+    partial: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    bias: *const f32,
+    relu: bool,
+) {
+    // SAFETY: the caller's contract on a, b, offs and tail.
+    let mut acc = unsafe { row_products::<NV>(kc, a, b, offs, tail) };
+    if !partial.is_null() {
+        for (i, acc_i) in acc.iter_mut().enumerate() {
+            for (v, r) in acc_i.iter_mut().enumerate() {
+                // SAFETY: a non-null `partial` holds 8 rows of 16·NV floats (the contract).
+                *r = _mm512_add_ps(*r, unsafe { _mm512_loadu_ps(partial.add(i * 16 * NV + 16 * v)) });
+            }
+        }
+    }
+    let lanes = |lo: usize, hi: usize| -> u16 {
+        let bits = |n: usize| if n >= 16 { 0xffffu16 } else { (1u16 << n) - 1 };
+        bits(hi) & !bits(lo)
+    };
+    // Per vector: the two row segments' masks and where lane 0 of each would be stored.
+    let mut segments = [(0u16, 0usize, 0u16, 0usize); NV];
+    for (v, seg) in segments.iter_mut().enumerate() {
+        let keep = if v + 1 == NV { tail } else { 0xffff };
+        let g = g0 + 16 * v;
+        let (row, col) = (g / wp, g % wp);
+        let first = lanes(0, out_w.saturating_sub(col)) & keep;
+        let next = wp - col; // the lane where the next row starts
+        let second = if next < 16 { lanes(next, next + out_w) & keep } else { 0 };
+        // Lane j of the second segment is column j − next of row + 1.
+        *seg = (first, row * out_w + col, second, ((row + 1) * out_w).wrapping_sub(next));
+    }
     let zero = _mm512_setzero_ps();
-    for (i, row) in acc.iter().enumerate().take(rows) {
-        // SAFETY: row i < rows of C has the lanes written here; a non-null bias has MR.
+    for (i, acc_i) in acc.iter().enumerate().take(rows) {
+        // SAFETY: bias has MR floats; each kept lane's output position is inside plane i
+        // (the caller's contract); a masked store writes its kept lanes only, so the base of
+        // a second segment may lie before its row.
         unsafe {
+            let beta = _mm512_set1_ps(*bias.add(i));
             let ci = c.add(i * ldc);
-            let beta = if bias.is_null() { None } else { Some(_mm512_set1_ps(*bias.add(i))) };
-            for (v, &r) in row.iter().enumerate() {
-                let keep = if v + 1 == NV { tail } else { 0xffff };
-                let mut r = r;
-                if accumulate {
-                    r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(keep, ci.add(16 * v)));
+            for (&r, &(m1, at1, m2, at2)) in acc_i.iter().zip(&segments) {
+                let mut r = _mm512_add_ps(r, beta);
+                if relu {
+                    r = _mm512_max_ps(zero, r);
                 }
-                if let Some(beta) = beta {
-                    r = _mm512_add_ps(r, beta);
-                    if relu {
-                        r = _mm512_max_ps(zero, r);
-                    }
+                _mm512_mask_storeu_ps(ci.wrapping_add(at1), m1, r);
+                if m2 != 0 {
+                    _mm512_mask_storeu_ps(ci.wrapping_add(at2), m2, r);
                 }
-                _mm512_mask_storeu_ps(ci.add(16 * v), keep, r);
             }
         }
     }
