@@ -305,14 +305,12 @@ struct Epilogue {
 
 /// The direct path's buffer: padded input row `r` (of `hp`), column phase `rx` (of the
 /// column stride `sx`) at `(r·sx + rx)·ld`, holding padded columns `rx, rx + sx, ...`
-/// (`wq` of them, then 16 floats of slack so a vector may read past the last column);
-/// after the rows, `2·half` floats of scratch for the stride-2 split.
+/// (`wq` of them, then 16 floats of slack so a vector may read past the last column).
 #[derive(Clone, Debug)]
 struct RowLayout {
     sx: usize,
     wq: usize,
     ld: usize,
-    half: usize,
     len: usize,
     key: [usize; 7],
     /// Offset of each tap `(ky, kx)` from the start of output row `oy`'s first input row
@@ -327,7 +325,6 @@ impl RowLayout {
         let sx = g.stride_w;
         let wq = wp.div_ceil(sx);
         let ld = wq + 16;
-        let half = g.in_w.div_ceil(32) * 16;
         let taps = (0..g.kernel_h)
             .flat_map(|ky| (0..g.kernel_w).map(move |kx| (ky * g.dilation_h, kx * g.dilation_w)))
             .map(|(r, c)| (r * sx + c % sx) * ld + c / sx)
@@ -336,8 +333,7 @@ impl RowLayout {
             sx,
             wq,
             ld,
-            half,
-            len: hp * sx * ld + 2 * half,
+            len: hp * sx * ld,
             key: [g.in_h, g.in_w, g.pad_top, g.pad_bottom, g.pad_left, g.pad_right, sx],
             taps,
         }
@@ -462,14 +458,14 @@ unsafe fn plane_rows_avx2(
 #[inline(always)]
 fn fill_rows(g: &ConvGeometry, l: &RowLayout, src: &[f32], buf: &mut [f32], split2: bool) {
     let sx = l.sx;
-    let (rows, halves) = buf.split_at_mut(buf.len() - 2 * l.half);
     for (y, row) in src.chunks_exact(g.in_w).enumerate() {
         let base = (y + g.pad_top) * sx * l.ld;
         #[cfg(target_arch = "x86_64")]
         if split2 && sx == 2 {
-            // SAFETY: split2 is only set where AVX-512F was detected; `halves` holds
-            // 2·half floats.
-            unsafe { super::pool::deinterleave2_avx512(row, halves, l.half) };
+            // SAFETY: split2 is only set where AVX-512F was detected. Straight into the
+            // row's two phases (`ld` apart, `wq` columns each).
+            unsafe { super::transpose::split_pairs_avx512(row, g.pad_left, (l.wq, l.ld), &mut buf[base..]) };
+            continue;
         }
         for rx in 0..sx {
             // Phase columns j read padded column j·sx + rx = input column x + pad_left.
@@ -479,13 +475,9 @@ fn fill_rows(g: &ConvGeometry, l: &RowLayout, src: &[f32], buf: &mut [f32], spli
                 continue;
             }
             let n = (l.wq - j0).min((g.in_w - x0).div_ceil(sx));
-            let dst = &mut rows[base + rx * l.ld + j0..][..n];
+            let dst = &mut buf[base + rx * l.ld + j0..][..n];
             if sx == 1 {
                 dst.copy_from_slice(&row[x0..x0 + n]);
-            } else if split2 && sx == 2 {
-                // Input column x0 + 2j is entry j of the half of x0's parity.
-                let from = (x0 % 2) * l.half + x0 / 2;
-                dst.copy_from_slice(&halves[from..from + n]);
             } else {
                 for (j, d) in dst.iter_mut().enumerate() {
                     *d = row[x0 + j * sx];

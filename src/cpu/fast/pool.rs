@@ -447,8 +447,9 @@ fn horizontal_stride2(
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") && (2..=512).contains(&row.len()) {
         let half = row.len().div_ceil(32) * 16;
-        // SAFETY: the feature was detected; ph holds 2·half ≤ 544 floats.
-        unsafe { deinterleave2_avx512(row, ph, half) };
+        // SAFETY: the feature was detected; ph holds 2·half ≤ 544 floats: entry j of
+        // half `c mod 2` is column 2j + c.
+        unsafe { super::transpose::split_pairs_avx512(row, 0, (half, half), ph) };
         for (kx, &(lo, hi)) in ranges.iter().enumerate() {
             if lo >= hi {
                 continue;
@@ -461,40 +462,6 @@ fn horizontal_stride2(
     }
     let _ = (g, ranges, row, orow, ph);
     false
-}
-
-/// `ph[j] = row[2j]`, `ph[half + j] = row[2j + 1]`, 32 values at a time (masked tail).
-///
-/// # Safety
-/// The CPU has AVX-512F; `ph` holds `2·half` floats with `half = ceil(row.len() / 32)·16`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn deinterleave2_avx512(row: &[f32], ph: &mut [f32], half: usize) {
-    use std::arch::x86_64::*;
-    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    let n = row.len();
-    let mask = |from: usize| -> __mmask16 {
-        let left = n.saturating_sub(from);
-        if left >= 16 {
-            0xffff
-        } else {
-            // left < 16: the mask fits.
-            #[allow(clippy::cast_possible_truncation)]
-            let m = ((1u32 << left) - 1) as u16;
-            m
-        }
-    };
-    for (t, i) in (0..n).step_by(32).enumerate() {
-        // SAFETY: masked loads read only lanes inside `row`; the stores write 16 floats at
-        // t·16 < half and half + t·16 < 2·half.
-        unsafe {
-            let a = _mm512_maskz_loadu_ps(mask(i), row.as_ptr().add(i));
-            let b = _mm512_maskz_loadu_ps(mask(i + 16), row.as_ptr().wrapping_add(i + 16));
-            _mm512_storeu_ps(ph.as_mut_ptr().add(t * 16), _mm512_permutex2var_ps(a, even, b));
-            _mm512_storeu_ps(ph.as_mut_ptr().add(half + t * 16), _mm512_permutex2var_ps(a, odd, b));
-        }
-    }
 }
 
 #[inline(always)]

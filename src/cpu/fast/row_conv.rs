@@ -334,7 +334,7 @@ impl RowConv {
         #[cfg(target_arch = "x86_64")]
         if s == 2 {
             // SAFETY: the path runs only where AVX-512 was detected (`applies`).
-            return unsafe { split_pairs_avx512(row, self.pad_left, wq, prow) };
+            return unsafe { super::transpose::split_pairs_avx512(row, self.pad_left, (wq, wq), prow) };
         }
         // Column j + pad_left is phase (j + pad_left) mod s, index (j + pad_left) / s:
         // phase r holds the columns j ≡ r − pad_left (mod s) from the first such j.
@@ -385,46 +385,6 @@ impl RowConv {
                     }
                 }
             }
-        }
-    }
-}
-
-/// [`RowConv::copy_row`] at column stride 2: 32 input values at a time split into their
-/// even and odd lanes by two permutes. Even `j` go to phase `pad_left mod 2` from index
-/// `pad_left / 2`, odd `j` to the other phase from `(pad_left + 1) / 2`.
-///
-/// # Safety
-/// AVX-512F is available.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn split_pairs_avx512(row: &[f32], pad_left: usize, wq: usize, prow: &mut [f32]) {
-    use std::arch::x86_64::*;
-    let (pe, po) = (pad_left % 2, 1 - pad_left % 2);
-    let (qe, qo) = (pad_left / 2, pad_left.div_ceil(2));
-    // Every column of the row lands inside its phase row: the last even and odd j map to
-    // indices below wq.
-    assert!(prow.len() >= 2 * wq && qe + row.len().div_ceil(2) <= wq && qo + row.len() / 2 <= wq);
-    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    let lanes = |n: usize| -> __mmask16 {
-        if n >= 16 {
-            0xffff
-        } else {
-            (1u16 << n) - 1
-        }
-    };
-    for j0 in (0..row.len()).step_by(32) {
-        let m = row.len() - j0;
-        // SAFETY: the masked lanes read row[j0..j0 + m] and write the m.div_ceil(2) even and
-        // m / 2 odd values of this chunk at their indices, inside the phase rows (asserted).
-        unsafe {
-            let src = row.as_ptr().add(j0);
-            let lo = _mm512_maskz_loadu_ps(lanes(m), src);
-            let hi = _mm512_maskz_loadu_ps(lanes(m.saturating_sub(16)), src.add(16));
-            let (e, o) = (_mm512_permutex2var_ps(lo, even, hi), _mm512_permutex2var_ps(lo, odd, hi));
-            let dst = prow.as_mut_ptr();
-            _mm512_mask_storeu_ps(dst.add(pe * wq + qe + j0 / 2), lanes(m.div_ceil(2)), e);
-            _mm512_mask_storeu_ps(dst.add(po * wq + qo + j0 / 2), lanes(m / 2), o);
         }
     }
 }

@@ -74,3 +74,48 @@ mod tests {
         }
     }
 }
+
+/// A row split into its even and odd columns after `pad_left` columns of padding, as the
+/// column-stride-2 layouts store it: padded column `c = j + pad_left` of input value
+/// `row[j]` goes to phase `c mod 2` (phase rows `ld` apart in `dst`) at index `c / 2`, 32
+/// values at a time by two permutes (row_conv's copy, the depthwise rows, pooling rows).
+///
+/// # Safety
+/// AVX-512F is available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn split_pairs_avx512(
+    row: &[f32],
+    pad_left: usize,
+    (wq, ld): (usize, usize),
+    dst: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let (pe, po) = (pad_left % 2, 1 - pad_left % 2);
+    let (qe, qo) = (pad_left / 2, pad_left.div_ceil(2));
+    // Every column lands inside its phase row: the last even and odd j map below wq.
+    assert!(ld >= wq && dst.len() >= ld + wq && qe + row.len().div_ceil(2) <= wq && qo + row.len() / 2 <= wq);
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let lanes = |n: usize| -> __mmask16 {
+        if n >= 16 {
+            0xffff
+        } else {
+            (1u16 << n) - 1
+        }
+    };
+    for j0 in (0..row.len()).step_by(32) {
+        let m = row.len() - j0;
+        // SAFETY: the masked lanes read row[j0..j0 + m] and write this chunk's m.div_ceil(2)
+        // even and m / 2 odd values at their indices, inside the phase rows (asserted).
+        unsafe {
+            let src = row.as_ptr().add(j0);
+            let lo = _mm512_maskz_loadu_ps(lanes(m), src);
+            let hi = _mm512_maskz_loadu_ps(lanes(m.saturating_sub(16)), src.add(16));
+            let (e, o) = (_mm512_permutex2var_ps(lo, even, hi), _mm512_permutex2var_ps(lo, odd, hi));
+            let out = dst.as_mut_ptr();
+            _mm512_mask_storeu_ps(out.add(pe * ld + qe + j0 / 2), lanes(m.div_ceil(2)), e);
+            _mm512_mask_storeu_ps(out.add(po * ld + qo + j0 / 2), lanes(m / 2), o);
+        }
+    }
+}
