@@ -458,6 +458,8 @@ unsafe fn plane_rows_avx2(
 #[inline(always)]
 fn fill_rows(g: &ConvGeometry, l: &RowLayout, src: &[f32], buf: &mut [f32], split2: bool) {
     let sx = l.sx;
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = split2;
     for (y, row) in src.chunks_exact(g.in_w).enumerate() {
         let base = (y + g.pad_top) * sx * l.ld;
         #[cfg(target_arch = "x86_64")]

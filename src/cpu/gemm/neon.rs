@@ -17,6 +17,7 @@ pub(super) fn kernel() -> Microkernel {
 
 /// # Safety
 /// See [`super::KernelFn`]; the CPU has NEON.
+#[allow(clippy::too_many_arguments)]
 unsafe fn run(
     kc: usize,
     a: *const f32,
