@@ -193,7 +193,7 @@ fn row_conv_pays_off(layer: &ConvLayer) -> bool {
         _ => {
             let batched = layer.geometry().batch > 1;
             few_channels
-                || weights_fit_l2(layer) && (!hwc_pays_off(layer) || batched && hwc_tiles_partial(layer))
+                || row_operands_fit(layer) && (!hwc_pays_off(layer) || batched && hwc_tiles_partial(layer))
         }
     }
 }
@@ -210,12 +210,20 @@ fn hwc_tiles_partial(layer: &ConvLayer) -> bool {
     tg <= 16 || !tg.is_multiple_of(hwc_conv::channel_tile(tg))
 }
 
-/// Whether a conv's weights (all of them, which [`row_conv`] streams past every tile)
-/// stay in L2: at most 640 KB. ResNet-18's 64 -> 64 3x3 convs at 56x56 (147 KB) ran 0.89
+/// Whether a conv's operands suit [`row_conv`] beyond first layers: its weights (all of
+/// them, which the path streams past every tile) stay in L2, at most 640 KB. ResNet-18's 64 -> 64 3x3 convs at 56x56 (147 KB) ran 0.89
 /// -> 0.78 ms on it, VGG-11's 64 -> 128 at 112x112 (295 KB) 6.4 -> 5.4; its
 /// 256-channel layers at 56x56 (1.2 and 2.4 MB) 3-6% slower than the implicit GEMM.
-fn weights_fit_l2(layer: &ConvLayer) -> bool {
-    std::mem::size_of_val(layer.weights()) <= 640 << 10
+///
+/// And the padded copy of the whole batch, which the path writes before its tiles read it,
+/// stays cache-sized: at most 8 MB. ResNet-18's 56x56 layers at batch 64 (a 55 MB copy)
+/// ran 64 -> 77 ms on the path; the 28x28 networks' copies at batch 64 (3.7-5.5 MB) and
+/// VGG-11's 112x112 one at batch 1 (3.3 MB) are among the gains above.
+fn row_operands_fit(layer: &ConvLayer) -> bool {
+    let g = layer.geometry();
+    let copy =
+        g.batch * g.in_channels * (g.in_h + g.pad_top + g.pad_bottom) * (g.in_w + g.pad_left + g.pad_right);
+    std::mem::size_of_val(layer.weights()) <= 640 << 10 && copy * std::mem::size_of::<f32>() <= 8 << 20
 }
 
 /// Whether the HWC path pays off (`PERFORATE_HWC=0` turns the path off, `PERFORATE_HWC=1`
