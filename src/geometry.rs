@@ -183,6 +183,16 @@ impl ConvGeometry {
             + 1
     }
 
+    /// Whether each output position reads exactly its own input position: a 1x1 kernel at
+    /// stride 1 without padding (the product `W · x` over the input planes as stored).
+    pub fn is_pointwise(&self) -> bool {
+        self.kernel_h == 1
+            && self.kernel_w == 1
+            && self.stride_h == 1
+            && self.stride_w == 1
+            && self.pad_top + self.pad_left + self.pad_bottom + self.pad_right == 0
+    }
+
     /// Output positions per image, H'·W'.
     pub fn out_positions(&self) -> usize {
         self.out_h() * self.out_w()

@@ -321,12 +321,7 @@ pub(crate) fn backward(
     let mut dx = transposed.unwrap_or_else(|| buffers::zeroed(if col2im_dx { g.batch * in_len } else { 0 }));
     // A dense 1x1 stride-1 conv without padding: each group's column matrix is its input
     // planes as they are (no im2col copy).
-    let identity_col = matches!(s, Sampling::Dense)
-        && g.kernel_h * g.kernel_w == 1
-        && g.stride_h == 1
-        && g.stride_w == 1
-        && g.pad_top + g.pad_left + g.pad_bottom + g.pad_right == 0
-        && n == g.in_h * g.in_w;
+    let identity_col = matches!(s, Sampling::Dense) && g.is_pointwise() && n == g.in_h * g.in_w;
     // Per rayon task: weight and bias gradients, and the column and gradient-column
     // scratch of one image (reused from image to image).
     let zero = || Acc {

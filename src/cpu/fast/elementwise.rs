@@ -5,6 +5,7 @@
 use rayon::prelude::*;
 
 use crate::cpu::{read_mapped, MIN_PARALLEL_ELEMENTS};
+use crate::interp::ZERO_TAP;
 use crate::network::{Binary, Unary};
 use crate::params::{BinaryParams, GatherInterpParams, UnaryParams};
 
@@ -105,14 +106,61 @@ fn gather_plane(
 pub(crate) fn expand_plane(kind: u32, map: &[u32], src: &[f32], dense: &mut [f32]) {
     match kind {
         1 => gather_nearest(dense, src, &map[..dense.len()], &[], false, false),
-        2 => {
-            for (d, &i) in dense.iter_mut().zip(map) {
-                *d = if i == crate::interp::ZERO_TAP { 0.0 } else { src[i as usize] };
-            }
-        }
+        2 => gather_or_zero(src, src.len(), &map[..dense.len()], dense),
         _ => {
             for (s, d) in dense.iter_mut().enumerate() {
                 *d = read_mapped(kind, map, src, s);
+            }
+        }
+    }
+}
+
+/// `b[p·w + j] = x[p·in_plane + src[j]]`, 0 where `src[j]` is [`ZERO_TAP`], for the
+/// `p < b.len() / w` planes of `x` and the `w = src.len()` positions `src` names: a zeros
+/// map's expansion (one plane), and the pointwise path's gathered columns (a task's columns
+/// of every input channel). One hardware gather per 16 positions and plane.
+pub(crate) fn gather_or_zero(x: &[f32], in_plane: usize, src: &[u32], b: &mut [f32]) {
+    let w = src.len();
+    if w == 0 {
+        return;
+    }
+    assert!(src.iter().all(|&i| i == ZERO_TAP || (i as usize) < in_plane), "map index outside its plane");
+    assert!(b.len().is_multiple_of(w) && x.len() >= b.len() / w * in_plane);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") && in_plane * (b.len() / w) < i32::MAX as usize {
+        // SAFETY: the feature was detected; every index is ZERO_TAP or inside a plane, and
+        // every plane offset fits the gather's i32 (checked above).
+        return unsafe { gather_or_zero_avx512(x, in_plane, src, b) };
+    }
+    for (p, row) in b.chunks_exact_mut(w).enumerate() {
+        for (d, &i) in row.iter_mut().zip(src) {
+            *d = if i == ZERO_TAP { 0.0 } else { x[p * in_plane + i as usize] };
+        }
+    }
+}
+
+/// [`gather_or_zero`] with one hardware gather per 16 positions of a plane.
+///
+/// # Safety
+/// AVX-512F is available; `gather_or_zero`'s checks hold.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gather_or_zero_avx512(x: &[f32], in_plane: usize, src: &[u32], b: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let w = src.len();
+    for j0 in (0..w).step_by(16) {
+        let lanes = crate::cpu::gemm::lane_mask(w - j0);
+        // SAFETY: lanes under `lanes` read src[j0..]; lanes whose index is ZERO_TAP are
+        // masked out of the gather and read nothing; the others read inside plane p; the
+        // stores write b[p·w + j0..] under `lanes`.
+        unsafe {
+            let idx = _mm512_maskz_loadu_epi32(lanes, src.as_ptr().add(j0).cast());
+            #[allow(clippy::cast_possible_wrap)]
+            let keep = lanes & _mm512_cmpneq_epi32_mask(idx, _mm512_set1_epi32(ZERO_TAP as i32));
+            for (p, row) in b.chunks_exact_mut(w).enumerate() {
+                let plane = x.as_ptr().add(p * in_plane);
+                let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), keep, idx, plane.cast());
+                _mm512_mask_storeu_ps(row.as_mut_ptr().add(j0), lanes, v);
             }
         }
     }

@@ -174,9 +174,6 @@ fn fused_relu(layer: &ConvLayer) -> bool {
 /// per image) stay on the implicit GEMM, which folds images into its columns (the 28x28
 /// VGG's 3136 -> 256 layer at batch 64: 0.25 ms there, 1.77 as pointwise).
 fn pointwise_pays_off(layer: &ConvLayer) -> bool {
-    if std::env::var("PERFORATE_POINTWISE").is_ok_and(|v| v == "inplace") {
-        return pointwise::Pointwise::in_place(layer) && layer.mask().len() >= 16;
-    }
     layer.mask().len() >= 16 && !std::env::var("PERFORATE_POINTWISE").is_ok_and(|v| v == "0")
 }
 
@@ -211,9 +208,10 @@ fn hwc_tiles_partial(layer: &ConvLayer) -> bool {
 }
 
 /// Whether a conv's operands suit [`row_conv`] beyond first layers: its weights (all of
-/// them, which the path streams past every tile) stay in L2, at most 640 KB. ResNet-18's 64 -> 64 3x3 convs at 56x56 (147 KB) ran 0.89
-/// -> 0.78 ms on it, VGG-11's 64 -> 128 at 112x112 (295 KB) 6.4 -> 5.4; its
-/// 256-channel layers at 56x56 (1.2 and 2.4 MB) 3-6% slower than the implicit GEMM.
+/// them, which the path streams past every tile) stay in L2, at most 640 KB. ResNet-18's
+/// 64 -> 64 3x3 convs at 56x56 (147 KB) ran 0.89 -> 0.78 ms on it, VGG-11's 64 -> 128 at
+/// 112x112 (295 KB) 6.4 -> 5.4; its 256-channel layers at 56x56 (1.2 and 2.4 MB) 3-6%
+/// slower than the implicit GEMM.
 ///
 /// And the padded copy of the whole batch, which the path writes before its tiles read it,
 /// stays cache-sized: at most 8 MB. ResNet-18's 56x56 layers at batch 64 (a 55 MB copy)

@@ -19,15 +19,11 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::taps::{Taps, PAD};
+use super::elementwise::gather_or_zero;
+use super::taps::Taps;
 use super::SendPtr;
-use crate::cpu::gemm::pack_a;
+use crate::cpu::gemm::{pack_a, tile_vectors, ROW_TILE_MR as MR};
 use crate::layer::ConvLayer;
-
-#[cfg(target_arch = "x86_64")]
-use crate::cpu::gemm::avx512::ROW_TILE_MR as MR;
-#[cfg(not(target_arch = "x86_64"))]
-const MR: usize = 8;
 
 /// Positions per full tile (3 vectors of 16).
 const TILE: usize = 48;
@@ -108,9 +104,7 @@ impl Pointwise {
     /// a dense input of the same plane.
     pub fn in_place(layer: &ConvLayer) -> bool {
         let g = layer.geometry();
-        g.stride_h == 1
-            && g.stride_w == 1
-            && g.pad_top + g.pad_left + g.pad_bottom + g.pad_right == 0
+        g.is_pointwise()
             && layer.input_map().is_none()
             && layer.mask().is_dense()
             && layer.mask().len() == g.in_h * g.in_w
@@ -186,7 +180,7 @@ impl Pointwise {
                     let s = &mut *s.borrow_mut();
                     let w = cols.len();
                     s.b.resize(self.cg * w, 0.0);
-                    gather_columns(x_grp, in_plane, &src[cols.clone()], w, &mut s.b);
+                    gather_or_zero(x_grp, in_plane, &src[cols.clone()], &mut s.b);
                     s.rows.clear();
                     s.rows.extend((0..self.cg).map(|p| u32::try_from(p * w).expect("checked by `applies`")));
                     self.task(s.b.as_ptr(), &s.rows, 0, out, img, grp, panels, cols);
@@ -224,9 +218,7 @@ impl Pointwise {
             let last = p0 + kcb == k;
             let tile = |panel: usize, j0: usize| {
                 let width = TILE.min(cols.end - j0);
-                let vectors = width.div_ceil(16);
-                let rem = width - 16 * (vectors - 1);
-                let tail: u16 = if rem == 16 { 0xffff } else { (1u16 << rem) - 1 };
+                let (vectors, tail) = tile_vectors(width);
                 // Rows from p0, column j0: offsets stay relative to row 0 (`rows[p0..]`).
                 let (b, offs) = (b.wrapping_add(b0 + j0 - cols.start), rows[p0..].as_ptr());
                 let rows = MR.min(self.tg - panel * MR);
@@ -271,53 +263,6 @@ impl Pointwise {
                         tile(panel, j0);
                     }
                 }
-            }
-        }
-    }
-}
-
-/// `b[p·w + j] = x[p·in_plane + src[j]]` (0 where `src[j]` is [`PAD`]) for the group's
-/// `p < b.len() / w` input channels and the `w` columns `src` names.
-fn gather_columns(x: &[f32], in_plane: usize, src: &[u32], w: usize, b: &mut [f32]) {
-    assert!(src.len() == w && src.iter().all(|&i| i == PAD || (i as usize) < in_plane));
-    assert!(x.len() >= b.len() / w * in_plane && in_plane * (b.len() / w) < i32::MAX as usize);
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the feature was detected; every index is PAD or inside a plane (asserted).
-        return unsafe { gather_columns_avx512(x, in_plane, src, w, b) };
-    }
-    for (p, row) in b.chunks_exact_mut(w).enumerate() {
-        for (d, &i) in row.iter_mut().zip(src) {
-            *d = if i == PAD { 0.0 } else { x[p * in_plane + i as usize] };
-        }
-    }
-}
-
-/// [`gather_columns`] with one hardware gather per 16 columns of a channel.
-///
-/// # Safety
-/// AVX-512F is available; `gather_columns`' assertions hold.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn gather_columns_avx512(x: &[f32], in_plane: usize, src: &[u32], w: usize, b: &mut [f32]) {
-    use std::arch::x86_64::*;
-    for j0 in (0..w).step_by(16) {
-        let n = (w - j0).min(16);
-        let lanes: __mmask16 = if n == 16 { 0xffff } else { (1u16 << n) - 1 };
-        // SAFETY: lanes under `lanes` read src[j0..j0 + n]; lanes whose index is PAD are
-        // masked out of the gather and read nothing; the others read inside channel p's
-        // plane; the stores write b[p·w + j0..][..n].
-        unsafe {
-            let idx = _mm512_maskz_loadu_epi32(lanes, src.as_ptr().add(j0).cast());
-            let keep = lanes & _mm512_cmpneq_epi32_mask(idx, _mm512_set1_epi32(-1));
-            for (p, row) in b.chunks_exact_mut(w).enumerate() {
-                let v = _mm512_mask_i32gather_ps::<4>(
-                    _mm512_setzero_ps(),
-                    keep,
-                    idx,
-                    x.as_ptr().add(p * in_plane).cast(),
-                );
-                _mm512_mask_storeu_ps(row.as_mut_ptr().add(j0), lanes, v);
             }
         }
     }

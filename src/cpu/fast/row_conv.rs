@@ -28,13 +28,8 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::SendPtr;
-use crate::cpu::gemm::pack_a;
+use crate::cpu::gemm::{pack_a, tile_vectors, ROW_TILE_MR as MR};
 use crate::layer::ConvLayer;
-
-#[cfg(target_arch = "x86_64")]
-use crate::cpu::gemm::avx512::ROW_TILE_MR as MR;
-#[cfg(not(target_arch = "x86_64"))]
-const MR: usize = 8;
 
 /// Input channels up to which a conv takes this path.
 pub(crate) const MAX_IN_CHANNELS: usize = 4;
@@ -261,9 +256,7 @@ impl RowConv {
             for t in tiles {
                 let g0 = t * TILE;
                 let width = TILE.min(n_grid - g0);
-                let vectors = width.div_ceil(16);
-                let rem = width - 16 * (vectors - 1);
-                let tail: u16 = if rem == 16 { 0xffff } else { (1u16 << rem) - 1 };
+                let (vectors, tail) = tile_vectors(width);
                 let b = x[g0..].as_ptr();
                 for p0 in (0..k).step_by(kc) {
                     let (kcb, last) = (kc.min(k - p0), p0 + kc >= k);
@@ -356,9 +349,7 @@ impl RowConv {
         for oy in rows {
             for ox0 in (0..self.out_w).step_by(TILE) {
                 let width = TILE.min(self.out_w - ox0);
-                let vectors = width.div_ceil(16);
-                let rem = width - 16 * (vectors - 1);
-                let tail: u16 = if rem == 16 { 0xffff } else { (1u16 << rem) - 1 };
+                let (vectors, tail) = tile_vectors(width);
                 let b = x[oy * self.stride_h * row_len + ox0..].as_ptr();
                 for panel in 0..self.panels {
                     let rows = MR.min(self.out_channels - panel * MR);

@@ -6,8 +6,9 @@
 use crate::interp::ZERO_TAP;
 use crate::layer::ConvLayer;
 
-/// A tap that reads padding (or a skipped position of a zeros map): the value is 0.
-pub(crate) const PAD: u32 = u32::MAX;
+/// A tap that reads padding (or a skipped position of a zeros map): the value is 0. The
+/// zeros map's own marker, so a tap table is read by the same gathers as a map table.
+pub(crate) const PAD: u32 = ZERO_TAP;
 
 /// `J[c][e]` for a layer: `kh·kw` rows of `n_pos` entries.
 #[derive(Debug)]

@@ -97,13 +97,7 @@ pub(crate) unsafe fn split_pairs_avx512(
     assert!(ld >= wq && dst.len() >= ld + wq && qe + row.len().div_ceil(2) <= wq && qo + row.len() / 2 <= wq);
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    let lanes = |n: usize| -> __mmask16 {
-        if n >= 16 {
-            0xffff
-        } else {
-            (1u16 << n) - 1
-        }
-    };
+    let lanes = crate::cpu::gemm::lane_mask;
     for j0 in (0..row.len()).step_by(32) {
         let m = row.len() - j0;
         // SAFETY: the masked lanes read row[j0..j0 + m] and write this chunk's m.div_ceil(2)

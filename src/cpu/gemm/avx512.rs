@@ -9,7 +9,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{BRow, Microkernel};
+use super::{lane_mask, BRow, Microkernel, ROW_TILE_MR};
 
 const MR: usize = 8;
 const NR: usize = 32;
@@ -248,62 +248,32 @@ pub(crate) unsafe fn hwc_tile<const MR: usize, const NV: usize>(
             }
         }
     }
-    // SAFETY: the caller's contract on bias and out.
-    unsafe { scatter_positions(&acc, bias, relu, out, ld_out, positions, channels) };
-}
-
-/// The epilogue of the channel-vectorised tile [`hwc_tile`]: add
-/// `bias`, apply the ReLU, and scatter each of the first `positions` positions' channel
-/// vector into `out[channel · ld_out + i]` (channel-major, as the output is stored),
-/// channels under `channels` only. Always inlined into that AVX-512 kernel.
-///
-/// # Safety
-/// The caller is compiled for AVX-512F; `bias` holds `16·NV` floats; `out + channel·ld_out +
-/// i` is writable for every channel below `channels` and position below `positions` (at
-/// most `MR`); `ld_out · 16·NV < 2^31`.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn scatter_positions<const MR: usize, const NV: usize>(
-    acc: &[[__m512; NV]; MR],
-    bias: *const f32,
-    relu: bool,
-    out: *mut f32,
-    ld_out: usize,
-    positions: usize,
-    channels: usize,
-) {
-    // SAFETY (the intrinsics): the caller's AVX-512F; the memory accesses as commented.
-    unsafe {
-        #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
-        let ld = ld_out as i32;
-        let index = _mm512_mullo_epi32(
-            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-            _mm512_set1_epi32(ld),
-        );
-        let zero = _mm512_setzero_ps();
-        for v in 0..NV {
-            let n = channels.saturating_sub(16 * v).min(16);
-            if n == 0 {
-                break;
+    #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
+    let ld = ld_out as i32;
+    let index = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(ld),
+    );
+    let zero = _mm512_setzero_ps();
+    for v in 0..NV {
+        let n = channels.saturating_sub(16 * v).min(16);
+        if n == 0 {
+            break;
+        }
+        let keep = lane_mask(n);
+        // SAFETY: bias holds 16·NV floats.
+        let beta = unsafe { _mm512_loadu_ps(bias.add(16 * v)) };
+        for (i, row) in acc.iter().enumerate().take(positions) {
+            let mut r = _mm512_add_ps(row[v], beta);
+            if relu {
+                r = _mm512_max_ps(zero, r);
             }
-            let keep: __mmask16 = if n == 16 { 0xffff } else { (1u16 << n) - 1 };
-            // bias holds 16·NV floats.
-            let beta = _mm512_loadu_ps(bias.add(16 * v));
-            for (i, row) in acc.iter().enumerate().take(positions) {
-                let mut r = _mm512_add_ps(row[v], beta);
-                if relu {
-                    r = _mm512_max_ps(zero, r);
-                }
-                // The kept lanes write channels 16·v + lane below `channels` of position
-                // i < positions: writable by the contract.
-                _mm512_mask_i32scatter_ps::<4>(out.add(16 * v * ld_out + i).cast(), keep, index, r);
-            }
+            // SAFETY: the kept lanes write channels 16·v + lane below `channels` of
+            // position i < positions: writable by the contract.
+            unsafe { _mm512_mask_i32scatter_ps::<4>(out.add(16 * v * ld_out + i).cast(), keep, index, r) };
         }
     }
 }
-
-/// Output channels per [`row_tile`].
-pub(crate) const ROW_TILE_MR: usize = 8;
 
 /// The position-vectorised conv tile of [`crate::cpu::FastConv`] (pointwise convs, and
 /// first layers over a padded copy): `C[8, 16·NV] (+)= A[8, kc] · B[kc, 16·NV]`, B's row p
@@ -453,10 +423,7 @@ pub(crate) unsafe fn grid_tile<const NV: usize>(
             }
         }
     }
-    let lanes = |lo: usize, hi: usize| -> u16 {
-        let bits = |n: usize| if n >= 16 { 0xffffu16 } else { (1u16 << n) - 1 };
-        bits(hi) & !bits(lo)
-    };
+    let lanes = |lo: usize, hi: usize| lane_mask(hi) & !lane_mask(lo);
     // Per vector: the two row segments' masks and where lane 0 of each would be stored.
     let mut segments = [(0u16, 0usize, 0u16, 0usize); NV];
     for (v, seg) in segments.iter_mut().enumerate() {

@@ -170,6 +170,26 @@ impl Microkernel {
     }
 }
 
+/// Output channels per tile of the position-vectorised kernels (`avx512::row_tile`,
+/// `avx512::grid_tile`), and so per packed weight panel of the paths that run them.
+pub(crate) const ROW_TILE_MR: usize = 8;
+
+/// The first `n` of 16 lanes (all 16 for `n ≥ 16`): the mask of a vector's real values.
+pub(crate) fn lane_mask(n: usize) -> u16 {
+    if n >= 16 {
+        0xffff
+    } else {
+        (1u16 << n) - 1
+    }
+}
+
+/// A run of `width` positions (1 to 48) as 16-lane vectors: how many, and the last one's
+/// lane mask.
+pub(crate) fn tile_vectors(width: usize) -> (usize, u16) {
+    let vectors = width.div_ceil(16);
+    (vectors, lane_mask(width - 16 * (vectors - 1)))
+}
+
 /// Packs row-major `[m, k]` weights (row stride `lda`) into `ceil(m/mr)` panels of
 /// `k` steps × `mr` rows (`out[panel][p][i]`), rows past `m` zero.
 pub fn pack_a(w: &[f32], m: usize, k: usize, lda: usize, mr: usize) -> Vec<f32> {
