@@ -43,7 +43,7 @@ fn main() -> perforate::Result<()> {
         let f = t.elapsed().as_secs_f64();
         let logits = tape.value(model.logits_name()).expect("logits").data.len();
         let t = Instant::now();
-        model.backward(&tape, vec![1e-3; logits], &[])?;
+        model.backward_params(&tape, vec![1e-3; logits], &[])?;
         fwd = fwd.min(f);
         bwd = bwd.min(t.elapsed().as_secs_f64());
     }

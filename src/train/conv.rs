@@ -1,7 +1,9 @@
 //! Convolution forward and backward for training, dense or perforated (METHOD.md §1):
-//! the conv is evaluated at the mask positions only (im2col + GEMM per image and group),
-//! the dense output is formed through the interpolation map, and gradients flow back
-//! through the map's transpose, so every interpolated copy of a value adds to its gradient.
+//! the conv is evaluated at the mask positions only (on the CPU executor's kernels), the
+//! dense output is formed through the interpolation map, and gradients flow back through
+//! the map's transpose, so every interpolated copy of a value adds to its gradient. The
+//! weight gradient is `weight_grad`'s; the input gradient a transposed conv on the
+//! executor's kernels where one applies, else `Wᵀ · dY` and col2im per image.
 
 // Tensor indices are bounded by validated geometries and `u32` masks.
 #![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
@@ -9,6 +11,7 @@
 use rayon::prelude::*;
 
 use super::buffers;
+use super::weight_grad::weight_grad;
 use crate::cpu::gemm::{sgemm, GemmScratch, Microkernel, Strided};
 use crate::cpu::FastConv;
 use crate::error::Result;
@@ -60,50 +63,8 @@ fn valid_columns(ow: usize, stride: usize, offset: isize, width: usize) -> (usiz
     ((lo as usize).min(hi), hi)
 }
 
-/// Columns `col[r][j]`, r = (channel of the group, ky, kx), j = mask entry, of one image.
-/// A dense conv (every position sampled) copies whole output rows at a time.
-fn im2col(g: &ConvGeometry, x: &[f32], group: usize, origins: &[(isize, isize)], col: &mut [f32]) {
-    let (cg, kh, kw) = (g.in_channels_per_group(), g.kernel_h, g.kernel_w);
-    let n = origins.len();
-    let plane = g.in_h * g.in_w;
-    let (h, w) = (g.in_h as isize, g.in_w as isize);
-    let (oh, ow) = (g.out_h(), g.out_w());
-    let dense = n == oh * ow;
-    for (r, row) in col.chunks_exact_mut(n).enumerate().take(cg * kh * kw) {
-        let (c, ky, kx) = (group * cg + r / (kh * kw), (r / kw) % kh, r % kw);
-        let src = &x[c * plane..(c + 1) * plane];
-        let (dy, dx) = ((ky * g.dilation_h) as isize, (kx * g.dilation_w) as isize);
-        if dense {
-            let off = dx - g.pad_left as isize;
-            let (lo, hi) = valid_columns(ow, g.stride_w, off, g.in_w);
-            for (oy, out) in row.chunks_exact_mut(ow).enumerate() {
-                let yi = (oy * g.stride_h) as isize + dy - g.pad_top as isize;
-                if yi < 0 || yi >= h {
-                    out.fill(0.0);
-                    continue;
-                }
-                let line = &src[yi as usize * g.in_w..][..g.in_w];
-                out[..lo].fill(0.0);
-                out[hi..].fill(0.0);
-                let first = (lo * g.stride_w) as isize + off;
-                if g.stride_w == 1 {
-                    out[lo..hi].copy_from_slice(&line[first as usize..first as usize + hi - lo]);
-                } else {
-                    for (j, v) in out[lo..hi].iter_mut().enumerate() {
-                        *v = line[first as usize + j * g.stride_w];
-                    }
-                }
-            }
-            continue;
-        }
-        for (v, &(oy, ox)) in row.iter_mut().zip(origins) {
-            let (yi, xi) = (oy + dy, ox + dx);
-            *v = if yi >= 0 && yi < h && xi >= 0 && xi < w { src[(yi * w + xi) as usize] } else { 0.0 };
-        }
-    }
-}
-
-/// The adjoint of [`im2col`]: `dx += col2im(dcol)` for one image and group.
+/// The adjoint of im2col (columns `dcol[r][j]`, r = (channel of the group, ky, kx), j =
+/// mask entry): `dx += col2im(dcol)` for one image and group.
 fn col2im_add(g: &ConvGeometry, dcol: &[f32], group: usize, origins: &[(isize, isize)], dx: &mut [f32]) {
     let (cg, kh, kw) = (g.in_channels_per_group(), g.kernel_h, g.kernel_w);
     let n = origins.len();
@@ -276,9 +237,7 @@ pub(crate) fn backward(
     let positions = s.positions(g);
     let n = positions.len();
     let origins = origins(g, &positions);
-    let (k, tg) = (g.k_per_group(), g.out_channels_per_group());
     let (oh, ow) = out_size(g, s);
-    let in_len = g.in_channels * g.in_h * g.in_w;
     // dy through the map's transpose: the gradient of each computed value, `[B, T, n]`.
     let taps = Taps::of(s);
     let dyc: std::borrow::Cow<'_, [f32]> = match &taps {
@@ -317,83 +276,38 @@ pub(crate) fn backward(
     } else {
         None
     };
-    let col2im_dx = need_dx && transposed.is_none();
-    let mut dx = transposed.unwrap_or_else(|| buffers::zeroed(if col2im_dx { g.batch * in_len } else { 0 }));
-    // A dense 1x1 stride-1 conv without padding: each group's column matrix is its input
-    // planes as they are (no im2col copy).
-    let identity_col = matches!(s, Sampling::Dense) && g.is_pointwise() && n == g.in_h * g.in_w;
-    // Per rayon task: weight and bias gradients, and the column and gradient-column
-    // scratch of one image (reused from image to image).
-    let zero = || Acc {
-        dw: vec![0.0f32; weights.len()],
-        db: vec![0.0f32; g.out_channels],
-        col: vec![0.0f32; if identity_col { 0 } else { k * n }],
-        dcol: vec![0.0f32; if col2im_dx { k * n } else { 0 }],
-        gemm: GemmScratch::default(),
+    let (dw, db) = weight_grad(g, x, &dyc, &positions);
+    let dx = match transposed {
+        Some(dx) => dx,
+        None if need_dx => dx_by_col2im(g, weights, &origins, &dyc),
+        None => Vec::new(),
     };
-    let kern = Microkernel::detect();
-    let per_image = |(x, dyc): (&[f32], &[f32]), dx: Option<&mut [f32]>, acc: &mut Acc| {
-        for (t, row) in dyc.chunks_exact(n).enumerate() {
-            acc.db[t] += row.iter().sum::<f32>();
-        }
-        let mut dx = dx;
-        for group in 0..g.groups {
-            let col = if identity_col {
-                &x[group * k * n..(group + 1) * k * n]
-            } else {
-                im2col(g, x, group, &origins, &mut acc.col);
-                &acc.col[..]
-            };
-            let dyg = Strided { data: &dyc[group * tg * n..(group + 1) * tg * n], rs: n, cs: 1 };
-            // dW[tg × k] += dY[tg × n] · colᵀ[n × k]
-            let col_t = Strided { data: col, rs: 1, cs: n };
-            let dw = &mut acc.dw[group * tg * k..(group + 1) * tg * k];
-            sgemm(&kern, (tg, k, n), dyg, col_t, dw, k, true, &mut acc.gemm);
-            if let Some(dx) = dx.as_deref_mut() {
-                // dcol[k × n] = Wᵀ[k × tg] · dY[tg × n]
-                let w_t = Strided { data: &weights[group * tg * k..(group + 1) * tg * k], rs: 1, cs: k };
-                sgemm(&kern, (k, n, tg), w_t, dyg, &mut acc.dcol, n, false, &mut acc.gemm);
-                col2im_add(g, &acc.dcol, group, &origins, dx);
-            }
-        }
-    };
-    // A few tasks per thread: each fold task allocates its gradients and scratch.
-    let min_len = g.batch.div_ceil(4 * rayon::current_num_threads()).max(1);
-    let pairs = x.par_chunks(in_len).zip(dyc.par_chunks(g.out_channels * n)).with_min_len(min_len);
-    let acc = if col2im_dx {
-        pairs
-            .zip(dx.par_chunks_mut(in_len))
-            .fold(zero, |mut acc, (xy, dx)| {
-                per_image(xy, Some(dx), &mut acc);
-                acc
-            })
-            .reduce_with(add_acc)
-    } else {
-        pairs
-            .fold(zero, |mut acc, xy| {
-                per_image(xy, None, &mut acc);
-                acc
-            })
-            .reduce_with(add_acc)
-    };
-    let acc = acc.unwrap_or_else(zero);
     if let std::borrow::Cow::Owned(v) = dyc {
         buffers::recycle(v);
     }
-    Ok((dx, acc.dw, acc.db))
+    Ok((dx, dw, db))
 }
 
-/// A backward task's gradients and scratch.
-struct Acc {
-    dw: Vec<f32>,
-    db: Vec<f32>,
-    col: Vec<f32>,
-    dcol: Vec<f32>,
-    gemm: GemmScratch,
-}
-
-fn add_acc(mut a: Acc, b: Acc) -> Acc {
-    a.dw.iter_mut().zip(&b.dw).for_each(|(x, y)| *x += y);
-    a.db.iter_mut().zip(&b.db).for_each(|(x, y)| *x += y);
-    a
+/// The input gradient per image: `dcol = Wᵀ · dY` per group, then `col2im` (strided
+/// convs, the stride baseline).
+fn dx_by_col2im(g: &ConvGeometry, weights: &[f32], origins: &[(isize, isize)], dyc: &[f32]) -> Vec<f32> {
+    let n = origins.len();
+    let (k, tg) = (g.k_per_group(), g.out_channels_per_group());
+    let in_len = g.in_channels * g.in_h * g.in_w;
+    let mut dx = buffers::zeroed(g.batch * in_len);
+    let kern = Microkernel::detect();
+    let min_len = g.batch.div_ceil(4 * rayon::current_num_threads()).max(1);
+    dx.par_chunks_mut(in_len).zip(dyc.par_chunks(g.out_channels * n)).with_min_len(min_len).for_each_init(
+        || (vec![0.0f32; k * n], GemmScratch::default()),
+        |(dcol, scratch), (dx, dyc)| {
+            for group in 0..g.groups {
+                let dyg = Strided { data: &dyc[group * tg * n..(group + 1) * tg * n], rs: n, cs: 1 };
+                // dcol[k × n] = Wᵀ[k × tg] · dY[tg × n]
+                let w_t = Strided { data: &weights[group * tg * k..(group + 1) * tg * k], rs: 1, cs: k };
+                sgemm(&kern, (k, n, tg), w_t, dyg, dcol, n, false, scratch);
+                col2im_add(g, dcol, group, origins, dx);
+            }
+        },
+    );
+    dx
 }

@@ -38,7 +38,7 @@ pub fn impact(
         let classes = logits.len() / idx.len();
         // Per-image loss: gradient scale 1, not 1/batch.
         let (_, grad, _, _) = softmax_cross_entropy(logits, &labels, classes, 1.0);
-        let grads = model.backward(&tape, grad, layers)?;
+        let grads = model.backward_params(&tape, grad, layers)?;
         for (name, v) in grads.impact {
             let acc = total.entry(name).or_insert_with(|| vec![0.0; v.len()]);
             acc.iter_mut().zip(&v).for_each(|(a, b)| *a += b);

@@ -50,9 +50,13 @@ pub(crate) fn pool_backward(
                 continue;
             }
             let m = out[o];
-            let hit = |&i: &usize| src[i] == m || (m.is_nan() && src[i].is_nan());
-            if let Some(i) = (y0..y1).flat_map(|yy| (x0..x1).map(move |xx| yy * w + xx)).find(hit) {
-                dst[i] += g[o];
+            'window: for yy in y0..y1 {
+                for (xx, &v) in src[yy * w + x0..yy * w + x1].iter().enumerate() {
+                    if v == m || (m.is_nan() && v.is_nan()) {
+                        dst[yy * w + x0 + xx] += g[o];
+                        break 'window;
+                    }
+                }
             }
         }
     });
@@ -144,13 +148,14 @@ fn per_plane(
         .for_each(|(j, (o, v))| f(j % channels, v, o));
 }
 
-/// Per channel `c`, the sums over images and positions of `f(c, i)` (f64 accumulation), in
-/// parallel over the channels; `i` indexes the `[B, C, plane]` tensor.
+/// Per channel `c`, the sums over images of `f(c, start)`, where `f` reduces the plane
+/// of channel `c` starting at `start` in the `[B, C, plane]` tensor (in f32 partial sums;
+/// the planes' results are accumulated in f64), in parallel over channels.
 fn channel_sums<const K: usize>(
     len: usize,
     channels: usize,
     plane: usize,
-    f: impl Fn(usize, usize) -> [f64; K] + Sync,
+    f: impl Fn(usize, usize) -> [f32; K] + Sync,
 ) -> Vec<[f64; K]> {
     let images = len / (channels * plane).max(1);
     (0..channels)
@@ -158,17 +163,48 @@ fn channel_sums<const K: usize>(
         .map(|c| {
             let mut acc = [0.0f64; K];
             for n in 0..images {
-                let start = (n * channels + c) * plane;
-                for i in start..start + plane {
-                    let v = f(c, i);
-                    for k in 0..K {
-                        acc[k] += v[k];
-                    }
+                let v = f(c, (n * channels + c) * plane);
+                for k in 0..K {
+                    acc[k] += f64::from(v[k]);
                 }
             }
             acc
         })
         .collect()
+}
+
+/// `(Σ a·(b − m), Σ a)` in 16 partial sums (vectorisable).
+fn dot_and_sum(a: &[f32], b: &[f32], m: f32) -> [f32; 2] {
+    let (mut d, mut s) = ([0.0f32; 16], [0.0f32; 16]);
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .fold([0.0f32; 2], |[d, s], (x, y)| [d + x * (y - m), s + x]);
+    for (x, y) in ca.zip(cb) {
+        for l in 0..16 {
+            d[l] += x[l] * (y[l] - m);
+            s[l] += x[l];
+        }
+    }
+    [d.iter().sum::<f32>() + tail[0], s.iter().sum::<f32>() + tail[1]]
+}
+
+/// `(Σ (x − m), Σ (x − m)²)` in 16 partial sums: shifted by an estimate `m` of the mean
+/// so that the variance does not cancel.
+fn shifted_moments(x: &[f32], m: f32) -> [f32; 2] {
+    let (mut s, mut q) = ([0.0f32; 16], [0.0f32; 16]);
+    let cx = x.chunks_exact(16);
+    let tail = cx.remainder().iter().fold([0.0f32; 2], |[s, q], v| [s + (v - m), q + (v - m) * (v - m)]);
+    for v in cx {
+        for l in 0..16 {
+            let d = v[l] - m;
+            s[l] += d;
+            q[l] += d * d;
+        }
+    }
+    [s.iter().sum::<f32>() + tail[0], q.iter().sum::<f32>() + tail[1]]
 }
 
 /// BatchNorm forward: frozen (running statistics) or training (batch statistics).
@@ -188,26 +224,35 @@ pub(crate) fn bn_forward(
         return (y, None);
     }
     let per = x.len() / channels;
-    let sums = channel_sums(x.len(), channels, plane, |_, i| {
-        let v = f64::from(x[i]);
-        [v, v * v]
+    // Moments about each channel's first value (exact for constant channels).
+    let sums = channel_sums(x.len(), channels, plane, |c, start| {
+        shifted_moments(&x[start..start + plane], x[c * plane])
     });
     #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
     let (mean, var): (Vec<f32>, Vec<f32>) = sums
         .iter()
-        .map(|[s, q]| {
-            let m = s / per as f64;
-            (m as f32, (q / per as f64 - m * m).max(0.0) as f32)
+        .enumerate()
+        .map(|(c, [s, q])| {
+            let d = s / per as f64;
+            ((f64::from(x[c * plane]) + d) as f32, (q / per as f64 - d * d).max(0.0) as f32)
         })
         .unzip();
     let inv: Vec<f32> = var.iter().map(|v| 1.0 / (v + bn.epsilon).sqrt()).collect();
     let mut xhat = buffers::scratch(x.len());
-    per_plane(x, &mut xhat, channels, plane, |c, v, o| {
-        o.iter_mut().zip(v).for_each(|(o, v)| *o = (v - mean[c]) * inv[c]);
-    });
-    per_plane(&xhat, &mut y, channels, plane, |c, v, o| {
-        o.iter_mut().zip(v).for_each(|(o, v)| *o = bn.scale[c] * v + bn.shift[c]);
-    });
+    let p = plane.max(1);
+    xhat.par_chunks_mut(p)
+        .zip(y.par_chunks_mut(p))
+        .zip(x.par_chunks(p))
+        .enumerate()
+        .with_min_len((1 << 14) / p + 1)
+        .for_each(|(j, ((h, o), v))| {
+            let c = j % channels;
+            let (m, k, a, b) = (mean[c], inv[c], bn.scale[c], bn.shift[c]);
+            for ((h, o), v) in h.iter_mut().zip(o.iter_mut()).zip(v) {
+                *h = (v - m) * k;
+                *o = a * *h + b;
+            }
+        });
     (y, Some(BnBatch { mean, var, xhat }))
 }
 
@@ -228,10 +273,11 @@ pub(crate) fn bn_backward(
     match batch {
         None => {
             let inv: Vec<f32> = bn.var.iter().map(|v| 1.0 / (v + bn.epsilon).sqrt()).collect();
-            let (dscale, dshift) = split(channel_sums(dy.len(), channels, plane, |c, i| {
-                let g = f64::from(dy[i]);
-                [g * f64::from((x[i] - bn.mean[c]) * inv[c]), g]
-            }));
+            let sums = channel_sums(dy.len(), channels, plane, |c, at| {
+                dot_and_sum(&dy[at..at + plane], &x[at..at + plane], bn.mean[c])
+            });
+            let (dscale, dshift) =
+                split(sums.iter().enumerate().map(|(c, [d, s])| [f64::from(inv[c]) * d, *s]).collect());
             per_plane(dy, &mut dx, channels, plane, |c, g, o| {
                 o.iter_mut().zip(g).for_each(|(o, g)| *o = g * bn.scale[c] * inv[c]);
             });
@@ -240,9 +286,8 @@ pub(crate) fn bn_backward(
         Some(b) => {
             #[allow(clippy::cast_precision_loss)]
             let per = (x.len() / channels) as f32;
-            let (dscale, dshift) = split(channel_sums(dy.len(), channels, plane, |_, i| {
-                let g = f64::from(dy[i]);
-                [g * f64::from(b.xhat[i]), g]
+            let (dscale, dshift) = split(channel_sums(dy.len(), channels, plane, |_, at| {
+                dot_and_sum(&dy[at..at + plane], &b.xhat[at..at + plane], 0.0)
             }));
             let inv: Vec<f32> = b.var.iter().map(|v| 1.0 / (v + bn.epsilon).sqrt()).collect();
             dx.par_chunks_mut(plane.max(1)).enumerate().with_min_len((1 << 14) / plane.max(1) + 1).for_each(
@@ -250,8 +295,8 @@ pub(crate) fn bn_backward(
                     let c = j % channels;
                     let at = j * plane;
                     let (k, ds, dsh) = (bn.scale[c] * inv[c], dscale[c] / per, dshift[c] / per);
-                    for (p, o) in o.iter_mut().enumerate() {
-                        *o = k * (dy[at + p] - dsh - b.xhat[at + p] * ds);
+                    for ((o, g), h) in o.iter_mut().zip(&dy[at..at + plane]).zip(&b.xhat[at..at + plane]) {
+                        *o = k * (g - dsh - h * ds);
                     }
                 },
             );

@@ -13,6 +13,7 @@ mod model;
 mod plot;
 mod search;
 mod sgd;
+mod weight_grad;
 
 pub use experiment::{experiment_table, run_experiment, ExperimentConfig, ExperimentRow, Method, Skipped};
 pub use impact::{impact, restrict_to_mask};

@@ -318,7 +318,7 @@ impl Model {
                 Op::Add => {
                     let mut y = buffers::copied(&x.data);
                     for name in &layer.inputs[1..] {
-                        y.iter_mut().zip(&values[name].data).for_each(|(a, b)| *a += b);
+                        add_into(&mut y, &values[name].data);
                     }
                     (Tensor { data: y, shape: x.shape }, Aux::None)
                 }
@@ -438,6 +438,23 @@ impl Model {
     /// The backward pass from `d_logits` (the loss gradient at [`Model::logits_name`]),
     /// recording impact for the convs named in `impact_for`.
     pub fn backward(&self, tape: &Tape, d_logits: Vec<f32>, impact_for: &[String]) -> Result<Grads> {
+        self.backward_from(tape, d_logits, impact_for, true)
+    }
+
+    /// [`Model::backward`] without the network input's gradient (`Grads::input` is left
+    /// empty): what training and impact estimation need, and a conv reading the input
+    /// then skips its input gradient.
+    pub fn backward_params(&self, tape: &Tape, d_logits: Vec<f32>, impact_for: &[String]) -> Result<Grads> {
+        self.backward_from(tape, d_logits, impact_for, false)
+    }
+
+    fn backward_from(
+        &self,
+        tape: &Tape,
+        d_logits: Vec<f32>,
+        impact_for: &[String],
+        input: bool,
+    ) -> Result<Grads> {
         let mut grad: HashMap<String, Vec<f32>> = HashMap::new();
         let logits = tape
             .values
@@ -450,7 +467,7 @@ impl Model {
         let mut out = Grads::default();
         let add = |grad: &mut HashMap<String, Vec<f32>>, name: &str, g: Vec<f32>| match grad.get_mut(name) {
             Some(acc) => {
-                acc.iter_mut().zip(&g).for_each(|(a, b)| *a += b);
+                add_into(acc, &g);
                 buffers::recycle(g);
             }
             None => {
@@ -492,7 +509,8 @@ impl Model {
                     }
                     let g = conv_geometry(c, x);
                     let s = self.sampling.get(&layer.name).unwrap_or(&Sampling::Dense);
-                    let (dx, dw, db) = conv::backward(&g, &c.weights, s, &x.data, &dy, true)?;
+                    let need_dx = input || layer.inputs[0] != self.net.input.name;
+                    let (dx, dw, db) = conv::backward(&g, &c.weights, s, &x.data, &dy, need_dx)?;
                     let mut p = vec![dw];
                     if c.bias.is_some() {
                         p.push(db);
@@ -501,12 +519,16 @@ impl Model {
                     dx
                 }
                 Op::Relu => {
-                    let mut dx = buffers::take(dy.len());
-                    dx.extend(dy.iter().zip(&y.data).map(|(g, v)| if *v > 0.0 { *g } else { 0.0 }));
-                    dx
+                    dy.par_chunks_mut(1 << 14).zip(y.data.par_chunks(1 << 14)).for_each(|(g, v)| {
+                        g.iter_mut().zip(v).for_each(|(g, v)| *g = if *v > 0.0 { *g } else { 0.0 });
+                    });
+                    std::mem::take(&mut dy)
                 }
                 Op::Clip { min, max } => {
-                    dy.iter().zip(&x.data).map(|(g, v)| if v > min && v < max { *g } else { 0.0 }).collect()
+                    dy.par_chunks_mut(1 << 14).zip(x.data.par_chunks(1 << 14)).for_each(|(g, v)| {
+                        g.iter_mut().zip(v).for_each(|(g, v)| *g = if v > min && v < max { *g } else { 0.0 });
+                    });
+                    std::mem::take(&mut dy)
                 }
                 Op::MaxPool(p) | Op::AvgPool(p) => {
                     let avg = matches!(layer.op, Op::AvgPool(_));
@@ -643,12 +665,21 @@ impl Model {
                     dx
                 }
             };
-            add(&mut grad, &layer.inputs[0], dx);
+            if input || layer.inputs[0] != self.net.input.name {
+                add(&mut grad, &layer.inputs[0], dx);
+            }
             buffers::recycle(dy);
         }
         out.input = grad.remove(&self.net.input.name).unwrap_or_default();
         Ok(out)
     }
+}
+
+/// `acc += v`, in parallel.
+fn add_into(acc: &mut [f32], v: &[f32]) {
+    acc.par_chunks_mut(1 << 14).zip(v.par_chunks(1 << 14)).for_each(|(a, b)| {
+        a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+    });
 }
 
 /// How a binary layer's operands broadcast: the larger one (the output's shape), and for

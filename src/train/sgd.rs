@@ -266,7 +266,7 @@ pub fn train_with(
             }
             loss_sum += loss * batch.len() as f64;
             hits += t1;
-            let grads = model.backward(&tape, grad, &[])?;
+            let grads = model.backward_params(&tape, grad, &[])?;
             model.update_bn_stats(&tape, 0.1);
             for ((name, vel), &decays) in names.iter().zip(velocity.iter_mut()).zip(&decays) {
                 let Some(g) = grads.params.get(name) else { continue };
