@@ -21,6 +21,7 @@ mod matmul_narrow;
 mod matmul_tiled;
 pub mod nan;
 mod network;
+pub(crate) use network::spinning;
 pub(crate) mod pool2d;
 mod read_mapped;
 mod reduce_channels;

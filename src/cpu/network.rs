@@ -174,16 +174,7 @@ impl CpuExecutor {
         // The other workers spin for the run, taking the steps' parallel work as it appears
         // (`rayon::yield_now` steals), instead of sleeping between steps: a sleeping worker
         // takes tens of microseconds to wake, which at batch 1 was most of a small layer.
-        let done = AtomicBool::new(false);
-        rayon::scope(|s| {
-            for _ in 1..rayon::current_num_threads() {
-                s.spawn(|_| spin_until(&done));
-            }
-            // Ends the spinning however the steps end (a panic included: the scope waits
-            // for the spinners before it passes the panic on).
-            let _running = Running::start(&done);
-            self.run_steps(buffers, &mut inspect);
-        });
+        spinning(|| self.run_steps(buffers, &mut inspect));
         let out = plan.tensor(plan.output());
         let (b, o) = self.locations[plan.output()];
         let data = buffers.slots[b][o..o + out.len()].to_vec();
@@ -394,6 +385,24 @@ impl Drop for Running<'_> {
         IN_RUN.set(self.outer);
         self.done.store(true, Ordering::Release);
     }
+}
+
+/// Runs `f` on a pool thread while the pool's other workers spin (see [`spin_until`]):
+/// for a sequence of short parallel regions (a network's steps, a training step's
+/// layers), whose workers would otherwise sleep and wake between them.
+pub(crate) fn spinning<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let done = AtomicBool::new(false);
+    let mut out = None;
+    rayon::scope(|s| {
+        for _ in 1..rayon::current_num_threads() {
+            s.spawn(|_| spin_until(&done));
+        }
+        // Ends the spinning however `f` ends (a panic included: the scope waits for the
+        // spinners before it passes the panic on).
+        let _running = Running::start(&done);
+        out = Some(f());
+    });
+    out.expect("the scope ran f")
 }
 
 /// A pool worker's share of a run: until `done`, take and run whatever parallel work the

@@ -42,10 +42,9 @@ pub(crate) fn pool_backward(
         let (src, out) = (&x[t * h * w..(t + 1) * h * w], &y[t * out_plane..(t + 1) * out_plane]);
         for (o, &(y0, y1, x0, x1, div)) in windows.iter().enumerate() {
             if avg {
+                let share = g[o] / div;
                 for yy in y0..y1 {
-                    for xx in x0..x1 {
-                        dst[yy * w + xx] += g[o] / div;
-                    }
+                    dst[yy * w + x0..yy * w + x1].iter_mut().for_each(|v| *v += share);
                 }
                 continue;
             }
@@ -335,4 +334,90 @@ pub(crate) fn linear_backward(
     let dw = dyv.t().dot(&xv).as_standard_layout().to_owned().into_raw_vec_and_offset().0;
     let db = (0..out).map(|o| (0..batch).map(|b| dy[b * out + o]).sum()).collect();
     (dx, dw, db)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SeededRng;
+
+    /// Pooling's adjoint by the definition, window by window (f64 sums).
+    fn reference(dy: &[f32], p: &Pool2dParams, x: &[f32], avg: bool) -> (Vec<f64>, Vec<f32>) {
+        let (h, w, o) = (p.in_h as usize, p.in_w as usize, (p.out_h * p.out_w) as usize);
+        let windows = crate::cpu::pool2d::pool_windows(p);
+        let (pt, pl) = (p.pad_top as usize, p.pad_left as usize);
+        let mut dx = vec![0.0f64; p.planes as usize * h * w];
+        let mut y = vec![0.0f32; p.planes as usize * o];
+        for t in 0..p.planes as usize {
+            for (k, &(h0, h1, w0, w1, div)) in windows.iter().enumerate() {
+                let cells: Vec<usize> = (h0 as usize..h1 as usize)
+                    .flat_map(|r| (w0 as usize..w1 as usize).map(move |c| (r - pt) * w + c - pl))
+                    .collect();
+                let src = &x[t * h * w..][..h * w];
+                let g = f64::from(dy[t * o + k]);
+                if avg {
+                    cells.iter().for_each(|&i| dx[t * h * w + i] += g / f64::from(div));
+                    continue;
+                }
+                let m = if cells.iter().any(|&i| src[i].is_nan()) {
+                    f32::NAN
+                } else {
+                    cells.iter().map(|&i| src[i]).fold(f32::NEG_INFINITY, f32::max)
+                };
+                y[t * o + k] = m;
+                if let Some(&i) = cells.iter().find(|&&i| src[i] == m || (m.is_nan() && src[i].is_nan())) {
+                    dx[t * h * w + i] += g;
+                }
+            }
+        }
+        (dx, y)
+    }
+
+    #[test]
+    #[allow(clippy::cast_possible_truncation)]
+    fn pooling_backward_matches_the_definition() {
+        let mut rng = SeededRng::new(7);
+        // (planes, h, w, kernel, stride, pads tlbr, ceil: extra output row/column, include pad)
+        let cases = [
+            (3, 9, 11, [3, 3], [2, 2], [0, 0, 0, 0], 0, false),
+            (2, 10, 10, [3, 3], [2, 2], [1, 1, 1, 1], 1, false),
+            (2, 7, 12, [2, 3], [1, 3], [0, 1, 1, 2], 0, true),
+            (4, 8, 8, [2, 2], [2, 2], [0, 0, 0, 0], 0, false),
+            (1, 13, 6, [5, 2], [3, 1], [2, 0, 2, 1], 1, true),
+        ];
+        for (planes, h, w, [kh, kw], [sh, sw], [pt, pl, pb, pr], extra, include_pad) in cases {
+            let (oh, ow) = ((h + pt + pb - kh) / sh + 1 + extra, (w + pl + pr - kw) / sw + 1 + extra);
+            let p = Pool2dParams {
+                planes,
+                in_h: h as u32,
+                in_w: w as u32,
+                in_plane: (h * w) as u32,
+                out_h: oh as u32,
+                out_w: ow as u32,
+                kernel_h: kh as u32,
+                kernel_w: kw as u32,
+                stride_h: sh as u32,
+                stride_w: sw as u32,
+                pad_top: pt as u32,
+                pad_left: pl as u32,
+                pad_bottom: pb as u32,
+                pad_right: pr as u32,
+                count_include_pad: u32::from(include_pad),
+                ..Pool2dParams::default()
+            };
+            // Coarse values, so that windows share their maximum (ties), and a NaN.
+            let mut x: Vec<f32> =
+                rng.vec_f32(planes as usize * h * w, -4.0, 4.0).iter().map(|v| v.round()).collect();
+            x[5] = f32::NAN;
+            let dy = rng.vec_f32(planes as usize * oh * ow, -1.0, 1.0);
+            for avg in [false, true] {
+                let (want, y) = reference(&dy, &p, &x, avg);
+                let windows = pool_windows(&p);
+                let got = pool_backward(&dy, planes as usize, (h, w), &windows, (&x, &y), avg);
+                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert!((f64::from(*a) - b).abs() <= 1e-5, "avg {avg} {p:?}: dx[{i}] = {a}, want {b}");
+                }
+            }
+        }
+    }
 }

@@ -6,6 +6,7 @@ mod buffers;
 mod conv;
 mod experiment;
 mod impact;
+mod input_grad;
 mod layers;
 mod loss;
 mod model;

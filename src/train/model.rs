@@ -218,6 +218,12 @@ impl Model {
 
     /// The forward pass over a batch `x` (`[B, C, H, W]` matching the network input).
     pub fn forward(&self, x: Tensor, mode: Mode) -> Result<Tape> {
+        // The layers are short parallel regions one after another: the pool's workers spin
+        // between them instead of sleeping, as in the CPU executor.
+        crate::cpu::spinning(|| self.forward_layers(x, mode))
+    }
+
+    fn forward_layers(&self, x: Tensor, mode: Mode) -> Result<Tape> {
         let spec = &self.net.input;
         let [_, c, h, w] = x.shape;
         if [c, h, w] != [spec.channels, spec.height, spec.width] || x.shape[0] == 0 {
@@ -438,14 +444,14 @@ impl Model {
     /// The backward pass from `d_logits` (the loss gradient at [`Model::logits_name`]),
     /// recording impact for the convs named in `impact_for`.
     pub fn backward(&self, tape: &Tape, d_logits: Vec<f32>, impact_for: &[String]) -> Result<Grads> {
-        self.backward_from(tape, d_logits, impact_for, true)
+        crate::cpu::spinning(|| self.backward_from(tape, d_logits, impact_for, true))
     }
 
     /// [`Model::backward`] without the network input's gradient (`Grads::input` is left
     /// empty): what training and impact estimation need, and a conv reading the input
     /// then skips its input gradient.
     pub fn backward_params(&self, tape: &Tape, d_logits: Vec<f32>, impact_for: &[String]) -> Result<Grads> {
-        self.backward_from(tape, d_logits, impact_for, false)
+        crate::cpu::spinning(|| self.backward_from(tape, d_logits, impact_for, false))
     }
 
     fn backward_from(
