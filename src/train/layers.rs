@@ -127,8 +127,9 @@ pub(crate) struct BnBatch {
     pub mean: Vec<f32>,
     /// Per-channel biased batch variance.
     pub var: Vec<f32>,
-    /// Normalised input x̂.
-    pub xhat: Vec<f32>,
+    /// Per-channel `1 / sqrt(var + ε)`: the backward recomputes x̂ = (x − mean)·inv from
+    /// the input rather than keeping it (one write and a buffer less per layer).
+    pub inv: Vec<f32>,
 }
 
 /// `f(channel, plane_in, plane_out)` over every `[plane]`-long channel plane of a
@@ -237,22 +238,11 @@ pub(crate) fn bn_forward(
         })
         .unzip();
     let inv: Vec<f32> = var.iter().map(|v| 1.0 / (v + bn.epsilon).sqrt()).collect();
-    let mut xhat = buffers::scratch(x.len());
-    let p = plane.max(1);
-    xhat.par_chunks_mut(p)
-        .zip(y.par_chunks_mut(p))
-        .zip(x.par_chunks(p))
-        .enumerate()
-        .with_min_len((1 << 14) / p + 1)
-        .for_each(|(j, ((h, o), v))| {
-            let c = j % channels;
-            let (m, k, a, b) = (mean[c], inv[c], bn.scale[c], bn.shift[c]);
-            for ((h, o), v) in h.iter_mut().zip(o.iter_mut()).zip(v) {
-                *h = (v - m) * k;
-                *o = a * *h + b;
-            }
-        });
-    (y, Some(BnBatch { mean, var, xhat }))
+    per_plane(x, &mut y, channels, plane, |c, v, o| {
+        let (m, k, a, b) = (mean[c], inv[c], bn.scale[c], bn.shift[c]);
+        o.iter_mut().zip(v).for_each(|(o, v)| *o = a * ((v - m) * k) + b);
+    });
+    (y, Some(BnBatch { mean, var, inv }))
 }
 
 /// BatchNorm backward: `(dx, dscale, dshift)`.
@@ -285,17 +275,20 @@ pub(crate) fn bn_backward(
         Some(b) => {
             #[allow(clippy::cast_precision_loss)]
             let per = (x.len() / channels) as f32;
-            let (dscale, dshift) = split(channel_sums(dy.len(), channels, plane, |_, at| {
-                dot_and_sum(&dy[at..at + plane], &b.xhat[at..at + plane], 0.0)
-            }));
-            let inv: Vec<f32> = b.var.iter().map(|v| 1.0 / (v + bn.epsilon).sqrt()).collect();
+            let inv = &b.inv;
+            // Σ dy·x̂ = inv · Σ dy·(x − mean).
+            let sums = channel_sums(dy.len(), channels, plane, |c, at| {
+                dot_and_sum(&dy[at..at + plane], &x[at..at + plane], b.mean[c])
+            });
+            let (dscale, dshift) =
+                split(sums.iter().enumerate().map(|(c, [d, s])| [f64::from(inv[c]) * d, *s]).collect());
             dx.par_chunks_mut(plane.max(1)).enumerate().with_min_len((1 << 14) / plane.max(1) + 1).for_each(
                 |(j, o)| {
                     let c = j % channels;
                     let at = j * plane;
-                    let (k, ds, dsh) = (bn.scale[c] * inv[c], dscale[c] / per, dshift[c] / per);
-                    for ((o, g), h) in o.iter_mut().zip(&dy[at..at + plane]).zip(&b.xhat[at..at + plane]) {
-                        *o = k * (g - dsh - h * ds);
+                    let (k, ds, dsh, m) = (bn.scale[c] * inv[c], dscale[c] / per, dshift[c] / per, b.mean[c]);
+                    for ((o, g), v) in o.iter_mut().zip(&dy[at..at + plane]).zip(&x[at..at + plane]) {
+                        *o = k * (g - dsh - (v - m) * inv[c] * ds);
                     }
                 },
             );

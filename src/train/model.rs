@@ -76,11 +76,6 @@ impl Drop for Tape {
         for (_, t) in self.values.drain() {
             buffers::recycle(t.data);
         }
-        for (_, a) in self.aux.drain() {
-            if let Aux::Bn(Some(b)) = a {
-                buffers::recycle(b.xhat);
-            }
-        }
     }
 }
 
@@ -322,8 +317,20 @@ impl Model {
                     (Tensor { data: y, shape: x.shape }, Aux::Bn(batch))
                 }
                 Op::Add => {
-                    let mut y = buffers::copied(&x.data);
-                    for name in &layer.inputs[1..] {
+                    // The first two operands in one pass, any further ones added to that.
+                    let mut y = buffers::scratch(x.data.len());
+                    let c = 1 << 14;
+                    match layer.inputs.get(1) {
+                        Some(n) => y
+                            .par_chunks_mut(c)
+                            .zip(x.data.par_chunks(c))
+                            .zip(values[n].data.par_chunks(c))
+                            .for_each(|((o, a), b)| {
+                                o.iter_mut().zip(a).zip(b).for_each(|((o, a), b)| *o = a + b)
+                            }),
+                        None => y.copy_from_slice(&x.data),
+                    }
+                    for name in layer.inputs.iter().skip(2) {
                         add_into(&mut y, &values[name].data);
                     }
                     (Tensor { data: y, shape: x.shape }, Aux::None)
