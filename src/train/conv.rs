@@ -13,11 +13,12 @@ use rayon::prelude::*;
 use super::buffers;
 use super::input_grad::input_grad;
 use super::weight_grad::weight_grad;
+use crate::cpu::fast::elementwise::expand_plane;
 use crate::cpu::gemm::{sgemm, GemmScratch, Microkernel, Strided};
 use crate::cpu::FastConv;
 use crate::error::Result;
 use crate::geometry::ConvGeometry;
-use crate::interp::InterpMap;
+use crate::interp::{InterpMap, MapKind};
 use crate::layer::ConvLayer;
 use crate::mask::Mask;
 
@@ -104,32 +105,34 @@ fn col2im_add(g: &ConvGeometry, dcol: &[f32], group: usize, origins: &[(isize, i
     }
 }
 
-/// A map's taps flattened once per call: position p reads `taps[start[p]..start[p + 1]]`.
-struct Taps {
-    start: Vec<usize>,
-    taps: Vec<(usize, f32)>,
-}
-
-impl Taps {
-    fn new(map: &InterpMap) -> Self {
-        let mut start = vec![0];
-        let mut taps = Vec::new();
-        for p in 0..map.height() * map.width() {
-            taps.extend(map.taps(p).into_iter().filter(|t| t.1 != 0.0));
-            start.push(taps.len());
+/// `dst += Mᵀ · src` for one plane: the adjoint of expanding through `map`, each
+/// position's gradient added to the compact values it was interpolated from.
+fn spread_transposed(map: &InterpMap, src: &[f32], dst: &mut [f32]) {
+    let table = map.table();
+    match map.kind() {
+        MapKind::Nearest => {
+            for (&i, &d) in table.iter().zip(src) {
+                dst[i as usize] += d;
+            }
         }
-        Taps { start, taps }
-    }
-
-    fn of(s: &Sampling) -> Option<Self> {
-        match s {
-            Sampling::Map { map, .. } => Some(Taps::new(map)),
-            _ => None,
+        MapKind::Zeros => {
+            for (&i, &d) in table.iter().zip(src) {
+                if i != crate::interp::ZERO_TAP {
+                    dst[i as usize] += d;
+                }
+            }
         }
-    }
-
-    fn at(&self, p: usize) -> &[(usize, f32)] {
-        &self.taps[self.start[p]..self.start[p + 1]]
+        MapKind::Barycentric => {
+            for (t, &d) in table.chunks_exact(6).zip(src) {
+                for k in 0..3 {
+                    let w = f32::from_bits(t[3 + k]);
+                    // A tap of weight 0 contributes nothing (as in the forward).
+                    if w != 0.0 {
+                        dst[t[k] as usize] += w * d;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -172,13 +175,11 @@ pub(crate) fn forward(
     let n = layer.mask().len();
     let mut compact = buffers::scratch(g.batch * g.out_channels * n);
     FastConv::new(&layer, Microkernel::detect()).run(x, &mut compact);
-    let Some(taps) = Taps::of(s) else { return Ok(compact) };
+    let Sampling::Map { map, .. } = s else { return Ok(compact) };
     let (oh, ow) = (g.out_h(), g.out_w());
     let mut out = buffers::scratch(g.batch * g.out_channels * oh * ow);
     out.par_chunks_mut(oh * ow).zip(compact.par_chunks(n)).for_each(|(dst, src)| {
-        for (p, v) in dst.iter_mut().enumerate() {
-            *v = taps.at(p).iter().map(|&(i, w)| w * src[i]).sum();
-        }
+        expand_plane(map.kind().code(), map.table(), src, dst);
     });
     buffers::recycle(compact);
     Ok(out)
@@ -198,20 +199,15 @@ pub(crate) fn backward(
     let origins = origins(g, &positions);
     let (oh, ow) = out_size(g, s);
     // dy through the map's transpose: the gradient of each computed value, `[B, T, n]`.
-    let taps = Taps::of(s);
-    let dyc: std::borrow::Cow<'_, [f32]> = match &taps {
-        Some(taps) => {
+    let dyc: std::borrow::Cow<'_, [f32]> = match s {
+        Sampling::Map { map, .. } => {
             let mut dyc = buffers::zeroed(g.batch * g.out_channels * n);
-            dyc.par_chunks_mut(n).zip(dy.par_chunks(oh * ow)).for_each(|(dst, src)| {
-                for (p, &d) in src.iter().enumerate() {
-                    for &(i, w) in taps.at(p) {
-                        dst[i] += w * d;
-                    }
-                }
-            });
+            dyc.par_chunks_mut(n)
+                .zip(dy.par_chunks(oh * ow))
+                .for_each(|(dst, src)| spread_transposed(map, src, dst));
             dyc.into()
         }
-        None => dy.into(),
+        _ => dy.into(),
     };
     // The input gradient: a transposed conv over dy (the gradients of the computed
     // positions in place, zeros elsewhere) at stride 1; else through col2im.

@@ -124,6 +124,11 @@ fn weight_grad_with(
         return (dw, db);
     }
     let grid = Grid::of(g);
+    let ow = g.out_w();
+    // Grid offsets of the computed positions (None: all of them).
+    let at: Option<Vec<u32>> = (n != g.out_h() * ow).then(|| {
+        positions.iter().map(|&p| ((p as usize / ow) * grid.width + p as usize % ow) as u32).collect()
+    });
     let x_img = g.in_channels * Grid::phases(g) * grid.plane();
     let dy_img = t_all * grid.len;
     // Images laid out together: small grids take several per tile call (one reduction per
@@ -152,7 +157,7 @@ fn weight_grad_with(
             tdy[..count * dy_img].fill(0.0);
             for (i, (x, dy)) in x.chunks_exact(in_len).zip(dy.chunks_exact(t_all * n)).enumerate() {
                 lay_out_input(g, &grid, x, (i, count), tx);
-                lay_out_gradient(g, &grid, dy, positions, (i, count), tdy);
+                lay_out_gradient(g, &grid, dy, at.as_deref(), (i, count), tdy);
             }
             let (cg, taps) = (g.in_channels_per_group(), g.kernel_h * g.kernel_w);
             let channel_len = Grid::phases(g) * count * grid.plane();
@@ -237,26 +242,29 @@ fn lay_out_input(g: &ConvGeometry, grid: &Grid, x: &[f32], (i, count): (usize, u
 }
 
 /// Writes image `i` of a chunk of `count` into the gradient layout (zeroed beforehand).
+/// `at` is `None` when every output position is computed, else each computed
+/// position's offset on the grid.
 fn lay_out_gradient(
     g: &ConvGeometry,
     grid: &Grid,
     dy: &[f32],
-    positions: &[u32],
+    at: Option<&[u32]>,
     (i, count): (usize, usize),
     out: &mut [f32],
 ) {
-    let (n, ow) = (positions.len(), g.out_w());
-    let dense = n == g.out_h() * ow;
+    let (ow, n) = (g.out_w(), at.map_or(g.out_h() * g.out_w(), <[u32]>::len));
     for (t, src) in dy.chunks_exact(n.max(1)).enumerate() {
         let dst = &mut out[(t * count + i) * grid.len..][..grid.len];
-        if dense {
-            for (line, vals) in dst.chunks_mut(grid.width).zip(src.chunks_exact(ow)) {
-                line[..ow].copy_from_slice(vals);
+        match at {
+            None => {
+                for (line, vals) in dst.chunks_mut(grid.width).zip(src.chunks_exact(ow)) {
+                    line[..ow].copy_from_slice(vals);
+                }
             }
-        } else {
-            for (&p, &v) in positions.iter().zip(src) {
-                let p = p as usize;
-                dst[(p / ow) * grid.width + p % ow] = v;
+            Some(at) => {
+                for (&a, &v) in at.iter().zip(src) {
+                    dst[a as usize] = v;
+                }
             }
         }
     }
