@@ -161,17 +161,20 @@ fn sampled_layer(g: &ConvGeometry, weights: &[f32], bias: &[f32], s: &Sampling) 
     }
 }
 
-/// Forward over the batch: `x` is `[B, C, H, W]`, the result `[B, T, out_size]`. The
-/// sampled positions are computed by the CPU executor's own conv kernels (`FastConv`),
-/// so training and inference share them; the map then fills the skipped positions.
+/// Forward over the batch: `x` is `[B, C, H, W]`, the result `[B, T, out_size]`, through a
+/// ReLU when `relu`. The sampled positions are computed by the CPU executor's own conv
+/// kernels (`FastConv`), so training and inference share them; the map then fills the
+/// skipped positions (and the ReLU follows the fill, which it need not commute with).
 pub(crate) fn forward(
     g: &ConvGeometry,
     weights: &[f32],
     bias: &[f32],
     s: &Sampling,
     x: &[f32],
+    relu: bool,
 ) -> Result<Vec<f32>> {
-    let layer = sampled_layer(g, weights, bias, s)?;
+    let fill = matches!(s, Sampling::Map { .. });
+    let layer = sampled_layer(g, weights, bias, s)?.with_relu(relu && !fill);
     let n = layer.mask().len();
     let mut compact = buffers::scratch(g.batch * g.out_channels * n);
     FastConv::new(&layer, Microkernel::detect()).run(x, &mut compact);
@@ -180,6 +183,9 @@ pub(crate) fn forward(
     let mut out = buffers::scratch(g.batch * g.out_channels * oh * ow);
     out.par_chunks_mut(oh * ow).zip(compact.par_chunks(n)).for_each(|(dst, src)| {
         expand_plane(map.kind().code(), map.table(), src, dst);
+        if relu {
+            dst.iter_mut().for_each(|v| *v = crate::cpu::nan::relu_keep_nan(*v));
+        }
     });
     buffers::recycle(compact);
     Ok(out)

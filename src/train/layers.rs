@@ -214,12 +214,15 @@ pub(crate) fn bn_forward(
     plane: usize,
     bn: &BatchNorm,
     train: bool,
+    relu: bool,
 ) -> (Vec<f32>, Option<BnBatch>) {
     let mut y = buffers::scratch(x.len());
+    // The ReLU that follows, when it is fused here (NaN kept, as in the executors).
+    let act = |v: f32| if relu { crate::cpu::nan::relu_keep_nan(v) } else { v };
     if !train {
         let (a, b) = bn.affine();
         per_plane(x, &mut y, channels, plane, |c, v, o| {
-            o.iter_mut().zip(v).for_each(|(o, v)| *o = a[c] * v + b[c]);
+            o.iter_mut().zip(v).for_each(|(o, v)| *o = act(a[c] * v + b[c]));
         });
         return (y, None);
     }
@@ -240,7 +243,7 @@ pub(crate) fn bn_forward(
     let inv: Vec<f32> = var.iter().map(|v| 1.0 / (v + bn.epsilon).sqrt()).collect();
     per_plane(x, &mut y, channels, plane, |c, v, o| {
         let (m, k, a, b) = (mean[c], inv[c], bn.scale[c], bn.shift[c]);
-        o.iter_mut().zip(v).for_each(|(o, v)| *o = a * ((v - m) * k) + b);
+        o.iter_mut().zip(v).for_each(|(o, v)| *o = act(a * ((v - m) * k) + b));
     });
     (y, Some(BnBatch { mean, var, inv }))
 }

@@ -68,6 +68,9 @@ enum Aux {
 pub struct Tape {
     values: HashMap<String, Tensor>,
     aux: HashMap<String, Aux>,
+    /// A layer whose ReLU was applied in its own output pass (see `Model::fused_relu`)
+    /// has no tensor of its own: it reads the ReLU's.
+    aliases: HashMap<String, String>,
 }
 
 impl Drop for Tape {
@@ -82,7 +85,13 @@ impl Drop for Tape {
 impl Tape {
     /// The output of layer `name` (or the input).
     pub fn value(&self, name: &str) -> Option<&Tensor> {
-        self.values.get(name)
+        self.values.get(self.aliases.get(name).map_or(name, String::as_str))
+    }
+
+    /// [`Tape::value`] of a layer the pass recorded.
+    #[track_caller]
+    fn at(&self, name: &str) -> &Tensor {
+        self.value(name).expect("every layer's value is on the tape")
     }
 
     /// The batch statistics a training-mode BatchNorm layer saw: `(mean, biased var)`.
@@ -113,6 +122,12 @@ pub struct Model {
     order: Vec<usize>,
     sampling: HashMap<String, Sampling>,
     logits: String,
+    /// Layers (a conv or a BatchNorm) whose only reader is a ReLU, and that ReLU: the
+    /// layer applies the ReLU in its own output pass and the tape keeps one tensor for
+    /// both (a pass and a buffer less per pair). The ReLU's backward masks by its output
+    /// as before; the layer's own value reads as the ReLU's, which changes nothing its
+    /// backward or its impact (|∂L/∂V · V|, zero wherever the ReLU cut V) uses.
+    fused_relu: HashMap<String, String>,
 }
 
 fn conv_geometry(c: &Conv, x: &Tensor) -> ConvGeometry {
@@ -155,7 +170,8 @@ impl Model {
             Some(l) if matches!(l.op, Op::Softmax) => l.inputs[0].clone(),
             _ => net.output.clone(),
         };
-        Ok(Model { net, order, sampling, logits })
+        let fused_relu = fused_relu(&net, &logits);
+        Ok(Model { net, order, sampling, logits, fused_relu })
     }
 
     /// The network (with its current parameters).
@@ -200,7 +216,7 @@ impl Model {
         for layer in &mut self.net.layers {
             let Op::BatchNorm(bn) = &mut layer.op else { continue };
             let Some(Aux::Bn(Some(b))) = tape.aux.get(&layer.name) else { continue };
-            let x = &tape.values[&layer.inputs[0]];
+            let x = tape.at(&layer.inputs[0]);
             #[allow(clippy::cast_precision_loss)]
             let n = (x.shape[0] * x.plane()) as f32;
             let unbias = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
@@ -230,9 +246,15 @@ impl Model {
         }
         let mut values = HashMap::new();
         let mut aux = HashMap::new();
+        let mut aliases = HashMap::new();
         values.insert(spec.name.clone(), x);
         for &i in &self.order {
             let layer = &self.net.layers[i];
+            if values.contains_key(&layer.name) {
+                // A ReLU its input layer already applied (recorded under its name).
+                continue;
+            }
+            let relu = self.fused_relu.get(&layer.name);
             let x = &values[&layer.inputs[0]];
             let [b, ch, h, w] = x.shape;
             let (out, extra) = match &layer.op {
@@ -269,7 +291,7 @@ impl Model {
                     let s = self.sampling.get(&layer.name).unwrap_or(&Sampling::Dense);
                     let bias = c.bias.clone().unwrap_or_else(|| vec![0.0; c.out_channels]);
                     let (oh, ow) = conv::out_size(&g, s);
-                    let y = conv::forward(&g, &c.weights, &bias, s, &x.data)?;
+                    let y = conv::forward(&g, &c.weights, &bias, s, &x.data, relu.is_some())?;
                     (Tensor { shape: [b, c.out_channels, oh, ow], data: y }, Aux::None)
                 }
                 Op::Relu => {
@@ -312,8 +334,8 @@ impl Model {
                     (Tensor { data: y, shape: x.shape }, Aux::Lrn(s))
                 }
                 Op::BatchNorm(bn) => {
-                    let (y, batch) =
-                        layers::bn_forward(&x.data, ch, h * w, bn, matches!(mode, Mode::Train { .. }));
+                    let train = matches!(mode, Mode::Train { .. });
+                    let (y, batch) = layers::bn_forward(&x.data, ch, h * w, bn, train, relu.is_some());
                     (Tensor { data: y, shape: x.shape }, Aux::Bn(batch))
                 }
                 Op::Add => {
@@ -442,10 +464,18 @@ impl Model {
                     _ => (x.clone(), Aux::None),
                 },
             };
-            values.insert(layer.name.clone(), out);
+            match relu {
+                Some(r) => {
+                    values.insert(r.clone(), out);
+                    aliases.insert(layer.name.clone(), r.clone());
+                }
+                None => {
+                    values.insert(layer.name.clone(), out);
+                }
+            }
             aux.insert(layer.name.clone(), extra);
         }
-        Ok(Tape { values, aux })
+        Ok(Tape { values, aux, aliases })
     }
 
     /// The backward pass from `d_logits` (the loss gradient at [`Model::logits_name`]),
@@ -490,8 +520,8 @@ impl Model {
         for &i in self.order.iter().rev() {
             let layer = &self.net.layers[i];
             let Some(mut dy) = grad.remove(&layer.name) else { continue };
-            let x = &tape.values[&layer.inputs[0]];
-            let y = &tape.values[&layer.name];
+            let x = tape.at(&layer.inputs[0]);
+            let y = tape.at(&layer.name);
             let [b, ch, h, w] = x.shape;
             let dx: Vec<f32> = match &layer.op {
                 Op::Resample(r) => resample_backward(r, x.shape, &dy),
@@ -578,7 +608,7 @@ impl Model {
                     let total = y.shape[1] * h * w;
                     let mut first = Vec::new();
                     for (k, name) in layer.inputs.iter().enumerate() {
-                        let n = tape.values[name].shape[1] * h * w;
+                        let n = tape.at(name).shape[1] * h * w;
                         let part: Vec<f32> = (0..b)
                             .flat_map(|img| dy[img * total + offset..img * total + offset + n].to_vec())
                             .collect();
@@ -606,7 +636,7 @@ impl Model {
                     dy.iter().enumerate().map(|(k, g)| g * scale[(k / plane) % ch]).collect()
                 }
                 Op::Binary(f) => {
-                    let other = &tape.values[&layer.inputs[1]];
+                    let other = tape.at(&layer.inputs[1]);
                     let (_, cast) = broadcast_of(x, other, &layer.name)?;
                     let (a_at, b_at) = operand_index(cast);
                     let mut da = buffers::zeroed(x.data.len());
@@ -688,6 +718,28 @@ impl Model {
     }
 }
 
+/// The producer -> ReLU pairs of [`Model`]'s `fused_relu`: a ReLU reading a conv or a
+/// BatchNorm that nothing else reads (and that is not the logits or the output).
+fn fused_relu(net: &Network, logits: &str) -> HashMap<String, String> {
+    let mut readers: HashMap<&str, usize> = HashMap::new();
+    for l in &net.layers {
+        for i in &l.inputs {
+            *readers.entry(i.as_str()).or_default() += 1;
+        }
+    }
+    let op: HashMap<&str, &Op> = net.layers.iter().map(|l| (l.name.as_str(), &l.op)).collect();
+    net.layers
+        .iter()
+        .filter(|r| matches!(r.op, Op::Relu) && r.inputs.len() == 1)
+        .filter_map(|r| {
+            let p = r.inputs[0].as_str();
+            let producer = matches!(op.get(p), Some(Op::Conv(_) | Op::BatchNorm(_)));
+            (producer && readers.get(p) == Some(&1) && p != logits && p != net.output)
+                .then(|| (p.to_string(), r.name.clone()))
+        })
+        .collect()
+}
+
 /// `acc += v`, in parallel.
 fn add_into(acc: &mut [f32], v: &[f32]) {
     acc.par_chunks_mut(1 << 14).zip(v.par_chunks(1 << 14)).for_each(|(a, b)| {
@@ -763,4 +815,47 @@ fn resample_backward(r: &Resample, [b, ch, h, w]: [usize; 4], dy: &[f32]) -> Vec
         }
     }
     dx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::zoo::{build, ZooConfig};
+    use crate::rng::SeededRng;
+
+    /// The fused ReLU passes change no number: a model with them and the same model with
+    /// them off give the same logits, parameter gradients, input gradient, impact and
+    /// batch statistics, in training mode, dense and perforated.
+    #[test]
+    fn relu_fused_into_its_producer_changes_nothing() {
+        for (name, q) in [("fashion_resnet", 1.0), ("fashion_vgg", 0.5), ("fashion_nin", 0.5)] {
+            let mut net = build(name, ZooConfig::scaled(0.25, 16)).expect("zoo");
+            if q < 1.0 {
+                net.perforate_all(q, 3).expect("perforate");
+            }
+            let fused = Model::new(net.clone()).expect("model");
+            assert!(!fused.fused_relu.is_empty(), "{name}: no ReLU was fused");
+            let mut plain = Model::new(net).expect("model");
+            plain.fused_relu.clear();
+            let i = &fused.network().input;
+            let shape = [3, i.channels, i.height, i.width];
+            let x = SeededRng::new(5).vec_f32(shape.iter().product(), -1.0, 1.0);
+            let convs: Vec<String> = fused.fused_relu.keys().cloned().collect();
+            let run = |m: &Model| {
+                let tape = m.forward(Tensor::new(shape, x.clone()).unwrap(), Mode::Train { seed: 1 }).unwrap();
+                let logits = tape.value(m.logits_name()).unwrap().data.clone();
+                let d = SeededRng::new(6).vec_f32(logits.len(), -1.0, 1.0);
+                let grads = m.backward(&tape, d, &convs).unwrap();
+                let stats: Vec<Vec<f32>> =
+                    m.param_names().iter().filter_map(|n| tape.bn_batch_stats(n)).map(|(a, b)| [a, b].concat()).collect();
+                (logits, grads, stats)
+            };
+            let (a, b) = (run(&fused), run(&plain));
+            assert_eq!(a.0, b.0, "{name}: logits");
+            assert_eq!(a.1.input, b.1.input, "{name}: input gradient");
+            assert_eq!(a.1.params, b.1.params, "{name}: parameter gradients");
+            assert_eq!(a.1.impact, b.1.impact, "{name}: impact");
+            assert_eq!(a.2, b.2, "{name}: batch statistics");
+        }
+    }
 }
