@@ -192,6 +192,8 @@ mod tests {
             (1, 2, 8, 8, 3, 3, 3, (1, 1), [3, 0, 0, 3], 1, 1),
             (2, 2, 15, 14, 3, 7, 5, (3, 2), [3, 2, 1, 2], 1, 1),
             (1, 2, 10, 10, 2, 2, 2, (4, 4), [0, 0, 0, 0], 1, 1),
+            // Large enough for pooled buffers (see below), with phases that have no taps.
+            (4, 8, 32, 32, 4, 2, 2, (4, 3), [0, 1, 0, 0], 1, 2),
         ];
         for (batch, cin, h, w, cout, kh, kw, (sh, sw), [pt, pl, pb, pr], d, groups) in cases {
             let mut g = ConvGeometry::new(cin, h, w, cout, kh, kw)
@@ -203,6 +205,8 @@ mod tests {
             g.validate().expect("geometry");
             let weights = rng.vec_f32(g.weight_len(), -1.0, 1.0);
             let dy = rng.vec_f32(batch * cout * g.out_h() * g.out_w(), -1.0, 1.0);
+            // Stale values in the buffer pool must not leak into the result.
+            buffers::recycle(vec![f32::NAN; batch * cin * h * w]);
             let got = input_grad(&g, &weights, &dy).expect("input gradient");
             let want = reference(&g, &weights, &dy);
             assert_eq!(got.len(), want.len());

@@ -842,12 +842,17 @@ mod tests {
             let x = SeededRng::new(5).vec_f32(shape.iter().product(), -1.0, 1.0);
             let convs: Vec<String> = fused.fused_relu.keys().cloned().collect();
             let run = |m: &Model| {
-                let tape = m.forward(Tensor::new(shape, x.clone()).unwrap(), Mode::Train { seed: 1 }).unwrap();
+                let tape =
+                    m.forward(Tensor::new(shape, x.clone()).unwrap(), Mode::Train { seed: 1 }).unwrap();
                 let logits = tape.value(m.logits_name()).unwrap().data.clone();
                 let d = SeededRng::new(6).vec_f32(logits.len(), -1.0, 1.0);
                 let grads = m.backward(&tape, d, &convs).unwrap();
-                let stats: Vec<Vec<f32>> =
-                    m.param_names().iter().filter_map(|n| tape.bn_batch_stats(n)).map(|(a, b)| [a, b].concat()).collect();
+                let stats: Vec<Vec<f32>> = m
+                    .param_names()
+                    .iter()
+                    .filter_map(|n| tape.bn_batch_stats(n))
+                    .map(|(a, b)| [a, b].concat())
+                    .collect();
                 (logits, grads, stats)
             };
             let (a, b) = (run(&fused), run(&plain));
