@@ -221,6 +221,19 @@ fn lay_out_input(g: &ConvGeometry, grid: &Grid, x: &[f32], (i, count): (usize, u
         for (yi, line) in src.chunks_exact(g.in_w).enumerate() {
             let r = yi + g.pad_top;
             let row = channel + (r % sh) * sw * phase_len + (r / sh) * grid.width;
+            #[cfg(target_arch = "x86_64")]
+            if sw == 2 && std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the feature was detected; the split asserts its bounds.
+                unsafe {
+                    crate::cpu::fast::transpose::split_pairs_avx512(
+                        line,
+                        g.pad_left,
+                        (grid.width, phase_len),
+                        &mut out[row..],
+                    );
+                }
+                continue;
+            }
             for rx in 0..sw {
                 // Padded columns j·sw + rx, j from `first`, read input column j·sw + rx − pad.
                 let first = g.pad_left.saturating_sub(rx).div_ceil(sw);
@@ -435,6 +448,11 @@ mod avx512 {
                 let q3 = b[3].add(r * runs.b_step);
                 let mut l = 0;
                 while l < full {
+                    // The runs stream from L2: fetch a few lines ahead into L1.
+                    _mm_prefetch::<_MM_HINT_T0>(q0.wrapping_add(l + 64).cast());
+                    _mm_prefetch::<_MM_HINT_T0>(q1.wrapping_add(l + 64).cast());
+                    _mm_prefetch::<_MM_HINT_T0>(q2.wrapping_add(l + 64).cast());
+                    _mm_prefetch::<_MM_HINT_T0>(q3.wrapping_add(l + 64).cast());
                     let x0 = _mm512_loadu_ps(p0.add(l));
                     let x1 = _mm512_loadu_ps(p1.add(l));
                     let x2 = _mm512_loadu_ps(p2.add(l));
