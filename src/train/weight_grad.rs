@@ -216,13 +216,22 @@ struct Task {
 fn lay_out_input(g: &ConvGeometry, grid: &Grid, x: &[f32], (i, count): (usize, usize), out: &mut [f32]) {
     let (sh, sw) = (g.stride_h, g.stride_w);
     let phase_len = count * grid.plane();
+    // Only the phases some tap reads are written (a strided 1x1 conv reads one of four).
+    let row_used: Vec<bool> =
+        (0..sh).map(|ry| (0..g.kernel_h).any(|ky| ky * g.dilation_h % sh == ry)).collect();
+    let col_used: Vec<bool> =
+        (0..sw).map(|rx| (0..g.kernel_w).any(|kx| kx * g.dilation_w % sw == rx)).collect();
+    let every_column = col_used.iter().all(|&u| u);
     for (c, src) in x.chunks_exact(g.in_h * g.in_w).enumerate() {
         let channel = c * Grid::phases(g) * phase_len + i * grid.plane();
         for (yi, line) in src.chunks_exact(g.in_w).enumerate() {
             let r = yi + g.pad_top;
+            if !row_used[r % sh] {
+                continue;
+            }
             let row = channel + (r % sh) * sw * phase_len + (r / sh) * grid.width;
             #[cfg(target_arch = "x86_64")]
-            if sw == 2 && std::arch::is_x86_feature_detected!("avx512f") {
+            if sw == 2 && every_column && std::arch::is_x86_feature_detected!("avx512f") {
                 // SAFETY: the feature was detected; the split asserts its bounds.
                 unsafe {
                     crate::cpu::fast::transpose::split_pairs_avx512(
@@ -234,7 +243,7 @@ fn lay_out_input(g: &ConvGeometry, grid: &Grid, x: &[f32], (i, count): (usize, u
                 }
                 continue;
             }
-            for rx in 0..sw {
+            for rx in (0..sw).filter(|&rx| col_used[rx]) {
                 // Padded columns j·sw + rx, j from `first`, read input column j·sw + rx − pad.
                 let first = g.pad_left.saturating_sub(rx).div_ceil(sw);
                 let from = first * sw + rx - g.pad_left;
