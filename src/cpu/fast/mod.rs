@@ -234,9 +234,9 @@ fn row_operands_fit(layer: &ConvLayer) -> bool {
 ///   ResNet-18 3x3 layers 7-27% faster), except a strided conv over a dense input onto an
 ///   output map of more than 400 positions, whose gathers read a dense plane (ResNet-18's
 ///   56 -> 28 stride-2 conv: even);
-/// - a dense conv: 3x3 or larger, channel tiles at least 3/4 full, at most 1024 positions,
-///   stride 1 or an output map of at most 400 positions (ResNet-18 28x28 to 7x7: 5-25%
-///   faster; at 56x56 the implicit GEMM's regular tiles win).
+/// - a dense conv: 3x3 or larger, channel tiles at least 3/4 full, at most 1024 positions
+///   (4096 batched: [`positions_fit`]), stride 1 or an output map of at most 400 positions
+///   (ResNet-18 28x28 to 7x7: 5-25% faster; at 56x56 and batch 1 the row path wins).
 fn hwc_pays_off(layer: &ConvLayer) -> bool {
     if std::env::var("PERFORATE_HWC").is_ok_and(|v| v == "0") {
         return false;
@@ -264,7 +264,16 @@ fn hwc_pays_off(layer: &ConvLayer) -> bool {
     // batch 1 ran 0.082 -> 0.047, 0.041 -> 0.022 and 0.076 -> 0.045 ms here (network 0.26 ->
     // 0.18-0.20 ms), even at batch 64.
     let tiles_filled = hwc_conv::fills_channel_tiles(tg);
-    (unit_stride || small_strided) && khkw >= 9 && cg >= 16 && tiles_filled && layer.mask().len() <= 1024
+    (unit_stride || small_strided) && khkw >= 9 && cg >= 16 && tiles_filled && positions_fit(layer)
+}
+
+/// The output maps the HWC path takes dense convs on: at most 1024 positions, or (batched)
+/// 4096. ResNet-18's 64 -> 64 3x3 convs at 56x56, batch 16: 14.0-14.2 ms against 16.1-16.4
+/// on the implicit GEMM (the row path, which runs them at batch 1, 0.86-0.95 ms against
+/// 0.91-0.93 here, stops at its 8 MB batch copy).
+fn positions_fit(layer: &ConvLayer) -> bool {
+    let n = layer.mask().len();
+    n <= 1024 || layer.geometry().batch > 1 && n <= 4096
 }
 
 /// Whether a pointwise conv runs on the HWC path reading its input as stored (no copy):
