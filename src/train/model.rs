@@ -83,7 +83,9 @@ impl Drop for Tape {
 }
 
 impl Tape {
-    /// The output of layer `name` (or the input).
+    /// The output of layer `name` (or the input). A conv or BatchNorm whose only reader is
+    /// a ReLU shares that ReLU's tensor (the ReLU ran in its output pass), so its value
+    /// here is after the ReLU.
     pub fn value(&self, name: &str) -> Option<&Tensor> {
         self.values.get(self.aliases.get(name).map_or(name, String::as_str))
     }
