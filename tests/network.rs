@@ -524,3 +524,31 @@ fn full_size_alexnet_runs_on_the_gpu() {
         );
     }
 }
+
+/// Executors built on one shared plan hold it (no copy of the plan or its weights) and run
+/// it as executors with their own copies do: CPU bitwise, GPU within the parity tolerance.
+#[test]
+fn executors_share_one_plan() {
+    let mut net = small("resnet18");
+    perforate_mixed(&mut net);
+    let plan = std::sync::Arc::new(Plan::compile(&net, 2, PlanOptions::default()).unwrap());
+    let x = input_for(&plan, 41);
+    let own = CpuExecutor::new(&plan).unwrap().run(x.view()).unwrap();
+    let a = CpuExecutor::from_shared(std::sync::Arc::clone(&plan)).unwrap();
+    let b = CpuExecutor::from_shared(a.shared_plan()).unwrap();
+    assert_eq!(std::sync::Arc::strong_count(&plan), 3, "both executors hold the one plan");
+    assert_eq!(a.run(x.view()).unwrap(), own);
+    assert_eq!(b.run(x.view()).unwrap(), own);
+    if let Some(ctx) = gpu_or_skip("executors_share_one_plan") {
+        let g = GpuExecutor::from_shared(&ctx, b.shared_plan()).unwrap();
+        assert_eq!(std::sync::Arc::strong_count(&plan), 4);
+        let got = g.run(x.view()).unwrap();
+        assert_close(
+            "shared-plan GPU vs CPU",
+            got.as_slice().unwrap(),
+            &to_f64(own.as_slice().unwrap()),
+            1e-4,
+        );
+        assert!(std::sync::Arc::ptr_eq(&g.shared_plan(), &plan));
+    }
+}

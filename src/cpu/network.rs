@@ -2,7 +2,7 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
@@ -37,7 +37,7 @@ enum ConvState {
 /// thread from the same [`Plan`] to run in parallel.
 #[derive(Debug)]
 pub struct CpuExecutor {
-    plan: Plan,
+    plan: Arc<Plan>,
     convs: Vec<Option<ConvState>>,
     /// Whether steps run on the fast path (false: the reference twins).
     fast: bool,
@@ -67,16 +67,24 @@ impl CpuExecutor {
     /// Prepares `plan` for the CPU: every conv on the fast path, with the microkernel
     /// family [`Microkernel::detect`] picks.
     pub fn new(plan: &Plan) -> Result<Self> {
+        Self::build(Arc::new(plan.clone()), Some(Microkernel::detect()))
+    }
+
+    /// [`CpuExecutor::new`] on a plan shared with other executors (CPU or GPU): the plan
+    /// and its weights are not copied (the executor keeps its own packed copies of the
+    /// conv weights only).
+    pub fn from_shared(plan: Arc<Plan>) -> Result<Self> {
         Self::build(plan, Some(Microkernel::detect()))
     }
 
     /// Prepares `plan` to run every step on the reference twins (`im2col_masked`,
     /// `matmul_tiled`, ...), the CPU counterparts of the WGSL kernels.
     pub fn reference(plan: &Plan) -> Result<Self> {
-        Self::build(plan, None)
+        Self::build(Arc::new(plan.clone()), None)
     }
 
-    fn build(plan: &Plan, fast: Option<Microkernel>) -> Result<Self> {
+    fn build(shared: Arc<Plan>, fast: Option<Microkernel>) -> Result<Self> {
+        let plan = &*shared;
         let convs = plan
             .steps()
             .iter()
@@ -110,7 +118,7 @@ impl CpuExecutor {
         let Placement { locations, concat_parts, buffer_sizes } =
             if fast.is_some() { concat_in_place(plan, &paired) } else { Placement::plain(plan) };
         Ok(CpuExecutor {
-            plan: plan.clone(),
+            plan: shared.clone(),
             convs,
             paired,
             locations,
@@ -133,6 +141,12 @@ impl CpuExecutor {
     /// The plan being run.
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+
+    /// The plan, to share with another executor ([`CpuExecutor::from_shared`],
+    /// `GpuExecutor::from_shared`).
+    pub fn shared_plan(&self) -> Arc<Plan> {
+        Arc::clone(&self.plan)
     }
 
     /// Runs the plan and returns the output.

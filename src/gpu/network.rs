@@ -27,7 +27,7 @@ pub struct GpuExecutor {
 
 struct Inner {
     ctx: GpuContext,
-    plan: Plan,
+    plan: Arc<Plan>,
     slots: Vec<wgpu::Buffer>,
     staging: wgpu::Buffer,
     commands: Vec<Command>,
@@ -149,6 +149,13 @@ impl GpuExecutor {
 
     /// Uploads every table of `plan` and records its commands.
     pub fn new(ctx: &GpuContext, plan: &Plan) -> Result<Self> {
+        Self::from_shared(ctx, Arc::new(plan.clone()))
+    }
+
+    /// [`GpuExecutor::new`] on a plan shared with other executors (CPU or GPU), without
+    /// copying it.
+    pub fn from_shared(ctx: &GpuContext, shared: Arc<Plan>) -> Result<Self> {
+        let plan = &*shared;
         // Activations past the binding limit first: their message says what shrinks them.
         for (i, &n) in plan.slot_sizes().iter().enumerate() {
             check_binding_size(ctx, &format!("activation slot {i}"), bytes_of_len(n))?;
@@ -166,7 +173,7 @@ impl GpuExecutor {
                 )));
             }
         }
-        Self::allocate(ctx, plan, schedules).map_err(|e| match e {
+        Self::allocate(ctx, &shared, schedules).map_err(|e| match e {
             Error::OutOfMemory(m) => Error::OutOfMemory(format!(
                 "{m}; plan '{}' at batch {} needs {need} in all; a smaller batch needs less",
                 plan.name(),
@@ -176,7 +183,8 @@ impl GpuExecutor {
         })
     }
 
-    fn allocate(ctx: &GpuContext, plan: &Plan, schedules: Vec<ConvSchedule>) -> Result<Self> {
+    fn allocate(ctx: &GpuContext, shared: &Arc<Plan>, schedules: Vec<ConvSchedule>) -> Result<Self> {
+        let plan = &**shared;
         let slots: Vec<wgpu::Buffer> = plan
             .slot_sizes()
             .iter()
@@ -260,14 +268,26 @@ impl GpuExecutor {
         }
         let commands = b.finish("plan params")?;
         let staging = staging(ctx, "network output", plan.tensor(plan.output()).bytes())?;
-        let inner =
-            Inner { ctx: ctx.clone(), plan: plan.clone(), slots, staging, commands, running: Mutex::new(()) };
+        let inner = Inner {
+            ctx: ctx.clone(),
+            plan: Arc::clone(shared),
+            slots,
+            staging,
+            commands,
+            running: Mutex::new(()),
+        };
         Ok(GpuExecutor { inner: Arc::new(inner) })
     }
 
     /// The plan being run.
     pub fn plan(&self) -> &Plan {
         &self.inner.plan
+    }
+
+    /// The plan, to share with another executor ([`GpuExecutor::from_shared`],
+    /// [`crate::cpu::CpuExecutor::from_shared`]).
+    pub fn shared_plan(&self) -> Arc<Plan> {
+        Arc::clone(&self.inner.plan)
     }
 
     /// Runs the plan, blocking until the output is back.
