@@ -221,6 +221,7 @@ fn lay_out_input(g: &ConvGeometry, grid: &Grid, x: &[f32], (i, count): (usize, u
         (0..sh).map(|ry| (0..g.kernel_h).any(|ky| ky * g.dilation_h % sh == ry)).collect();
     let col_used: Vec<bool> =
         (0..sw).map(|rx| (0..g.kernel_w).any(|kx| kx * g.dilation_w % sw == rx)).collect();
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
     let every_column = col_used.iter().all(|&u| u);
     for (c, src) in x.chunks_exact(g.in_h * g.in_w).enumerate() {
         let channel = c * Grid::phases(g) * phase_len + i * grid.plane();
