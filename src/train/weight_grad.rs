@@ -457,63 +457,47 @@ mod avx512 {
                 let q2 = b[2].add(r * runs.b_step);
                 let q3 = b[3].add(r * runs.b_step);
                 let mut l = 0;
+                // One step of 16 positions: 8 loads (`$load`, masked by `$mask` if given)
+                // and 16 FMAs.
+                macro_rules! step {
+                    ($load:ident $(, $mask:ident)?) => {
+                        let x0 = $load($($mask,)? p0.add(l));
+                        let x1 = $load($($mask,)? p1.add(l));
+                        let x2 = $load($($mask,)? p2.add(l));
+                        let x3 = $load($($mask,)? p3.add(l));
+                        let y = $load($($mask,)? q0.add(l));
+                        c00 = _mm512_fmadd_ps(x0, y, c00);
+                        c10 = _mm512_fmadd_ps(x1, y, c10);
+                        c20 = _mm512_fmadd_ps(x2, y, c20);
+                        c30 = _mm512_fmadd_ps(x3, y, c30);
+                        let y = $load($($mask,)? q1.add(l));
+                        c01 = _mm512_fmadd_ps(x0, y, c01);
+                        c11 = _mm512_fmadd_ps(x1, y, c11);
+                        c21 = _mm512_fmadd_ps(x2, y, c21);
+                        c31 = _mm512_fmadd_ps(x3, y, c31);
+                        let y = $load($($mask,)? q2.add(l));
+                        c02 = _mm512_fmadd_ps(x0, y, c02);
+                        c12 = _mm512_fmadd_ps(x1, y, c12);
+                        c22 = _mm512_fmadd_ps(x2, y, c22);
+                        c32 = _mm512_fmadd_ps(x3, y, c32);
+                        let y = $load($($mask,)? q3.add(l));
+                        c03 = _mm512_fmadd_ps(x0, y, c03);
+                        c13 = _mm512_fmadd_ps(x1, y, c13);
+                        c23 = _mm512_fmadd_ps(x2, y, c23);
+                        c33 = _mm512_fmadd_ps(x3, y, c33);
+                    };
+                }
                 while l < full {
                     // The runs stream from L2: fetch a few lines ahead into L1.
                     _mm_prefetch::<_MM_HINT_T0>(q0.wrapping_add(l + 64).cast());
                     _mm_prefetch::<_MM_HINT_T0>(q1.wrapping_add(l + 64).cast());
                     _mm_prefetch::<_MM_HINT_T0>(q2.wrapping_add(l + 64).cast());
                     _mm_prefetch::<_MM_HINT_T0>(q3.wrapping_add(l + 64).cast());
-                    let x0 = _mm512_loadu_ps(p0.add(l));
-                    let x1 = _mm512_loadu_ps(p1.add(l));
-                    let x2 = _mm512_loadu_ps(p2.add(l));
-                    let x3 = _mm512_loadu_ps(p3.add(l));
-                    let y = _mm512_loadu_ps(q0.add(l));
-                    c00 = _mm512_fmadd_ps(x0, y, c00);
-                    c10 = _mm512_fmadd_ps(x1, y, c10);
-                    c20 = _mm512_fmadd_ps(x2, y, c20);
-                    c30 = _mm512_fmadd_ps(x3, y, c30);
-                    let y = _mm512_loadu_ps(q1.add(l));
-                    c01 = _mm512_fmadd_ps(x0, y, c01);
-                    c11 = _mm512_fmadd_ps(x1, y, c11);
-                    c21 = _mm512_fmadd_ps(x2, y, c21);
-                    c31 = _mm512_fmadd_ps(x3, y, c31);
-                    let y = _mm512_loadu_ps(q2.add(l));
-                    c02 = _mm512_fmadd_ps(x0, y, c02);
-                    c12 = _mm512_fmadd_ps(x1, y, c12);
-                    c22 = _mm512_fmadd_ps(x2, y, c22);
-                    c32 = _mm512_fmadd_ps(x3, y, c32);
-                    let y = _mm512_loadu_ps(q3.add(l));
-                    c03 = _mm512_fmadd_ps(x0, y, c03);
-                    c13 = _mm512_fmadd_ps(x1, y, c13);
-                    c23 = _mm512_fmadd_ps(x2, y, c23);
-                    c33 = _mm512_fmadd_ps(x3, y, c33);
+                    step!(_mm512_loadu_ps);
                     l += 16;
                 }
                 if l < runs.len {
-                    let x0 = _mm512_maskz_loadu_ps(tail, p0.add(l));
-                    let x1 = _mm512_maskz_loadu_ps(tail, p1.add(l));
-                    let x2 = _mm512_maskz_loadu_ps(tail, p2.add(l));
-                    let x3 = _mm512_maskz_loadu_ps(tail, p3.add(l));
-                    let y = _mm512_maskz_loadu_ps(tail, q0.add(l));
-                    c00 = _mm512_fmadd_ps(x0, y, c00);
-                    c10 = _mm512_fmadd_ps(x1, y, c10);
-                    c20 = _mm512_fmadd_ps(x2, y, c20);
-                    c30 = _mm512_fmadd_ps(x3, y, c30);
-                    let y = _mm512_maskz_loadu_ps(tail, q1.add(l));
-                    c01 = _mm512_fmadd_ps(x0, y, c01);
-                    c11 = _mm512_fmadd_ps(x1, y, c11);
-                    c21 = _mm512_fmadd_ps(x2, y, c21);
-                    c31 = _mm512_fmadd_ps(x3, y, c31);
-                    let y = _mm512_maskz_loadu_ps(tail, q2.add(l));
-                    c02 = _mm512_fmadd_ps(x0, y, c02);
-                    c12 = _mm512_fmadd_ps(x1, y, c12);
-                    c22 = _mm512_fmadd_ps(x2, y, c22);
-                    c32 = _mm512_fmadd_ps(x3, y, c32);
-                    let y = _mm512_maskz_loadu_ps(tail, q3.add(l));
-                    c03 = _mm512_fmadd_ps(x0, y, c03);
-                    c13 = _mm512_fmadd_ps(x1, y, c13);
-                    c23 = _mm512_fmadd_ps(x2, y, c23);
-                    c33 = _mm512_fmadd_ps(x3, y, c33);
+                    step!(_mm512_maskz_loadu_ps, tail);
                 }
             }
         }
