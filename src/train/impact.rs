@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 
 use super::loss::softmax_cross_entropy;
-use super::model::{Mode, Model, Tensor};
+use super::model::Model;
+use super::tape::{Mode, Tensor};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::network::{Network, Op};

@@ -14,12 +14,13 @@ mod model;
 mod plot;
 mod search;
 mod sgd;
+mod tape;
 mod weight_grad;
 
 pub use experiment::{experiment_table, run_experiment, ExperimentConfig, ExperimentRow, Method, Skipped};
 pub use impact::{impact, restrict_to_mask};
 pub use loss::softmax_cross_entropy;
-pub use model::{Grads, Mode, Model, Tape, Tensor};
+pub use model::Model;
 #[cfg(feature = "plots")]
 pub use plot::plot_experiment;
 pub use search::{
@@ -27,3 +28,4 @@ pub use search::{
     SearchStrategy,
 };
 pub use sgd::{evaluate, train, train_with, EpochLog, Evaluation, LrSchedule, TrainConfig};
+pub use tape::{Grads, Mode, Tape, Tensor};

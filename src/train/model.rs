@@ -8,115 +8,14 @@ use rayon::prelude::*;
 
 use super::buffers;
 use super::conv::{self, Sampling};
-use super::layers::{self, BnBatch};
+use super::layers;
+use super::tape::{Aux, Grads, Mode, Tape, Tensor};
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
 use crate::network::{broadcast_mode, Conv, Network, Op, Reduce, Resample};
 use crate::plan::{in_layer, order, pool_out, Plan, PlanOptions, StepOp};
 use crate::rng::hash2;
 use crate::strategy::Interpolation;
-
-/// An activation `[batch, channels, height, width]` (flat tensors have height = width = 1).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Tensor {
-    /// `[B, C, H, W]`.
-    pub shape: [usize; 4],
-    /// Values, NCHW.
-    pub data: Vec<f32>,
-}
-
-impl Tensor {
-    /// A tensor from its shape and data; checks the length.
-    pub fn new(shape: [usize; 4], data: Vec<f32>) -> Result<Self> {
-        if shape.iter().product::<usize>() != data.len() {
-            return Err(Error::shape(
-                format!("tensor {shape:?}"),
-                shape.iter().product::<usize>(),
-                data.len(),
-            ));
-        }
-        Ok(Tensor { shape, data })
-    }
-
-    fn plane(&self) -> usize {
-        self.shape[2] * self.shape[3]
-    }
-}
-
-/// Training mode (batch statistics in BatchNorm, dropout active, seeded by `seed`) or
-/// evaluation mode (running statistics, dropout off).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Training, with this step's dropout seed.
-    Train {
-        /// Seed of this step's dropout masks.
-        seed: u64,
-    },
-    /// Evaluation.
-    Eval,
-}
-
-enum Aux {
-    None,
-    Lrn(Vec<f32>),
-    Bn(Option<BnBatch>),
-    Dropout(Vec<f32>),
-}
-
-/// What a forward pass keeps for the backward pass: every layer's output and its
-/// auxiliary data (argmax, LRN sums, batch statistics, dropout masks).
-pub struct Tape {
-    values: HashMap<String, Tensor>,
-    aux: HashMap<String, Aux>,
-    /// A layer whose ReLU was applied in its own output pass (see `Model::fused_relu`)
-    /// has no tensor of its own: it reads the ReLU's.
-    aliases: HashMap<String, String>,
-}
-
-impl Drop for Tape {
-    /// The activations go back to the buffer pool for the next step.
-    fn drop(&mut self) {
-        for (_, t) in self.values.drain() {
-            buffers::recycle(t.data);
-        }
-    }
-}
-
-impl Tape {
-    /// The output of layer `name` (or the input). A conv or BatchNorm whose only reader is
-    /// a ReLU shares that ReLU's tensor (the ReLU ran in its output pass), so its value
-    /// here is after the ReLU.
-    pub fn value(&self, name: &str) -> Option<&Tensor> {
-        self.values.get(self.aliases.get(name).map_or(name, String::as_str))
-    }
-
-    /// [`Tape::value`] of a layer the pass recorded.
-    #[track_caller]
-    fn at(&self, name: &str) -> &Tensor {
-        self.value(name).expect("every layer's value is on the tape")
-    }
-
-    /// The batch statistics a training-mode BatchNorm layer saw: `(mean, biased var)`.
-    pub fn bn_batch_stats(&self, name: &str) -> Option<(&[f32], &[f32])> {
-        match self.aux.get(name) {
-            Some(Aux::Bn(Some(b))) => Some((&b.mean, &b.var)),
-            _ => None,
-        }
-    }
-}
-
-/// Gradients of one backward pass.
-#[derive(Clone, Debug, Default)]
-pub struct Grads {
-    /// Per layer with parameters, in [`Model::param_names`] order: conv/linear `[weights,
-    /// bias]` (bias only when present), BatchNorm `[scale, shift]`.
-    pub params: HashMap<String, Vec<Vec<f32>>>,
-    /// Gradient of the network input.
-    pub input: Vec<f32>,
-    /// Per requested conv: Σ over the batch and channels of |∂L/∂V · V| per output
-    /// position (METHOD.md §2, impact), V the conv's output.
-    pub impact: HashMap<String, Vec<f64>>,
-}
 
 /// A network ready for training and gradient computation.
 pub struct Model {
@@ -564,15 +463,11 @@ impl Model {
                     dx
                 }
                 Op::Relu => {
-                    dy.par_chunks_mut(1 << 14).zip(y.data.par_chunks(1 << 14)).for_each(|(g, v)| {
-                        g.iter_mut().zip(v).for_each(|(g, v)| *g = if *v > 0.0 { *g } else { 0.0 });
-                    });
+                    keep_where(&mut dy, &y.data, |v| v > 0.0);
                     std::mem::take(&mut dy)
                 }
                 Op::Clip { min, max } => {
-                    dy.par_chunks_mut(1 << 14).zip(x.data.par_chunks(1 << 14)).for_each(|(g, v)| {
-                        g.iter_mut().zip(v).for_each(|(g, v)| *g = if v > min && v < max { *g } else { 0.0 });
-                    });
+                    keep_where(&mut dy, &x.data, |v| v > *min && v < *max);
                     std::mem::take(&mut dy)
                 }
                 Op::MaxPool(p) | Op::AvgPool(p) => {
@@ -740,6 +635,14 @@ fn fused_relu(net: &Network, logits: &str) -> HashMap<String, String> {
                 .then(|| (p.to_string(), r.name.clone()))
         })
         .collect()
+}
+
+/// `g` kept where `keep(v)` holds for the matching value of `v`, zero elsewhere, in
+/// place and in parallel (the backward of ReLU and Clip).
+fn keep_where(g: &mut [f32], v: &[f32], keep: impl Fn(f32) -> bool + Sync) {
+    g.par_chunks_mut(1 << 14).zip(v.par_chunks(1 << 14)).for_each(|(g, v)| {
+        g.iter_mut().zip(v).for_each(|(g, &v)| *g = if keep(v) { *g } else { 0.0 });
+    });
 }
 
 /// `acc += v`, in parallel.

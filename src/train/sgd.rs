@@ -9,7 +9,8 @@ use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
 
 use super::loss::softmax_cross_entropy;
-use super::model::{Mode, Model, Tensor};
+use super::model::Model;
+use super::tape::{Mode, Tensor};
 use crate::cpu::CpuExecutor;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
