@@ -90,19 +90,42 @@ fn weight_grad_with(
     let n = positions.len();
     let (t_all, in_len) = (g.out_channels, g.in_channels * g.in_h * g.in_w);
     let per_task = g.batch.div_ceil(2 * rayon::current_num_threads()).max(1);
-    if g.is_pointwise() && n == g.in_h * g.in_w {
-        // Every run is an input or gradient plane as stored: no layout.
-        let images = (CHUNK / n.max(1)).clamp(1, per_task);
-        let zero = || (vec![0.0; g.weight_len()], vec![0.0; t_all]);
-        let (dw, db) = x
-            .par_chunks(images * in_len)
-            .zip(dy.par_chunks(images * t_all * n))
-            .fold(zero, |(mut dw, mut db), (x, dy)| {
-                for (j, row) in dy.chunks_exact(n.max(1)).enumerate() {
-                    db[j % t_all] += sum(row);
-                }
-                let count = x.len() / in_len;
-                let cg = g.in_channels_per_group();
+    // A dense 1x1 stride-1 conv without padding: every run is an input or gradient plane
+    // as stored, no layout.
+    let as_stored = g.is_pointwise() && n == g.in_h * g.in_w;
+    let grid = Grid::of(g);
+    let ow = g.out_w();
+    // Grid offsets of the computed positions (None: all of them).
+    let at: Option<Vec<u32>> = (!as_stored && n != g.out_h() * ow).then(|| {
+        positions.iter().map(|&p| ((p as usize / ow) * grid.width + p as usize % ow) as u32).collect()
+    });
+    let (x_img, dy_img) =
+        if as_stored { (0, 0) } else { (g.in_channels * Grid::phases(g) * grid.plane(), t_all * grid.len) };
+    // Images per tile call: small planes or grids take several (one reduction per tile and
+    // call), within about 1 MB of layouts and a few tasks per thread.
+    let images = if as_stored {
+        (CHUNK / n.max(1)).clamp(1, per_task)
+    } else if grid.len >= CHUNK {
+        1
+    } else {
+        (CHUNK / grid.len).min((1 << 18) / (x_img + dy_img)).clamp(1, per_task)
+    };
+    let zero = || Task {
+        dw: vec![0.0; g.weight_len()],
+        db: vec![0.0; t_all],
+        x: vec![0.0; if as_stored { 0 } else { images * x_img + SLACK + 16 }],
+        dy: vec![0.0; if as_stored { 0 } else { images * dy_img + 16 }],
+    };
+    let cg = g.in_channels_per_group();
+    let task = x
+        .par_chunks(images * in_len)
+        .zip(dy.par_chunks(images * t_all * n))
+        .fold(zero, |mut task, (x, dy)| {
+            for (j, row) in dy.chunks_exact(n.max(1)).enumerate() {
+                task.db[j % t_all] += sum(row);
+            }
+            let count = x.len() / in_len;
+            if as_stored {
                 let ops = Operands {
                     x,
                     dy,
@@ -112,46 +135,9 @@ fn weight_grad_with(
                     row_start: &|t| t * n,
                     column_start: &|group, col| (group * cg + col) * n,
                 };
-                accumulate(g, &ops, run, &mut dw);
-                (dw, db)
-            })
-            .reduce_with(|(mut a, mut b), (c, d)| {
-                a.iter_mut().zip(&c).for_each(|(p, q)| *p += q);
-                b.iter_mut().zip(&d).for_each(|(p, q)| *p += q);
-                (a, b)
-            })
-            .unwrap_or_else(zero);
-        return (dw, db);
-    }
-    let grid = Grid::of(g);
-    let ow = g.out_w();
-    // Grid offsets of the computed positions (None: all of them).
-    let at: Option<Vec<u32>> = (n != g.out_h() * ow).then(|| {
-        positions.iter().map(|&p| ((p as usize / ow) * grid.width + p as usize % ow) as u32).collect()
-    });
-    let x_img = g.in_channels * Grid::phases(g) * grid.plane();
-    let dy_img = t_all * grid.len;
-    // Images laid out together: small grids take several per tile call (one reduction per
-    // tile and call), within about 1 MB of layouts and a few tasks per thread.
-    let images = if grid.len >= CHUNK {
-        1
-    } else {
-        (CHUNK / grid.len).min((1 << 18) / (x_img + dy_img)).clamp(1, per_task)
-    };
-    let zero = || Task {
-        dw: vec![0.0; g.weight_len()],
-        db: vec![0.0; t_all],
-        x: vec![0.0; images * x_img + SLACK + 16],
-        dy: vec![0.0; images * dy_img + 16],
-    };
-    let task = x
-        .par_chunks(images * in_len)
-        .zip(dy.par_chunks(images * t_all * n))
-        .fold(zero, |mut task, (x, dy)| {
-            for (j, row) in dy.chunks_exact(n.max(1)).enumerate() {
-                task.db[j % t_all] += sum(row);
+                accumulate(g, &ops, run, &mut task.dw);
+                return task;
             }
-            let count = x.len() / in_len;
             let (tx, tdy) = (aligned(&mut task.x), aligned(&mut task.dy));
             tx[..count * x_img].fill(0.0);
             tdy[..count * dy_img].fill(0.0);
@@ -159,7 +145,7 @@ fn weight_grad_with(
                 lay_out_input(g, &grid, x, (i, count), tx);
                 lay_out_gradient(g, &grid, dy, at.as_deref(), (i, count), tdy);
             }
-            let (cg, taps) = (g.in_channels_per_group(), g.kernel_h * g.kernel_w);
+            let taps = g.kernel_h * g.kernel_w;
             let channel_len = Grid::phases(g) * count * grid.plane();
             // Each column's run start for the chunk's first image.
             let tap_start: Vec<usize> =
@@ -204,7 +190,8 @@ fn aligned(v: &mut [f32]) -> &mut [f32] {
 }
 
 /// One rayon task's partial gradients and layouts: the input as `[C][phase][image][rows][Wq]`,
-/// the output gradient as `[T][image][len]`, for up to a chunk of images.
+/// the output gradient as `[T][image][len]`, for up to a chunk of images (empty when the
+/// runs are read as stored).
 struct Task {
     dw: Vec<f32>,
     db: Vec<f32>,
