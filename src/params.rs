@@ -297,12 +297,12 @@ pub struct ChannelAffineParams {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct SoftmaxParams {
-    /// Rows (images).
+    /// Images.
     pub rows: u32,
-    /// Values per row (classes).
+    /// Values the softmax runs over (channels; the classes of a flat tensor).
     pub cols: u32,
-    /// Padding to a multiple of 16 bytes.
-    pub _pad0: u32,
+    /// Positions per channel (1 for a flat tensor): each position has its own softmax.
+    pub plane: u32,
     /// Padding to a multiple of 16 bytes.
     pub _pad1: u32,
 }
@@ -530,4 +530,125 @@ impl ConvFusedParams {
             _pad1: 0,
         }
     }
+}
+
+/// `strided_copy`: per image, output element `i` (row-major over `d0..d7`) is input
+/// element `offset + Σ i_t · s_t`; images are `in_image` and `out_image` elements apart
+/// (`in_image` 0 repeats one block for every image: a constant).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct StridedCopyParams {
+    /// Images.
+    pub images: u32,
+    /// Input elements per image (0: every image reads the same block).
+    pub in_image: u32,
+    /// Output elements per image.
+    pub out_image: u32,
+    /// Input element of output element 0.
+    pub offset: u32,
+    /// Output axis 0 (outermost; unused leading axes are 1).
+    pub d0: u32,
+    /// Output axis 1.
+    pub d1: u32,
+    /// Output axis 2.
+    pub d2: u32,
+    /// Output axis 3.
+    pub d3: u32,
+    /// Output axis 4.
+    pub d4: u32,
+    /// Output axis 5.
+    pub d5: u32,
+    /// Output axis 6.
+    pub d6: u32,
+    /// Output axis 7 (innermost).
+    pub d7: u32,
+    /// Input stride of axis 0.
+    pub s0: u32,
+    /// Input stride of axis 1.
+    pub s1: u32,
+    /// Input stride of axis 2.
+    pub s2: u32,
+    /// Input stride of axis 3.
+    pub s3: u32,
+    /// Input stride of axis 4.
+    pub s4: u32,
+    /// Input stride of axis 5.
+    pub s5: u32,
+    /// Input stride of axis 6.
+    pub s6: u32,
+    /// Input stride of axis 7.
+    pub s7: u32,
+}
+
+impl StridedCopyParams {
+    /// Output axes and their input strides, outermost first.
+    pub fn axes(&self) -> [(u32, u32); 8] {
+        [
+            (self.d0, self.s0),
+            (self.d1, self.s1),
+            (self.d2, self.s2),
+            (self.d3, self.s3),
+            (self.d4, self.s4),
+            (self.d5, self.s5),
+            (self.d6, self.s6),
+            (self.d7, self.s7),
+        ]
+    }
+}
+
+/// `matmul_strided`: per image and batch index `(i, j)` of `b0 × b1`, the `m × n` product
+/// of A (`m × k`) and B (`k × n`), every operand addressed through its strides
+/// (`a_*`, `b_*`, `o_*`: batch 0, batch 1, row, column); images are `a_image`, `b_image`,
+/// `out_image` elements apart.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct MatmulStridedParams {
+    /// Images.
+    pub images: u32,
+    /// Elements of A per image.
+    pub a_image: u32,
+    /// Elements of B per image.
+    pub b_image: u32,
+    /// Output elements per image.
+    pub out_image: u32,
+    /// Batch axis 0.
+    pub b0: u32,
+    /// Batch axis 1.
+    pub b1: u32,
+    /// Rows of A and of the output.
+    pub m: u32,
+    /// Columns of A, rows of B.
+    pub k: u32,
+    /// Columns of B and of the output.
+    pub n: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad0: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad1: u32,
+    /// Padding to a multiple of 16 bytes.
+    pub _pad2: u32,
+    /// A's stride along batch axis 0.
+    pub a_b0: u32,
+    /// A's stride along batch axis 1.
+    pub a_b1: u32,
+    /// A's row stride.
+    pub a_m: u32,
+    /// A's column stride.
+    pub a_k: u32,
+    /// B's stride along batch axis 0.
+    pub b_b0: u32,
+    /// B's stride along batch axis 1.
+    pub b_b1: u32,
+    /// B's row stride.
+    pub b_k: u32,
+    /// B's column stride.
+    pub b_n: u32,
+    /// The output's stride along batch axis 0.
+    pub o_b0: u32,
+    /// The output's stride along batch axis 1.
+    pub o_b1: u32,
+    /// The output's row stride.
+    pub o_m: u32,
+    /// The output's column stride.
+    pub o_n: u32,
 }

@@ -392,10 +392,31 @@ fn bad_networks_and_inputs_are_clear_errors() {
     let e = err(Plan::compile(&mismatched, 1, PlanOptions::default()));
     assert!(e.contains("layer 'layer2.0.add' (add): inputs have different shapes"), "{e}");
 
-    let mut softmax_on_map = net.clone();
-    softmax_on_map.push("sm", Op::Softmax, &["conv1"]);
-    let e = err(Plan::compile(&softmax_on_map, 1, PlanOptions::default()));
-    assert!(e.contains("needs a flat input, got a 16x16 map"), "{e}");
+    // Layers over tensors of any rank check their views against the input they read.
+    let mut bad_view = net.clone();
+    bad_view.push("view", Op::Reshape { shape: [7, 7, 7] }, &["conv1"]);
+    let e = err(Plan::compile(&bad_view, 1, PlanOptions::default()));
+    assert!(e.contains("layer 'view' (reshape): view 7x7x7"), "{e}");
+    let mut past_end = net.clone();
+    let strided =
+        perforate::network::Strided { dims: vec![2, 4], strides: vec![1, 2100], offset: 0, shape: [8, 1, 1] };
+    past_end.push("take", Op::Strided(strided), &["conv1"]);
+    let e = err(Plan::compile(&past_end, 1, PlanOptions::default()));
+    assert!(e.contains("layer 'take' (strided)") && e.contains("reads element 6301"), "{e}");
+    let mut overlapping = net.clone();
+    let mm = perforate::network::MatMul {
+        batch: [1, 1],
+        m: 4,
+        k: 2,
+        n: 4,
+        a_strides: [0, 0, 2, 1],
+        b_strides: [0, 0, 4, 1],
+        out_strides: [0, 0, 1, 1],
+        shape: [16, 1, 1],
+    };
+    overlapping.push("mm", Op::MatMul(mm), &["conv1", "conv1"]);
+    let e = err(Plan::compile(&overlapping, 1, PlanOptions::default()));
+    assert!(e.contains("layer 'mm' (matmul)") && e.contains("do not tile"), "{e}");
 
     let mut bad_weights = net.clone();
     if let Op::Conv(c) = &mut bad_weights.layers[0].op {

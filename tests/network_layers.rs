@@ -11,7 +11,8 @@ use perforate::cpu::CpuExecutor;
 use perforate::gpu::GpuExecutor;
 use perforate::network::{
     pad_axis, resize_axis, slice_axis, Affine, BatchNorm, Binary, Conv, Coordinates, InputSpec, Linear, Lrn,
-    Nearest, Network, Op, PadMode, Perforation, Pool, Reduce, Resample, ResizeMode, Tap, Unary,
+    MatMul, Nearest, Network, Op, PadMode, Perforation, Pool, Reduce, Resample, ResizeMode, Strided, Tap,
+    Unary,
 };
 use perforate::plan::{Plan, PlanOptions, StepOp};
 use perforate::rng::SeededRng;
@@ -643,5 +644,84 @@ fn resample_pads_crops_slices_and_resizes_dense_and_compact_inputs() {
             p.net.then("r", Op::Resample(r));
             verify(&format!("resample {label} q={q:?}"), &p.net, &p.x, &expected, &shape);
         }
+    }
+}
+
+/// Attention over the positions of a (possibly perforated) conv's output, written with the
+/// layers for tensors of any rank: a free reshape, a transposing strided copy, products of
+/// two activations read through strides (two heads), a softmax over the channels, a
+/// per-image constant, and a strided gather; against f64 loops over the logical tensors.
+#[test]
+fn attention_from_strided_views_matmuls_and_a_channel_softmax() {
+    const L: usize = H * W;
+    for q in KEEPS {
+        let p = pre(q);
+        // Finite inputs: softmax of infinities is NaN in both, but says nothing.
+        let mut x = p.x.clone();
+        x.iter_mut().filter(|v| !v.is_finite()).for_each(|v| *v = 0.5);
+        let Op::Conv(conv) = &p.net.layers[0].op else { unreachable!() };
+        let d = reference_conv(conv, &to_f64(x.as_slice().unwrap()), 3, H, W);
+        let mut net = p.net.clone();
+        net.then("tokens", Op::Reshape { shape: [C, L, 1] });
+        // [L][C]: token-major.
+        net.then(
+            "t",
+            Op::Strided(Strided { dims: vec![L, C], strides: vec![1, L], offset: 0, shape: [L, C, 1] }),
+        );
+        let scores = MatMul {
+            batch: [1, 2],
+            m: L,
+            k: 2,
+            n: L,
+            a_strides: [0, 2, C, 1],
+            b_strides: [0, 2 * L, L, 1],
+            out_strides: [0, L, 1, 2 * L],
+            shape: [L, 2 * L, 1],
+        };
+        net.push("scores", Op::MatMul(scores), &["t", "tokens"]);
+        net.then("attn", Op::Softmax);
+        let mix = MatMul {
+            batch: [1, 2],
+            m: L,
+            k: L,
+            n: 2,
+            a_strides: [0, L, 1, 2 * L],
+            b_strides: [0, 2, C, 1],
+            out_strides: [0, 2 * L, 2, 1],
+            shape: [C, L, 1],
+        };
+        net.push("mix", Op::MatMul(mix), &["attn", "t"]);
+        let cls: Vec<f32> = SeededRng::new(41).vec_f32(C * L, -1.0, 1.0);
+        net.push("cls", Op::Constant { shape: [C, L, 1], values: cls.clone() }, &["t"]);
+        net.push("sum", Op::Add, &["mix", "cls"]);
+
+        let mut want_sum = Vec::new();
+        for img in 0..B {
+            let t = |l: usize, f: usize| d[(img * C + f) * L + l];
+            for h in 0..2 {
+                for m in 0..L {
+                    let s: Vec<f64> =
+                        (0..L).map(|n| (0..2).map(|j| t(m, 2 * h + j) * t(n, 2 * h + j)).sum()).collect();
+                    let top = s.iter().copied().fold(f64::MIN, f64::max);
+                    let e: Vec<f64> = s.iter().map(|v| (v - top).exp()).collect();
+                    let total: f64 = e.iter().sum();
+                    for j in 0..2 {
+                        let v: f64 = (0..L).map(|n| e[n] / total * t(n, 2 * h + j)).sum();
+                        want_sum.push(v + f64::from(cls[h * 2 * L + m * 2 + j]));
+                    }
+                }
+            }
+        }
+        verify(&format!("attention q={q:?}"), &net, &x, &want_sum, &[B, C, L, 1]);
+
+        let sel = Strided { dims: vec![C, 10], strides: vec![L, 1], offset: 3, shape: [C * 10, 1, 1] };
+        net.then("sel", Op::Strided(sel));
+        let want_sel: Vec<f64> = (0..B)
+            .flat_map(|img| {
+                let s = &want_sum[img * C * L..(img + 1) * C * L];
+                (0..C).flat_map(move |f| (0..10).map(move |t| s[3 + f * L + t]))
+            })
+            .collect();
+        verify(&format!("attention gather q={q:?}"), &net, &x, &want_sel, &[B, C * 10, 1, 1]);
     }
 }

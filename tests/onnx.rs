@@ -56,8 +56,8 @@ const TORCH: [&str; 8] = [
 /// torchvision model classes at narrow widths (export_zoo.py), from the TorchScript exporter
 /// at opsets 9 to 17 and the torch.export exporter at 18: constant folding of shape
 /// arithmetic, squeeze-excitation, Hardswish, SiLU, GELU, channel shuffle, split, layer
-/// norms over channels, dense blocks, ReLU6.
-const ZOO: [&str; 25] = [
+/// norms over channels, dense blocks, ReLU6, a vision transformer (attention).
+const ZOO: [&str; 28] = [
     "zoo_mobilenet_v3_ts11",
     "zoo_mobilenet_v3_ts17",
     "zoo_mobilenet_v3_dynamo18",
@@ -83,6 +83,9 @@ const ZOO: [&str; 25] = [
     "zoo_densenet_ts17",
     "zoo_mobilenet_v2_ts9",
     "zoo_mobilenet_v2_dynamo18",
+    "zoo_vit_ts14",
+    "zoo_vit_ts17",
+    "zoo_vit_dynamo18",
 ];
 
 #[test]

@@ -194,7 +194,7 @@ fn network_kernel_params_mirror() {
         std::mem::size_of::<ChannelAffineParams>(),
         &["len", "channels", "plane", "relu"],
     );
-    check(Kernel::Softmax, std::mem::size_of::<SoftmaxParams>(), &["rows", "cols", "_pad0", "_pad1"]);
+    check(Kernel::Softmax, std::mem::size_of::<SoftmaxParams>(), &["rows", "cols", "plane", "_pad1"]);
     check(Kernel::Clip, std::mem::size_of::<ClipParams>(), &["len", "_pad", "min", "max"]);
     check(Kernel::Unary, std::mem::size_of::<UnaryParams>(), &["len", "op", "alpha", "beta"]);
     check(
@@ -255,5 +255,39 @@ fn network_kernel_params_mirror() {
         Kernel::SelectElements,
         std::mem::size_of::<SelectElementsParams>(),
         &["len", "_pad0", "_pad1", "_pad2"],
+    );
+    let axes: Vec<String> = (0..8).map(|i| format!("d{i}")).chain((0..8).map(|i| format!("s{i}"))).collect();
+    let mut fields = vec!["images", "in_image", "out_image", "offset"];
+    fields.extend(axes.iter().map(String::as_str));
+    check(Kernel::StridedCopy, std::mem::size_of::<StridedCopyParams>(), &fields);
+    check(
+        Kernel::MatmulStrided,
+        std::mem::size_of::<MatmulStridedParams>(),
+        &[
+            "images",
+            "a_image",
+            "b_image",
+            "out_image",
+            "b0",
+            "b1",
+            "m",
+            "k",
+            "n",
+            "_pad0",
+            "_pad1",
+            "_pad2",
+            "a_b0",
+            "a_b1",
+            "a_m",
+            "a_k",
+            "b_b0",
+            "b_b1",
+            "b_k",
+            "b_n",
+            "o_b0",
+            "o_b1",
+            "o_m",
+            "o_n",
+        ],
     );
 }

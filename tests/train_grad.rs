@@ -3,8 +3,8 @@
 //! and a small perforated network end to end.
 
 use perforate::network::{
-    pad_axis, resize_axis, Affine, BatchNorm, Binary, Conv, Coordinates, InputSpec, Linear, Lrn, Network, Op,
-    PadMode, Perforation, Pool, Reduce, Resample, ResizeMode, Unary,
+    pad_axis, resize_axis, Affine, BatchNorm, Binary, Conv, Coordinates, InputSpec, Linear, Lrn, MatMul,
+    Network, Op, PadMode, Perforation, Pool, Reduce, Resample, ResizeMode, Strided, Unary,
 };
 use perforate::rng::SeededRng;
 use perforate::train::{Mode, Model, Tensor};
@@ -371,4 +371,55 @@ fn impact_of_an_output_the_loss_ignores_is_zero() {
         }
     }
     assert!(grads.impact["c1"].iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn attention_layers_over_tensors_of_any_rank() {
+    // conv 4×9×9 → tokens [4, 81] → transposed copy [81, 4] → scores of two heads through
+    // strides → softmax over the channels → mix → + constant → gather → fc.
+    const L: usize = 81;
+    for perforation in [None, Some(Perforation::uniform(0.5, 3))] {
+        let mut net = Network::new("t", InputSpec { name: "input".into(), channels: 3, height: 9, width: 9 });
+        net.push(
+            "c1",
+            Op::Conv(Conv { perforation: perforation.clone(), ..conv(3, 4, 3, 1, 1) }),
+            &["input"],
+        );
+        net.then("tokens", Op::Reshape { shape: [4, L, 1] });
+        net.then(
+            "t",
+            Op::Strided(Strided { dims: vec![L, 4], strides: vec![1, L], offset: 0, shape: [L, 4, 1] }),
+        );
+        let scores = MatMul {
+            batch: [1, 2],
+            m: L,
+            k: 2,
+            n: L,
+            a_strides: [0, 2, 4, 1],
+            b_strides: [0, 2 * L, L, 1],
+            out_strides: [0, L, 1, 2 * L],
+            shape: [L, 2 * L, 1],
+        };
+        net.push("scores", Op::MatMul(scores), &["t", "tokens"]);
+        net.then("attn", Op::Softmax);
+        let mix = MatMul {
+            batch: [1, 2],
+            m: L,
+            k: L,
+            n: 2,
+            a_strides: [0, L, 1, 2 * L],
+            b_strides: [0, 2, 4, 1],
+            out_strides: [0, 2 * L, 2, 1],
+            shape: [4, L, 1],
+        };
+        net.push("mix", Op::MatMul(mix), &["attn", "t"]);
+        let cls = SeededRng::new(41).vec_f32(4 * L, -1.0, 1.0);
+        net.push("cls", Op::Constant { shape: [4, L, 1], values: cls }, &["t"]);
+        net.push("sum", Op::Add, &["mix", "cls"]);
+        // A broadcast (stride 0) and a gather with an offset.
+        let sel = Strided { dims: vec![3, 4, 5], strides: vec![0, L, 2], offset: 7, shape: [60, 1, 1] };
+        net.then("sel", Op::Strided(sel));
+        head(&mut net, 60, 6);
+        check(&format!("attention perforation={perforation:?}"), &net, Mode::Eval);
+    }
 }

@@ -12,8 +12,8 @@ use super::fast::pool::pool2d_fast;
 use super::fast::FastConv;
 use super::gemm::Microkernel;
 use super::{
-    add, binary, channel_affine, clip, gather_interp, lrn, pool2d, reduce_channels, relu, resample,
-    select_channels, select_elements, softmax, unary,
+    add, binary, channel_affine, clip, gather_interp, lrn, matmul_strided, pool2d, reduce_channels, relu,
+    resample, select_channels, select_elements, softmax, strided_copy, unary,
 };
 use crate::error::{Error, Result};
 use crate::layer::ConvSchedule;
@@ -255,6 +255,9 @@ impl CpuExecutor {
                 StepOp::Add(p) => add(p, arg(0), arg(1), dst),
                 StepOp::Affine { params, scale, shift } => channel_affine(params, arg(0), scale, shift, dst),
                 StepOp::Softmax(p) => softmax(p, arg(0), dst),
+                StepOp::StridedCopy(p) => strided_copy(p, arg(0), dst),
+                StepOp::Constant { params, values } => strided_copy(params, values, dst),
+                StepOp::MatmulStrided(p) => matmul_strided(p, arg(0), arg(1), dst),
                 StepOp::Unary(p) if self.fast => unary_fast(p, arg(0), dst),
                 StepOp::Unary(p) => unary(p, arg(0), dst),
                 StepOp::Binary(p) if self.fast => binary_fast(p, arg(0), arg(1), dst),

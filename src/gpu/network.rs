@@ -236,6 +236,14 @@ impl GpuExecutor {
                     kernels::channel_affine::channel_affine(&mut b, params, x, &scale, &shift, out);
                 }
                 StepOp::Softmax(p) => kernels::softmax::softmax(&mut b, p, x, out),
+                StepOp::StridedCopy(p) => kernels::strided_copy::strided_copy(&mut b, p, x, out),
+                StepOp::Constant { params, values } => {
+                    let values = storage_init(ctx, "constant values", bytemuck::cast_slice(values))?;
+                    kernels::strided_copy::strided_copy(&mut b, params, &values, out);
+                }
+                StepOp::MatmulStrided(p) => {
+                    kernels::matmul_strided::matmul_strided(&mut b, p, x, slot(step.inputs[1]), out)
+                }
                 StepOp::Unary(p) => kernels::unary::unary(&mut b, p, x, out),
                 StepOp::Binary(p) => kernels::binary::binary(&mut b, p, x, slot(step.inputs[1]), out),
                 StepOp::ReduceChannels(p) => kernels::reduce_channels::reduce_channels(&mut b, p, x, out),

@@ -47,11 +47,15 @@ pub enum Kernel {
     SelectElements,
     /// `shaders/conv_fused.wgsl`
     ConvFused,
+    /// `shaders/strided_copy.wgsl`
+    StridedCopy,
+    /// `shaders/matmul_strided.wgsl`
+    MatmulStrided,
 }
 
 impl Kernel {
     /// All kernels.
-    pub const ALL: [Kernel; 19] = [
+    pub const ALL: [Kernel; 21] = [
         Kernel::Im2colMasked,
         Kernel::MatmulTiled,
         Kernel::DepthwiseMasked,
@@ -71,6 +75,8 @@ impl Kernel {
         Kernel::Resample,
         Kernel::SelectElements,
         Kernel::ConvFused,
+        Kernel::StridedCopy,
+        Kernel::MatmulStrided,
     ];
 
     /// The kernel's one name.
@@ -94,6 +100,8 @@ impl Kernel {
             Kernel::ReduceChannels => "reduce_channels",
             Kernel::Resample => "resample",
             Kernel::SelectElements => "select_elements",
+            Kernel::StridedCopy => "strided_copy",
+            Kernel::MatmulStrided => "matmul_strided",
             Kernel::ConvFused => "conv_fused",
         }
     }
@@ -160,6 +168,8 @@ impl Kernel {
             ),
             Kernel::Resample => include_str!("../../shaders/resample.wgsl"),
             Kernel::SelectElements => include_str!("../../shaders/select_elements.wgsl"),
+            Kernel::StridedCopy => include_str!("../../shaders/strided_copy.wgsl"),
+            Kernel::MatmulStrided => include_str!("../../shaders/matmul_strided.wgsl"),
             Kernel::ConvFused => concat!(
                 include_str!("../../shaders/conv_fused.wgsl"),
                 include_str!("../../shaders/gemm_tiles.wgsl"),

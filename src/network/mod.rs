@@ -8,10 +8,12 @@ mod load;
 mod plan_file;
 mod report;
 mod resample;
+mod tensor_ops;
 pub mod zoo;
 
 pub use elementwise::{broadcast_mode, Binary, Reduce, Unary};
 pub use load::load;
+pub use tensor_ops::{MatMul, Strided, MAX_STRIDED_RANK};
 
 pub use plan_file::{weights_hash, LayerPlan, PerforationPlan, PLAN_VERSION};
 pub use report::{LayerReport, PerforationReport};
@@ -256,7 +258,7 @@ pub enum Op {
     Flatten,
     /// Fully connected layer.
     Linear(Linear),
-    /// Softmax over the features of a flat tensor.
+    /// Softmax over the channels at each position (the features of a flat tensor).
     Softmax,
     /// Identity at inference.
     Dropout {
@@ -283,6 +285,23 @@ pub enum Op {
     Resample(Resample),
     /// Inputs `[cond, a, b]` of one shape: `a` where `cond` is not 0, else `b` (ONNX Where).
     Where,
+    /// The same dense data under another `[C, H, W]` view of equal size (no copy).
+    Reshape {
+        /// The output view.
+        shape: [usize; 3],
+    },
+    /// A copy of a strided view of each image (transposes, slices, gathers, broadcasts).
+    Strided(Strided),
+    /// Matrix products of two activations, batched per image (attention).
+    MatMul(MatMul),
+    /// The same values for every image (class tokens, position embeddings); the single
+    /// input only sets the batch size.
+    Constant {
+        /// The `[C, H, W]` shape of the values.
+        shape: [usize; 3],
+        /// One image's values.
+        values: Vec<f32>,
+    },
 }
 
 impl Op {
@@ -310,6 +329,10 @@ impl Op {
             Op::ReduceChannels(_) => "reduce_channels",
             Op::Resample(_) => "resample",
             Op::Where => "where",
+            Op::Reshape { .. } => "reshape",
+            Op::Strided(_) => "strided",
+            Op::MatMul(_) => "matmul",
+            Op::Constant { .. } => "constant",
         }
     }
 }

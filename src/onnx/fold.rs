@@ -12,7 +12,7 @@
 )]
 
 use super::proto::NodeProto;
-use super::tensor::{Constant, BATCH, UNKNOWN};
+use super::tensor::{batch_factor, batch_times, symbolic, Constant, BATCH, UNKNOWN};
 use crate::error::{Error, Result};
 
 /// Largest tensor (elements) the importer computes at import time.
@@ -119,7 +119,7 @@ pub(super) fn known_ints(node: &NodeProto, c: &Constant, what: &str) -> Result<V
         return Err(bad(node, format!("{what} depends on the batch index")));
     }
     let v = c.to_ints();
-    if v.iter().any(|&x| x <= UNKNOWN) {
+    if v.iter().any(|&x| symbolic(x)) {
         return Err(bad(
             node,
             format!("{what} depends on the batch size, which is only known when a plan is compiled"),
@@ -162,12 +162,15 @@ pub(super) fn broadcast_index(dims: &[usize], out: &[usize]) -> Vec<usize> {
 }
 
 fn int_op(op: &str, x: i64, y: i64) -> i64 {
-    if x <= UNKNOWN || y <= UNKNOWN {
-        // x·1 and x/1 keep a symbolic batch size; anything else loses it.
-        return match op {
-            "Mul" if y == 1 => x,
-            "Mul" if x == 1 => y,
-            "Div" if y == 1 => x,
+    if symbolic(x) || symbolic(y) {
+        // Multiples of the batch size stay multiples through products with positive
+        // constants and exact divisions; N is positive, so it equals no constant below 1.
+        return match (op, batch_factor(x), batch_factor(y)) {
+            ("Mul", Some(k), None) if y > 0 && !symbolic(y) => batch_times(k * y),
+            ("Mul", None, Some(k)) if x > 0 && !symbolic(x) => batch_times(k * x),
+            ("Div", Some(k), None) if y > 0 && !symbolic(y) && k % y == 0 => batch_times(k / y),
+            ("Equal", Some(_), None) if y < 1 && !symbolic(y) => 0,
+            ("Equal", None, Some(_)) if x < 1 && !symbolic(x) => 0,
             _ => UNKNOWN,
         };
     }
@@ -368,12 +371,9 @@ pub(super) fn fold(node: &NodeProto, inputs: &[Option<&Constant>], opset: i64) -
                 let opt = |k: usize, what: &str| {
                     inputs.get(k).copied().flatten().map(|c| known_ints(node, c, what)).transpose()
                 };
-                (
-                    known_ints(node, input(1)?, "starts")?,
-                    known_ints(node, input(2)?, "ends")?,
-                    opt(3, "axes")?,
-                    opt(4, "steps")?,
-                )
+                // Exporters write INT64_MIN (the symbolic batch's encoding) for "from the
+                // start": bounds are clamped, never read as sizes.
+                (input(1)?.to_ints(), input(2)?.to_ints(), opt(3, "axes")?, opt(4, "steps")?)
             };
             let axes: Vec<usize> = match axes {
                 Some(a) => a.iter().map(|&v| axis(node, v, rank)).collect::<Result<_>>()?,
@@ -458,8 +458,17 @@ pub(super) fn fold(node: &NodeProto, inputs: &[Option<&Constant>], opset: i64) -
             pick(x, dims, order.into_iter())
         }
         "Expand" => {
+            // A batch-sized leading axis stays 1: the constant is the same for every image
+            // (a class token expanded over the batch), and the layer reading it broadcasts.
+            let mut target = input(1)?.clone();
+            if target.int
+                && target.ints.first() == Some(&BATCH)
+                && target.ints[1..].iter().all(|&d| !symbolic(d))
+            {
+                target.ints[0] = 1;
+            }
             let shape: Vec<usize> =
-                known_ints(node, input(1)?, "shape")?.iter().map(|&d| d.max(0) as usize).collect();
+                known_ints(node, &target, "shape")?.iter().map(|&d| d.max(0) as usize).collect();
             let dims = broadcast(node, &x.dims, &shape)?;
             check_size(node, &dims)?;
             let idx = broadcast_index(&x.dims, &dims);
@@ -518,7 +527,7 @@ pub(super) fn fold(node: &NodeProto, inputs: &[Option<&Constant>], opset: i64) -
         "Neg" | "Sqrt" | "Floor" | "Ceil" | "Abs" | "Reciprocal" | "Not" => {
             if x.int && matches!(op, "Neg" | "Abs" | "Floor" | "Ceil" | "Not") {
                 let f = |v: i64| match op {
-                    _ if v <= UNKNOWN => UNKNOWN,
+                    _ if symbolic(v) => UNKNOWN,
                     "Neg" => -v,
                     "Abs" => v.abs(),
                     "Not" => i64::from(v == 0),
@@ -630,6 +639,12 @@ pub(super) fn shape_of_activation(node: &NodeProto, per_image: &[usize]) -> Cons
     let mut v = vec![BATCH];
     v.extend(per_image.iter().map(|&d| d as i64));
     shape_slice(node, v)
+}
+
+/// The output of a Shape node for an activation of ONNX dims `dims` (symbolic where they
+/// hold the batch).
+pub(super) fn shape_of_dims(node: &NodeProto, dims: Vec<i64>) -> Constant {
+    shape_slice(node, dims)
 }
 
 /// The output of a Shape node whose input has dims `dims`: the part its `start` and `end`

@@ -3,7 +3,8 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use super::fold::{self, fold, shape_of_activation};
+use super::fold::{self, fold, shape_of_activation, shape_of_dims};
+use super::nd::{NdValue, ND_OPS};
 use super::ops::{ARITH_OPS, UNARY_OPS};
 use super::proto::{AttributeProto, ModelProto, NodeProto};
 use super::tensor::{Constant, UNKNOWN};
@@ -178,6 +179,9 @@ pub(super) struct Importer<'m> {
     /// Outputs of zero-padding Pad nodes → [top, left, bottom, right]: the padding is
     /// added to the Conv or AveragePool that reads them.
     pub zero_pads: HashMap<String, [usize; 4]>,
+    /// Activations of any rank (`onnx/nd.rs`), by ONNX name; an ONNX name is in this map
+    /// or in `values`, never both.
+    pub nd: HashMap<String, NdValue>,
 }
 
 pub(super) fn node_label(node: &NodeProto) -> String {
@@ -288,18 +292,54 @@ impl<'m> Importer<'m> {
     }
 
     pub(super) fn push(&mut self, node: &NodeProto, op: Op, inputs: &[&str], shape: Shape) {
+        self.nd.remove(&node.output[0]);
         let name = self.layer_name(node);
         self.net.push(name.clone(), op, inputs);
         self.values.insert(node.output[0].clone(), (name, shape));
     }
 
     pub(super) fn alias(&mut self, node: &NodeProto, from: (String, Shape)) {
+        self.nd.remove(&node.output[0]);
         self.values.insert(node.output[0].clone(), from);
     }
 
     fn node(&mut self, nodes: &[NodeProto], index: usize) -> Result<()> {
         let node = &nodes[index];
         if self.consumed.contains(&index) {
+            return Ok(());
+        }
+        if !(node.domain.is_empty() || node.domain == "ai.onnx") || node.output.is_empty() {
+            return self.node_ops(node, nodes, index);
+        }
+        if self.try_fold(node)? {
+            return Ok(());
+        }
+        if node.input.iter().any(|n| self.nd.contains_key(n)) {
+            return self.nd_node(node, nodes, index);
+        }
+        // The ordinary shapes first; an operator they refuse may still work on atoms.
+        let (layers, output) = (self.net.layers.len(), self.net.output.clone());
+        match self.node_ops(node, nodes, index) {
+            Err(e) if ND_OPS.contains(&node.op_type.as_str()) => {
+                self.net.layers.truncate(layers);
+                self.net.output = output;
+                self.nd_node(node, nodes, index).map_err(|nd| match (e, nd) {
+                    (Error::Model(first), Error::Model(general)) => {
+                        let label = node_label(node);
+                        let general =
+                            general.strip_prefix(&format!("{label}: ")).unwrap_or(&general).to_string();
+                        Error::Model(format!("{first}; as a tensor of any rank: {general}"))
+                    }
+                    (e, _) => e,
+                })
+            }
+            r => r,
+        }
+    }
+
+    /// The node on ordinary shapes.
+    pub(super) fn node_ops(&mut self, node: &NodeProto, nodes: &[NodeProto], index: usize) -> Result<()> {
+        if self.consumed.contains(&index) && std::ptr::eq(node, &nodes[index]) {
             return Ok(());
         }
         if !(node.domain.is_empty() || node.domain == "ai.onnx") {
@@ -482,6 +522,11 @@ impl Importer<'_> {
         let op = node.op_type.as_str();
         let present: Vec<&String> = node.input.iter().filter(|n| !n.is_empty()).collect();
         if op == "Shape" {
+            if let Some(v) = present.first().and_then(|n| self.nd.get(*n)) {
+                let c = shape_of_dims(node, v.nd.dims());
+                self.constants.insert(node.output[0].clone(), c);
+                return Ok(true);
+            }
             if let Some((_, s)) = present.first().and_then(|n| self.values.get(*n)) {
                 let c = if s.merged {
                     Constant::from_ints(vec![1], vec![UNKNOWN])
@@ -492,7 +537,9 @@ impl Importer<'_> {
                 return Ok(true);
             }
         }
-        if op == "Size" && present.first().is_some_and(|n| self.values.contains_key(*n)) {
+        if op == "Size"
+            && present.first().is_some_and(|n| self.values.contains_key(*n) || self.nd.contains_key(*n))
+        {
             self.constants.insert(node.output[0].clone(), Constant::from_ints(vec![], vec![UNKNOWN]));
             return Ok(true);
         }
@@ -599,6 +646,7 @@ pub(super) fn import(model: &ModelProto, dir: Option<&Path>) -> Result<OnnxModel
         layer_names: HashSet::new(),
         consumed: HashSet::new(),
         zero_pads: HashMap::new(),
+        nd: HashMap::new(),
     };
     check_operators(&graph.node, opset)?;
     for i in 0..graph.node.len() {
@@ -618,6 +666,12 @@ pub(super) fn import(model: &ModelProto, dir: Option<&Path>) -> Result<OnnxModel
             output_names.len()
         )));
     };
+    if let Some(v) = im.nd.get(out) {
+        return Err(Error::Model(format!(
+            "output '{out}' has dims {}; outputs of the form [N, C, H, W] or [N, F] are supported",
+            super::nd::show(&v.nd.dims())
+        )));
+    }
     let (layer, _) = im
         .values
         .get(out)

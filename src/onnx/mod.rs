@@ -8,6 +8,7 @@ mod channels;
 mod conv;
 mod fold;
 mod import;
+mod nd;
 mod ops;
 pub mod proto;
 mod select;

@@ -8,7 +8,7 @@
 use super::fold::{self, reshape_dims, slice_ranges};
 use super::import::{attr, attr_f, attr_i, attr_ints, attr_s, bad, Importer, Shape};
 use super::proto::NodeProto;
-use super::tensor::{Constant, BATCH, UNKNOWN};
+use super::tensor::{batch_factor, symbolic, Constant, BATCH};
 use crate::error::Result;
 use crate::network::{Affine, Binary, Op, Unary};
 
@@ -401,7 +401,7 @@ impl Importer<'_> {
             self.alias(node, (x, Shape { merged: true, rank: 1, ..s }));
             return Ok(());
         }
-        if rest.is_empty() || !keeps_batch || rest.iter().any(|&d| d <= UNKNOWN) {
+        if rest.is_empty() || !keeps_batch || rest.iter().any(|&d| symbolic(d)) {
             return Err(bad(
                 node,
                 format!(
@@ -635,7 +635,8 @@ fn show(v: &[i64]) -> String {
         .iter()
         .map(|&d| match d {
             BATCH => "N".to_string(),
-            UNKNOWN => "?".to_string(),
+            d if batch_factor(d).is_some() => format!("{}N", batch_factor(d).unwrap_or(1)),
+            d if symbolic(d) => "?".to_string(),
             d => d.to_string(),
         })
         .collect();

@@ -5,7 +5,7 @@
 
 use super::import::{bad, Importer};
 use super::proto::NodeProto;
-use super::tensor::UNKNOWN;
+use super::tensor::symbolic;
 use crate::error::Result;
 use crate::network::{Op, Unary};
 
@@ -39,7 +39,7 @@ impl Importer<'_> {
                 format!("compares with a constant of {} values; only one value is supported", value.len()),
             ));
         };
-        if value.int && value.ints[0] <= UNKNOWN {
+        if value.int && symbolic(value.ints[0]) {
             return Err(bad(
                 node,
                 "compares with the batch size, which is only known when a plan is compiled",

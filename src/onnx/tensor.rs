@@ -31,11 +31,38 @@ pub(crate) struct Constant {
 pub(crate) const BATCH: i64 = i64::MIN;
 /// An integer element computed from the batch size in a way the importer does not track.
 pub(crate) const UNKNOWN: i64 = i64::MIN + 1;
+/// `k · N` for `k ≥ 2` is `MULTIPLES + k` (attention merges the batch with the heads).
+const MULTIPLES: i64 = i64::MIN + 2;
+/// Largest tracked factor of a batch multiple.
+const MAX_FACTOR: i64 = 1 << 40;
+
+/// The element for `k · N` (`k ≥ 1`; [`UNKNOWN`] past the tracked range).
+pub(crate) fn batch_times(k: i64) -> i64 {
+    match k {
+        1 => BATCH,
+        2..MAX_FACTOR => MULTIPLES + k,
+        _ => UNKNOWN,
+    }
+}
+
+/// `Some(k)` when `v` is `k · N`.
+pub(crate) fn batch_factor(v: i64) -> Option<i64> {
+    match v {
+        BATCH => Some(1),
+        _ if (MULTIPLES + 2..MULTIPLES + MAX_FACTOR).contains(&v) => Some(v - MULTIPLES),
+        _ => None,
+    }
+}
+
+/// Whether `v` depends on the batch size ([`BATCH`], a multiple of it, or [`UNKNOWN`]).
+pub(crate) fn symbolic(v: i64) -> bool {
+    v < MULTIPLES + MAX_FACTOR
+}
 
 impl Constant {
     /// An integer tensor.
     pub(crate) fn from_ints(dims: Vec<usize>, ints: Vec<i64>) -> Self {
-        let floats = ints.iter().map(|&v| if v <= UNKNOWN { f32::NAN } else { v as f32 }).collect();
+        let floats = ints.iter().map(|&v| if symbolic(v) { f32::NAN } else { v as f32 }).collect();
         Constant { dims, floats, ints, int: true, batch_stride: None }
     }
 

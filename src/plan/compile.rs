@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use super::checks::{check_bn, check_conv_weights, check_lrn, folded_weights, stride_baseline_map};
 use super::graph::{in_layer, layer_error, order, pool_out};
+use super::tensor_params::{matmul_params, strided_params};
 use super::{Form, Plan, PlanOptions, Step, StepOp, TensorId, TensorInfo};
 use crate::error::{to_u32, Error, Result};
 use crate::geometry::ConvGeometry;
 use crate::interp::MapKind;
 use crate::layer::{ConvLayer, ConvSettings, OutputForm};
 use crate::mask::Mask;
-use crate::network::{BatchNorm, Conv, Layer, Linear, Network, Op, Perforation, Pool};
+use crate::network::{BatchNorm, Conv, Layer, Linear, Network, Op, Perforation, Pool, Strided};
 use crate::params::{
     ChannelAffineParams, ClipParams, GatherInterpParams, LrnParams, Pool2dParams, ReduceChannelsParams,
     ReluParams, SelectChannelsParams, SelectElementsParams, SoftmaxParams, UnaryParams,
@@ -94,6 +95,8 @@ impl<'n> Builder<'n> {
             StepOp::Gather { params, .. } if params.residual != 0 => out,
             StepOp::Affine { .. } => 2 * out,
             StepOp::Softmax(_) => 3 * out,
+            StepOp::StridedCopy(_) | StepOp::Constant { .. } => 0,
+            StepOp::MatmulStrided(p) => 2 * out * u64::from(p.k),
             StepOp::Gather { .. } | StepOp::Concat | StepOp::SelectChannels { .. } => 0,
             StepOp::Unary(_) | StepOp::Binary(_) => out,
             StepOp::ReduceChannels(_) => self.tensors[inputs[0]].len() as u64,
@@ -563,6 +566,54 @@ impl<'n> Builder<'n> {
                 self.step(&layer.name, StepOp::SelectChannels { params, channels: table }, vec![x], out);
                 (out, vec![])
             }
+            Op::Reshape { shape: [c, h, w] } => {
+                if c * h * w != t.channels * t.height * t.width || c * h * w == 0 {
+                    return Err(layer_error(
+                        layer,
+                        format!("view {c}x{h}x{w} of a {}x{}x{} input", t.channels, t.height, t.width),
+                    ));
+                }
+                let d = self.dense(x, &layer.name)?;
+                (self.alias(d, &layer.name, *c, *h, *w), vec![])
+            }
+            Op::Strided(v) => {
+                let d = self.dense(x, &layer.name)?;
+                let image = t.channels * t.height * t.width;
+                in_layer(layer, v.validate(image))?;
+                let params = in_layer(layer, strided_params(v, t.batch, image))?;
+                let [c, h, w] = v.shape;
+                let out = self.tensor(&layer.name, c, h, w, Form::Dense);
+                self.step(&layer.name, StepOp::StridedCopy(params), vec![d], out);
+                (out, vec![])
+            }
+            Op::Constant { shape, values } => {
+                let [c, h, w] = *shape;
+                if values.len() != c * h * w || values.is_empty() {
+                    return Err(layer_error(
+                        layer,
+                        format!("{} values for a {c}x{h}x{w} constant", values.len()),
+                    ));
+                }
+                let view = Strided { dims: vec![values.len()], strides: vec![1], offset: 0, shape: *shape };
+                let mut params = in_layer(layer, strided_params(&view, t.batch, values.len()))?;
+                params.in_image = 0;
+                let out = self.tensor(&layer.name, c, h, w, Form::Dense);
+                // The input only sets the batch: the step reads none of it.
+                self.step(&layer.name, StepOp::Constant { params, values: values.clone() }, vec![x], out);
+                (out, vec![])
+            }
+            Op::MatMul(mm) => {
+                let a = self.dense(inputs[0], &layer.name)?;
+                let b = self.dense(inputs[1], &layer.name)?;
+                let image = |id: TensorId| self.tensors[id].len() / self.tensors[id].batch.max(1);
+                let (a_len, b_len) = (image(a), image(b));
+                in_layer(layer, mm.validate(a_len, b_len))?;
+                let params = in_layer(layer, matmul_params(mm, t.batch, a_len, b_len))?;
+                let [c, h, w] = mm.shape;
+                let out = self.tensor(&layer.name, c, h, w, Form::Dense);
+                self.step(&layer.name, StepOp::MatmulStrided(params), vec![a, b], out);
+                (out, vec![])
+            }
             Op::Concat => {
                 let parts: Vec<TensorId> =
                     inputs.iter().map(|&i| self.dense(i, &layer.name)).collect::<Result<_>>()?;
@@ -586,18 +637,13 @@ impl<'n> Builder<'n> {
             }
             Op::Softmax => {
                 let d = self.dense(x, &layer.name)?;
-                if t.height * t.width != 1 {
-                    return Err(layer_error(
-                        layer,
-                        format!("needs a flat input, got a {}x{} map (add a Flatten)", t.height, t.width),
-                    ));
-                }
                 let params = SoftmaxParams {
                     rows: to_u32(t.batch, "batch")?,
                     cols: to_u32(t.channels, "features")?,
-                    ..Default::default()
+                    plane: to_u32(t.height * t.width, "plane")?,
+                    _pad1: 0,
                 };
-                let out = self.tensor(&layer.name, t.channels, 1, 1, Form::Dense);
+                let out = self.tensor(&layer.name, t.channels, t.height, t.width, Form::Dense);
                 self.step(&layer.name, StepOp::Softmax(params), vec![d], out);
                 (out, vec![])
             }

@@ -34,7 +34,7 @@ pub(crate) fn order(net: &Network) -> Result<Vec<&Layer>> {
     for l in &net.layers {
         let arity_ok = match l.op {
             Op::Add => l.inputs.len() >= 2,
-            Op::Binary(_) => l.inputs.len() == 2,
+            Op::Binary(_) | Op::MatMul(_) => l.inputs.len() == 2,
             Op::Where => l.inputs.len() == 3,
             Op::Concat => !l.inputs.is_empty(),
             _ => l.inputs.len() == 1,

@@ -9,6 +9,7 @@ mod graph;
 pub(crate) use graph::{in_layer, order, pool_out};
 mod memory;
 mod slots;
+mod tensor_params;
 
 use std::sync::Arc;
 
@@ -16,14 +17,15 @@ use ndarray::{ArrayD, ArrayViewD};
 
 pub(crate) use compile::pool2d_params;
 pub use memory::{MemoryReport, MemoryRow};
+pub(crate) use tensor_params::{matmul_params, strided_params};
 
 use crate::error::Result;
 use crate::interp::InterpMap;
 use crate::layer::{ConvKernels, ConvLayer, ConvSettings};
 use crate::params::{
-    AddParams, BinaryParams, ChannelAffineParams, ClipParams, GatherInterpParams, LrnParams, Pool2dParams,
-    ReduceChannelsParams, ReluParams, ResampleParams, SelectChannelsParams, SelectElementsParams,
-    SoftmaxParams, UnaryParams,
+    AddParams, BinaryParams, ChannelAffineParams, ClipParams, GatherInterpParams, LrnParams,
+    MatmulStridedParams, Pool2dParams, ReduceChannelsParams, ReluParams, ResampleParams,
+    SelectChannelsParams, SelectElementsParams, SoftmaxParams, StridedCopyParams, UnaryParams,
 };
 
 /// Index of a tensor in [`Plan::tensors`].
@@ -142,8 +144,19 @@ pub enum StepOp {
         /// Per-channel shift.
         shift: Vec<f32>,
     },
-    /// `softmax` over the features.
+    /// `softmax` over the channels.
     Softmax(SoftmaxParams),
+    /// `strided_copy` of the input.
+    StridedCopy(StridedCopyParams),
+    /// `strided_copy` of constant values (the same block for every image).
+    Constant {
+        /// Launch parameters (`in_image` 0).
+        params: StridedCopyParams,
+        /// One image's values.
+        values: Vec<f32>,
+    },
+    /// `matmul_strided` of the two inputs.
+    MatmulStrided(MatmulStridedParams),
     /// Channel concatenation of the inputs (buffer copies).
     Concat,
     /// `unary`.
@@ -185,6 +198,8 @@ impl StepOp {
             StepOp::Add(_) => "add",
             StepOp::Affine { .. } => "channel_affine",
             StepOp::Softmax(_) => "softmax",
+            StepOp::StridedCopy(_) | StepOp::Constant { .. } => "strided_copy",
+            StepOp::MatmulStrided(_) => "matmul_strided",
             StepOp::Concat => "concat",
             StepOp::Unary(_) => "unary",
             StepOp::Binary(_) => "binary",

@@ -15,6 +15,7 @@ mod plot;
 mod search;
 mod sgd;
 mod tape;
+mod tensor_ops;
 mod weight_grad;
 
 pub use experiment::{experiment_table, run_experiment, ExperimentConfig, ExperimentRow, Method, Skipped};

@@ -10,10 +10,11 @@ use super::buffers;
 use super::conv::{self, Sampling};
 use super::layers;
 use super::tape::{Aux, Grads, Mode, Tape, Tensor};
+use super::tensor_ops::{matmul_backward, softmax_backward, strided_backward};
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
 use crate::network::{broadcast_mode, Conv, Network, Op, Reduce, Resample};
-use crate::plan::{in_layer, order, pool_out, Plan, PlanOptions, StepOp};
+use crate::plan::{in_layer, matmul_params, order, pool_out, strided_params, Plan, PlanOptions, StepOp};
 use crate::rng::hash2;
 use crate::strategy::Interpolation;
 
@@ -277,14 +278,51 @@ impl Model {
                     (Tensor { shape: [b, l.out_features, 1, 1], data: y }, Aux::None)
                 }
                 Op::Softmax => {
-                    let mut y = x.data.clone();
-                    for row in y.chunks_exact_mut(ch) {
-                        let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                        row.iter_mut().for_each(|v| *v = (*v - m).exp());
-                        let s: f32 = row.iter().sum();
-                        row.iter_mut().for_each(|v| *v /= s);
-                    }
+                    let mut y = buffers::scratch(x.data.len());
+                    crate::cpu::softmax(&softmax_params(x.shape), &x.data, &mut y);
                     (Tensor { data: y, shape: x.shape }, Aux::None)
+                }
+                Op::Reshape { shape: [c, oh, ow] } => {
+                    if c * oh * ow != ch * h * w {
+                        return Err(Error::InvalidArgument(format!(
+                            "layer '{}' views {ch}x{h}x{w} as {c}x{oh}x{ow}",
+                            layer.name
+                        )));
+                    }
+                    (Tensor { shape: [b, *c, *oh, *ow], data: x.data.clone() }, Aux::None)
+                }
+                Op::Strided(v) => {
+                    let image = ch * h * w;
+                    in_layer(layer, v.validate(image))?;
+                    let params = in_layer(layer, strided_params(v, b, image))?;
+                    let mut y = buffers::scratch(b * v.dims.iter().product::<usize>());
+                    crate::cpu::strided_copy(&params, &x.data, &mut y);
+                    let [c, oh, ow] = v.shape;
+                    (Tensor { shape: [b, c, oh, ow], data: y }, Aux::None)
+                }
+                Op::Constant { shape: [c, oh, ow], values } => {
+                    let mut y = Vec::with_capacity(b * values.len());
+                    for _ in 0..b {
+                        y.extend_from_slice(values);
+                    }
+                    if values.len() != c * oh * ow {
+                        return Err(Error::InvalidArgument(format!(
+                            "layer '{}': {} values for a {c}x{oh}x{ow} constant",
+                            layer.name,
+                            values.len()
+                        )));
+                    }
+                    (Tensor { shape: [b, *c, *oh, *ow], data: y }, Aux::None)
+                }
+                Op::MatMul(mm) => {
+                    let other = &values[&layer.inputs[1]];
+                    let (a_len, b_len) = (ch * h * w, other.data.len() / b.max(1));
+                    in_layer(layer, mm.validate(a_len, b_len))?;
+                    let params = in_layer(layer, matmul_params(mm, b, a_len, b_len))?;
+                    let mut y = buffers::scratch(b * mm.out_len());
+                    crate::cpu::matmul_strided(&params, &x.data, &other.data, &mut y);
+                    let [c, oh, ow] = mm.shape;
+                    (Tensor { shape: [b, c, oh, ow], data: y }, Aux::None)
                 }
                 Op::Unary(f) => {
                     (Tensor { data: x.data.iter().map(|&v| f.apply(v)).collect(), shape: x.shape }, Aux::None)
@@ -596,13 +634,22 @@ impl Model {
                     out.params.insert(layer.name.clone(), p);
                     dx
                 }
-                Op::Softmax => {
-                    let mut dx = dy.clone();
-                    for (g, yv) in dx.chunks_exact_mut(ch).zip(y.data.chunks_exact(ch)) {
-                        let dot: f32 = g.iter().zip(yv).map(|(a, b)| a * b).sum();
-                        g.iter_mut().zip(yv).for_each(|(a, b)| *a = b * (*a - dot));
-                    }
-                    dx
+                Op::Softmax => softmax_backward(&softmax_params(x.shape), &y.data, &dy),
+                Op::Reshape { .. } => std::mem::take(&mut dy),
+                Op::Strided(v) => {
+                    let image = ch * h * w;
+                    let params = in_layer(layer, strided_params(v, b, image))?;
+                    strided_backward(&params, &dy, image)
+                }
+                // Constant values: no gradient reaches the input, which only set the batch.
+                Op::Constant { .. } => buffers::zeroed(x.data.len()),
+                Op::MatMul(mm) => {
+                    let other = tape.at(&layer.inputs[1]);
+                    let (a_len, b_len) = (ch * h * w, other.data.len() / b.max(1));
+                    let params = in_layer(layer, matmul_params(mm, b, a_len, b_len))?;
+                    let (da, db) = matmul_backward(&params, &x.data, &other.data, &dy);
+                    add(&mut grad, &layer.inputs[1], db);
+                    da
                 }
             };
             if input || layer.inputs[0] != self.net.input.name {
@@ -720,6 +767,13 @@ fn resample_backward(r: &Resample, [b, ch, h, w]: [usize; 4], dy: &[f32]) -> Vec
         }
     }
     dx
+}
+
+/// The softmax kernel's parameters for a `[B, C, H, W]` tensor (over the channels).
+fn softmax_params([b, c, h, w]: [usize; 4]) -> crate::params::SoftmaxParams {
+    #[allow(clippy::cast_possible_truncation)] // plan compilation bounds every size to u32
+    let u = |v: usize| v as u32;
+    crate::params::SoftmaxParams { rows: u(b), cols: u(c), plane: u(h * w), _pad1: 0 }
 }
 
 #[cfg(test)]

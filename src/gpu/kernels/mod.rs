@@ -16,6 +16,7 @@ pub mod gather_interp;
 pub mod im2col_masked;
 pub mod lrn;
 pub mod matmul_narrow;
+pub mod matmul_strided;
 pub mod matmul_tiled;
 pub mod pool2d;
 pub mod reduce_channels;
@@ -24,6 +25,7 @@ pub mod resample;
 pub mod select_channels;
 pub mod select_elements;
 pub mod softmax;
+pub mod strided_copy;
 pub mod unary;
 
 use super::buffers::{UniformArena, UniformSlot};
