@@ -56,8 +56,8 @@ const TORCH: [&str; 8] = [
 /// torchvision model classes at narrow widths (export_zoo.py), from the TorchScript exporter
 /// at opsets 9 to 17 and the torch.export exporter at 18: constant folding of shape
 /// arithmetic, squeeze-excitation, Hardswish, SiLU, GELU, channel shuffle, split, layer
-/// norms over channels, dense blocks, ReLU6, a vision transformer (attention).
-const ZOO: [&str; 28] = [
+/// norms over channels, dense blocks, ReLU6, vision transformers (ViT, Swin, SwinV2).
+const ZOO: [&str; 31] = [
     "zoo_mobilenet_v3_ts11",
     "zoo_mobilenet_v3_ts17",
     "zoo_mobilenet_v3_dynamo18",
@@ -86,6 +86,9 @@ const ZOO: [&str; 28] = [
     "zoo_vit_ts14",
     "zoo_vit_ts17",
     "zoo_vit_dynamo18",
+    "zoo_swin_ts17",
+    "zoo_swin_v2_ts17",
+    "zoo_swin_v2_dynamo18",
 ];
 
 #[test]
@@ -107,6 +110,13 @@ fn torch_export_patterns_left_unmapped_are_clear_errors() {
     gather.attribute.iter_mut().find(|a| a.name == "axis").unwrap().i = 1;
     let e = err(&m.encode_to_vec());
     assert!(e.contains("does not take whole images"), "{e}");
+    // Attention's tensors: a softmax over the batch axis is refused by name.
+    let mut m = decoded("zoo_vit_ts17");
+    let g = m.graph.as_mut().unwrap();
+    let softmax = g.node.iter_mut().find(|n| n.op_type == "Softmax").unwrap();
+    softmax.attribute.iter_mut().find(|a| a.name == "axis").unwrap().i = 0;
+    let e = err(&m.encode_to_vec());
+    assert!(e.contains("'Softmax' node") && e.contains("axis 0 holds the batch"), "{e}");
 }
 
 #[test]

@@ -10,24 +10,71 @@ use crate::params::MatmulStridedParams;
 /// Arguments follow the shader's bindings: params, a, b, out.
 pub fn matmul_strided(p: &MatmulStridedParams, a: &[f32], b: &[f32], out: &mut [f32]) {
     let u = |v: u32| v as usize;
-    let (images, out_image) = (u(p.images), u(p.out_image));
-    out[..images * out_image].par_chunks_mut(out_image).enumerate().for_each(|(img, dst)| {
-        let (a, b) = (&a[img * u(p.a_image)..], &b[img * u(p.b_image)..]);
-        for i in 0..u(p.b0) {
-            for j in 0..u(p.b1) {
-                let a0 = i * u(p.a_b0) + j * u(p.a_b1);
-                let b0 = i * u(p.b_b0) + j * u(p.b_b1);
-                let o0 = i * u(p.o_b0) + j * u(p.o_b1);
-                for r in 0..u(p.m) {
-                    for c in 0..u(p.n) {
-                        let mut acc = 0.0f32;
-                        for t in 0..u(p.k) {
-                            acc += a[a0 + r * u(p.a_m) + t * u(p.a_k)] * b[b0 + t * u(p.b_k) + c * u(p.b_n)];
-                        }
-                        dst[o0 + r * u(p.o_m) + c * u(p.o_n)] = acc;
-                    }
+    let (m, k, n) = (u(p.m), u(p.k), u(p.n));
+    let blocks = u(p.images) * u(p.b0) * u(p.b1);
+    // Each product on contiguous copies of its operands (strided reads such as a
+    // transpose's would miss the cache on every step of k), rows of B streamed per row of
+    // A; then the results go to their strided places.
+    let out_ptr = OutPtr(out[..u(p.images) * u(p.out_image)].as_mut_ptr());
+    let out_len = u(p.images) * u(p.out_image);
+    (0..blocks).into_par_iter().for_each(|q| {
+        let (img, i, j) = (q / (u(p.b0) * u(p.b1)), q / u(p.b1) % u(p.b0), q % u(p.b1));
+        let a0 = img * u(p.a_image) + i * u(p.a_b0) + j * u(p.a_b1);
+        let b0 = img * u(p.b_image) + i * u(p.b_b0) + j * u(p.b_b1);
+        let pa = pack(a, a0, (m, u(p.a_m)), (k, u(p.a_k)));
+        let pb = pack(b, b0, (k, u(p.b_k)), (n, u(p.b_n)));
+        let mut pc = vec![0.0f32; m * n];
+        for (row, arow) in pc.chunks_exact_mut(n).zip(pa.chunks_exact(k)) {
+            for (&av, brow) in arow.iter().zip(pb.chunks_exact(n)) {
+                for (o, &bv) in row.iter_mut().zip(brow) {
+                    *o += av * bv;
                 }
             }
         }
+        let o0 = img * u(p.out_image) + i * u(p.o_b0) + j * u(p.o_b1);
+        for r in 0..m {
+            for c in 0..n {
+                let at = o0 + r * u(p.o_m) + c * u(p.o_n);
+                assert!(at < out_len, "matmul_strided writes inside its output");
+                // SAFETY: `at` is in bounds (checked above), and the output strides tile
+                // the output (`MatMul::validate`), so no two blocks or elements write the
+                // same place while the blocks run in parallel.
+                unsafe { *out_ptr.get().add(at) = pc[r * n + c] };
+            }
+        }
     });
+}
+
+/// The output buffer shared by the parallel blocks, which write disjoint elements.
+#[derive(Clone, Copy)]
+pub(crate) struct OutPtr(pub(crate) *mut f32);
+// SAFETY: the blocks write disjoint elements (see `matmul_strided`).
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// A `rows × cols` matrix at `base` of `src` with the given strides, as a row-major copy
+/// (read in whichever order walks memory more contiguously).
+fn pack(src: &[f32], base: usize, (rows, rs): (usize, usize), (cols, cs): (usize, usize)) -> Vec<f32> {
+    let mut out = vec![0.0f32; rows * cols];
+    if cs <= rs {
+        for r in 0..rows {
+            for c in 0..cols {
+                out[r * cols + c] = src[base + r * rs + c * cs];
+            }
+        }
+    } else {
+        for c in 0..cols {
+            for r in 0..rows {
+                out[r * cols + c] = src[base + r * rs + c * cs];
+            }
+        }
+    }
+    out
 }

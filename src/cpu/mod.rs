@@ -18,7 +18,7 @@ pub mod gemm;
 mod im2col_masked;
 mod lrn;
 mod matmul_narrow;
-mod matmul_strided;
+pub(crate) mod matmul_strided;
 mod matmul_tiled;
 pub mod nan;
 mod network;

@@ -8,6 +8,7 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use super::conv::{conv_forward, CPU_DEFAULT_CHUNK_BYTES};
 use super::fast::elementwise::{binary_fast, gather_fast, gather_pair_fast, gathers_pair, unary_fast};
+use super::fast::matmul_strided::matmul_strided_fast;
 use super::fast::pool::pool2d_fast;
 use super::fast::FastConv;
 use super::gemm::Microkernel;
@@ -257,6 +258,7 @@ impl CpuExecutor {
                 StepOp::Softmax(p) => softmax(p, arg(0), dst),
                 StepOp::StridedCopy(p) => strided_copy(p, arg(0), dst),
                 StepOp::Constant { params, values } => strided_copy(params, values, dst),
+                StepOp::MatmulStrided(p) if self.fast => matmul_strided_fast(p, arg(0), arg(1), dst),
                 StepOp::MatmulStrided(p) => matmul_strided(p, arg(0), arg(1), dst),
                 StepOp::Unary(p) if self.fast => unary_fast(p, arg(0), dst),
                 StepOp::Unary(p) => unary(p, arg(0), dst),

@@ -14,19 +14,25 @@ pub fn strided_copy(params: &StridedCopyParams, input: &[f32], out: &mut [f32]) 
     let (in_image, out_image) = (params.in_image as usize, params.out_image as usize);
     let images = params.images as usize;
     let (inner_len, inner_stride) = axes[7];
-    out[..images * out_image].par_chunks_mut(out_image).enumerate().for_each(|(img, dst)| {
-        let src = &input[img * in_image..];
-        // Rows along the innermost axis; the outer axes' offset recomputed per row.
-        for (row, chunk) in dst.chunks_exact_mut(inner_len).enumerate() {
-            let mut rest = row;
-            let mut at = params.offset as usize;
+    let rows_per_image = out_image / inner_len;
+    // Rows along the innermost axis, over all images, each its outer offset recomputed.
+    out[..images * out_image]
+        .par_chunks_mut(inner_len)
+        .enumerate()
+        .with_min_len((4096 / inner_len).max(1))
+        .for_each(|(r, chunk)| {
+            let (img, mut rest) = (r / rows_per_image, r % rows_per_image);
+            let mut at = img * in_image + params.offset as usize;
             for &(d, s) in axes[..7].iter().rev() {
                 at += (rest % d) * s;
                 rest /= d;
             }
-            for (k, o) in chunk.iter_mut().enumerate() {
-                *o = src[at + k * inner_stride];
+            if inner_stride == 1 {
+                chunk.copy_from_slice(&input[at..at + inner_len]);
+            } else {
+                for (k, o) in chunk.iter_mut().enumerate() {
+                    *o = input[at + k * inner_stride];
+                }
             }
-        }
-    });
+        });
 }

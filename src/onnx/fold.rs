@@ -26,7 +26,7 @@ fn check_size(node: &NodeProto, dims: &[usize]) -> Result<()> {
 }
 
 /// Operators folded when all their inputs are constants.
-pub(super) const FOLDABLE: [&str; 37] = [
+pub(super) const FOLDABLE: [&str; 45] = [
     "Identity",
     "Dropout",
     "Cast",
@@ -43,6 +43,8 @@ pub(super) const FOLDABLE: [&str; 37] = [
     "ConstantOfShape",
     "Transpose",
     "Expand",
+    "ScatterND",
+    "GatherND",
     "Add",
     "Sub",
     "Mul",
@@ -64,6 +66,12 @@ pub(super) const FOLDABLE: [&str; 37] = [
     "Abs",
     "Reciprocal",
     "Not",
+    "Relu",
+    "Sigmoid",
+    "MatMul",
+    "Clip",
+    "Exp",
+    "Log",
 ];
 
 pub(super) fn bad(node: &NodeProto, message: impl std::fmt::Display) -> Error {
@@ -457,6 +465,93 @@ pub(super) fn fold(node: &NodeProto, inputs: &[Option<&Constant>], opset: i64) -
                 .collect();
             pick(x, dims, order.into_iter())
         }
+        "ScatterND" => {
+            // Swin's shifted-window attention mask, written by slice assignment.
+            let (data, idx, upd) = (x, input(1)?, input(2)?);
+            let ix = known_ints(node, idx, "indices")?;
+            let k = *idx.dims.last().ok_or_else(|| bad(node, "indices of rank 0"))?;
+            if k == 0 || k > data.dims.len() {
+                return Err(bad(node, format!("index tuples of {k} for data of rank {}", data.dims.len())));
+            }
+            let st = strides(&data.dims);
+            let slice: usize = data.dims[k..].iter().product();
+            let reduction = node
+                .attribute
+                .iter()
+                .find(|a| a.name == "reduction")
+                .map_or(String::new(), |a| String::from_utf8_lossy(&a.s).into_owned());
+            let mut out = data.clone();
+            let count = ix.len() / k;
+            if upd.len() != count * slice {
+                return Err(bad(node, format!("{} updates for {count} slices of {slice}", upd.len())));
+            }
+            for (t, tuple) in ix.chunks_exact(k).enumerate() {
+                let mut at = 0;
+                for (a, &i) in tuple.iter().enumerate() {
+                    let n = data.dims[a] as i64;
+                    let i = if i < 0 { i + n } else { i };
+                    if !(0..n).contains(&i) {
+                        return Err(bad(node, format!("index {i} out of range for an axis of {n}")));
+                    }
+                    at += i as usize * st[a];
+                }
+                for e in 0..slice {
+                    let (o, u) = (at + e, t * slice + e);
+                    if out.int {
+                        let v = upd.to_ints()[u];
+                        out.ints[o] = match reduction.as_str() {
+                            "add" => out.ints[o] + v,
+                            "mul" => out.ints[o] * v,
+                            "max" => out.ints[o].max(v),
+                            "min" => out.ints[o].min(v),
+                            _ => v,
+                        };
+                        out.floats[o] = out.ints[o] as f32;
+                    } else {
+                        let v = upd.floats[u];
+                        out.floats[o] = match reduction.as_str() {
+                            "add" => out.floats[o] + v,
+                            "mul" => out.floats[o] * v,
+                            "max" => out.floats[o].max(v),
+                            "min" => out.floats[o].min(v),
+                            _ => v,
+                        };
+                    }
+                }
+            }
+            out
+        }
+        "GatherND" => {
+            // SwinV2's relative position tables.
+            let idx = input(1)?;
+            if attr_i(node, "batch_dims").unwrap_or(0) != 0 {
+                return Err(bad(node, "batch_dims other than 0 are not supported"));
+            }
+            let ix = known_ints(node, idx, "indices")?;
+            let k = *idx.dims.last().ok_or_else(|| bad(node, "indices of rank 0"))?;
+            if k == 0 || k > x.dims.len() {
+                return Err(bad(node, format!("index tuples of {k} for data of rank {}", x.dims.len())));
+            }
+            let st = strides(&x.dims);
+            let slice: usize = x.dims[k..].iter().product();
+            let mut dims = idx.dims[..idx.dims.len() - 1].to_vec();
+            dims.extend_from_slice(&x.dims[k..]);
+            check_size(node, &dims)?;
+            let mut order = Vec::with_capacity(dims.iter().product());
+            for tuple in ix.chunks_exact(k) {
+                let mut at = 0;
+                for (a, &i) in tuple.iter().enumerate() {
+                    let n = x.dims[a] as i64;
+                    let i = if i < 0 { i + n } else { i };
+                    if !(0..n).contains(&i) {
+                        return Err(bad(node, format!("index {i} out of range for an axis of {n}")));
+                    }
+                    at += i as usize * st[a];
+                }
+                order.extend(at..at + slice);
+            }
+            pick(x, dims, order.into_iter())
+        }
         "Expand" => {
             // A batch-sized leading axis stays 1: the constant is the same for every image
             // (a class token expanded over the batch), and the layer reading it broadcasts.
@@ -524,6 +619,8 @@ pub(super) fn fold(node: &NodeProto, inputs: &[Option<&Constant>], opset: i64) -
             }
             acc
         }
+        "Exp" => Constant::from_floats(x.dims.clone(), x.floats.iter().map(|&v| v.exp()).collect()),
+        "Log" => Constant::from_floats(x.dims.clone(), x.floats.iter().map(|&v| v.ln()).collect()),
         "Neg" | "Sqrt" | "Floor" | "Ceil" | "Abs" | "Reciprocal" | "Not" => {
             if x.int && matches!(op, "Neg" | "Abs" | "Floor" | "Ceil" | "Not") {
                 let f = |v: i64| match op {
@@ -545,6 +642,60 @@ pub(super) fn fold(node: &NodeProto, inputs: &[Option<&Constant>], opset: i64) -
                 };
                 Constant::from_floats(x.dims.clone(), x.floats.iter().map(|&v| f(v)).collect())
             }
+        }
+        "Clip" => {
+            let bound = |k: usize, attr: &str, default: f32| -> f32 {
+                if opset < 11 {
+                    node.attribute.iter().find(|a| a.name == attr).map_or(default, |a| a.f)
+                } else {
+                    inputs
+                        .get(k)
+                        .copied()
+                        .flatten()
+                        .and_then(|c| c.floats.first().copied())
+                        .unwrap_or(default)
+                }
+            };
+            let (lo, hi) = (bound(1, "min", f32::MIN), bound(2, "max", f32::MAX));
+            Constant::from_floats(x.dims.clone(), x.floats.iter().map(|&v| v.max(lo).min(hi)).collect())
+        }
+        "Relu" => Constant::from_floats(
+            x.dims.clone(),
+            x.floats.iter().map(|&v| if v < 0.0 { 0.0 } else { v }).collect(),
+        ),
+        "Sigmoid" => Constant::from_floats(
+            x.dims.clone(),
+            x.floats.iter().map(|&v| 1.0 / (1.0 + (-v).exp())).collect(),
+        ),
+        "MatMul" => {
+            // Tables computed from constants (SwinV2's continuous position bias).
+            let y = input(1)?;
+            let (ra, rb) = (x.dims.len(), y.dims.len());
+            if ra < 2 || rb < 2 || x.dims[ra - 1] != y.dims[rb - 2] {
+                return Err(bad(node, format!("MatMul of constants {:?} and {:?}", x.dims, y.dims)));
+            }
+            let (m, k, n) = (x.dims[ra - 2], x.dims[ra - 1], y.dims[rb - 1]);
+            let lead = broadcast(node, &x.dims[..ra - 2], &y.dims[..rb - 2])?;
+            let mut dims = lead.clone();
+            dims.extend([m, n]);
+            check_size(node, &dims)?;
+            let (ia, ib) =
+                (broadcast_index(&x.dims[..ra - 2], &lead), broadcast_index(&y.dims[..rb - 2], &lead));
+            let mut out = Vec::with_capacity(dims.iter().product());
+            for (&a0, &b0) in ia.iter().zip(&ib) {
+                for r in 0..m {
+                    for c in 0..n {
+                        let v: f64 = (0..k)
+                            .map(|t| {
+                                f64::from(x.floats[(a0 * m + r) * k + t])
+                                    * f64::from(y.floats[(b0 * k + t) * n + c])
+                            })
+                            .sum();
+                        out.push(v as f32);
+                    }
+                }
+            }
+            Constant::from_floats(dims, out)
         }
         other => return Err(bad(node, format!("cannot fold '{other}'"))),
     })

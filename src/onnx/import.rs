@@ -320,7 +320,9 @@ impl<'m> Importer<'m> {
         // The ordinary shapes first; an operator they refuse may still work on atoms.
         let (layers, output) = (self.net.layers.len(), self.net.output.clone());
         match self.node_ops(node, nodes, index) {
-            Err(e) if ND_OPS.contains(&node.op_type.as_str()) => {
+            Err(e)
+                if ND_OPS.contains(&node.op_type.as_str()) || ARITH_OPS.contains(&node.op_type.as_str()) =>
+            {
                 self.net.layers.truncate(layers);
                 self.net.output = output;
                 self.nd_node(node, nodes, index).map_err(|nd| match (e, nd) {
@@ -666,12 +668,7 @@ pub(super) fn import(model: &ModelProto, dir: Option<&Path>) -> Result<OnnxModel
             output_names.len()
         )));
     };
-    if let Some(v) = im.nd.get(out) {
-        return Err(Error::Model(format!(
-            "output '{out}' has dims {}; outputs of the form [N, C, H, W] or [N, F] are supported",
-            super::nd::show(&v.nd.dims())
-        )));
-    }
+    im.nd_finish(out)?;
     let (layer, _) = im
         .values
         .get(out)

@@ -313,6 +313,10 @@ impl Importer<'_> {
     /// whole images out of the flattened batch (torch.export's `as_strided` copies).
     pub(super) fn gather_activation(&mut self, node: &NodeProto) -> Result<()> {
         let (x, s) = self.value_view(node, 0)?;
+        if s.channels_last {
+            // Its axes are not the NCHW ones: the atom description handles it.
+            return Err(bad(node, "is not supported on a channels-last view here"));
+        }
         let idx = self.required(node, 1, "indices")?.clone();
         let per_image = s.c * s.h * s.w;
         if s.merged {
@@ -479,7 +483,7 @@ impl Importer<'_> {
     fn channel_axis(&self, node: &NodeProto, a: i64, s: Shape) -> Result<()> {
         let rank = s.dims().len() + 1;
         let ax = fold::axis(node, a, rank)?;
-        if ax != 1 || s.split.is_some() {
+        if ax != 1 || s.split.is_some() || s.channels_last {
             return Err(bad(
                 node,
                 format!("axis {a} of [N, {:?}]: only the channel axis is supported", s.dims()),
@@ -526,6 +530,10 @@ impl Importer<'_> {
 
     pub(super) fn slice(&mut self, node: &NodeProto) -> Result<()> {
         let (x, s) = self.value_view(node, 0)?;
+        if s.channels_last {
+            // Its axes are not the NCHW ones: the atom description handles it.
+            return Err(bad(node, "is not supported on a channels-last view here"));
+        }
         let ints = |k: usize, what: &str| -> Result<Option<Vec<i64>>> {
             Ok(self.constant(node, k, what)?.map(Constant::to_ints))
         };

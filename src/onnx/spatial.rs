@@ -39,6 +39,17 @@ impl Importer<'_> {
     /// into their padding; anything else (reflect, edge, wrap, a non-zero value, negative
     /// amounts that crop, a Pad read by other layers) becomes a resample.
     pub(super) fn pad(&mut self, node: &NodeProto, nodes: &[NodeProto], index: usize) -> Result<()> {
+        let zero = if self.opset < 11 {
+            attr_ints(node, "pads").unwrap_or_default()
+        } else {
+            self.required(node, 1, "pads")?.to_ints()
+        };
+        if zero.iter().all(|&p| p == 0) {
+            // Padding by nothing (Swin pads to a multiple of its window): any view passes.
+            let v = self.value_view(node, 0)?;
+            self.alias(node, v);
+            return Ok(());
+        }
         let (x, s) = self.value(node, 0)?;
         let mode = match attr_s(node, "mode").as_str() {
             "" | "constant" => PadMode::Constant,

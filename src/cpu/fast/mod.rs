@@ -23,6 +23,7 @@ pub(crate) mod elementwise;
 mod gemv;
 mod hwc_conv;
 mod implicit_gemm;
+pub(crate) mod matmul_strided;
 mod pack;
 mod pointwise;
 pub(crate) mod pool;

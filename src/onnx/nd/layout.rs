@@ -374,4 +374,22 @@ impl Importer<'_> {
         nd.phys = phys;
         Ok(NdValue { layer, nd, view: [len, 1, 1] })
     }
+
+    /// The network output `name` as an ordinary value: memory in logical order.
+    pub(crate) fn nd_finish(&mut self, name: &str) -> Result<()> {
+        let Some(v) = self.nd.get(name).cloned() else { return Ok(()) };
+        let node = NodeProto {
+            name: "output".into(),
+            op_type: "Output".into(),
+            input: vec![name.into()],
+            output: vec![name.into()],
+            ..Default::default()
+        };
+        let shape = self.nd_plain_shape(&node, &v)?;
+        let plain = self.nd_arrange(&node, &v, v.nd.logical_atoms())?;
+        let layer = self.nd_view(&node, &plain, [shape.c, shape.h, shape.w]);
+        self.nd.remove(name);
+        self.values.insert(name.to_string(), (layer, shape));
+        Ok(())
+    }
 }

@@ -258,7 +258,8 @@ impl Nd {
 
 /// ONNX tensor ops the atom description handles when an activation is not an ordinary
 /// shape (or when the ordinary importer refuses an operator).
-pub(super) const ND_OPS: [&str; 10] = [
+pub(super) const ND_OPS: [&str; 17] = [
+    "Expand",
     "Reshape",
     "Transpose",
     "MatMul",
@@ -269,6 +270,12 @@ pub(super) const ND_OPS: [&str; 10] = [
     "Squeeze",
     "Unsqueeze",
     "Flatten",
+    "LayerNormalization",
+    "ReduceMean",
+    "ReduceSum",
+    "ReduceMax",
+    "ReduceL2",
+    "ReduceSumSquare",
 ];
 
 /// Whether `(size, stride)` runs are row-major and contiguous.

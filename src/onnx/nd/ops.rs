@@ -14,6 +14,44 @@ impl Importer<'_> {
     pub(crate) fn nd_node(&mut self, node: &NodeProto, nodes: &[NodeProto], index: usize) -> Result<()> {
         let op = node.op_type.as_str();
         match op {
+            "Pad" if self.zero_pad(node)? => {
+                let v = self.nd_of(node, 0)?;
+                self.nd_set(node, 0, v);
+                Ok(())
+            }
+            "Expand" => {
+                let v = self.nd_of(node, 0)?;
+                let target = self.required(node, 1, "shape")?.to_ints();
+                let dims = v.nd.dims();
+                if target.len() != dims.len() {
+                    return Err(bad(
+                        node,
+                        format!(
+                            "Expand of {} to rank {} is not supported (same rank is)",
+                            show(&dims),
+                            target.len()
+                        ),
+                    ));
+                }
+                let mut like = v.nd.clone();
+                for (a, (&t, &d)) in target.iter().zip(&dims).enumerate() {
+                    if d == 1 && t > 1 {
+                        let fresh = like.new_atom(usize::try_from(t).map_err(|_| bad(node, "bad size"))?);
+                        let old = like.axes()[a].to_vec();
+                        let at = like.order.iter().position(|x| old.contains(x)).unwrap_or(0);
+                        like.order.retain(|x| !old.contains(x));
+                        like.order.insert(at, fresh);
+                        like.groups[a] = 1;
+                        like.phys.retain(|x| !old.contains(x));
+                        like.phys.push(fresh);
+                    } else if t != 1 && t != d && !(symbolic(t) && batch_factor(t) == batch_factor(d)) {
+                        return Err(bad(node, format!("Expand of {} to {}", show(&dims), show(&target))));
+                    }
+                }
+                let out = if like == v.nd { v } else { self.nd_broadcast(node, &v, &like)? };
+                self.nd_set(node, 0, out);
+                Ok(())
+            }
             "Identity" | "Dropout" => {
                 let v = self.nd_of(node, 0)?;
                 self.nd_set(node, 0, v);
@@ -157,7 +195,7 @@ impl Importer<'_> {
                 Ok(())
             }
             "Relu" | "Clip" => self.nd_elementwise(node, nodes, index),
-            "ReduceMean" | "ReduceSum" | "ReduceMax" => self.nd_reduce(node),
+            "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceL2" | "ReduceSumSquare" => self.nd_reduce(node),
             _ if UNARY_OPS.contains(&op) || ARITH_OPS.contains(&op) => {
                 self.nd_elementwise(node, nodes, index)
             }
@@ -260,12 +298,21 @@ impl Importer<'_> {
         let (w, c) = self.nd_leading(node, &v, &axes)?;
         let rest = w.nd.image_len() / c;
         let x = self.nd_view(node, &w, [c, rest, 1]);
+        let squares = matches!(node.op_type.as_str(), "ReduceL2" | "ReduceSumSquare");
+        let x = if squares {
+            self.push_named(node, "square", Op::Binary(crate::network::Binary::Mul), &[&x, &x])
+        } else {
+            x
+        };
         let r = match node.op_type.as_str() {
             "ReduceMean" => crate::network::Reduce::Mean,
-            "ReduceSum" => crate::network::Reduce::Sum,
-            _ => crate::network::Reduce::Max,
+            "ReduceMax" => crate::network::Reduce::Max,
+            _ => crate::network::Reduce::Sum,
         };
-        let layer = self.push_named(node, "reduce", Op::ReduceChannels(r), &[&x]);
+        let mut layer = self.push_named(node, "reduce", Op::ReduceChannels(r), &[&x]);
+        if node.op_type == "ReduceL2" {
+            layer = self.push_named(node, "sqrt", Op::Unary(crate::network::Unary::Sqrt), &[&layer]);
+        }
         let mut nd = w.nd.clone();
         let groups: Vec<Vec<usize>> = nd.axes().iter().map(|g| g.to_vec()).collect();
         let reduced: Vec<usize> = axes.iter().flat_map(|&a| groups[a].clone()).collect();
@@ -621,5 +668,15 @@ impl Importer<'_> {
         nd.phys.push(fm);
         self.nd_set(node, 0, NdValue { layer, nd, view: [n, lead_len * m, 1] });
         Ok(())
+    }
+
+    /// Whether a Pad node pads by nothing.
+    fn zero_pad(&self, node: &NodeProto) -> Result<bool> {
+        let pads = if self.opset < 11 {
+            attr_ints(node, "pads").unwrap_or_default()
+        } else {
+            self.required(node, 1, "pads")?.to_ints()
+        };
+        Ok(pads.iter().all(|&p| p == 0))
     }
 }
