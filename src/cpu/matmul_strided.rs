@@ -31,18 +31,27 @@ pub fn matmul_strided(p: &MatmulStridedParams, a: &[f32], b: &[f32], out: &mut [
                 }
             }
         }
-        let o0 = img * u(p.out_image) + i * u(p.o_b0) + j * u(p.o_b1);
-        for r in 0..m {
-            for c in 0..n {
-                let at = o0 + r * u(p.o_m) + c * u(p.o_n);
-                assert!(at < out_len, "matmul_strided writes inside its output");
-                // SAFETY: `at` is in bounds (checked above), and the output strides tile
-                // the output (`MatMul::validate`), so no two blocks or elements write the
-                // same place while the blocks run in parallel.
-                unsafe { *out_ptr.get().add(at) = pc[r * n + c] };
-            }
-        }
+        scatter(p, q, &pc, out_ptr, out_len);
     });
+}
+
+/// Writes block `q`'s row-major `m × n` product `pc` to its strided place in the output
+/// (`out_len` elements at `out`).
+pub(crate) fn scatter(p: &MatmulStridedParams, q: usize, pc: &[f32], out: OutPtr, out_len: usize) {
+    let u = |v: u32| v as usize;
+    let (img, i, j) = (q / (u(p.b0) * u(p.b1)), q / u(p.b1) % u(p.b0), q % u(p.b1));
+    let o0 = img * u(p.out_image) + i * u(p.o_b0) + j * u(p.o_b1);
+    let n = u(p.n);
+    for r in 0..u(p.m) {
+        for c in 0..n {
+            let at = o0 + r * u(p.o_m) + c * u(p.o_n);
+            assert!(at < out_len, "matmul_strided writes inside its output");
+            // SAFETY: `at` is in bounds (checked above), and the output strides tile the
+            // output (`MatMul::validate`), so no two blocks or elements write the same
+            // place while the blocks run in parallel.
+            unsafe { *out.get().add(at) = pc[r * n + c] };
+        }
+    }
 }
 
 /// The output buffer shared by the parallel blocks, which write disjoint elements.

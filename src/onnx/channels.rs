@@ -235,26 +235,10 @@ impl Importer<'_> {
             }
         }
         // A sole consumer Add of a constant vector is the bias.
-        let out = &node.output[0];
-        let users: Vec<usize> = nodes
-            .iter()
-            .enumerate()
-            .skip(index + 1)
-            .filter(|(_, n)| n.input.contains(out))
-            .map(|(i, _)| i)
-            .collect();
-        let mut bias = None;
-        if let [only] = users[..] {
-            let add = &nodes[only];
-            let other = add.input.iter().find(|n| *n != out);
-            if add.op_type == "Add" && add.input.len() == 2 && !add.output.is_empty() {
-                if let Some(c) = other.and_then(|n| self.constants.get(n)).filter(|c| c.len() == cout) {
-                    if c.dims.iter().rev().skip(1).all(|&d| d == 1) {
-                        bias = Some((c.floats.clone(), only, add.output[0].clone()));
-                    }
-                }
-            }
-        }
+        let bias = self
+            .bias_add(node, nodes, index)
+            .filter(|(_, c, _)| c.len() == cout && c.dims.iter().rev().skip(1).all(|&d| d == 1))
+            .map(|(at, c, output)| (c.floats, at, output));
         let conv = Conv::new(cout, [1, 1], 0, weights, bias.as_ref().map(|(b, _, _)| b.clone()));
         let shape = Shape { c: cout, ..s };
         self.push(node, Op::Conv(conv), &[&x], shape);

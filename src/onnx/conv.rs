@@ -208,24 +208,10 @@ impl Importer<'_> {
         // output is this layer's output.
         let mut absorbed_add = None;
         if node.op_type == "MatMul" {
-            let out = &node.output[0];
-            let users: Vec<usize> = nodes
-                .iter()
-                .enumerate()
-                .skip(index + 1)
-                .filter(|(_, n)| n.input.contains(out))
-                .map(|(i, _)| i)
-                .collect();
-            if let [only] = users[..] {
-                let add = &nodes[only];
-                if add.op_type == "Add" && !add.output.is_empty() {
-                    let other = add.input.iter().find(|n| *n != out);
-                    if let Some(c) = other.and_then(|n| self.constants.get(n)) {
-                        bias_input = Some(c.clone());
-                        self.consumed.insert(only);
-                        absorbed_add = Some(add.output[0].clone());
-                    }
-                }
+            if let Some((only, c, output)) = self.bias_add(node, nodes, index) {
+                bias_input = Some(c);
+                self.consumed.insert(only);
+                absorbed_add = Some(output);
             }
         }
         let bias = match bias_input {

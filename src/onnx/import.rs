@@ -273,6 +273,31 @@ impl<'m> Importer<'m> {
         self.constant(node, k, what)?.ok_or_else(|| bad(node, format!("{what} (input {k}) is missing")))
     }
 
+    /// The node reading `node`'s output and nothing else reads, when it is an Add of that
+    /// output and a constant (a MatMul's bias): its index, the constant and its output.
+    pub(super) fn bias_add(
+        &self,
+        node: &NodeProto,
+        nodes: &[NodeProto],
+        index: usize,
+    ) -> Option<(usize, Constant, String)> {
+        let out = &node.output[0];
+        let users: Vec<usize> = nodes
+            .iter()
+            .enumerate()
+            .skip(index + 1)
+            .filter(|(_, n)| n.input.contains(out))
+            .map(|(i, _)| i)
+            .collect();
+        let [only] = users[..] else { return None };
+        let add = &nodes[only];
+        if add.op_type != "Add" || add.input.len() != 2 || add.output.is_empty() {
+            return None;
+        }
+        let other = add.input.iter().find(|n| *n != out)?;
+        Some((only, self.constants.get(other)?.clone(), add.output[0].clone()))
+    }
+
     pub(super) fn layer_name(&mut self, node: &NodeProto) -> String {
         let base = if node.name.is_empty() { node.output[0].clone() } else { node.name.clone() };
         self.unique_name(base)

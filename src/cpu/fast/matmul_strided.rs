@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::cpu::gemm::Microkernel;
 use crate::cpu::gemm::{sgemm, GemmScratch, Strided};
-use crate::cpu::matmul_strided::OutPtr;
+use crate::cpu::matmul_strided::{scatter, OutPtr};
 use crate::params::MatmulStridedParams;
 
 fn kernel() -> &'static Microkernel {
@@ -32,16 +32,7 @@ pub(crate) fn matmul_strided_fast(p: &MatmulStridedParams, a: &[f32], b: &[f32],
             let sa = Strided { data: &a[a0..], rs: u(p.a_m), cs: u(p.a_k) };
             let sb = Strided { data: &b[b0..], rs: u(p.b_k), cs: u(p.b_n) };
             sgemm(kernel(), (m, n, k), sa, sb, pc, n, false, scratch);
-            let o0 = img * u(p.out_image) + i * u(p.o_b0) + j * u(p.o_b1);
-            for r in 0..m {
-                for c in 0..n {
-                    let at = o0 + r * u(p.o_m) + c * u(p.o_n);
-                    assert!(at < out_len, "matmul_strided writes inside its output");
-                    // SAFETY: in bounds (checked above); the output strides tile the
-                    // output (`MatMul::validate`), so parallel blocks write disjoint places.
-                    unsafe { *out_ptr.get().add(at) = pc[r * n + c] };
-                }
-            }
+            scatter(p, q, pc, out_ptr, out_len);
         },
     );
 }

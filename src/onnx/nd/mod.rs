@@ -199,6 +199,24 @@ impl Nd {
         }
     }
 
+    /// Replaces the atoms of ONNX axis `axis` by one new atom of `size`, outermost in
+    /// memory when `outermost`, else innermost; returns it.
+    fn replace_axis(&mut self, axis: usize, size: usize, outermost: bool) -> usize {
+        let old = self.axes()[axis].to_vec();
+        let fresh = self.new_atom(size);
+        let at = self.order.iter().position(|a| old.contains(a)).unwrap_or(0);
+        self.order.retain(|a| !old.contains(a));
+        self.order.insert(at, fresh);
+        self.groups[axis] = 1;
+        self.phys.retain(|a| !old.contains(a));
+        if outermost {
+            self.phys.insert(0, fresh);
+        } else {
+            self.phys.push(fresh);
+        }
+        fresh
+    }
+
     /// Splits atom `a` into an outer atom of `outer` and an inner one, in place in the
     /// logical and the memory order; returns `(outer, inner)`.
     fn split_atom(&mut self, a: usize, outer: usize) -> (usize, usize) {

@@ -36,14 +36,7 @@ impl Importer<'_> {
                 let mut like = v.nd.clone();
                 for (a, (&t, &d)) in target.iter().zip(&dims).enumerate() {
                     if d == 1 && t > 1 {
-                        let fresh = like.new_atom(usize::try_from(t).map_err(|_| bad(node, "bad size"))?);
-                        let old = like.axes()[a].to_vec();
-                        let at = like.order.iter().position(|x| old.contains(x)).unwrap_or(0);
-                        like.order.retain(|x| !old.contains(x));
-                        like.order.insert(at, fresh);
-                        like.groups[a] = 1;
-                        like.phys.retain(|x| !old.contains(x));
-                        like.phys.push(fresh);
+                        like.replace_axis(a, usize::try_from(t).map_err(|_| bad(node, "bad size"))?, false);
                     } else if t != 1 && t != d && !(symbolic(t) && batch_factor(t) == batch_factor(d)) {
                         return Err(bad(node, format!("Expand of {} to {}", show(&dims), show(&target))));
                     }
@@ -476,14 +469,7 @@ impl Importer<'_> {
             }
             let n = c.dims[axis];
             let mut like = canon.clone();
-            let ax = like.axes()[axis].to_vec();
-            let fresh = like.new_atom(n);
-            let at = like.order.iter().position(|a| ax.contains(a)).unwrap_or(0);
-            like.order.retain(|a| !ax.contains(a));
-            like.order.insert(at, fresh);
-            like.groups[axis] = 1;
-            like.phys.retain(|a| !ax.contains(a));
-            like.phys.insert(0, fresh);
+            like.replace_axis(axis, n, true);
             let values = laid_out(node, &c, &like)?;
             let source = layers[first].clone();
             layers[k] = self.push_named(
@@ -497,14 +483,7 @@ impl Importer<'_> {
         let names: Vec<&str> = layers.iter().map(String::as_str).collect();
         let layer = self.push_named(node, "concat", Op::Concat, &names);
         let mut nd = canon;
-        let ax = nd.axes()[axis].to_vec();
-        let fresh = nd.new_atom(total);
-        let at = nd.order.iter().position(|a| ax.contains(a)).unwrap_or(0);
-        nd.order.retain(|a| !ax.contains(a));
-        nd.order.insert(at, fresh);
-        nd.groups[axis] = 1;
-        nd.phys.retain(|a| !ax.contains(a));
-        nd.phys.insert(0, fresh);
+        nd.replace_axis(axis, total, true);
         self.nd_set(node, 0, NdValue { layer, nd, view: [total, rest, 1] });
         Ok(())
     }
@@ -549,26 +528,10 @@ impl Importer<'_> {
         let mut bias = if gemm { self.constant(node, 2, "bias")?.map(|c| c.floats.clone()) } else { None };
         let mut absorbed = None;
         if !gemm {
-            let out = &node.output[0];
-            let users: Vec<usize> = nodes
-                .iter()
-                .enumerate()
-                .skip(index + 1)
-                .filter(|(_, n)| n.input.contains(out))
-                .map(|(i, _)| i)
-                .collect();
-            if let [only] = users[..] {
-                let add = &nodes[only];
-                let other = add.input.iter().find(|n| *n != out);
-                if add.op_type == "Add" && add.input.len() == 2 && !add.output.is_empty() {
-                    if let Some(c) = other
-                        .and_then(|n| self.constants.get(n))
-                        .filter(|c| c.len() == cout && c.dims.iter().rev().skip(1).all(|&d| d == 1))
-                    {
-                        bias = Some(c.floats.clone());
-                        absorbed = Some((only, add.output[0].clone()));
-                    }
-                }
+            let vector = |c: &Constant| c.len() == cout && c.dims.iter().rev().skip(1).all(|&d| d == 1);
+            if let Some((only, c, output)) = self.bias_add(node, nodes, index).filter(|(_, c, _)| vector(c)) {
+                bias = Some(c.floats);
+                absorbed = Some((only, output));
             }
         }
         let bias = match bias {
@@ -582,13 +545,7 @@ impl Importer<'_> {
         let conv = Conv::new(cout, [1, 1], 0, weights, bias);
         let layer = self.push_named(node, "linear", Op::Conv(conv), &[&input]);
         let mut nd = x.nd.clone();
-        let last = nd.axes()[rank - 1].to_vec();
-        let fresh = nd.new_atom(cout);
-        nd.order.retain(|a| !last.contains(a));
-        nd.order.push(fresh);
-        nd.groups[rank - 1] = 1;
-        nd.phys.retain(|a| !last.contains(a));
-        nd.phys.insert(0, fresh);
+        nd.replace_axis(rank - 1, cout, true);
         let out = NdValue { layer, nd, view: [cout, rest, 1] };
         self.nd_set(node, 0, out);
         if let Some((at, output)) = absorbed {
