@@ -10,11 +10,11 @@ use super::buffers;
 use super::conv::{self, Sampling};
 use super::layers;
 use super::tape::{Aux, Grads, Mode, Tape, Tensor};
-use super::tensor_ops::{matmul_backward, softmax_backward, strided_backward};
+use super::tensor_ops::{softmax_backward, tensor_backward, tensor_forward};
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
 use crate::network::{broadcast_mode, Conv, Network, Op, Reduce, Resample};
-use crate::plan::{in_layer, matmul_params, order, pool_out, strided_params, Plan, PlanOptions, StepOp};
+use crate::plan::{in_layer, order, pool_out, Plan, PlanOptions, StepOp};
 use crate::rng::hash2;
 use crate::strategy::Interpolation;
 
@@ -282,47 +282,9 @@ impl Model {
                     crate::cpu::softmax(&softmax_params(x.shape), &x.data, &mut y);
                     (Tensor { data: y, shape: x.shape }, Aux::None)
                 }
-                Op::Reshape { shape: [c, oh, ow] } => {
-                    if c * oh * ow != ch * h * w {
-                        return Err(Error::InvalidArgument(format!(
-                            "layer '{}' views {ch}x{h}x{w} as {c}x{oh}x{ow}",
-                            layer.name
-                        )));
-                    }
-                    (Tensor { shape: [b, *c, *oh, *ow], data: x.data.clone() }, Aux::None)
-                }
-                Op::Strided(v) => {
-                    let image = ch * h * w;
-                    in_layer(layer, v.validate(image))?;
-                    let params = in_layer(layer, strided_params(v, b, image))?;
-                    let mut y = buffers::scratch(b * v.dims.iter().product::<usize>());
-                    crate::cpu::strided_copy(&params, &x.data, &mut y);
-                    let [c, oh, ow] = v.shape;
-                    (Tensor { shape: [b, c, oh, ow], data: y }, Aux::None)
-                }
-                Op::Constant { shape: [c, oh, ow], values } => {
-                    let mut y = Vec::with_capacity(b * values.len());
-                    for _ in 0..b {
-                        y.extend_from_slice(values);
-                    }
-                    if values.len() != c * oh * ow {
-                        return Err(Error::InvalidArgument(format!(
-                            "layer '{}': {} values for a {c}x{oh}x{ow} constant",
-                            layer.name,
-                            values.len()
-                        )));
-                    }
-                    (Tensor { shape: [b, *c, *oh, *ow], data: y }, Aux::None)
-                }
-                Op::MatMul(mm) => {
-                    let other = &values[&layer.inputs[1]];
-                    let (a_len, b_len) = (ch * h * w, other.data.len() / b.max(1));
-                    in_layer(layer, mm.validate(a_len, b_len))?;
-                    let params = in_layer(layer, matmul_params(mm, b, a_len, b_len))?;
-                    let mut y = buffers::scratch(b * mm.out_len());
-                    crate::cpu::matmul_strided(&params, &x.data, &other.data, &mut y);
-                    let [c, oh, ow] = mm.shape;
-                    (Tensor { shape: [b, c, oh, ow], data: y }, Aux::None)
+                Op::Reshape { .. } | Op::Strided(_) | Op::Constant { .. } | Op::MatMul(_) => {
+                    let other = layer.inputs.get(1).and_then(|n| values.get(n));
+                    (tensor_forward(layer, x, other)?, Aux::None)
                 }
                 Op::Unary(f) => {
                     (Tensor { data: x.data.iter().map(|&v| f.apply(v)).collect(), shape: x.shape }, Aux::None)
@@ -636,20 +598,13 @@ impl Model {
                 }
                 Op::Softmax => softmax_backward(&softmax_params(x.shape), &y.data, &dy),
                 Op::Reshape { .. } => std::mem::take(&mut dy),
-                Op::Strided(v) => {
-                    let image = ch * h * w;
-                    let params = in_layer(layer, strided_params(v, b, image))?;
-                    strided_backward(&params, &dy, image)
-                }
-                // Constant values: no gradient reaches the input, which only set the batch.
-                Op::Constant { .. } => buffers::zeroed(x.data.len()),
-                Op::MatMul(mm) => {
-                    let other = tape.at(&layer.inputs[1]);
-                    let (a_len, b_len) = (ch * h * w, other.data.len() / b.max(1));
-                    let params = in_layer(layer, matmul_params(mm, b, a_len, b_len))?;
-                    let (da, db) = matmul_backward(&params, &x.data, &other.data, &dy);
-                    add(&mut grad, &layer.inputs[1], db);
-                    da
+                Op::Strided(_) | Op::Constant { .. } | Op::MatMul(_) => {
+                    let other = layer.inputs.get(1).map(|n| tape.at(n));
+                    let (dx, d_other) = tensor_backward(layer, x, other, &dy)?;
+                    if let Some(d) = d_other {
+                        add(&mut grad, &layer.inputs[1], d);
+                    }
+                    dx
                 }
             };
             if input || layer.inputs[0] != self.net.input.name {

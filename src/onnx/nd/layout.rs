@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{is_row_major, show, Nd, NdValue};
+use super::{checked_product, is_row_major, show, Nd, NdValue};
 use crate::error::Result;
 use crate::network::{Op, Strided, MAX_STRIDED_RANK};
 use crate::onnx::import::{bad, Importer, Shape};
@@ -233,19 +233,19 @@ impl Importer<'_> {
             }
         };
         if let Some(&i) = infer.first() {
-            let known: usize = dims.iter().product();
+            let known = checked_product(&dims).ok_or_else(|| fail("the sizes overflow"))?;
             if known == 0 || !total.is_multiple_of(known) {
                 return Err(fail("the sizes do not divide"));
             }
             dims[i] = total / known;
         }
-        if dims.iter().product::<usize>() != total {
+        if checked_product(&dims) != Some(total) {
             return Err(fail("the element counts differ"));
         }
         // Atoms before the batch (logically) stay before it.
         let pos = v.nd.order.iter().position(|&a| a == v.nd.batch).unwrap_or(0);
         let pre_len: usize = v.nd.order[..pos].iter().map(|&a| v.nd.size[a]).product();
-        let before: usize = dims[..batch_axis].iter().product();
+        let before = checked_product(&dims[..batch_axis]).ok_or_else(|| fail("the sizes overflow"))?;
         if before == 0
             || !pre_len.is_multiple_of(before)
             || !dims[batch_axis].is_multiple_of(pre_len / before)

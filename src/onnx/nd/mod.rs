@@ -296,6 +296,11 @@ pub(super) const ND_OPS: [&str; 17] = [
     "ReduceSumSquare",
 ];
 
+/// The product of `v`, `None` on overflow (sizes come from the model file).
+fn checked_product(v: &[usize]) -> Option<usize> {
+    v.iter().try_fold(1usize, |acc, &x| acc.checked_mul(x))
+}
+
 /// Whether `(size, stride)` runs are row-major and contiguous.
 fn is_row_major(runs: &[(usize, usize)]) -> bool {
     let mut expect = 1;

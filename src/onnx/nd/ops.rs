@@ -1,6 +1,6 @@
 //! ONNX operators on atom descriptions.
 
-use super::{laid_out, progression, show, Nd, NdValue};
+use super::{checked_product, laid_out, progression, show, Nd, NdValue};
 use crate::error::Result;
 use crate::network::{Conv, MatMul, Op};
 use crate::onnx::fold;
@@ -40,6 +40,10 @@ impl Importer<'_> {
                     } else if t != 1 && t != d && !(symbolic(t) && batch_factor(t) == batch_factor(d)) {
                         return Err(bad(node, format!("Expand of {} to {}", show(&dims), show(&target))));
                     }
+                }
+                let sizes: Vec<usize> = like.phys.iter().map(|&a| like.size[a]).collect();
+                if checked_product(&sizes).is_none_or(|n| n > 1 << 30) {
+                    return Err(bad(node, format!("Expand to {} is too large", show(&target))));
                 }
                 let out = if like == v.nd { v } else { self.nd_broadcast(node, &v, &like)? };
                 self.nd_set(node, 0, out);
@@ -89,7 +93,11 @@ impl Importer<'_> {
                 let axis = fold::axis(node, attr_i(node, "axis", 1), rank + 1)?;
                 let dims = v.nd.dims();
                 let fold_dims = |d: &[i64]| -> i64 {
-                    let k: i64 = d.iter().map(|&x| batch_factor(x).unwrap_or(x)).product();
+                    let k = d
+                        .iter()
+                        .map(|&x| batch_factor(x).unwrap_or(x))
+                        .try_fold(1i64, |acc, x| acc.checked_mul(x))
+                        .unwrap_or(-2);
                     if d.iter().any(|&x| symbolic(x)) {
                         batch_times(k)
                     } else {
