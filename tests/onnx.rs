@@ -38,8 +38,16 @@ const MODELS: [&str; 12] = [
     "gemm_trans_b",
 ];
 
-const MORE: [&str; 6] =
-    ["clip_relu6", "clip_opset9", "operators_mix", "non_finite", "compare_where", "fold_mod"];
+const MORE: [&str; 8] = [
+    "clip_relu6",
+    "clip_opset9",
+    "operators_mix",
+    "non_finite",
+    "compare_where",
+    "fold_mod",
+    "einsum",
+    "channels_last_output",
+];
 
 /// Exported by torch.onnx.export (export_torch.py): TorchScript and torch.export exporters.
 const TORCH: [&str; 8] = [
@@ -57,7 +65,7 @@ const TORCH: [&str; 8] = [
 /// at opsets 9 to 17 and the torch.export exporter at 18: constant folding of shape
 /// arithmetic, squeeze-excitation, Hardswish, SiLU, GELU, channel shuffle, split, layer
 /// norms over channels, dense blocks, ReLU6, vision transformers (ViT, Swin, SwinV2).
-const ZOO: [&str; 31] = [
+const ZOO: [&str; 33] = [
     "zoo_mobilenet_v3_ts11",
     "zoo_mobilenet_v3_ts17",
     "zoo_mobilenet_v3_dynamo18",
@@ -89,6 +97,8 @@ const ZOO: [&str; 31] = [
     "zoo_swin_ts17",
     "zoo_swin_v2_ts17",
     "zoo_swin_v2_dynamo18",
+    "zoo_maxvit_ts14",
+    "zoo_maxvit_dynamo18",
 ];
 
 #[test]
@@ -117,6 +127,32 @@ fn torch_export_patterns_left_unmapped_are_clear_errors() {
     softmax.attribute.iter_mut().find(|a| a.name == "axis").unwrap().i = 0;
     let e = err(&m.encode_to_vec());
     assert!(e.contains("'Softmax' node") && e.contains("axis 0 holds the batch"), "{e}");
+}
+
+#[test]
+fn einsum_forms_left_unmapped_are_clear_errors() {
+    // Each equation replaces the fixture's "gram" node (operands [N,6,6,4] twice).
+    for (equation, expect) in [
+        ("nhwc,nhwd->nhc", "'d' is summed within the second operand"),
+        ("nhwc,nhww->nhcw", "repeated label 'w'"),
+        ("nhwc,nhwd->hcd", "the batch sits on label 'n'"),
+        ("nhwc,nhwd,nhwe->nhcde", "3 operands (one or two are supported)"),
+        ("nhwc,nhwd,nhwe->nhcde!", "'!' is not a label"),
+        ("nhwc,nhwd->nhcx", "output label 'x' is in no operand"),
+        ("nhwc,hnwd->nhcd", "different sizes"),
+        ("nhw,nhwd->nhd", "3 labels for an operand of rank 4"),
+    ] {
+        let mut m = decoded("einsum");
+        let g = m.graph.as_mut().unwrap();
+        let gram = g.node.iter_mut().find(|n| n.name.starts_with("gram")).unwrap();
+        gram.attribute[0].s = equation.as_bytes().to_vec();
+        if equation.matches(',').count() == 2 {
+            let first = gram.input[0].clone();
+            gram.input.push(first);
+        }
+        let e = err(&m.encode_to_vec());
+        assert!(e.contains("'Einsum' node 'gram") && e.contains(expect), "{equation}: {e}");
+    }
 }
 
 #[test]

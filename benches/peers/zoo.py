@@ -30,6 +30,13 @@ class Out(torch.nn.Module):
     def forward(self, x):
         return self.model(x)["out"]
 
+def vit_b_16():
+    """ViT-B/16 with a random head (torchvision starts it at zero: every output would be 0)."""
+    model = tvm.vit_b_16()
+    torch.nn.init.normal_(model.heads.head.weight, 0, 0.02)
+    return model
+
+
 MODELS = {
     "alexnet": (lambda: tvm.alexnet(), 224),
     "vgg11": (lambda: tvm.vgg11(), 224),
@@ -56,12 +63,19 @@ MODELS = {
     "efficientnet_v2_s": (lambda: tvm.efficientnet_v2_s(), 160),
     "densenet169": (lambda: tvm.densenet169(), 160),
     "wide_resnet50_2": (lambda: tvm.wide_resnet50_2(), 160),
+    # Vision transformers (`--models transformers`; attention needs opset 14 or later with
+    # the TorchScript exporter, which only writes it with gradients enabled).
+    "vit_b_16": (lambda: vit_b_16(), 224),
+    "swin_t": (lambda: tvm.swin_t(), 224),
+    "swin_v2_t": (lambda: tvm.swin_v2_t(), 256),
+    "maxvit_t": (lambda: tvm.maxvit_t(), 224),
     # Segmentation (bilinear Resize of the logits back to the input size; the "out" head).
     "lraspp_mobilenet_v3_large": (lambda: Out(tvs.lraspp_mobilenet_v3_large(weights_backbone=None)), 160),
     "fcn_resnet50": (lambda: Out(tvs.fcn_resnet50(weights_backbone=None)), 160),
     "deeplabv3_mobilenet_v3_large": (lambda: Out(tvs.deeplabv3_mobilenet_v3_large(weights_backbone=None)), 160),
 }
 SEGMENTATION = ["lraspp_mobilenet_v3_large", "fcn_resnet50", "deeplabv3_mobilenet_v3_large"]
+TRANSFORMERS = ["vit_b_16", "swin_t", "swin_v2_t", "maxvit_t"]
 MORE = ["mobilenet_v3_large", "shufflenet_v2_x1_0", "squeezenet1_0", "regnet_x_400mf", "mnasnet1_0",
         "efficientnet_v2_s", "densenet169", "wide_resnet50_2"]
 EXPORTERS = ["ts9", "ts11", "ts13", "ts17", "dynamo18"]  # also accepted: ts<N>, dynamo<N>
@@ -83,9 +97,9 @@ def export(model, size, path, exporter):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("outdir")
-    ap.add_argument("--models", default=",".join(m for m in MODELS if m not in SEGMENTATION + MORE),
+    ap.add_argument("--models", default=",".join(m for m in MODELS if m not in SEGMENTATION + MORE + TRANSFORMERS),
                     help="comma-separated; 'segmentation' for the three segmentation models, "
-                         "'more' for eight more classifiers")
+                         "'more' for eight more classifiers, 'transformers' for ViT, Swin, SwinV2, MaxViT")
     ap.add_argument("--exporters", default=",".join(EXPORTERS))
     ap.add_argument("--perforate", default="target/release/perforate")
     ap.add_argument("--no-export", action="store_true", help="reuse the files in OUTDIR")
@@ -93,7 +107,7 @@ def main():
     args = ap.parse_args()
     os.makedirs(args.outdir, exist_ok=True)
     rows = []
-    names = {"segmentation": SEGMENTATION, "more": MORE}.get(args.models) or args.models.split(",")
+    names = {"segmentation": SEGMENTATION, "more": MORE, "transformers": TRANSFORMERS}.get(args.models) or args.models.split(",")
     for name in names:
         build, size = MODELS[name]
         for ex in args.exporters.split(","):
@@ -102,7 +116,7 @@ def main():
                 torch.manual_seed(2016)
                 model = build().eval()
                 try:
-                    with torch.no_grad():
+                    with torch.set_grad_enabled(name in TRANSFORMERS):
                         x = export(model, size, base + ".onnx", ex)
                 except Exception as e:  # noqa: BLE001 - report and go on
                     rows.append((name, ex, "export failed: " + str(e).splitlines()[0][:80], ""))

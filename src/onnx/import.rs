@@ -14,7 +14,7 @@ use crate::network::{BatchNorm, InputSpec, Lrn, Network, Op, Pool};
 
 /// Operator types the importer maps onto layers (opsets 9 to 21); the operators of
 /// [`fold::FOLDABLE`] are also accepted wherever their inputs are constants.
-pub const SUPPORTED_OPS: [&str; 66] = [
+pub const SUPPORTED_OPS: [&str; 67] = [
     "Conv",
     "Relu",
     "Clip",
@@ -81,6 +81,7 @@ pub const SUPPORTED_OPS: [&str; 66] = [
     "GreaterOrEqual",
     "LessOrEqual",
     "Where",
+    "Einsum",
 ];
 
 /// Whether the importer knows `op` at all (as a layer, or folded when its inputs are
@@ -339,7 +340,8 @@ impl<'m> Importer<'m> {
         if self.try_fold(node)? {
             return Ok(());
         }
-        if node.input.iter().any(|n| self.nd.contains_key(n)) {
+        // Einsum exists only on atoms.
+        if node.op_type == "Einsum" || node.input.iter().any(|n| self.nd.contains_key(n)) {
             return self.nd_node(node, nodes, index);
         }
         // The ordinary shapes first; an operator they refuse may still work on atoms.

@@ -492,9 +492,10 @@ impl Importer<'_> {
         Ok(())
     }
 
-    pub(super) fn split(&mut self, node: &NodeProto) -> Result<()> {
-        let (x, s) = self.value_view(node, 0)?;
-        self.channel_axis(node, attr_i(node, "axis", 0), s)?;
+    /// The part lengths of a Split node cutting an axis of `len`: from its `split` input
+    /// (attribute before opset 13), else `num_outputs` or the output count, equal parts
+    /// with a shorter last one.
+    pub(super) fn split_sizes(&self, node: &NodeProto, len: usize) -> Result<Vec<usize>> {
         let n = node.output.len();
         let sizes: Vec<usize> = match (self.opset < 13, node.input.get(1).filter(|i| !i.is_empty())) {
             (true, _) => {
@@ -507,17 +508,24 @@ impl Importer<'_> {
         };
         let sizes = if sizes.is_empty() {
             let parts = attr(node, "num_outputs").map_or(n, |a| a.i.max(1) as usize);
-            let each = s.c.div_ceil(parts);
-            (0..parts).map(|k| each.min(s.c.saturating_sub(k * each))).collect()
+            let each = len.div_ceil(parts);
+            (0..parts).map(|k| each.min(len.saturating_sub(k * each))).collect()
         } else {
             sizes
         };
-        if sizes.len() != n || sizes.iter().sum::<usize>() != s.c {
+        if sizes.len() != n || sizes.iter().sum::<usize>() != len {
             return Err(bad(
                 node,
-                format!("split sizes {sizes:?} do not cut {} channels into {n} outputs", s.c),
+                format!("split sizes {sizes:?} do not cut an axis of {len} into {n} outputs"),
             ));
         }
+        Ok(sizes)
+    }
+
+    pub(super) fn split(&mut self, node: &NodeProto) -> Result<()> {
+        let (x, s) = self.value_view(node, 0)?;
+        self.channel_axis(node, attr_i(node, "axis", 0), s)?;
+        let sizes = self.split_sizes(node, s.c)?;
         let mut start = 0;
         for (k, &len) in sizes.iter().enumerate() {
             if !node.output[k].is_empty() {

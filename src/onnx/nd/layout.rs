@@ -375,9 +375,20 @@ impl Importer<'_> {
         Ok(NdValue { layer, nd, view: [len, 1, 1] })
     }
 
-    /// The network output `name` as an ordinary value: memory in logical order.
+    /// The network output `name` as an ordinary value with memory in logical order (an
+    /// atom description, or a view such as channels-last `[N, H, W, C]` over NCHW memory,
+    /// gets one strided copy).
     pub(crate) fn nd_finish(&mut self, name: &str) -> Result<()> {
-        let Some(v) = self.nd.get(name).cloned() else { return Ok(()) };
+        let v = match self.nd.get(name) {
+            Some(v) => v.clone(),
+            None => {
+                let Some((layer, s)) = self.values.get(name).cloned() else { return Ok(()) };
+                match Nd::from_shape(&s) {
+                    Some(nd) if nd.phys != nd.logical_atoms() => NdValue { layer, nd, view: [s.c, s.h, s.w] },
+                    _ => return Ok(()),
+                }
+            }
+        };
         let node = NodeProto {
             name: "output".into(),
             op_type: "Output".into(),

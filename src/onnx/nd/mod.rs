@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 
+mod einsum;
 mod layout;
 mod ops;
 
@@ -41,6 +42,20 @@ pub(super) struct NdValue {
     pub layer: String,
     pub nd: Nd,
     pub view: [usize; 3],
+}
+
+impl NdValue {
+    /// The value with its ONNX axes permuted (`perm[i]` is the old axis of new axis `i`):
+    /// only the grouping changes, memory stays.
+    #[track_caller]
+    pub(super) fn permuted(&self, perm: &[usize]) -> NdValue {
+        let groups = self.nd.axes();
+        assert_eq!(perm.len(), groups.len(), "a permutation of every axis");
+        let mut nd = self.nd.clone();
+        nd.order = perm.iter().flat_map(|&a| groups[a].iter().copied()).collect();
+        nd.groups = perm.iter().map(|&a| groups[a].len()).collect();
+        NdValue { nd, ..self.clone() }
+    }
 }
 
 impl Nd {
@@ -276,7 +291,9 @@ impl Nd {
 
 /// ONNX tensor ops the atom description handles when an activation is not an ordinary
 /// shape (or when the ordinary importer refuses an operator).
-pub(super) const ND_OPS: [&str; 17] = [
+pub(super) const ND_OPS: [&str; 19] = [
+    "Split",
+    "Einsum",
     "Expand",
     "Reshape",
     "Transpose",

@@ -66,11 +66,7 @@ impl Importer<'_> {
                 if sorted != (0..rank).collect::<Vec<_>>() {
                     return Err(bad(node, format!("perm {perm:?} is not a permutation of {rank} axes")));
                 }
-                let groups = v.nd.axes();
-                let mut nd = v.nd.clone();
-                nd.order = perm.iter().flat_map(|&a| groups[a].iter().copied()).collect();
-                nd.groups = perm.iter().map(|&a| groups[a].len()).collect();
-                self.nd_set(node, 0, NdValue { nd, ..v });
+                self.nd_set(node, 0, v.permuted(&perm));
                 Ok(())
             }
             "Reshape" => {
@@ -160,8 +156,26 @@ impl Importer<'_> {
             }
             "Gather" => self.nd_gather(node),
             "Slice" => self.nd_slice(node),
+            "Split" => {
+                let v = self.nd_of(node, 0)?;
+                let axis = fold::axis(node, attr_i(node, "axis", 0), v.nd.rank())?;
+                if axis == v.nd.batch_axis() {
+                    return Err(bad(node, "splitting the batch axis is not supported"));
+                }
+                let sizes = self.split_sizes(node, v.nd.axis_len(axis))?;
+                let mut start = 0;
+                for (k, &len) in sizes.iter().enumerate() {
+                    if !node.output[k].is_empty() {
+                        let part = self.nd_select(node, v.clone(), axis, start, 1, Some(len))?;
+                        self.nd_set(node, k, part);
+                    }
+                    start += len;
+                }
+                Ok(())
+            }
             "Concat" => self.nd_concat(node),
             "MatMul" | "Gemm" => self.nd_matmul(node, nodes, index),
+            "Einsum" => self.nd_einsum(node),
             "Softmax" => {
                 let v = self.nd_of(node, 0)?;
                 let rank = v.nd.rank();
@@ -574,6 +588,13 @@ impl Importer<'_> {
     pub(super) fn nd_matmul_act(&mut self, node: &NodeProto) -> Result<()> {
         let a = self.nd_of(node, 0)?;
         let b = self.nd_of(node, 1)?;
+        let out = self.nd_matmul_values(node, &a, &b)?;
+        self.nd_set(node, 0, out);
+        Ok(())
+    }
+
+    /// The product of two activations `[…, M, K] · […, K, N]` (see [`Self::nd_matmul_act`]).
+    pub(super) fn nd_matmul_values(&mut self, node: &NodeProto, a: &NdValue, b: &NdValue) -> Result<NdValue> {
         let rank = a.nd.rank();
         let (da, db) = (a.nd.dims(), b.nd.dims());
         if rank < 3 || b.nd.rank() != rank || da[..rank - 2] != db[..rank - 2] || da[rank - 1] != db[rank - 2]
@@ -593,7 +614,7 @@ impl Importer<'_> {
         let lead: Vec<usize> = (0..rank - 2).collect();
         // Each operand with memory in logical order for its leading axes: [lead][M][K].
         let plain = |s: &mut Self, v: &NdValue| s.nd_arrange(node, v, v.nd.logical_atoms());
-        let (a, b) = (plain(self, &a)?, plain(self, &b)?);
+        let (a, b) = (plain(self, a)?, plain(self, b)?);
         type Run = (usize, usize);
         let units = |v: &NdValue| -> (Vec<Run>, Run, Run) {
             let g = v.nd.axes();
@@ -631,8 +652,7 @@ impl Importer<'_> {
         nd.phys = vec![fn_];
         nd.phys.extend(lead_atoms.iter().copied().filter(|&x| x != nd.batch));
         nd.phys.push(fm);
-        self.nd_set(node, 0, NdValue { layer, nd, view: [n, lead_len * m, 1] });
-        Ok(())
+        Ok(NdValue { layer, nd, view: [n, lead_len * m, 1] })
     }
 
     /// Whether a Pad node pads by nothing.

@@ -20,7 +20,7 @@ import onnxruntime as ort
 
 def main() -> None:
     if len(sys.argv) < 2:
-        sys.exit("usage: profile.py MODEL.onnx [BATCH]")
+        sys.exit("usage: ort_profile.py MODEL.onnx [BATCH]")
     path = sys.argv[1]
     batch = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     so = ort.SessionOptions()
