@@ -4,6 +4,9 @@
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+mod rows_avx2;
+
 use super::elementwise::expand_plane;
 use crate::cpu::nan::any_nan;
 use crate::cpu::pool2d::{pool_plane as pool_plane_twin, pool_windows, window_axis};
@@ -188,6 +191,10 @@ fn pool_plane_dispatch(
             return false;
         }
         if std::arch::is_x86_feature_detected!("avx2") {
+            if rows_avx2::applies(g, ranges.len()) {
+                // SAFETY: the feature was detected; the window fits the kernel.
+                return unsafe { rows_avx2::pool_plane_rows_avx2(g, ranges.len(), windows, src, dst) };
+            }
             // SAFETY: the feature was detected.
             unsafe { pool_plane_avx2(g, ranges, windows, src, dst, rows) };
             return false;
@@ -223,11 +230,16 @@ unsafe fn pool_plane_avx2(
     pool_plane(g, ranges, windows, src, dst, rows);
 }
 
-/// Whether this CPU runs `g`'s planes on [`pool_plane_rows_avx512`].
+/// Whether this CPU runs `g`'s planes on a register kernel ([`pool_plane_rows_avx512`] or
+/// the AVX2 one), which reports NaN itself.
 fn rows_kernel_available(g: &RowGeometry, kw: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         return rows_kernel_applies(g, kw);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        return rows_avx2::applies(g, kw);
     }
     let _ = (g, kw);
     false
