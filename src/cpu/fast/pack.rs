@@ -112,22 +112,8 @@ fn lanes(nr: usize) -> u64 {
 /// # Safety
 /// See [`PackFn`]; the CPU has AVX2.
 #[cfg(target_arch = "x86_64")]
-unsafe fn pack_avx2(
-    src: *const f32,
-    taps: &[u32],
-    reads: &[TileRead],
-    dst: *mut f32,
-    stride: usize,
-    nr: usize,
-    ahead: isize,
-) {
-    // SAFETY: forwarded contract.
-    unsafe { pack_avx2_inner(src, taps, reads, dst, stride, nr, ahead) }
-}
-
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn pack_avx2_inner(
+unsafe fn pack_avx2(
     src: *const f32,
     taps: &[u32],
     reads: &[TileRead],
@@ -174,22 +160,8 @@ unsafe fn pack_avx2_inner(
 /// # Safety
 /// See [`PackFn`]; the CPU has AVX-512F.
 #[cfg(target_arch = "x86_64")]
-unsafe fn pack_avx512(
-    src: *const f32,
-    taps: &[u32],
-    reads: &[TileRead],
-    dst: *mut f32,
-    stride: usize,
-    nr: usize,
-    ahead: isize,
-) {
-    // SAFETY: forwarded contract.
-    unsafe { pack_avx512_inner(src, taps, reads, dst, stride, nr, ahead) }
-}
-
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn pack_avx512_inner(
+unsafe fn pack_avx512(
     src: *const f32,
     taps: &[u32],
     reads: &[TileRead],
