@@ -347,14 +347,23 @@ struct Runs {
 /// their last pointers; those sums are computed and not used).
 type TileFn = unsafe fn(&[*const f32; MR], &[*const f32; NR], Runs, &mut [[f32; NR]; MR]);
 
+/// The tile of the microkernel family the CPU executor picked (`PERFORATE_CPU_KERNEL`
+/// applies here too).
 fn kernel() -> TileFn {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f")
-        && std::env::var("PERFORATE_CPU_KERNEL").map_or(true, |k| k == "avx512")
-    {
-        return avx512::tile;
+    tile_of(crate::cpu::gemm::Microkernel::detect().name)
+}
+
+/// The tile for a microkernel family's name (the portable one for families without their
+/// own, e.g. NEON, whose autovectorised loop is the portable tile's).
+fn tile_of(family: &str) -> TileFn {
+    match family {
+        // `detect` names a family only when the CPU has its features.
+        #[cfg(target_arch = "x86_64")]
+        "avx512" => avx512::tile,
+        #[cfg(target_arch = "x86_64")]
+        "avx2" => avx2::tile,
+        _ => portable_tile,
     }
-    portable_tile
 }
 
 /// The portable tile: eight partial sums per dot product (vectorisable without
@@ -387,6 +396,108 @@ unsafe fn portable_tile(a: &[*const f32; MR], b: &[*const f32; NR], runs: Runs, 
             }
             sums[i][j] = acc.iter().sum();
         }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Runs, MR, NR};
+    use std::arch::x86_64::*;
+
+    /// The 4 x 4 tile in two passes of 4 rows x 2 columns (8 accumulators, 4 + 1 operand
+    /// registers: 16 ymm registers hold no more), per 8 positions 6 loads and 8 FMAs per
+    /// pass; a run's last partial vector by masked loads.
+    ///
+    /// # Safety
+    /// AVX2 and FMA are available; as [`super::portable_tile`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tile(
+        a: &[*const f32; MR],
+        b: &[*const f32; NR],
+        runs: Runs,
+        sums: &mut [[f32; NR]; MR],
+    ) {
+        for half in 0..NR / 2 {
+            // SAFETY: the caller's contract.
+            let s = unsafe { pass(a, [b[2 * half], b[2 * half + 1]], runs) };
+            for (row, pair) in sums.iter_mut().zip(s) {
+                row[2 * half..2 * half + 2].copy_from_slice(&pair);
+            }
+        }
+    }
+
+    /// Lanes `0..n` set, for `_mm256_maskload_ps` (`n < 8`).
+    #[target_feature(enable = "avx2")]
+    fn first_lanes(n: usize) -> __m256i {
+        #[allow(clippy::cast_possible_wrap)]
+        let n = n as i32;
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn reduce(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+    }
+
+    /// Rows `a` against columns `b` (see [`tile`]).
+    ///
+    /// # Safety
+    /// As [`tile`].
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn pass(a: &[*const f32; MR], b: [*const f32; 2], runs: Runs) -> [[f32; 2]; MR] {
+        let z = _mm256_setzero_ps();
+        let (mut c00, mut c01, mut c10, mut c11, mut c20, mut c21, mut c30, mut c31) =
+            (z, z, z, z, z, z, z, z);
+        let full = runs.len / 8 * 8;
+        let tail = first_lanes(runs.len - full);
+        for r in 0..runs.count {
+            // SAFETY: every pointer starts `count` runs of `len` floats, `step` apart; the
+            // loads stay below `len` (the last one masked).
+            unsafe {
+                let p0 = a[0].add(r * runs.a_step);
+                let p1 = a[1].add(r * runs.a_step);
+                let p2 = a[2].add(r * runs.a_step);
+                let p3 = a[3].add(r * runs.a_step);
+                let q0 = b[0].add(r * runs.b_step);
+                let q1 = b[1].add(r * runs.b_step);
+                let mut l = 0;
+                // One step of 8 positions: 6 loads (`$load`, masked by `$mask` if given)
+                // and 8 FMAs.
+                macro_rules! step {
+                    ($load:ident $(, $mask:ident)?) => {
+                        let x0 = $load(p0.add(l) $(, $mask)?);
+                        let x1 = $load(p1.add(l) $(, $mask)?);
+                        let x2 = $load(p2.add(l) $(, $mask)?);
+                        let x3 = $load(p3.add(l) $(, $mask)?);
+                        let y = $load(q0.add(l) $(, $mask)?);
+                        c00 = _mm256_fmadd_ps(x0, y, c00);
+                        c10 = _mm256_fmadd_ps(x1, y, c10);
+                        c20 = _mm256_fmadd_ps(x2, y, c20);
+                        c30 = _mm256_fmadd_ps(x3, y, c30);
+                        let y = $load(q1.add(l) $(, $mask)?);
+                        c01 = _mm256_fmadd_ps(x0, y, c01);
+                        c11 = _mm256_fmadd_ps(x1, y, c11);
+                        c21 = _mm256_fmadd_ps(x2, y, c21);
+                        c31 = _mm256_fmadd_ps(x3, y, c31);
+                    };
+                }
+                while l < full {
+                    step!(_mm256_loadu_ps);
+                    l += 8;
+                }
+                if l < runs.len {
+                    step!(_mm256_maskload_ps, tail);
+                }
+            }
+        }
+        [
+            [reduce(c00), reduce(c01)],
+            [reduce(c10), reduce(c11)],
+            [reduce(c20), reduce(c21)],
+            [reduce(c30), reduce(c31)],
+        ]
     }
 }
 
@@ -584,7 +695,9 @@ mod tests {
             let x = rng.vec_f32(batch * cin * h * w, -1.0, 1.0);
             let dy = rng.vec_f32(batch * cout * positions.len(), -1.0, 1.0);
             let (rw, rb) = reference(&g, &x, &dy, &positions);
-            for (family, run) in [("detected", kernel()), ("portable", portable_tile as TileFn)] {
+            let families = crate::cpu::gemm::Microkernel::available().into_iter().map(|k| k.name);
+            for family in families.chain(["portable"]) {
+                let run = tile_of(family);
                 let (dw, db) = weight_grad_with(&g, &x, &dy, &positions, run);
                 for (name, got, want) in [("dw", &dw, &rw), ("db", &db, &rb)] {
                     assert_eq!(got.len(), want.len());
