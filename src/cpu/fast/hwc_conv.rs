@@ -4,9 +4,10 @@
 //! on small planes. Here the input is transposed once per run to channel-last rows
 //! (`[B][plane + 1][C]`, the last row zeros for padding taps; one hardware gather per 16
 //! channels of a position), and each output position's tap is one offset to a row of `C`
-//! contiguous values, resolved once per layer. The microkernel (`gemm::avx512::hwc_tile`)
-//! then vectorises over output channels: a tile is 8 positions × 32 channels (× 16 for
-//! layers of at most 16 channels per group), the positions' values broadcast, the weights
+//! contiguous values, resolved once per layer. The microkernel (`gemm::avx512::hwc_tile`,
+//! or `gemm::avx2::hwc_tile` on CPUs without AVX-512) then vectorises over output channels:
+//! an AVX-512 tile is 8 positions × 32 channels (× 16 for layers of at most 16 channels per
+//! group), an AVX2 one 6 × 16 (12 × 8), the positions' values broadcast, the weights
 //! (packed once as `[group][channel block][tap][ci][NR]`) loaded as vectors. Nothing is
 //! gathered; the tile is scattered channel-major into `[B, T, N]` with bias and ReLU.
 //!
@@ -23,39 +24,83 @@ use crate::layer::ConvLayer;
 /// Tiles per task (a task's positions are this many tiles of `mr`).
 const TILES_PER_TASK: usize = 8;
 
-/// Positions per tile for `n_pos` positions: 8, 10 or 12, whichever pads the positions
-/// least, the taller on a tie within 1/64 (a taller tile loads each weight vector once for
-/// more FMAs: 12 × 32 issues 24 FMAs per 14 loads, 8 × 32 16 per 10). A 7x7 map takes 10
-/// (five tiles, not six full ones and one of a single position).
-pub(super) fn tile_height(n_pos: usize) -> usize {
-    if let Ok(v) = std::env::var("PERFORATE_HWC_MR") {
-        if let Ok(mr @ (8 | 10 | 12)) = v.parse::<usize>() {
-            return mr;
+/// The instruction set an [`HwcConv`] runs its tiles on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Family {
+    /// `gemm::avx512::hwc_tile`: 16-lane vectors, 32 registers.
+    Avx512,
+    /// `gemm::avx2::hwc_tile`: 8-lane vectors, 16 registers.
+    Avx2,
+}
+
+impl Family {
+    /// The family of the microkernel family named `name` (`Microkernel::name`), where the
+    /// CPU runs it; `None` for the others (generic, NEON).
+    pub(crate) fn of(name: &str) -> Option<Family> {
+        #[cfg(target_arch = "x86_64")]
+        match name {
+            "avx512" if std::arch::is_x86_feature_detected!("avx512f") => return Some(Family::Avx512),
+            "avx2"
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma") =>
+            {
+                return Some(Family::Avx2)
+            }
+            _ => {}
+        }
+        let _ = name;
+        None
+    }
+
+    /// The family of the microkernel the CPU executor picks.
+    pub(crate) fn detect() -> Option<Family> {
+        Family::of(crate::cpu::gemm::Microkernel::detect().name)
+    }
+
+    /// Output channels per tile for `tg` channels per group: AVX-512 16 up to 16, else 32;
+    /// AVX2 8 up to 8, else 16.
+    pub(crate) fn channel_tile(self, tg: usize) -> usize {
+        let lanes = match self {
+            Family::Avx512 => 16,
+            Family::Avx2 => 8,
+        };
+        if tg <= lanes {
+            lanes
+        } else {
+            2 * lanes
         }
     }
-    let padded = |mr: usize| n_pos.next_multiple_of(mr);
-    let best = [12, 10, 8].into_iter().map(padded).min().unwrap_or(n_pos);
-    [12, 10, 8].into_iter().find(|&mr| 64 * padded(mr) <= 65 * best).unwrap_or(8)
-}
 
-/// Output channels per tile for `tg` channels per group: 16 up to 16, else 32.
-pub(crate) fn channel_tile(tg: usize) -> usize {
-    if tg <= 16 {
-        16
-    } else {
-        32
+    /// Whether `tg` output channels fill at least 3/4 of their channel tiles.
+    pub(crate) fn fills_channel_tiles(self, tg: usize) -> bool {
+        let nr = self.channel_tile(tg);
+        4 * tg >= 3 * tg.div_ceil(nr) * nr
+    }
+
+    /// Positions per tile for `n_pos` positions and `nr` channels per tile. AVX-512: 8, 10
+    /// or 12, whichever pads the positions least, the taller on a tie within 1/64 (a taller
+    /// tile loads each weight vector once for more FMAs: 12 × 32 issues 24 FMAs per 14
+    /// loads, 8 × 32 16 per 10; a 7x7 map takes 10: five tiles, not six full ones and one
+    /// of a single position). AVX2: as many as 12 accumulators hold (6 × 16, 12 × 8).
+    fn tile_height(self, n_pos: usize, nr: usize) -> usize {
+        if self == Family::Avx2 {
+            return 96 / nr;
+        }
+        if let Ok(v) = std::env::var("PERFORATE_HWC_MR") {
+            if let Ok(mr @ (8 | 10 | 12)) = v.parse::<usize>() {
+                return mr;
+            }
+        }
+        let padded = |mr: usize| n_pos.next_multiple_of(mr);
+        let best = [12, 10, 8].into_iter().map(padded).min().unwrap_or(n_pos);
+        [12, 10, 8].into_iter().find(|&mr| 64 * padded(mr) <= 65 * best).unwrap_or(8)
     }
 }
 
-/// Whether `tg` output channels fill at least 3/4 of their channel tiles.
-pub(crate) fn fills_channel_tiles(tg: usize) -> bool {
-    let nr = channel_tile(tg);
-    4 * tg >= 3 * tg.div_ceil(nr) * nr
-}
 /// Work (multiply-adds) below which the layer runs on the calling thread.
 const SEQUENTIAL_MACS: usize = 1 << 20;
 
-/// A conv on the HWC path (AVX-512 only; see [`HwcConv::available`]).
+/// A conv on the HWC path (AVX-512 or AVX2; see [`HwcConv::available`]).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) struct HwcConv {
     groups: usize,
@@ -66,10 +111,12 @@ pub(crate) struct HwcConv {
     plane: usize,
     in_channels: usize,
     out_channels: usize,
-    /// Positions per tile ([`tile_height`]).
+    /// The tiles' instruction set.
+    family: Family,
+    /// Positions per tile ([`Family::tile_height`]).
     mr: usize,
-    /// Channels per tile (32, or 16 for layers of at most 16 per group); a tile is `mr`
-    /// positions × `nr` channels.
+    /// Channels per tile ([`Family::channel_tile`]); a tile is `mr` positions × `nr`
+    /// channels.
     nr: usize,
     cblocks: usize,
     /// `[group][channel block][tap][ci][NR]`, zero past `tg`.
@@ -102,24 +149,17 @@ impl std::fmt::Debug for HwcConv {
 }
 
 impl HwcConv {
-    /// Whether the path can run `layer` on this CPU: AVX-512, and an input that is dense or
-    /// read through a nearest or zeros map (a barycentric input needs three reads per tap).
-    pub fn available(layer: &ConvLayer) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let g = layer.geometry();
-            // Tap offsets (row · C) fit in u32, output scatter indices (channel · N) in i32.
-            let offsets_fit = (layer.input_plane() + 1) * g.in_channels < u32::MAX as usize
-                && 32 * layer.mask().len() < i32::MAX as usize;
-            std::arch::is_x86_feature_detected!("avx512f")
-                && offsets_fit
-                && layer.input_map().is_none_or(|m| m.kind() != crate::interp::MapKind::Barycentric)
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = layer;
-            false
-        }
+    /// Whether the path can run `layer` with tiles of `family`: an input that is dense or
+    /// read through a nearest or zeros map (a barycentric input needs three reads per tap),
+    /// and offsets that fit the tiles' integers.
+    pub fn available(layer: &ConvLayer, family: Option<Family>) -> bool {
+        let g = layer.geometry();
+        // Tap offsets (row · C) fit in u32, output scatter indices (channel · N) in i32.
+        let offsets_fit = (layer.input_plane() + 1) * g.in_channels < u32::MAX as usize
+            && 32 * layer.mask().len() < i32::MAX as usize;
+        family.is_some()
+            && offsets_fit
+            && layer.input_map().is_none_or(|m| m.kind() != crate::interp::MapKind::Barycentric)
     }
 
     /// Whether the layer can be read as stored, without the channel-last copy: no tap reads
@@ -129,12 +169,12 @@ impl HwcConv {
         Taps::new(layer).table.iter().all(|&t| t != PAD)
     }
 
-    /// Prepares `layer`; `direct` reads the input as stored (only where
-    /// [`HwcConv::direct_applies`]).
-    pub fn new(layer: &ConvLayer, relu: bool, direct: bool) -> Self {
+    /// Prepares `layer` for tiles of `family` (where [`HwcConv::available`]); `direct`
+    /// reads the input as stored (only where [`HwcConv::direct_applies`]).
+    pub fn new(layer: &ConvLayer, relu: bool, direct: bool, family: Family) -> Self {
         let g = layer.geometry();
         let (cg, tg, khkw) = (g.in_channels_per_group(), g.out_channels_per_group(), g.kernel_h * g.kernel_w);
-        let nr = channel_tile(tg);
+        let nr = family.channel_tile(tg);
         let cblocks = tg.div_ceil(nr);
         let weights = layer.weights();
         let mut w = vec![0.0f32; g.groups * cblocks * khkw * cg * nr];
@@ -158,7 +198,7 @@ impl HwcConv {
         }
         let taps = Taps::new(layer);
         let plane = layer.input_plane();
-        let mr = tile_height(taps.n_pos);
+        let mr = family.tile_height(taps.n_pos, nr);
         let n_pad = taps.n_pos.next_multiple_of(mr * TILES_PER_TASK);
         let mut offs = vec![0u32; khkw * n_pad];
         for (tap, row) in offs.chunks_exact_mut(n_pad).enumerate() {
@@ -176,6 +216,7 @@ impl HwcConv {
             }
         }
         HwcConv {
+            family,
             groups: g.groups,
             cg,
             tg,
@@ -270,32 +311,34 @@ impl HwcConv {
             // SAFETY: (img, channel ch0, position e0) is inside the output, and so is every
             // (channel < channels, position < positions) from it; only this task writes them.
             let dst = unsafe { out.ptr().add((img * self.out_channels + ch0) * n_pos + e0) };
-            // SAFETY: AVX-512 was detected (`available`); every offset of `offs` leaves cg
-            // readable values of the image's channel-last copy from the group's first
-            // channel (the zero row included); w and bias hold the block's weights and NR
-            // biases; the output as above, with row stride N.
+            // SAFETY: the family's features were detected (`Family::of`); every offset of
+            // `offs` leaves cg readable values of the image's channel-last copy from the
+            // group's first channel (the zero row included); w and bias hold the block's
+            // weights and NR biases; the output as above, with row stride N.
             #[cfg(target_arch = "x86_64")]
             unsafe {
-                use crate::cpu::gemm::avx512::hwc_tile;
+                use crate::cpu::gemm::{avx2, avx512};
                 let offs = self.offs.as_ptr().add(e0);
                 macro_rules! tile {
-                    ($mr:literal, $nv:literal) => {
-                        hwc_tile::<$mr, $nv>(
+                    ($isa:ident, $mr:literal, $nv:literal) => {
+                        $isa::hwc_tile::<$mr, $nv>(
                             self.khkw, self.cg, cs, x, offs, self.n_pad, w, bias, self.relu, dst, n_pos,
                             positions, channels,
                         )
                     };
                 }
-                match (self.mr, nr) {
-                    (12, 16) => tile!(12, 1),
-                    (12, _) => tile!(12, 2),
-                    (10, 16) => tile!(10, 1),
-                    (10, _) => tile!(10, 2),
-                    (_, 16) => tile!(8, 1),
-                    _ => tile!(8, 2),
+                match (self.family, self.mr, nr) {
+                    (Family::Avx2, _, 8) => tile!(avx2, 12, 1),
+                    (Family::Avx2, _, _) => tile!(avx2, 6, 2),
+                    (_, 12, 16) => tile!(avx512, 12, 1),
+                    (_, 12, _) => tile!(avx512, 12, 2),
+                    (_, 10, 16) => tile!(avx512, 10, 1),
+                    (_, 10, _) => tile!(avx512, 10, 2),
+                    (_, _, 16) => tile!(avx512, 8, 1),
+                    _ => tile!(avx512, 8, 2),
                 }
             }
-            // `available` is false off x86_64, so no HwcConv exists there.
+            // `Family::of` is `None` off x86_64, so no HwcConv exists there.
             #[cfg(not(target_arch = "x86_64"))]
             let _ = (w, bias, x, cs, dst, positions, channels);
         }
@@ -310,11 +353,86 @@ fn to_channel_last(src: &[f32], plane: usize, c: usize, dst: &mut [f32]) {
         // SAFETY: the feature was detected; the bounds were checked above.
         return unsafe { to_channel_last_avx512(src, plane, c, dst) };
     }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the feature was detected; the bounds were checked above.
+        return unsafe { to_channel_last_avx2(src, plane, c, dst) };
+    }
+    to_channel_last_portable(src, plane, c, dst);
+}
+
+/// [`to_channel_last`] in blocks of 64 positions (a block's rows of `dst` stay in L1).
+#[inline(always)]
+fn to_channel_last_portable(src: &[f32], plane: usize, c: usize, dst: &mut [f32]) {
     for s0 in (0..plane).step_by(64) {
         let s1 = (s0 + 64).min(plane);
         for (ch, row) in src.chunks_exact(plane).take(c).enumerate() {
             for (s, &v) in row[s0..s1].iter().enumerate() {
                 dst[(s0 + s) * c + ch] = v;
+            }
+        }
+    }
+}
+
+/// [`to_channel_last`] in 8 x 8 blocks (8 channels x 8 positions: eight loads, an
+/// in-register transpose, eight stores); the channels and positions past the last whole
+/// block by the portable loop.
+///
+/// # Safety
+/// AVX2 is available; `src` and `dst` hold `c · plane` floats.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn to_channel_last_avx2(src: &[f32], plane: usize, c: usize, dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (c8, p8) = (c / 8 * 8, plane / 8 * 8);
+    for ch0 in (0..c8).step_by(8) {
+        for s0 in (0..p8).step_by(8) {
+            // SAFETY: rows ch0..ch0 + 8 < c, positions s0..s0 + 8 <= plane: inside `src`;
+            // the stores write positions s0..s0 + 8, channels ch0..ch0 + 8 of `dst`.
+            unsafe {
+                let at = |k: usize| _mm256_loadu_ps(src.as_ptr().add((ch0 + k) * plane + s0));
+                let (r0, r1, r2, r3, r4, r5, r6, r7) =
+                    (at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7));
+                // Pairs, then quads, then halves across the two 128-bit lanes.
+                let (t0, t1) = (_mm256_unpacklo_ps(r0, r1), _mm256_unpackhi_ps(r0, r1));
+                let (t2, t3) = (_mm256_unpacklo_ps(r2, r3), _mm256_unpackhi_ps(r2, r3));
+                let (t4, t5) = (_mm256_unpacklo_ps(r4, r5), _mm256_unpackhi_ps(r4, r5));
+                let (t6, t7) = (_mm256_unpacklo_ps(r6, r7), _mm256_unpackhi_ps(r6, r7));
+                let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                let rows = [
+                    _mm256_permute2f128_ps::<0x20>(u0, u4),
+                    _mm256_permute2f128_ps::<0x20>(u1, u5),
+                    _mm256_permute2f128_ps::<0x20>(u2, u6),
+                    _mm256_permute2f128_ps::<0x20>(u3, u7),
+                    _mm256_permute2f128_ps::<0x31>(u0, u4),
+                    _mm256_permute2f128_ps::<0x31>(u1, u5),
+                    _mm256_permute2f128_ps::<0x31>(u2, u6),
+                    _mm256_permute2f128_ps::<0x31>(u3, u7),
+                ];
+                for (k, row) in rows.into_iter().enumerate() {
+                    _mm256_storeu_ps(dst.as_mut_ptr().add((s0 + k) * c + ch0), row);
+                }
+            }
+        }
+        for s in p8..plane {
+            for ch in ch0..ch0 + 8 {
+                dst[s * c + ch] = src[ch * plane + s];
+            }
+        }
+    }
+    if c8 < c {
+        for s0 in (0..plane).step_by(64) {
+            for ch in c8..c {
+                for s in s0..(s0 + 64).min(plane) {
+                    dst[s * c + ch] = src[ch * plane + s];
+                }
             }
         }
     }
@@ -344,6 +462,29 @@ unsafe fn to_channel_last_avx512(src: &[f32], plane: usize, c: usize, dst: &mut 
                 let base = src.as_ptr().add(ch0 * plane + s);
                 let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), keep, lanes, base);
                 _mm512_mask_storeu_ps(dst.as_mut_ptr().add(s * c + ch0), keep, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every shape class of the blocked copies (whole 8 x 8 blocks, channel and position
+    /// tails, fewer than one block) against the definition.
+    #[test]
+    fn channel_last_copies_match_the_definition() {
+        for c in [1, 3, 8, 9, 16, 21] {
+            for plane in [1, 7, 8, 13, 64, 70] {
+                let src: Vec<f32> = (0..c * plane).map(|i| i as f32).collect();
+                let want: Vec<f32> = (0..plane * c).map(|k| src[(k % c) * plane + k / c]).collect();
+                let mut got = vec![f32::NAN; c * plane];
+                to_channel_last(&src, plane, c, &mut got);
+                assert_eq!(got, want, "c {c}, plane {plane} (detected)");
+                got.fill(f32::NAN);
+                to_channel_last_portable(&src, plane, c, &mut got);
+                assert_eq!(got, want, "c {c}, plane {plane} (portable)");
             }
         }
     }

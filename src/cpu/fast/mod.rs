@@ -86,22 +86,28 @@ impl FastConv {
     pub fn new(layer: &ConvLayer, kern: Microkernel) -> FastConv {
         let relu = fused_relu(layer);
         let cols = layer.geometry().batch * layer.mask().len();
+        let hwc = hwc_conv::Family::of(kern.name);
+        // The position-vectorised paths (pointwise, row) have AVX-512 tiles only.
+        let avx512 = hwc == Some(hwc_conv::Family::Avx512);
         let kernel = if depthwise::Depthwise::applies(layer) {
             Kernel::Depthwise(depthwise::Depthwise::new(layer, relu))
         } else if cols <= gemv::MAX_COLS {
             Kernel::Gemv(gemv::Gemv::new(layer, relu))
-        } else if kern.name == "avx512"
-            && pointwise_direct_pays_off(layer)
-            && hwc_conv::HwcConv::available(layer)
-            && hwc_conv::HwcConv::direct_applies(layer)
-        {
-            Kernel::Hwc(hwc_conv::HwcConv::new(layer, relu, true))
-        } else if kern.name == "avx512" && pointwise_pays_off(layer) && pointwise::Pointwise::applies(layer) {
+        } else if let Some(f) = hwc.filter(|&f| {
+            f == hwc_conv::Family::Avx512
+                && pointwise_direct_pays_off(layer, f)
+                && hwc_conv::HwcConv::available(layer, Some(f))
+                && hwc_conv::HwcConv::direct_applies(layer)
+        }) {
+            Kernel::Hwc(hwc_conv::HwcConv::new(layer, relu, true, f))
+        } else if avx512 && pointwise_pays_off(layer) && pointwise::Pointwise::applies(layer) {
             Kernel::Pointwise(pointwise::Pointwise::new(layer, relu))
-        } else if kern.name == "avx512" && row_conv_pays_off(layer) && row_conv::RowConv::applies(layer) {
+        } else if avx512 && row_conv_pays_off(layer) && row_conv::RowConv::applies(layer) {
             Kernel::Row(row_conv::RowConv::new(layer, relu))
-        } else if kern.name == "avx512" && hwc_pays_off(layer) && hwc_conv::HwcConv::available(layer) {
-            Kernel::Hwc(hwc_conv::HwcConv::new(layer, relu, false))
+        } else if let Some(f) =
+            hwc.filter(|&f| hwc_pays_off(layer, f) && hwc_conv::HwcConv::available(layer, Some(f)))
+        {
+            Kernel::Hwc(hwc_conv::HwcConv::new(layer, relu, false, f))
         } else {
             Kernel::Gemm(implicit_gemm::ImplicitGemm::new(layer, relu, kern))
         };
@@ -113,10 +119,12 @@ impl FastConv {
     /// `None` where it cannot run (no AVX-512, a barycentric input map, offsets past 32 bits,
     /// or `direct` with taps that read padding): for tests and comparisons.
     pub fn hwc(layer: &ConvLayer, direct: bool) -> Option<FastConv> {
-        let possible =
-            hwc_conv::HwcConv::available(layer) && (!direct || hwc_conv::HwcConv::direct_applies(layer));
+        let family = hwc_conv::Family::detect()?;
+        let possible = hwc_conv::HwcConv::available(layer, Some(family))
+            && (!direct || hwc_conv::HwcConv::direct_applies(layer));
         possible.then(|| {
-            FastConv::with(Kernel::Hwc(hwc_conv::HwcConv::new(layer, fused_relu(layer), direct)), layer)
+            let relu = fused_relu(layer);
+            FastConv::with(Kernel::Hwc(hwc_conv::HwcConv::new(layer, relu, direct, family)), layer)
         })
     }
 
@@ -191,7 +199,8 @@ fn row_conv_pays_off(layer: &ConvLayer) -> bool {
         _ => {
             let batched = layer.geometry().batch > 1;
             few_channels
-                || row_operands_fit(layer) && (!hwc_pays_off(layer) || batched && hwc_tiles_partial(layer))
+                || row_operands_fit(layer)
+                    && (!hwc_pays_off(layer, hwc_conv::Family::Avx512) || batched && hwc_tiles_partial(layer))
         }
     }
 }
@@ -205,7 +214,7 @@ fn row_conv_pays_off(layer: &ConvLayer) -> bool {
 /// 28x28 networks (0.018 vs 0.024 ms: the copy costs more than the tiles save there).
 fn hwc_tiles_partial(layer: &ConvLayer) -> bool {
     let tg = layer.geometry().out_channels_per_group();
-    tg <= 16 || !tg.is_multiple_of(hwc_conv::channel_tile(tg))
+    tg <= 16 || !tg.is_multiple_of(hwc_conv::Family::Avx512.channel_tile(tg))
 }
 
 /// Whether a conv's operands suit [`row_conv`] beyond first layers: its weights (all of
@@ -238,7 +247,7 @@ fn row_operands_fit(layer: &ConvLayer) -> bool {
 /// - a dense conv: 3x3 or larger, channel tiles at least 3/4 full, at most 1024 positions
 ///   (4096 batched: [`positions_fit`]), stride 1 or an output map of at most 400 positions
 ///   (ResNet-18 28x28 to 7x7: 5-25% faster; at 56x56 and batch 1 the row path wins).
-fn hwc_pays_off(layer: &ConvLayer) -> bool {
+fn hwc_pays_off(layer: &ConvLayer, family: hwc_conv::Family) -> bool {
     if std::env::var("PERFORATE_HWC").is_ok_and(|v| v == "0") {
         return false;
     }
@@ -259,12 +268,12 @@ fn hwc_pays_off(layer: &ConvLayer) -> bool {
     // 0.49 -> 0.28; fashion ResNet 28 -> 14 0.44 -> 0.38; 56 -> 28 even.
     let small_strided = g.out_h() * g.out_w() <= 400;
     if compact_input || !layer.mask().is_dense() {
-        return (unit_stride || compact_input || small_strided) && hwc_conv::fills_channel_tiles(tg);
+        return (unit_stride || compact_input || small_strided) && family.fills_channel_tiles(tg);
     }
     // Channel tiles at least 3/4 full: the 28x28 VGG's 24- and 48-channel 3x3 layers at
     // batch 1 ran 0.082 -> 0.047, 0.041 -> 0.022 and 0.076 -> 0.045 ms here (network 0.26 ->
     // 0.18-0.20 ms), even at batch 64.
-    let tiles_filled = hwc_conv::fills_channel_tiles(tg);
+    let tiles_filled = family.fills_channel_tiles(tg);
     (unit_stride || small_strided) && khkw >= 9 && cg >= 16 && tiles_filled && positions_fit(layer)
 }
 
@@ -284,7 +293,7 @@ fn positions_fit(layer: &ConvLayer) -> bool {
 /// vs 0.113 ms; at 14x14 and 13x13 (196 of 208, 169 of 176 lanes) pointwise wins by
 /// 10-50%, and so do perforated outputs of other sizes on this path over the implicit GEMM.
 /// `PERFORATE_HWC_DIRECT=0` turns it off (comparisons only).
-fn pointwise_direct_pays_off(layer: &ConvLayer) -> bool {
+fn pointwise_direct_pays_off(layer: &ConvLayer, family: hwc_conv::Family) -> bool {
     if std::env::var("PERFORATE_HWC_DIRECT").is_ok_and(|v| v == "0") {
         return false;
     }
@@ -298,5 +307,5 @@ fn pointwise_direct_pays_off(layer: &ConvLayer) -> bool {
         && n_pos <= 256
         && !(layer.mask().is_dense() && lanes_filled)
         && cg >= 16
-        && hwc_conv::fills_channel_tiles(tg)
+        && family.fills_channel_tiles(tg)
 }

@@ -1,7 +1,8 @@
-//! AVX2 + FMA microkernel: a 6 × 16 register tile.
+//! AVX2 + FMA microkernels: the packed GEMM's 6 × 16 register tile, and the HWC conv
+//! path's channel-vectorised tile ([`hwc_tile`]).
 //!
-//! Registers: 12 accumulators `acc[i][v]` (row i, 8-lane half v of the 16 columns), 2 B
-//! vectors and 1 broadcast: 15 of 16 ymm. Loop: per step two B loads, then per row one
+//! GEMM registers: 12 accumulators `acc[i][v]` (row i, 8-lane half v of the 16 columns),
+//! 2 B vectors and 1 broadcast: 15 of 16 ymm. Loop: per step two B loads, then per row one
 //! broadcast and two FMAs (12 FMAs against 8 loads).
 
 use std::arch::x86_64::*;
@@ -80,6 +81,96 @@ unsafe fn tile(
             }
             _mm256_storeu_ps(ci, r0);
             _mm256_storeu_ps(ci.add(8), r1);
+        }
+    }
+}
+
+/// How far ahead [`hwc_tile`] prefetches its weight stream (floats), as the AVX-512 tile.
+const PREFETCH_FLOATS: usize = 1024;
+
+/// The channel-vectorised tile of [`crate::cpu::FastConv`]'s HWC path on AVX2, the
+/// counterpart of `avx512::hwc_tile` with the same contract and 8-lane vectors: `MR`
+/// output positions × `8·NV` output channels over `taps` kernel offsets × `cg` input
+/// channels.
+///
+/// Registers: `MR·NV` accumulators (6 × 2 or 12 × 1: at most 12), `NV` weight vectors, one
+/// broadcast. Loop: for each tap, the `MR` positions' input values (`x + offs[tap·ld_offs +
+/// i]`, then `cs` floats apart for each of `cg` channels); for each input channel, load the
+/// weights `w[tap][ci][0..8·NV]`, broadcast each position's value and issue `MR·NV` FMAs.
+/// Epilogue: add `bias`, apply the ReLU, and write each of the first `positions`
+/// positions' channels below `channels` to `out[channel · ld_out + i]` (AVX2 has no
+/// scatter: the tile goes through a stack copy, one scalar store per value; a 3x3 conv of
+/// 64 channels issues 1,152 FMAs per position against 16 stores).
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `offs` holds `taps` rows of `MR` offsets at stride `ld_offs`,
+/// each leaving `cg` readable floats `cs` apart from `x`; `w` holds `taps·cg·8·NV` floats,
+/// `bias` `8·NV`; `out + channel·ld_out + i` is writable for every channel below
+/// `channels` and position below `positions` (at most `MR`).
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn hwc_tile<const MR: usize, const NV: usize>(
+    taps: usize,
+    cg: usize,
+    cs: usize,
+    x: *const f32,
+    offs: *const u32,
+    ld_offs: usize,
+    w: *const f32,
+    bias: *const f32,
+    relu: bool,
+    out: *mut f32,
+    ld_out: usize,
+    positions: usize,
+    channels: usize,
+) {
+    let mut acc = [[_mm256_setzero_ps(); NV]; MR];
+    let mut w = w;
+    for t in 0..taps {
+        // SAFETY: the caller's contract: MR offsets per tap, cg floats each; w advances
+        // by 8·NV floats per input channel, taps·cg times in all.
+        unsafe {
+            let r = offs.add(t * ld_offs);
+            let mut p = [std::ptr::null::<f32>(); MR];
+            for (i, x_i) in p.iter_mut().enumerate() {
+                *x_i = x.add(*r.add(i) as usize);
+            }
+            for ci in 0..cg {
+                let mut wv = [_mm256_setzero_ps(); NV];
+                for (v, x) in wv.iter_mut().enumerate() {
+                    *x = _mm256_loadu_ps(w.add(8 * v));
+                }
+                // A prefetch reads no memory it may not, wherever it points.
+                _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(PREFETCH_FLOATS).cast());
+                for (row, &pi) in acc.iter_mut().zip(&p) {
+                    let a = _mm256_broadcast_ss(&*pi.add(ci * cs));
+                    for (r, &x) in row.iter_mut().zip(&wv) {
+                        *r = _mm256_fmadd_ps(a, x, *r);
+                    }
+                }
+                w = w.add(8 * NV);
+            }
+        }
+    }
+    let zero = _mm256_setzero_ps();
+    let mut tile = [[[0.0f32; 8]; NV]; MR];
+    for (row, dst) in acc.iter().zip(tile.iter_mut()).take(positions) {
+        for (v, (&r, d)) in row.iter().zip(dst.iter_mut()).enumerate() {
+            // SAFETY: bias holds 8·NV floats; `d` is 8 floats.
+            unsafe {
+                let mut r = _mm256_add_ps(r, _mm256_loadu_ps(bias.add(8 * v)));
+                if relu {
+                    r = _mm256_max_ps(zero, r);
+                }
+                _mm256_storeu_ps(d.as_mut_ptr(), r);
+            }
+        }
+    }
+    for ch in 0..channels.min(8 * NV) {
+        let (v, lane) = (ch / 8, ch % 8);
+        for (i, row) in tile.iter().enumerate().take(positions) {
+            // SAFETY: channel ch < channels, position i < positions: writable by the contract.
+            unsafe { *out.add(ch * ld_out + i) = row[v][lane] };
         }
     }
 }

@@ -16,7 +16,7 @@
 //! load of each B vector, one broadcast per A row, `MR × NR / lanes` FMAs.
 
 #[cfg(target_arch = "x86_64")]
-mod avx2;
+pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
 mod generic;
