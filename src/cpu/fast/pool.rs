@@ -46,7 +46,7 @@ pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
     let has_rows_kernel = rows_kernel_available(&geo, kw);
     let body = |(dst, src): (&mut [f32], &[f32])| {
         let mut dense = vec![0.0f32; if kind == 0 { 0 } else { in_plane }];
-        let mut rows = RowScratch { v: [0.0; 512], ph: [0.0; 544] };
+        let mut rows = RowScratch { v: [0.0; 512], ph: [0.0; 544], h: Vec::new() };
         for (dst, src) in dst.chunks_exact_mut(out_plane).zip(src.chunks_exact(src_plane)) {
             let plane = if kind == 0 {
                 &src[..in_plane]
@@ -146,6 +146,8 @@ static MINS: [f32; 512] = [f32::NEG_INFINITY; 512];
 struct RowScratch {
     v: [f32; 512],
     ph: [f32; 544],
+    /// The AVX2 rows kernel's reduced input rows.
+    h: Vec<f32>,
 }
 
 /// The shape arithmetic one plane needs.
@@ -193,7 +195,9 @@ fn pool_plane_dispatch(
         if std::arch::is_x86_feature_detected!("avx2") {
             if rows_avx2::applies(g, ranges.len()) {
                 // SAFETY: the feature was detected; the window fits the kernel.
-                return unsafe { rows_avx2::pool_plane_rows_avx2(g, ranges.len(), windows, src, dst) };
+                return unsafe {
+                    rows_avx2::pool_plane_rows_avx2(g, ranges.len(), windows, src, dst, &mut rows.h)
+                };
             }
             // SAFETY: the feature was detected.
             unsafe { pool_plane_avx2(g, ranges, windows, src, dst, rows) };
@@ -392,7 +396,7 @@ fn pool_plane(
     // and the work rows the caller's: initialising 6 KiB of arrays per plane cost more than
     // pooling a 14x14 plane.)
     let init: &[f32; 512] = if g.avg { &ZEROS } else { &MINS };
-    let RowScratch { v, ph } = rows;
+    let RowScratch { v, ph, .. } = rows;
     let wide = g.in_w <= v.len() && g.out_w <= init.len();
     for (oy, orow) in dst.chunks_exact_mut(g.out_w).enumerate() {
         let mut ys = (0..g.kh).map(|ky| oy * g.sh + ky).filter(|&y| y >= g.pt && y - g.pt < g.in_h);
