@@ -24,8 +24,9 @@ use crate::layer::ConvLayer;
 /// Tiles per task (a task's positions are this many tiles of `mr`).
 const TILES_PER_TASK: usize = 8;
 
-/// The instruction set an [`HwcConv`] runs its tiles on.
+/// The instruction set an [`HwcConv`] runs its tiles on (none off x86_64).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) enum Family {
     /// `gemm::avx512::hwc_tile`: 16-lane vectors, 32 registers.
     Avx512,
