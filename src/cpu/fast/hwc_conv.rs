@@ -150,17 +150,15 @@ impl std::fmt::Debug for HwcConv {
 }
 
 impl HwcConv {
-    /// Whether the path can run `layer` with tiles of `family`: an input that is dense or
-    /// read through a nearest or zeros map (a barycentric input needs three reads per tap),
-    /// and offsets that fit the tiles' integers.
-    pub fn available(layer: &ConvLayer, family: Option<Family>) -> bool {
+    /// Whether the path can run `layer` (on a CPU with a [`Family`]): an input that is
+    /// dense or read through a nearest or zeros map (a barycentric input needs three reads
+    /// per tap), and offsets that fit the tiles' integers.
+    pub fn available(layer: &ConvLayer) -> bool {
         let g = layer.geometry();
         // Tap offsets (row · C) fit in u32, output scatter indices (channel · N) in i32.
         let offsets_fit = (layer.input_plane() + 1) * g.in_channels < u32::MAX as usize
             && 32 * layer.mask().len() < i32::MAX as usize;
-        family.is_some()
-            && offsets_fit
-            && layer.input_map().is_none_or(|m| m.kind() != crate::interp::MapKind::Barycentric)
+        offsets_fit && layer.input_map().is_none_or(|m| m.kind() != crate::interp::MapKind::Barycentric)
     }
 
     /// Whether the layer can be read as stored, without the channel-last copy: no tap reads

@@ -93,19 +93,17 @@ impl FastConv {
             Kernel::Depthwise(depthwise::Depthwise::new(layer, relu))
         } else if cols <= gemv::MAX_COLS {
             Kernel::Gemv(gemv::Gemv::new(layer, relu))
-        } else if let Some(f) = hwc.filter(|&f| {
-            f == hwc_conv::Family::Avx512
-                && pointwise_direct_pays_off(layer, f)
-                && hwc_conv::HwcConv::available(layer, Some(f))
-                && hwc_conv::HwcConv::direct_applies(layer)
-        }) {
-            Kernel::Hwc(hwc_conv::HwcConv::new(layer, relu, true, f))
+        } else if avx512
+            && pointwise_direct_pays_off(layer)
+            && hwc_conv::HwcConv::available(layer)
+            && hwc_conv::HwcConv::direct_applies(layer)
+        {
+            Kernel::Hwc(hwc_conv::HwcConv::new(layer, relu, true, hwc_conv::Family::Avx512))
         } else if avx512 && pointwise_pays_off(layer) && pointwise::Pointwise::applies(layer) {
             Kernel::Pointwise(pointwise::Pointwise::new(layer, relu))
         } else if avx512 && row_conv_pays_off(layer) && row_conv::RowConv::applies(layer) {
             Kernel::Row(row_conv::RowConv::new(layer, relu))
-        } else if let Some(f) =
-            hwc.filter(|&f| hwc_pays_off(layer, f) && hwc_conv::HwcConv::available(layer, Some(f)))
+        } else if let Some(f) = hwc.filter(|&f| hwc_pays_off(layer, f) && hwc_conv::HwcConv::available(layer))
         {
             Kernel::Hwc(hwc_conv::HwcConv::new(layer, relu, false, f))
         } else {
@@ -120,8 +118,8 @@ impl FastConv {
     /// or `direct` with taps that read padding): for tests and comparisons.
     pub fn hwc(layer: &ConvLayer, direct: bool) -> Option<FastConv> {
         let family = hwc_conv::Family::detect()?;
-        let possible = hwc_conv::HwcConv::available(layer, Some(family))
-            && (!direct || hwc_conv::HwcConv::direct_applies(layer));
+        let possible =
+            hwc_conv::HwcConv::available(layer) && (!direct || hwc_conv::HwcConv::direct_applies(layer));
         possible.then(|| {
             let relu = fused_relu(layer);
             FastConv::with(Kernel::Hwc(hwc_conv::HwcConv::new(layer, relu, direct, family)), layer)
@@ -292,8 +290,9 @@ fn positions_fit(layer: &ConvLayer) -> bool {
 /// channel vectors are full. GoogLeNet's 832 -> 384 channels at 7x7: 0.145 (pointwise)
 /// vs 0.113 ms; at 14x14 and 13x13 (196 of 208, 169 of 176 lanes) pointwise wins by
 /// 10-50%, and so do perforated outputs of other sizes on this path over the implicit GEMM.
-/// `PERFORATE_HWC_DIRECT=0` turns it off (comparisons only).
-fn pointwise_direct_pays_off(layer: &ConvLayer, family: hwc_conv::Family) -> bool {
+/// A choice between two AVX-512 paths, so it counts AVX-512 channel tiles (on AVX2 it slowed
+/// NIN's 28x28 1x1 layers). `PERFORATE_HWC_DIRECT=0` turns it off (comparisons only).
+fn pointwise_direct_pays_off(layer: &ConvLayer) -> bool {
     if std::env::var("PERFORATE_HWC_DIRECT").is_ok_and(|v| v == "0") {
         return false;
     }
@@ -307,5 +306,5 @@ fn pointwise_direct_pays_off(layer: &ConvLayer, family: hwc_conv::Family) -> boo
         && n_pos <= 256
         && !(layer.mask().is_dense() && lanes_filled)
         && cg >= 16
-        && family.fills_channel_tiles(tg)
+        && hwc_conv::Family::Avx512.fills_channel_tiles(tg)
 }
