@@ -12,6 +12,8 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
+use avx2::{block_lanes_avx2, plane_rows_avx2};
+#[cfg(target_arch = "x86_64")]
 use lanes::block_lanes_avx512;
 
 use super::elementwise::expand_plane;
@@ -23,6 +25,10 @@ use crate::layer::ConvLayer;
 #[cfg(target_arch = "x86_64")]
 #[path = "depthwise_lanes.rs"]
 mod lanes;
+
+#[cfg(target_arch = "x86_64")]
+#[path = "depthwise_avx2.rs"]
+mod avx2;
 
 /// Layers under this many multiply-adds run on the calling thread.
 const SEQUENTIAL_MACS: usize = 1 << 20;
@@ -221,7 +227,7 @@ impl Depthwise {
                     return unsafe { plane_rows_avx2(self, src, w, epilogue, dst, buf) };
                 }
             }
-            fill_rows(&self.g, &self.rows, src, buf, false);
+            fill_rows(&self.g, &self.rows, src, buf, Split::Scalar);
             rows_generic(self, w, epilogue, dst, buf);
         });
     }
@@ -354,7 +360,7 @@ unsafe fn plane_rows_avx512(
     dst: &mut [f32],
     buf: &mut [f32],
 ) {
-    fill_rows(&d.g, &d.rows, src, buf, true);
+    fill_rows(&d.g, &d.rows, src, buf, Split::Avx512);
     let (oh, ow) = (d.g.out_h(), d.g.out_w());
     let step = d.g.stride_h * d.rows.sx * d.rows.ld;
     for (oy, row) in dst[..oh * ow].chunks_exact_mut(ow).enumerate() {
@@ -438,35 +444,38 @@ unsafe fn block_avx512<const NV: usize>(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn plane_rows_avx2(
-    d: &Depthwise,
-    src: &[f32],
-    w: &[f32],
-    e: Epilogue,
-    dst: &mut [f32],
-    buf: &mut [f32],
-) {
-    fill_rows(&d.g, &d.rows, src, buf, false);
-    rows_generic(d, w, e, dst, buf);
+/// How [`fill_rows`] splits stride-2 rows into their column phases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Split {
+    /// One value at a time.
+    Scalar,
+    /// By permutes, 32 values at a time (only where AVX-512F was detected).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Avx512,
+    /// By shuffles, 16 values at a time (only where AVX2 was detected).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Avx2,
 }
 
 /// Writes the input plane's values into the row buffer's data cells (the padding cells
-/// are zero already). `split2` (AVX-512 only): stride-2 rows are split into their even
-/// and odd columns by permutes.
+/// are zero already); stride-2 rows are split into their even and odd columns as `split`
+/// says.
 #[inline(always)]
-fn fill_rows(g: &ConvGeometry, l: &RowLayout, src: &[f32], buf: &mut [f32], split2: bool) {
+fn fill_rows(g: &ConvGeometry, l: &RowLayout, src: &[f32], buf: &mut [f32], split: Split) {
     let sx = l.sx;
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = split2;
     for (y, row) in src.chunks_exact(g.in_w).enumerate() {
         let base = (y + g.pad_top) * sx * l.ld;
         #[cfg(target_arch = "x86_64")]
-        if split2 && sx == 2 {
-            // SAFETY: split2 is only set where AVX-512F was detected. Straight into the
-            // row's two phases (`ld` apart, `wq` columns each).
-            unsafe { super::transpose::split_pairs_avx512(row, g.pad_left, (l.wq, l.ld), &mut buf[base..]) };
+        if sx == 2 && split != Split::Scalar {
+            // SAFETY: the vector splits are only asked for where their feature was
+            // detected. Straight into the row's two phases (`ld` apart, `wq` columns each).
+            unsafe {
+                if split == Split::Avx512 {
+                    super::transpose::split_pairs_avx512(row, g.pad_left, (l.wq, l.ld), &mut buf[base..]);
+                } else {
+                    super::transpose::split_pairs_avx2(row, g.pad_left, (l.wq, l.ld), &mut buf[base..]);
+                }
+            }
             continue;
         }
         for rx in 0..sx {
@@ -508,19 +517,6 @@ fn rows_generic(d: &Depthwise, w: &[f32], e: Epilogue, dst: &mut [f32], buf: &[f
             row.iter_mut().for_each(|v| *v = relu_capped(*v, e.cap));
         }
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn block_lanes_avx2(
-    d: &Depthwise,
-    x: &[f32],
-    img: usize,
-    block: usize,
-    dst: &mut [f32],
-    buf: &mut Vec<f32>,
-) {
-    block_lanes(d, x, img, block, dst, buf);
 }
 
 /// The channel-interleaved depthwise block (see [`Depthwise::block_interleaved`]).

@@ -374,7 +374,7 @@ fn to_channel_last_portable(src: &[f32], plane: usize, c: usize, dst: &mut [f32]
 }
 
 /// [`to_channel_last`] in 8 x 8 blocks (8 channels x 8 positions: eight loads, an
-/// in-register transpose, eight stores); the channels and positions past the last whole
+/// in-register transpose ([`super::transpose::transpose8`]), eight stores); the channels and positions past the last whole
 /// block by the portable loop.
 ///
 /// # Safety
@@ -389,32 +389,9 @@ unsafe fn to_channel_last_avx2(src: &[f32], plane: usize, c: usize, dst: &mut [f
             // SAFETY: rows ch0..ch0 + 8 < c, positions s0..s0 + 8 <= plane: inside `src`;
             // the stores write positions s0..s0 + 8, channels ch0..ch0 + 8 of `dst`.
             unsafe {
-                let at = |k: usize| _mm256_loadu_ps(src.as_ptr().add((ch0 + k) * plane + s0));
-                let (r0, r1, r2, r3, r4, r5, r6, r7) =
-                    (at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7));
-                // Pairs, then quads, then halves across the two 128-bit lanes.
-                let (t0, t1) = (_mm256_unpacklo_ps(r0, r1), _mm256_unpackhi_ps(r0, r1));
-                let (t2, t3) = (_mm256_unpacklo_ps(r2, r3), _mm256_unpackhi_ps(r2, r3));
-                let (t4, t5) = (_mm256_unpacklo_ps(r4, r5), _mm256_unpackhi_ps(r4, r5));
-                let (t6, t7) = (_mm256_unpacklo_ps(r6, r7), _mm256_unpackhi_ps(r6, r7));
-                let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-                let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-                let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-                let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-                let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-                let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-                let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-                let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-                let rows = [
-                    _mm256_permute2f128_ps::<0x20>(u0, u4),
-                    _mm256_permute2f128_ps::<0x20>(u1, u5),
-                    _mm256_permute2f128_ps::<0x20>(u2, u6),
-                    _mm256_permute2f128_ps::<0x20>(u3, u7),
-                    _mm256_permute2f128_ps::<0x31>(u0, u4),
-                    _mm256_permute2f128_ps::<0x31>(u1, u5),
-                    _mm256_permute2f128_ps::<0x31>(u2, u6),
-                    _mm256_permute2f128_ps::<0x31>(u3, u7),
-                ];
+                let rows = super::transpose::transpose8(std::array::from_fn(|k| {
+                    _mm256_loadu_ps(src.as_ptr().add((ch0 + k) * plane + s0))
+                }));
                 for (k, row) in rows.into_iter().enumerate() {
                     _mm256_storeu_ps(dst.as_mut_ptr().add((s0 + k) * c + ch0), row);
                 }
