@@ -101,8 +101,10 @@ impl FastConv {
             Kernel::Hwc(hwc_conv::HwcConv::new(layer, relu, true, hwc_conv::Family::Avx512))
         } else if avx512 && pointwise_pays_off(layer) && pointwise::Pointwise::applies(layer) {
             Kernel::Pointwise(pointwise::Pointwise::new(layer, relu))
-        } else if avx512 && row_conv_pays_off(layer) && row_conv::RowConv::applies(layer) {
-            Kernel::Row(row_conv::RowConv::new(layer, relu))
+        } else if let Some(f) = row_conv::Family::of(kern.name)
+            .filter(|&f| row_conv_pays_off(layer, f) && row_conv::RowConv::applies(layer, f))
+        {
+            Kernel::Row(row_conv::RowConv::new(layer, relu, f))
         } else if let Some(f) = hwc.filter(|&f| hwc_pays_off(layer, f) && hwc_conv::HwcConv::available(layer))
         {
             Kernel::Hwc(hwc_conv::HwcConv::new(layer, relu, false, f))
@@ -188,12 +190,14 @@ fn pointwise_pays_off(layer: &ConvLayer) -> bool {
 /// layers), or a stride-1 conv along the padded grid that the HWC path does not take, with
 /// weights that stay in L2 (`PERFORATE_ROW_CONV=0` turns the path off, `=first` limits it
 /// to first layers, `=all` takes it wherever it applies: comparisons only).
-fn row_conv_pays_off(layer: &ConvLayer) -> bool {
+fn row_conv_pays_off(layer: &ConvLayer, family: row_conv::Family) -> bool {
     let few_channels = layer.geometry().in_channels <= row_conv::MAX_IN_CHANNELS;
     match std::env::var("PERFORATE_ROW_CONV").as_deref() {
         Ok("0") => false,
         Ok("first") => few_channels,
         Ok("all") => true,
+        // AVX2 tiles serve first layers only.
+        _ if family == row_conv::Family::Avx2 => few_channels,
         _ => {
             let batched = layer.geometry().batch > 1;
             few_channels

@@ -19,6 +19,10 @@
 //! (`gemm::avx512::grid_tile`). Depth then goes in blocks of [`GRID_KC`] taps (a block's B
 //! rows in L1 while every panel passes), the partial sums in a per-thread scratch.
 //!
+//! On AVX2 (first layers only, [`Family::Avx2`]) a tile is 6 output channels × 16
+//! positions of one output row (`gemm::avx2::row_tile`, the GEMM tile's shape), over the
+//! same copy with 6-row weight panels; there is no grid mode.
+//!
 //! Tasks: (image, block of output rows or grid tiles), one parallel region; inside, for each
 //! tile, every weight panel runs over the tile's B values.
 
@@ -33,8 +37,51 @@ use crate::layer::ConvLayer;
 
 /// Input channels up to which a conv takes this path.
 pub(crate) const MAX_IN_CHANNELS: usize = 4;
-/// Positions per full tile (3 vectors of 16).
+/// Positions per full AVX-512 tile (3 vectors of 16); also the copy's slack for any tile.
 const TILE: usize = 48;
+
+/// The instruction set a [`RowConv`] runs on, which fixes its tile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) enum Family {
+    /// 8 channels × 48 positions (`gemm::avx512::row_tile`), grid tiles at stride 1.
+    Avx512,
+    /// 8 channels × 8 positions (`gemm::avx2::row_tile`), first layers only.
+    Avx2,
+}
+
+impl Family {
+    /// The family of the CPU executor's microkernel `name`, where the path has tiles for it.
+    pub(crate) fn of(name: &str) -> Option<Family> {
+        match name {
+            "avx512" => Some(Family::Avx512),
+            "avx2" => Some(Family::Avx2),
+            _ => None,
+        }
+    }
+
+    /// Positions per full tile.
+    fn tile(self) -> usize {
+        match self {
+            Family::Avx512 => TILE,
+            #[cfg(target_arch = "x86_64")]
+            Family::Avx2 => crate::cpu::gemm::avx2::ROW_TILE_WIDTH,
+            #[cfg(not(target_arch = "x86_64"))]
+            Family::Avx2 => 16,
+        }
+    }
+
+    /// Output channels per tile (rows of a weight panel).
+    fn mr(self) -> usize {
+        match self {
+            Family::Avx512 => MR,
+            #[cfg(target_arch = "x86_64")]
+            Family::Avx2 => crate::cpu::gemm::avx2::ROW_TILE_MR,
+            #[cfg(not(target_arch = "x86_64"))]
+            Family::Avx2 => 6,
+        }
+    }
+}
 /// Largest depth block of a grid tile: its B rows (`kc × 48` floats, 24 KB) stay in L1.
 const GRID_KC: usize = 128;
 /// Layers under this many FLOPs run on the calling thread.
@@ -67,9 +114,9 @@ pub(crate) struct RowConv {
     /// Per tap `(c, ky, kx)`, in the weights' order: its offset from a tile's first
     /// position in the copy.
     offs: Vec<u32>,
-    /// `[panel][k][MR]`, zero past the last channel.
+    /// `[panel][k][mr]` (`mr` the family's panel rows), zero past the last channel.
     a: Vec<f32>,
-    /// `[panel·MR]`.
+    /// `[panel·mr]`.
     bias: Vec<f32>,
     relu: bool,
     /// Stride 1 with padded rows of at least 16 values: tiles run along the padded grid
@@ -79,6 +126,7 @@ pub(crate) struct RowConv {
     slack: usize,
     /// The padded, phase-split input, reused between runs (its borders stay zero).
     padded: Mutex<Vec<f32>>,
+    family: Family,
 }
 
 impl std::fmt::Debug for RowConv {
@@ -88,21 +136,27 @@ impl std::fmt::Debug for RowConv {
 }
 
 impl RowConv {
-    /// Whether `layer` can take the path on this CPU: AVX-512, one group, a dense input
-    /// and output, a copy whose offsets fit 32 bits, and at most [`MAX_IN_CHANNELS`] input
-    /// channels or [`RowConv::grid_applies`].
-    pub fn applies(layer: &ConvLayer) -> bool {
+    /// Whether `layer` can take the path in `family` on this CPU: the family's features,
+    /// one group, a dense input and output, a copy whose offsets fit 32 bits, and at most
+    /// [`MAX_IN_CHANNELS`] input channels or (AVX-512) [`RowConv::grid_applies`].
+    pub fn applies(layer: &ConvLayer, family: Family) -> bool {
         let g = layer.geometry();
         let wq = (g.in_w + g.pad_left + g.pad_right).div_ceil(g.stride_w);
         let image = g.in_channels * (g.in_h + g.pad_top + g.pad_bottom) * g.stride_w * wq;
         #[cfg(target_arch = "x86_64")]
-        let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+        let detected = match family {
+            Family::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            Family::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+            }
+        };
         #[cfg(not(target_arch = "x86_64"))]
-        let avx512 = false;
-        avx512
+        let detected = false;
+        let grid = family == Family::Avx512 && Self::grid_applies(layer);
+        detected
             && image + g.kernel_w * g.dilation_w < u32::MAX as usize
             && g.groups == 1
-            && (g.in_channels <= MAX_IN_CHANNELS || Self::grid_applies(layer))
+            && (g.in_channels <= MAX_IN_CHANNELS || grid)
             && layer.input_map().is_none()
             && layer.mask().is_dense()
     }
@@ -117,8 +171,8 @@ impl RowConv {
         g.stride_h == 1 && g.stride_w == 1 && g.in_w + g.pad_left + g.pad_right >= 16
     }
 
-    /// Prepares `layer` ([`RowConv::applies`]), with its ReLU when `relu`.
-    pub fn new(layer: &ConvLayer, relu: bool) -> Self {
+    /// Prepares `layer` ([`RowConv::applies`] in `family`), with its ReLU when `relu`.
+    pub fn new(layer: &ConvLayer, relu: bool, family: Family) -> Self {
         let g = *layer.geometry();
         let hp = g.in_h + g.pad_top + g.pad_bottom;
         let (s, wq) = (g.stride_w, (g.in_w + g.pad_left + g.pad_right).div_ceil(g.stride_w));
@@ -133,9 +187,10 @@ impl RowConv {
             })
             .collect();
         let k = offs.len();
-        let panels = g.out_channels.div_ceil(MR);
-        let a = pack_a(layer.weights(), g.out_channels, k, k, MR);
-        let mut bias = vec![0.0f32; panels * MR];
+        let mr = family.mr();
+        let panels = g.out_channels.div_ceil(mr);
+        let a = pack_a(layer.weights(), g.out_channels, k, k, mr);
+        let mut bias = vec![0.0f32; panels * mr];
         bias[..g.out_channels].copy_from_slice(layer.bias());
         RowConv {
             batch: g.batch,
@@ -156,9 +211,10 @@ impl RowConv {
             a,
             bias,
             relu,
-            grid: RowConv::grid_applies(layer),
+            grid: family == Family::Avx512 && RowConv::grid_applies(layer),
             slack: (g.kernel_w - 1) * g.dilation_w + TILE,
             padded: Mutex::new(Vec::new()),
+            family,
         }
     }
 
@@ -326,8 +382,15 @@ impl RowConv {
         }
         #[cfg(target_arch = "x86_64")]
         if s == 2 {
-            // SAFETY: the path runs only where AVX-512 was detected (`applies`).
-            return unsafe { super::transpose::split_pairs_avx512(row, self.pad_left, (wq, wq), prow) };
+            // SAFETY: the path runs only where its family's features were detected (`applies`).
+            return unsafe {
+                match self.family {
+                    Family::Avx512 => {
+                        super::transpose::split_pairs_avx512(row, self.pad_left, (wq, wq), prow)
+                    }
+                    Family::Avx2 => super::transpose::split_pairs_avx2(row, self.pad_left, (wq, wq), prow),
+                }
+            };
         }
         // Column j + pad_left is phase (j + pad_left) mod s, index (j + pad_left) / s:
         // phase r holds the columns j ≡ r − pad_left (mod s) from the first such j.
@@ -346,28 +409,39 @@ impl RowConv {
     fn task(&self, x: &[f32], out: SendPtr, img: usize, rows: std::ops::Range<usize>) {
         let (n_pos, k) = (self.out_h * self.out_w, self.offs.len());
         let row_len = self.phases * self.wq;
+        let (tile, mr) = (self.family.tile(), self.family.mr());
         for oy in rows {
-            for ox0 in (0..self.out_w).step_by(TILE) {
-                let width = TILE.min(self.out_w - ox0);
+            for ox0 in (0..self.out_w).step_by(tile) {
+                let width = tile.min(self.out_w - ox0);
                 let (vectors, tail) = tile_vectors(width);
                 let b = x[oy * self.stride_h * row_len + ox0..].as_ptr();
                 for panel in 0..self.panels {
-                    let rows = MR.min(self.out_channels - panel * MR);
-                    let a = self.a[panel * k * MR..].as_ptr();
-                    let bias = self.bias[panel * MR..].as_ptr();
-                    // SAFETY: (img, channel panel·MR + i, positions oy·out_w + ox0.. + width)
+                    let rows = mr.min(self.out_channels - panel * mr);
+                    let a = self.a[panel * k * mr..].as_ptr();
+                    let bias = self.bias[panel * mr..].as_ptr();
+                    // SAFETY: (img, channel panel·mr + i, positions oy·out_w + ox0.. + width)
                     // is inside the output for i < rows; only this task writes row oy.
                     let c = unsafe {
-                        out.ptr().add((img * self.out_channels + panel * MR) * n_pos + oy * self.out_w + ox0)
+                        out.ptr().add((img * self.out_channels + panel * mr) * n_pos + oy * self.out_w + ox0)
                     };
-                    // SAFETY: AVX-512 was detected (`applies`); every tap's run of `width`
-                    // values from `b` lies in its phase row of this image's copy (real
-                    // positions' windows lie inside the padded plane); A's panel holds k·MR
-                    // floats, bias MR; C as above, with row stride n_pos.
+                    // SAFETY: the family's features were detected (`applies`); every tap's
+                    // run of `width` values from `b` lies in its phase row of this image's
+                    // copy (real positions' windows lie inside the padded plane), and the
+                    // AVX2 tile's full-vector reads past `width` stay inside the copy's
+                    // slack; A's panel holds k·mr floats, bias mr; C as above, with row
+                    // stride n_pos.
                     #[cfg(target_arch = "x86_64")]
                     unsafe {
                         use crate::cpu::gemm::avx512::row_tile;
                         let (offs, relu) = (self.offs.as_ptr(), self.relu);
+                        if self.family == Family::Avx2 {
+                            use crate::cpu::gemm::avx2::{
+                                row_tile as avx2_tile, ROW_TILE_MR, ROW_TILE_WIDTH,
+                            };
+                            const NV: usize = ROW_TILE_WIDTH / 8;
+                            avx2_tile::<ROW_TILE_MR, NV>(k, a, b, offs, width, c, n_pos, rows, bias, relu);
+                            continue;
+                        }
                         match vectors {
                             3 => row_tile::<3>(k, a, b, offs, tail, c, n_pos, rows, false, bias, relu),
                             2 => row_tile::<2>(k, a, b, offs, tail, c, n_pos, rows, false, bias, relu),
