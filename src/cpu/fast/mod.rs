@@ -128,6 +128,16 @@ impl FastConv {
         })
     }
 
+    /// The row path for `layer` with `kern`'s family of tiles whatever [`FastConv::new`]'s
+    /// choice would be; `None` where it cannot run (no row tiles for the family, or
+    /// [`row_conv::RowConv::applies`] fails): for tests and comparisons.
+    pub fn row(layer: &ConvLayer, kern: Microkernel) -> Option<FastConv> {
+        let family = row_conv::Family::of(kern.name)?;
+        row_conv::RowConv::applies(layer, family).then(|| {
+            FastConv::with(Kernel::Row(row_conv::RowConv::new(layer, fused_relu(layer), family)), layer)
+        })
+    }
+
     fn with(kernel: Kernel, layer: &ConvLayer) -> FastConv {
         let g = layer.geometry();
         // The depthwise kernel applies the cap in its own epilogue; the others leave it to
@@ -196,8 +206,7 @@ fn row_conv_pays_off(layer: &ConvLayer, family: row_conv::Family) -> bool {
         Ok("0") => false,
         Ok("first") => few_channels,
         Ok("all") => true,
-        // AVX2 tiles serve first layers only.
-        _ if family == row_conv::Family::Avx2 => few_channels,
+        _ if family == row_conv::Family::Avx2 => few_channels && avx2_row_tiles_pay_off(layer),
         _ => {
             let batched = layer.geometry().batch > 1;
             few_channels
@@ -205,6 +214,19 @@ fn row_conv_pays_off(layer: &ConvLayer, family: row_conv::Family) -> bool {
                     && (!hwc_pays_off(layer, hwc_conv::Family::Avx512) || batched && hwc_tiles_partial(layer))
         }
     }
+}
+
+/// Whether the AVX2 row tiles (6 channels x 16 positions, first layers only) beat the
+/// implicit GEMM on a first layer: long output rows (at least 56: few partial tiles) and at
+/// least 27 taps (a 3x3 RGB window: enough FMAs per tile for its epilogue). Measured at
+/// batch 1 on 224x224 inputs (implicit GEMM vs row path): ResNet-18's 7x7 conv 2.43-2.46 vs
+/// 1.63-2.16 ms, GoogLeNet's 2.34-2.73 vs 1.65-2.32, MobileNetV2's 3x3 0.55-0.59 vs
+/// 0.38-0.47, SqueezeNet's 0.94-1.07 vs 0.78-1.07; at batch 64 on 28x28 grey images (rows
+/// of 28, 9 or 25 taps) the row path lost: 5x5 0.87-1.03 vs 0.95-1.48, 3x3 0.41-0.66 vs
+/// 0.55-0.81.
+fn avx2_row_tiles_pay_off(layer: &ConvLayer) -> bool {
+    let g = layer.geometry();
+    g.out_w() >= 56 && g.in_channels * g.kernel_h * g.kernel_w >= 27
 }
 
 /// Whether the HWC path's channel tiles of a layer are narrow (16) or partly empty, where
