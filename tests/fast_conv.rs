@@ -401,6 +401,50 @@ fn random_pooling_matches_the_twin() {
     assert!(checked > 40, "only {checked} pooling cases compiled");
 }
 
+/// A NaN at every column in turn under 3x3 stride-2 windows (the separable kernels' shared
+/// loads check a pair of loads at a time for NaN): max pooling keeps it wherever a window
+/// covers it, on rows ending inside and past a vector, with and without padding.
+#[test]
+fn pooling_keeps_a_nan_in_every_column() {
+    use ndarray::{ArrayD, IxDyn};
+    use perforate::cpu::CpuExecutor;
+    use perforate::network::{InputSpec, Network, Op, Pool};
+    use perforate::plan::{Plan, PlanOptions};
+
+    for w in [9usize, 17, 28, 33, 35, 50] {
+        for pad in [0usize, 1] {
+            let pool = Pool {
+                kernel: [3, 3],
+                stride: [2, 2],
+                pads: [pad; 4],
+                ceil_mode: false,
+                count_include_pad: false,
+            };
+            let mut net =
+                Network::new("pool", InputSpec { name: "input".into(), channels: 1, height: 3, width: w });
+            net.push("pool", Op::MaxPool(pool), &["input"]);
+            let plan = Plan::compile(&net, 1, PlanOptions::default()).unwrap();
+            let (fast, twin) = (CpuExecutor::new(&plan).unwrap(), CpuExecutor::reference(&plan).unwrap());
+            for j in 0..w {
+                let mut data = SeededRng::new(j as u64).vec_f32(3 * w, -1.0, 1.0);
+                data[w + j] = f32::NAN;
+                let x = ArrayD::from_shape_vec(IxDyn(&[1, 1, 3, w]), data).unwrap();
+                let (a, b) = (fast.run(x.view()).unwrap(), twin.run(x.view()).unwrap());
+                assert!(
+                    b.iter().any(|v| v.is_nan()) || pad == 0 && j + 1 == w,
+                    "the twin drops the NaN at {j}"
+                );
+                assert_close(
+                    &format!("width {w}, pad {pad}, NaN at column {j}"),
+                    a.as_slice().unwrap(),
+                    &to_f64(b.as_slice().unwrap()),
+                    1e-6,
+                );
+            }
+        }
+    }
+}
+
 /// Global pooling (one window over the whole unpadded plane), which the fast path reduces
 /// directly: max and average, dense and through every map kind, planes shorter and longer
 /// than a vector, against the twin.

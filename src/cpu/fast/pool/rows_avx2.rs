@@ -104,6 +104,41 @@ unsafe fn rows<const KW: usize, const SW: usize>(
             #[allow(clippy::cast_possible_wrap)]
             let x0 = (8 * c * sw) as isize - pl;
             let inside = x0 >= 0 && x0 + span <= in_w;
+            if KW == 3 && SW == 2 {
+                // Columns x0 .. x0 + 18 in four loads; the window's three taps are the
+                // even columns of the first two, their odd columns, and the even columns
+                // of the last two. Both shuffles keep the same lane order, so the taps are
+                // reduced first and put in order by one permute; one unordered compare
+                // per pair of loads finds NaN in any of them.
+                // SAFETY: the feature is enabled; `row` starts a row of in_w floats; inside
+                // the row, every load is within it.
+                let t = unsafe {
+                    let load = |x: isize| {
+                        if inside {
+                            _mm256_loadu_ps(row.offset(x))
+                        } else {
+                            columns(row, x, in_w, identity)
+                        }
+                    };
+                    let (lo, hi, lo2, hi2) = (load(x0), load(x0 + 8), load(x0 + 2), load(x0 + 10));
+                    let (e, o, e2) = (
+                        _mm256_shuffle_ps::<0x88>(lo, hi),
+                        _mm256_shuffle_ps::<0xDD>(lo, hi),
+                        _mm256_shuffle_ps::<0x88>(lo2, hi2),
+                    );
+                    let r = if g.avg {
+                        _mm256_add_ps(_mm256_add_ps(e, o), e2)
+                    } else {
+                        nan = _mm256_or_ps(nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(lo, hi));
+                        nan = _mm256_or_ps(nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(lo2, hi2));
+                        _mm256_max_ps(_mm256_max_ps(e, o), e2)
+                    };
+                    _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(r)))
+                };
+                // SAFETY: `out` holds 8 floats.
+                unsafe { _mm256_storeu_ps(out.as_mut_ptr(), t) };
+                continue;
+            }
             let mut acc = identity;
             for kx in 0..kw {
                 #[allow(clippy::cast_possible_wrap)]
