@@ -415,6 +415,34 @@ impl RowConv {
                 let width = tile.min(self.out_w - ox0);
                 let (vectors, tail) = tile_vectors(width);
                 let b = x[oy * self.stride_h * row_len + ox0..].as_ptr();
+                #[cfg(target_arch = "x86_64")]
+                if self.family == Family::Avx2 {
+                    use crate::cpu::gemm::avx2::{row_panels, ROW_TILE_MR, ROW_TILE_WIDTH};
+                    const NV: usize = ROW_TILE_WIDTH / 8;
+                    // SAFETY: AVX2 and FMA were detected (`applies`); every tap's run of
+                    // `width` values from `b` lies in its phase row of this image's copy
+                    // and the full-vector reads past `width` stay inside the copy's slack;
+                    // A holds every panel's k·mr floats, bias panels·mr; output channels
+                    // below out_channels at positions oy·out_w + ox0 .. + width of image
+                    // img, written only by this task.
+                    unsafe {
+                        let c = out.ptr().add(img * self.out_channels * n_pos + oy * self.out_w + ox0);
+                        let (a, bias, offs) = (self.a.as_ptr(), self.bias.as_ptr(), self.offs.as_ptr());
+                        row_panels::<ROW_TILE_MR, NV>(
+                            k,
+                            a,
+                            b,
+                            offs,
+                            width,
+                            c,
+                            n_pos,
+                            self.out_channels,
+                            bias,
+                            self.relu,
+                        );
+                    }
+                    continue;
+                }
                 for panel in 0..self.panels {
                     let rows = mr.min(self.out_channels - panel * mr);
                     let a = self.a[panel * k * mr..].as_ptr();
@@ -424,24 +452,14 @@ impl RowConv {
                     let c = unsafe {
                         out.ptr().add((img * self.out_channels + panel * mr) * n_pos + oy * self.out_w + ox0)
                     };
-                    // SAFETY: the family's features were detected (`applies`); every tap's
-                    // run of `width` values from `b` lies in its phase row of this image's
-                    // copy (real positions' windows lie inside the padded plane), and the
-                    // AVX2 tile's full-vector reads past `width` stay inside the copy's
-                    // slack; A's panel holds k·mr floats, bias mr; C as above, with row
-                    // stride n_pos.
+                    // SAFETY: AVX-512 was detected (`applies`); every tap's run of `width`
+                    // values from `b` lies in its phase row of this image's copy (real
+                    // positions' windows lie inside the padded plane); A's panel holds k·mr
+                    // floats, bias mr; C as above, with row stride n_pos.
                     #[cfg(target_arch = "x86_64")]
                     unsafe {
                         use crate::cpu::gemm::avx512::row_tile;
                         let (offs, relu) = (self.offs.as_ptr(), self.relu);
-                        if self.family == Family::Avx2 {
-                            use crate::cpu::gemm::avx2::{
-                                row_tile as avx2_tile, ROW_TILE_MR, ROW_TILE_WIDTH,
-                            };
-                            const NV: usize = ROW_TILE_WIDTH / 8;
-                            avx2_tile::<ROW_TILE_MR, NV>(k, a, b, offs, width, c, n_pos, rows, bias, relu);
-                            continue;
-                        }
                         match vectors {
                             3 => row_tile::<3>(k, a, b, offs, tail, c, n_pos, rows, false, bias, relu),
                             2 => row_tile::<2>(k, a, b, offs, tail, c, n_pos, rows, false, bias, relu),

@@ -199,8 +199,9 @@ pub(crate) const ROW_TILE_WIDTH: usize = 16;
 /// `b + offs[p]` has `8·NV` readable floats; `c + i·ldc + j` is writable for
 /// `i < rows ≤ MR`, `j < width ≤ 8·NV`.
 #[target_feature(enable = "avx2,fma")]
+#[inline]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn row_tile<const MR: usize, const NV: usize>(
+unsafe fn row_tile<const MR: usize, const NV: usize>(
     k: usize,
     a: *const f32,
     b: *const f32,
@@ -247,6 +248,48 @@ pub(crate) unsafe fn row_tile<const MR: usize, const NV: usize>(
             if width < 8 * NV {
                 std::ptr::copy_nonoverlapping(lanes.as_ptr().cast::<f32>(), out, width);
             }
+        }
+    }
+}
+
+/// [`row_tile`] for every weight panel of a tile of positions: panel `p` computes output
+/// channels `p·MR ..` (below `channels`) from `a + p·k·MR` and `bias + p·MR` into
+/// `c + p·MR·ldc`. One call per tile: with few taps (27 for a 3x3 RGB window) a call per
+/// panel spent a quarter of the tile's cycles entering and leaving the function.
+///
+/// # Safety
+/// As [`row_tile`] for each panel: `a` holds `panels·k·MR` floats, `bias` `panels·MR`,
+/// `c + i·ldc + j` is writable for `i < channels ≤ panels·MR`, `j < width`.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn row_panels<const MR: usize, const NV: usize>(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    offs: *const u32,
+    width: usize,
+    c: *mut f32,
+    ldc: usize,
+    channels: usize,
+    bias: *const f32,
+    relu: bool,
+) {
+    for p in 0..channels.div_ceil(MR) {
+        let rows = MR.min(channels - p * MR);
+        // SAFETY: panel p's operands lie inside the caller's (contract above).
+        unsafe {
+            row_tile::<MR, NV>(
+                k,
+                a.add(p * k * MR),
+                b,
+                offs,
+                width,
+                c.add(p * MR * ldc),
+                ldc,
+                rows,
+                bias.add(p * MR),
+                relu,
+            );
         }
     }
 }
