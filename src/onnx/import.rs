@@ -3,10 +3,11 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use super::fold::{self, fold, shape_of_activation, shape_of_dims};
+use super::fold::{self, fold};
 use super::nd::{NdValue, ND_OPS};
 use super::ops::{ARITH_OPS, UNARY_OPS};
 use super::proto::{AttributeProto, ModelProto, NodeProto};
+use super::shapes::{shape_of_activation, shape_of_dims};
 use super::tensor::{Constant, UNKNOWN};
 use super::{OnnxModel, OPSETS};
 use crate::error::{Error, Result};

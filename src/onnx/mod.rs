@@ -12,6 +12,7 @@ mod nd;
 mod ops;
 pub mod proto;
 mod select;
+mod shapes;
 mod spatial;
 mod tensor;
 

@@ -5,9 +5,10 @@
 // Sizes, axes and pads are integers read from the model; they are range-checked where used.
 #![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
 
-use super::fold::{self, reshape_dims, slice_ranges};
+use super::fold;
 use super::import::{attr, attr_f, attr_i, attr_ints, attr_s, bad, Importer, Shape};
 use super::proto::NodeProto;
+use super::shapes::{reshape_dims, slice_ranges};
 use super::tensor::{batch_factor, symbolic, Constant, BATCH};
 use crate::error::Result;
 use crate::network::{Affine, Binary, Op, Unary};

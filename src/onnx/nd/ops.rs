@@ -403,7 +403,8 @@ impl Importer<'_> {
             None => (0..starts.len()).collect(),
         };
         let dims: Vec<usize> = (0..rank).map(|a| v.nd.axis_len(a)).collect();
-        let ranges = fold::slice_ranges(node, &dims, &starts, &ends, &axes, steps.as_deref())?;
+        let ranges =
+            super::super::shapes::slice_ranges(node, &dims, &starts, &ends, &axes, steps.as_deref())?;
         let b = v.nd.batch_axis();
         for (a, r) in ranges.iter().enumerate() {
             if r.len() == dims[a] && progression(r) == Some(1) || a == b && r.len() == dims[a] {
