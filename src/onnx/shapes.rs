@@ -1,6 +1,9 @@
 //! Shape arithmetic shared by constant folding and lowering: ONNX Reshape targets, Slice
 //! ranges, and the value of a Shape node.
 
+// Shapes and indices are small integers read from the model; they are checked before use.
+#![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+
 use super::fold::{attr_i, bad};
 use super::proto::NodeProto;
 use super::tensor::{Constant, BATCH};
