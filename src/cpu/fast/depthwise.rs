@@ -274,6 +274,37 @@ impl Depthwise {
         block_lanes(self, x, img, block, dst, buf);
     }
 
+    /// The input planes of output channels `block·LANES ..` (`lanes` of them) of image
+    /// `img`: planes of `x` as stored, or, through the input map, expanded into `dense`
+    /// (at least `lanes · in_h · in_w` floats then), for the interleaved blocks.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fn block_planes<'a>(
+        &self,
+        x: &'a [f32],
+        img: usize,
+        block: usize,
+        lanes: usize,
+        dense: &'a mut [f32],
+    ) -> [&'a [f32]; LANES] {
+        let g = &self.g;
+        let mut planes: [&[f32]; LANES] = [&[]; LANES];
+        for (lane, plane) in planes.iter_mut().enumerate().take(lanes) {
+            let ci = (block * LANES + lane) / self.mult;
+            *plane = &x[(img * g.in_channels + ci) * self.plane..][..self.plane];
+        }
+        if self.taps.map_kind != 0 {
+            let dense_plane = g.in_h * g.in_w;
+            let dense = &mut dense[..lanes * dense_plane];
+            for (dst, src) in dense.chunks_exact_mut(dense_plane).zip(&planes) {
+                expand_plane(self.taps.map_kind, &self.taps.map_table, src, dst);
+            }
+            for (plane, dense) in planes.iter_mut().zip(dense.chunks_exact(dense_plane)) {
+                *plane = dense;
+            }
+        }
+        planes
+    }
+
     fn plane_taps(&self, src: &[f32], w: &[f32], dst: &mut [f32]) {
         for (c, &wv) in w.iter().enumerate() {
             for (o, &t) in dst.iter_mut().zip(self.taps.row(c)) {

@@ -5,7 +5,6 @@
 
 use std::arch::x86_64::*;
 
-use super::super::elementwise::expand_plane;
 use super::super::transpose::{first_lanes8, transpose8};
 use super::{fill_rows, Depthwise, Epilogue, Split, LANES};
 
@@ -147,20 +146,7 @@ pub(super) unsafe fn block_lanes_avx2(
         row[..g.pad_left * LANES].fill(0.0);
         row[(g.pad_left + g.in_w) * LANES..].fill(0.0);
     }
-    let mut planes: [&[f32]; LANES] = [&[]; LANES];
-    for (lane, plane) in planes.iter_mut().enumerate().take(lanes) {
-        let ci = (block * LANES + lane) / d.mult;
-        *plane = &x[(img * g.in_channels + ci) * d.plane..][..d.plane];
-    }
-    if d.taps.map_kind != 0 {
-        let dense = &mut dense[..expanded];
-        for (dst, src) in dense.chunks_exact_mut(dense_plane).zip(&planes) {
-            expand_plane(d.taps.map_kind, &d.taps.map_table, src, dst);
-        }
-        for (plane, dense) in planes.iter_mut().zip(dense.chunks_exact(dense_plane)) {
-            *plane = dense;
-        }
-    }
+    let planes = d.block_planes(x, img, block, lanes, dense);
     let halves = lanes.div_ceil(8);
     for half in 0..halves {
         let live = (lanes - 8 * half).min(8);

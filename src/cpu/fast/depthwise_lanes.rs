@@ -6,7 +6,6 @@
 
 use std::arch::x86_64::*;
 
-use super::super::elementwise::expand_plane;
 use super::super::transpose::transpose16;
 use super::{Depthwise, LANES};
 
@@ -44,19 +43,7 @@ pub(super) unsafe fn block_lanes_avx512(
     buf.clear();
     buf.resize(padded + expanded, 0.0);
     let (buf, dense) = buf.split_at_mut(padded);
-    let mut planes: [&[f32]; LANES] = [&[]; LANES];
-    for (lane, plane) in planes.iter_mut().enumerate().take(lanes) {
-        let ci = (block * LANES + lane) / d.mult;
-        *plane = &x[(img * g.in_channels + ci) * d.plane..][..d.plane];
-    }
-    if d.taps.map_kind != 0 {
-        for (dst, src) in dense.chunks_exact_mut(dense_plane).zip(&planes) {
-            expand_plane(d.taps.map_kind, &d.taps.map_table, src, dst);
-        }
-        for (plane, dense) in planes.iter_mut().zip(dense.chunks_exact(dense_plane)) {
-            *plane = dense;
-        }
-    }
+    let planes = d.block_planes(x, img, block, lanes, dense);
     for y in 0..g.in_h {
         for x0 in (0..g.in_w).step_by(16) {
             let n = (g.in_w - x0).min(16);
