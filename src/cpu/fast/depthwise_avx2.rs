@@ -7,6 +7,7 @@ use std::arch::x86_64::*;
 
 use super::super::transpose::{first_lanes8, transpose8};
 use super::{fill_rows, Depthwise, Epilogue, Split, LANES};
+use crate::interp::ZERO_TAP;
 
 /// One dense plane on the direct row path: the row buffer filled (stride-2 rows split by
 /// permutes), then per output row blocks of 64 outputs and one shorter block.
@@ -130,7 +131,14 @@ pub(super) unsafe fn block_lanes_avx2(
     let taps = g.kernel_h * g.kernel_w;
     let (wp, hp) = (g.in_w + g.pad_left + g.pad_right, g.in_h + g.pad_top + g.pad_bottom);
     let (padded, dense_plane) = (hp * wp * LANES, g.in_h * g.in_w);
-    let expanded = if d.taps.map_kind == 0 { 0 } else { lanes * dense_plane };
+    // A nearest or zeros map reads the block's compact planes interleaved (`d.plane`
+    // positions of 8 lanes, one half at a time); any other map expands each plane first.
+    let through_map = matches!(d.taps.map_kind, 1 | 2);
+    let expanded = match d.taps.map_kind {
+        0 => 0,
+        _ if through_map => d.plane * 8,
+        _ => lanes * dense_plane,
+    };
     if buf.len() < padded + expanded {
         buf.resize(padded + expanded, 0.0);
     }
@@ -146,37 +154,41 @@ pub(super) unsafe fn block_lanes_avx2(
         row[..g.pad_left * LANES].fill(0.0);
         row[(g.pad_left + g.in_w) * LANES..].fill(0.0);
     }
-    let planes = d.block_planes(x, img, block, lanes, dense);
     let halves = lanes.div_ceil(8);
-    for half in 0..halves {
-        let live = (lanes - 8 * half).min(8);
-        for y in 0..g.in_h {
-            for x0 in (0..g.in_w).step_by(8) {
-                let n = (g.in_w - x0).min(8);
-                let mut v = [_mm256_setzero_ps(); 8];
-                for (v, src) in v.iter_mut().zip(&planes[8 * half..8 * half + live]) {
-                    // SAFETY: the (masked) lanes are columns x0 .. x0 + n of row y. Masked
-                    // moves only where they must: they cost several plain ones on Zen 3.
-                    *v = unsafe {
-                        let p = src.as_ptr().add(y * g.in_w + x0);
-                        if n == 8 {
-                            _mm256_loadu_ps(p)
-                        } else {
-                            _mm256_maskload_ps(p, first_lanes8(n))
-                        }
-                    };
-                }
-                // SAFETY: this function is compiled for AVX2.
-                let v = unsafe { transpose8(v) };
-                let at = ((y + g.pad_top) * wp + g.pad_left + x0) * LANES + 8 * half;
-                for (j, v) in v.iter().take(n).enumerate() {
-                    // SAFETY: cell (y + pt, pl + x0 + j) lies inside the padded buffer.
-                    unsafe { _mm256_storeu_ps(buf.as_mut_ptr().add(at + j * LANES), *v) };
+    if through_map {
+        // SAFETY: AVX2 was detected (this function's contract).
+        unsafe { fill_through_map(d, x, (img, block, lanes), buf, dense) };
+    } else {
+        let planes = d.block_planes(x, img, block, lanes, dense);
+        for half in 0..halves {
+            let live = (lanes - 8 * half).min(8);
+            for y in 0..g.in_h {
+                for x0 in (0..g.in_w).step_by(8) {
+                    let n = (g.in_w - x0).min(8);
+                    let mut v = [_mm256_setzero_ps(); 8];
+                    for (v, src) in v.iter_mut().zip(&planes[8 * half..8 * half + live]) {
+                        // SAFETY: the (masked) lanes are columns x0 .. x0 + n of row y. Masked
+                        // moves only where they must: they cost several plain ones on Zen 3.
+                        *v = unsafe {
+                            let p = src.as_ptr().add(y * g.in_w + x0);
+                            if n == 8 {
+                                _mm256_loadu_ps(p)
+                            } else {
+                                _mm256_maskload_ps(p, first_lanes8(n))
+                            }
+                        };
+                    }
+                    // SAFETY: this function is compiled for AVX2.
+                    let v = unsafe { transpose8(v) };
+                    let at = ((y + g.pad_top) * wp + g.pad_left + x0) * LANES + 8 * half;
+                    for (j, v) in v.iter().take(n).enumerate() {
+                        // SAFETY: cell (y + pt, pl + x0 + j) lies inside the padded buffer.
+                        unsafe { _mm256_storeu_ps(buf.as_mut_ptr().add(at + j * LANES), *v) };
+                    }
                 }
             }
         }
     }
-
     let w = &d.weights_lanes[block * taps * LANES..][..taps * LANES];
     let bias = &d.bias_lanes[block * LANES..][..LANES];
     let ow = g.out_w();
@@ -236,6 +248,75 @@ pub(super) unsafe fn block_lanes_avx2(
                         _mm256_maskstore_ps(p, keep, *a);
                     }
                 }
+            }
+        }
+    }
+}
+
+/// The interleaved padded input of a block whose input is compact, read through a nearest
+/// or zeros map without expanding each plane: per half of 8 channels, the compact planes
+/// interleaved by 8 × 8 transposes into `cbuf` (`[position][8 lanes]`), then per dense
+/// input position one 8-lane copy of the position the map names (zeros for
+/// [`ZERO_TAP`]) into the padded buffer. One vector move per position and half instead
+/// of one scalar gather per position and channel.
+///
+/// # Safety
+/// AVX2 is available; `buf` is the block's padded buffer (`hp · wp · LANES`), `cbuf`
+/// holds at least `d.plane · 8` floats; the map's entries are compact positions or
+/// [`ZERO_TAP`] (checked: an index past the compact plane panics).
+#[target_feature(enable = "avx2")]
+unsafe fn fill_through_map(
+    d: &Depthwise,
+    x: &[f32],
+    (img, block, lanes): (usize, usize, usize),
+    buf: &mut [f32],
+    cbuf: &mut [f32],
+) {
+    let g = &d.g;
+    let (n_c, wp) = (d.plane, g.in_w + g.pad_left + g.pad_right);
+    let cbuf = &mut cbuf[..n_c * 8];
+    let map = &d.taps.map_table[..g.in_h * g.in_w];
+    for half in 0..lanes.div_ceil(8) {
+        let live = (lanes - 8 * half).min(8);
+        let mut planes: [&[f32]; 8] = [&[]; 8];
+        for (k, plane) in planes.iter_mut().enumerate().take(live) {
+            let ci = (block * LANES + 8 * half + k) / d.mult;
+            *plane = &x[(img * g.in_channels + ci) * n_c..][..n_c];
+        }
+        for s0 in (0..n_c).step_by(8) {
+            let n = (n_c - s0).min(8);
+            let mut v = [_mm256_setzero_ps(); 8];
+            for (v, src) in v.iter_mut().zip(&planes[..live]) {
+                // SAFETY: the (masked) lanes are positions s0 .. s0 + n of the plane.
+                *v = unsafe {
+                    let p = src.as_ptr().add(s0);
+                    if n == 8 {
+                        _mm256_loadu_ps(p)
+                    } else {
+                        _mm256_maskload_ps(p, first_lanes8(n))
+                    }
+                };
+            }
+            // SAFETY: this function is compiled for AVX2.
+            let v = unsafe { transpose8(v) };
+            for (j, v) in v.iter().take(n).enumerate() {
+                // SAFETY: position s0 + j < n_c of cbuf holds 8 floats.
+                unsafe { _mm256_storeu_ps(cbuf.as_mut_ptr().add((s0 + j) * 8), *v) };
+            }
+        }
+        for y in 0..g.in_h {
+            let at = ((y + g.pad_top) * wp + g.pad_left) * LANES + 8 * half;
+            for (i, &m) in map[y * g.in_w..][..g.in_w].iter().enumerate() {
+                let v = if m == ZERO_TAP {
+                    _mm256_setzero_ps()
+                } else {
+                    let from = &cbuf[m as usize * 8..][..8];
+                    // SAFETY: `from` holds 8 floats.
+                    unsafe { _mm256_loadu_ps(from.as_ptr()) }
+                };
+                // SAFETY: cell (y + pt, pl + i) lies inside the padded buffer, its lanes
+                // 8·half .. + 8 inside the cell.
+                unsafe { _mm256_storeu_ps(buf.as_mut_ptr().add(at + i * LANES), v) };
             }
         }
     }
