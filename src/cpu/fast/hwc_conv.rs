@@ -18,46 +18,14 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::taps::{Taps, PAD};
-use super::SendPtr;
+use super::{Family, SendPtr};
 use crate::layer::ConvLayer;
 
 /// Tiles per task (a task's positions are this many tiles of `mr`).
 const TILES_PER_TASK: usize = 8;
 
-/// The instruction set an [`HwcConv`] runs its tiles on (none off x86_64).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-pub(crate) enum Family {
-    /// `gemm::avx512::hwc_tile`: 16-lane vectors, 32 registers.
-    Avx512,
-    /// `gemm::avx2::hwc_tile`: 8-lane vectors, 16 registers.
-    Avx2,
-}
-
+/// The HWC path's tile shapes per [`Family`].
 impl Family {
-    /// The family of the microkernel family named `name` (`Microkernel::name`), where the
-    /// CPU runs it; `None` for the others (generic, NEON).
-    pub(crate) fn of(name: &str) -> Option<Family> {
-        #[cfg(target_arch = "x86_64")]
-        match name {
-            "avx512" if std::arch::is_x86_feature_detected!("avx512f") => return Some(Family::Avx512),
-            "avx2"
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma") =>
-            {
-                return Some(Family::Avx2)
-            }
-            _ => {}
-        }
-        let _ = name;
-        None
-    }
-
-    /// The family of the microkernel the CPU executor picks.
-    pub(crate) fn detect() -> Option<Family> {
-        Family::of(crate::cpu::gemm::Microkernel::detect().name)
-    }
-
     /// Output channels per tile for `tg` channels per group: AVX-512 16 up to 16, else 32;
     /// AVX2 8 up to 8, else 16.
     pub(crate) fn channel_tile(self, tg: usize) -> usize {

@@ -86,9 +86,9 @@ impl FastConv {
     pub fn new(layer: &ConvLayer, kern: Microkernel) -> FastConv {
         let relu = fused_relu(layer);
         let cols = layer.geometry().batch * layer.mask().len();
-        let hwc = hwc_conv::Family::of(kern.name);
-        // The position-vectorised paths (pointwise, row) have AVX-512 tiles only.
-        let avx512 = hwc == Some(hwc_conv::Family::Avx512);
+        let family = Family::of(kern.name);
+        // The in-place pointwise product and the direct HWC variant are AVX-512 only.
+        let avx512 = family == Some(Family::Avx512);
         let kernel = if depthwise::Depthwise::applies(layer) {
             Kernel::Depthwise(depthwise::Depthwise::new(layer, relu))
         } else if cols <= gemv::MAX_COLS {
@@ -98,14 +98,15 @@ impl FastConv {
             && hwc_conv::HwcConv::available(layer)
             && hwc_conv::HwcConv::direct_applies(layer)
         {
-            Kernel::Hwc(hwc_conv::HwcConv::new(layer, relu, true, hwc_conv::Family::Avx512))
+            Kernel::Hwc(hwc_conv::HwcConv::new(layer, relu, true, Family::Avx512))
         } else if avx512 && pointwise_pays_off(layer) && pointwise::Pointwise::applies(layer) {
             Kernel::Pointwise(pointwise::Pointwise::new(layer, relu))
-        } else if let Some(f) = row_conv::Family::of(kern.name)
-            .filter(|&f| row_conv_pays_off(layer, f) && row_conv::RowConv::applies(layer, f))
+        } else if let Some(f) =
+            family.filter(|&f| row_conv_pays_off(layer, f) && row_conv::RowConv::applies(layer, f))
         {
             Kernel::Row(row_conv::RowConv::new(layer, relu, f))
-        } else if let Some(f) = hwc.filter(|&f| hwc_pays_off(layer, f) && hwc_conv::HwcConv::available(layer))
+        } else if let Some(f) =
+            family.filter(|&f| hwc_pays_off(layer, f) && hwc_conv::HwcConv::available(layer))
         {
             Kernel::Hwc(hwc_conv::HwcConv::new(layer, relu, false, f))
         } else {
@@ -119,7 +120,7 @@ impl FastConv {
     /// `None` where it cannot run (no AVX-512, a barycentric input map, offsets past 32 bits,
     /// or `direct` with taps that read padding): for tests and comparisons.
     pub fn hwc(layer: &ConvLayer, direct: bool) -> Option<FastConv> {
-        let family = hwc_conv::Family::detect()?;
+        let family = Family::detect()?;
         let possible =
             hwc_conv::HwcConv::available(layer) && (!direct || hwc_conv::HwcConv::direct_applies(layer));
         possible.then(|| {
@@ -132,7 +133,7 @@ impl FastConv {
     /// choice would be; `None` where it cannot run (no row tiles for the family, or
     /// [`row_conv::RowConv::applies`] fails): for tests and comparisons.
     pub fn row(layer: &ConvLayer, kern: Microkernel) -> Option<FastConv> {
-        let family = row_conv::Family::of(kern.name)?;
+        let family = Family::of(kern.name)?;
         row_conv::RowConv::applies(layer, family).then(|| {
             FastConv::with(Kernel::Row(row_conv::RowConv::new(layer, fused_relu(layer), family)), layer)
         })
@@ -187,6 +188,49 @@ fn fused_relu(layer: &ConvLayer) -> bool {
     layer.relu() && !layer.relu_after_gather()
 }
 
+/// The x86 vector family whose explicit tiles the HWC and row paths run, from the CPU
+/// executor's microkernel family (each path keeps its tile shapes in its own `impl`
+/// block: `hwc_conv`, `row_conv`); none off x86_64.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) enum Family {
+    /// AVX-512F: 16-lane vectors, 32 registers.
+    Avx512,
+    /// AVX2 and FMA: 8-lane vectors, 16 registers.
+    Avx2,
+}
+
+impl Family {
+    /// The family of the microkernel family named `name` (`Microkernel::name`), where the
+    /// CPU runs it; `None` for the others (generic, NEON).
+    pub(crate) fn of(name: &str) -> Option<Family> {
+        let family = match name {
+            "avx512" => Family::Avx512,
+            "avx2" => Family::Avx2,
+            _ => return None,
+        };
+        family.available().then_some(family)
+    }
+
+    /// The family of the microkernel the CPU executor picks.
+    pub(crate) fn detect() -> Option<Family> {
+        Family::of(crate::cpu::gemm::Microkernel::detect().name)
+    }
+
+    /// Whether this CPU has the family's features (what makes its tiles safe to run).
+    pub(crate) fn available(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return match self {
+            Family::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            Family::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+            }
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+}
+
 /// Whether a dense 1x1 stride-1 conv runs on the in-place [`pointwise`] product
 /// (`PERFORATE_POINTWISE=0` turns it off: comparisons only).
 /// Planes of fewer than 16 positions (fully connected layers at batch > 1: one position
@@ -200,18 +244,18 @@ fn pointwise_pays_off(layer: &ConvLayer) -> bool {
 /// layers), or a stride-1 conv along the padded grid that the HWC path does not take, with
 /// weights that stay in L2 (`PERFORATE_ROW_CONV=0` turns the path off, `=first` limits it
 /// to first layers, `=all` takes it wherever it applies: comparisons only).
-fn row_conv_pays_off(layer: &ConvLayer, family: row_conv::Family) -> bool {
+fn row_conv_pays_off(layer: &ConvLayer, family: Family) -> bool {
     let few_channels = layer.geometry().in_channels <= row_conv::MAX_IN_CHANNELS;
     match std::env::var("PERFORATE_ROW_CONV").as_deref() {
         Ok("0") => false,
         Ok("first") => few_channels,
         Ok("all") => true,
-        _ if family == row_conv::Family::Avx2 => few_channels && avx2_row_tiles_pay_off(layer),
+        _ if family == Family::Avx2 => few_channels && avx2_row_tiles_pay_off(layer),
         _ => {
             let batched = layer.geometry().batch > 1;
             few_channels
                 || row_operands_fit(layer)
-                    && (!hwc_pays_off(layer, hwc_conv::Family::Avx512) || batched && hwc_tiles_partial(layer))
+                    && (!hwc_pays_off(layer, Family::Avx512) || batched && hwc_tiles_partial(layer))
         }
     }
 }
@@ -238,7 +282,7 @@ fn avx2_row_tiles_pay_off(layer: &ConvLayer) -> bool {
 /// 28x28 networks (0.018 vs 0.024 ms: the copy costs more than the tiles save there).
 fn hwc_tiles_partial(layer: &ConvLayer) -> bool {
     let tg = layer.geometry().out_channels_per_group();
-    tg <= 16 || !tg.is_multiple_of(hwc_conv::Family::Avx512.channel_tile(tg))
+    tg <= 16 || !tg.is_multiple_of(Family::Avx512.channel_tile(tg))
 }
 
 /// Whether a conv's operands suit [`row_conv`] beyond first layers: its weights (all of
@@ -271,7 +315,7 @@ fn row_operands_fit(layer: &ConvLayer) -> bool {
 /// - a dense conv: 3x3 or larger, channel tiles at least 3/4 full, at most 1024 positions
 ///   (4096 batched: [`positions_fit`]), stride 1 or an output map of at most 400 positions
 ///   (ResNet-18 28x28 to 7x7: 5-25% faster; at 56x56 and batch 1 the row path wins).
-fn hwc_pays_off(layer: &ConvLayer, family: hwc_conv::Family) -> bool {
+fn hwc_pays_off(layer: &ConvLayer, family: Family) -> bool {
     if std::env::var("PERFORATE_HWC").is_ok_and(|v| v == "0") {
         return false;
     }
@@ -332,5 +376,5 @@ fn pointwise_direct_pays_off(layer: &ConvLayer) -> bool {
         && n_pos <= 256
         && !(layer.mask().is_dense() && lanes_filled)
         && cg >= 16
-        && hwc_conv::Family::Avx512.fills_channel_tiles(tg)
+        && Family::Avx512.fills_channel_tiles(tg)
 }

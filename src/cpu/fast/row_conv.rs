@@ -31,7 +31,7 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use super::SendPtr;
+use super::{Family, SendPtr};
 use crate::cpu::gemm::{pack_a, tile_vectors, ROW_TILE_MR as MR};
 use crate::layer::ConvLayer;
 
@@ -40,28 +40,12 @@ pub(crate) const MAX_IN_CHANNELS: usize = 4;
 /// Positions per full AVX-512 tile (3 vectors of 16); also the copy's slack for any tile.
 const TILE: usize = 48;
 
-/// The instruction set a [`RowConv`] runs on, which fixes its tile.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-pub(crate) enum Family {
-    /// 8 channels × 48 positions (`gemm::avx512::row_tile`), grid tiles at stride 1.
-    Avx512,
-    /// 8 channels × 8 positions (`gemm::avx2::row_tile`), first layers only.
-    Avx2,
-}
-
+/// The row path's tile shapes per [`Family`]: AVX-512 8 channels × 48 positions
+/// (`gemm::avx512::row_tile`, grid tiles at stride 1); AVX2 6 × 16 (`gemm::avx2::row_tile`,
+/// first layers only).
 impl Family {
-    /// The family of the CPU executor's microkernel `name`, where the path has tiles for it.
-    pub(crate) fn of(name: &str) -> Option<Family> {
-        match name {
-            "avx512" => Some(Family::Avx512),
-            "avx2" => Some(Family::Avx2),
-            _ => None,
-        }
-    }
-
-    /// Positions per full tile.
-    fn tile(self) -> usize {
+    /// Positions per full row-path tile.
+    fn row_tile_positions(self) -> usize {
         match self {
             Family::Avx512 => TILE,
             #[cfg(target_arch = "x86_64")]
@@ -71,8 +55,8 @@ impl Family {
         }
     }
 
-    /// Output channels per tile (rows of a weight panel).
-    fn mr(self) -> usize {
+    /// Output channels per row-path tile (rows of a weight panel).
+    fn row_tile_channels(self) -> usize {
         match self {
             Family::Avx512 => MR,
             #[cfg(target_arch = "x86_64")]
@@ -82,6 +66,7 @@ impl Family {
         }
     }
 }
+
 /// Largest depth block of a grid tile: its B rows (`kc × 48` floats, 24 KB) stay in L1.
 const GRID_KC: usize = 128;
 /// Layers under this many FLOPs run on the calling thread.
@@ -143,17 +128,8 @@ impl RowConv {
         let g = layer.geometry();
         let wq = (g.in_w + g.pad_left + g.pad_right).div_ceil(g.stride_w);
         let image = g.in_channels * (g.in_h + g.pad_top + g.pad_bottom) * g.stride_w * wq;
-        #[cfg(target_arch = "x86_64")]
-        let detected = match family {
-            Family::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
-            Family::Avx2 => {
-                std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-            }
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let detected = false;
         let grid = family == Family::Avx512 && Self::grid_applies(layer);
-        detected
+        family.available()
             && image + g.kernel_w * g.dilation_w < u32::MAX as usize
             && g.groups == 1
             && (g.in_channels <= MAX_IN_CHANNELS || grid)
@@ -187,7 +163,7 @@ impl RowConv {
             })
             .collect();
         let k = offs.len();
-        let mr = family.mr();
+        let mr = family.row_tile_channels();
         let panels = g.out_channels.div_ceil(mr);
         let a = pack_a(layer.weights(), g.out_channels, k, k, mr);
         let mut bias = vec![0.0f32; panels * mr];
@@ -409,7 +385,7 @@ impl RowConv {
     fn task(&self, x: &[f32], out: SendPtr, img: usize, rows: std::ops::Range<usize>) {
         let (n_pos, k) = (self.out_h * self.out_w, self.offs.len());
         let row_len = self.phases * self.wq;
-        let (tile, mr) = (self.family.tile(), self.family.mr());
+        let (tile, mr) = (self.family.row_tile_positions(), self.family.row_tile_channels());
         for oy in rows {
             for ox0 in (0..self.out_w).step_by(tile) {
                 let width = tile.min(self.out_w - ox0);
