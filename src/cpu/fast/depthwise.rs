@@ -170,8 +170,7 @@ impl Depthwise {
         let taps = g.kernel_h * g.kernel_w;
         let plane_out = |p: usize, dst: &mut [f32]| {
             let (img, o) = (p / g.out_channels, p % g.out_channels);
-            let ci = o / self.mult;
-            let src = &x[(img * g.in_channels + ci) * self.plane..][..self.plane];
+            let src = self.input_plane(x, img, o);
             let w = &self.weights[o * taps..(o + 1) * taps];
             match self.path {
                 Path::Rows => self.plane_direct(src, w, self.bias[o], dst),
@@ -288,6 +287,13 @@ impl Depthwise {
         block_lanes(self, x, img, block, dst, buf);
     }
 
+    /// The input plane output channel `o` of image `img` reads (its group's one input
+    /// channel: `plane` values, dense or compact).
+    fn input_plane<'a>(&self, x: &'a [f32], img: usize, o: usize) -> &'a [f32] {
+        let ci = o / self.mult;
+        &x[(img * self.g.in_channels + ci) * self.plane..][..self.plane]
+    }
+
     /// The input planes of output channels `block·LANES ..` (`lanes` of them) of image
     /// `img`: planes of `x` as stored, or, through the input map, expanded into `dense`
     /// (at least `lanes · in_h · in_w` floats then), for the interleaved blocks.
@@ -303,8 +309,7 @@ impl Depthwise {
         let g = &self.g;
         let mut planes: [&[f32]; LANES] = [&[]; LANES];
         for (lane, plane) in planes.iter_mut().enumerate().take(lanes) {
-            let ci = (block * LANES + lane) / self.mult;
-            *plane = &x[(img * g.in_channels + ci) * self.plane..][..self.plane];
+            *plane = self.input_plane(x, img, block * LANES + lane);
         }
         if self.taps.map_kind != 0 {
             let dense_plane = g.in_h * g.in_w;
@@ -580,8 +585,7 @@ fn block_lanes(d: &Depthwise, x: &[f32], img: usize, block: usize, dst: &mut [f3
     buf.clear();
     buf.resize(hp * wp * LANES, 0.0);
     for lane in 0..lanes {
-        let ci = (block * LANES + lane) / d.mult;
-        let src = &x[(img * g.in_channels + ci) * d.plane..][..d.plane];
+        let src = d.input_plane(x, img, block * LANES + lane);
         let kind = d.taps.map_kind;
         for y in 0..g.in_h {
             let base = ((y + g.pad_top) * wp + g.pad_left) * LANES + lane;

@@ -108,9 +108,10 @@ unsafe fn block_avx2<const NV: usize>(
 /// Loop structure: (1) the padding cells of the interleaved buffer
 /// (`buf[(y·wp + x)·16 + lane]`) zeroed; per half of 8 channels, input row and 8 columns:
 /// one (masked) load per channel, an 8 × 8 transpose, one store per column (a compact
-/// input expanded plane by plane first); (2) per half and 8 mask positions: 8 accumulators
-/// from the bias, for each tap one weight vector and 8 FMAs (lane = channel), ReLU and cap,
-/// a transpose, one (masked) store per channel plane.
+/// input under a nearest or zeros map read through it by [`fill_through_map`] instead,
+/// under any other map expanded plane by plane first); (2) per half and 8 mask positions:
+/// 8 accumulators from the bias, for each tap one weight vector and 8 FMAs (lane =
+/// channel), ReLU and cap, a transpose, one (masked) store per channel plane.
 ///
 /// # Safety
 /// AVX2 and FMA are available; `dst` holds `lanes · n_pos` values for `lanes ≤ 16`
@@ -280,8 +281,7 @@ unsafe fn fill_through_map(
         let live = (lanes - 8 * half).min(8);
         let mut planes: [&[f32]; 8] = [&[]; 8];
         for (k, plane) in planes.iter_mut().enumerate().take(live) {
-            let ci = (block * LANES + 8 * half + k) / d.mult;
-            *plane = &x[(img * g.in_channels + ci) * n_c..][..n_c];
+            *plane = d.input_plane(x, img, block * LANES + 8 * half + k);
         }
         for s0 in (0..n_c).step_by(8) {
             let n = (n_c - s0).min(8);

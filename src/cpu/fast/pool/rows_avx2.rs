@@ -104,22 +104,22 @@ unsafe fn rows<const KW: usize, const SW: usize>(
             #[allow(clippy::cast_possible_wrap)]
             let x0 = (8 * c * sw) as isize - pl;
             let inside = x0 >= 0 && x0 + span <= in_w;
+            // SAFETY: the feature is enabled; `row` starts a row of in_w floats; inside the
+            // row, every load is within it.
+            let load = |x: isize| unsafe {
+                if inside {
+                    _mm256_loadu_ps(row.offset(x))
+                } else {
+                    columns(row, x, in_w, identity)
+                }
+            };
             if KW == 3 && SW == 2 {
                 // Columns x0 .. x0 + 18 in four loads; the window's three taps are the
                 // even columns of the first two, their odd columns, and the even columns
                 // of the last two. Both shuffles keep the same lane order, so the taps are
                 // reduced first and put in order by one permute; one unordered compare
                 // per pair of loads finds NaN in any of them.
-                // SAFETY: the feature is enabled; `row` starts a row of in_w floats; inside
-                // the row, every load is within it.
-                let t = unsafe {
-                    let load = |x: isize| {
-                        if inside {
-                            _mm256_loadu_ps(row.offset(x))
-                        } else {
-                            columns(row, x, in_w, identity)
-                        }
-                    };
+                let t = {
                     let (lo, hi, lo2, hi2) = (load(x0), load(x0 + 8), load(x0 + 2), load(x0 + 10));
                     let (e, o, e2) = (
                         _mm256_shuffle_ps::<0x88>(lo, hi),
@@ -143,23 +143,12 @@ unsafe fn rows<const KW: usize, const SW: usize>(
             for kx in 0..kw {
                 #[allow(clippy::cast_possible_wrap)]
                 let x = x0 + kx as isize;
-                // SAFETY: the feature is enabled; `row` starts a row of in_w floats; inside
-                // the row, every load is within it.
-                let t = unsafe {
-                    let load = |x: isize| {
-                        if inside {
-                            _mm256_loadu_ps(row.offset(x))
-                        } else {
-                            columns(row, x, in_w, identity)
-                        }
-                    };
-                    if sw == 1 {
-                        load(x)
-                    } else {
-                        // Lane i takes column x + 2i: the even columns of 16.
-                        let pairs = _mm256_shuffle_ps::<0x88>(load(x), load(x + 8));
-                        _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(pairs)))
-                    }
+                let t = if sw == 1 {
+                    load(x)
+                } else {
+                    // Lane i takes column x + 2i: the even columns of 16.
+                    let pairs = _mm256_shuffle_ps::<0x88>(load(x), load(x + 8));
+                    _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(pairs)))
                 };
                 if g.avg {
                     acc = _mm256_add_ps(acc, t);
