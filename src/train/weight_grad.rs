@@ -402,6 +402,7 @@ unsafe fn portable_tile(a: &[*const f32; MR], b: &[*const f32; NR], runs: Runs, 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{Runs, MR, NR};
+    use crate::cpu::gemm::avx2::first_lanes;
     use std::arch::x86_64::*;
 
     /// The 4 x 4 tile in two passes of 4 rows x 2 columns (8 accumulators, 4 + 1 operand
@@ -426,14 +427,6 @@ mod avx2 {
         }
     }
 
-    /// Lanes `0..n` set, for `_mm256_maskload_ps` (`n < 8`).
-    #[target_feature(enable = "avx2")]
-    fn first_lanes(n: usize) -> __m256i {
-        #[allow(clippy::cast_possible_wrap)]
-        let n = n as i32;
-        _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
-    }
-
     #[target_feature(enable = "avx2,fma")]
     fn reduce(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
@@ -451,7 +444,8 @@ mod avx2 {
         let (mut c00, mut c01, mut c10, mut c11, mut c20, mut c21, mut c30, mut c31) =
             (z, z, z, z, z, z, z, z);
         let full = runs.len / 8 * 8;
-        let tail = first_lanes(runs.len - full);
+        // SAFETY: this function is compiled for AVX2.
+        let tail = unsafe { first_lanes(runs.len - full) };
         for r in 0..runs.count {
             // SAFETY: every pointer starts `count` runs of `len` floats, `step` apart; the
             // loads stay below `len` (the last one masked).

@@ -5,8 +5,9 @@
 
 use std::arch::x86_64::*;
 
-use super::super::transpose::{first_lanes8, transpose8};
+use super::super::transpose::transpose8;
 use super::{fill_rows, Depthwise, Epilogue, Split, LANES};
+use crate::cpu::gemm::avx2::first_lanes;
 use crate::interp::ZERO_TAP;
 
 /// One dense plane on the direct row path: the row buffer filled (stride-2 rows split by
@@ -96,7 +97,7 @@ unsafe fn block_avx2<const NV: usize>(
             if left >= 8 {
                 _mm256_storeu_ps(out.as_mut_ptr().add(8 * v), *a);
             } else {
-                _mm256_maskstore_ps(out.as_mut_ptr().add(8 * v), first_lanes8(left), *a);
+                _mm256_maskstore_ps(out.as_mut_ptr().add(8 * v), first_lanes(left), *a);
             }
         }
     }
@@ -175,7 +176,7 @@ pub(super) unsafe fn block_lanes_avx2(
                             if n == 8 {
                                 _mm256_loadu_ps(p)
                             } else {
-                                _mm256_maskload_ps(p, first_lanes8(n))
+                                _mm256_maskload_ps(p, first_lanes(n))
                             }
                         };
                     }
@@ -236,7 +237,7 @@ pub(super) unsafe fn block_lanes_avx2(
             // SAFETY: as above.
             let acc = unsafe { transpose8(acc) };
             // SAFETY: this function is compiled for AVX2.
-            let keep = unsafe { first_lanes8(cnt) };
+            let keep = unsafe { first_lanes(cnt) };
             for (lane, a) in acc.iter().take(live).enumerate() {
                 let plane = 8 * half + lane;
                 // SAFETY: plane `plane` of dst holds n_pos values; lanes under `keep` are
@@ -293,7 +294,7 @@ unsafe fn fill_through_map(
                     if n == 8 {
                         _mm256_loadu_ps(p)
                     } else {
-                        _mm256_maskload_ps(p, first_lanes8(n))
+                        _mm256_maskload_ps(p, first_lanes(n))
                     }
                 };
             }

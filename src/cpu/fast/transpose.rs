@@ -5,6 +5,9 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::gemm::avx2::first_lanes;
+
 /// The transpose of `r`: `out[i][j]` is `r[j][i]`.
 ///
 /// Three rounds: `unpacklo/hi_ps` pairs rows, `shuffle_ps` makes each 128-bit lane hold
@@ -83,19 +86,6 @@ pub(crate) unsafe fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
     }
 }
 
-/// Lanes `0..n` set (all for `n ≥ 8`), for `_mm256_maskload_ps` / `_mm256_maskstore_ps`.
-///
-/// # Safety
-/// The CPU has AVX2, and the caller is compiled for it.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-pub(crate) unsafe fn first_lanes8(n: usize) -> __m256i {
-    #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
-    let n = n.min(8) as i32;
-    // SAFETY: AVX2 by the caller's contract.
-    unsafe { _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)) }
-}
-
 /// [`split_pairs_avx512`] on AVX2: 16 values at a time, by one `shuffle_ps` and one
 /// `permute4x64_pd` per phase.
 ///
@@ -123,8 +113,8 @@ pub(crate) unsafe fn split_pairs_avx2(
                 (_mm256_loadu_ps(src), _mm256_loadu_ps(src.add(8)))
             } else {
                 (
-                    _mm256_maskload_ps(src, first_lanes8(m)),
-                    _mm256_maskload_ps(src.add(8), first_lanes8(m.saturating_sub(8))),
+                    _mm256_maskload_ps(src, first_lanes(m)),
+                    _mm256_maskload_ps(src.add(8), first_lanes(m.saturating_sub(8))),
                 )
             };
             // shuffle_ps picks within 128-bit lanes: [l0 l2 h0 h2 | l4 l6 h4 h6]; the
@@ -138,8 +128,8 @@ pub(crate) unsafe fn split_pairs_avx2(
                 _mm256_storeu_ps(out.add(pe * ld + qe + j0 / 2), e);
                 _mm256_storeu_ps(out.add(po * ld + qo + j0 / 2), o);
             } else {
-                _mm256_maskstore_ps(out.add(pe * ld + qe + j0 / 2), first_lanes8(m.div_ceil(2)), e);
-                _mm256_maskstore_ps(out.add(po * ld + qo + j0 / 2), first_lanes8(m / 2), o);
+                _mm256_maskstore_ps(out.add(pe * ld + qe + j0 / 2), first_lanes(m.div_ceil(2)), e);
+                _mm256_maskstore_ps(out.add(po * ld + qo + j0 / 2), first_lanes(m / 2), o);
             }
         }
     }

@@ -175,6 +175,18 @@ pub(crate) unsafe fn hwc_tile<const MR: usize, const NV: usize>(
     }
 }
 
+/// Lanes `0..n` set (all for `n ≥ 8`), for `_mm256_maskload_ps` / `_mm256_maskstore_ps`.
+///
+/// # Safety
+/// The CPU has AVX2, and the caller is compiled for it.
+#[inline(always)]
+pub(crate) unsafe fn first_lanes(n: usize) -> __m256i {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+    let n = n.min(8) as i32;
+    // SAFETY: AVX2 by the caller's contract.
+    unsafe { _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)) }
+}
+
 /// Output channels per tile of [`row_tile`] (its weight panels' rows).
 pub(crate) const ROW_TILE_MR: usize = 6;
 /// Positions per tile of [`row_tile`]: two vectors.
