@@ -31,6 +31,7 @@ mod resample;
 mod select_channels;
 mod select_elements;
 mod softmax;
+pub(crate) mod step;
 mod strided_copy;
 mod unary;
 

@@ -7,15 +7,10 @@ use std::sync::{Arc, Mutex};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use super::conv::{conv_forward, CPU_DEFAULT_CHUNK_BYTES};
-use super::fast::elementwise::{binary_fast, gather_fast, gather_pair_fast, gathers_pair, unary_fast};
-use super::fast::matmul_strided::matmul_strided_fast;
-use super::fast::pool::pool2d_fast;
+use super::fast::elementwise::{gather_pair_fast, gathers_pair};
 use super::fast::FastConv;
 use super::gemm::Microkernel;
-use super::{
-    add, binary, channel_affine, clip, gather_interp, lrn, matmul_strided, pool2d, reduce_channels, relu,
-    resample, select_channels, select_elements, softmax, strided_copy, unary,
-};
+use super::step::{concat, run_op};
 use crate::error::{Error, Result};
 use crate::layer::ConvSchedule;
 use crate::plan::{Executor, Plan, StepOp, TensorId};
@@ -230,57 +225,12 @@ impl CpuExecutor {
                         }
                     }
                 }
-                StepOp::Gather { params, map } if self.fast => gather_fast(
-                    params,
-                    arg(0),
-                    map.table(),
-                    if params.residual == 1 { arg(1) } else { &[] },
-                    dst,
-                ),
-                StepOp::Gather { params, map } => gather_interp(
-                    params,
-                    arg(0),
-                    map.table(),
-                    if params.residual == 1 { arg(1) } else { &[] },
-                    dst,
-                ),
-                StepOp::Pool { params, in_map } if self.fast => {
-                    pool2d_fast(params, arg(0), in_map.as_ref().map_or(&[][..], |m| m.table()), dst)
-                }
-                StepOp::Pool { params, in_map } => {
-                    pool2d(params, arg(0), in_map.as_ref().map_or(&[][..], |m| m.table()), dst)
-                }
-                StepOp::Lrn(p) => lrn(p, arg(0), dst),
-                StepOp::Relu(p) => relu(p, arg(0), dst),
-                StepOp::Clip(p) => clip(p, arg(0), dst),
-                StepOp::Add(p) => add(p, arg(0), arg(1), dst),
-                StepOp::Affine { params, scale, shift } => channel_affine(params, arg(0), scale, shift, dst),
-                StepOp::Softmax(p) => softmax(p, arg(0), dst),
-                StepOp::StridedCopy(p) => strided_copy(p, arg(0), dst),
-                StepOp::Constant { params, values } => strided_copy(params, values, dst),
-                StepOp::MatmulStrided(p) if self.fast => matmul_strided_fast(p, arg(0), arg(1), dst),
-                StepOp::MatmulStrided(p) => matmul_strided(p, arg(0), arg(1), dst),
-                StepOp::Unary(p) if self.fast => unary_fast(p, arg(0), dst),
-                StepOp::Unary(p) => unary(p, arg(0), dst),
-                StepOp::Binary(p) if self.fast => binary_fast(p, arg(0), arg(1), dst),
-                StepOp::Binary(p) => binary(p, arg(0), arg(1), dst),
-                StepOp::SelectChannels { params, channels } => select_channels(params, arg(0), channels, dst),
-                StepOp::ReduceChannels(p) => reduce_channels(p, arg(0), dst),
-                StepOp::Resample { params, index, weight } => resample(params, arg(0), index, weight, dst),
-                StepOp::SelectElements(p) => select_elements(p, arg(0), arg(1), arg(2), dst),
                 StepOp::Concat => {
-                    let plane = out_info.plane();
-                    let image = out_info.channels * plane;
-                    let mut offset = 0;
-                    for (k, &t) in step.inputs.iter().enumerate() {
-                        let part = plan.tensor(t).channels * plane;
-                        if !self.concat_parts[i].get(k).is_some_and(|&done| done) {
-                            for (b, src) in arg(k).chunks_exact(part).enumerate() {
-                                dst[b * image + offset..b * image + offset + part].copy_from_slice(src);
-                            }
-                        }
-                        offset += part;
-                    }
+                    let len = |k: usize| plan.tensor(step.inputs[k]).len();
+                    concat(step.inputs.len(), &arg, &len, out_info.batch, &self.concat_parts[i], dst);
+                }
+                op => {
+                    run_op(op, step.inputs.len(), &arg, out_info.batch, dst, self.fast);
                 }
             }
             inspect(

@@ -129,6 +129,20 @@ impl Conv {
         }
     }
 
+    /// The geometry of this convolution over `batch` dense inputs of `[C, H, W]` (the one
+    /// place its kernel, strides, padding, dilation and groups become a geometry, for the
+    /// plan and for training).
+    pub fn geometry(&self, [c, h, w]: [usize; 3], batch: usize) -> crate::geometry::ConvGeometry {
+        let mut g =
+            crate::geometry::ConvGeometry::new(c, h, w, self.out_channels, self.kernel[0], self.kernel[1])
+                .with_padding_tlbr(self.pads[0], self.pads[1], self.pads[2], self.pads[3])
+                .with_groups(self.groups)
+                .with_batch(batch);
+        (g.stride_h, g.stride_w) = (self.stride[0], self.stride[1]);
+        (g.dilation_h, g.dilation_w) = (self.dilation[0], self.dilation[1]);
+        g
+    }
+
     /// Whether the convolution is 1×1 with stride 1 and no padding: such a layer maps
     /// each position to itself, so on a compact input it runs on the compact positions and
     /// inherits the input's map (METHOD.md §3).

@@ -234,7 +234,6 @@ impl<'n> Builder<'n> {
         input: TensorId,
     ) -> Result<(TensorId, Vec<&'n Layer>)> {
         let t = self.tensors[input].clone();
-        let [kh, kw] = c.kernel;
         check_conv_weights(layer, c, t.channels)?;
         let in_kind = t.map().map(|m| m.kind());
         // A pointwise conv runs on the compact positions when it commutes with the map;
@@ -268,17 +267,12 @@ impl<'n> Builder<'n> {
         let (weights, bias) = folded_weights(layer, c, bn.map(|bn| (bn, absorbed[0])))?;
 
         let geometry = if on_compact {
-            ConvGeometry::new(t.channels, 1, t.plane(), c.out_channels, 1, 1).with_groups(c.groups)
-        } else {
-            ConvGeometry::new(t.channels, t.height, t.width, c.out_channels, kh, kw)
-                .with_padding_tlbr(c.pads[0], c.pads[1], c.pads[2], c.pads[3])
+            ConvGeometry::new(t.channels, 1, t.plane(), c.out_channels, 1, 1)
                 .with_groups(c.groups)
+                .with_batch(self.batch)
+        } else {
+            c.geometry([t.channels, t.height, t.width], self.batch)
         };
-        let mut geometry = geometry.with_batch(self.batch);
-        if !on_compact {
-            (geometry.stride_h, geometry.stride_w) = (c.stride[0], c.stride[1]);
-            (geometry.dilation_h, geometry.dilation_w) = (c.dilation[0], c.dilation[1]);
-        }
         let mut conv = in_layer(layer, ConvLayer::new(geometry, weights, Some(bias)))?.with_relu(relu);
         if let Some(cap) = cap {
             conv = in_layer(layer, conv.with_relu_cap(cap))?;
@@ -749,9 +743,9 @@ impl Plan {
 
 /// The `pool2d` kernel's parameters for pooling `p` (`avg`: average, else maximum) over
 /// `planes` planes of `h × w` (stored as `in_plane` floats each, through an input map of
-/// kind `map_kind`, 0 for none) onto `oh × ow`: for the plan's pooling steps and the
-/// training forward, which runs the same kernel.
-pub(crate) fn pool2d_params(
+/// kind `map_kind`, 0 for none) onto `oh × ow`. The training forward and backward read
+/// them from the lowered step (`plan::lower_layer`).
+fn pool2d_params(
     p: &Pool,
     planes: usize,
     (h, w): (usize, usize),

@@ -6,8 +6,10 @@ mod checks;
 mod compile;
 mod elementwise;
 mod graph;
-pub(crate) use graph::{in_layer, order, pool_out};
+pub(crate) use graph::{layer_error, order};
 mod memory;
+mod single;
+pub(crate) use single::{lower_layer, LayerSteps};
 mod slots;
 mod tensor_params;
 
@@ -15,9 +17,7 @@ use std::sync::Arc;
 
 use ndarray::{ArrayD, ArrayViewD};
 
-pub(crate) use compile::pool2d_params;
 pub use memory::{MemoryReport, MemoryRow};
-pub(crate) use tensor_params::{matmul_params, strided_params};
 
 use crate::error::Result;
 use crate::interp::InterpMap;

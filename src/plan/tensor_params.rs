@@ -6,7 +6,7 @@ use crate::network::{MatMul, Strided, MAX_STRIDED_RANK};
 use crate::params::{MatmulStridedParams, StridedCopyParams};
 
 /// The `strided_copy` parameters of view `v` for `images` images of `in_image` elements.
-pub(crate) fn strided_params(v: &Strided, images: usize, in_image: usize) -> Result<StridedCopyParams> {
+pub(super) fn strided_params(v: &Strided, images: usize, in_image: usize) -> Result<StridedCopyParams> {
     let pad = MAX_STRIDED_RANK - v.dims.len();
     let mut d = [1u32; MAX_STRIDED_RANK];
     let mut s = [0u32; MAX_STRIDED_RANK];
@@ -39,7 +39,7 @@ pub(crate) fn strided_params(v: &Strided, images: usize, in_image: usize) -> Res
 }
 
 /// The `matmul_strided` parameters of `mm` for `images` images.
-pub(crate) fn matmul_params(
+pub(super) fn matmul_params(
     mm: &MatMul,
     images: usize,
     a_image: usize,

@@ -9,6 +9,7 @@ mod impact;
 mod input_grad;
 mod layers;
 mod loss;
+mod lowered;
 mod model;
 #[cfg(feature = "plots")]
 mod plot;

@@ -3,18 +3,20 @@
 //! the backward pass itself, on the CPU with rayon.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
 use super::buffers;
 use super::conv::{self, Sampling};
 use super::layers;
+use super::lowered;
 use super::tape::{Aux, Grads, Mode, Tape, Tensor};
-use super::tensor_ops::{softmax_backward, tensor_backward, tensor_forward};
+use super::tensor_ops::{softmax_backward, tensor_backward};
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
 use crate::network::{broadcast_mode, Conv, Network, Op, Reduce, Resample};
-use crate::plan::{in_layer, order, pool_out, Plan, PlanOptions, StepOp};
+use crate::plan::{layer_error, lower_layer, order, LayerSteps, Plan, PlanOptions, StepOp};
 use crate::rng::hash2;
 use crate::strategy::Interpolation;
 
@@ -30,17 +32,14 @@ pub struct Model {
     /// as before; the layer's own value reads as the ReLU's, which changes nothing its
     /// backward or its impact (|∂L/∂V · V|, zero wherever the ReLU cut V) uses.
     fused_relu: HashMap<String, String>,
+    /// The plan steps of each layer without parameters, by (layer index, batch): see
+    /// `lowered`.
+    lowered: Mutex<HashMap<(usize, usize), Arc<LayerSteps>>>,
 }
 
 fn conv_geometry(c: &Conv, x: &Tensor) -> ConvGeometry {
     let [b, ch, h, w] = x.shape;
-    let mut g = ConvGeometry::new(ch, h, w, c.out_channels, c.kernel[0], c.kernel[1])
-        .with_padding_tlbr(c.pads[0], c.pads[1], c.pads[2], c.pads[3])
-        .with_groups(c.groups)
-        .with_batch(b);
-    (g.stride_h, g.stride_w) = (c.stride[0], c.stride[1]);
-    (g.dilation_h, g.dilation_w) = (c.dilation[0], c.dilation[1]);
-    g
+    c.geometry([ch, h, w], b)
 }
 
 impl Model {
@@ -73,7 +72,7 @@ impl Model {
             _ => net.output.clone(),
         };
         let fused_relu = fused_relu(&net, &logits);
-        Ok(Model { net, order, sampling, logits, fused_relu })
+        Ok(Model { net, order, sampling, logits, fused_relu, lowered: Mutex::default() })
     }
 
     /// The network (with its current parameters).
@@ -129,6 +128,23 @@ impl Model {
         }
     }
 
+    /// Layer `i` (one without parameters) lowered to plan steps for a batch of `b`, its
+    /// inputs in `values`. Cached: the steps depend only on the network's shapes and on
+    /// values that training does not change.
+    fn lowered(&self, i: usize, b: usize, values: &HashMap<String, Tensor>) -> Result<Arc<LayerSteps>> {
+        let mut cache = self
+            .lowered
+            .lock()
+            .map_err(|_| Error::InvalidArgument("a previous training step panicked".into()))?;
+        if let Some(s) = cache.get(&(i, b)) {
+            return Ok(Arc::clone(s));
+        }
+        let shape = |n: &str| values.get(n).map(|t| [t.shape[1], t.shape[2], t.shape[3]]);
+        let steps = Arc::new(lower_layer(&self.net, &self.net.layers[i], b, shape)?);
+        cache.insert((i, b), Arc::clone(&steps));
+        Ok(steps)
+    }
+
     /// The forward pass over a batch `x` (`[B, C, H, W]` matching the network input).
     pub fn forward(&self, x: Tensor, mode: Mode) -> Result<Tape> {
         // The layers are short parallel regions one after another: the pool's workers spin
@@ -160,34 +176,6 @@ impl Model {
             let x = &values[&layer.inputs[0]];
             let [b, ch, h, w] = x.shape;
             let (out, extra) = match &layer.op {
-                Op::Where => {
-                    let [cond, a, other] = [0, 1, 2].map(|k| layer.inputs.get(k).and_then(|n| values.get(n)));
-                    let (Some(cond), Some(a), Some(other)) = (cond, a, other) else {
-                        return Err(Error::InvalidArgument(format!(
-                            "layer '{}' (where) takes 3 inputs (cond, a, b)",
-                            layer.name
-                        )));
-                    };
-                    if cond.shape != a.shape || other.shape != a.shape {
-                        return Err(Error::InvalidArgument(format!(
-                            "layer '{}' (where): inputs have different shapes",
-                            layer.name
-                        )));
-                    }
-                    let mut y = buffers::scratch(a.data.len());
-                    let len = in_layer(layer, crate::error::to_u32(a.data.len(), "length"))?;
-                    let params = crate::params::SelectElementsParams { len, ..Default::default() };
-                    crate::cpu::select_elements(&params, &cond.data, &a.data, &other.data, &mut y);
-                    (Tensor { data: y, shape: a.shape }, Aux::None)
-                }
-                Op::Resample(r) => {
-                    let params = in_layer(layer, r.params(b * ch, h, w))?;
-                    let (index, weight) = in_layer(layer, r.tables())?;
-                    let (oh, ow) = (r.out_height(), r.out_width());
-                    let mut y = buffers::zeroed(b * ch * oh * ow);
-                    crate::cpu::resample(&params, &x.data, &index, &weight, &mut y);
-                    (Tensor { shape: [b, ch, oh, ow], data: y }, Aux::None)
-                }
                 Op::Conv(c) => {
                     let g = conv_geometry(c, x);
                     let s = self.sampling.get(&layer.name).unwrap_or(&Sampling::Dense);
@@ -196,153 +184,19 @@ impl Model {
                     let y = conv::forward(&g, &c.weights, &bias, s, &x.data, relu.is_some())?;
                     (Tensor { shape: [b, c.out_channels, oh, ow], data: y }, Aux::None)
                 }
-                Op::Relu => {
-                    let mut y = buffers::scratch(x.data.len());
-                    // NaN kept, as in the executors (`cpu::nan`).
-                    y.par_chunks_mut(1 << 14).zip(x.data.par_chunks(1 << 14)).for_each(|(o, v)| {
-                        o.iter_mut().zip(v).for_each(|(o, &v)| *o = crate::cpu::nan::relu_keep_nan(v));
-                    });
-                    (Tensor { data: y, shape: x.shape }, Aux::None)
-                }
-                Op::Clip { min, max } => (
-                    Tensor {
-                        data: x
-                            .data
-                            .iter()
-                            .map(|&v| crate::cpu::nan::clamp_keep_nan(v, *min, *max))
-                            .collect(),
-                        shape: x.shape,
-                    },
-                    Aux::None,
-                ),
-                Op::MaxPool(p) | Op::AvgPool(p) => {
-                    let avg = matches!(layer.op, Op::AvgPool(_));
-                    let [pt, pl, pb, pr] = p.pads;
-                    let oh = pool_out(h, p.kernel[0], p.stride[0], pt, pb, p.ceil_mode).unwrap_or(1);
-                    let ow = pool_out(w, p.kernel[1], p.stride[1], pl, pr, p.ceil_mode).unwrap_or(1);
-                    // The inference kernel itself: the same windows, divisors and NaN rule.
-                    let params = crate::plan::pool2d_params(p, b * ch, (h, w), (oh, ow), avg, h * w, 0)?;
-                    let mut y = buffers::zeroed(b * ch * oh * ow);
-                    crate::cpu::fast::pool::pool2d_fast(&params, &x.data, &[], &mut y);
-                    (Tensor { shape: [b, ch, oh, ow], data: y }, Aux::None)
-                }
-                Op::GlobalAvgPool => {
-                    let y =
-                        x.data.chunks_exact(h * w).map(|p| p.iter().sum::<f32>() / (h * w) as f32).collect();
-                    (Tensor { shape: [b, ch, 1, 1], data: y }, Aux::None)
-                }
-                Op::Lrn(l) => {
-                    let (y, s) = layers::lrn_forward(&x.data, b, ch, h * w, l);
-                    (Tensor { data: y, shape: x.shape }, Aux::Lrn(s))
+                Op::Linear(l) => {
+                    let bias = l.bias.clone().unwrap_or_else(|| vec![0.0; l.out_features]);
+                    let y = layers::linear_forward(&x.data, b, &l.weights, &bias, l.out_features);
+                    (Tensor { shape: [b, l.out_features, 1, 1], data: y }, Aux::None)
                 }
                 Op::BatchNorm(bn) => {
                     let train = matches!(mode, Mode::Train { .. });
                     let (y, batch) = layers::bn_forward(&x.data, ch, h * w, bn, train, relu.is_some());
                     (Tensor { data: y, shape: x.shape }, Aux::Bn(batch))
                 }
-                Op::Add => {
-                    // The first two operands in one pass, any further ones added to that.
-                    let mut y = buffers::scratch(x.data.len());
-                    let c = 1 << 14;
-                    match layer.inputs.get(1) {
-                        Some(n) => y
-                            .par_chunks_mut(c)
-                            .zip(x.data.par_chunks(c))
-                            .zip(values[n].data.par_chunks(c))
-                            .for_each(|((o, a), b)| {
-                                o.iter_mut().zip(a).zip(b).for_each(|((o, a), b)| *o = a + b)
-                            }),
-                        None => y.copy_from_slice(&x.data),
-                    }
-                    for name in layer.inputs.iter().skip(2) {
-                        add_into(&mut y, &values[name].data);
-                    }
-                    (Tensor { data: y, shape: x.shape }, Aux::None)
-                }
-                Op::Concat => {
-                    let parts: Vec<&Tensor> = layer.inputs.iter().map(|n| &values[n]).collect();
-                    let channels: usize = parts.iter().map(|t| t.shape[1]).sum();
-                    let mut y = Vec::with_capacity(b * channels * h * w);
-                    for img in 0..b {
-                        for t in &parts {
-                            let n = t.shape[1] * h * w;
-                            y.extend_from_slice(&t.data[img * n..(img + 1) * n]);
-                        }
-                    }
-                    (Tensor { shape: [b, channels, h, w], data: y }, Aux::None)
-                }
-                Op::Flatten => (Tensor { shape: [b, ch * h * w, 1, 1], data: x.data.clone() }, Aux::None),
-                Op::Linear(l) => {
-                    let bias = l.bias.clone().unwrap_or_else(|| vec![0.0; l.out_features]);
-                    let y = layers::linear_forward(&x.data, b, &l.weights, &bias, l.out_features);
-                    (Tensor { shape: [b, l.out_features, 1, 1], data: y }, Aux::None)
-                }
-                Op::Softmax => {
-                    let mut y = buffers::scratch(x.data.len());
-                    crate::cpu::softmax(&softmax_params(x.shape), &x.data, &mut y);
-                    (Tensor { data: y, shape: x.shape }, Aux::None)
-                }
-                Op::Reshape { .. } | Op::Strided(_) | Op::Constant { .. } | Op::MatMul(_) => {
-                    let other = layer.inputs.get(1).and_then(|n| values.get(n));
-                    (tensor_forward(layer, x, other)?, Aux::None)
-                }
-                Op::Unary(f) => {
-                    (Tensor { data: x.data.iter().map(|&v| f.apply(v)).collect(), shape: x.shape }, Aux::None)
-                }
-                Op::Affine(a) => {
-                    let (scale, shift) = a.per_channel(ch).ok_or_else(|| {
-                        Error::InvalidArgument(format!(
-                            "layer '{}': affine values do not fit {ch} channels",
-                            layer.name
-                        ))
-                    })?;
-                    let plane = h * w;
-                    let y = x.data.iter().enumerate().map(|(k, v)| {
-                        let c = (k / plane) % ch;
-                        v * scale[c] + shift[c]
-                    });
-                    (Tensor { data: y.collect(), shape: x.shape }, Aux::None)
-                }
-                Op::Binary(f) => {
-                    let other = &values[&layer.inputs[1]];
-                    let (full, cast) = broadcast_of(x, other, &layer.name)?;
-                    let (a_at, b_at) = operand_index(cast);
-                    let y = (0..full.data.len()).map(|k| f.apply(x.data[a_at(k)], other.data[b_at(k)]));
-                    (Tensor { data: y.collect(), shape: full.shape }, Aux::None)
-                }
-                Op::ReduceChannels(r) => {
-                    let plane = h * w;
-                    let mut y = vec![0.0f32; b * plane];
-                    for img in 0..b {
-                        for p in 0..plane {
-                            let at = |c: usize| x.data[(img * ch + c) * plane + p];
-                            let v = match r {
-                                Reduce::Max => (1..ch).map(at).fold(at(0), f32::max),
-                                Reduce::Sum | Reduce::Mean => (0..ch).map(at).sum::<f32>(),
-                            };
-                            #[allow(clippy::cast_precision_loss)]
-                            let n = ch as f32;
-                            y[img * plane + p] = if *r == Reduce::Mean { v / n } else { v };
-                        }
-                    }
-                    (Tensor { shape: [b, 1, h, w], data: y }, Aux::None)
-                }
-                Op::SelectChannels { channels } => {
-                    let plane = h * w;
-                    let mut y = Vec::with_capacity(b * channels.len() * plane);
-                    for img in 0..b {
-                        for &c in channels {
-                            if c >= ch {
-                                return Err(Error::InvalidArgument(format!(
-                                    "layer '{}' selects channel {c} of {ch}",
-                                    layer.name
-                                )));
-                            }
-                            let at = (img * ch + c) * plane;
-                            y.extend_from_slice(&x.data[at..at + plane]);
-                        }
-                    }
-                    (Tensor { shape: [b, channels.len(), h, w], data: y }, Aux::None)
+                Op::Lrn(l) => {
+                    let (y, s) = layers::lrn_forward(&x.data, b, ch, h * w, l);
+                    (Tensor { data: y, shape: x.shape }, Aux::Lrn(s))
                 }
                 Op::Dropout { ratio } => match mode {
                     Mode::Train { seed } if *ratio > 0.0 => {
@@ -364,6 +218,12 @@ impl Model {
                     }
                     _ => (x.clone(), Aux::None),
                 },
+                // Every layer without parameters: the steps the plan lowers it to, on the
+                // executor's kernels. Convs and fully connected layers keep their own
+                // forward above (their weights change every step; convs run the executor's
+                // conv kernels in `train::conv`), as do BatchNorm (batch statistics when
+                // training), LRN (its backward reads the forward's scale) and Dropout.
+                _ => (lowered::run(&*self.lowered(i, b, &values)?, &layer.name, &values)?, Aux::None),
             };
             match relu {
                 Some(r) => {
@@ -470,16 +330,13 @@ impl Model {
                     keep_where(&mut dy, &x.data, |v| v > *min && v < *max);
                     std::mem::take(&mut dy)
                 }
-                Op::MaxPool(p) | Op::AvgPool(p) => {
-                    let avg = matches!(layer.op, Op::AvgPool(_));
-                    let (oh, ow) = (y.shape[2], y.shape[3]);
-                    let params = crate::plan::pool2d_params(p, b * ch, (h, w), (oh, ow), avg, h * w, 0)?;
-                    let windows = layers::pool_windows(&params);
-                    layers::pool_backward(&dy, b * ch, (h, w), &windows, (&x.data, &y.data), avg)
-                }
-                Op::GlobalAvgPool => {
-                    let n = (h * w) as f32;
-                    dy.iter().flat_map(|g| std::iter::repeat_n(g / n, h * w)).collect()
+                Op::MaxPool(_) | Op::AvgPool(_) | Op::GlobalAvgPool => {
+                    let lowered = self.lowered(i, b, &tape.values)?;
+                    let StepOp::Pool { params, .. } = lowered.single_op(layer)? else {
+                        return Err(layer_error(layer, "lowered to a step other than pooling"));
+                    };
+                    let windows = layers::pool_windows(params);
+                    layers::pool_backward(&dy, b * ch, (h, w), &windows, (&x.data, &y.data), params.mode == 1)
                 }
                 Op::Lrn(l) => {
                     let Some(Aux::Lrn(s)) = tape.aux.get(&layer.name) else { unreachable!("lrn aux") };
@@ -596,11 +453,21 @@ impl Model {
                     out.params.insert(layer.name.clone(), p);
                     dx
                 }
-                Op::Softmax => softmax_backward(&softmax_params(x.shape), &y.data, &dy),
+                Op::Softmax => {
+                    let lowered = self.lowered(i, b, &tape.values)?;
+                    let StepOp::Softmax(params) = lowered.single_op(layer)? else {
+                        return Err(layer_error(layer, "lowered to a step other than softmax"));
+                    };
+                    softmax_backward(params, &y.data, &dy)
+                }
                 Op::Reshape { .. } => std::mem::take(&mut dy),
                 Op::Strided(_) | Op::Constant { .. } | Op::MatMul(_) => {
                     let other = layer.inputs.get(1).map(|n| tape.at(n));
-                    let (dx, d_other) = tensor_backward(layer, x, other, &dy)?;
+                    let lowered = self.lowered(i, b, &tape.values)?;
+                    let (dx, d_other) = tensor_backward(lowered.single_op(layer)?, x, other, &dy)
+                        .ok_or_else(|| {
+                            layer_error(layer, "lowered to a step other than a tensor copy or product")
+                        })?;
                     if let Some(d) = d_other {
                         add(&mut grad, &layer.inputs[1], d);
                     }
@@ -722,13 +589,6 @@ fn resample_backward(r: &Resample, [b, ch, h, w]: [usize; 4], dy: &[f32]) -> Vec
         }
     }
     dx
-}
-
-/// The softmax kernel's parameters for a `[B, C, H, W]` tensor (over the channels).
-fn softmax_params([b, c, h, w]: [usize; 4]) -> crate::params::SoftmaxParams {
-    #[allow(clippy::cast_possible_truncation)] // plan compilation bounds every size to u32
-    let u = |v: usize| v as u32;
-    crate::params::SoftmaxParams { rows: u(b), cols: u(c), plane: u(h * w), _pad1: 0 }
 }
 
 #[cfg(test)]

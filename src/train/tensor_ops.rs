@@ -3,10 +3,8 @@
 
 use super::buffers;
 use super::tape::Tensor;
-use crate::error::{Error, Result};
-use crate::network::{Layer, Op};
 use crate::params::{MatmulStridedParams, SoftmaxParams, StridedCopyParams};
-use crate::plan::{in_layer, matmul_params, strided_params};
+use crate::plan::StepOp;
 
 /// Gradient of `strided_copy` with respect to its input (`in_image` elements per image):
 /// each output gradient is added where its value was read (a broadcast sums).
@@ -87,84 +85,24 @@ pub(crate) fn softmax_backward(p: &SoftmaxParams, y: &[f32], dy: &[f32]) -> Vec<
     dx
 }
 
-/// Forward pass of `Reshape`, `Strided`, `Constant` and `MatMul` (`other`: the second
-/// input of a `MatMul`) on the executors' CPU twins.
-pub(crate) fn tensor_forward(layer: &Layer, x: &Tensor, other: Option<&Tensor>) -> Result<Tensor> {
-    let [b, ch, h, w] = x.shape;
-    let missing = || Error::InvalidArgument(format!("layer '{}' (matmul) needs two inputs", layer.name));
-    Ok(match &layer.op {
-        Op::Reshape { shape: [c, oh, ow] } => {
-            if c * oh * ow != ch * h * w {
-                return Err(Error::InvalidArgument(format!(
-                    "layer '{}' views {ch}x{h}x{w} as {c}x{oh}x{ow}",
-                    layer.name
-                )));
-            }
-            Tensor { shape: [b, *c, *oh, *ow], data: x.data.clone() }
-        }
-        Op::Strided(v) => {
-            let image = ch * h * w;
-            in_layer(layer, v.validate(image))?;
-            let params = in_layer(layer, strided_params(v, b, image))?;
-            let mut y = buffers::scratch(b * v.dims.iter().product::<usize>());
-            crate::cpu::strided_copy(&params, &x.data, &mut y);
-            let [c, oh, ow] = v.shape;
-            Tensor { shape: [b, c, oh, ow], data: y }
-        }
-        Op::Constant { shape: [c, oh, ow], values } => {
-            let mut y = Vec::with_capacity(b * values.len());
-            for _ in 0..b {
-                y.extend_from_slice(values);
-            }
-            if values.len() != c * oh * ow {
-                return Err(Error::InvalidArgument(format!(
-                    "layer '{}': {} values for a {c}x{oh}x{ow} constant",
-                    layer.name,
-                    values.len()
-                )));
-            }
-            Tensor { shape: [b, *c, *oh, *ow], data: y }
-        }
-        Op::MatMul(mm) => {
-            let other = other.ok_or_else(missing)?;
-            let (a_len, b_len) = (ch * h * w, other.data.len() / b.max(1));
-            in_layer(layer, mm.validate(a_len, b_len))?;
-            let params = in_layer(layer, matmul_params(mm, b, a_len, b_len))?;
-            let mut y = buffers::scratch(b * mm.out_len());
-            crate::cpu::matmul_strided(&params, &x.data, &other.data, &mut y);
-            let [c, oh, ow] = mm.shape;
-            Tensor { shape: [b, c, oh, ow], data: y }
-        }
-        _ => return Err(Error::InvalidArgument(format!("layer '{}' is not a tensor layer", layer.name))),
-    })
-}
-
-/// Backward pass of `Strided`, `Constant` and `MatMul`: the gradient of the first input
-/// and, for a `MatMul`, of the second.
+/// Backward pass of a layer lowered to one `strided_copy` or `matmul_strided` step (`op`,
+/// with the params the forward ran): the gradient of the first input `x` and, for a
+/// product, of the second (`other`). None for any other step.
 pub(crate) fn tensor_backward(
-    layer: &Layer,
+    op: &StepOp,
     x: &Tensor,
     other: Option<&Tensor>,
     dy: &[f32],
-) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
-    let [b, ch, h, w] = x.shape;
-    let image = ch * h * w;
-    Ok(match &layer.op {
-        Op::Strided(v) => {
-            let params = in_layer(layer, strided_params(v, b, image))?;
-            (strided_backward(&params, dy, image), None)
-        }
+) -> Option<(Vec<f32>, Option<Vec<f32>>)> {
+    let [_, ch, h, w] = x.shape;
+    Some(match op {
+        StepOp::StridedCopy(p) => (strided_backward(p, dy, ch * h * w), None),
         // Constant values: no gradient reaches the input, which only set the batch.
-        Op::Constant { .. } => (buffers::zeroed(x.data.len()), None),
-        Op::MatMul(mm) => {
-            let other = other.ok_or_else(|| {
-                Error::InvalidArgument(format!("layer '{}' (matmul) needs two inputs", layer.name))
-            })?;
-            let b_len = other.data.len() / b.max(1);
-            let params = in_layer(layer, matmul_params(mm, b, image, b_len))?;
-            let (da, db) = matmul_backward(&params, &x.data, &other.data, dy);
+        StepOp::Constant { .. } => (buffers::zeroed(x.data.len()), None),
+        StepOp::MatmulStrided(p) => {
+            let (da, db) = matmul_backward(p, &x.data, &other?.data, dy);
             (da, Some(db))
         }
-        _ => return Err(Error::InvalidArgument(format!("layer '{}' is not a tensor layer", layer.name))),
+        _ => return None,
     })
 }
