@@ -62,15 +62,10 @@ pub(crate) fn pool_backward(
     dx
 }
 
-/// LRN across channels (ONNX): `y_c = x_c · s_c^(−β)`, `s_c = bias + α/size · Σ_{j∈N(c)} x_j²`.
-/// Returns y and s.
-pub(crate) fn lrn_forward(
-    x: &[f32],
-    batch: usize,
-    channels: usize,
-    plane: usize,
-    l: &Lrn,
-) -> (Vec<f32>, Vec<f32>) {
+/// The scale of LRN across channels (ONNX; the forward is the inference kernel
+/// `cpu::lrn`, `y_c = x_c · s_c^(−β)`): `s_c = bias + α/size · Σ_{j∈N(c)} x_j²`, for the
+/// backward.
+pub(crate) fn lrn_scale(x: &[f32], batch: usize, channels: usize, plane: usize, l: &Lrn) -> Vec<f32> {
     let mut s = buffers::zeroed(x.len());
     let (lo, hi) = ((l.size - 1) / 2, l.size / 2);
     #[allow(clippy::cast_precision_loss)]
@@ -85,11 +80,10 @@ pub(crate) fn lrn_forward(
             }
         }
     });
-    let y = x.iter().zip(&s).map(|(x, s)| x * s.powf(-l.beta)).collect();
-    (y, s)
+    s
 }
 
-/// The adjoint of [`lrn_forward`]:
+/// The adjoint of LRN, from its scale `s` ([`lrn_scale`]):
 /// `dx_j = dy_j s_j^(−β) − 2αβ/size · x_j Σ_{c: j∈N(c)} dy_c x_c s_c^(−β−1)`.
 pub(crate) fn lrn_backward(
     x: &[f32],

@@ -194,10 +194,6 @@ impl Model {
                     let (y, batch) = layers::bn_forward(&x.data, ch, h * w, bn, train, relu.is_some());
                     (Tensor { data: y, shape: x.shape }, Aux::Bn(batch))
                 }
-                Op::Lrn(l) => {
-                    let (y, s) = layers::lrn_forward(&x.data, b, ch, h * w, l);
-                    (Tensor { data: y, shape: x.shape }, Aux::Lrn(s))
-                }
                 Op::Dropout { ratio } => match mode {
                     Mode::Train { seed } if *ratio > 0.0 => {
                         let keep = 1.0 - ratio;
@@ -222,7 +218,7 @@ impl Model {
                 // executor's kernels. Convs and fully connected layers keep their own
                 // forward above (their weights change every step; convs run the executor's
                 // conv kernels in `train::conv`), as do BatchNorm (batch statistics when
-                // training), LRN (its backward reads the forward's scale) and Dropout.
+                // training) and Dropout (a mask when training).
                 _ => (lowered::run(&*self.lowered(i, b, &values)?, &layer.name, &values)?, Aux::None),
             };
             match relu {
@@ -339,8 +335,10 @@ impl Model {
                     layers::pool_backward(&dy, b * ch, (h, w), &windows, (&x.data, &y.data), params.mode == 1)
                 }
                 Op::Lrn(l) => {
-                    let Some(Aux::Lrn(s)) = tape.aux.get(&layer.name) else { unreachable!("lrn aux") };
-                    layers::lrn_backward(&x.data, s, &dy, ch, h * w, l)
+                    let s = layers::lrn_scale(&x.data, b, ch, h * w, l);
+                    let dx = layers::lrn_backward(&x.data, &s, &dy, ch, h * w, l);
+                    buffers::recycle(s);
+                    dx
                 }
                 Op::BatchNorm(bn) => {
                     let batch = match tape.aux.get(&layer.name) {

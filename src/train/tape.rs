@@ -50,13 +50,12 @@ pub enum Mode {
 /// What a layer's forward keeps besides its output.
 pub(super) enum Aux {
     None,
-    Lrn(Vec<f32>),
     Bn(Option<BnBatch>),
     Dropout(Vec<f32>),
 }
 
 /// What a forward pass keeps for the backward pass: every layer's output and its
-/// auxiliary data (LRN sums, batch statistics, dropout masks).
+/// auxiliary data (batch statistics, dropout masks).
 pub struct Tape {
     pub(super) values: HashMap<String, Tensor>,
     pub(super) aux: HashMap<String, Aux>,
