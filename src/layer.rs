@@ -1,6 +1,8 @@
 //! A perforated convolution layer as pure data, and the schedule of kernel launches
 //! that both executors (CPU and GPU) follow.
 
+use std::sync::Arc;
+
 use crate::error::{to_u32, Error, Result};
 use crate::geometry::ConvGeometry;
 use crate::interp::{InterpMap, MapKind};
@@ -16,7 +18,7 @@ use crate::params::{DepthwiseMaskedParams, GatherInterpParams, Im2colMaskedParam
 #[derive(Clone, Debug)]
 pub struct ConvLayer {
     geometry: ConvGeometry,
-    weights: Vec<f32>,
+    weights: Arc<[f32]>,
     bias: Vec<f32>,
     mask: Mask,
     map: InterpMap,
@@ -29,9 +31,15 @@ pub struct ConvLayer {
 impl ConvLayer {
     /// A dense (unperforated) layer. `weights` are OIHW,
     /// `[out_channels, in_channels / groups, kernel_h, kernel_w]`; `bias` has one entry
-    /// per output channel (zeros when `None`).
-    pub fn new(geometry: ConvGeometry, weights: Vec<f32>, bias: Option<Vec<f32>>) -> Result<Self> {
+    /// per output channel (zeros when `None`). Weights given as an `Arc` are shared, not
+    /// copied.
+    pub fn new(
+        geometry: ConvGeometry,
+        weights: impl Into<Arc<[f32]>>,
+        bias: Option<Vec<f32>>,
+    ) -> Result<Self> {
         geometry.validate()?;
+        let weights = weights.into();
         if weights.len() != geometry.weight_len() {
             return Err(Error::shape(
                 format!(

@@ -420,7 +420,7 @@ fn bad_networks_and_inputs_are_clear_errors() {
 
     let mut bad_weights = net.clone();
     if let Op::Conv(c) = &mut bad_weights.layers[0].op {
-        c.weights.pop();
+        c.weights = c.weights[..c.weights.len() - 1].into();
     }
     let e = err(Plan::compile(&bad_weights, 1, PlanOptions::default()));
     assert!(e.contains("layer 'conv1' (conv): weights hold"), "{e}");
@@ -457,7 +457,7 @@ fn absurd_sizes_are_errors_not_panics() {
     assert!(e.contains("layer 'c' (conv): weights hold 18 values"), "{e}");
     let mut fc = Network::new("f", InputSpec { name: "x".into(), channels: 2, height: 1, width: 1 });
     let linear =
-        perforate::network::Linear { out_features: usize::MAX / 2, weights: vec![0.0; 4], bias: None };
+        perforate::network::Linear { out_features: usize::MAX / 2, weights: vec![0.0; 4].into(), bias: None };
     fc.push("fc", Op::Linear(linear), &["x"]);
     let e = Plan::compile(&fc, 1, PlanOptions::default()).unwrap_err().to_string();
     assert!(e.contains("layer 'fc' (linear): weights hold 4 values"), "{e}");
@@ -495,7 +495,7 @@ fn weights_past_the_binding_limit_split_into_row_blocks() {
     net.then("flat", Op::Flatten);
     let fc = Linear {
         out_features: 40,
-        weights: rng.vec_f32(40 * 48 * 36, -0.05, 0.05),
+        weights: rng.vec_f32(40 * 48 * 36, -0.05, 0.05).into(),
         bias: Some(rng.vec_f32(40, -0.1, 0.1)),
     };
     net.then("fc", Op::Linear(fc));

@@ -329,7 +329,7 @@ fn flatten_linear_softmax() {
         let (features, outs) = (C * H * W, 7);
         let linear = Linear {
             out_features: outs,
-            weights: rng.vec_f32(outs * features, -0.1, 0.1),
+            weights: rng.vec_f32(outs * features, -0.1, 0.1).into(),
             bias: Some(rng.vec_f32(outs, -0.1, 0.1)),
         };
         let logits = naive::linear(&p.d, B, &linear.weights, linear.bias.as_ref().unwrap());

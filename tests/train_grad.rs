@@ -30,7 +30,7 @@ fn head(net: &mut Network, features: usize, seed: u64) {
         "fc",
         Op::Linear(Linear {
             out_features: 3,
-            weights: rng.vec_f32(3 * features, -0.3, 0.3),
+            weights: rng.vec_f32(3 * features, -0.3, 0.3).into(),
             bias: Some(rng.vec_f32(3, -0.1, 0.1)),
         }),
     );
@@ -326,7 +326,11 @@ fn add_concat_softmax_and_a_small_perforated_network() {
     s.then("sm", Op::Softmax);
     s.then(
         "fc2",
-        Op::Linear(Linear { out_features: 3, weights: SeededRng::new(8).vec_f32(9, -1.0, 1.0), bias: None }),
+        Op::Linear(Linear {
+            out_features: 3,
+            weights: SeededRng::new(8).vec_f32(9, -1.0, 1.0).into(),
+            bias: None,
+        }),
     );
     s.then("prob", Op::Softmax);
     let model = Model::new(s.clone()).unwrap();
@@ -357,7 +361,7 @@ fn impact_of_an_output_the_loss_ignores_is_zero() {
         }
     }
     net.then("flat", Op::Flatten);
-    net.then("fc", Op::Linear(Linear { out_features: 3, weights: fw, bias: None }));
+    net.then("fc", Op::Linear(Linear { out_features: 3, weights: fw.into(), bias: None }));
     let model = Model::new(net).unwrap();
     let x = Tensor::new([2, 2, 6, 6], SeededRng::new(5).vec_f32(144, -1.0, 1.0)).unwrap();
     let tape = model.forward(x, Mode::Eval).unwrap();

@@ -21,6 +21,8 @@ pub use resample::{
     pad_axis, resize_axis, slice_axis, AxisTaps, Coordinates, Nearest, PadMode, Resample, ResizeMode, Tap,
 };
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -98,8 +100,9 @@ pub struct Conv {
     pub dilation: [usize; 2],
     /// Channel groups.
     pub groups: usize,
-    /// OIHW weights.
-    pub weights: Vec<f32>,
+    /// OIHW weights, shared (not copied) by clones of the network and by the plans
+    /// compiled from it.
+    pub weights: Arc<[f32]>,
     /// Bias (zeros when absent).
     pub bias: Option<Vec<f32>>,
     /// Perforation, when the layer is perforated.
@@ -113,7 +116,7 @@ impl Conv {
         out_channels: usize,
         kernel: [usize; 2],
         pad: usize,
-        weights: Vec<f32>,
+        weights: impl Into<Arc<[f32]>>,
         bias: Option<Vec<f32>>,
     ) -> Self {
         Conv {
@@ -123,7 +126,7 @@ impl Conv {
             pads: [pad; 4],
             dilation: [1, 1],
             groups: 1,
-            weights,
+            weights: weights.into(),
             bias,
             perforation: None,
         }
@@ -210,8 +213,8 @@ impl BatchNorm {
 pub struct Linear {
     /// Output features.
     pub out_features: usize,
-    /// Row-major `[out_features, in_features]` weights.
-    pub weights: Vec<f32>,
+    /// Row-major `[out_features, in_features]` weights (shared, as a conv's).
+    pub weights: Arc<[f32]>,
     /// Bias (zeros when absent).
     pub bias: Option<Vec<f32>>,
 }

@@ -146,7 +146,11 @@ impl Maker {
         let bound = if last { (1.0 / fin as f32).sqrt() } else { (6.0 / fin as f32).sqrt() };
         let weights = self.uniform(fout * fin, bound);
         let bias = Some(self.uniform(fout, 0.05));
-        self.net.push(name, Op::Linear(Linear { out_features: fout, weights, bias }), &[input])
+        self.net.push(
+            name,
+            Op::Linear(Linear { out_features: fout, weights: weights.into(), bias }),
+            &[input],
+        )
     }
 }
 

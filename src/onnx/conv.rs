@@ -162,7 +162,7 @@ impl Importer<'_> {
             pads,
             dilation: [dilation[0], dilation[1]],
             groups: group,
-            weights: w.floats,
+            weights: w.floats.into(),
             bias,
             perforation: None,
         });
@@ -227,7 +227,11 @@ impl Importer<'_> {
         };
         let shape = Shape::flat(fout);
         let name = self.layer_name(node);
-        self.net.push(name.clone(), Op::Linear(Linear { out_features: fout, weights, bias }), &[&x]);
+        self.net.push(
+            name.clone(),
+            Op::Linear(Linear { out_features: fout, weights: weights.into(), bias }),
+            &[&x],
+        );
         self.values.insert(node.output[0].clone(), (name.clone(), shape));
         if let Some(add_output) = absorbed_add {
             self.values.insert(add_output, (name, shape));

@@ -1,6 +1,8 @@
 //! Checks and weight preparation of single layers during compilation: conv sizes, BN
 //! folding, the stride baseline's grid, BatchNorm and LRN parameters.
 
+use std::sync::Arc;
+
 use super::graph::layer_error;
 use crate::error::{Error, Result};
 use crate::layer::ConvLayer;
@@ -41,8 +43,7 @@ pub(super) fn folded_weights(
     layer: &Layer,
     c: &Conv,
     bn: Option<(&BatchNorm, &Layer)>,
-) -> Result<(Vec<f32>, Vec<f32>)> {
-    let mut weights = c.weights.clone();
+) -> Result<(Arc<[f32]>, Vec<f32>)> {
     let mut bias = c.bias.clone().unwrap_or_else(|| vec![0.0; c.out_channels]);
     if bias.len() != c.out_channels {
         return Err(layer_error(
@@ -50,16 +51,19 @@ pub(super) fn folded_weights(
             format!("bias has {} values for {} channels", bias.len(), c.out_channels),
         ));
     }
-    if let Some((bn, bn_layer)) = bn {
-        check_bn(bn, c.out_channels).map_err(|e| layer_error(bn_layer, e))?;
-        let (a, b) = bn.affine();
-        let k = weights.len() / c.out_channels;
-        for (o, w) in weights.chunks_exact_mut(k).enumerate() {
-            w.iter_mut().for_each(|v| *v *= a[o]);
-            bias[o] = bias[o] * a[o] + b[o];
-        }
+    let Some((bn, bn_layer)) = bn else {
+        // Shared with the network, not copied.
+        return Ok((Arc::clone(&c.weights), bias));
+    };
+    check_bn(bn, c.out_channels).map_err(|e| layer_error(bn_layer, e))?;
+    let (a, b) = bn.affine();
+    let mut weights = c.weights.to_vec();
+    let k = weights.len() / c.out_channels;
+    for (o, w) in weights.chunks_exact_mut(k).enumerate() {
+        w.iter_mut().for_each(|v| *v *= a[o]);
+        bias[o] = bias[o] * a[o] + b[o];
     }
-    Ok((weights, bias))
+    Ok((weights.into(), bias))
 }
 
 /// The stride baseline's output map (METHOD.md): its grid mask's rows x columns, in

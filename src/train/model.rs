@@ -101,12 +101,17 @@ impl Model {
     }
 
     /// Mutable parameter tensors of layer `name`, in the order of [`Grads::params`].
-    pub fn params_mut(&mut self, name: &str) -> Vec<&mut Vec<f32>> {
+    /// Weights shared with clones of the network (or a plan) are copied first.
+    pub fn params_mut(&mut self, name: &str) -> Vec<&mut [f32]> {
         let Some(layer) = self.net.layers.iter_mut().find(|l| l.name == name) else { return vec![] };
         match &mut layer.op {
-            Op::Conv(c) => std::iter::once(&mut c.weights).chain(c.bias.as_mut()).collect(),
-            Op::Linear(l) => std::iter::once(&mut l.weights).chain(l.bias.as_mut()).collect(),
-            Op::BatchNorm(b) => vec![&mut b.scale, &mut b.shift],
+            Op::Conv(c) => {
+                std::iter::once(Arc::make_mut(&mut c.weights)).chain(c.bias.as_deref_mut()).collect()
+            }
+            Op::Linear(l) => {
+                std::iter::once(Arc::make_mut(&mut l.weights)).chain(l.bias.as_deref_mut()).collect()
+            }
+            Op::BatchNorm(b) => vec![&mut b.scale[..], &mut b.shift[..]],
             _ => vec![],
         }
     }
