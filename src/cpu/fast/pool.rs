@@ -5,6 +5,8 @@
 use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
+mod flat_avx2;
+#[cfg(target_arch = "x86_64")]
 mod rows_avx2;
 
 use super::elementwise::expand_plane;
@@ -44,6 +46,8 @@ pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
     // One window over the whole unpadded plane (global pooling): a plain reduction.
     let global = out_plane == 1 && (kh, kw) == (in_h, in_w) && pt == 0 && pl == 0;
     let has_rows_kernel = rows_kernel_available(&geo, kw);
+    #[cfg(target_arch = "x86_64")]
+    let flat = if global { None } else { flat_avx2::Flat::new(&geo, kw, &windows) };
     let body = |(dst, src): (&mut [f32], &[f32])| {
         let mut dense = vec![0.0f32; if kind == 0 { 0 } else { in_plane }];
         let mut rows = RowScratch { v: [0.0; 512], ph: [0.0; 544], h: Vec::new() };
@@ -57,6 +61,14 @@ pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
             // The vector maxima drop NaN; a plane holding one is pooled again by the twin's
             // NaN-keeping loop (rare). The register kernel reports a NaN among the values it
             // loaded; the other paths check the plane first (one more pass over it).
+            #[cfg(target_arch = "x86_64")]
+            if let Some(f) = &flat {
+                // SAFETY: `Flat::new` found AVX2; the plane and its outputs are this layer's.
+                if unsafe { f.pool(&geo, plane, dst, &mut rows.h) } && !geo.avg {
+                    pool_plane_twin(p, &pool_windows(p), 0, &[], plane, dst);
+                }
+                continue;
+            }
             let rows_kernel = has_rows_kernel && !global;
             if !geo.avg && !rows_kernel && any_nan_fast(plane) {
                 pool_plane_twin(p, &pool_windows(p), 0, &[], plane, dst);
