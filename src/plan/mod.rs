@@ -4,6 +4,7 @@
 
 mod checks;
 mod compile;
+mod data_layers;
 mod elementwise;
 mod graph;
 pub(crate) use graph::{layer_error, order};
