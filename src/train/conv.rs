@@ -8,6 +8,8 @@
 // Tensor indices are bounded by validated geometries and `u32` masks.
 #![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
 
+use std::sync::Arc;
+
 use rayon::prelude::*;
 
 use super::buffers;
@@ -150,8 +152,9 @@ pub(crate) fn out_size(g: &ConvGeometry, s: &Sampling) -> (usize, usize) {
 
 /// The conv as the inference executors see it: its mask and interpolation map, and the
 /// current weights.
-fn sampled_layer(g: &ConvGeometry, weights: &[f32], bias: &[f32], s: &Sampling) -> Result<ConvLayer> {
-    let layer = ConvLayer::new(*g, weights.to_vec(), Some(bias.to_vec()))?;
+fn sampled_layer(g: &ConvGeometry, weights: &Arc<[f32]>, bias: &[f32], s: &Sampling) -> Result<ConvLayer> {
+    // The weights are shared with the network, not copied.
+    let layer = ConvLayer::new(*g, Arc::clone(weights), Some(bias.to_vec()))?;
     let mask = |positions: &[u32]| Mask::from_positions(g.out_h(), g.out_w(), positions.to_vec());
     match s {
         Sampling::Dense => Ok(layer),
@@ -167,7 +170,7 @@ fn sampled_layer(g: &ConvGeometry, weights: &[f32], bias: &[f32], s: &Sampling) 
 /// skipped positions (and the ReLU follows the fill, which it need not commute with).
 pub(crate) fn forward(
     g: &ConvGeometry,
-    weights: &[f32],
+    weights: &Arc<[f32]>,
     bias: &[f32],
     s: &Sampling,
     x: &[f32],

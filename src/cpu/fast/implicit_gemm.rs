@@ -319,10 +319,26 @@ impl ImplicitGemm {
     }
 
     /// Whether the tile (`tile`, `panel`) is written straight into the output: all its
-    /// columns are positions of one image and all its rows are channels of the group.
-    /// Other tiles go through the task's edge buffer and are copied out at the end.
-    fn direct(&self, tile: usize, panel: usize) -> bool {
-        !self.fold && (tile + 1) * self.kern.nr <= self.taps.n_pos && (panel + 1) * self.kern.mr <= self.tg
+    /// columns are positions of one image and all its rows are channels of the group, or,
+    /// with `partial` (the kernel writes only a panel's real rows, [`Self::panel_rows`]),
+    /// the rows it writes are. Other tiles go through the task's edge buffer and are
+    /// copied out at the end.
+    fn direct(&self, tile: usize, panel: usize, partial: bool) -> bool {
+        !self.fold
+            && (tile + 1) * self.kern.nr <= self.taps.n_pos
+            && (partial || (panel + 1) * self.kern.mr <= self.tg)
+    }
+
+    /// The rows the kernel computes for weight panel `panel`: its channels of the group
+    /// when the family has a partial-rows variant (`partial`), else all `MR` (the padded
+    /// rows' results land in the edge buffer and are dropped).
+    fn panel_rows(&self, panel: usize, partial: bool) -> usize {
+        let mr = self.kern.mr;
+        if partial {
+            mr.min(self.tg - panel * mr)
+        } else {
+            mr
+        }
     }
 
     /// The packed weight panel from depth `p0` (`(k − p0)·MR` floats) and, for the last
@@ -349,9 +365,10 @@ impl ImplicitGemm {
         t: usize,
         tile: usize,
         panel: usize,
+        partial: bool,
     ) -> (*mut f32, usize) {
         let (mr, nr, n_pos) = (self.kern.mr, self.kern.nr, self.taps.n_pos);
-        if self.direct(tile, panel) {
+        if self.direct(tile, panel, partial) {
             // SAFETY: rows panel·MR.. of this group and columns tile·NR.. of this image lie
             // inside the output (`direct`); only the task owning them writes there.
             (unsafe { out.ptr().add(out_base + panel * mr * n_pos + tile * nr) }, n_pos)
@@ -396,6 +413,8 @@ impl ImplicitGemm {
         let out_base = (img * self.out_channels + grp * self.tg) * n_pos;
 
         let indirect = tiles.clone().all(|t| self.regular[t]);
+        // The packed path's kernel computes only a panel's real rows where it can.
+        let partial = !indirect && self.kern.has_rows();
         for p0 in (0..self.k).step_by(kc) {
             let kcb = kc.min(self.k - p0);
             let last = p0 + kcb == self.k;
@@ -414,7 +433,8 @@ impl ImplicitGemm {
                     let t = tile - tiles.start;
                     for (i, panel) in panels.clone().enumerate() {
                         let (a, bias) = self.weights(grp, panel, p0, last);
-                        let (c, ldc) = self.destination(out, out_base, &mut s.c, ldc, i, t, tile, panel);
+                        let (c, ldc) =
+                            self.destination(out, out_base, &mut s.c, ldc, i, t, tile, panel, false);
                         // SAFETY: kept lanes of every row lie inside the input (regular taps);
                         // A, C and bias as `weights` and `destination` give them.
                         unsafe { self.kern.run_indirect(kcb, a, &s.rows, c, ldc, p0 > 0, bias, self.relu) };
@@ -465,10 +485,12 @@ impl ImplicitGemm {
                 let b = s.b[t * kcb * nr..].as_ptr();
                 for (i, panel) in panels.clone().enumerate() {
                     let (a, bias) = self.weights(grp, panel, p0, last);
-                    let (c, ldc) = self.destination(out, out_base, &mut s.c, ldc, i, t, tile, panel);
+                    let (c, ldc) = self.destination(out, out_base, &mut s.c, ldc, i, t, tile, panel, partial);
+                    let rows = self.panel_rows(panel, partial);
                     // SAFETY: the B micro-panel holds kcb·NR floats; A, C and bias as
-                    // `weights` and `destination` give them.
-                    unsafe { self.kern.run(kcb, a, b, c, ldc, p0 > 0, bias, self.relu) };
+                    // `weights` and `destination` give them, C for `rows` rows (all MR unless
+                    // the family has the partial-rows variant).
+                    unsafe { self.kern.run_rows(rows, kcb, a, b, c, ldc, p0 > 0, bias, self.relu) };
                 }
             }
         }
@@ -477,7 +499,7 @@ impl ImplicitGemm {
         for (t, tile) in tiles.clone().enumerate() {
             let cols = nr.min(self.width.saturating_sub(tile * nr));
             for (i, panel) in panels.clone().enumerate() {
-                if self.direct(tile, panel) {
+                if self.direct(tile, panel, partial) {
                     continue;
                 }
                 for row in 0..mr.min(self.tg.saturating_sub(panel * mr)) {

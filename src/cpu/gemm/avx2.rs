@@ -13,7 +13,7 @@ const MR: usize = 6;
 const NR: usize = 16;
 
 pub(super) fn kernel() -> Microkernel {
-    Microkernel { name: "avx2", mr: MR, nr: NR, func: run, indirect: None }
+    Microkernel { name: "avx2", mr: MR, nr: NR, func: run, indirect: None, rows: Some(run_rows) }
 }
 
 /// # Safety
@@ -30,12 +30,14 @@ unsafe fn run(
     relu: bool,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { tile(kc, a, b, c, ldc, accumulate, bias, relu) }
+    unsafe { tile::<MR>(kc, a, b, c, ldc, accumulate, bias, relu) }
 }
 
-#[target_feature(enable = "avx2,fma")]
+/// # Safety
+/// See [`super::RowsFn`]; the CPU has AVX2 and FMA.
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile(
+unsafe fn run_rows(
+    rows: usize,
     kc: usize,
     a: *const f32,
     b: *const f32,
@@ -45,7 +47,32 @@ unsafe fn tile(
     bias: *const f32,
     relu: bool,
 ) {
-    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    // SAFETY: forwarded contract, `rows` rows of C and bias.
+    unsafe {
+        match rows {
+            1 => tile::<1>(kc, a, b, c, ldc, accumulate, bias, relu),
+            2 => tile::<2>(kc, a, b, c, ldc, accumulate, bias, relu),
+            3 => tile::<3>(kc, a, b, c, ldc, accumulate, bias, relu),
+            4 => tile::<4>(kc, a, b, c, ldc, accumulate, bias, relu),
+            _ => tile::<5>(kc, a, b, c, ldc, accumulate, bias, relu),
+        }
+    }
+}
+
+/// The first `R` rows of the tile (`R = MR`: all of it); A advances `MR` floats per step.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile<const R: usize>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    bias: *const f32,
+    relu: bool,
+) {
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
     let (mut a, mut b) = (a, b);
     for _ in 0..kc {
         // SAFETY: `a` and `b` advance by one step of MR and NR floats, kc times.
@@ -62,7 +89,7 @@ unsafe fn tile(
         }
     }
     for (i, row) in acc.iter().enumerate() {
-        // SAFETY: the tile has MR rows of NR floats at stride ldc.
+        // SAFETY: the tile has R rows of NR floats at stride ldc.
         unsafe {
             let ci = c.add(i * ldc);
             let (mut r0, mut r1) = (row[0], row[1]);

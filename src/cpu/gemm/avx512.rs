@@ -15,13 +15,13 @@ const MR: usize = 8;
 const NR: usize = 32;
 
 pub(super) fn kernel() -> Microkernel {
-    Microkernel { name: "avx512", mr: MR, nr: NR, func: run::<2>, indirect: Some(run_indirect) }
+    Microkernel { name: "avx512", mr: MR, nr: NR, func: run::<2>, indirect: Some(run_indirect), rows: None }
 }
 
 /// The 8 × 48 variant (24 accumulators, 3 B vectors per step: 11 loads per 24 FMAs), for
 /// layers whose positions fill 48-wide tiles better than 32-wide ones.
 pub(super) fn wide() -> Microkernel {
-    Microkernel { name: "avx512", mr: MR, nr: 48, func: run::<3>, indirect: None }
+    Microkernel { name: "avx512", mr: MR, nr: 48, func: run::<3>, indirect: None, rows: None }
 }
 
 /// # Safety

@@ -7,7 +7,7 @@ const MR: usize = 4;
 const NR: usize = 8;
 
 pub(super) fn kernel() -> Microkernel {
-    Microkernel { name: "generic", mr: MR, nr: NR, func: run, indirect: None }
+    Microkernel { name: "generic", mr: MR, nr: NR, func: run, indirect: None, rows: None }
 }
 
 /// # Safety

@@ -55,6 +55,16 @@ pub struct BRow {
 /// As [`KernelFn`]; every kept lane of every row is readable.
 pub type IndirectFn = unsafe fn(usize, *const f32, *const BRow, *mut f32, usize, bool, *const f32, bool);
 
+/// A microkernel computing only the first `rows` (< `MR`) rows of the tile: as
+/// [`KernelFn`] with `rows` first; `a` still advances `MR` floats per step (packed
+/// panels), `c` and `bias` hold `rows` rows only. The implicit GEMM's last weight panel,
+/// when the output channels are not a multiple of `MR`, writes its real rows straight
+/// into the output with it.
+///
+/// # Safety
+/// As [`KernelFn`], with `rows` rows of `c` and `bias`; `0 < rows < MR`.
+pub type RowsFn = unsafe fn(usize, usize, *const f32, *const f32, *mut f32, usize, bool, *const f32, bool);
+
 /// A microkernel and its register tile.
 #[derive(Clone, Copy)]
 pub struct Microkernel {
@@ -67,6 +77,8 @@ pub struct Microkernel {
     func: KernelFn,
     /// The indirect variant, where the family has one (masked loads).
     pub(crate) indirect: Option<IndirectFn>,
+    /// The partial-rows variant, where the family has one.
+    pub(crate) rows: Option<RowsFn>,
 }
 
 impl std::fmt::Debug for Microkernel {
@@ -138,6 +150,41 @@ impl Microkernel {
     ) {
         // SAFETY: the caller upholds the buffer contract; the family was detected.
         unsafe { (self.func)(kc, a, b, c, ldc, accumulate, bias, relu) }
+    }
+
+    /// Whether the family has a partial-rows variant ([`Microkernel::run_rows`]).
+    pub fn has_rows(&self) -> bool {
+        self.rows.is_some()
+    }
+
+    /// Runs the tile's first `rows` rows: the partial-rows variant below `mr` (only
+    /// families with [`Microkernel::has_rows`] take fewer rows; callers check), else
+    /// [`Microkernel::run`].
+    ///
+    /// # Safety
+    /// As [`RowsFn`] (as [`KernelFn`] when `rows == mr`).
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    #[track_caller]
+    pub unsafe fn run_rows(
+        &self,
+        rows: usize,
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+        bias: *const f32,
+        relu: bool,
+    ) {
+        if rows >= self.mr {
+            // SAFETY: forwarded contract.
+            return unsafe { self.run(kc, a, b, c, ldc, accumulate, bias, relu) };
+        }
+        let f = self.rows.expect("the caller checked has_rows");
+        // SAFETY: the caller upholds the buffer contract for `rows` rows; 0 < rows < MR.
+        unsafe { f(rows, kc, a, b, c, ldc, accumulate, bias, relu) }
     }
 
     /// Whether the family has an indirect variant ([`Microkernel::run_indirect`]).

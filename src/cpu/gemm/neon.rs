@@ -12,7 +12,7 @@ const MR: usize = 8;
 const NR: usize = 8;
 
 pub(super) fn kernel() -> Microkernel {
-    Microkernel { name: "neon", mr: MR, nr: NR, func: run, indirect: None }
+    Microkernel { name: "neon", mr: MR, nr: NR, func: run, indirect: None, rows: None }
 }
 
 /// # Safety
