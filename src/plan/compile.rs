@@ -31,6 +31,26 @@ pub(super) struct Builder<'n> {
 }
 
 impl<'n> Builder<'n> {
+    /// A builder with no tensors or steps yet; `consumers` lists each tensor's readers
+    /// (fusion asks it; empty when fusion is off).
+    pub(super) fn new(
+        net: &'n Network,
+        batch: usize,
+        options: PlanOptions,
+        consumers: HashMap<&'n str, Vec<&'n Layer>>,
+    ) -> Self {
+        Builder {
+            net,
+            batch,
+            options,
+            tensors: Vec::new(),
+            steps: Vec::new(),
+            names: HashMap::new(),
+            gathered: HashMap::new(),
+            consumers,
+        }
+    }
+
     pub(super) fn tensor(
         &mut self,
         producer: &str,
@@ -583,16 +603,7 @@ impl Plan {
                 consumers.entry(n.as_str()).or_default().push(l);
             }
         }
-        let mut b = Builder {
-            net,
-            batch,
-            options,
-            tensors: Vec::new(),
-            steps: Vec::new(),
-            names: HashMap::new(),
-            gathered: HashMap::new(),
-            consumers,
-        };
+        let mut b = Builder::new(net, batch, options, consumers);
         let input = b.tensor(&i.name, i.channels, i.height, i.width, Form::Dense);
         b.names.insert(i.name.clone(), input);
         for layer in sorted {

@@ -47,16 +47,7 @@ pub(crate) fn lower_layer(
     shape: impl Fn(&str) -> Option<[usize; 3]>,
 ) -> Result<LayerSteps> {
     let options = PlanOptions { reuse_buffers: false, fuse: false, ..PlanOptions::default() };
-    let mut b = Builder {
-        net,
-        batch,
-        options,
-        tensors: Vec::new(),
-        steps: Vec::new(),
-        names: HashMap::new(),
-        gathered: HashMap::new(),
-        consumers: HashMap::new(),
-    };
+    let mut b = Builder::new(net, batch, options, HashMap::new());
     let mut inputs = Vec::new();
     for name in &layer.inputs {
         if b.names.contains_key(name) {

@@ -9,7 +9,7 @@ use super::buffers;
 use super::tape::Tensor;
 use crate::cpu::step::run_op;
 use crate::error::{Error, Result};
-use crate::plan::{LayerSteps, StepOp, TensorId};
+use crate::plan::{LayerSteps, TensorId};
 
 /// Runs `lowered` (layer `layer`) on the tape's `values`; the layer's output.
 pub(crate) fn run(lowered: &LayerSteps, layer: &str, values: &HashMap<String, Tensor>) -> Result<Tensor> {
@@ -17,11 +17,8 @@ pub(crate) fn run(lowered: &LayerSteps, layer: &str, values: &HashMap<String, Te
     let mut written: Vec<Option<Vec<f32>>> = (0..lowered.tensors.len()).map(|_| None).collect();
     for step in &lowered.steps {
         let out = &lowered.tensors[step.output];
-        // Pooling and resampling outputs start from zeros, as they always have here.
-        let mut dst = match step.op {
-            StepOp::Pool { .. } | StepOp::Resample { .. } => buffers::zeroed(out.len()),
-            _ => buffers::scratch(out.len()),
-        };
+        // Every kernel writes its whole output (the executor reuses buffers as well).
+        let mut dst = buffers::scratch(out.len());
         {
             let data = |t: TensorId| -> &[f32] {
                 let info = &lowered.tensors[t];

@@ -329,15 +329,19 @@ impl ImplicitGemm {
             && (partial || (panel + 1) * self.kern.mr <= self.tg)
     }
 
-    /// The rows the kernel computes for weight panel `panel`: its channels of the group
-    /// when the family has a partial-rows variant (`partial`), else all `MR` (the padded
-    /// rows' results land in the edge buffer and are dropped).
+    /// Weight panel `panel`'s channels of the group (`MR`, or fewer for the last panel).
+    fn real_rows(&self, panel: usize) -> usize {
+        self.kern.mr.min(self.tg.saturating_sub(panel * self.kern.mr))
+    }
+
+    /// The rows the kernel computes for weight panel `panel`: [`Self::real_rows`] when the
+    /// family has a partial-rows variant (`partial`), else all `MR` (the padded rows'
+    /// results land in the edge buffer and are dropped).
     fn panel_rows(&self, panel: usize, partial: bool) -> usize {
-        let mr = self.kern.mr;
         if partial {
-            mr.min(self.tg - panel * mr)
+            self.real_rows(panel)
         } else {
-            mr
+            self.kern.mr
         }
     }
 
@@ -353,7 +357,8 @@ impl ImplicitGemm {
 
     /// Where the microkernel writes tile `tile` (the task's `t`-th) × weight panel `panel`
     /// (the task's `i`-th): the output itself at row stride N for a [`Self::direct`] tile,
-    /// else the edge buffer `c` (stride `ldc`). Either holds `MR` rows of `NR` floats.
+    /// else the edge buffer `c` (stride `ldc`). Either holds the rows the kernel writes
+    /// ([`Self::panel_rows`]) of `NR` floats.
     #[allow(clippy::too_many_arguments)]
     fn destination(
         &self,
@@ -502,7 +507,7 @@ impl ImplicitGemm {
                 if self.direct(tile, panel, partial) {
                     continue;
                 }
-                for row in 0..mr.min(self.tg.saturating_sub(panel * mr)) {
+                for row in 0..self.real_rows(panel) {
                     let m = panel * mr + row;
                     let src = &s.c[(i * mr + row) * ldc + t * nr..][..cols];
                     if self.fold {
