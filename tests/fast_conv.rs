@@ -185,8 +185,9 @@ fn row_conv_layers_take_the_row_path() {
 }
 
 /// 1x1 stride-1 shapes for the in-place pointwise product: planes that end in a partial
-/// vector and in one or two of a tile's three vectors, a plane of one vector, output channels
-/// not a multiple of its 8-row panels, depth past one block (400 > 160 channels), groups.
+/// vector and in one or two of a tile's three vectors (AVX-512; AVX2 tiles hold two), a
+/// plane of one vector, output channels not a multiple of its 8- or 6-row panels, depth
+/// past one block (400 > 160 channels), groups.
 fn pointwise_cases() -> [(&'static str, ConvGeometry); 5] {
     [
         ("pointwise_7x9_m13", ConvGeometry::new(20, 7, 9, 13, 1, 1)),
@@ -197,41 +198,62 @@ fn pointwise_cases() -> [(&'static str, ConvGeometry); 5] {
     ]
 }
 
-/// The pointwise cases run on that path (AVX-512) dense, perforated and on compact inputs
-/// through nearest and zeros maps (gathered columns), plus strided and padded 1x1 convs,
-/// across batch sizes and several threads' split of tiles and panels. At batch 1 a small
-/// perforated plane may take the HWC path instead; from batch 2 on it must be this one.
+/// The pointwise cases run on that path dense, perforated and on compact inputs through
+/// nearest and zeros maps (gathered columns), plus strided and padded 1x1 convs, across
+/// batch sizes and several threads' split of tiles and panels: with AVX-512 tiles by
+/// `FastConv::new`'s choice (at batch 1 a small perforated plane may take the HWC path
+/// instead; from batch 2 on it must be this one), with AVX2 tiles forced (its rule takes
+/// the path at batch 1 and on small planes only).
 #[test]
 fn pointwise_layers_take_their_path() {
-    let Some(kern) = Microkernel::available().into_iter().find(|k| k.name == "avx512") else {
-        eprintln!("skipped: no AVX-512");
-        return;
-    };
     let strided = [
         ("pointwise_s2_p1", ConvGeometry::new(16, 15, 17, 24, 1, 1).with_stride(2).with_padding(1)),
         ("pointwise_s2_28", ConvGeometry::new(8, 28, 28, 20, 1, 1).with_stride(2)),
     ];
-    let mut seed = 600;
-    for (name, g) in pointwise_cases().into_iter().chain(strided) {
-        for batch in [1, 2, 5] {
-            for (keep, compact_input, in_interp) in [
-                (Keep::Frac(1.0), false, MapKind::Nearest),
-                (Keep::Frac(0.5), false, MapKind::Nearest),
-                (Keep::Frac(1.0), true, MapKind::Nearest),
-                (Keep::Frac(0.5), true, MapKind::Zeros),
-            ] {
-                seed += 1;
-                let mut p = problem(name, g.with_batch(batch), keep, seed);
-                p.compact_input = compact_input;
-                p.in_interp = in_interp;
-                let built = p.build();
-                let fast = FastConv::new(&built.layer, kern);
-                if built.layer.mask().len() >= 16 && (batch > 1 || fast.name() != "hwc_conv") {
-                    assert_eq!(fast.name(), "pointwise", "{name} batch {batch} {keep:?} {compact_input}");
+    let mut families = 0;
+    for kern in Microkernel::available().into_iter().filter(|k| matches!(k.name, "avx512" | "avx2")) {
+        families += 1;
+        let mut seed = 600;
+        for (name, g) in pointwise_cases().into_iter().chain(strided) {
+            for batch in [1, 2, 5] {
+                for (keep, compact_input, in_interp) in [
+                    (Keep::Frac(1.0), false, MapKind::Nearest),
+                    (Keep::Frac(0.5), false, MapKind::Nearest),
+                    (Keep::Frac(1.0), true, MapKind::Nearest),
+                    (Keep::Frac(0.5), true, MapKind::Zeros),
+                ] {
+                    seed += 1;
+                    let mut p = problem(name, g.with_batch(batch), keep, seed);
+                    p.compact_input = compact_input;
+                    p.in_interp = in_interp;
+                    let built = p.build();
+                    if kern.name == "avx512" {
+                        let fast = FastConv::new(&built.layer, kern);
+                        if built.layer.mask().len() >= 16 && (batch > 1 || fast.name() != "hwc_conv") {
+                            assert_eq!(
+                                fast.name(),
+                                "pointwise",
+                                "{name} batch {batch} {keep:?} {compact_input}"
+                            );
+                        }
+                        check(&p);
+                        continue;
+                    }
+                    let fast = FastConv::pointwise(&built.layer, kern).expect("a 1x1 conv on AVX2 tiles");
+                    let mut out = vec![f32::NAN; built.compact_ref.len()];
+                    fast.run(built.input.as_slice().unwrap(), &mut out);
+                    assert_close(
+                        &format!("{} [pointwise on avx2]", p.label()),
+                        &out,
+                        &built.compact_ref,
+                        TOL,
+                    );
                 }
-                check(&p);
             }
         }
+    }
+    if families == 0 {
+        eprintln!("skipped: no AVX-512 or AVX2 tiles on this CPU");
     }
 }
 

@@ -7,8 +7,9 @@
 //! - depthwise (one input channel per group): [`depthwise`], a direct kernel;
 //! - at most [`gemv::MAX_COLS`] columns in all (fully connected layers at small batch):
 //!   [`gemv`], dot products over row-major weights;
-//! - on an AVX-512 CPU, a dense 1x1 stride-1 conv: [`pointwise`], the product read from the
-//!   input planes and written to the output planes in place;
+//! - a 1x1 conv: [`pointwise`], the product read from the input planes (or a gathered
+//!   copy of their columns) and written to the output planes in place (on AVX2 only at
+//!   batch 1 or on small planes, with weights that stay in L2: `pointwise_pays_off`);
 //! - on an AVX-512 CPU, a dense conv of at most 4 input channels (first layers):
 //!   [`row_conv`], positions vectorised along output rows of a padded, phase-split copy;
 //! - on an AVX-512 CPU, a spatial conv with a perforated output or a compact input (where
@@ -87,7 +88,7 @@ impl FastConv {
         let relu = fused_relu(layer);
         let cols = layer.geometry().batch * layer.mask().len();
         let family = Family::of(kern.name);
-        // The in-place pointwise product and the direct HWC variant are AVX-512 only.
+        // The direct HWC variant is AVX-512 only.
         let avx512 = family == Some(Family::Avx512);
         let kernel = if depthwise::Depthwise::applies(layer) {
             Kernel::Depthwise(depthwise::Depthwise::new(layer, relu))
@@ -99,8 +100,10 @@ impl FastConv {
             && hwc_conv::HwcConv::direct_applies(layer)
         {
             Kernel::Hwc(hwc_conv::HwcConv::new(layer, relu, true, Family::Avx512))
-        } else if avx512 && pointwise_pays_off(layer) && pointwise::Pointwise::applies(layer) {
-            Kernel::Pointwise(pointwise::Pointwise::new(layer, relu))
+        } else if let Some(f) =
+            family.filter(|&f| pointwise_pays_off(layer, f) && pointwise::Pointwise::applies(layer))
+        {
+            Kernel::Pointwise(pointwise::Pointwise::new(layer, relu, f))
         } else if let Some(f) =
             family.filter(|&f| row_conv_pays_off(layer, f) && row_conv::RowConv::applies(layer, f))
         {
@@ -126,6 +129,17 @@ impl FastConv {
         possible.then(|| {
             let relu = fused_relu(layer);
             FastConv::with(Kernel::Hwc(hwc_conv::HwcConv::new(layer, relu, direct, family)), layer)
+        })
+    }
+
+    /// The [`pointwise`] product for `layer` with `kern`'s family of tiles whatever
+    /// [`FastConv::new`]'s choice would be; `None` where it cannot run (no tiles for the
+    /// family, or not a 1x1 conv it applies to): for tests and comparisons.
+    pub fn pointwise(layer: &ConvLayer, kern: Microkernel) -> Option<FastConv> {
+        let family = Family::of(kern.name)?;
+        pointwise::Pointwise::applies(layer).then(|| {
+            let kernel = pointwise::Pointwise::new(layer, fused_relu(layer), family);
+            FastConv::with(Kernel::Pointwise(kernel), layer)
         })
     }
 
@@ -231,13 +245,33 @@ impl Family {
     }
 }
 
-/// Whether a dense 1x1 stride-1 conv runs on the in-place [`pointwise`] product
-/// (`PERFORATE_POINTWISE=0` turns it off: comparisons only).
+/// Whether a 1x1 conv runs on the [`pointwise`] product (`PERFORATE_POINTWISE=0` turns it
+/// off, `=all` takes it wherever it applies: comparisons only).
 /// Planes of fewer than 16 positions (fully connected layers at batch > 1: one position
 /// per image) stay on the implicit GEMM, which folds images into its columns (the 28x28
 /// VGG's 3136 -> 256 layer at batch 64: 0.25 ms there, 1.77 as pointwise).
-fn pointwise_pays_off(layer: &ConvLayer) -> bool {
-    layer.mask().len() >= 16 && !std::env::var("PERFORATE_POINTWISE").is_ok_and(|v| v == "0")
+///
+/// On AVX2 (6 × 16 tiles: a third of the AVX-512 tile's positions, so a third of its
+/// weight reuse) only with weights that stay in L2 (under 512 KB), at batch 1 or on planes
+/// of at most 64 positions, where the implicit GEMM packs B for few panels or folds
+/// images. Measured at batch 1 (implicit GEMM -> pointwise, best of 3-4): MobileNetV2
+/// dense 12.3 -> 10.2 ms (its 1x1 layers 0.5-1.0x), at q = 1/2 7.4 -> 6.4 ms (gathered:
+/// 0.5-1.05x); SqueezeNet's expand and squeeze layers 0.35-0.9x but its 512 -> 1000
+/// classifier (2 MB of weights) 1.2 -> 2.0 ms; GoogLeNet's 1x1 layers 0.47-1.1x;
+/// ResNet-18's strided 1x1 convs 0.81-0.88x, but 1.14x for 256 -> 512 (512 KB). The 28x28
+/// NIN at batch 64: 7x7 layers 0.29 and 0.76x, 28x28 and 14x14 ones 0.87-1.11x dense
+/// and 1.04-1.28x at q = 1/2.
+fn pointwise_pays_off(layer: &ConvLayer, family: Family) -> bool {
+    let env = std::env::var("PERFORATE_POINTWISE");
+    if layer.mask().len() < 16 || env.as_ref().is_ok_and(|v| v == "0") {
+        return false;
+    }
+    if family == Family::Avx512 || env.is_ok_and(|v| v == "all") {
+        return true;
+    }
+    let g = layer.geometry();
+    let weights = g.in_channels_per_group() * g.out_channels_per_group() * std::mem::size_of::<f32>();
+    weights < 512 << 10 && (g.batch == 1 || layer.mask().len() <= 64)
 }
 
 /// Whether a dense conv runs on the [`row_conv`] path: a few input channels (first

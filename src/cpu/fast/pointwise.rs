@@ -3,17 +3,19 @@
 //! p = input channel p's plane) and nothing is packed or gathered. Otherwise (a perforated
 //! output, a compact input read through a nearest or zeros map, a stride, padding) each
 //! output position reads one input position or none, and each task first gathers its
-//! columns of B into a per-thread buffer (one hardware gather per 16 columns and channel),
-//! then runs the same product on it. Either way C is the output as stored. The microkernel (`gemm::avx512::row_tile`, 8 output channels × 48
-//! positions) reads B's rows in place and writes C's rows in place; the weights are packed
-//! once per layer into 8-row panels.
+//! columns of B into a per-thread buffer (one hardware gather per 16 columns and channel
+//! on AVX-512), then runs the same product on it. Either way C is the output as stored.
+//! The microkernel reads B's rows in place and writes C's rows in place: on AVX-512
+//! `gemm::avx512::row_tile` (8 output channels × 48 positions), on AVX2
+//! `gemm::avx2::pointwise_tile` (6 × 16); the weights are packed once per layer into
+//! panels of the tile's rows.
 //!
-//! Blocking: an image's positions are cut into tiles of 48 (the last of 16, 32 or 48 with
-//! its last vector masked); a task is (image, group, block of tiles, block of weight
-//! panels), all in one parallel region. Inside a task, for each depth block of at most
-//! [`KC`] channels, for each tile, every panel of the block runs over the tile's B rows
-//! (`kc × 48` floats, L1-resident while the panels stream past it); depth blocks after the
-//! first accumulate in the output, and the last applies bias and ReLU.
+//! Blocking: an image's positions are cut into tiles (the last one partial); a task is
+//! (image, group, block of tiles, block of weight panels), all in one parallel region.
+//! Inside a task, for each depth block of at most [`KC`] channels, for each tile, every
+//! panel of the block runs over the tile's B rows (`kc × tile` floats, L1-resident while
+//! the panels stream past it); depth blocks after the first accumulate in the output, and
+//! the last applies bias and ReLU.
 
 use std::cell::RefCell;
 
@@ -21,24 +23,27 @@ use rayon::prelude::*;
 
 use super::elementwise::gather_or_zero;
 use super::taps::Taps;
-use super::SendPtr;
-use crate::cpu::gemm::{pack_a, tile_vectors, ROW_TILE_MR as MR};
+use super::{Family, SendPtr};
+use crate::cpu::gemm::pack_a;
 use crate::layer::ConvLayer;
 
-/// Positions per full tile (3 vectors of 16).
-const TILE: usize = 48;
-/// Largest depth block: a tile's B rows (`kc × TILE` floats, 30 KB) stay in L1.
+/// Largest depth block: a tile's B rows (`kc × 48` floats on AVX-512, 30 KB) stay in L1.
 const KC: usize = 160;
 /// B floats (depth block × task columns) up to which a task runs panel by panel.
 const PANEL_MAJOR_FLOATS: usize = 8192;
-/// Tiles per task before the work is split further for the threads.
-const TILES_PER_TASK: usize = 4;
+/// Columns per task before the work is split further for the threads.
+const COLUMNS_PER_TASK: usize = 192;
 /// Layers under this many FLOPs run on the calling thread.
 const SEQUENTIAL_FLOPS: usize = 1 << 21;
 
-/// A pointwise conv on the in-place product (AVX-512 only; see [`Pointwise::applies`]).
+/// A pointwise conv on the in-place product (AVX-512 or AVX2; see [`Pointwise::applies`]).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) struct Pointwise {
+    family: Family,
+    /// Output channels per weight panel (the tile's rows).
+    mr: usize,
+    /// Positions per full tile.
+    tile: usize,
     groups: usize,
     cg: usize,
     tg: usize,
@@ -51,9 +56,9 @@ pub(crate) struct Pointwise {
     /// [`PAD`] for a zero; `None` when it reads its own position in place.
     gather: Option<Vec<u32>>,
     panels: usize,
-    /// `[group][panel][cg][MR]`, zero past `tg`.
+    /// `[group][panel][cg][mr]`, zero past `tg`.
     a: Vec<f32>,
-    /// `[group][panel·MR]`, zero past `tg`.
+    /// `[group][panel·mr]`, zero past `tg`.
     bias: Vec<f32>,
     relu: bool,
     /// `p · N` for each input channel p: where B's rows start (in place).
@@ -78,26 +83,17 @@ impl std::fmt::Debug for Pointwise {
 }
 
 impl Pointwise {
-    /// Whether `layer` is a pointwise product this path runs: AVX-512, a 1x1 kernel, an
-    /// input as stored or read through a nearest or zeros map, and offsets that fit the
-    /// index arithmetic.
+    /// Whether `layer` is a pointwise product this path runs: a 1x1 kernel, an input as
+    /// stored or read through a nearest or zeros map, and offsets that fit the index
+    /// arithmetic (the caller passes a [`Family`] the CPU has).
     pub fn applies(layer: &ConvLayer) -> bool {
         let g = layer.geometry();
         let fits =
             g.in_channels_per_group() * layer.input_plane().max(layer.mask().len()) < i32::MAX as usize;
-        let shape = g.kernel_h == 1
+        g.kernel_h == 1
             && g.kernel_w == 1
             && fits
-            && layer.input_map().is_none_or(|m| m.kind() != crate::interp::MapKind::Barycentric);
-        #[cfg(target_arch = "x86_64")]
-        {
-            shape && std::arch::is_x86_feature_detected!("avx512f")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = shape;
-            false
-        }
+            && layer.input_map().is_none_or(|m| m.kind() != crate::interp::MapKind::Barycentric)
     }
 
     /// Whether `layer` reads its input in place: stride 1, no padding, a dense output over
@@ -110,21 +106,31 @@ impl Pointwise {
             && layer.mask().len() == g.in_h * g.in_w
     }
 
-    /// Prepares `layer` (one that [`Pointwise::applies`] to); `relu` fuses the ReLU.
-    pub fn new(layer: &ConvLayer, relu: bool) -> Self {
+    /// Prepares `layer` (one that [`Pointwise::applies`] to) for `family`'s tiles (one
+    /// the CPU has); `relu` fuses the ReLU.
+    pub fn new(layer: &ConvLayer, relu: bool, family: Family) -> Self {
         let g = layer.geometry();
         let (cg, tg) = (g.in_channels_per_group(), g.out_channels_per_group());
+        // The tile's rows and positions: `avx512::row_tile` 8 × 48, `avx2::pointwise_tile`
+        // 6 × 16.
+        let (mr, tile) = match family {
+            Family::Avx512 => (8, 48),
+            Family::Avx2 => (6, 16),
+        };
         let (w, lda) = layer.packed_weights();
-        let panels = tg.div_ceil(MR);
-        let a = (0..g.groups).flat_map(|grp| pack_a(&w[grp * tg * lda..], tg, cg, lda, MR)).collect();
-        let mut bias = vec![0.0f32; g.groups * panels * MR];
+        let panels = tg.div_ceil(mr);
+        let a = (0..g.groups).flat_map(|grp| pack_a(&w[grp * tg * lda..], tg, cg, lda, mr)).collect();
+        let mut bias = vec![0.0f32; g.groups * panels * mr];
         for grp in 0..g.groups {
-            bias[grp * panels * MR..][..tg].copy_from_slice(&layer.bias()[grp * tg..(grp + 1) * tg]);
+            bias[grp * panels * mr..][..tg].copy_from_slice(&layer.bias()[grp * tg..(grp + 1) * tg]);
         }
         let plane = layer.mask().len();
         let gather = (!Pointwise::in_place(layer)).then(|| Taps::new(layer).table);
         let rows = (0..cg).map(|p| u32::try_from(p * plane).expect("checked by `applies`")).collect();
         Pointwise {
+            family,
+            mr,
+            tile,
             groups: g.groups,
             cg,
             tg,
@@ -150,9 +156,9 @@ impl Pointwise {
         let want = if flops < SEQUENTIAL_FLOPS { 1 } else { 2 * rayon::current_num_threads() };
         // Blocks of tiles per image, then weight panels split if the threads are short of
         // work, then the tiles further.
-        let tiles = n.div_ceil(TILE);
+        let tiles = n.div_ceil(self.tile);
         let units = self.batch * self.groups;
-        let mut tile_blocks = tiles.div_ceil(TILES_PER_TASK);
+        let mut tile_blocks = tiles.div_ceil(COLUMNS_PER_TASK / self.tile);
         if self.gather.is_some() {
             // A task gathers its columns for all its panels: split the columns first.
             tile_blocks = tile_blocks.max(want.div_ceil(units).min(tiles));
@@ -172,7 +178,7 @@ impl Pointwise {
             let (mb, rest) = (rest % m_blocks, rest / m_blocks);
             let (grp, img) = (rest % self.groups, rest / self.groups);
             let panels = mb * per_mb..((mb + 1) * per_mb).min(self.panels);
-            let cols = tb * per_tb * TILE..((tb + 1) * per_tb * TILE).min(n);
+            let cols = tb * per_tb * self.tile..((tb + 1) * per_tb * self.tile).min(n);
             let x_grp = &x[(img * c + grp * self.cg) * in_plane..][..self.cg * in_plane];
             match &self.gather {
                 None => self.task(x_grp.as_ptr(), &self.rows, cols.start, out, img, grp, panels, cols),
@@ -217,33 +223,41 @@ impl Pointwise {
             let kcb = kc.min(k - p0);
             let last = p0 + kcb == k;
             let tile = |panel: usize, j0: usize| {
-                let width = TILE.min(cols.end - j0);
-                let (vectors, tail) = tile_vectors(width);
+                let (mr, width) = (self.mr, self.tile.min(cols.end - j0));
                 // Rows from p0, column j0: offsets stay relative to row 0 (`rows[p0..]`).
                 let (b, offs) = (b.wrapping_add(b0 + j0 - cols.start), rows[p0..].as_ptr());
-                let rows = MR.min(self.tg - panel * MR);
-                let a = self.a[((grp * self.panels + panel) * k + p0) * MR..].as_ptr();
+                let rows = mr.min(self.tg - panel * mr);
+                let a = self.a[((grp * self.panels + panel) * k + p0) * mr..].as_ptr();
                 let bias = if last {
-                    self.bias[(grp * self.panels + panel) * MR..].as_ptr()
+                    self.bias[(grp * self.panels + panel) * mr..].as_ptr()
                 } else {
                     std::ptr::null()
                 };
-                // SAFETY: (img, group channel panel·MR + i, positions j0..j0 + width) is
+                // SAFETY: (img, group channel panel·mr + i, positions j0..j0 + width) is
                 // inside the output for i < rows; only this task writes it.
-                let c = unsafe { out.ptr().add(out_base + panel * MR * n + j0) };
-                // SAFETY: AVX-512 was detected (`applies`); B's rows p0..p0 + kcb have
-                // `width` floats from column j0 (inside the plane or the gathered block,
-                // whose row offsets `rows` gives); A's panel
-                // holds kcb·MR floats from depth p0; C as above, with row stride N and its
-                // current values from the earlier depth blocks; bias has MR floats.
+                let c = unsafe { out.ptr().add(out_base + panel * mr * n + j0) };
+                // SAFETY: the family's features were detected (`FastConv::new`); B's rows
+                // p0..p0 + kcb have `width` floats from column j0 (inside the plane or the
+                // gathered block, whose row offsets `rows` gives); A's panel holds kcb·mr
+                // floats from depth p0; C as above, with row stride N and its current
+                // values from the earlier depth blocks; bias has mr floats.
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
-                    use crate::cpu::gemm::avx512::row_tile;
+                    use crate::cpu::gemm::{avx2, avx512, tile_vectors};
                     let (acc, relu) = (p0 > 0, self.relu);
-                    match vectors {
-                        3 => row_tile::<3>(kcb, a, b, offs, tail, c, n, rows, acc, bias, relu),
-                        2 => row_tile::<2>(kcb, a, b, offs, tail, c, n, rows, acc, bias, relu),
-                        _ => row_tile::<1>(kcb, a, b, offs, tail, c, n, rows, acc, bias, relu),
+                    match (self.family, tile_vectors(width)) {
+                        (Family::Avx2, _) => {
+                            avx2::pointwise_tile(kcb, a, b, offs, width, c, n, rows, acc, bias, relu);
+                        }
+                        (Family::Avx512, (3, tail)) => {
+                            avx512::row_tile::<3>(kcb, a, b, offs, tail, c, n, rows, acc, bias, relu);
+                        }
+                        (Family::Avx512, (2, tail)) => {
+                            avx512::row_tile::<2>(kcb, a, b, offs, tail, c, n, rows, acc, bias, relu);
+                        }
+                        (Family::Avx512, (_, tail)) => {
+                            avx512::row_tile::<1>(kcb, a, b, offs, tail, c, n, rows, acc, bias, relu);
+                        }
                     }
                 }
             };
@@ -253,12 +267,12 @@ impl Pointwise {
             // the panels pass over them.
             if kcb * cols.len() <= PANEL_MAJOR_FLOATS {
                 for panel in panels.clone() {
-                    for j0 in cols.clone().step_by(TILE) {
+                    for j0 in cols.clone().step_by(self.tile) {
                         tile(panel, j0);
                     }
                 }
             } else {
-                for j0 in cols.clone().step_by(TILE) {
+                for j0 in cols.clone().step_by(self.tile) {
                     for panel in panels.clone() {
                         tile(panel, j0);
                     }

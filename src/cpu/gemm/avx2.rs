@@ -332,3 +332,136 @@ pub(crate) unsafe fn row_panels<const MR: usize, const NV: usize>(
         }
     }
 }
+
+/// The pointwise conv tile on AVX2 ([`crate::cpu::fast`]'s `pointwise`), the counterpart
+/// of `avx512::row_tile`: `C[rows, width] (+)= A[rows, kc] · B[kc, width]`, B's row p read
+/// in place at `b + offs[p]` (an input channel's plane from the tile's first position),
+/// C's rows written in place at stride `ldc` (the output's planes).
+///
+/// Registers: `rows·NV` accumulators (at most 6 × 2), `NV` B vectors, one broadcast.
+/// Loop: for each of the `kc` rows, `NV` B loads, then per output channel a broadcast of
+/// `a[p][i]` (A advances [`ROW_TILE_MR`] floats per step whatever `rows` is: packed
+/// panels) and `NV` FMAs. Epilogue: with `accumulate`, add C's current values; with a
+/// non-null `bias` (the last depth block), add it and apply the ReLU; store. Only a
+/// partial tile (`width < 16`, the end of a plane) reads and writes its last vector
+/// masked: a masked load costs several plain ones on Zen 3, and the reads of a full
+/// vector past the plane could leave the buffer at its last channel.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `0 < rows ≤ 6`, `0 < width ≤ 16`; `a` holds `kc·6` floats;
+/// for every `p < kc`, `b + offs[p]` has `width` readable floats; `c + i·ldc` has `width`
+/// writable (and, with `accumulate`, readable) floats for `i < rows`; a non-null `bias`
+/// holds `rows` floats.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn pointwise_tile(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    offs: *const u32,
+    width: usize,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    accumulate: bool,
+    bias: *const f32,
+    relu: bool,
+) {
+    macro_rules! run {
+        ($r:literal) => {
+            // SAFETY: forwarded contract.
+            unsafe {
+                match (width.div_ceil(8), width % 8 == 0) {
+                    (2, true) => {
+                        pointwise_rows::<$r, 2, false>(kc, a, b, offs, width, c, ldc, accumulate, bias, relu)
+                    }
+                    (2, false) => {
+                        pointwise_rows::<$r, 2, true>(kc, a, b, offs, width, c, ldc, accumulate, bias, relu)
+                    }
+                    (_, true) => {
+                        pointwise_rows::<$r, 1, false>(kc, a, b, offs, width, c, ldc, accumulate, bias, relu)
+                    }
+                    (_, false) => {
+                        pointwise_rows::<$r, 1, true>(kc, a, b, offs, width, c, ldc, accumulate, bias, relu)
+                    }
+                }
+            }
+        };
+    }
+    match rows {
+        1 => run!(1),
+        2 => run!(2),
+        3 => run!(3),
+        4 => run!(4),
+        5 => run!(5),
+        _ => run!(6),
+    }
+}
+
+/// [`pointwise_tile`] for `R` rows of `NV` vectors, the last one masked with `MASKED`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pointwise_rows<const R: usize, const NV: usize, const MASKED: bool>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    offs: *const u32,
+    width: usize,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    bias: *const f32,
+    relu: bool,
+) {
+    // SAFETY: AVX2 is enabled here.
+    let tail = unsafe { first_lanes(width - 8 * (NV - 1)) };
+    let mut acc = [[_mm256_setzero_ps(); NV]; R];
+    // SAFETY: every read and write is inside its operand by the caller's contract; the
+    // last vector of a partial tile is read and written under `tail` only.
+    unsafe {
+        for p in 0..kc {
+            let at = b.add(*offs.add(p) as usize);
+            let bv: [__m256; NV] = std::array::from_fn(|v| {
+                if MASKED && v + 1 == NV {
+                    _mm256_maskload_ps(at.add(8 * v), tail)
+                } else {
+                    _mm256_loadu_ps(at.add(8 * v))
+                }
+            });
+            let ap = a.add(ROW_TILE_MR * p);
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let av = _mm256_broadcast_ss(&*ap.add(i));
+                for (acc, bv) in acc.iter_mut().zip(&bv) {
+                    *acc = _mm256_fmadd_ps(av, *bv, *acc);
+                }
+            }
+        }
+        let zero = _mm256_setzero_ps();
+        for (i, row) in acc.iter().enumerate() {
+            let ci = c.add(i * ldc);
+            let beta = if bias.is_null() { None } else { Some(_mm256_broadcast_ss(&*bias.add(i))) };
+            for (v, &r) in row.iter().enumerate() {
+                let masked = MASKED && v + 1 == NV;
+                let at = ci.add(8 * v);
+                let mut r = r;
+                if accumulate {
+                    let old = if masked { _mm256_maskload_ps(at, tail) } else { _mm256_loadu_ps(at) };
+                    r = _mm256_add_ps(r, old);
+                }
+                if let Some(beta) = beta {
+                    r = _mm256_add_ps(r, beta);
+                    if relu {
+                        // max_ps(0, v) returns v when it is NaN (`cpu::nan`).
+                        r = _mm256_max_ps(zero, r);
+                    }
+                }
+                if masked {
+                    _mm256_maskstore_ps(at, tail, r);
+                } else {
+                    _mm256_storeu_ps(at, r);
+                }
+            }
+        }
+    }
+}
