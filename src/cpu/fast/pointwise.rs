@@ -39,11 +39,9 @@ const SEQUENTIAL_FLOPS: usize = 1 << 21;
 /// A pointwise conv on the in-place product (AVX-512 or AVX2; see [`Pointwise::applies`]).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) struct Pointwise {
+    /// The tiles' family: their shape is the row path's (`Family::row_tile_channels` rows
+    /// per weight panel, `Family::row_tile_positions` positions per full tile).
     family: Family,
-    /// Output channels per weight panel (the tile's rows).
-    mr: usize,
-    /// Positions per full tile.
-    tile: usize,
     groups: usize,
     cg: usize,
     tg: usize,
@@ -85,7 +83,7 @@ impl std::fmt::Debug for Pointwise {
 impl Pointwise {
     /// Whether `layer` is a pointwise product this path runs: a 1x1 kernel, an input as
     /// stored or read through a nearest or zeros map, and offsets that fit the index
-    /// arithmetic (the caller passes a [`Family`] the CPU has).
+    /// arithmetic (the tiles' family is [`Pointwise::new`]'s to take).
     pub fn applies(layer: &ConvLayer) -> bool {
         let g = layer.geometry();
         let fits =
@@ -111,12 +109,7 @@ impl Pointwise {
     pub fn new(layer: &ConvLayer, relu: bool, family: Family) -> Self {
         let g = layer.geometry();
         let (cg, tg) = (g.in_channels_per_group(), g.out_channels_per_group());
-        // The tile's rows and positions: `avx512::row_tile` 8 × 48, `avx2::pointwise_tile`
-        // 6 × 16.
-        let (mr, tile) = match family {
-            Family::Avx512 => (8, 48),
-            Family::Avx2 => (6, 16),
-        };
+        let mr = family.row_tile_channels();
         let (w, lda) = layer.packed_weights();
         let panels = tg.div_ceil(mr);
         let a = (0..g.groups).flat_map(|grp| pack_a(&w[grp * tg * lda..], tg, cg, lda, mr)).collect();
@@ -129,8 +122,6 @@ impl Pointwise {
         let rows = (0..cg).map(|p| u32::try_from(p * plane).expect("checked by `applies`")).collect();
         Pointwise {
             family,
-            mr,
-            tile,
             groups: g.groups,
             cg,
             tg,
@@ -156,9 +147,10 @@ impl Pointwise {
         let want = if flops < SEQUENTIAL_FLOPS { 1 } else { 2 * rayon::current_num_threads() };
         // Blocks of tiles per image, then weight panels split if the threads are short of
         // work, then the tiles further.
-        let tiles = n.div_ceil(self.tile);
+        let tile = self.family.row_tile_positions();
+        let tiles = n.div_ceil(tile);
         let units = self.batch * self.groups;
-        let mut tile_blocks = tiles.div_ceil(COLUMNS_PER_TASK / self.tile);
+        let mut tile_blocks = tiles.div_ceil(COLUMNS_PER_TASK / tile);
         if self.gather.is_some() {
             // A task gathers its columns for all its panels: split the columns first.
             tile_blocks = tile_blocks.max(want.div_ceil(units).min(tiles));
@@ -178,7 +170,7 @@ impl Pointwise {
             let (mb, rest) = (rest % m_blocks, rest / m_blocks);
             let (grp, img) = (rest % self.groups, rest / self.groups);
             let panels = mb * per_mb..((mb + 1) * per_mb).min(self.panels);
-            let cols = tb * per_tb * self.tile..((tb + 1) * per_tb * self.tile).min(n);
+            let cols = tb * per_tb * tile..((tb + 1) * per_tb * tile).min(n);
             let x_grp = &x[(img * c + grp * self.cg) * in_plane..][..self.cg * in_plane];
             match &self.gather {
                 None => self.task(x_grp.as_ptr(), &self.rows, cols.start, out, img, grp, panels, cols),
@@ -219,11 +211,12 @@ impl Pointwise {
         let depth_blocks = k.div_ceil(KC);
         let kc = k.div_ceil(depth_blocks);
         let out_base = (img * self.groups + grp) * self.tg * n;
+        let (mr, positions) = (self.family.row_tile_channels(), self.family.row_tile_positions());
         for p0 in (0..k).step_by(kc) {
             let kcb = kc.min(k - p0);
             let last = p0 + kcb == k;
             let tile = |panel: usize, j0: usize| {
-                let (mr, width) = (self.mr, self.tile.min(cols.end - j0));
+                let width = positions.min(cols.end - j0);
                 // Rows from p0, column j0: offsets stay relative to row 0 (`rows[p0..]`).
                 let (b, offs) = (b.wrapping_add(b0 + j0 - cols.start), rows[p0..].as_ptr());
                 let rows = mr.min(self.tg - panel * mr);
@@ -267,12 +260,12 @@ impl Pointwise {
             // the panels pass over them.
             if kcb * cols.len() <= PANEL_MAJOR_FLOATS {
                 for panel in panels.clone() {
-                    for j0 in cols.clone().step_by(self.tile) {
+                    for j0 in cols.clone().step_by(positions) {
                         tile(panel, j0);
                     }
                 }
             } else {
-                for j0 in cols.clone().step_by(self.tile) {
+                for j0 in cols.clone().step_by(positions) {
                     for panel in panels.clone() {
                         tile(panel, j0);
                     }

@@ -40,12 +40,13 @@ pub(crate) const MAX_IN_CHANNELS: usize = 4;
 /// Positions per full AVX-512 tile (3 vectors of 16); also the copy's slack for any tile.
 const TILE: usize = 48;
 
-/// The row path's tile shapes per [`Family`]: AVX-512 8 channels × 48 positions
-/// (`gemm::avx512::row_tile`, grid tiles at stride 1); AVX2 6 × 16 (`gemm::avx2::row_tile`,
-/// first layers only).
+/// The position-vectorised tile shapes per [`Family`], of the row path and of the
+/// pointwise product alike: AVX-512 8 channels × 48 positions (`gemm::avx512::row_tile`,
+/// grid tiles at stride 1); AVX2 6 × 16 (`gemm::avx2::row_tile`, first layers only, and
+/// `gemm::avx2::pointwise_tile`).
 impl Family {
     /// Positions per full row-path tile.
-    fn row_tile_positions(self) -> usize {
+    pub(super) fn row_tile_positions(self) -> usize {
         match self {
             Family::Avx512 => TILE,
             #[cfg(target_arch = "x86_64")]
@@ -56,7 +57,7 @@ impl Family {
     }
 
     /// Output channels per row-path tile (rows of a weight panel).
-    fn row_tile_channels(self) -> usize {
+    pub(super) fn row_tile_channels(self) -> usize {
         match self {
             Family::Avx512 => MR,
             #[cfg(target_arch = "x86_64")]
