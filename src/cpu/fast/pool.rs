@@ -6,6 +6,7 @@ use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
 mod flat_avx2;
+mod mapped;
 #[cfg(target_arch = "x86_64")]
 mod rows_avx2;
 
@@ -16,8 +17,10 @@ use crate::cpu::MIN_PARALLEL_ELEMENTS;
 use crate::params::Pool2dParams;
 
 /// Max or average pooling with the `pool2d` twin's arguments: a dense `[planes, in_h,
-/// in_w]` input, or a compact `[planes, N]` one read through `in_map` (each plane is first
-/// expanded into a per-thread dense plane, then pooled as a dense one).
+/// in_w]` input, or a compact `[planes, N]` one read through `in_map`: through a nearest
+/// map, small windows read the compact plane at their taps' indices
+/// ([`mapped::MappedWindows`]); otherwise each plane is first expanded into a per-thread
+/// dense plane, then pooled as a dense one.
 #[track_caller]
 pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f32]) {
     let out_plane = (p.out_h * p.out_w) as usize;
@@ -46,12 +49,21 @@ pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
     // One window over the whole unpadded plane (global pooling): a plain reduction.
     let global = out_plane == 1 && (kh, kw) == (in_h, in_w) && pt == 0 && pl == 0;
     let has_rows_kernel = rows_kernel_available(&geo, kw);
+    let mapped = mapped::MappedWindows::new(p, in_map);
     #[cfg(target_arch = "x86_64")]
     let flat = if global { None } else { flat_avx2::Flat::new(&geo, kw, &windows) };
     let body = |(dst, src): (&mut [f32], &[f32])| {
-        let mut dense = vec![0.0f32; if kind == 0 { 0 } else { in_plane }];
+        let mut dense = vec![0.0f32; if kind == 0 || mapped.is_some() { 0 } else { in_plane }];
         let mut rows = RowScratch { v: [0.0; 512], ph: [0.0; 544], h: Vec::new() };
         for (dst, src) in dst.chunks_exact_mut(out_plane).zip(src.chunks_exact(src_plane)) {
+            if let Some(m) = &mapped {
+                if !geo.avg && any_nan_fast(src) {
+                    pool_plane_twin(p, &pool_windows(p), kind, in_map, src, dst);
+                } else {
+                    m.pool(src, dst);
+                }
+                continue;
+            }
             let plane = if kind == 0 {
                 &src[..in_plane]
             } else {
