@@ -210,10 +210,12 @@ pub(crate) fn backward(
     // dy through the map's transpose: the gradient of each computed value, `[B, T, n]`.
     let dyc: std::borrow::Cow<'_, [f32]> = match s {
         Sampling::Map { map, .. } => {
-            let mut dyc = buffers::zeroed(g.batch * g.out_channels * n);
-            dyc.par_chunks_mut(n)
-                .zip(dy.par_chunks(oh * ow))
-                .for_each(|(dst, src)| spread_transposed(map, src, dst));
+            // Zeroed plane by plane in the tasks that fill them (not in a serial pass first).
+            let mut dyc = buffers::scratch(g.batch * g.out_channels * n);
+            dyc.par_chunks_mut(n).zip(dy.par_chunks(oh * ow)).for_each(|(dst, src)| {
+                dst.fill(0.0);
+                spread_transposed(map, src, dst);
+            });
             dyc.into()
         }
         _ => dy.into(),
@@ -225,8 +227,9 @@ pub(crate) fn backward(
             let spread: std::borrow::Cow<'_, [f32]> = if n == g.out_h() * g.out_w() {
                 std::borrow::Cow::Borrowed(&dyc[..])
             } else {
-                let mut full = buffers::zeroed(g.batch * g.out_channels * g.out_h() * g.out_w());
+                let mut full = buffers::scratch(g.batch * g.out_channels * g.out_h() * g.out_w());
                 full.par_chunks_mut(g.out_h() * g.out_w()).zip(dyc.par_chunks(n)).for_each(|(dst, src)| {
+                    dst.fill(0.0);
                     for (&p, &v) in positions.iter().zip(src) {
                         dst[p as usize] = v;
                     }
@@ -267,12 +270,14 @@ fn dx_by_col2im(g: &ConvGeometry, weights: &[f32], origins: &[(isize, isize)], d
     let n = origins.len();
     let (k, tg) = (g.k_per_group(), g.out_channels_per_group());
     let in_len = g.in_channels * g.in_h * g.in_w;
-    let mut dx = buffers::zeroed(g.batch * in_len);
+    // Each image's gradient is zeroed by the task that accumulates it.
+    let mut dx = buffers::scratch(g.batch * in_len);
     let kern = Microkernel::detect();
     let min_len = g.batch.div_ceil(4 * rayon::current_num_threads()).max(1);
     dx.par_chunks_mut(in_len).zip(dyc.par_chunks(g.out_channels * n)).with_min_len(min_len).for_each_init(
         || (vec![0.0f32; k * n], GemmScratch::default()),
         |(dcol, scratch), (dx, dyc)| {
+            dx.fill(0.0);
             for group in 0..g.groups {
                 let dyg = Strided { data: &dyc[group * tg * n..(group + 1) * tg * n], rs: n, cs: 1 };
                 // dcol[k × n] = Wᵀ[k × tg] · dY[tg × n]

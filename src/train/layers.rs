@@ -36,8 +36,11 @@ pub(crate) fn pool_backward(
     avg: bool,
 ) -> Vec<f32> {
     let out_plane = windows.len();
-    let mut dx = buffers::zeroed(planes * h * w);
+    // Each plane is zeroed by the task that fills it, while it is in cache (not in a
+    // serial pass over the whole gradient first).
+    let mut dx = buffers::scratch(planes * h * w);
     dx.par_chunks_mut(h * w).enumerate().for_each(|(t, dst)| {
+        dst.fill(0.0);
         let g = &dy[t * out_plane..(t + 1) * out_plane];
         let (src, out) = (&x[t * h * w..(t + 1) * h * w], &y[t * out_plane..(t + 1) * out_plane]);
         for (o, &(y0, y1, x0, x1, div)) in windows.iter().enumerate() {
