@@ -1,21 +1,23 @@
 //! Pooling a compact input through its nearest map without expanding it: each window's
-//! taps are resolved once per call into compact indices, and every plane is pooled by
-//! reading those. Only for windows that do not overlap (taps at most stride_h · stride_w):
-//! the expansion writes a dense plane per input plane and pools it again (2-2.6x the
-//! dense pooling's time on the 28x28 networks at q = 1/2), but overlapping windows read
-//! each position several times here, one scalar load each, where the dense plane's
-//! separable vector loops read it once. Measured at batch 64, q = 1/2, expansion ->
-//! windows (best of 4-6, alternated, both orders): the 28x28 VGG's 2x2 stride-2 max pools
-//! 0.61-0.84 -> 0.15-0.61 ms; NIN's 3x3 stride-2 pools 0.68-0.81 -> 0.87-1.18 (max) and
-//! 0.39-0.46 -> 0.46-0.57 (average), hence the rule.
+//! taps are resolved once per call into compact indices (for the maximum, each distinct
+//! one once: neighbouring positions often map to the same kept value), and every plane is
+//! pooled by reading those. The expansion writes a dense plane per input plane and pools
+//! it again (2-2.6x the dense pooling's time on the 28x28 networks at q = 1/2), but it
+//! costs one gather per input position, then vector loops, where this costs one scalar
+//! load per tap: it is taken where the layer's taps are no more than its input positions.
+//! Measured at batch 64, q = 1/2 (best of 4-6, alternated, both orders): the 28x28 VGG's
+//! 2x2 stride-2 max pools 0.61-0.84 -> 0.15-0.61 ms with every tap, and 0.68-0.83x that
+//! with distinct taps; NIN's 3x3 stride-2 pools (2.25 taps per position, more than one
+//! distinct) 0.68-0.81 -> 0.87-1.18 ms (max) and 0.39-0.46 -> 0.46-0.57 (average), hence
+//! the rule.
 
 use crate::cpu::pool2d::pool_windows;
 use crate::params::Pool2dParams;
 
 /// The windows of one pooling layer over a compact input read through a nearest map: per
 /// output position, the compact indices of its taps inside the input in the twin's (y, x)
-/// order (so an average sums in the twin's order: the same value), and the average's
-/// divisor.
+/// order (so an average sums in the twin's order: the same value; a maximum keeps each
+/// index once), and the average's divisor.
 pub(super) struct MappedWindows {
     /// `offsets[o]..offsets[o + 1]` are output `o`'s entries of `taps`.
     offsets: Vec<u32>,
@@ -29,7 +31,7 @@ pub(super) struct MappedWindows {
 impl MappedWindows {
     /// The windows of `p` through `in_map` (a table of `in_h · in_w` compact indices into
     /// planes of `p.in_plane` values), or `None` where the expansion stays: other map
-    /// kinds, global pooling, overlapping windows (more taps than stride_h · stride_w).
+    /// kinds, global pooling, more taps in all than input positions.
     ///
     /// # Panics
     /// A map shorter than the plane, or an index outside the compact plane (the plan built
@@ -37,8 +39,7 @@ impl MappedWindows {
     #[track_caller]
     pub(super) fn new(p: &Pool2dParams, in_map: &[u32]) -> Option<Self> {
         let global = p.out_h * p.out_w == 1;
-        let overlapping = p.kernel_h * p.kernel_w > p.stride_h * p.stride_w;
-        if p.in_map_kind != 1 || global || overlapping {
+        if p.in_map_kind != 1 || global {
             return None;
         }
         let (in_w, in_plane, compact) = (p.in_w as usize, (p.in_h * p.in_w) as usize, p.in_plane);
@@ -48,17 +49,29 @@ impl MappedWindows {
         let mut taps = Vec::with_capacity(windows.len() * (p.kernel_h * p.kernel_w) as usize);
         offsets.push(0);
         let mut divisors = Vec::with_capacity(if p.mode == 1 { windows.len() } else { 0 });
+        let avg = p.mode == 1;
         for &(h0, h1, w0, w1, divisor) in &windows {
+            let start = taps.len();
             for y in h0..h1 {
                 let row = (y - p.pad_top) as usize * in_w;
                 for x in w0..w1 {
-                    taps.push(in_map[row + (x - p.pad_left) as usize]);
+                    let tap = in_map[row + (x - p.pad_left) as usize];
+                    // The maximum reads each compact value of a window once (positions
+                    // that map to the same kept one hold the same value).
+                    if avg || !taps[start..].contains(&tap) {
+                        taps.push(tap);
+                    }
                 }
             }
             offsets.push(u32::try_from(taps.len()).expect("pool2d: window table past u32"));
             if p.mode == 1 {
                 divisors.push(divisor);
             }
+        }
+        // One scalar load per tap here against one gather per position and the dense
+        // plane's vector pooling there.
+        if taps.len() > in_plane {
+            return None;
         }
         assert!(taps.iter().all(|&i| i < compact), "pool2d: nearest map index outside the compact plane");
         Some(Self { offsets, taps, divisors, avg: p.mode == 1, compact: compact as usize })
@@ -74,7 +87,8 @@ impl MappedWindows {
         for (o, d) in dst[..n].iter_mut().enumerate() {
             let (a, b) = (self.offsets[o] as usize, self.offsets[o + 1] as usize);
             // SAFETY: offsets rise to taps.len() (built so); every tap is below `compact`
-            // (checked in `new`), which src covers (checked above). Unchecked: this is a scalar gather, bounds checks doubled it.
+            // (checked in `new`), which src covers (checked above). Unchecked: this is a
+            // scalar gather, bounds checks doubled it.
             let at = |j: usize| unsafe { *src.get_unchecked(*self.taps.get_unchecked(j) as usize) };
             *d = if self.avg {
                 let mut acc = 0.0f32;
