@@ -262,6 +262,11 @@ impl Family {
 /// NIN at batch 64: 7x7 layers 0.29 and 0.76x, 28x28 and 14x14 ones 0.87-1.11x dense
 /// and 1.04-1.28x at q = 1/2.
 ///
+/// Unstrided, weights of 512 KB to 1 MB, or more on planes of at most 64 positions, also
+/// take it (batch 1, alternated, best of 4): GoogLeNet's 528 -> 256 at 14x14 and 832 -> *
+/// at 7x7 0.84-0.98x, MobileNetV2's 160 -> 960, 960 -> 160/320 and 320 -> 1280 (1.6 MB) at
+/// 7x7 0.85-1.0x.
+///
 /// Strided 1x1 convs at batch > 1 also take it, whatever their weights or planes: both
 /// paths gather the strided columns, and the pointwise product skips the GEMM's packing
 /// of them. Measured at batch 64 (best of 3-4, alternated): ResNet-18's three downsamples
@@ -278,7 +283,11 @@ fn pointwise_pays_off(layer: &ConvLayer, family: Family) -> bool {
     let g = layer.geometry();
     let weights = g.in_channels_per_group() * g.out_channels_per_group() * std::mem::size_of::<f32>();
     let strided = g.stride_h > 1 || g.stride_w > 1;
-    (g.batch > 1 && strided) || (weights < 512 << 10 && (g.batch == 1 || layer.mask().len() <= 64))
+    let positions = layer.mask().len();
+    // Weights past L2 are streamed again for every 16-position tile: up to 1 MB, or on
+    // planes of at most 4 tiles, when the columns are read in place (not gathered).
+    let weights_fit = weights < 512 << 10 || !strided && (weights <= 1 << 20 || positions <= 64);
+    (g.batch > 1 && strided) || (weights_fit && (g.batch == 1 || positions <= 64))
 }
 
 /// Whether a dense conv runs on the [`row_conv`] path: a few input channels (first
