@@ -168,8 +168,9 @@ fn relu_clip_and_dropout() {
 #[test]
 fn pooling_dense_and_through_the_map() {
     type Case = ([usize; 2], [usize; 2], [usize; 4], bool, bool, bool, [usize; 2]);
-    let cases: [Case; 7] = [
+    let cases: [Case; 8] = [
         // kernel, stride, pads, ceil, avg, count_include_pad, expected output size
+        // (the last: one window over the whole plane, a global maximum)
         ([3, 3], [2, 2], [0; 4], false, false, false, [4, 4]),
         ([3, 3], [2, 2], [1; 4], true, false, false, [5, 5]),
         ([2, 2], [2, 2], [0; 4], true, false, false, [5, 5]),
@@ -177,6 +178,7 @@ fn pooling_dense_and_through_the_map() {
         ([3, 3], [2, 2], [1; 4], false, true, false, [5, 5]),
         ([2, 2], [2, 2], [0, 0, 1, 1], true, true, true, [5, 5]),
         ([3, 2], [1, 2], [1, 0, 1, 1], false, true, false, [9, 5]),
+        ([H, W], [1, 1], [0; 4], false, false, false, [1, 1]),
     ];
     for q in KEEPS {
         for (kernel, stride, pads, ceil_mode, avg, count_include_pad, [oh, ow]) in cases {

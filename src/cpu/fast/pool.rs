@@ -18,9 +18,10 @@ use crate::params::Pool2dParams;
 
 /// Max or average pooling with the `pool2d` twin's arguments: a dense `[planes, in_h,
 /// in_w]` input, or a compact `[planes, N]` one read through `in_map`: through a nearest
-/// map, small windows read the compact plane at their taps' indices
-/// ([`mapped::MappedWindows`]); otherwise each plane is first expanded into a per-thread
-/// dense plane, then pooled as a dense one.
+/// map, windows of few taps read the compact plane at their taps' indices
+/// ([`mapped::MappedWindows`]) and global pooling weighs each compact value by the
+/// positions that read it ([`mapped::MappedGlobal`]); otherwise each plane is first
+/// expanded into a per-thread dense plane, then pooled as a dense one.
 #[track_caller]
 pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f32]) {
     let out_plane = (p.out_h * p.out_w) as usize;
@@ -49,13 +50,23 @@ pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
     // One window over the whole unpadded plane (global pooling): a plain reduction.
     let global = out_plane == 1 && (kh, kw) == (in_h, in_w) && pt == 0 && pl == 0;
     let has_rows_kernel = rows_kernel_available(&geo, kw);
-    let mapped = mapped::MappedWindows::new(p, in_map);
+    let mapped = if global { None } else { mapped::MappedWindows::new(p, in_map) };
+    let mapped_global = if global { mapped::MappedGlobal::new(p, in_map) } else { None };
     #[cfg(target_arch = "x86_64")]
     let flat = if global { None } else { flat_avx2::Flat::new(&geo, kw, &windows) };
     let body = |(dst, src): (&mut [f32], &[f32])| {
-        let mut dense = vec![0.0f32; if kind == 0 || mapped.is_some() { 0 } else { in_plane }];
+        let expands = kind != 0 && mapped.is_none() && mapped_global.is_none();
+        let mut dense = vec![0.0f32; if expands { in_plane } else { 0 }];
         let mut rows = RowScratch { v: [0.0; 512], ph: [0.0; 544], h: Vec::new() };
         for (dst, src) in dst.chunks_exact_mut(out_plane).zip(src.chunks_exact(src_plane)) {
+            if let Some(m) = &mapped_global {
+                if !geo.avg && any_nan_fast(src) {
+                    pool_plane_twin(p, &pool_windows(p), kind, in_map, src, dst);
+                } else {
+                    dst[0] = m.pool(src, windows.first().copied().unwrap_or(1.0));
+                }
+                continue;
+            }
             if let Some(m) = &mapped {
                 if !geo.avg && any_nan_fast(src) {
                     pool_plane_twin(p, &pool_windows(p), kind, in_map, src, dst);
@@ -149,7 +160,7 @@ fn sum_lanes(v: &[f32]) -> f32 {
 
 /// The maximum of `v` from `f32::NEG_INFINITY` (exact in any order; `v` holds no NaN: planes
 /// that do take the twin's loop).
-fn max_lanes(v: &[f32]) -> f32 {
+pub(super) fn max_lanes(v: &[f32]) -> f32 {
     let pick = |m: f32, x: f32| if x > m { x } else { m };
     let mut acc = [f32::NEG_INFINITY; LANES];
     let chunks = v.chunks_exact(LANES);

@@ -114,3 +114,71 @@ impl MappedWindows {
         }
     }
 }
+
+/// Global pooling (one window over the whole unpadded plane) of a compact input through a
+/// nearest map, without expanding it: every dense position reads one compact value, so the
+/// average is `Σ countᵢ · vᵢ / divisor` over the compact plane (`countᵢ` the positions
+/// reading value i) and the maximum is over the values some position reads. A plane costs
+/// its compact length, not a gather per dense position and a pass over the expansion.
+pub(super) struct MappedGlobal {
+    /// Positions reading each compact value.
+    counts: Vec<f32>,
+    /// Whether every compact value is read (a map built from a mask: kept positions read
+    /// themselves).
+    every: bool,
+    avg: bool,
+}
+
+impl MappedGlobal {
+    /// The counts of `in_map` (`in_h · in_w` indices into planes of `p.in_plane` values),
+    /// or `None` for maps other than nearest.
+    ///
+    /// # Panics
+    /// A map shorter than the plane, or an index outside the compact plane (internal
+    /// errors: the plan built both).
+    #[track_caller]
+    pub(super) fn new(p: &Pool2dParams, in_map: &[u32]) -> Option<Self> {
+        if p.in_map_kind != 1 {
+            return None;
+        }
+        let in_plane = (p.in_h * p.in_w) as usize;
+        assert!(in_map.len() >= in_plane, "pool2d: nearest map shorter than the input plane");
+        let mut counts = vec![0.0f32; p.in_plane as usize];
+        for &i in &in_map[..in_plane] {
+            *counts.get_mut(i as usize).expect("pool2d: nearest map index outside the compact plane") += 1.0;
+        }
+        let every = counts.iter().all(|&c| c > 0.0);
+        Some(Self { counts, every, avg: p.mode == 1 })
+    }
+
+    /// The pooled value of one compact plane: the count-weighted sum over `divisor` (in
+    /// interleaved lanes: a different order from the twin's, equal up to rounding), or
+    /// the maximum of the values read (`v > m ? v : m`: the caller pools a plane holding a
+    /// NaN on the twin).
+    pub(super) fn pool(&self, src: &[f32], divisor: f32) -> f32 {
+        const LANES: usize = 16;
+        let src = &src[..self.counts.len()];
+        if !self.every {
+            // Values no position reads take no part (an unread NaN must not leak in).
+            let read = src.iter().zip(&self.counts).filter(|(_, &c)| c > 0.0);
+            return if self.avg {
+                read.map(|(&v, &c)| c * v).sum::<f32>() / divisor
+            } else {
+                read.fold(f32::NEG_INFINITY, |m, (&v, _)| if v > m { v } else { m })
+            };
+        }
+        if self.avg {
+            let mut acc = [0.0f32; LANES];
+            let (chunks, counts) = (src.chunks_exact(LANES), self.counts.chunks_exact(LANES));
+            let tail: f32 = chunks.remainder().iter().zip(counts.remainder()).map(|(&v, &c)| c * v).sum();
+            for (v, c) in chunks.zip(counts) {
+                for ((a, &v), &c) in acc.iter_mut().zip(v).zip(c) {
+                    *a += c * v;
+                }
+            }
+            (acc.iter().sum::<f32>() + tail) / divisor
+        } else {
+            super::max_lanes(src)
+        }
+    }
+}
