@@ -190,6 +190,30 @@ fn pooling_dense_and_through_the_map() {
             let label = format!("pool k{kernel:?} s{stride:?} p{pads:?} ceil={ceil_mode} avg={avg} cip={count_include_pad} q={q:?}");
             verify(&label, &p.net, &p.x, &expected, &[B, C, oh, ow]);
         }
+        // Planes narrower than a vector (9x9 -> 5x5, then 2x2 windows over the 5-wide
+        // plane, max and average).
+        for avg in [false, true] {
+            let mut p = pre(q);
+            let first = Pool {
+                kernel: [3, 3],
+                stride: [2, 2],
+                pads: [1; 4],
+                ceil_mode: false,
+                count_include_pad: false,
+            };
+            p.net.then("pool", Op::MaxPool(first));
+            let second = Pool {
+                kernel: [2, 2],
+                stride: [2, 2],
+                pads: [0; 4],
+                ceil_mode: true,
+                count_include_pad: false,
+            };
+            p.net.then("pool2", if avg { Op::AvgPool(second) } else { Op::MaxPool(second) });
+            let d = naive::pool(&p.d, B * C, (H, W), (3, 3), (2, 2), [1; 4], (5, 5), false, false);
+            let expected = naive::pool(&d, B * C, (5, 5), (2, 2), (2, 2), [0; 4], (3, 3), avg, false);
+            verify(&format!("narrow planes avg={avg} q={q:?}"), &p.net, &p.x, &expected, &[B, C, 3, 3]);
+        }
         let mut p = pre(q);
         p.net.then("gap", Op::GlobalAvgPool);
         let expected = naive::pool(&p.d, B * C, (H, W), (H, W), (1, 1), [0; 4], (1, 1), true, false);

@@ -50,7 +50,18 @@ pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
     // One window over the whole unpadded plane (global pooling): a plain reduction.
     let global = out_plane == 1 && (kh, kw) == (in_h, in_w) && pt == 0 && pl == 0;
     let has_rows_kernel = rows_kernel_available(&geo, kw);
-    let mapped = if global { None } else { mapped::MappedWindows::new(p, in_map) };
+    // Dense planes narrower than a vector take the window table too (not on AVX-512,
+    // whose 16-lane register kernel was measured on them).
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx512 = false;
+    let narrow = kind == 0 && in_w < 8 && !avx512;
+    let mapped = match () {
+        _ if global => None,
+        _ if narrow => Some(mapped::MappedWindows::dense(p)),
+        _ => mapped::MappedWindows::new(p, in_map),
+    };
     let mapped_global = if global { mapped::MappedGlobal::new(p, in_map) } else { None };
     #[cfg(target_arch = "x86_64")]
     let flat = if global { None } else { flat_avx2::Flat::new(&geo, kw, &windows) };
