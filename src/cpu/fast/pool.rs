@@ -21,7 +21,8 @@ use crate::params::Pool2dParams;
 /// map, windows of few taps read the compact plane at their taps' indices
 /// ([`mapped::MappedWindows`]) and global pooling weighs each compact value by the
 /// positions that read it ([`mapped::MappedGlobal`]); otherwise each plane is first
-/// expanded into a per-thread dense plane, then pooled as a dense one.
+/// expanded into a per-thread dense plane, then pooled as a dense one. Dense planes
+/// narrower than a vector (without AVX-512) take the window table too.
 #[track_caller]
 pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f32]) {
     let out_plane = (p.out_h * p.out_w) as usize;
@@ -171,7 +172,7 @@ fn sum_lanes(v: &[f32]) -> f32 {
 
 /// The maximum of `v` from `f32::NEG_INFINITY` (exact in any order; `v` holds no NaN: planes
 /// that do take the twin's loop).
-pub(super) fn max_lanes(v: &[f32]) -> f32 {
+fn max_lanes(v: &[f32]) -> f32 {
     let pick = |m: f32, x: f32| if x > m { x } else { m };
     let mut acc = [f32::NEG_INFINITY; LANES];
     let chunks = v.chunks_exact(LANES);

@@ -11,7 +11,8 @@
 //! 2x2 stride-2 max pools 0.61-0.84 -> 0.15-0.61 ms with every tap, and 0.68-0.83x that
 //! with distinct taps; NIN's 3x3 stride-2 pools (2.25 taps per position, more than one
 //! distinct) 0.68-0.81 -> 0.87-1.18 ms (max) and 0.39-0.46 -> 0.46-0.57 (average), hence
-//! the rule.
+//! the rule. Dense planes narrower than a vector use the same table with plane positions
+//! as taps ([`MappedWindows::dense`]).
 
 use crate::cpu::pool2d::pool_windows;
 use crate::params::Pool2dParams;
