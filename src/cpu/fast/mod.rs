@@ -8,8 +8,8 @@
 //! - at most [`gemv::MAX_COLS`] columns in all (fully connected layers at small batch):
 //!   [`gemv`], dot products over row-major weights;
 //! - a 1x1 conv: [`pointwise`], the product read from the input planes (or a gathered
-//!   copy of their columns) and written to the output planes in place (on AVX2 only at
-//!   batch 1 or on small planes, with weights that stay in L2: `pointwise_pays_off`);
+//!   copy of their columns) and written to the output planes in place (on AVX2 by the
+//!   batch, plane, stride and weight-size rule of `pointwise_pays_off`);
 //! - on an AVX-512 CPU, a dense conv of at most 4 input channels (first layers):
 //!   [`row_conv`], positions vectorised along output rows of a padded, phase-split copy;
 //! - on an AVX-512 CPU, a spatial conv with a perforated output or a compact input (where

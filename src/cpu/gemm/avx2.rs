@@ -257,20 +257,9 @@ unsafe fn row_tile<const MR: usize, const NV: usize>(
 ) {
     debug_assert!(rows <= MR && width <= 8 * NV);
     prefetch_next_tile(c, ldc, rows, 8 * NV);
-    let mut acc = [[_mm256_setzero_ps(); NV]; MR];
     // SAFETY: every read is inside its operand by the caller's contract.
     unsafe {
-        for p in 0..k {
-            let at = b.add(*offs.add(p) as usize);
-            let bv: [__m256; NV] = std::array::from_fn(|v| _mm256_loadu_ps(at.add(8 * v)));
-            let ap = a.add(MR * p);
-            for (i, acc) in acc.iter_mut().enumerate() {
-                let av = _mm256_broadcast_ss(&*ap.add(i));
-                for (acc, bv) in acc.iter_mut().zip(&bv) {
-                    *acc = _mm256_fmadd_ps(av, *bv, *acc);
-                }
-            }
-        }
+        let acc = accumulate_rows::<MR, NV, false>(k, a, MR, b, offs, _mm256_setzero_si256());
         let zero = _mm256_setzero_ps();
         for (i, acc) in acc.iter().enumerate().take(rows) {
             let bias = _mm256_broadcast_ss(&*bias.add(i));
@@ -422,27 +411,10 @@ unsafe fn pointwise_rows<const R: usize, const NV: usize, const MASKED: bool>(
     prefetch_next_tile(c, ldc, R, 8 * NV);
     // SAFETY: AVX2 is enabled here.
     let tail = unsafe { first_lanes(width - 8 * (NV - 1)) };
-    let mut acc = [[_mm256_setzero_ps(); NV]; R];
     // SAFETY: every read and write is inside its operand by the caller's contract; the
     // last vector of a partial tile is read and written under `tail` only.
     unsafe {
-        for p in 0..kc {
-            let at = b.add(*offs.add(p) as usize);
-            let bv: [__m256; NV] = std::array::from_fn(|v| {
-                if MASKED && v + 1 == NV {
-                    _mm256_maskload_ps(at.add(8 * v), tail)
-                } else {
-                    _mm256_loadu_ps(at.add(8 * v))
-                }
-            });
-            let ap = a.add(ROW_TILE_MR * p);
-            for (i, acc) in acc.iter_mut().enumerate() {
-                let av = _mm256_broadcast_ss(&*ap.add(i));
-                for (acc, bv) in acc.iter_mut().zip(&bv) {
-                    *acc = _mm256_fmadd_ps(av, *bv, *acc);
-                }
-            }
-        }
+        let acc = accumulate_rows::<R, NV, MASKED>(kc, a, ROW_TILE_MR, b, offs, tail);
         let zero = _mm256_setzero_ps();
         for (i, row) in acc.iter().enumerate() {
             let ci = c.add(i * ldc);
@@ -469,6 +441,48 @@ unsafe fn pointwise_rows<const R: usize, const NV: usize, const MASKED: bool>(
                 }
             }
         }
+    }
+}
+
+/// The accumulation loop of [`row_tile`] and [`pointwise_rows`]: `A[R, k] · B[k, 8·NV]`
+/// in `R × NV` vectors. For each of the `k` rows of B, its `NV` vectors at `b + offs[p]`
+/// (the last one loaded under `tail` when `MASKED`), then per output channel i a
+/// broadcast of `a[p·lda + i]` and `NV` FMAs.
+///
+/// # Safety
+/// The caller is compiled for AVX2 and FMA (this inlines into it); `a` holds `k·lda`
+/// floats with `R ≤ lda`; for every `p < k`, `b + offs[p]` has `8·NV` readable floats
+/// (only the lanes under `tail` of the last vector when `MASKED`).
+#[inline(always)]
+unsafe fn accumulate_rows<const R: usize, const NV: usize, const MASKED: bool>(
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    offs: *const u32,
+    tail: __m256i,
+) -> [[__m256; NV]; R] {
+    // SAFETY: AVX2 and FMA by the caller's contract; every read as it states.
+    unsafe {
+        let mut acc = [[_mm256_setzero_ps(); NV]; R];
+        for p in 0..k {
+            let at = b.add(*offs.add(p) as usize);
+            let bv: [__m256; NV] = std::array::from_fn(|v| {
+                if MASKED && v + 1 == NV {
+                    _mm256_maskload_ps(at.add(8 * v), tail)
+                } else {
+                    _mm256_loadu_ps(at.add(8 * v))
+                }
+            });
+            let ap = a.add(lda * p);
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let av = _mm256_broadcast_ss(&*ap.add(i));
+                for (acc, bv) in acc.iter_mut().zip(&bv) {
+                    *acc = _mm256_fmadd_ps(av, *bv, *acc);
+                }
+            }
+        }
+        acc
     }
 }
 
