@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use super::buffers;
 use super::input_grad::input_grad;
 use super::weight_grad::weight_grad;
-use crate::cpu::fast::elementwise::expand_plane;
+use crate::cpu::fast::elementwise::Expansion;
 use crate::cpu::gemm::{sgemm, GemmScratch, Microkernel, Strided};
 use crate::cpu::FastConv;
 use crate::error::Result;
@@ -184,8 +184,9 @@ pub(crate) fn forward(
     let Sampling::Map { map, .. } = s else { return Ok(compact) };
     let (oh, ow) = (g.out_h(), g.out_w());
     let mut out = buffers::scratch(g.batch * g.out_channels * oh * ow);
+    let expansion = Expansion::new(map.kind().code(), map.table(), oh * ow);
     out.par_chunks_mut(oh * ow).zip(compact.par_chunks(n)).for_each(|(dst, src)| {
-        expand_plane(map.kind().code(), map.table(), src, dst);
+        expansion.expand(src, dst);
         if relu {
             dst.iter_mut().for_each(|v| *v = crate::cpu::nan::relu_keep_nan(*v));
         }

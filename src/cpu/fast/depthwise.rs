@@ -16,7 +16,7 @@ use avx2::{block_lanes_avx2, plane_rows_avx2};
 #[cfg(target_arch = "x86_64")]
 use lanes::block_lanes_avx512;
 
-use super::elementwise::expand_plane;
+use super::elementwise::Expansion;
 use super::taps::{Taps, PAD};
 use crate::cpu::read_mapped;
 use crate::geometry::ConvGeometry;
@@ -257,7 +257,7 @@ impl Depthwise {
                 src
             } else {
                 input.resize(g.in_h * g.in_w, 0.0);
-                expand_plane(self.taps.map_kind, &self.taps.map_table, src, input);
+                Expansion::new(self.taps.map_kind, &self.taps.map_table, input.len()).expand(src, input);
                 &input[..]
             };
             full.resize(g.out_h() * g.out_w(), 0.0);
@@ -314,8 +314,9 @@ impl Depthwise {
         if self.taps.map_kind != 0 {
             let dense_plane = g.in_h * g.in_w;
             let dense = &mut dense[..lanes * dense_plane];
+            let expansion = Expansion::new(self.taps.map_kind, &self.taps.map_table, dense_plane);
             for (dst, src) in dense.chunks_exact_mut(dense_plane).zip(&planes) {
-                expand_plane(self.taps.map_kind, &self.taps.map_table, src, dst);
+                expansion.expand(src, dst);
             }
             for (plane, dense) in planes.iter_mut().zip(dense.chunks_exact(dense_plane)) {
                 *plane = dense;

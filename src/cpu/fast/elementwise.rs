@@ -23,6 +23,7 @@ pub(crate) fn gather_fast(
     assert!(dense.len() >= plane * planes && input.len() >= n_pos * planes && map.len() >= plane * words);
     let (relu, residual, in_place) = (p.relu != 0, p.residual == 1, p.residual == 2);
     assert!(!residual || addend.len() >= plane * planes, "gather_interp addend shorter than the output");
+    let nearest = NearestMap::of(p.map_kind, map, plane);
     dense[..plane * planes]
         .par_chunks_mut(plane)
         .enumerate()
@@ -30,7 +31,7 @@ pub(crate) fn gather_fast(
         .with_min_len(MIN_PARALLEL_ELEMENTS.div_ceil(plane))
         .for_each(|((t, dst), src)| {
             let add = if residual { &addend[t * plane..(t + 1) * plane] } else { &[][..] };
-            gather_plane(p.map_kind, map, src, add, in_place, relu, dst);
+            gather_plane(p.map_kind, map, nearest, src, add, in_place, relu, dst);
         });
 }
 
@@ -54,16 +55,17 @@ pub(crate) fn gather_pair_fast(
     let (n1, n2) = (p1.n_pos as usize, p2.n_pos as usize);
     assert!(dense.len() >= plane * planes && x1.len() >= n1 * planes && x2.len() >= n2 * planes);
     assert!(m1.len() >= plane * words(p1) && m2.len() >= plane * words(p2));
+    let (near1, near2) = (NearestMap::of(p1.map_kind, m1, plane), NearestMap::of(p2.map_kind, m2, plane));
     dense[..plane * planes]
         .par_chunks_mut(plane)
         .zip(x1.par_chunks(n1).zip(x2.par_chunks(n2)))
         .with_min_len(MIN_PARALLEL_ELEMENTS.div_ceil(plane))
         .for_each(|(dst, (a, b))| {
-            if (p1.map_kind, p2.map_kind) == (1, 1) {
-                gather_nearest_pair(dst, (a, &m1[..plane]), (b, &m2[..plane]), p2.relu != 0);
+            if let (Some(n1), Some(n2)) = (near1, near2) {
+                gather_nearest_pair(dst, (a, n1), (b, n2), p2.relu != 0);
             } else {
-                gather_plane(p1.map_kind, m1, a, &[], false, false, dst);
-                gather_plane(p2.map_kind, m2, b, &[], true, p2.relu != 0, dst);
+                gather_plane(p1.map_kind, m1, near1, a, &[], false, false, dst);
+                gather_plane(p2.map_kind, m2, near2, b, &[], true, p2.relu != 0, dst);
             }
         });
 }
@@ -79,18 +81,21 @@ pub(crate) fn gathers_pair(first: &GatherInterpParams, second: &GatherInterpPara
 }
 
 /// One plane of `gather_interp`: `dst[s] = act(src through the map at s + addend)`, the
-/// addend `add[s]` when given, else `dst[s]` itself when `in_place`, else none.
+/// addend `add[s]` when given, else `dst[s]` itself when `in_place`, else none. A nearest
+/// map comes checked (`nearest`, built once per call for every plane).
+#[allow(clippy::too_many_arguments)]
 fn gather_plane(
     kind: u32,
     map: &[u32],
+    nearest: Option<NearestMap<'_>>,
     src: &[f32],
     add: &[f32],
     in_place: bool,
     relu: bool,
     dst: &mut [f32],
 ) {
-    if kind == 1 {
-        gather_nearest(dst, src, &map[..dst.len()], add, in_place, relu);
+    if let Some(m) = nearest {
+        gather_nearest(dst, src, m, add, in_place, relu);
         return;
     }
     for (s, d) in dst.iter_mut().enumerate() {
@@ -104,16 +109,32 @@ fn gather_plane(
     }
 }
 
-/// One compact plane through its map (a [`crate::MapKind::code`] and table) into the dense
-/// plane `dense`: the `gather_interp` twin's values, with the hardware gather for nearest
-/// maps.
-pub(crate) fn expand_plane(kind: u32, map: &[u32], src: &[f32], dense: &mut [f32]) {
-    match kind {
-        1 => gather_nearest(dense, src, &map[..dense.len()], &[], false, false),
-        2 => gather_or_zero(src, src.len(), &map[..dense.len()], dense),
-        _ => {
-            for (s, d) in dense.iter_mut().enumerate() {
-                *d = read_mapped(kind, map, src, s);
+/// A compact input's map (a [`crate::MapKind::code`] and its table over `plane` dense
+/// positions), prepared once for the plane-by-plane expansions through it: a nearest map's
+/// bound is found here, not again for every plane.
+#[derive(Clone, Copy)]
+pub(crate) struct Expansion<'a> {
+    kind: u32,
+    table: &'a [u32],
+    nearest: Option<NearestMap<'a>>,
+}
+
+impl<'a> Expansion<'a> {
+    /// The expansion through `table` (kind `kind`) onto planes of `plane` positions.
+    pub(crate) fn new(kind: u32, table: &'a [u32], plane: usize) -> Self {
+        Expansion { kind, table, nearest: NearestMap::of(kind, table, plane) }
+    }
+
+    /// One compact plane `src` into the dense plane `dense`: the `gather_interp` twin's
+    /// values, with the hardware gather for nearest maps where the CPU has one.
+    pub(crate) fn expand(&self, src: &[f32], dense: &mut [f32]) {
+        match (self.kind, self.nearest) {
+            (_, Some(m)) => gather_nearest(dense, src, m, &[], false, false),
+            (2, _) => gather_or_zero(src, src.len(), &self.table[..dense.len()], dense),
+            (kind, _) => {
+                for (s, d) in dense.iter_mut().enumerate() {
+                    *d = read_mapped(kind, self.table, src, s);
+                }
             }
         }
     }
@@ -173,11 +194,18 @@ unsafe fn gather_or_zero_avx512(x: &[f32], in_plane: usize, src: &[u32], b: &mut
 /// `dst[i] = act(src[map[i]] + add[i])` (a nearest map: every index is inside `src`; `add`
 /// is empty or as long as `dst`; with `in_place`, the addend is `dst[i]` itself; `act` a
 /// ReLU when `relu`).
-fn gather_nearest(dst: &mut [f32], src: &[f32], map: &[u32], add: &[f32], in_place: bool, relu: bool) {
-    let n = dst.len().min(map.len());
-    let (map, dst) = (&map[..n], &mut dst[..n]);
+fn gather_nearest(
+    dst: &mut [f32],
+    src: &[f32],
+    map: NearestMap<'_>,
+    add: &[f32],
+    in_place: bool,
+    relu: bool,
+) {
+    assert!(map.fits(src), "nearest map index outside the compact plane");
+    let n = dst.len().min(map.table.len());
+    let (map, dst) = (&map.table[..n], &mut dst[..n]);
     assert!(add.is_empty() || add.len() >= n, "addend shorter than the plane");
-    assert!(indices_inside(map, src.len()), "nearest map index outside the compact plane");
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") && src.len() < i32::MAX as usize {
         // SAFETY: the feature was detected and every index was checked against `src`.
@@ -187,22 +215,46 @@ fn gather_nearest(dst: &mut [f32], src: &[f32], map: &[u32], add: &[f32], in_pla
     unsafe { gather_nearest_scalar(dst, src, map, add, in_place, relu) };
 }
 
-/// Whether every index in `map` is below `len`: a max reduction (vectorised), not a
-/// short-circuiting scan, so the check costs a small part of the gather it guards.
-fn indices_inside(map: &[u32], len: usize) -> bool {
-    map.is_empty() || (map.iter().fold(0u32, |m, &i| m.max(i)) as usize) < len
+/// A nearest map's table with the bound of its indices found once: a gather through it
+/// checks one length per plane instead of the whole table again.
+#[derive(Clone, Copy)]
+struct NearestMap<'a> {
+    table: &'a [u32],
+    /// One past the largest index (0 for an empty table).
+    bound: usize,
+}
+
+impl<'a> NearestMap<'a> {
+    /// `table` and its bound: a max reduction (vectorised), not a short-circuiting scan.
+    fn new(table: &'a [u32]) -> Self {
+        let bound = table.iter().fold(None, |m: Option<u32>, &i| Some(m.map_or(i, |m| m.max(i))));
+        NearestMap { table, bound: bound.map_or(0, |b| b as usize + 1) }
+    }
+
+    /// The checked table of a map of kind `kind` over `plane` positions, for nearest maps.
+    fn of(kind: u32, table: &'a [u32], plane: usize) -> Option<Self> {
+        (kind == 1).then(|| NearestMap::new(&table[..plane]))
+    }
+
+    /// Whether every index lies inside `src`.
+    fn fits(self, src: &[f32]) -> bool {
+        self.bound <= src.len()
+    }
 }
 
 /// The residual Add of two compact operands through nearest maps, in one pass:
 /// `dst[i] = act(b[mb[i]] + a[ma[i]])` (the [`gather_pair_fast`] pair's value: the second
 /// operand added to the first). The maps are as long as `dst`.
-fn gather_nearest_pair(dst: &mut [f32], (a, ma): (&[f32], &[u32]), (b, mb): (&[f32], &[u32]), relu: bool) {
+fn gather_nearest_pair(
+    dst: &mut [f32],
+    (a, ma): (&[f32], NearestMap<'_>),
+    (b, mb): (&[f32], NearestMap<'_>),
+    relu: bool,
+) {
     let n = dst.len();
+    assert!(ma.fits(a) && mb.fits(b), "nearest map index outside the compact plane");
+    let (ma, mb) = (ma.table, mb.table);
     assert!(ma.len() == n && mb.len() == n, "gather pair maps differ from the plane");
-    assert!(
-        indices_inside(ma, a.len()) && indices_inside(mb, b.len()),
-        "nearest map index outside the compact plane"
-    );
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") && a.len().max(b.len()) < i32::MAX as usize {
         // SAFETY: the feature was detected and every index was checked against its operand.

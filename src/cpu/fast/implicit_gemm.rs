@@ -21,7 +21,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::elementwise::expand_plane;
+use super::elementwise::Expansion;
 use super::pack::{pack_fn, PackFn, TileRead};
 use super::taps::{Taps, PAD};
 use super::SendPtr;
@@ -311,8 +311,9 @@ impl ImplicitGemm {
         s.dense.resize((end - first) * channels * self.plane, 0.0);
         let src = x[first * channels * self.stored_plane..end * channels * self.stored_plane]
             .chunks_exact(self.stored_plane);
+        let expansion = Expansion::new(e.kind, &e.table, self.plane);
         for (dst, src) in s.dense.chunks_exact_mut(self.plane).zip(src) {
-            expand_plane(e.kind, &e.table, src, dst);
+            expansion.expand(src, dst);
         }
         s.dense_key = Some(key);
         first

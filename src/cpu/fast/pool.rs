@@ -10,7 +10,7 @@ mod mapped;
 #[cfg(target_arch = "x86_64")]
 mod rows_avx2;
 
-use super::elementwise::expand_plane;
+use super::elementwise::Expansion;
 use crate::cpu::nan::any_nan;
 use crate::cpu::pool2d::{pool_plane as pool_plane_twin, pool_windows, window_axis};
 use crate::cpu::MIN_PARALLEL_ELEMENTS;
@@ -66,6 +66,7 @@ pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
     let mapped_global = if global { mapped::MappedGlobal::new(p, in_map) } else { None };
     #[cfg(target_arch = "x86_64")]
     let flat = if global { None } else { flat_avx2::Flat::new(&geo, kw, &windows) };
+    let expansion = Expansion::new(kind, in_map, in_plane);
     let body = |(dst, src): (&mut [f32], &[f32])| {
         let expands = kind != 0 && mapped.is_none() && mapped_global.is_none();
         let mut dense = vec![0.0f32; if expands { in_plane } else { 0 }];
@@ -90,7 +91,7 @@ pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
             let plane = if kind == 0 {
                 &src[..in_plane]
             } else {
-                expand_plane(kind, in_map, src, &mut dense);
+                expansion.expand(src, &mut dense);
                 &dense[..]
             };
             // The vector maxima drop NaN; a plane holding one is pooled again by the twin's
