@@ -65,7 +65,7 @@ pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
     };
     let mapped_global = if global { mapped::MappedGlobal::new(p, in_map) } else { None };
     #[cfg(target_arch = "x86_64")]
-    let flat = if global { None } else { flat_avx2::Flat::new(&geo, kw, &windows) };
+    let flat = if global || mapped.is_some() { None } else { flat_avx2::Flat::new(&geo, kw, &windows) };
     let expansion = Expansion::new(kind, in_map, in_plane);
     let body = |(dst, src): (&mut [f32], &[f32])| {
         let expands = kind != 0 && mapped.is_none() && mapped_global.is_none();
