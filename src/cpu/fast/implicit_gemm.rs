@@ -22,7 +22,7 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use super::elementwise::Expansion;
-use super::pack::{pack_fn, PackFn, TileRead};
+use super::pack::{pack_fn, run_pack_fn, PackFn, RunPackFn, RunRead, TileRead};
 use super::taps::{Taps, PAD};
 use super::SendPtr;
 use crate::cpu::gemm::{pack_a, BRow, Microkernel};
@@ -88,6 +88,8 @@ pub(crate) struct ImplicitGemm {
     cols: Vec<u32>,
     /// `[kh·kw][tiles]` (empty for a barycentric input).
     reads: Vec<TileRead>,
+    /// Kernel rows packed column by column, where the family has a routine for it.
+    runs: Option<Runs>,
     /// Images folded into the columns: a layer with fewer positions than a tile (fully
     /// connected layers, small maps at batch > 1) runs as one "image" of `B·N` columns, the
     /// image offsets in the tap table and every tile copied out through the edge buffer.
@@ -123,6 +125,64 @@ fn expansion_pays_off(layer: &ConvLayer) -> bool {
         && layer.mask().is_dense()
         && g.kernel_h * g.kernel_w * layer.mask().len() >= dense_plane
         && g.in_channels * dense_plane <= MAX_EXPANDED / 2
+}
+
+/// The taps along each kernel row as contiguous reads per column: wherever a tile of a
+/// kernel row is not regular (a perforated or strided conv), its `kw` rows are packed by
+/// [`RunPackFn`] instead of `kw` gathers.
+struct Runs {
+    pack: RunPackFn,
+    kw: usize,
+    /// `[kh][tiles·NR]`.
+    reads: Vec<RunRead>,
+    /// `[kh][tiles]`: some tap of the kernel row reads the tile irregularly.
+    irregular: Vec<bool>,
+}
+
+impl Runs {
+    /// The runs of `cols` (`[kh·kw][tiles·nr]`), when every column's taps along every
+    /// kernel row read consecutive positions (not dilated) and some tile is irregular.
+    fn new(
+        pack: RunPackFn,
+        cols: &[u32],
+        reads: &[TileRead],
+        kw: usize,
+        tiles: usize,
+        nr: usize,
+    ) -> Option<Runs> {
+        let ldi = tiles * nr;
+        let kh = cols.len() / (kw * ldi);
+        if !(2..=8).contains(&kw) || reads.is_empty() {
+            return None;
+        }
+        let irregular: Vec<bool> = (0..kh * tiles)
+            .map(|i| (0..kw).any(|kx| !reads[((i / tiles) * kw + kx) * tiles + i % tiles].regular))
+            .collect();
+        if !irregular.contains(&true) {
+            return None;
+        }
+        let mut runs = vec![RunRead::default(); kh * ldi];
+        for ky in 0..kh {
+            for j in 0..ldi {
+                let mut run = RunRead::default();
+                let mut start = None;
+                for (kx, kx_i) in (0..kw).zip(0i32..) {
+                    let t = cols[(ky * kw + kx) * ldi + j];
+                    if t == PAD {
+                        continue;
+                    }
+                    let s = i32::try_from(t).ok()? - kx_i;
+                    if *start.get_or_insert(s) != s {
+                        return None;
+                    }
+                    run.keep |= 1 << kx;
+                }
+                run.start = start.unwrap_or(0);
+                runs[ky * ldi + j] = run;
+            }
+        }
+        Some(Runs { pack, kw, reads: runs, irregular })
+    }
 }
 
 /// A compact input's map, for the per-task expansion.
@@ -216,6 +276,9 @@ impl ImplicitGemm {
                     && (0..khkw).all(|c| reads[c * tiles + t].regular)
             })
             .collect();
+        let runs = run_pack_fn(kern.name)
+            .filter(|_| std::env::var("PERFORATE_RUN_PACK").map_or(true, |v| v != "0"))
+            .and_then(|f| Runs::new(f, &cols, &reads, g.kernel_w, tiles, nr));
         ImplicitGemm {
             regular,
             kern,
@@ -238,6 +301,7 @@ impl ImplicitGemm {
             tiles,
             cols,
             reads,
+            runs,
             fold,
             width,
         }
@@ -281,6 +345,49 @@ impl ImplicitGemm {
             (0..tasks).for_each(run_task);
         } else {
             (0..tasks).into_par_iter().for_each(run_task);
+        }
+    }
+
+    /// Packs rows `row .. row + kw` of this depth block (one channel's kernel row, from its
+    /// offset `c`, `src` the channel base) for the task's tiles: irregular tiles column by
+    /// column through the runs, regular ones row by row as [`Self::pack`] does.
+    #[allow(clippy::too_many_arguments)]
+    fn pack_kernel_row(
+        &self,
+        runs: &Runs,
+        src: *const f32,
+        b: &mut [f32],
+        tiles: &std::ops::Range<usize>,
+        row: usize,
+        kcb: usize,
+        c: usize,
+        ahead: isize,
+    ) {
+        let (nr, ldi, ky) = (self.kern.nr, self.tiles * self.kern.nr, c / runs.kw);
+        for (t, tile) in tiles.clone().enumerate() {
+            let dst = b[(t * kcb + row) * nr..][..runs.kw * nr].as_mut_ptr();
+            if runs.irregular[ky * self.tiles + tile] {
+                // SAFETY: every kept tap is inside the channel's input from `src` (the tap
+                // table the runs were built from); dst holds the kw rows of this tile.
+                unsafe { (runs.pack)(src, &runs.reads[ky * ldi + tile * nr..], dst, nr, runs.kw) };
+                continue;
+            }
+            for kx in 0..runs.kw {
+                let (cc, off) = (c + kx, (c + kx) * ldi + tile * nr);
+                // SAFETY: as for `Self::pack` on one tile: its taps are inside the input,
+                // and dst holds row kx of this tile.
+                unsafe {
+                    (self.pack)(
+                        src,
+                        &self.cols[off..off + nr],
+                        &self.reads[cc * self.tiles + tile..][..1],
+                        dst.add(kx * nr),
+                        nr,
+                        nr,
+                        ahead,
+                    );
+                }
+            }
         }
     }
 
@@ -449,9 +556,26 @@ impl ImplicitGemm {
                 continue;
             }
             // Pack B: row r of the block is (input channel, kernel offset) = (r / khkw, r % khkw).
-            for r in p0..p0 + kcb {
+            let mut r = p0;
+            while r < p0 + kcb {
                 let (ci, c) = (r / self.khkw, r % self.khkw);
                 let base = (grp * self.cg + ci) * self.plane;
+                #[allow(clippy::cast_possible_wrap)]
+                let ahead = (PREFETCH_ROWS * self.plane) as isize;
+                if let Some(runs) = self.runs.as_ref().filter(|u| c % u.kw == 0 && r + u.kw <= p0 + kcb) {
+                    self.pack_kernel_row(
+                        runs,
+                        x_img.wrapping_add(base),
+                        &mut s.b,
+                        &tiles,
+                        r - p0,
+                        kcb,
+                        c,
+                        ahead,
+                    );
+                    r += runs.kw;
+                    continue;
+                }
                 let taps = &self.cols[c * ldi + tiles.start * nr..c * ldi + tiles.end * nr];
                 if !bary {
                     let reads = &self.reads[c * self.tiles + tiles.start..c * self.tiles + tiles.end];
@@ -462,9 +586,8 @@ impl ImplicitGemm {
                     // are this block's row r + PREFETCH_ROWS·khkw: fetched before their turn,
                     // since the hardware prefetcher sees only short runs here (a task's
                     // columns of each channel, a plane apart).
-                    #[allow(clippy::cast_possible_wrap)]
-                    let ahead = (PREFETCH_ROWS * self.plane) as isize;
                     unsafe { (self.pack)(x_img.add(base), taps, reads, b, kcb * nr, nr, ahead) };
+                    r += 1;
                     continue;
                 }
                 let image_stride = self.cg * self.groups * self.plane;
@@ -486,6 +609,7 @@ impl ImplicitGemm {
                         };
                     }
                 }
+                r += 1;
             }
             for (t, tile) in tiles.clone().enumerate() {
                 let b = s.b[t * kcb * nr..].as_ptr();
