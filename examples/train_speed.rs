@@ -1,8 +1,8 @@
 //! Training against inference throughput on the CPU (issue 12's measure): `cargo run
 //! --release --example train_speed -- [MODEL.json|ZOO_NAME] [BATCH] [Q]` prints the best of
-//! 5 forward+backward steps (training mode) next to the best of 5 dense inference runs of
-//! the CPU executor at the same batch, in images per second, with the forward and the
-//! backward timed apart.
+//! 15 forward+backward steps (training mode) next to the best of 15 dense inference runs of
+//! the CPU executor at the same batch (the two alternating), in images per second, with the
+//! forward and the backward timed apart.
 
 use std::time::Instant;
 
@@ -28,16 +28,14 @@ fn main() -> perforate::Result<()> {
     let plan = Plan::compile(&net, batch, PlanOptions::default())?;
     let exec = CpuExecutor::new(&plan)?;
     let x = ArrayD::from_shape_vec(IxDyn(&shape), data.clone()).expect("shape");
-    let mut infer = f64::INFINITY;
-    for _ in 0..5 {
+    let model = Model::new(net)?;
+    // Inference and training steps alternate, so that a slow spell of a shared host
+    // weighs on both sides of the ratio alike.
+    let (mut infer, mut fwd, mut bwd) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
+    for step in 0..15 {
         let t = Instant::now();
         exec.run(x.view())?;
         infer = infer.min(t.elapsed().as_secs_f64());
-    }
-
-    let model = Model::new(net)?;
-    let (mut fwd, mut bwd) = (f64::INFINITY, f64::INFINITY);
-    for step in 0..5 {
         let t = Instant::now();
         let tape = model.forward(Tensor::new(shape, data.clone())?, Mode::Train { seed: step })?;
         let f = t.elapsed().as_secs_f64();
