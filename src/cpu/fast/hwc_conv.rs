@@ -11,7 +11,9 @@
 //! (packed once as `[group][channel block][tap][ci][NR]`) loaded as vectors. Nothing is
 //! gathered; the tile is scattered channel-major into `[B, T, N]` with bias and ReLU.
 //!
-//! Tasks: (image, group, channel block, block of positions), one parallel region.
+//! Tasks: (image, group, channel block, block of positions), one parallel region; from
+//! [`IMAGES_PER_THREAD`] images per thread, whole images, each transposed by its own task
+//! into a per-thread buffer just before its tiles read it (the copy stays in L2).
 
 use std::sync::Mutex;
 
@@ -68,6 +70,13 @@ impl Family {
 
 /// Work (multiply-adds) below which the layer runs on the calling thread.
 const SEQUENTIAL_MACS: usize = 1 << 20;
+/// Images per thread from which tasks are whole images, each transposed by its task.
+const IMAGES_PER_THREAD: usize = 4;
+
+thread_local! {
+    /// One image's channel-last copy, for tasks of whole images.
+    static IMAGE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// A conv on the HWC path (AVX-512 or AVX2; see [`HwcConv::available`]).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -216,10 +225,33 @@ impl HwcConv {
             let image_len = c * plane;
             return self.tasks(parallel, out, |img| &x[img * image_len..][..image_len]);
         }
+        let image_len = (plane + 1) * c;
+        if parallel && self.batch >= IMAGES_PER_THREAD * rayon::current_num_threads() {
+            // Whole images per task: each is transposed into the thread's own buffer right
+            // before its tiles read it, so the copy stays in L2 instead of making a pass
+            // through memory for the whole batch first.
+            let eblocks = self.n_pos.div_ceil(self.mr * TILES_PER_TASK);
+            let out = SendPtr(out.as_mut_ptr());
+            (0..self.batch).into_par_iter().for_each(|img| {
+                IMAGE.with(|buf| {
+                    let mut buf = buf.borrow_mut();
+                    buf.resize(image_len, 0.0);
+                    to_channel_last(&x[img * c * plane..][..c * plane], plane, c, &mut buf);
+                    buf[plane * c..].fill(0.0);
+                    for grp in 0..self.groups {
+                        for cb in 0..self.cblocks {
+                            for eb in 0..eblocks {
+                                self.task(&buf, out, img, grp, cb, eb);
+                            }
+                        }
+                    }
+                });
+            });
+            return;
+        }
         let mut fallback = Vec::new();
         let mut guard = self.hwc.try_lock().ok();
         let hwc = guard.as_deref_mut().unwrap_or(&mut fallback);
-        let image_len = (plane + 1) * c;
         hwc.resize(self.batch * image_len, 0.0);
 
         // Transpose each image to channel-last rows; row `plane` stays zero.
