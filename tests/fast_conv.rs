@@ -298,8 +298,8 @@ fn compact_inputs_expanded_per_task() {
     }
 }
 
-/// The HWC path forced on seeded random geometries (channel counts around its 16- and
-/// 32-wide channel tiles, partial 8-position tiles, groups, stride, padding, dilation,
+/// The HWC path forced on seeded random geometries (channel counts around its 16-, 24-
+/// (AVX2) and 32-wide channel tiles, partial 8-position tiles, groups, stride, padding, dilation,
 /// perforated outputs, compact nearest and zeros inputs) against the naive reference, with
 /// the channel-last copy and, where no tap reads padding, reading the input as stored.
 #[test]
@@ -310,7 +310,7 @@ fn hwc_path_on_random_geometries() {
     for seed in 0..50u64 {
         let groups = [1, 1, 1, 2, 3][pick(5)];
         let in_channels = groups * (1 + pick(12));
-        let out_channels = groups * [1, 5, 16, 17, 20, 32, 33, 40][pick(8)];
+        let out_channels = groups * [1, 5, 16, 17, 20, 24, 32, 33, 40, 48][pick(10)];
         let (kh, kw) = (1 + pick(3), 1 + pick(3));
         let dilation = 1 + pick(2);
         let (in_h, in_w) = (dilation * (kh - 1) + 1 + pick(12), dilation * (kw - 1) + 1 + pick(12));

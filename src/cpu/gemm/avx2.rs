@@ -120,7 +120,7 @@ const PREFETCH_FLOATS: usize = 1024;
 /// output positions × `8·NV` output channels over `taps` kernel offsets × `cg` input
 /// channels.
 ///
-/// Registers: `MR·NV` accumulators (6 × 2 or 12 × 1: at most 12), `NV` weight vectors, one
+/// Registers: `MR·NV` accumulators (6 × 2, 12 × 1 or 4 × 3: at most 12), `NV` weight vectors, one
 /// broadcast. Loop: for each tap, the `MR` positions' input values (`x + offs[tap·ld_offs +
 /// i]`, then `cs` floats apart for each of `cg` channels); for each input channel, load the
 /// weights `w[tap][ci][0..8·NV]`, broadcast each position's value and issue `MR·NV` FMAs.
