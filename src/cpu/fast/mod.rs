@@ -272,6 +272,11 @@ impl Family {
 /// of them. Measured at batch 64 (best of 3-4, alternated): ResNet-18's three downsamples
 /// 0.85-0.97x dense and 0.78-1.01x at q = 1/2 (256 -> 512 included), the 28x28 ResNet's
 /// 16 -> 32 one 0.94x dense and 0.51x at q = 1/2.
+///
+/// Unstrided ones at batch > 1 with weights under 512 KB too, since the tile's output
+/// prefetch and shared row accumulation (the 28x28 NIN at batch 64, alternated in both
+/// orders, best of 5: its 28x28 and 14x14 layers 0.88-0.98x and 0.92-0.95x dense, 0.96-1.04x
+/// and 0.89-0.91x at q = 1/2; they measured 0.87-1.11x and 1.04-1.28x before).
 fn pointwise_pays_off(layer: &ConvLayer, family: Family) -> bool {
     let env = std::env::var("PERFORATE_POINTWISE");
     if layer.mask().len() < 16 || env.as_ref().is_ok_and(|v| v == "0") {
@@ -287,7 +292,8 @@ fn pointwise_pays_off(layer: &ConvLayer, family: Family) -> bool {
     // Weights past L2 are streamed again for every 16-position tile: up to 1 MB, or on
     // planes of at most 4 tiles, when the columns are read in place (not gathered).
     let weights_fit = weights < 512 << 10 || !strided && (weights <= 1 << 20 || positions <= 64);
-    (g.batch > 1 && strided) || (weights_fit && (g.batch == 1 || positions <= 64))
+    let batched_fit = g.batch > 1 && (strided || weights < 512 << 10);
+    batched_fit || (weights_fit && (g.batch == 1 || positions <= 64))
 }
 
 /// Whether a dense conv runs on the [`row_conv`] path: a few input channels (first
