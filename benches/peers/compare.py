@@ -11,7 +11,7 @@ all rounds: on a shared host a slow spell then weighs on both sides of a ratio a
 GFLOP/s counts the model's conv and linear FLOPs (2 per multiply-add, `perforate info`).
 Peak = cores x 2 FMA units x 16 fp32 lanes (AVX-512) x 2 FLOPs x the clock that
 /proc/cpuinfo reports (the nominal clock: turbo can exceed it, so percentages above 100%
-are possible). Usage: python compare.py MODELDIR PERFORATE_BIN [--runs N] [--rounds R] [--quick]
+are possible). Usage: python compare.py MODELDIR PERFORATE_BIN [--runs N] [--rounds R] [--only M1,M2] [--quick]
 """
 import argparse
 import json
@@ -90,6 +90,7 @@ def main():
     ap.add_argument("binary")
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--only", default="", help="comma-separated model names (default: all)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--quick", action="store_true", help="batch-1 rows and 3 runs only")
     a = ap.parse_args()
@@ -100,7 +101,7 @@ def main():
           f"| theor. q=1/2 | meas. q=1/2 | meas./theor. | GFLOP/s dense (ORT) | % peak dense (ORT) |")
     print("|" + " --- |" * 14)
     for name, batch in MODELS:
-        if a.quick and batch != 1:
+        if a.quick and batch != 1 or a.only and name not in a.only.split(","):
             continue
         path = os.path.join(a.models, f"{name}.onnx")
         if not os.path.exists(path):
