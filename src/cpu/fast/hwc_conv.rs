@@ -9,7 +9,7 @@
 //! an AVX-512 tile is 8 positions × 32 channels (× 16 for layers of at most 16 channels per
 //! group), an AVX2 one 6 × 16 (12 × 8; 4 × 24 for multiples of 24 channels), the positions' values broadcast, the weights
 //! (packed once as `[group][channel block][tap][ci][NR]`) loaded as vectors. Nothing is
-//! gathered; the tile is scattered channel-major into `[B, T, N]` with bias and ReLU.
+//! gathered; the tile is written channel-major into `[B, T, N]` with bias and ReLU.
 //!
 //! Tasks: (image, group, channel block, block of positions), one parallel region; from
 //! [`IMAGES_PER_THREAD`] images per thread, whole images, each transposed by its own task

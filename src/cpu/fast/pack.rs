@@ -282,31 +282,7 @@ unsafe fn pack_runs_avx2(src: *const f32, runs: &[RunRead], dst: *mut f32, nr: u
         };
         for v in (0..nr).step_by(8) {
             let c = &runs[v..v + 8];
-            let a: [__m256; 8] = std::array::from_fn(|i| load(c[i]));
-            let (t0, t1) = (_mm256_unpacklo_ps(a[0], a[1]), _mm256_unpackhi_ps(a[0], a[1]));
-            let (t2, t3) = (_mm256_unpacklo_ps(a[2], a[3]), _mm256_unpackhi_ps(a[2], a[3]));
-            let (t4, t5) = (_mm256_unpacklo_ps(a[4], a[5]), _mm256_unpackhi_ps(a[4], a[5]));
-            let (t6, t7) = (_mm256_unpacklo_ps(a[6], a[7]), _mm256_unpackhi_ps(a[6], a[7]));
-            // Per 128-bit half: u0..u3 hold taps 0..3 (low half) or 4..7 (high half) of
-            // columns 0..3, u4..u7 the same of columns 4..7.
-            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-            let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-            let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-            let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-            let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-            let rows = [
-                _mm256_permute2f128_ps::<0x20>(u0, u4),
-                _mm256_permute2f128_ps::<0x20>(u1, u5),
-                _mm256_permute2f128_ps::<0x20>(u2, u6),
-                _mm256_permute2f128_ps::<0x20>(u3, u7),
-                _mm256_permute2f128_ps::<0x31>(u0, u4),
-                _mm256_permute2f128_ps::<0x31>(u1, u5),
-                _mm256_permute2f128_ps::<0x31>(u2, u6),
-                _mm256_permute2f128_ps::<0x31>(u3, u7),
-            ];
+            let rows = super::transpose::transpose8(std::array::from_fn(|i| load(c[i])));
             for (kx, row) in rows.iter().enumerate().take(kw) {
                 _mm256_storeu_ps(dst.add(kx * nr + v), *row);
             }
