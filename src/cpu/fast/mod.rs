@@ -401,17 +401,16 @@ fn hwc_pays_off(layer: &ConvLayer, family: Family) -> bool {
     (unit_stride || small_strided) && khkw >= 9 && cg >= 16 && tiles_filled && positions_fit(layer, family)
 }
 
-/// The output maps the HWC path takes dense convs on: at most 1024 positions, or (batched,
-/// or on AVX2 where the row path takes only first layers) 4096. ResNet-18's 64 -> 64 3x3
+/// The output maps the HWC path takes dense convs on: at most 1024 positions, or (batched)
+/// 4096; on AVX2, where the row path takes only first layers, any. ResNet-18's 64 -> 64 3x3
 /// convs at 56x56, batch 16: 14.0-14.2 ms against 16.1-16.4 on the implicit GEMM (the row
 /// path, which runs them at batch 1 on AVX-512, 0.86-0.95 ms against 0.91-0.93 here, stops
 /// at its 8 MB batch copy). On AVX2 at batch 1, alternated in both orders, best of 4:
 /// ResNet-18's 0.78-0.86x the implicit GEMM, GoogLeNet's 64 -> 192 0.95x, VGG-11's 56x56
-/// layers 0.98-0.99x.
+/// layers 0.98-0.99x and its 64 -> 128 at 112x112 0.88-0.90x.
 fn positions_fit(layer: &ConvLayer, family: Family) -> bool {
     let n = layer.mask().len();
-    let wide = layer.geometry().batch > 1 || family == Family::Avx2;
-    n <= 1024 || wide && n <= 4096
+    n <= 1024 || layer.geometry().batch > 1 && n <= 4096 || family == Family::Avx2
 }
 
 /// Whether a pointwise conv runs on the HWC path reading its input as stored (no copy):
