@@ -390,7 +390,9 @@ fn hwc_pays_off(layer: &ConvLayer, family: Family) -> bool {
     // the 28x28-input fashion ResNet at batch 64, 28 -> 14 0.92 -> 0.61; but 56 -> 28 (784
     // outputs) 0.50 -> 0.61. Perforated at q = 1/2: ResNet-18 28 -> 14 0.39 -> 0.27, 14 -> 7
     // 0.49 -> 0.28; fashion ResNet 28 -> 14 0.44 -> 0.38; 56 -> 28 even.
-    let small_strided = g.out_h() * g.out_w() <= 400;
+    // On AVX2 (transposed tile stores), any strided dense conv: ResNet-18's 56 -> 28 at
+    // batch 64, alternated in both orders, 53.8-53.9 -> 43.7-45.0 ms; at batch 1 even.
+    let small_strided = g.out_h() * g.out_w() <= 400 || family == Family::Avx2 && layer.mask().is_dense();
     if compact_input || !layer.mask().is_dense() {
         return (unit_stride || compact_input || small_strided) && family.fills_channel_tiles(tg);
     }
