@@ -232,6 +232,11 @@ impl HwcConv {
             return self.tasks(parallel, out, |img| &x[img * image_len..][..image_len]);
         }
         let image_len = (plane + 1) * c;
+        // Transpose an image to channel-last rows; row `plane` stays zero.
+        let transpose = |(dst, src): (&mut [f32], &[f32])| {
+            to_channel_last(src, plane, c, dst);
+            dst[plane * c..].fill(0.0);
+        };
         if parallel && self.batch >= IMAGES_PER_THREAD * rayon::current_num_threads() {
             // Whole images per task: each is transposed into the thread's own buffer right
             // before its tiles read it, so the copy stays in L2 instead of making a pass
@@ -242,8 +247,7 @@ impl HwcConv {
                 IMAGE.with(|buf| {
                     let mut buf = buf.borrow_mut();
                     buf.resize(image_len, 0.0);
-                    to_channel_last(&x[img * c * plane..][..c * plane], plane, c, &mut buf);
-                    buf[plane * c..].fill(0.0);
+                    transpose((&mut buf[..], &x[img * c * plane..][..c * plane]));
                     for grp in 0..self.groups {
                         for cb in 0..self.cblocks {
                             for eb in 0..eblocks {
@@ -259,12 +263,6 @@ impl HwcConv {
         let mut guard = self.hwc.try_lock().ok();
         let hwc = guard.as_deref_mut().unwrap_or(&mut fallback);
         hwc.resize(self.batch * image_len, 0.0);
-
-        // Transpose each image to channel-last rows; row `plane` stays zero.
-        let transpose = |(dst, src): (&mut [f32], &[f32])| {
-            to_channel_last(src, plane, c, dst);
-            dst[plane * c..].fill(0.0);
-        };
         let (dst, src) = (&mut hwc[..self.batch * image_len], &x[..self.batch * c * plane]);
         if parallel && self.batch > 1 {
             dst.par_chunks_mut(image_len).zip(src.par_chunks(c * plane)).for_each(transpose);
