@@ -2,8 +2,10 @@
 //! the conv is evaluated at the mask positions only (on the CPU executor's kernels), the
 //! dense output is formed through the interpolation map, and gradients flow back through
 //! the map's transpose, so every interpolated copy of a value adds to its gradient. The
-//! weight gradient is `weight_grad`'s; the input gradient `input_grad`'s (a transposed
-//! conv on the executor's kernels) at stride 1, else `Wᵀ · dY` and col2im per image.
+//! weight gradient is `weight_grad`'s (on AVX2, `weight_grad_cl`'s where it applies); the
+//! input gradient `input_grad`'s (a transposed conv on the executor's kernels) at stride
+//! 1, else `input_grad_cl`'s on AVX2 where it applies, else `Wᵀ · dY` and col2im per
+//! image.
 
 // Tensor indices are bounded by validated geometries and `u32` masks.
 #![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
@@ -245,9 +247,20 @@ pub(crate) fn backward(
         } else {
             None
         };
+    #[cfg(target_arch = "x86_64")]
+    let (dw, db) = if super::weight_grad_cl::applies(g, positions.len()) {
+        super::weight_grad_cl::weight_grad_cl(g, x, &dyc, &positions)
+    } else {
+        weight_grad(g, x, &dyc, &positions)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
     let (dw, db) = weight_grad(g, x, &dyc, &positions);
     let dx = match transposed {
         Some(dx) => dx,
+        #[cfg(target_arch = "x86_64")]
+        None if need_dx && super::input_grad_cl::applies(g) => {
+            super::input_grad_cl::input_grad_cl(g, weights, &dyc, &positions)
+        }
         None if need_dx => dx_by_col2im(g, weights, &origins, &dyc),
         None => Vec::new(),
     };

@@ -7,6 +7,8 @@ mod conv;
 mod experiment;
 mod impact;
 mod input_grad;
+#[cfg(target_arch = "x86_64")]
+mod input_grad_cl;
 mod layers;
 mod loss;
 mod lowered;
@@ -18,6 +20,8 @@ mod sgd;
 mod tape;
 mod tensor_ops;
 mod weight_grad;
+#[cfg(target_arch = "x86_64")]
+mod weight_grad_cl;
 
 pub use experiment::{experiment_table, run_experiment, ExperimentConfig, ExperimentRow, Method, Skipped};
 pub use impact::{impact, restrict_to_mask};

@@ -172,7 +172,7 @@ fn weight_grad_with(
 }
 
 /// The sum of `v` in 16 partial sums (vectorisable; a single running sum is not).
-fn sum(v: &[f32]) -> f32 {
+pub(super) fn sum(v: &[f32]) -> f32 {
     let mut acc = [0.0f32; 16];
     let chunks = v.chunks_exact(16);
     let tail: f32 = chunks.remainder().iter().sum();
@@ -675,6 +675,9 @@ mod tests {
             (13, 3, 5, 6, 4, 3, 2, [1, 1, 1, 1], 1, 1, true),
             (7, 8, 6, 5, 6, 1, 1, [0, 0, 0, 0], 1, 2, false),
             (3, 8, 6, 5, 6, 1, 1, [0, 0, 0, 0], 1, 1, true),
+            (5, 40, 6, 6, 24, 3, 1, [1, 1, 1, 1], 1, 1, false),
+            (2, 8, 11, 9, 40, 3, 2, [1, 1, 1, 1], 2, 1, true),
+            (3, 9, 6, 7, 5, 3, 1, [1, 1, 1, 1], 1, 1, true),
         ];
         for (batch, cin, h, w, cout, k, s, [pt, pl, pb, pr], d, groups, sparse) in cases {
             let g = ConvGeometry::new(cin, h, w, cout, k, k)
@@ -689,6 +692,19 @@ mod tests {
             let x = rng.vec_f32(batch * cin * h * w, -1.0, 1.0);
             let dy = rng.vec_f32(batch * cout * positions.len(), -1.0, 1.0);
             let (rw, rb) = reference(&g, &x, &dy, &positions);
+            #[cfg(target_arch = "x86_64")]
+            if super::super::weight_grad_cl::applies(&g, positions.len()) {
+                let (dw, db) = super::super::weight_grad_cl::weight_grad_cl(&g, &x, &dy, &positions);
+                for (name, got, want) in [("dw", &dw, &rw), ("db", &db, &rb)] {
+                    assert_eq!(got.len(), want.len());
+                    for (i, (a, b)) in got.iter().zip(want.iter()).enumerate() {
+                        assert!(
+                            (f64::from(*a) - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                            "channel-last {name}[{i}] = {a}, want {b} ({g:?}, sparse {sparse})"
+                        );
+                    }
+                }
+            }
             let families = crate::cpu::gemm::Microkernel::available().into_iter().map(|k| k.name);
             for family in families.chain(["portable"]) {
                 let run = tile_of(family);

@@ -350,7 +350,7 @@ impl HwcConv {
 }
 
 /// `dst[s · c + ch] = src[ch · plane + s]` for `c` channel planes of `plane` values.
-fn to_channel_last(src: &[f32], plane: usize, c: usize, dst: &mut [f32]) {
+pub(crate) fn to_channel_last(src: &[f32], plane: usize, c: usize, dst: &mut [f32]) {
     assert!(src.len() >= c * plane && dst.len() >= c * plane, "channel-last copy out of bounds");
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") && c * plane < i32::MAX as usize {

@@ -23,6 +23,7 @@ mod depthwise;
 pub(crate) mod elementwise;
 mod gemv;
 mod hwc_conv;
+pub(crate) use hwc_conv::to_channel_last;
 mod implicit_gemm;
 pub(crate) mod matmul_strided;
 mod pack;

@@ -1,0 +1,282 @@
+//! A strided conv's input gradient on AVX2 from channel-last operands, tap by tap:
+//! `dXpad[base(p) + offset(tap), c] += Σ_t dY[p, t] · W[t, c, tap]` for every computed
+//! output position `p`.
+//!
+//! Per image, the output gradient is laid out position-major (`[n][Tp]`, as for the
+//! weight gradient) and the input gradient is accumulated zero-padded and channel-last
+//! (`[Hp][Wp][C]`), then copied back to `[C][H][W]` without the padding. For each tap a
+//! tile is 6 positions x 16 input channels (12 accumulators) summed over the output
+//! channels (6 broadcasts of gradient values and 2 loads of the tap's packed weights per
+//! 12 FMAs), then added to the 6 positions' rows of the padded gradient. It replaces
+//! `Wᵀ · dY` and a scalar col2im per image; stride-1 convs keep `input_grad` (one
+//! transposed conv, no read-modify-write per tap).
+
+// Indices are bounded by validated geometries.
+#![allow(clippy::cast_possible_truncation)]
+
+use rayon::prelude::*;
+
+use super::buffers;
+use crate::cpu::fast::to_channel_last;
+use crate::geometry::ConvGeometry;
+
+/// Positions of a tile.
+const MR: usize = 6;
+/// Input channels of a full tile (two AVX2 vectors).
+const CR: usize = 16;
+
+/// Whether this path computes `g`'s input gradient: ungrouped convs with a multiple of 8
+/// input channels, on CPUs where the executor runs the AVX2 family.
+pub(crate) fn applies(g: &ConvGeometry) -> bool {
+    g.groups == 1 && g.in_channels.is_multiple_of(8) && crate::cpu::gemm::Microkernel::detect().name == "avx2"
+}
+
+/// The input gradient (`[B, C, H, W]`) of an ungrouped conv from its output gradient
+/// `dy` (`[B, T, n]` at the `n` output `positions`); callers check [`applies`].
+pub(crate) fn input_grad_cl(g: &ConvGeometry, weights: &[f32], dy: &[f32], positions: &[u32]) -> Vec<f32> {
+    debug_assert!(applies(g));
+    let (c, t_all, n) = (g.in_channels, g.out_channels, positions.len());
+    let taps = g.kernel_h * g.kernel_w;
+    let (wp, hp) = (g.in_w + g.pad_left + g.pad_right, g.in_h + g.pad_top + g.pad_bottom);
+    let ow = g.out_w();
+    let tp = t_all.next_multiple_of(8);
+    // Each position's first row (top-left tap) in the padded layout, in floats.
+    let at: Vec<usize> = positions
+        .iter()
+        .map(|&p| {
+            let (y, x) = (p as usize / ow, p as usize % ow);
+            (y * g.stride_h * wp + x * g.stride_w) * c
+        })
+        .collect();
+    let offsets: Vec<usize> = (0..taps)
+        .map(|k| ((k / g.kernel_w) * g.dilation_h * wp + (k % g.kernel_w) * g.dilation_w) * c)
+        .collect();
+    // Weights per tap as [t][C] (OIHW: W[t, c, tap] at (t·C + c)·taps + tap).
+    let mut packed = vec![0.0f32; taps * t_all * c];
+    for t in 0..t_all {
+        for ch in 0..c {
+            for k in 0..taps {
+                packed[(k * t_all + t) * c + ch] = weights[(t * c + ch) * taps + k];
+            }
+        }
+    }
+    let (in_plane, pad_len) = (g.in_h * g.in_w, hp * wp * c);
+    let reach = at.iter().max().copied().unwrap_or(0) + offsets.iter().max().copied().unwrap_or(0) + c;
+    assert!(reach <= pad_len, "input gradient layout out of bounds");
+    let mut dx = buffers::scratch(g.batch * c * in_plane);
+    let per_task = g.batch.div_ceil(4 * rayon::current_num_threads()).max(1);
+    dx.par_chunks_mut(c * in_plane).zip(dy.par_chunks(t_all * n)).with_min_len(per_task).for_each_init(
+        || (vec![0.0f32; pad_len], vec![0.0f32; n.max(1) * tp], vec![0.0f32; (n * t_all).max(c * in_plane)]),
+        |(pad, rows, plane), (dx, dy)| {
+            pad.fill(0.0);
+            if tp == t_all {
+                to_channel_last(dy, n, t_all, rows);
+            } else {
+                to_channel_last(dy, n, t_all, plane);
+                for (dst, src) in rows.chunks_exact_mut(tp).zip(plane.chunks_exact(t_all)) {
+                    dst[..t_all].copy_from_slice(src);
+                }
+            }
+            for (k, &off) in offsets.iter().enumerate() {
+                let w = &packed[k * t_all * c..][..t_all * c];
+                for j0 in (0..n).step_by(MR) {
+                    let m = MR.min(n - j0);
+                    // Past the last position: the last one again (its sums are not added).
+                    let dst: [usize; MR] = std::array::from_fn(|i| at[j0 + i.min(m - 1)] + off);
+                    let mut c0 = 0;
+                    while c0 < c {
+                        let wide = c - c0 >= CR;
+                        // SAFETY: AVX2 and FMA were detected (`applies`); gradient rows
+                        // j0.. hold `tp >= t_all` lanes; `w` is `t_all` rows of `c`
+                        // from which lanes c0..c0 + 16 (or + 8) are read; every `dst`
+                        // row plus `c` lies within `pad` (asserted through `reach`).
+                        unsafe {
+                            let (d, wr, out) =
+                                (rows.as_ptr().add(j0 * tp), w.as_ptr().add(c0), pad.as_mut_ptr().add(c0));
+                            if wide {
+                                avx2::tile16(d, tp, t_all, wr, c, out, dst, m);
+                            } else {
+                                avx2::tile8(d, tp, t_all, wr, c, out, dst, m);
+                            }
+                        }
+                        c0 += if wide { CR } else { 8 };
+                    }
+                }
+            }
+            // The interior rows, unpadded, then channel-first.
+            for y in 0..g.in_h {
+                let src = &pad[((y + g.pad_top) * wp + g.pad_left) * c..][..g.in_w * c];
+                plane[y * g.in_w * c..][..g.in_w * c].copy_from_slice(src);
+            }
+            to_channel_last(plane, c, in_plane, dx);
+        },
+    );
+    dx
+}
+
+mod avx2 {
+    use super::MR;
+    use std::arch::x86_64::*;
+
+    /// 6 positions x 16 input channels summed over `t_all` output channels, added to
+    /// `out` at the 6 row offsets `dst` (the first `m` of them).
+    ///
+    /// # Safety
+    /// AVX2 and FMA are available; `d` starts 6 rows of `t_all` readable floats, `tp`
+    /// apart (rows past `m` may repeat: only their reads happen); `w` starts `t_all`
+    /// rows of 16 readable floats, `ldw` apart; `out + dst[i]` starts 16 writable floats.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn tile16(
+        d: *const f32,
+        tp: usize,
+        t_all: usize,
+        w: *const f32,
+        ldw: usize,
+        out: *mut f32,
+        dst: [usize; MR],
+        m: usize,
+    ) {
+        let z = _mm256_setzero_ps();
+        let mut acc = [[z; 2]; MR];
+        // Rows past `m` read the last valid row.
+        let row: [*const f32; MR] = std::array::from_fn(|i| {
+            // SAFETY: the caller's contract (rows 0..m are readable).
+            unsafe { d.add(i.min(m - 1) * tp) }
+        });
+        for t in 0..t_all {
+            // SAFETY: the caller's contract.
+            unsafe {
+                let w0 = _mm256_loadu_ps(w.add(t * ldw));
+                let w1 = _mm256_loadu_ps(w.add(t * ldw + 8));
+                for (a, r) in acc.iter_mut().zip(row) {
+                    let v = _mm256_broadcast_ss(&*r.add(t));
+                    a[0] = _mm256_fmadd_ps(v, w0, a[0]);
+                    a[1] = _mm256_fmadd_ps(v, w1, a[1]);
+                }
+            }
+        }
+        for (i, a) in acc.iter().enumerate().take(m) {
+            // SAFETY: the caller's contract.
+            unsafe {
+                let p = out.add(dst[i]);
+                _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), a[0]));
+                _mm256_storeu_ps(p.add(8), _mm256_add_ps(_mm256_loadu_ps(p.add(8)), a[1]));
+            }
+        }
+    }
+
+    /// [`tile16`] for a last block of 8 input channels.
+    ///
+    /// # Safety
+    /// As [`tile16`], with 8 floats per weight row and output row.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn tile8(
+        d: *const f32,
+        tp: usize,
+        t_all: usize,
+        w: *const f32,
+        ldw: usize,
+        out: *mut f32,
+        dst: [usize; MR],
+        m: usize,
+    ) {
+        let mut acc = [_mm256_setzero_ps(); MR];
+        let row: [*const f32; MR] = std::array::from_fn(|i| {
+            // SAFETY: the caller's contract (rows 0..m are readable).
+            unsafe { d.add(i.min(m - 1) * tp) }
+        });
+        for t in 0..t_all {
+            // SAFETY: the caller's contract.
+            unsafe {
+                let w0 = _mm256_loadu_ps(w.add(t * ldw));
+                for (a, r) in acc.iter_mut().zip(row) {
+                    *a = _mm256_fmadd_ps(_mm256_broadcast_ss(&*r.add(t)), w0, *a);
+                }
+            }
+        }
+        for (i, a) in acc.iter().enumerate().take(m) {
+            // SAFETY: the caller's contract.
+            unsafe {
+                let p = out.add(dst[i]);
+                _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), *a));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SeededRng;
+
+    /// dx by the definition over the computed positions, accumulated in f64.
+    fn reference(g: &ConvGeometry, w: &[f32], dy: &[f32], positions: &[u32]) -> Vec<f64> {
+        let (c, n, ow) = (g.in_channels, positions.len(), g.out_w());
+        let mut dx = vec![0.0f64; g.batch * c * g.in_h * g.in_w];
+        for b in 0..g.batch {
+            for t in 0..g.out_channels {
+                for (j, &p) in positions.iter().enumerate() {
+                    let d = f64::from(dy[(b * g.out_channels + t) * n + j]);
+                    let (oy, ox) = (p as usize / ow, p as usize % ow);
+                    for ch in 0..c {
+                        for ky in 0..g.kernel_h {
+                            for kx in 0..g.kernel_w {
+                                let y = (oy * g.stride_h + ky * g.dilation_h) as isize - g.pad_top as isize;
+                                let x = (ox * g.stride_w + kx * g.dilation_w) as isize - g.pad_left as isize;
+                                if y < 0 || x < 0 || y >= g.in_h as isize || x >= g.in_w as isize {
+                                    continue;
+                                }
+                                let wv = w[((t * c + ch) * g.kernel_h + ky) * g.kernel_w + kx];
+                                dx[((b * c + ch) * g.in_h + y as usize) * g.in_w + x as usize] +=
+                                    d * f64::from(wv);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        dx
+    }
+
+    #[test]
+    fn channel_last_input_gradients_match_the_definition() {
+        let mut rng = SeededRng::new(23);
+        // (batch, cin, h, w, cout, kh, kw, stride (h, w), pads tlbr, dilation, every 3rd position)
+        let cases = [
+            (2, 8, 9, 8, 5, 3, 3, (2, 2), [1, 1, 1, 1], 1, false),
+            (1, 16, 11, 7, 20, 3, 2, (2, 3), [0, 1, 2, 0], 1, false),
+            (3, 24, 7, 7, 16, 1, 1, (2, 2), [0, 0, 0, 0], 1, false),
+            (2, 40, 10, 10, 9, 3, 3, (1, 1), [2, 2, 2, 2], 2, true),
+            (5, 32, 14, 14, 33, 3, 3, (2, 2), [1, 1, 1, 1], 1, true),
+        ];
+        for (batch, cin, h, w, cout, kh, kw, (sh, sw), [pt, pl, pb, pr], d, sparse) in cases {
+            let mut g = ConvGeometry::new(cin, h, w, cout, kh, kw)
+                .with_padding_tlbr(pt, pl, pb, pr)
+                .with_dilation(d)
+                .with_batch(batch);
+            (g.stride_h, g.stride_w) = (sh, sw);
+            g.validate().expect("geometry");
+            if !applies(&g) {
+                println!("channel-last input gradient: no AVX2 here, case skipped");
+                return;
+            }
+            let all = (g.out_h() * g.out_w()) as u32;
+            let positions: Vec<u32> = (0..all).filter(|p| !sparse || p % 3 == 1).collect();
+            let weights = rng.vec_f32(g.weight_len(), -1.0, 1.0);
+            let dy = rng.vec_f32(batch * cout * positions.len(), -1.0, 1.0);
+            // Stale values in the buffer pool must not leak into the result.
+            buffers::recycle(vec![f32::NAN; batch * cin * h * w]);
+            let got = input_grad_cl(&g, &weights, &dy, &positions);
+            let want = reference(&g, &weights, &dy, &positions);
+            assert_eq!(got.len(), want.len());
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (f64::from(*a) - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "dx[{i}] = {a}, want {b} ({g:?})"
+                );
+            }
+        }
+    }
+}
