@@ -16,7 +16,7 @@ use super::tensor_ops::{softmax_backward, tensor_backward};
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
 use crate::network::{broadcast_mode, Conv, Network, Op, Reduce, Resample};
-use crate::plan::{layer_error, lower_layer, order, LayerSteps, Plan, PlanOptions, StepOp};
+use crate::plan::{layer_error, lower_layer, order, LayerSteps, Plan, PlanOptions, Step, StepOp};
 use crate::rng::hash2;
 use crate::strategy::Interpolation;
 
@@ -26,7 +26,7 @@ pub struct Model {
     order: Vec<usize>,
     sampling: HashMap<String, Sampling>,
     logits: String,
-    /// Layers (a conv or a BatchNorm) whose only reader is a ReLU, and that ReLU: the
+    /// Layers (a conv, a BatchNorm or an Add) whose only reader is a ReLU, and that ReLU: the
     /// layer applies the ReLU in its own output pass and the tape keeps one tensor for
     /// both (a pass and a buffer less per pair). The ReLU's backward masks by its output
     /// as before; the layer's own value reads as the ReLU's, which changes nothing its
@@ -145,7 +145,18 @@ impl Model {
             return Ok(Arc::clone(s));
         }
         let shape = |n: &str| values.get(n).map(|t| [t.shape[1], t.shape[2], t.shape[3]]);
-        let steps = Arc::new(lower_layer(&self.net, &self.net.layers[i], b, shape)?);
+        let layer = &self.net.layers[i];
+        let mut steps = lower_layer(&self.net, layer, b, shape)?;
+        // An Add whose ReLU is fused (see `fused_relu`) applies it in the sum's own pass.
+        if self.fused_relu.contains_key(&layer.name) {
+            let output = steps.output;
+            if let Some(Step { op: StepOp::Add(p), output: written, .. }) = steps.steps.last_mut() {
+                if *written == output {
+                    p.relu = 1;
+                }
+            }
+        }
+        let steps = Arc::new(steps);
         cache.insert((i, b), Arc::clone(&steps));
         Ok(steps)
     }
@@ -224,7 +235,14 @@ impl Model {
                 // forward above (their weights change every step; convs run the executor's
                 // conv kernels in `train::conv`), as do BatchNorm (batch statistics when
                 // training) and Dropout (a mask when training).
-                _ => (lowered::run(&*self.lowered(i, b, &values)?, &layer.name, &values)?, Aux::None),
+                _ => {
+                    let steps = self.lowered(i, b, &values)?;
+                    let mut y = lowered::run(&steps, &layer.name, &values)?;
+                    if relu.is_some() && !relu_applied(&steps) {
+                        y.data.par_iter_mut().for_each(|v| *v = crate::cpu::nan::relu_keep_nan(*v));
+                    }
+                    (y, Aux::None)
+                }
             };
             match relu {
                 Some(r) => {
@@ -487,8 +505,13 @@ impl Model {
     }
 }
 
-/// The producer -> ReLU pairs of [`Model`]'s `fused_relu`: a ReLU reading a conv or a
-/// BatchNorm that nothing else reads (and that is not the logits or the output).
+/// Whether `steps` end in an Add that applies a fused ReLU (set by `Model::lowered`).
+fn relu_applied(steps: &LayerSteps) -> bool {
+    matches!(steps.steps.last(), Some(Step { op: StepOp::Add(p), output, .. }) if p.relu == 1 && *output == steps.output)
+}
+
+/// The producer -> ReLU pairs of [`Model`]'s `fused_relu`: a ReLU reading a conv, a
+/// BatchNorm or an Add that nothing else reads (and that is not the logits or the output).
 fn fused_relu(net: &Network, logits: &str) -> HashMap<String, String> {
     let mut readers: HashMap<&str, usize> = HashMap::new();
     for l in &net.layers {
@@ -502,7 +525,7 @@ fn fused_relu(net: &Network, logits: &str) -> HashMap<String, String> {
         .filter(|r| matches!(r.op, Op::Relu) && r.inputs.len() == 1)
         .filter_map(|r| {
             let p = r.inputs[0].as_str();
-            let producer = matches!(op.get(p), Some(Op::Conv(_) | Op::BatchNorm(_)));
+            let producer = matches!(op.get(p), Some(Op::Conv(_) | Op::BatchNorm(_) | Op::Add));
             (producer && readers.get(p) == Some(&1) && p != logits && p != net.output)
                 .then(|| (p.to_string(), r.name.clone()))
         })
