@@ -17,6 +17,7 @@
 use rayon::prelude::*;
 
 use super::buffers;
+use super::weight_grad_cl::position_major;
 use crate::cpu::fast::to_channel_last;
 use crate::geometry::ConvGeometry;
 
@@ -69,14 +70,7 @@ pub(crate) fn input_grad_cl(g: &ConvGeometry, weights: &[f32], dy: &[f32], posit
         || (vec![0.0f32; pad_len], vec![0.0f32; n.max(1) * tp], vec![0.0f32; (n * t_all).max(c * in_plane)]),
         |(pad, rows, plane), (dx, dy)| {
             pad.fill(0.0);
-            if tp == t_all {
-                to_channel_last(dy, n, t_all, rows);
-            } else {
-                to_channel_last(dy, n, t_all, plane);
-                for (dst, src) in rows.chunks_exact_mut(tp).zip(plane.chunks_exact(t_all)) {
-                    dst[..t_all].copy_from_slice(src);
-                }
-            }
+            position_major(dy, n, t_all, tp, plane, rows);
             for (k, &off) in offsets.iter().enumerate() {
                 let w = &packed[k * t_all * c..][..t_all * c];
                 for j0 in (0..n).step_by(MR) {
@@ -94,9 +88,9 @@ pub(crate) fn input_grad_cl(g: &ConvGeometry, weights: &[f32], dy: &[f32], posit
                             let (d, wr, out) =
                                 (rows.as_ptr().add(j0 * tp), w.as_ptr().add(c0), pad.as_mut_ptr().add(c0));
                             if wide {
-                                avx2::tile16(d, tp, t_all, wr, c, out, dst, m);
+                                avx2::tile::<2>(d, tp, t_all, wr, c, out, dst, m);
                             } else {
-                                avx2::tile8(d, tp, t_all, wr, c, out, dst, m);
+                                avx2::tile::<1>(d, tp, t_all, wr, c, out, dst, m);
                             }
                         }
                         c0 += if wide { CR } else { 8 };
@@ -118,16 +112,17 @@ mod avx2 {
     use super::MR;
     use std::arch::x86_64::*;
 
-    /// 6 positions x 16 input channels summed over `t_all` output channels, added to
+    /// 6 positions x `8·V` input channels summed over `t_all` output channels, added to
     /// `out` at the 6 row offsets `dst` (the first `m` of them).
     ///
     /// # Safety
     /// AVX2 and FMA are available; `d` starts 6 rows of `t_all` readable floats, `tp`
     /// apart (rows past `m` may repeat: only their reads happen); `w` starts `t_all`
-    /// rows of 16 readable floats, `ldw` apart; `out + dst[i]` starts 16 writable floats.
+    /// rows of `8·V` readable floats, `ldw` apart; `out + dst[i]` starts `8·V` writable
+    /// floats.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn tile16(
+    pub(super) unsafe fn tile<const V: usize>(
         d: *const f32,
         tp: usize,
         t_all: usize,
@@ -137,8 +132,7 @@ mod avx2 {
         dst: [usize; MR],
         m: usize,
     ) {
-        let z = _mm256_setzero_ps();
-        let mut acc = [[z; 2]; MR];
+        let mut acc = [[_mm256_setzero_ps(); V]; MR];
         // Rows past `m` read the last valid row.
         let row: [*const f32; MR] = std::array::from_fn(|i| {
             // SAFETY: the caller's contract (rows 0..m are readable).
@@ -147,60 +141,22 @@ mod avx2 {
         for t in 0..t_all {
             // SAFETY: the caller's contract.
             unsafe {
-                let w0 = _mm256_loadu_ps(w.add(t * ldw));
-                let w1 = _mm256_loadu_ps(w.add(t * ldw + 8));
+                let wv: [__m256; V] = std::array::from_fn(|v| _mm256_loadu_ps(w.add(t * ldw + 8 * v)));
                 for (a, r) in acc.iter_mut().zip(row) {
-                    let v = _mm256_broadcast_ss(&*r.add(t));
-                    a[0] = _mm256_fmadd_ps(v, w0, a[0]);
-                    a[1] = _mm256_fmadd_ps(v, w1, a[1]);
+                    let b = _mm256_broadcast_ss(&*r.add(t));
+                    for v in 0..V {
+                        a[v] = _mm256_fmadd_ps(b, wv[v], a[v]);
+                    }
                 }
             }
         }
         for (i, a) in acc.iter().enumerate().take(m) {
-            // SAFETY: the caller's contract.
-            unsafe {
-                let p = out.add(dst[i]);
-                _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), a[0]));
-                _mm256_storeu_ps(p.add(8), _mm256_add_ps(_mm256_loadu_ps(p.add(8)), a[1]));
-            }
-        }
-    }
-
-    /// [`tile16`] for a last block of 8 input channels.
-    ///
-    /// # Safety
-    /// As [`tile16`], with 8 floats per weight row and output row.
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn tile8(
-        d: *const f32,
-        tp: usize,
-        t_all: usize,
-        w: *const f32,
-        ldw: usize,
-        out: *mut f32,
-        dst: [usize; MR],
-        m: usize,
-    ) {
-        let mut acc = [_mm256_setzero_ps(); MR];
-        let row: [*const f32; MR] = std::array::from_fn(|i| {
-            // SAFETY: the caller's contract (rows 0..m are readable).
-            unsafe { d.add(i.min(m - 1) * tp) }
-        });
-        for t in 0..t_all {
-            // SAFETY: the caller's contract.
-            unsafe {
-                let w0 = _mm256_loadu_ps(w.add(t * ldw));
-                for (a, r) in acc.iter_mut().zip(row) {
-                    *a = _mm256_fmadd_ps(_mm256_broadcast_ss(&*r.add(t)), w0, *a);
+            for (v, &r) in a.iter().enumerate() {
+                // SAFETY: the caller's contract.
+                unsafe {
+                    let p = out.add(dst[i] + 8 * v);
+                    _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), r));
                 }
-            }
-        }
-        for (i, a) in acc.iter().enumerate().take(m) {
-            // SAFETY: the caller's contract.
-            unsafe {
-                let p = out.add(dst[i]);
-                _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), *a));
             }
         }
     }

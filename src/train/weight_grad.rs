@@ -692,32 +692,24 @@ mod tests {
             let x = rng.vec_f32(batch * cin * h * w, -1.0, 1.0);
             let dy = rng.vec_f32(batch * cout * positions.len(), -1.0, 1.0);
             let (rw, rb) = reference(&g, &x, &dy, &positions);
-            #[cfg(target_arch = "x86_64")]
-            if super::super::weight_grad_cl::applies(&g, positions.len()) {
-                let (dw, db) = super::super::weight_grad_cl::weight_grad_cl(&g, &x, &dy, &positions);
+            let check = |path: &str, (dw, db): (Vec<f32>, Vec<f32>)| {
                 for (name, got, want) in [("dw", &dw, &rw), ("db", &db, &rb)] {
                     assert_eq!(got.len(), want.len());
                     for (i, (a, b)) in got.iter().zip(want.iter()).enumerate() {
                         assert!(
                             (f64::from(*a) - b).abs() <= 1e-4 * (1.0 + b.abs()),
-                            "channel-last {name}[{i}] = {a}, want {b} ({g:?}, sparse {sparse})"
+                            "{path} {name}[{i}] = {a}, want {b} ({g:?}, sparse {sparse})"
                         );
                     }
                 }
+            };
+            #[cfg(target_arch = "x86_64")]
+            if super::super::weight_grad_cl::applies(&g, positions.len()) {
+                check("channel-last", super::super::weight_grad_cl::weight_grad_cl(&g, &x, &dy, &positions));
             }
             let families = crate::cpu::gemm::Microkernel::available().into_iter().map(|k| k.name);
             for family in families.chain(["portable"]) {
-                let run = tile_of(family);
-                let (dw, db) = weight_grad_with(&g, &x, &dy, &positions, run);
-                for (name, got, want) in [("dw", &dw, &rw), ("db", &db, &rb)] {
-                    assert_eq!(got.len(), want.len());
-                    for (i, (a, b)) in got.iter().zip(want.iter()).enumerate() {
-                        assert!(
-                            (f64::from(*a) - b).abs() <= 1e-4 * (1.0 + b.abs()),
-                            "{family} {name}[{i}] = {a}, want {b} ({g:?}, sparse {sparse})"
-                        );
-                    }
-                }
+                check(family, weight_grad_with(&g, &x, &dy, &positions, tile_of(family)));
             }
         }
     }

@@ -128,7 +128,8 @@ pub(crate) fn weight_grad_cl(
         db: vec![0.0; t_all],
         // The padding is written once (zeros) and never again.
         x: buffers::zeroed(pass * lay.x_len),
-        dy: buffers::scratch(pass * lay.dy_len),
+        // Lanes past the output channels stay zero.
+        dy: buffers::zeroed(pass * lay.dy_len),
         plane: buffers::scratch(in_len.max(n * t_all)),
     };
     let mut task = x
@@ -142,14 +143,8 @@ pub(crate) fn weight_grad_cl(
                 let count = x.len() / in_len;
                 for (i, (x, dy)) in x.chunks_exact(in_len).zip(dy.chunks_exact(t_all * n)).enumerate() {
                     lay_out_input(g, &lay, x, &mut task.plane, &mut task.x[i * lay.x_len..][..lay.x_len]);
-                    lay_out_gradient(
-                        g,
-                        &lay,
-                        dy,
-                        n,
-                        &mut task.plane,
-                        &mut task.dy[i * lay.dy_len..][..lay.dy_len],
-                    );
+                    let out = &mut task.dy[i * lay.dy_len..][..lay.dy_len];
+                    position_major(dy, n, t_all, lay.tp, &mut task.plane, out);
                 }
                 accumulate(g, &lay, &task.x, &task.dy, count, &mut task.acc);
             }
@@ -205,22 +200,16 @@ fn lay_out_input(g: &ConvGeometry, lay: &Layout, x: &[f32], plane: &mut [f32], o
     debug_assert_eq!(out.len(), lay.hp * lay.wp * c);
 }
 
-/// One image's output gradient (`[T][n]`) position-major with `Tp` lanes per position.
-fn lay_out_gradient(
-    g: &ConvGeometry,
-    lay: &Layout,
-    dy: &[f32],
-    n: usize,
-    plane: &mut [f32],
-    out: &mut [f32],
-) {
-    let t = g.out_channels;
-    if t == lay.tp {
+/// One image's output gradient (`dy`: `[T][n]`) position-major with `tp >= T` lanes per
+/// position (`out`: `[n][tp]`; lanes past `T` are left as they are). `plane` holds
+/// `n · T` floats of scratch.
+pub(super) fn position_major(dy: &[f32], n: usize, t: usize, tp: usize, plane: &mut [f32], out: &mut [f32]) {
+    if t == tp {
         to_channel_last(dy, n, t, out);
         return;
     }
     to_channel_last(dy, n, t, plane);
-    for (dst, src) in out.chunks_exact_mut(lay.tp).zip(plane.chunks_exact(t)) {
+    for (dst, src) in out.chunks_exact_mut(tp).zip(plane.chunks_exact(t)) {
         dst[..t].copy_from_slice(src);
     }
 }
