@@ -2,7 +2,7 @@
 //! the conv is evaluated at the mask positions only (on the CPU executor's kernels), the
 //! dense output is formed through the interpolation map, and gradients flow back through
 //! the map's transpose, so every interpolated copy of a value adds to its gradient. The
-//! weight gradient is `weight_grad`'s (on AVX2, `weight_grad_cl`'s where it applies); the
+//! weight gradient is `weight_grad`'s (which on AVX2 hands most convs to `weight_grad_cl`); the
 //! input gradient `input_grad`'s (a transposed conv on the executor's kernels) at stride
 //! 1, else `input_grad_cl`'s on AVX2 where it applies, else `Wᵀ · dY` and col2im per
 //! image.
@@ -247,13 +247,6 @@ pub(crate) fn backward(
         } else {
             None
         };
-    #[cfg(target_arch = "x86_64")]
-    let (dw, db) = if super::weight_grad_cl::applies(g, positions.len()) {
-        super::weight_grad_cl::weight_grad_cl(g, x, &dyc, &positions)
-    } else {
-        weight_grad(g, x, &dyc, &positions)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
     let (dw, db) = weight_grad(g, x, &dyc, &positions);
     let dx = match transposed {
         Some(dx) => dx,

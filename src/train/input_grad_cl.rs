@@ -17,7 +17,7 @@
 use rayon::prelude::*;
 
 use super::buffers;
-use super::weight_grad_cl::position_major;
+use super::weight_grad_cl::{position_major, Layout};
 use crate::cpu::fast::to_channel_last;
 use crate::geometry::ConvGeometry;
 
@@ -38,20 +38,11 @@ pub(crate) fn input_grad_cl(g: &ConvGeometry, weights: &[f32], dy: &[f32], posit
     debug_assert!(applies(g));
     let (c, t_all, n) = (g.in_channels, g.out_channels, positions.len());
     let taps = g.kernel_h * g.kernel_w;
-    let (wp, hp) = (g.in_w + g.pad_left + g.pad_right, g.in_h + g.pad_top + g.pad_bottom);
-    let ow = g.out_w();
-    let tp = t_all.next_multiple_of(8);
-    // Each position's first row (top-left tap) in the padded layout, in floats.
-    let at: Vec<usize> = positions
-        .iter()
-        .map(|&p| {
-            let (y, x) = (p as usize / ow, p as usize % ow);
-            (y * g.stride_h * wp + x * g.stride_w) * c
-        })
-        .collect();
-    let offsets: Vec<usize> = (0..taps)
-        .map(|k| ((k / g.kernel_w) * g.dilation_h * wp + (k % g.kernel_w) * g.dilation_w) * c)
-        .collect();
+    // The padded gradient has the weight gradient's input layout: position bases `at`,
+    // each tap's offset the offset of its channel-0 column.
+    let lay = Layout::of(g, positions);
+    let (tp, pad_len) = (lay.tp, lay.x_len);
+    let offsets: Vec<usize> = lay.cols.iter().step_by(c).copied().collect();
     // Weights per tap as [t][C] (OIHW: W[t, c, tap] at (t·C + c)·taps + tap).
     let mut packed = vec![0.0f32; taps * t_all * c];
     for t in 0..t_all {
@@ -61,8 +52,9 @@ pub(crate) fn input_grad_cl(g: &ConvGeometry, weights: &[f32], dy: &[f32], posit
             }
         }
     }
-    let (in_plane, pad_len) = (g.in_h * g.in_w, hp * wp * c);
-    let reach = at.iter().max().copied().unwrap_or(0) + offsets.iter().max().copied().unwrap_or(0) + c;
+    let in_plane = g.in_h * g.in_w;
+    let reach =
+        lay.at.iter().max().map_or(0, |&a| a as usize) + offsets.iter().max().copied().unwrap_or(0) + c;
     assert!(reach <= pad_len, "input gradient layout out of bounds");
     let mut dx = buffers::scratch(g.batch * c * in_plane);
     let per_task = g.batch.div_ceil(4 * rayon::current_num_threads()).max(1);
@@ -76,7 +68,7 @@ pub(crate) fn input_grad_cl(g: &ConvGeometry, weights: &[f32], dy: &[f32], posit
                 for j0 in (0..n).step_by(MR) {
                     let m = MR.min(n - j0);
                     // Past the last position: the last one again (its sums are not added).
-                    let dst: [usize; MR] = std::array::from_fn(|i| at[j0 + i.min(m - 1)] + off);
+                    let dst: [usize; MR] = std::array::from_fn(|i| lay.at[j0 + i.min(m - 1)] as usize + off);
                     let mut c0 = 0;
                     while c0 < c {
                         let wide = c - c0 >= CR;
@@ -99,7 +91,7 @@ pub(crate) fn input_grad_cl(g: &ConvGeometry, weights: &[f32], dy: &[f32], posit
             }
             // The interior rows, unpadded, then channel-first.
             for y in 0..g.in_h {
-                let src = &pad[((y + g.pad_top) * wp + g.pad_left) * c..][..g.in_w * c];
+                let src = &pad[((y + g.pad_top) * lay.wp + g.pad_left) * c..][..g.in_w * c];
                 plane[y * g.in_w * c..][..g.in_w * c].copy_from_slice(src);
             }
             to_channel_last(plane, c, in_plane, dx);

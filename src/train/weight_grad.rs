@@ -11,6 +11,8 @@
 //! perforated conv did not compute. A tile of 4 output channels x 4 taps is then 16 dot
 //! products over one run each, 8 loads per 16 FMAs, no packing. (The im2col path it
 //! replaces wrote 9x the input per 3x3 conv and image and packed it again for the GEMM.)
+//! On AVX2, [`weight_grad`] hands the convs `weight_grad_cl::applies` to to that
+//! channel-last register-tiled product instead.
 
 // Indices are bounded by validated geometries.
 #![allow(clippy::cast_possible_truncation)]
@@ -77,6 +79,10 @@ pub(crate) fn weight_grad(
     dy: &[f32],
     positions: &[u32],
 ) -> (Vec<f32>, Vec<f32>) {
+    #[cfg(target_arch = "x86_64")]
+    if super::weight_grad_cl::applies(g, positions.len()) {
+        return super::weight_grad_cl::weight_grad_cl(g, x, dy, positions);
+    }
     weight_grad_with(g, x, dy, positions, kernel())
 }
 

@@ -32,6 +32,7 @@ const PASS_BYTES: usize = 1 << 17;
 
 /// Whether this path computes `g`'s weight gradient: ungrouped convs, on CPUs where the
 /// executor runs the AVX2 family.
+///
 /// Dense unpadded 1x1 convs (whose operands `weight_grad` reads in place, no layout) and
 /// convs over fewer than 8 input channels (first layers: few columns, most of the work
 /// the layouts) keep `weight_grad`.
@@ -54,25 +55,26 @@ fn blocks(tp: usize) -> Vec<(usize, usize)> {
 }
 
 /// The layout of one image: the padded channel-last input and the position-major
-/// gradient, and where each computed position and each column start in them.
-struct Layout {
+/// gradient, and where each computed position and each column start in them (shared
+/// with `input_grad_cl`, whose padded gradient has the input's layout).
+pub(super) struct Layout {
     /// Padded input width and height.
-    wp: usize,
+    pub(super) wp: usize,
     hp: usize,
     /// Floats of one image's input layout.
-    x_len: usize,
+    pub(super) x_len: usize,
     /// Output channels rounded up to a vector.
-    tp: usize,
+    pub(super) tp: usize,
     /// Floats of one image's gradient layout.
     dy_len: usize,
     /// Each computed position's first input value (its top-left tap, channel 0).
-    at: Vec<u32>,
+    pub(super) at: Vec<u32>,
     /// Each column's offset from a position's base, columns in (tap, channel) order.
-    cols: Vec<usize>,
+    pub(super) cols: Vec<usize>,
 }
 
 impl Layout {
-    fn of(g: &ConvGeometry, positions: &[u32]) -> Self {
+    pub(super) fn of(g: &ConvGeometry, positions: &[u32]) -> Self {
         let c = g.in_channels;
         let wp = g.in_w + g.pad_left + g.pad_right;
         let hp = g.in_h + g.pad_top + g.pad_bottom;
