@@ -297,6 +297,44 @@ fn pooling_layers() {
 }
 
 #[test]
+fn residual_blocks_with_batch_norm_and_relu() {
+    // The backward defers a ReLU's cut to its input's consumer: a BatchNorm whose only
+    // reader is a ReLU recomputes the cut, a ReLU after an Add is cut in the Add's pass,
+    // values read twice sum their parts there, and a ReLU beside another reader of a
+    // BatchNorm has its cut applied before the parts meet.
+    let mut rng = SeededRng::new(12);
+    let mut bn = || {
+        Op::BatchNorm(BatchNorm {
+            scale: rng.vec_f32(4, 0.5, 1.5),
+            shift: rng.vec_f32(4, -0.3, 0.3),
+            mean: rng.vec_f32(4, -0.2, 0.2),
+            var: rng.vec_f32(4, 0.5, 1.5),
+            epsilon: 1e-3,
+        })
+    };
+    let mut net = Network::new("t", InputSpec { name: "input".into(), channels: 3, height: 6, width: 6 });
+    net.push("c1", Op::Conv(conv(3, 4, 3, 1, 1)), &["input"]);
+    net.then("bn1", bn());
+    net.then("r1", Op::Relu);
+    net.push(
+        "c2",
+        Op::Conv(Conv { perforation: Some(Perforation::uniform(0.5, 1)), ..conv(4, 4, 3, 1, 2) }),
+        &["r1"],
+    );
+    net.then("bn2", bn());
+    net.push("sum", Op::Add, &["bn2", "r1"]);
+    net.then("r2", Op::Relu);
+    net.push("c3", Op::Conv(conv(4, 4, 3, 1, 3)), &["r2"]);
+    net.then("bn3", bn());
+    net.then("r3", Op::Relu);
+    net.push("sum2", Op::Add, &["r3", "bn3"]);
+    net.push("sum3", Op::Add, &["sum2", "r2"]);
+    head(&mut net, 4 * 36, 6);
+    check("residual eval", &net, Mode::Eval);
+    check("residual training", &net, Mode::Train { seed: 3 });
+}
+
+#[test]
 fn add_concat_softmax_and_a_small_perforated_network() {
     // Residual add and channel concat of two branches, one perforated.
     let mut net = Network::new("t", InputSpec { name: "input".into(), channels: 3, height: 8, width: 8 });

@@ -2,6 +2,7 @@
 //! included: gradients flow back through the interpolation map), softmax cross-entropy,
 //! and the building blocks of training, impact estimation and the greedy search.
 
+mod batch_norm;
 mod buffers;
 mod conv;
 mod experiment;
@@ -13,6 +14,7 @@ mod layers;
 mod loss;
 mod lowered;
 mod model;
+mod pending;
 #[cfg(feature = "plots")]
 mod plot;
 mod search;

@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
+use super::batch_norm::{self, Incoming};
 use super::buffers;
 use super::conv::{self, Sampling};
 use super::layers;
 use super::lowered;
+use super::pending::Pending;
 use super::tape::{Aux, Grads, Mode, Tape, Tensor};
 use super::tensor_ops::{softmax_backward, tensor_backward};
 use crate::error::{Error, Result};
@@ -207,7 +209,7 @@ impl Model {
                 }
                 Op::BatchNorm(bn) => {
                     let train = matches!(mode, Mode::Train { .. });
-                    let (y, batch) = layers::bn_forward(&x.data, ch, h * w, bn, train, relu.is_some());
+                    let (y, batch) = batch_norm::bn_forward(&x.data, ch, h * w, bn, train, relu.is_some());
                     (Tensor { data: y, shape: x.shape }, Aux::Bn(batch))
                 }
                 Op::Dropout { ratio } => match mode {
@@ -278,7 +280,7 @@ impl Model {
         impact_for: &[String],
         input: bool,
     ) -> Result<Grads> {
-        let mut grad: HashMap<String, Vec<f32>> = HashMap::new();
+        let mut grad: HashMap<String, Pending<'_>> = HashMap::new();
         let logits = tape
             .values
             .get(&self.logits)
@@ -286,24 +288,27 @@ impl Model {
         if d_logits.len() != logits.data.len() {
             return Err(Error::shape("loss gradient", logits.data.len(), d_logits.len()));
         }
-        grad.insert(self.logits.clone(), d_logits);
+        grad.insert(self.logits.clone(), Pending::new(d_logits));
         let mut out = Grads::default();
-        let add = |grad: &mut HashMap<String, Vec<f32>>, name: &str, g: Vec<f32>| match grad.get_mut(name) {
-            Some(acc) => {
-                add_into(acc, &g);
-                buffers::recycle(g);
-            }
-            None => {
-                grad.insert(name.to_string(), g);
-            }
+        let add = |grad: &mut HashMap<String, Pending<'_>>, name: &str, g: Vec<f32>| {
+            contribute(grad, name, Pending::new(g));
         };
         for &i in self.order.iter().rev() {
             let layer = &self.net.layers[i];
-            let Some(mut dy) = grad.remove(&layer.name) else { continue };
+            let Some(pending) = grad.remove(&layer.name) else { continue };
             let x = tape.at(&layer.inputs[0]);
             let y = tape.at(&layer.name);
             let [b, ch, h, w] = x.shape;
+            let mut dy = match &layer.op {
+                Op::Relu | Op::Add | Op::BatchNorm(_) => {
+                    self.pass_on(layer, pending, tape, &mut grad, &mut out, input);
+                    continue;
+                }
+                _ => pending.into_owned(),
+            };
             let dx: Vec<f32> = match &layer.op {
+                // Passed on above, before their gradient was summed.
+                Op::Relu | Op::Add | Op::BatchNorm(_) => continue,
                 Op::Resample(r) => resample_backward(r, x.shape, &dy),
                 Op::Where => {
                     // dy flows to a where the condition holds, to b elsewhere; none to it.
@@ -341,10 +346,6 @@ impl Model {
                     out.params.insert(layer.name.clone(), p);
                     dx
                 }
-                Op::Relu => {
-                    keep_where(&mut dy, &y.data, |v| v > 0.0);
-                    std::mem::take(&mut dy)
-                }
                 Op::Clip { min, max } => {
                     keep_where(&mut dy, &x.data, |v| v > *min && v < *max);
                     std::mem::take(&mut dy)
@@ -362,21 +363,6 @@ impl Model {
                     let dx = layers::lrn_backward(&x.data, &s, &dy, ch, h * w, l);
                     buffers::recycle(s);
                     dx
-                }
-                Op::BatchNorm(bn) => {
-                    let batch = match tape.aux.get(&layer.name) {
-                        Some(Aux::Bn(b)) => b.as_ref(),
-                        _ => None,
-                    };
-                    let (dx, ds, dsh) = layers::bn_backward(&x.data, &dy, ch, h * w, bn, batch);
-                    out.params.insert(layer.name.clone(), vec![ds, dsh]);
-                    dx
-                }
-                Op::Add => {
-                    for name in &layer.inputs[1..] {
-                        add(&mut grad, name, buffers::copied(&dy));
-                    }
-                    std::mem::take(&mut dy)
                 }
                 Op::Concat => {
                     let mut offset = 0;
@@ -500,8 +486,64 @@ impl Model {
             }
             buffers::recycle(dy);
         }
-        out.input = grad.remove(&self.net.input.name).unwrap_or_default();
+        out.input = grad.remove(&self.net.input.name).map(Pending::into_owned).unwrap_or_default();
         Ok(out)
+    }
+
+    /// The backward of a ReLU, an Add or a BatchNorm, which take their gradient as it
+    /// stands: a ReLU leaves its cut to the consumer of its input's gradient, an Add
+    /// hands one (summed, cut) buffer to all its inputs, a BatchNorm sums the parts and
+    /// applies a pending cut in its own passes. `input`: whether the network input's
+    /// gradient is wanted.
+    fn pass_on<'t>(
+        &self,
+        layer: &crate::network::Layer,
+        pending: Pending<'t>,
+        tape: &'t Tape,
+        grad: &mut HashMap<String, Pending<'t>>,
+        out: &mut Grads,
+        input: bool,
+    ) {
+        let x = tape.at(&layer.inputs[0]);
+        let [_, ch, h, w] = x.shape;
+        let wanted = |k: usize| k > 0 || input || layer.inputs[0] != self.net.input.name;
+        match &layer.op {
+            Op::Relu => {
+                if wanted(0) {
+                    contribute(grad, &layer.inputs[0], pending.through_relu(&tape.at(&layer.name).data));
+                } else {
+                    pending.release();
+                }
+            }
+            Op::BatchNorm(bn) => {
+                let batch = match tape.aux.get(&layer.name) {
+                    Some(Aux::Bn(b)) => b.as_ref(),
+                    _ => None,
+                };
+                let parts = pending.parts();
+                // A pending cut is that of a ReLU reading this layer's output, which the
+                // backward recomputes from the input.
+                let dy = Incoming { parts: &parts, relu: pending.relu() };
+                let (dx, ds, dsh) = batch_norm::bn_backward(&x.data, &dy, ch, h * w, bn, batch);
+                drop(parts);
+                pending.release();
+                out.params.insert(layer.name.clone(), vec![ds, dsh]);
+                if wanted(0) {
+                    contribute(grad, &layer.inputs[0], Pending::new(dx));
+                } else {
+                    buffers::recycle(dx);
+                }
+            }
+            _ => {
+                let g = Pending::new(pending.into_owned());
+                for (k, name) in layer.inputs.iter().enumerate() {
+                    if wanted(k) {
+                        contribute(grad, name, g.share());
+                    }
+                }
+                g.release();
+            }
+        }
     }
 }
 
@@ -540,11 +582,13 @@ fn keep_where(g: &mut [f32], v: &[f32], keep: impl Fn(f32) -> bool + Sync) {
     });
 }
 
-/// `acc += v`, in parallel.
-fn add_into(acc: &mut [f32], v: &[f32]) {
-    acc.par_chunks_mut(1 << 14).zip(v.par_chunks(1 << 14)).for_each(|(a, b)| {
-        a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
-    });
+/// Adds `g` to the gradient of `name`.
+fn contribute<'t>(grad: &mut HashMap<String, Pending<'t>>, name: &str, g: Pending<'t>) {
+    let merged = match grad.remove(name) {
+        Some(acc) => acc.merge(g),
+        None => g,
+    };
+    grad.insert(name.to_string(), merged);
 }
 
 /// How a binary layer's operands broadcast: the larger one (the output's shape), and for

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
+use super::batch_norm::BnBatch;
 use super::buffers;
-use super::layers::BnBatch;
 use crate::error::{Error, Result};
 
 /// An activation `[batch, channels, height, width]` (flat tensors have height = width = 1).
