@@ -607,6 +607,7 @@ mod tests {
 
     /// The backward by its definition in f64: `g` the parts summed and cut where the
     /// forward's output `y` is not positive (when `relu`).
+    #[allow(clippy::too_many_arguments)]
     fn reference(
         x: &[f32],
         y: &[f32],
