@@ -156,6 +156,12 @@ impl Mask {
     /// so the map is reproducible and independent of evaluation order.
     pub fn interpolation_map(&self, tie_seed: u64) -> InterpMap {
         let (h, w) = (self.height, self.width);
+        if self.is_dense() {
+            // Every position is its own nearest (the positions are sorted and distinct), so
+            // the map is the identity: no search (every conv layer starts out dense, and
+            // training builds its layers every step).
+            return InterpMap::new(h, w, self.len(), MapKind::Nearest, (0..self.len() as u32).collect());
+        }
         // Kept columns of each row, and the compact index of each row's first entry.
         let mut row_start = vec![0usize; h + 1];
         for &p in &self.positions {
@@ -169,6 +175,7 @@ impl Mask {
 
         let index = (0..h * w)
             .into_par_iter()
+            .with_min_len(1024)
             .map(|p| {
                 let (y, x) = (p / w, (p % w) as u32);
                 let mut best = u64::MAX;

@@ -182,19 +182,17 @@ impl HwcConv {
         let plane = layer.input_plane();
         let mr = family.tile_height(taps.n_pos, nr);
         let n_pad = taps.n_pos.next_multiple_of(mr * TILES_PER_TASK);
-        let mut offs = vec![0u32; khkw * n_pad];
+        // Channel-last: the tap's row start, padding and positions past N on the zero row.
+        // As stored (direct, no padding taps): the position itself, and position 0 past N
+        // (those results are never stored).
+        let (scale, pad) = if direct { (1, 0) } else { (g.in_channels, plane * g.in_channels) };
+        let pad = u32::try_from(pad).expect("checked by `available`: offsets fit in u32");
+        let scale = u32::try_from(scale).expect("checked by `available`: offsets fit in u32");
+        let mut offs = vec![pad; khkw * n_pad];
         for (tap, row) in offs.chunks_exact_mut(n_pad).enumerate() {
-            for (o, &t) in row.iter_mut().zip(taps.row(tap).iter().chain(std::iter::repeat(&PAD))) {
-                // Channel-last: the tap's row start, padding and positions past N on the zero
-                // row. As stored (direct, no padding taps): the position itself, and
-                // position 0 past N (those results are never stored).
-                let r = match (direct, t) {
-                    (true, PAD) => 0,
-                    (true, t) => t as usize,
-                    (false, PAD) => plane * g.in_channels,
-                    (false, t) => t as usize * g.in_channels,
-                };
-                *o = u32::try_from(r).expect("checked by `available`: offsets fit in u32");
+            for (o, &t) in row.iter_mut().zip(taps.row(tap)) {
+                // Fits: `available` bounds (plane + 1) · C by u32::MAX.
+                *o = if t == PAD { pad } else { t * scale };
             }
         }
         HwcConv {
