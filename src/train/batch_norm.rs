@@ -116,38 +116,36 @@ fn shifted_moments(x: &[f32], m: f32) -> [f32; 2] {
     [s.iter().sum::<f32>() + tail[0], q.iter().sum::<f32>() + tail[1]]
 }
 
-/// Each channel's output before the ReLU, `v -> out(v)`, computed exactly as the forward
-/// writes it (the backward's recomputed ReLU cut must match the forward's bit for bit).
+/// Where a BatchNorm's per-channel output function ([`Cut`]) comes from.
 enum Output<'a> {
-    /// Running statistics folded into `a·v + b`.
+    /// Running statistics, folded per channel into `a·v + b`.
     Frozen { a: Vec<f32>, b: Vec<f32> },
-    /// Batch statistics: `scale·((v − mean)·inv) + shift`.
+    /// Batch statistics.
     Batch { bn: &'a BatchNorm, batch: &'a BnBatch },
 }
 
-impl Output<'_> {
-    /// The coefficients of channel `c`: `(m, k, a, b)` with `out(v) = a·((v − m)·k) + b`
-    /// for batch statistics, `a·v + b` (m and k unused) when frozen.
-    #[inline]
-    fn coefficients(&self, c: usize) -> (f32, f32, f32, f32) {
-        match self {
-            Output::Frozen { a, b } => (0.0, 1.0, a[c], b[c]),
-            Output::Batch { bn, batch } => (batch.mean[c], batch.inv[c], bn.scale[c], bn.shift[c]),
+impl<'a> Output<'a> {
+    /// Running statistics when `batch` is `None`, else the batch's.
+    fn of(bn: &'a BatchNorm, batch: Option<&'a BnBatch>) -> Self {
+        match batch {
+            Some(batch) => Output::Batch { bn, batch },
+            None => {
+                let (a, b) = bn.affine();
+                Output::Frozen { a, b }
+            }
         }
     }
-}
 
-/// The frozen output of one value (the forward's formula, which the backward's cut
-/// recomputes).
-#[inline(always)]
-fn frozen(a: f32, b: f32, v: f32) -> f32 {
-    a * v + b
-}
-
-/// The batch-statistics output of one value.
-#[inline(always)]
-fn normalised(m: f32, k: f32, a: f32, b: f32, v: f32) -> f32 {
-    a * ((v - m) * k) + b
+    /// Channel `c`'s output function.
+    #[inline]
+    fn channel(&self, c: usize) -> Cut {
+        match self {
+            Output::Frozen { a, b } => Cut::Frozen { a: a[c], b: b[c] },
+            Output::Batch { bn, batch } => {
+                Cut::Batch { m: batch.mean[c], k: batch.inv[c], a: bn.scale[c], b: bn.shift[c] }
+            }
+        }
+    }
 }
 
 /// BatchNorm forward: frozen (running statistics) or training (batch statistics),
@@ -164,30 +162,15 @@ pub(crate) fn bn_forward(
     // The ReLU that follows, when it is fused here (NaN kept, as in the executors).
     let act = |v: f32| if relu { crate::cpu::nan::relu_keep_nan(v) } else { v };
     let batch = train.then(|| batch_statistics(x, channels, plane, bn.epsilon));
-    let output = match &batch {
-        Some(batch) => Output::Batch { bn, batch },
-        None => {
-            let (a, b) = bn.affine();
-            Output::Frozen { a, b }
-        }
-    };
+    let output = Output::of(bn, batch.as_ref());
     per_plane(x, &mut y, channels, plane, |c, v, o| {
-        let (m, k, a, b) = output.coefficients(c);
+        let f = output.channel(c);
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
-            let cut = match output {
-                Output::Frozen { .. } => Cut::Frozen { a, b },
-                Output::Batch { .. } => Cut::Batch { m, k, a, b },
-            };
             // SAFETY: AVX2 is available.
-            return unsafe { avx2::output(v, o, cut, relu) };
+            return unsafe { avx2::output(v, o, f, relu) };
         }
-        match output {
-            Output::Frozen { .. } => o.iter_mut().zip(v).for_each(|(o, &v)| *o = act(frozen(a, b, v))),
-            Output::Batch { .. } => {
-                o.iter_mut().zip(v).for_each(|(o, &v)| *o = act(normalised(m, k, a, b, v)))
-            }
-        }
+        o.iter_mut().zip(v).for_each(|(o, &v)| *o = act(f.value(v)));
     });
     (y, batch)
 }
@@ -295,13 +278,7 @@ impl Incoming<'_> {
 
     /// The recomputed ReLU cut of channel `c`, if one is pending.
     fn cut(&self, output: &Output<'_>, c: usize) -> Option<Cut> {
-        self.relu.then(|| {
-            let (m, k, a, b) = output.coefficients(c);
-            match output {
-                Output::Frozen { .. } => Cut::Frozen { a, b },
-                Output::Batch { .. } => Cut::Batch { m, k, a, b },
-            }
-        })
+        self.relu.then(|| output.channel(c))
     }
 
     /// Calls `f(offset, g, x)` on consecutive pieces of `range` (a plane of channel `c`):
@@ -336,10 +313,13 @@ impl Incoming<'_> {
     }
 }
 
-/// The ReLU after a BatchNorm, recomputed from the input with the forward's formula.
+/// One channel's output before the ReLU, the one formula of the forward's output and of
+/// the backward's recomputed ReLU cut (which must match the forward's bit for bit).
 #[derive(Clone, Copy)]
 enum Cut {
+    /// Running statistics folded into `a·v + b`.
     Frozen { a: f32, b: f32 },
+    /// Batch statistics: `a·((v − m)·k) + b` (`a` the scale, `k` = 1/sqrt(var + ε)).
     Batch { m: f32, k: f32, a: f32, b: f32 },
 }
 
@@ -348,8 +328,8 @@ impl Cut {
     #[inline(always)]
     fn value(self, v: f32) -> f32 {
         match self {
-            Cut::Frozen { a, b } => frozen(a, b, v),
-            Cut::Batch { m, k, a, b } => normalised(m, k, a, b, v),
+            Cut::Frozen { a, b } => a * v + b,
+            Cut::Batch { m, k, a, b } => a * ((v - m) * k) + b,
         }
     }
 
@@ -565,13 +545,7 @@ pub(crate) fn bn_backward(
     bn: &BatchNorm,
     batch: Option<&BnBatch>,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let output = match batch {
-        Some(batch) => Output::Batch { bn, batch },
-        None => {
-            let (a, b) = bn.affine();
-            Output::Frozen { a, b }
-        }
-    };
+    let output = Output::of(bn, batch);
     let (mean, inv): (&[f32], Vec<f32>) = match batch {
         Some(b) => (&b.mean, b.inv.clone()),
         None => (&bn.mean, bn.var.iter().map(|v| 1.0 / (v + bn.epsilon).sqrt()).collect()),

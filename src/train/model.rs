@@ -30,9 +30,10 @@ pub struct Model {
     logits: String,
     /// Layers (a conv, a BatchNorm or an Add) whose only reader is a ReLU, and that ReLU: the
     /// layer applies the ReLU in its own output pass and the tape keeps one tensor for
-    /// both (a pass and a buffer less per pair). The ReLU's backward masks by its output
-    /// as before; the layer's own value reads as the ReLU's, which changes nothing its
-    /// backward or its impact (|∂L/∂V · V|, zero wherever the ReLU cut V) uses.
+    /// both (a pass and a buffer less per pair). The ReLU's backward leaves its cut (by
+    /// its output) to the layer's gradient (`train::pending`); the layer's own value reads
+    /// as the ReLU's, which changes nothing its backward or its impact (|∂L/∂V · V|, zero
+    /// wherever the ReLU cut V) uses.
     fused_relu: HashMap<String, String>,
     /// The plan steps of each layer without parameters, by (layer index, batch): see
     /// `lowered`.

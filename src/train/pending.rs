@@ -44,17 +44,24 @@ impl<'t> Pending<'t> {
 
     /// This gradient through a ReLU whose output is `y`.
     pub(super) fn through_relu(self, y: &'t [f32]) -> Self {
-        let parts = if self.relu.is_some() { vec![Arc::new(self.into_owned())] } else { self.parts };
-        Pending { parts, relu: Some(y) }
+        Pending { parts: self.settled(), relu: Some(y) }
     }
 
     /// Adds another reader's contribution. A pending cut belongs to the parts it was
     /// set on, so it is applied before parts from elsewhere join.
     pub(super) fn merge(self, other: Pending<'t>) -> Self {
-        let settle = |p: Pending<'t>| if p.relu.is_some() { vec![Arc::new(p.into_owned())] } else { p.parts };
-        let mut parts = settle(self);
-        parts.extend(settle(other));
+        let mut parts = self.settled();
+        parts.extend(other.settled());
         Pending { parts, relu: None }
+    }
+
+    /// The parts with no cut pending: as they are, or summed and cut into one.
+    fn settled(self) -> Vec<Arc<Vec<f32>>> {
+        if self.relu.is_some() {
+            vec![Arc::new(self.into_owned())]
+        } else {
+            self.parts
+        }
     }
 
     /// The gradient summed and masked, in a buffer of its own: a part nobody else holds
@@ -63,7 +70,7 @@ impl<'t> Pending<'t> {
         let Pending { mut parts, relu } = self;
         let own = parts.iter_mut().position(|p| Arc::get_mut(p).is_some());
         let mut acc = match own {
-            Some(i) => Arc::try_unwrap(parts.remove(i)).unwrap_or_else(|shared| shared.to_vec()),
+            Some(i) => Arc::try_unwrap(parts.remove(i)).unwrap_or_else(|shared| buffers::copied(&shared)),
             None => buffers::copied(&parts.remove(0)),
         };
         if !parts.is_empty() || relu.is_some() {
