@@ -138,9 +138,8 @@ impl HwcConv {
     /// per tap), and offsets that fit the tiles' integers.
     pub fn available(layer: &ConvLayer) -> bool {
         let g = layer.geometry();
-        // Tap offsets (row · C) fit in u32, output scatter indices (channel · N) in i32.
-        let offsets_fit = (layer.input_plane() + 1) * g.in_channels < u32::MAX as usize
-            && 32 * layer.mask().len() < i32::MAX as usize;
+        // Tap offsets (row · C) fit in u32.
+        let offsets_fit = (layer.input_plane() + 1) * g.in_channels < u32::MAX as usize;
         offsets_fit && layer.input_map().is_none_or(|m| m.kind() != crate::interp::MapKind::Barycentric)
     }
 
