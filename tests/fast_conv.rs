@@ -423,6 +423,50 @@ fn random_pooling_matches_the_twin() {
     assert!(checked > 40, "only {checked} pooling cases compiled");
 }
 
+/// Pooling a compact input through the window table with enough planes per call (at
+/// least 256: 2 images x 128 channels) that AVX-512 CPUs regroup it for gathers: random
+/// windows that hold no more taps than the plane has positions, max and average, nearest
+/// maps of a perforated conv, a NaN in some cases, against the twin.
+#[test]
+fn many_plane_pooling_through_the_map_matches_the_twin() {
+    use ndarray::{ArrayD, IxDyn};
+    use perforate::cpu::CpuExecutor;
+    use perforate::network::{Conv, InputSpec, Network, Op, Perforation, Pool};
+    use perforate::plan::{Plan, PlanOptions};
+
+    let mut rng = SeededRng::new(313);
+    let mut pick = |n: usize| usize::try_from(rng.next_u64() % n as u64).expect("below n");
+    let mut checked = 0;
+    for case in 0..16u64 {
+        let (h, w) = (4 + pick(20), 4 + pick(40));
+        // Strides at least the window: windows do not overlap (the table's rule).
+        let kernel = [1 + pick(3), 1 + pick(3)];
+        let stride = [kernel[0] + pick(2), kernel[1] + pick(2)];
+        let pads = [pick(kernel[0]), pick(kernel[1]), pick(kernel[0]), pick(kernel[1])];
+        let pool = Pool { kernel, stride, pads, ceil_mode: pick(2) == 0, count_include_pad: pick(2) == 0 };
+        let op = if case % 2 == 0 { Op::MaxPool(pool) } else { Op::AvgPool(pool) };
+        let perforation = Some(Perforation::uniform(0.3 + 0.4 * pick(10) as f64 / 10.0, case));
+        let mut net =
+            Network::new("pool", InputSpec { name: "input".into(), channels: 2, height: h, width: w });
+        let weights = SeededRng::new(case).vec_f32(128 * 2 * 9, -0.5, 0.5);
+        let conv = Conv { perforation, ..Conv::new(128, [3, 3], 1, weights, None) };
+        net.push("conv", Op::Conv(conv), &["input"]);
+        net.then("pool", op);
+        let Ok(plan) = Plan::compile(&net, 2, PlanOptions::default()) else { continue };
+        let mut data = SeededRng::new(case + 5).vec_f32(4 * h * w, -1.0, 1.0);
+        if case % 4 == 2 {
+            data[pick(4 * h * w)] = f32::NAN;
+        }
+        let x = ArrayD::from_shape_vec(IxDyn(&[2, 2, h, w]), data).unwrap();
+        let fast = CpuExecutor::new(&plan).unwrap().run(x.view()).unwrap();
+        let twin = CpuExecutor::reference(&plan).unwrap().run(x.view()).unwrap();
+        let label = format!("case {case}: {h}x{w} {:?}", plan.steps().last().map(|s| &s.op));
+        assert_close(&label, fast.as_slice().unwrap(), &to_f64(twin.as_slice().unwrap()), 1e-5);
+        checked += 1;
+    }
+    assert!(checked > 10, "only {checked} pooling cases compiled");
+}
+
 /// Stride-2 windows 2 and 3 wide over even-width planes without left padding (the flat
 /// AVX2 kernel's geometry: each plane's rows read as one array), against the twin: widths
 /// 2 to 64, heights 1 to 20, top, bottom and right padding, floor and ceil, max and
