@@ -9,6 +9,9 @@
 // Positions and compact indices are u32: `check_map_size` bounds every map by 2^32.
 #![allow(clippy::cast_possible_truncation)]
 
+use std::any::Any;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use serde::{Deserialize, Serialize};
 use spade::{DelaunayTriangulation, HasPosition, Point2, Triangulation};
 
@@ -69,9 +72,62 @@ pub struct InterpMap {
     compact_len: usize,
     kind: MapKind,
     table: Vec<u32>,
+    /// Tables kernels derive from this map ([`InterpMap::derived`]).
+    derived: Derived,
+}
+
+/// Tables a kernel builds from a map once and reuses on every run, keyed by the kernel's
+/// name and parameter bytes. They live and die with their map, so none is ever read for
+/// another map; a clone of the map starts empty; maps compare equal whatever they hold.
+#[derive(Default)]
+struct Derived(Mutex<Vec<(Vec<u8>, DerivedTable)>>);
+
+/// One derived table, of whatever type its kernel made.
+type DerivedTable = Arc<dyn Any + Send + Sync>;
+
+/// Derived tables kept per map: a few layers read one map, at a few batch sizes.
+const DERIVED_MAX: usize = 16;
+
+impl Clone for Derived {
+    fn clone(&self) -> Self {
+        Derived::default()
+    }
+}
+
+impl std::fmt::Debug for Derived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map_or(0, |d| d.len());
+        write!(f, "{n} derived tables")
+    }
+}
+
+impl PartialEq for Derived {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl InterpMap {
+    /// What `build` makes of this map for `key` (a kernel's name and parameter bytes):
+    /// built on the first call with that key, shared by every later one (the oldest dropped
+    /// past [`DERIVED_MAX`] keys). For tables that cost more to build than a run of the
+    /// kernel that reads them (a pooling layer's windows through the map: 0.9 ms per call
+    /// for VGG-11's first pool at q = 1/2, batch 1).
+    pub(crate) fn derived<T: Any + Send + Sync>(&self, key: &[u8], build: impl FnOnce() -> T) -> Arc<T> {
+        let mut entries = self.derived.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let found = entries.iter().find(|(k, _)| k == key).map(|(_, v)| Arc::clone(v));
+        if let Some(v) = found.and_then(|v| v.downcast::<T>().ok()) {
+            return v;
+        }
+        let v = Arc::new(build());
+        entries.retain(|(k, _)| k != key);
+        if entries.len() >= DERIVED_MAX {
+            entries.remove(0);
+        }
+        entries.push((key.to_vec(), Arc::clone(&v) as DerivedTable));
+        v
+    }
+
     /// Internal constructor; the caller guarantees the table's layout and bounds.
     #[track_caller]
     pub(crate) fn new(
@@ -82,7 +138,7 @@ impl InterpMap {
         table: Vec<u32>,
     ) -> Self {
         assert_eq!(table.len(), height * width * kind.words(), "interpolation table length");
-        InterpMap { height, width, compact_len, kind, table }
+        InterpMap { height, width, compact_len, kind, table, derived: Derived::default() }
     }
 
     /// A nearest-style map from explicit indices; every entry must be below `compact_len`.
@@ -96,7 +152,14 @@ impl InterpMap {
                 "interpolation map entry {p} points to compact index {i}, but only {compact_len} exist"
             )));
         }
-        Ok(InterpMap { height, width, compact_len, kind: MapKind::Nearest, table: index })
+        Ok(InterpMap {
+            height,
+            width,
+            compact_len,
+            kind: MapKind::Nearest,
+            table: index,
+            derived: Derived::default(),
+        })
     }
 
     /// Map height.
@@ -253,5 +316,29 @@ impl Mask {
             }
         }
         Ok(InterpMap::new(h, w, self.len(), MapKind::Barycentric, table))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A derived table is built once per key and shared; another key builds its own; a
+    /// clone of the map starts without them and still equals the map.
+    #[test]
+    fn derived_tables_are_built_once_per_key() {
+        let map = InterpMap::from_indices(1, 3, 2, vec![0, 1, 1]).unwrap();
+        let builds = std::cell::Cell::new(0);
+        let build = |v: u32| {
+            builds.set(builds.get() + 1);
+            v
+        };
+        let a = map.derived(b"k1", || build(7));
+        let b = map.derived(b"k1", || build(8));
+        assert!(Arc::ptr_eq(&a, &b) && *b == 7 && builds.get() == 1);
+        assert_eq!(*map.derived(b"k2", || build(9)), 9);
+        assert_eq!(builds.get(), 2);
+        assert_eq!(*map.clone().derived(b"k1", || build(10)), 10);
+        assert_eq!(map.clone(), map);
     }
 }

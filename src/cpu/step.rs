@@ -40,7 +40,7 @@ pub(crate) fn run_op<'a>(
                 gather_interp(params, arg(0), map.table(), addend, dst);
             }
         }
-        StepOp::Pool { params, in_map } if fast => pool2d_fast(params, arg(0), table(in_map), dst),
+        StepOp::Pool { params, in_map } if fast => pool2d_fast(params, arg(0), in_map.as_deref(), dst),
         StepOp::Pool { params, in_map } => pool2d(params, arg(0), table(in_map), dst),
         StepOp::Lrn(p) => lrn(p, arg(0), dst),
         StepOp::Relu(p) => relu(p, arg(0), dst),

@@ -2,6 +2,8 @@
 //! mode and the input form resolved outside the loops, planes batched into a few tasks per
 //! thread, and no per-element dispatch.
 
+use std::sync::Arc;
+
 use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
@@ -14,17 +16,19 @@ use super::elementwise::Expansion;
 use crate::cpu::nan::any_nan;
 use crate::cpu::pool2d::{pool_plane as pool_plane_twin, pool_windows, window_axis};
 use crate::cpu::MIN_PARALLEL_ELEMENTS;
+use crate::interp::InterpMap;
 use crate::params::Pool2dParams;
 
 /// Max or average pooling with the `pool2d` twin's arguments: a dense `[planes, in_h,
-/// in_w]` input, or a compact `[planes, N]` one read through `in_map`: through a nearest
+/// in_w]` input, or a compact `[planes, N]` one read through `map`: through a nearest
 /// map, windows of few taps read the compact plane at their taps' indices
 /// ([`mapped::MappedWindows`]) and global pooling weighs each compact value by the
 /// positions that read it ([`mapped::MappedGlobal`]); otherwise each plane is first
 /// expanded into a per-thread dense plane, then pooled as a dense one. Dense planes
 /// narrower than a vector (without AVX-512) take the window table too.
 #[track_caller]
-pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f32]) {
+pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], map: Option<&InterpMap>, out: &mut [f32]) {
+    let in_map = map.map_or(&[][..], InterpMap::table);
     let out_plane = (p.out_h * p.out_w) as usize;
     let in_plane = (p.in_h * p.in_w) as usize;
     let src_plane = p.in_plane as usize;
@@ -60,8 +64,13 @@ pub fn pool2d_fast(p: &Pool2dParams, input: &[f32], in_map: &[u32], out: &mut [f
     let narrow = kind == 0 && in_w < 8 && !avx512;
     let mapped = match () {
         _ if global => None,
-        _ if narrow => Some(mapped::MappedWindows::dense(p)),
-        _ => mapped::MappedWindows::new(p, in_map),
+        _ if narrow => Some(Arc::new(mapped::MappedWindows::dense(p))),
+        // Built once per map and layer (the key), kept with the map.
+        _ => map.and_then(|m| {
+            let key = [b"pool2d".as_slice(), bytemuck::bytes_of(p)].concat();
+            let windows = m.derived(&key, || mapped::MappedWindows::new(p, in_map).map(Arc::new));
+            windows.as_ref().clone()
+        }),
     };
     let mapped_global = if global { mapped::MappedGlobal::new(p, in_map) } else { None };
     #[cfg(target_arch = "x86_64")]
