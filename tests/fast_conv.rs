@@ -370,15 +370,53 @@ fn random_geometries_match_reference() {
     }
 }
 
+/// A 2-channel `h` x `w` input through a 3x3 conv to `out_channels` (perforated as given,
+/// weights seeded by `case`) and then the pooling `op`, compiled at batch 2; `None` where
+/// the geometry does not compile.
+fn conv_then_pool(
+    (h, w): (usize, usize),
+    out_channels: usize,
+    perforation: Option<perforate::network::Perforation>,
+    op: perforate::network::Op,
+    case: u64,
+) -> Option<perforate::plan::Plan> {
+    use perforate::network::{Conv, InputSpec, Network, Op};
+    use perforate::plan::{Plan, PlanOptions};
+    let mut net = Network::new("pool", InputSpec { name: "input".into(), channels: 2, height: h, width: w });
+    let weights = SeededRng::new(case).vec_f32(out_channels * 2 * 9, -0.5, 0.5);
+    let conv = Conv { perforation, ..Conv::new(out_channels, [3, 3], 1, weights, None) };
+    net.push("conv", Op::Conv(conv), &["input"]);
+    net.then("pool", op);
+    Plan::compile(&net, 2, PlanOptions::default()).ok()
+}
+
+/// Runs `plan` (from [`conv_then_pool`]) `runs` times on one fast executor against the
+/// reference executor's twins, on `data` (2 images of 2 channels of `h` x `w`).
+fn check_pooling(
+    plan: &perforate::plan::Plan,
+    (h, w): (usize, usize),
+    data: Vec<f32>,
+    runs: usize,
+    case: u64,
+) {
+    use ndarray::{ArrayD, IxDyn};
+    use perforate::cpu::CpuExecutor;
+    let x = ArrayD::from_shape_vec(IxDyn(&[2, 2, h, w]), data).unwrap();
+    let exec = CpuExecutor::new(plan).unwrap();
+    let twin = CpuExecutor::reference(plan).unwrap().run(x.view()).unwrap();
+    for run in 0..runs {
+        let fast = exec.run(x.view()).unwrap();
+        let label = format!("case {case} run {run}: {h}x{w} {:?}", plan.steps().last().map(|s| &s.op));
+        assert_close(&label, fast.as_slice().unwrap(), &to_f64(twin.as_slice().unwrap()), 1e-5);
+    }
+}
+
 /// The executor's fast pooling (register rows or separable ones, compact inputs expanded per plane) against the reference executor's `pool2d` twin: seeded random windows, strides, pads,
 /// ceil mode, max/average, count_include_pad, on a dense input and on the compact output of
 /// a perforated conv (nearest, zeros and barycentric maps).
 #[test]
 fn random_pooling_matches_the_twin() {
-    use ndarray::{ArrayD, IxDyn};
-    use perforate::cpu::CpuExecutor;
-    use perforate::network::{Conv, InputSpec, Network, Op, Perforation, Pool};
-    use perforate::plan::{Plan, PlanOptions};
+    use perforate::network::{Op, Perforation, Pool};
     use perforate::Interpolation;
 
     let mut rng = SeededRng::new(77);
@@ -400,24 +438,14 @@ fn random_pooling_matches_the_twin() {
             0 => None,
             _ => Some(Perforation { interpolation, ..Perforation::uniform(0.4, case) }),
         };
-        let mut net =
-            Network::new("pool", InputSpec { name: "input".into(), channels: 2, height: h, width: w });
-        let weights = SeededRng::new(case).vec_f32(3 * 2 * 9, -0.5, 0.5);
-        let conv = Conv { perforation, ..Conv::new(3, [3, 3], 1, weights, None) };
-        net.push("conv", Op::Conv(conv), &["input"]);
-        net.then("pool", op);
-        let Ok(plan) = Plan::compile(&net, 2, PlanOptions::default()) else { continue };
+        let Some(plan) = conv_then_pool((h, w), 3, perforation, op, case) else { continue };
         let mut data = SeededRng::new(case + 9).vec_f32(4 * h * w, -1.0, 1.0);
         // A NaN in a third of the cases: max pooling keeps it (the fast path's vector
         // maxima would drop it; planes holding one take the NaN-keeping windows).
         if case % 3 == 1 {
             data[pick(4 * h * w)] = f32::NAN;
         }
-        let x = ArrayD::from_shape_vec(IxDyn(&[2, 2, h, w]), data).unwrap();
-        let fast = CpuExecutor::new(&plan).unwrap().run(x.view()).unwrap();
-        let twin = CpuExecutor::reference(&plan).unwrap().run(x.view()).unwrap();
-        let label = format!("case {case}: {h}x{w} {:?}", plan.steps().last().map(|s| &s.op));
-        assert_close(&label, fast.as_slice().unwrap(), &to_f64(twin.as_slice().unwrap()), 1e-5);
+        check_pooling(&plan, (h, w), data, 1, case);
         checked += 1;
     }
     assert!(checked > 40, "only {checked} pooling cases compiled");
@@ -430,10 +458,7 @@ fn random_pooling_matches_the_twin() {
 /// maps of a perforated conv, a NaN in some cases, against the twin.
 #[test]
 fn many_plane_pooling_through_the_map_matches_the_twin() {
-    use ndarray::{ArrayD, IxDyn};
-    use perforate::cpu::CpuExecutor;
-    use perforate::network::{Conv, InputSpec, Network, Op, Perforation, Pool};
-    use perforate::plan::{Plan, PlanOptions};
+    use perforate::network::{Op, Perforation, Pool};
 
     let mut rng = SeededRng::new(313);
     let mut pick = |n: usize| usize::try_from(rng.next_u64() % n as u64).expect("below n");
@@ -447,25 +472,12 @@ fn many_plane_pooling_through_the_map_matches_the_twin() {
         let pool = Pool { kernel, stride, pads, ceil_mode: pick(2) == 0, count_include_pad: pick(2) == 0 };
         let op = if case % 2 == 0 { Op::MaxPool(pool) } else { Op::AvgPool(pool) };
         let perforation = Some(Perforation::uniform(0.3 + 0.4 * pick(10) as f64 / 10.0, case));
-        let mut net =
-            Network::new("pool", InputSpec { name: "input".into(), channels: 2, height: h, width: w });
-        let weights = SeededRng::new(case).vec_f32(128 * 2 * 9, -0.5, 0.5);
-        let conv = Conv { perforation, ..Conv::new(128, [3, 3], 1, weights, None) };
-        net.push("conv", Op::Conv(conv), &["input"]);
-        net.then("pool", op);
-        let Ok(plan) = Plan::compile(&net, 2, PlanOptions::default()) else { continue };
+        let Some(plan) = conv_then_pool((h, w), 128, perforation, op, case) else { continue };
         let mut data = SeededRng::new(case + 5).vec_f32(4 * h * w, -1.0, 1.0);
         if case % 4 == 2 {
             data[pick(4 * h * w)] = f32::NAN;
         }
-        let x = ArrayD::from_shape_vec(IxDyn(&[2, 2, h, w]), data).unwrap();
-        let exec = CpuExecutor::new(&plan).unwrap();
-        let twin = CpuExecutor::reference(&plan).unwrap().run(x.view()).unwrap();
-        for run in 0..2 {
-            let fast = exec.run(x.view()).unwrap();
-            let label = format!("case {case} run {run}: {h}x{w} {:?}", plan.steps().last().map(|s| &s.op));
-            assert_close(&label, fast.as_slice().unwrap(), &to_f64(twin.as_slice().unwrap()), 1e-5);
-        }
+        check_pooling(&plan, (h, w), data, 2, case);
         checked += 1;
     }
     assert!(checked > 10, "only {checked} pooling cases compiled");
