@@ -152,14 +152,7 @@ impl InterpMap {
                 "interpolation map entry {p} points to compact index {i}, but only {compact_len} exist"
             )));
         }
-        Ok(InterpMap {
-            height,
-            width,
-            compact_len,
-            kind: MapKind::Nearest,
-            table: index,
-            derived: Derived::default(),
-        })
+        Ok(InterpMap::new(height, width, compact_len, MapKind::Nearest, index))
     }
 
     /// Map height.

@@ -2,8 +2,8 @@
 //! through a nearest or zeros map; [`super::FastConv::new`] picks it where the implicit GEMM
 //! would gather B values (perforated outputs, compact inputs) and for dense spatial convs
 //! on small planes. Here the input is transposed once per run to channel-last rows
-//! (`[B][plane + 1][C]`, the last row zeros for padding taps; one hardware gather per 16
-//! channels of a position), and each output position's tap is one offset to a row of `C`
+//! (`[B][plane + 1][C]`, the last row zeros for padding taps; 8 x 8 in-register
+//! transposes, one gather per position below 8 channels on AVX-512), and each output position's tap is one offset to a row of `C`
 //! contiguous values, resolved once per layer. The microkernel (`gemm::avx512::hwc_tile`,
 //! or `gemm::avx2::hwc_tile` on CPUs without AVX-512) then vectorises over output channels:
 //! an AVX-512 tile is 8 positions × 32 channels (× 16 for layers of at most 16 channels per

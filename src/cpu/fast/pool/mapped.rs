@@ -189,9 +189,7 @@ impl MappedWindows {
             };
         }
     }
-}
 
-impl MappedWindows {
     /// [`MappedWindows::pool`] 16 outputs at a time: one gather per slot, the maximum as
     /// `v > m ? v : m` from −inf and the average summed slot by slot (each lane in its
     /// window's tap order, masked-off lanes adding nothing: the scalar loop's values).
@@ -205,6 +203,7 @@ impl MappedWindows {
         use std::arch::x86_64::*;
         for (g, out) in dst.chunks_mut(16).enumerate() {
             let (a, b) = (lanes.starts[g] as usize, lanes.starts[g + 1] as usize);
+            let outputs = crate::cpu::gemm::lane_mask(out.len());
             let mut acc = _mm512_set1_ps(if self.avg { 0.0 } else { f32::NEG_INFINITY });
             for k in a..b {
                 // SAFETY: 16 indices per slot, each below src.len() (the contract).
@@ -226,16 +225,11 @@ impl MappedWindows {
             if self.avg {
                 let o0 = 16 * g;
                 // SAFETY: divisors holds one per output; the group's outputs are o0..o0 + out.len().
-                let divisors = unsafe {
-                    _mm512_maskz_loadu_ps(
-                        crate::cpu::gemm::lane_mask(out.len()),
-                        self.divisors.as_ptr().add(o0),
-                    )
-                };
+                let divisors = unsafe { _mm512_maskz_loadu_ps(outputs, self.divisors.as_ptr().add(o0)) };
                 acc = _mm512_div_ps(acc, divisors);
             }
             // SAFETY: out holds out.len() ≤ 16 floats.
-            unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr(), crate::cpu::gemm::lane_mask(out.len()), acc) };
+            unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr(), outputs, acc) };
         }
     }
 }
