@@ -2,9 +2,9 @@
 //! the conv is evaluated at the mask positions only (on the CPU executor's kernels), the
 //! dense output is formed through the interpolation map, and gradients flow back through
 //! the map's transpose, so every interpolated copy of a value adds to its gradient. The
-//! weight gradient is `weight_grad`'s (which on AVX2 hands most convs to `weight_grad_cl`); the
+//! weight gradient is `weight_grad`'s (which on AVX2 and AVX-512 hands most convs to `weight_grad_cl`); the
 //! input gradient `input_grad`'s (a transposed conv on the executor's kernels) at stride
-//! 1, else `input_grad_cl`'s on AVX2 where it applies, else `Wᵀ · dY` and col2im per
+//! 1, else `input_grad_cl`'s on AVX2 and AVX-512 where it applies, else `Wᵀ · dY` and col2im per
 //! image.
 
 // Tensor indices are bounded by validated geometries and `u32` masks.

@@ -1,4 +1,4 @@
-//! A strided conv's input gradient on AVX2 from channel-last operands, tap by tap:
+//! A strided conv's input gradient on AVX2 and AVX-512 from channel-last operands, tap by tap:
 //! `dXpad[base(p) + offset(tap), c] += Σ_t dY[p, t] · W[t, c, tap]` for every computed
 //! output position `p`.
 //!
@@ -7,7 +7,8 @@
 //! (`[Hp][Wp][C]`), then copied back to `[C][H][W]` without the padding. For each tap a
 //! tile is 6 positions x 16 input channels (12 accumulators) summed over the output
 //! channels (6 broadcasts of gradient values and 2 loads of the tap's packed weights per
-//! 12 FMAs), then added to the 6 positions' rows of the padded gradient. It replaces
+//! 12 FMAs), then added to the 6 positions' rows of the padded gradient (on AVX-512: 6
+//! positions x 32 or 16 channels in zmm vectors, a last 8 in ymm). It replaces
 //! `Wᵀ · dY` and a scalar col2im per image; stride-1 convs keep `input_grad` (one
 //! transposed conv, no read-modify-write per tap).
 
@@ -27,9 +28,19 @@ const MR: usize = 6;
 const CR: usize = 16;
 
 /// Whether this path computes `g`'s input gradient: ungrouped convs with a multiple of 8
-/// input channels, on CPUs where the executor runs the AVX2 family.
+/// input channels, on CPUs where the executor runs the AVX2 or the AVX-512 family.
 pub(crate) fn applies(g: &ConvGeometry) -> bool {
-    g.groups == 1 && g.in_channels.is_multiple_of(8) && crate::cpu::gemm::Microkernel::detect().name == "avx2"
+    g.groups == 1 && g.in_channels.is_multiple_of(8) && wide_tiles().is_some()
+}
+
+/// Whether the tiles may be AVX-512 ones (`Some(true)`), AVX2 only (`Some(false)`), or
+/// neither applies (`None`).
+fn wide_tiles() -> Option<bool> {
+    match crate::cpu::gemm::Microkernel::detect().name {
+        "avx512" => Some(true),
+        "avx2" => Some(false),
+        _ => None,
+    }
 }
 
 /// The input gradient (`[B, C, H, W]`) of an ungrouped conv from its output gradient
@@ -58,6 +69,7 @@ pub(crate) fn input_grad_cl(g: &ConvGeometry, weights: &[f32], dy: &[f32], posit
     assert!(reach <= pad_len, "input gradient layout out of bounds");
     let mut dx = buffers::scratch(g.batch * c * in_plane);
     let per_task = g.batch.div_ceil(4 * rayon::current_num_threads()).max(1);
+    let zmm = wide_tiles() == Some(true);
     dx.par_chunks_mut(c * in_plane).zip(dy.par_chunks(t_all * n)).with_min_len(per_task).for_each_init(
         || (vec![0.0f32; pad_len], vec![0.0f32; n.max(1) * tp], vec![0.0f32; (n * t_all).max(c * in_plane)]),
         |(pad, rows, plane), (dx, dy)| {
@@ -71,21 +83,29 @@ pub(crate) fn input_grad_cl(g: &ConvGeometry, weights: &[f32], dy: &[f32], posit
                     let dst: [usize; MR] = std::array::from_fn(|i| lay.at[j0 + i.min(m - 1)] as usize + off);
                     let mut c0 = 0;
                     while c0 < c {
-                        let wide = c - c0 >= CR;
-                        // SAFETY: AVX2 and FMA were detected (`applies`); gradient rows
-                        // j0.. hold `tp >= t_all` lanes; `w` is `t_all` rows of `c`
-                        // from which lanes c0..c0 + 16 (or + 8) are read; every `dst`
-                        // row plus `c` lies within `pad` (asserted through `reach`).
+                        // Channels this tile covers: 32 or 16 in zmm vectors, else 16 or 8
+                        // in ymm vectors.
+                        let step = match (zmm, c - c0) {
+                            (true, r) if r >= 32 => 32,
+                            (_, r) if r >= CR => CR,
+                            _ => 8,
+                        };
+                        // SAFETY: AVX2 and FMA were detected (`applies`), AVX-512F where
+                        // `zmm`; gradient rows j0.. hold `tp >= t_all` lanes; `w` is
+                        // `t_all` rows of `c` from which lanes c0..c0 + step are read;
+                        // every `dst` row plus `c` lies within `pad` (asserted through
+                        // `reach`).
                         unsafe {
                             let (d, wr, out) =
                                 (rows.as_ptr().add(j0 * tp), w.as_ptr().add(c0), pad.as_mut_ptr().add(c0));
-                            if wide {
-                                avx2::tile::<2>(d, tp, t_all, wr, c, out, dst, m);
-                            } else {
-                                avx2::tile::<1>(d, tp, t_all, wr, c, out, dst, m);
+                            match (zmm, step) {
+                                (true, 32) => avx512::tile::<2>(d, tp, t_all, wr, c, out, dst, m),
+                                (true, 16) => avx512::tile::<1>(d, tp, t_all, wr, c, out, dst, m),
+                                (_, 16) => avx2::tile::<2>(d, tp, t_all, wr, c, out, dst, m),
+                                _ => avx2::tile::<1>(d, tp, t_all, wr, c, out, dst, m),
                             }
                         }
-                        c0 += if wide { CR } else { 8 };
+                        c0 += step;
                     }
                 }
             }
@@ -148,6 +168,56 @@ mod avx2 {
                 unsafe {
                     let p = out.add(dst[i] + 8 * v);
                     _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), r));
+                }
+            }
+        }
+    }
+}
+
+mod avx512 {
+    use super::MR;
+    use std::arch::x86_64::*;
+
+    /// `avx2::tile` in zmm vectors: 6 positions x `16·V` input channels summed over
+    /// `t_all` output channels, added to `out` at the 6 row offsets `dst` (the first `m`).
+    ///
+    /// # Safety
+    /// AVX-512F is available; otherwise `avx2::tile`'s contract with `16·V` channels.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn tile<const V: usize>(
+        d: *const f32,
+        tp: usize,
+        t_all: usize,
+        w: *const f32,
+        ldw: usize,
+        out: *mut f32,
+        dst: [usize; MR],
+        m: usize,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); V]; MR];
+        let row: [*const f32; MR] = std::array::from_fn(|i| {
+            // SAFETY: the caller's contract (rows 0..m are readable).
+            unsafe { d.add(i.min(m - 1) * tp) }
+        });
+        for t in 0..t_all {
+            // SAFETY: the caller's contract.
+            unsafe {
+                let wv: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(w.add(t * ldw + 16 * v)));
+                for (a, r) in acc.iter_mut().zip(row) {
+                    let b = _mm512_set1_ps(*r.add(t));
+                    for v in 0..V {
+                        a[v] = _mm512_fmadd_ps(b, wv[v], a[v]);
+                    }
+                }
+            }
+        }
+        for (i, a) in acc.iter().enumerate().take(m) {
+            for (v, &r) in a.iter().enumerate() {
+                // SAFETY: the caller's contract.
+                unsafe {
+                    let p = out.add(dst[i] + 16 * v);
+                    _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), r));
                 }
             }
         }

@@ -11,7 +11,7 @@
 //! perforated conv did not compute. A tile of 4 output channels x 4 taps is then 16 dot
 //! products over one run each, 8 loads per 16 FMAs, no packing. (The im2col path it
 //! replaces wrote 9x the input per 3x3 conv and image and packed it again for the GEMM.)
-//! On AVX2, [`weight_grad`] hands the convs `weight_grad_cl::applies` to to that
+//! On AVX2 and AVX-512, [`weight_grad`] hands the convs `weight_grad_cl::applies` to to that
 //! channel-last register-tiled product instead.
 
 // Indices are bounded by validated geometries.
@@ -684,6 +684,13 @@ mod tests {
             (5, 40, 6, 6, 24, 3, 1, [1, 1, 1, 1], 1, 1, false),
             (2, 8, 11, 9, 40, 3, 2, [1, 1, 1, 1], 2, 1, true),
             (3, 9, 6, 7, 5, 3, 1, [1, 1, 1, 1], 1, 1, true),
+            // Multiples of 16 input channels: the AVX-512 channel-last tiles, with 3, 2
+            // and 1 column vectors per tile and output channels past a block of 8.
+            (2, 16, 9, 8, 13, 3, 1, [1, 1, 1, 1], 1, 1, true),
+            (3, 32, 7, 9, 40, 3, 2, [1, 0, 1, 1], 1, 1, false),
+            (2, 48, 6, 6, 8, 1, 2, [0, 0, 0, 0], 1, 1, false),
+            (2, 32, 8, 8, 9, 1, 2, [0, 0, 0, 0], 1, 1, true),
+            (1, 16, 10, 10, 20, 3, 1, [2, 2, 2, 2], 2, 1, false),
         ];
         for (batch, cin, h, w, cout, k, s, [pt, pl, pb, pr], d, groups, sparse) in cases {
             let g = ConvGeometry::new(cin, h, w, cout, k, k)
