@@ -184,6 +184,26 @@ fn row_conv_layers_take_the_row_path() {
     }
 }
 
+/// Batches of at least 4 images per thread take the grid path's whole-image tasks (each
+/// image copied into the thread's own padded buffer, reused from image to image and from
+/// layer to layer): two layers of different padding and width one after the other, each
+/// on every image, against the reference.
+#[test]
+fn grid_tasks_of_whole_images_match_the_reference() {
+    let batch = 4 * rayon::current_num_threads() + 1;
+    let cases = [
+        ("grid_images_p2", ConvGeometry::new(16, 13, 21, 20, 5, 5).with_padding(2)),
+        ("grid_images_p1", ConvGeometry::new(8, 11, 17, 9, 3, 3).with_padding_tlbr(1, 0, 2, 1)),
+    ];
+    for (seed, (name, g)) in (700..).zip(cases) {
+        let p = problem(name, g.with_batch(batch), Keep::Frac(1.0), seed);
+        if Microkernel::detect().name == "avx512" {
+            assert_eq!(FastConv::new(&p.build().layer, Microkernel::detect()).name(), "row_conv", "{name}");
+        }
+        check(&p);
+    }
+}
+
 /// 1x1 stride-1 shapes for the in-place pointwise product: planes that end in a partial
 /// vector and in one or two of a tile's three vectors (AVX-512; AVX2 tiles hold two), a
 /// plane of one vector, output channels not a multiple of its 8- or 6-row panels, depth

@@ -77,7 +77,7 @@ impl Family {
 /// Work (multiply-adds) below which the layer runs on the calling thread.
 const SEQUENTIAL_MACS: usize = 1 << 20;
 /// Images per thread from which tasks are whole images, each transposed by its task.
-const IMAGES_PER_THREAD: usize = 4;
+pub(super) const IMAGES_PER_THREAD: usize = 4;
 
 thread_local! {
     /// One image's channel-last copy, for tasks of whole images.
