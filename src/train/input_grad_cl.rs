@@ -120,109 +120,91 @@ pub(crate) fn input_grad_cl(g: &ConvGeometry, weights: &[f32], dy: &[f32], posit
     dx
 }
 
-mod avx2 {
-    use super::MR;
-    use std::arch::x86_64::*;
+/// One tile per vector family, the same loop in each (`$lanes` floats per vector):
+/// 6 positions x `$lanes·V` input channels summed over `t_all` output channels, added to
+/// `out` at the 6 row offsets `dst` (the first `m` of them).
+macro_rules! channel_tile {
+    ($family:ident, $features:literal, $vec:ty, $lanes:literal, $zero:ident, $load:ident,
+     $splat:ident, $fmadd:ident, $add:ident, $store:ident) => {
+        mod $family {
+            use super::MR;
+            use std::arch::x86_64::*;
 
-    /// 6 positions x `8·V` input channels summed over `t_all` output channels, added to
-    /// `out` at the 6 row offsets `dst` (the first `m` of them).
-    ///
-    /// # Safety
-    /// AVX2 and FMA are available; `d` starts 6 rows of `t_all` readable floats, `tp`
-    /// apart (rows past `m` may repeat: only their reads happen); `w` starts `t_all`
-    /// rows of `8·V` readable floats, `ldw` apart; `out + dst[i]` starts `8·V` writable
-    /// floats.
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn tile<const V: usize>(
-        d: *const f32,
-        tp: usize,
-        t_all: usize,
-        w: *const f32,
-        ldw: usize,
-        out: *mut f32,
-        dst: [usize; MR],
-        m: usize,
-    ) {
-        let mut acc = [[_mm256_setzero_ps(); V]; MR];
-        // Rows past `m` read the last valid row.
-        let row: [*const f32; MR] = std::array::from_fn(|i| {
-            // SAFETY: the caller's contract (rows 0..m are readable).
-            unsafe { d.add(i.min(m - 1) * tp) }
-        });
-        for t in 0..t_all {
-            // SAFETY: the caller's contract.
-            unsafe {
-                let wv: [__m256; V] = std::array::from_fn(|v| _mm256_loadu_ps(w.add(t * ldw + 8 * v)));
-                for (a, r) in acc.iter_mut().zip(row) {
-                    let b = _mm256_broadcast_ss(&*r.add(t));
-                    for v in 0..V {
-                        a[v] = _mm256_fmadd_ps(b, wv[v], a[v]);
+            /// The tile (see `channel_tile!`).
+            ///
+            /// # Safety
+            /// The family's features are available; `d` starts 6 rows of `t_all` readable
+            /// floats, `tp` apart (rows past `m` may repeat: only their reads happen); `w`
+            /// starts `t_all` rows of `lanes·V` readable floats, `ldw` apart; `out + dst[i]`
+            /// starts `lanes·V` writable floats.
+            #[target_feature(enable = $features)]
+            #[allow(clippy::too_many_arguments)]
+            pub(super) unsafe fn tile<const V: usize>(
+                d: *const f32,
+                tp: usize,
+                t_all: usize,
+                w: *const f32,
+                ldw: usize,
+                out: *mut f32,
+                dst: [usize; MR],
+                m: usize,
+            ) {
+                let mut acc = [[$zero(); V]; MR];
+                // Rows past `m` read the last valid row.
+                let row: [*const f32; MR] = std::array::from_fn(|i| {
+                    // SAFETY: the caller's contract (rows 0..m are readable).
+                    unsafe { d.add(i.min(m - 1) * tp) }
+                });
+                for t in 0..t_all {
+                    // SAFETY: the caller's contract.
+                    unsafe {
+                        let wv: [$vec; V] = std::array::from_fn(|v| $load(w.add(t * ldw + $lanes * v)));
+                        for (a, r) in acc.iter_mut().zip(row) {
+                            let b = $splat(*r.add(t));
+                            for v in 0..V {
+                                a[v] = $fmadd(b, wv[v], a[v]);
+                            }
+                        }
+                    }
+                }
+                for (i, a) in acc.iter().enumerate().take(m) {
+                    for (v, &r) in a.iter().enumerate() {
+                        // SAFETY: the caller's contract.
+                        unsafe {
+                            let p = out.add(dst[i] + $lanes * v);
+                            $store(p, $add($load(p), r));
+                        }
                     }
                 }
             }
         }
-        for (i, a) in acc.iter().enumerate().take(m) {
-            for (v, &r) in a.iter().enumerate() {
-                // SAFETY: the caller's contract.
-                unsafe {
-                    let p = out.add(dst[i] + 8 * v);
-                    _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), r));
-                }
-            }
-        }
-    }
+    };
 }
 
-mod avx512 {
-    use super::MR;
-    use std::arch::x86_64::*;
-
-    /// `avx2::tile` in zmm vectors: 6 positions x `16·V` input channels summed over
-    /// `t_all` output channels, added to `out` at the 6 row offsets `dst` (the first `m`).
-    ///
-    /// # Safety
-    /// AVX-512F is available; otherwise `avx2::tile`'s contract with `16·V` channels.
-    #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn tile<const V: usize>(
-        d: *const f32,
-        tp: usize,
-        t_all: usize,
-        w: *const f32,
-        ldw: usize,
-        out: *mut f32,
-        dst: [usize; MR],
-        m: usize,
-    ) {
-        let mut acc = [[_mm512_setzero_ps(); V]; MR];
-        let row: [*const f32; MR] = std::array::from_fn(|i| {
-            // SAFETY: the caller's contract (rows 0..m are readable).
-            unsafe { d.add(i.min(m - 1) * tp) }
-        });
-        for t in 0..t_all {
-            // SAFETY: the caller's contract.
-            unsafe {
-                let wv: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(w.add(t * ldw + 16 * v)));
-                for (a, r) in acc.iter_mut().zip(row) {
-                    let b = _mm512_set1_ps(*r.add(t));
-                    for v in 0..V {
-                        a[v] = _mm512_fmadd_ps(b, wv[v], a[v]);
-                    }
-                }
-            }
-        }
-        for (i, a) in acc.iter().enumerate().take(m) {
-            for (v, &r) in a.iter().enumerate() {
-                // SAFETY: the caller's contract.
-                unsafe {
-                    let p = out.add(dst[i] + 16 * v);
-                    _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), r));
-                }
-            }
-        }
-    }
-}
+channel_tile!(
+    avx2,
+    "avx2,fma",
+    __m256,
+    8,
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_set1_ps,
+    _mm256_fmadd_ps,
+    _mm256_add_ps,
+    _mm256_storeu_ps
+);
+channel_tile!(
+    avx512,
+    "avx512f",
+    __m512,
+    16,
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
+    _mm512_add_ps,
+    _mm512_storeu_ps
+);
 
 #[cfg(test)]
 mod tests {
